@@ -1,0 +1,198 @@
+#include "core/config/yaml_io.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "core/config/error.h"
+
+namespace xp::config {
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+bool is_int_text(std::string_view s) {
+  size_t i = (!s.empty() && (s[0] == '+' || s[0] == '-')) ? 1 : 0;
+  if (i >= s.size() || !std::isdigit(static_cast<unsigned char>(s[i]))) return false;
+  for (; i < s.size(); ++i)
+    if (!std::isdigit(static_cast<unsigned char>(s[i])) && s[i] != '_') return false;
+  return s.back() != '_';
+}
+
+bool is_float_text(std::string_view s) {
+  // [+-]? (digits [. digits?] | . digits) ([eE] [+-]? digits)?   with at least '.' or exponent
+  size_t i = (!s.empty() && (s[0] == '+' || s[0] == '-')) ? 1 : 0;
+  size_t int_digits = 0, frac_digits = 0;
+  bool dot = false, expo = false;
+  while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || (s[i] == '_' && int_digits))) {
+    if (s[i] != '_') ++int_digits;
+    ++i;
+  }
+  if (i < s.size() && s[i] == '.') {
+    dot = true;
+    ++i;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++frac_digits, ++i;
+  }
+  if (int_digits + frac_digits == 0) return false;
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    expo = true;
+    ++i;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+    size_t exp_digits = 0;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++exp_digits, ++i;
+    if (!exp_digits) return false;
+  }
+  return i == s.size() && (dot || expo);
+}
+
+ConfigNode from_yaml(const YAML::Node& y, const std::string& file) {
+  SourceLoc loc{file, y.Mark().line + 1, y.Mark().column + 1};
+  ConfigNode out;
+  switch (y.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined: break;
+    case YAML::NodeType::Scalar:
+      // yaml-cpp tags quoted scalars "!" and plain ones "?": quoted text is always a string.
+      out = y.Tag() == "!" ? ConfigNode::string(y.Scalar()) : infer_scalar(y.Scalar());
+      break;
+    case YAML::NodeType::Sequence:
+      out = ConfigNode::list();
+      for (const auto& e : y) out.push_back(from_yaml(e, file));
+      break;
+    case YAML::NodeType::Map:
+      out = ConfigNode::map();
+      for (const auto& kv : y) {
+        if (!kv.first.IsScalar())
+          throw ConfigError("map keys must be scalars",
+                            {file, kv.first.Mark().line + 1, kv.first.Mark().column + 1});
+        std::string key = kv.first.Scalar();
+        if (out.find(key))
+          throw ConfigError(fmt::format("duplicate key '{}'", key),
+                            {file, kv.first.Mark().line + 1, kv.first.Mark().column + 1}, key,
+                            "remove one of the two entries");
+        out.set(key, from_yaml(kv.second, file));
+      }
+      break;
+  }
+  out.set_loc(loc);
+  return out;
+}
+
+bool needs_quotes(const std::string& s) {
+  if (s.empty()) return true;
+  ConfigNode typed = infer_scalar(s);
+  if (!typed.is_string()) return true;
+  return std::isspace(static_cast<unsigned char>(s.front())) ||
+         std::isspace(static_cast<unsigned char>(s.back()));
+}
+
+void emit(YAML::Emitter& e, const ConfigNode& n) {
+  switch (n.kind()) {
+    case ConfigNode::Kind::kNull: e << YAML::Null; break;
+    case ConfigNode::Kind::kBool: e << n.as_bool(); break;
+    case ConfigNode::Kind::kInt: e << n.as_int(); break;
+    case ConfigNode::Kind::kFloat: {
+      double v = n.as_double();
+      if (std::isnan(v)) e << ".nan";
+      else if (std::isinf(v)) e << (v > 0 ? ".inf" : "-.inf");
+      else e << n.scalar_text();
+      break;
+    }
+    case ConfigNode::Kind::kString:
+      if (needs_quotes(n.as_string())) e << YAML::SingleQuoted;
+      e << n.as_string();
+      break;
+    case ConfigNode::Kind::kList:
+      if (n.elements().empty()) {
+        e << YAML::Flow << YAML::BeginSeq << YAML::EndSeq;
+        break;
+      }
+      e << YAML::BeginSeq;
+      for (const auto& el : n.elements()) emit(e, el);
+      e << YAML::EndSeq;
+      break;
+    case ConfigNode::Kind::kMap:
+      if (n.items().empty()) {
+        e << YAML::Flow << YAML::BeginMap << YAML::EndMap;
+        break;
+      }
+      e << YAML::BeginMap;
+      for (const auto& [k, v] : n.items()) {
+        e << YAML::Key;
+        if (needs_quotes(k)) e << YAML::SingleQuoted;
+        e << k << YAML::Value;
+        emit(e, v);
+      }
+      e << YAML::EndMap;
+      break;
+  }
+}
+
+}  // namespace
+
+ConfigNode infer_scalar(std::string_view text) {
+  std::string l = lower(text);
+  if (text.empty() || text == "~" || l == "null") return ConfigNode();
+  if (l == "true") return ConfigNode::boolean(true);
+  if (l == "false") return ConfigNode::boolean(false);
+  if (l == "inf" || l == ".inf" || l == "+inf" || l == "+.inf")
+    return ConfigNode::real(std::numeric_limits<double>::infinity());
+  if (l == "-inf" || l == "-.inf") return ConfigNode::real(-std::numeric_limits<double>::infinity());
+  if (l == "nan" || l == ".nan") return ConfigNode::real(std::numeric_limits<double>::quiet_NaN());
+  if (is_int_text(text)) {
+    std::string digits;
+    for (char c : text)
+      if (c != '_' && c != '+') digits += c;
+    int64_t v = 0;
+    auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+    if (ec == std::errc() && p == digits.data() + digits.size()) return ConfigNode::integer(v);
+  }
+  if (is_float_text(text)) {
+    std::string digits;
+    for (char c : text)
+      if (c != '_') digits += c;
+    return ConfigNode::real(std::strtod(digits.c_str(), nullptr));
+  }
+  return ConfigNode::string(std::string(text));
+}
+
+ConfigNode load_yaml_string(const std::string& text, const std::string& source_name) {
+  YAML::Node y;
+  try {
+    y = YAML::Load(text);
+  } catch (const YAML::ParserException& ex) {
+    throw ConfigError(fmt::format("YAML syntax error: {}", ex.msg),
+                      {source_name, ex.mark.line + 1, ex.mark.column + 1}, {},
+                      "check indentation, ':' after keys and matching quotes/brackets");
+  }
+  return from_yaml(y, source_name);
+}
+
+ConfigNode load_yaml_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError("cannot read config file", {path.string()}, {}, "check that the file exists");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return load_yaml_string(ss.str(), path.string());
+}
+
+std::string dump_yaml(const ConfigNode& node) {
+  YAML::Emitter e;
+  emit(e, node);
+  std::string out = e.c_str();
+  if (out.empty() || out.back() != '\n') out += '\n';
+  return out;
+}
+
+}  // namespace xp::config

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs every Debian package exp needs. Idempotent: packages already present are skipped,
+# and `apt-get update` runs only when something is missing. The build downloads nothing else.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libyaml-cpp-dev libboost-program-options-dev
+  libhdf5-dev hdf5-tools
+  libeigen3-dev libfmt-dev libspdlog-dev nlohmann-json3-dev
+  libzstd-dev libxxhash-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  clang libclang-rt-14-dev           # libFuzzer for the config fuzzer (label slow)
+  python3 python3-h5py python3-pandas python3-numpy python3-matplotlib
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "install_deps: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "install_deps: all packages present"
+fi

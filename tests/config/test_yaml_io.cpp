@@ -1,0 +1,74 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/config/error.h"
+#include "core/config/yaml_io.h"
+
+namespace xp::config {
+
+TEST(InferScalar, TypesPlainScalarsLikeOmegaConf) {
+  EXPECT_TRUE(infer_scalar("null").is_null());
+  EXPECT_TRUE(infer_scalar("~").is_null());
+  EXPECT_EQ(infer_scalar("TRUE").kind(), ConfigNode::Kind::kBool);
+  EXPECT_EQ(infer_scalar("1_000").as_int(), 1000);
+  EXPECT_EQ(infer_scalar("-7").as_int(), -7);
+  EXPECT_DOUBLE_EQ(infer_scalar("1e-3").as_double(), 1e-3);
+  EXPECT_DOUBLE_EQ(infer_scalar(".5").as_double(), 0.5);
+  EXPECT_TRUE(std::isinf(infer_scalar("inf").as_double()));
+  EXPECT_TRUE(std::isnan(infer_scalar("nan").as_double()));
+  EXPECT_EQ(infer_scalar("yes").kind(), ConfigNode::Kind::kString);  // only true/false are bools
+  EXPECT_EQ(infer_scalar("1.2.3").kind(), ConfigNode::Kind::kString);
+  EXPECT_EQ(infer_scalar("e5").kind(), ConfigNode::Kind::kString);
+}
+
+TEST(LoadYaml, QuotedScalarsStayStrings) {
+  ConfigNode n = load_yaml_string("a: '1'\nb: 1\nc: \"true\"\n", "t.yaml");
+  EXPECT_EQ(n.find("a")->kind(), ConfigNode::Kind::kString);
+  EXPECT_EQ(n.find("b")->kind(), ConfigNode::Kind::kInt);
+  EXPECT_EQ(n.find("c")->kind(), ConfigNode::Kind::kString);
+}
+
+TEST(LoadYaml, NodesRememberFileLineAndColumn) {
+  ConfigNode n = load_yaml_string("a:\n  b: 3\n", "t.yaml");
+  const SourceLoc& loc = n.at_path("a.b")->loc();
+  EXPECT_EQ(loc.file, "t.yaml");
+  EXPECT_EQ(loc.line, 2);
+  EXPECT_EQ(loc.column, 6);
+}
+
+TEST(LoadYaml, SyntaxErrorNamesFileAndLine) {
+  try {
+    load_yaml_string("a: 1\nb: [1, 2\nc: 3\n", "bad.yaml");
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.loc().file, "bad.yaml");
+    EXPECT_GE(e.loc().line, 2);
+    EXPECT_NE(std::string(e.what()).find("YAML syntax error"), std::string::npos);
+  }
+}
+
+TEST(LoadYaml, DuplicateKeyIsAnError) {
+  EXPECT_THROW(load_yaml_string("a: 1\na: 2\n", "dup.yaml"), ConfigError);
+}
+
+TEST(LoadYaml, MissingFileIsAConfigError) {
+  try {
+    load_yaml_file("/nonexistent/x.yaml");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.loc().file, "/nonexistent/x.yaml");
+  }
+}
+
+TEST(DumpYaml, RoundTripsEveryKind) {
+  const std::string text =
+      "s: hello\nq: '123'\nt: 'true'\ne: ''\ni: 42\nf: 0.25\nw: 2.0\nb: false\nn: ~\n"
+      "l: [1, two, 3.5]\nm:\n  x: ${a.b}\n  y: ???\nempty_list: []\nempty_map: {}\n";
+  ConfigNode a = load_yaml_string(text, "a");
+  ConfigNode b = load_yaml_string(dump_yaml(a), "b");
+  EXPECT_EQ(a, b) << dump_yaml(a);
+  EXPECT_EQ(b.find("w")->kind(), ConfigNode::Kind::kFloat);
+}
+
+}  // namespace xp::config
