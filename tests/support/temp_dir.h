@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
 
 namespace xp::testing {
@@ -23,6 +24,14 @@ class TempDir {
 
   const std::filesystem::path& path() const { return path_; }
   std::filesystem::path operator/(const std::string& rel) const { return path_ / rel; }
+
+  std::string read(const std::string& rel) const { return read_file(path_ / rel); }
+  static std::string read_file(const std::filesystem::path& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
 
   std::filesystem::path write(const std::string& rel, const std::string& text) const {
     std::filesystem::path p = path_ / rel;
