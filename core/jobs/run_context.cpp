@@ -1,0 +1,135 @@
+#include "core/jobs/run_context.h"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <stdexcept>
+
+#include "core/config/yaml_io.h"
+#include "core/runtime/build_info.h"
+#include "core/runtime/logging.h"
+#include "core/runtime/signals.h"
+
+namespace xp::jobs {
+namespace {
+
+std::string utc_now() {
+  auto now = std::chrono::system_clock::now();
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", std::chrono::floor<std::chrono::seconds>(now));
+}
+
+std::string env_or_empty(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+std::string hostname() {
+  char buf[256] = {};
+  ::gethostname(buf, sizeof(buf) - 1);
+  return buf;
+}
+
+}  // namespace
+
+RunContext::RunContext(RunSpec spec)
+    : spec_(std::move(spec)), checkpoints_(spec_.output_dir / "checkpoints") {
+  if (const config::ConfigNode* s = spec_.config.find("seed"); s && s->kind() == config::ConfigNode::Kind::kInt)
+    seed_ = static_cast<uint64_t>(s->as_int());
+  std::filesystem::path file = spec_.output_dir / "results.h5";
+  auto opened = spec_.resume && std::filesystem::exists(file) ? results::ResultsWriter::open_existing(file)
+                                                              : results::ResultsWriter::create(file);
+  if (!opened.is_ok()) throw std::runtime_error(opened.status().message());
+  results_ = std::move(opened).value();
+
+  auto& r = *results_;
+  if (!spec_.resume) {
+    const auto& bi = runtime::build_info();
+    r.set_attr("/", "created_utc", utc_now());
+    r.set_attr("/", "git_sha", bi.git_sha);
+    r.set_attr("/", "git_dirty", bi.git_dirty);
+    r.set_attr("/", "build_info", bi.options);
+    r.set_attr("/", "hostname", hostname());
+    r.set_attr("/", "exp_name", spec_.experiment);
+    const config::ConfigNode* num = spec_.hydra.at_path("job.num");
+    r.set_attr("/", "job_num", num && num->kind() == config::ConfigNode::Kind::kInt ? num->as_int() : int64_t{0});
+    r.set_attr("/", "seed", static_cast<int64_t>(seed_));
+    r.set_attr("/", "overrides", spec_.overrides);
+    r.write_text("/config", config::dump_yaml(spec_.config));
+    r.write_text("/config_unresolved", config::dump_yaml(spec_.config_unresolved));
+  }
+  // Slurm ids describe the allocation running now, so a requeued job records its latest.
+  r.set_attr("/", "slurm_job_id", env_or_empty("SLURM_JOB_ID"));
+  r.set_attr("/", "slurm_array_job_id", env_or_empty("SLURM_ARRAY_JOB_ID"));
+  r.set_attr("/", "slurm_array_task_id", env_or_empty("SLURM_ARRAY_TASK_ID"));
+  r.set_attr("/", "slurm_restart_count", env_or_empty("SLURM_RESTART_COUNT"));
+  r.set_attr("/", "start_utc", utc_now());
+  r.flush();
+}
+
+RunContext::~RunContext() = default;
+
+spdlog::logger& RunContext::log() const { return *runtime::logger(); }
+
+results::Table& RunContext::table(const std::string& group_path, const std::vector<results::ColumnSpec>& columns) {
+  results::Table& t = results_->table(group_path, columns);
+  if (spec_.resume) {
+    auto it = restored_rows_.find(group_path);
+    t.truncate(it == restored_rows_.end() ? 0 : it->second);  // rows written after the checkpoint go
+  }
+  return t;
+}
+
+void RunContext::set_summary(const std::string& name, const results::AttrValue& value) {
+  results_->set_attr("/summary", name, value);
+  for (auto& [k, v] : summary_)
+    if (k == name) {
+      v = value;
+      return;
+    }
+  summary_.emplace_back(name, value);
+}
+
+bool RunContext::should_stop() const { return runtime::stop_requested(); }
+
+void RunContext::save_checkpoint(uint64_t step, const ByteWriter& payload) {
+  results_->flush();
+  ByteWriter all;
+  auto rows = results_->table_rows();
+  all.put<uint64_t>(rows.size());
+  for (const auto& [name, n] : rows) {
+    all.put_string(name);
+    all.put<int64_t>(n);
+  }
+  all.put_vector(payload.bytes());
+  Status s = checkpoints_.save(step, all.bytes());
+  if (!s.is_ok()) throw std::runtime_error(s.message());
+  runtime::logger()->debug("checkpoint saved at step {}", step);
+}
+
+std::optional<std::vector<std::byte>> RunContext::restore() {
+  if (!spec_.resume) return std::nullopt;
+  auto loaded = checkpoints_.load_latest();
+  if (!loaded) {
+    runtime::logger()->info("no valid checkpoint in {}: starting from the beginning", checkpoints_.dir().string());
+    return std::nullopt;
+  }
+  ByteReader r(loaded->payload);
+  uint64_t n = r.get<uint64_t>();
+  for (uint64_t i = 0; i < n; ++i) {
+    std::string name = r.get_string();
+    restored_rows_[name] = r.get<int64_t>();
+  }
+  runtime::logger()->info("resuming from {} (step {})", loaded->path.string(), loaded->step);
+  return r.get_vector<std::byte>();
+}
+
+void RunContext::finish(RunOutcome outcome) {
+  results_->set_attr("/", "end_utc", utc_now());
+  if (outcome == RunOutcome::kDone) results_->mark_complete();
+  else results_->flush();
+}
+
+}  // namespace xp::jobs
