@@ -473,8 +473,8 @@ class Composer {
     std::string hint = did_you_mean(o.key, candidates);
     return ConfigError(fmt::format("cannot override '{}': no such key in the config", o.key),
                        {"<command line>"}, o.key,
-                       (hint.empty() ? std::string() : hint + "; ") +
-                           fmt::format("to add a new key write +{}", o.text));
+                       (hint.empty() ? std::string() : hint + " ") +
+                           fmt::format("To add a new key write +{}", o.text));
   }
 
   void apply_value_overrides() {

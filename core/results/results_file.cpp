@@ -247,6 +247,7 @@ AttrValue read_attr(hid_t a) {
   hssize_t n = H5Sget_simple_extent_npoints(space.get());
   H5T_class_t cls = H5Tget_class(type.get());
   if (cls == H5T_STRING) {
+    if (n == 0) return std::vector<std::string>();
     Handle mem = utf8_string_type();
     std::vector<char*> ptrs(static_cast<size_t>(n));
     h5_check(H5Aread(a, mem.get(), ptrs.data()), "read string attribute");

@@ -1,0 +1,80 @@
+#include "core/jobs/slurm.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "core/config/reader.h"
+
+namespace xp::jobs {
+
+SlurmParams slurm_params_from(const config::ConfigNode& launcher) {
+  SlurmParams p;
+  config::ConfigReader r(launcher, "hydra.launcher");
+  r.raw("name");
+  r.get("timeout_min", p.timeout_min);
+  r.get("partition", p.partition);
+  r.get("qos", p.qos);
+  r.get("account", p.account);
+  r.get("constraint", p.constraint);
+  r.get("exclude", p.exclude);
+  r.get("gres", p.gres);
+  r.get("nodes", p.nodes);
+  r.get("tasks_per_node", p.tasks_per_node);
+  r.get("cpus_per_task", p.cpus_per_task);
+  r.get("gpus_per_node", p.gpus_per_node);
+  r.get("mem_gb", p.mem_gb);
+  r.get("signal_delay_s", p.signal_delay_s);
+  r.get("max_num_timeout", p.max_num_timeout);
+  r.get("array_parallelism", p.array_parallelism);
+  r.get("setup", p.setup);
+  if (const config::ConfigNode* extra = r.raw("additional_parameters"); extra && extra->is_map())
+    for (const auto& [k, v] : extra->items()) p.additional_parameters[k] = v.scalar_text();
+  r.finish();
+  return p;
+}
+
+std::string sbatch_script(const SlurmParams& p, const std::string& job_name, const std::filesystem::path& sweep_dir,
+                          size_t num_jobs, const std::filesystem::path& exe, const std::filesystem::path& manifest) {
+  // Sorted "--key=value" lines, as submitit writes them.
+  std::map<std::string, std::string> flags;
+  flags["job-name"] = job_name;
+  int64_t par = std::min<int64_t>(static_cast<int64_t>(num_jobs), p.array_parallelism);
+  flags["array"] = fmt::format("0-{}%{}", num_jobs - 1, par);
+  flags["output"] = (sweep_dir / ".slurm" / "%A_%a.out").string();
+  flags["error"] = (sweep_dir / ".slurm" / "%A_%a.err").string();
+  flags["open-mode"] = "append";  // logs survive requeue
+  flags["time"] = std::to_string(p.timeout_min);
+  flags["signal"] = fmt::format("B:USR1@{}", p.signal_delay_s);
+  flags["nodes"] = std::to_string(p.nodes);
+  flags["ntasks-per-node"] = std::to_string(p.tasks_per_node);
+  flags["cpus-per-task"] = std::to_string(p.cpus_per_task);
+  if (p.gpus_per_node > 0) flags["gpus-per-node"] = std::to_string(p.gpus_per_node);
+  if (p.mem_gb > 0) flags["mem"] = fmt::format("{}GB", p.mem_gb);
+  for (auto [k, v] : {std::pair{"partition", p.partition}, {"qos", p.qos}, {"account", p.account},
+                      {"constraint", p.constraint}, {"exclude", p.exclude}, {"gres", p.gres}})
+    if (!v.empty()) flags[k] = v;
+  for (const auto& [k, v] : p.additional_parameters) flags[k] = v;
+
+  std::string s = "#!/bin/bash\n";
+  for (const auto& [k, v] : flags) s += fmt::format("#SBATCH --{}={}\n", k, v);
+  s += "#SBATCH --requeue\n";
+  s += "# Each file has one writer, so HDF5 file locks (which NFS/Lustre often refuse) are not needed.\n";
+  s += "export HDF5_USE_FILE_LOCKING=FALSE\n";
+  for (const auto& line : p.setup) s += line + "\n";
+  // exec: exp becomes the batch shell, so B:USR1 reaches it directly.
+  s += fmt::format("exec {} run --from-manifest {} --index \"$SLURM_ARRAY_TASK_ID\"\n", exe.string(),
+                   manifest.string());
+  return s;
+}
+
+std::string slurm_requeue_id() {
+  const char* array = std::getenv("SLURM_ARRAY_JOB_ID");
+  const char* task = std::getenv("SLURM_ARRAY_TASK_ID");
+  if (array && task && *array && *task) return fmt::format("{}_{}", array, task);
+  const char* job = std::getenv("SLURM_JOB_ID");
+  return job ? job : "";
+}
+
+}  // namespace xp::jobs

@@ -1,0 +1,34 @@
+// The `exp` verbs. Each returns the process exit code: 0 done, 2 bad config or usage
+// (nothing written), 75 preempted after a checkpoint (resume with --resume), 1 failure.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace xp::cli {
+
+struct RunOptions {
+  std::string config;                    // primary config file (may be empty)
+  std::vector<std::string> overrides;    // command-line overrides
+  bool multirun = false;                 // -m / `exp sweep`
+  std::string cfg;                       // --cfg job|hydra|all: print instead of running
+  bool resolve = false;                  // --resolve with --cfg
+  std::string package;                   // -p: print only this subtree
+  std::string info;                      // --info defaults
+  std::string resume_dir;                // --resume RUN_DIR
+  int jobs = 1;                          // --jobs: local sweep processes at a time
+  std::vector<std::string> config_dirs;  // -cd: extra search dirs (searched first)
+  std::string config_path;               // -cp
+  std::string config_name;               // -cn
+  std::string manifest;                  // --from-manifest (Slurm array tasks)
+  int index = -1;                        // --index
+};
+
+int run_command(const RunOptions& options);
+int list_command(const std::vector<std::string>& config_dirs);
+int show_command(const std::string& path, int rows);
+int collect_command(const std::string& sweep_dir);
+
+// Prints `name  value` rows aligned, as every verb's result table.
+void print_table(const std::vector<std::pair<std::string, std::string>>& rows);
+
+}  // namespace xp::cli

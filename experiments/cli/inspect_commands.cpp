@@ -1,0 +1,200 @@
+// `exp list`, `exp show`, `exp collect`: reading what exists — experiments, config groups,
+// results files and sweep directories.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <hdf5.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+
+#include "core/config/compose.h"
+#include "core/config/yaml_io.h"
+#include "core/results/h5.h"
+#include "core/results/results_file.h"
+#include "core/runtime/files.h"
+#include "experiments/cli/commands.h"
+#include "experiments/experiment.h"
+
+namespace xp::cli {
+namespace fs = std::filesystem;
+
+void print_table(const std::vector<std::pair<std::string, std::string>>& rows) {
+  size_t w = 0;
+  for (const auto& [k, v] : rows) w = std::max(w, k.size());
+  for (const auto& [k, v] : rows) fmt::print("  {:<{}}  {}\n", k, w, v);
+}
+
+int list_command(const std::vector<std::string>& config_dirs) {
+  fmt::print("Experiments (select with `experiment: NAME` or +experiment=NAME):\n");
+  std::vector<std::pair<std::string, std::string>> rows;
+  for (const auto& e : experiments::registry()) rows.emplace_back(e.name, e.description);
+  print_table(rows);
+  std::vector<fs::path> dirs(config_dirs.begin(), config_dirs.end());
+  dirs.emplace_back("configs");
+  dirs.push_back(config::builtin_config_dir());
+  config::SearchPath sp(dirs);
+  fmt::print("\nConfig groups (select with GROUP=OPTION):\n");
+  rows.clear();
+  for (const auto& g : sp.groups()) {
+    auto opts = sp.options(g);
+    if (!opts.empty()) rows.emplace_back(g, fmt::format("{}", fmt::join(opts, ", ")));
+  }
+  print_table(rows);
+  std::vector<std::string> shown;
+  for (const auto& d : sp.dirs()) shown.push_back(d.string());
+  fmt::print("\nSearch path: {}\n", fmt::join(shown, ", "));
+  return 0;
+}
+
+int show_command(const std::string& arg, int max_rows) {
+  fs::path path = fs::is_directory(arg) ? fs::path(arg) / "results.h5" : fs::path(arg);
+  auto r = results::ResultsReader::open(path);
+  if (!r.is_ok()) {
+    fmt::print(stderr, "error: {}\n  hint: give a results.h5 file or a run directory\n", r.status().message());
+    return 2;
+  }
+  fmt::print("{}  [{}]\n", path.string(), r->complete() ? "complete" : "INCOMPLETE: the run was stopped or is running");
+  std::vector<std::pair<std::string, std::string>> rows;
+  for (const auto& [k, v] : r->attrs("/")) rows.emplace_back(k, results::attr_to_string(v));
+  fmt::print("\nProvenance\n");
+  print_table(rows);
+  rows.clear();
+  for (const auto& [k, v] : r->attrs("/summary")) rows.emplace_back(k, results::attr_to_string(v));
+  if (!rows.empty()) {
+    fmt::print("\nSummary\n");
+    print_table(rows);
+  }
+  for (const auto& t : r->tables()) {
+    results::TableData data = r->read_table(t, max_rows);
+    fmt::print("\nTable {} ({} rows)\n", t, data.rows);
+    std::string header, units;
+    for (const auto& c : data.columns) header += fmt::format("{:>16}", c.name);
+    for (const auto& c : data.columns) units += fmt::format("{:>16}", c.units.empty() ? "" : "[" + c.units + "]");
+    fmt::print("{}\n{}\n", header, units);
+    size_t shown = data.values.empty() ? 0 : data.values[0].size();
+    for (size_t i = 0; i < shown; ++i) {
+      std::string line;
+      for (const auto& col : data.values) line += fmt::format("{:>16.6g}", col[i]);
+      fmt::print("{}\n", line);
+    }
+    if (static_cast<int64_t>(shown) < data.rows) fmt::print("{:>16}\n", "...");
+  }
+  return 0;
+}
+
+namespace {
+
+std::string csv_escape(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+struct JobRow {
+  std::string dir;
+  bool complete = false;
+  std::vector<std::string> overrides;
+  std::map<std::string, std::string> values;  // override keys and summary attributes
+};
+
+}  // namespace
+
+int collect_command(const std::string& sweep_arg) {
+  fs::path sweep = fs::absolute(sweep_arg).lexically_normal();
+  if (!fs::is_directory(sweep)) {
+    fmt::print(stderr, "error: {}: not a directory\n  hint: give a sweep directory (results/multirun/DATE/TIME)\n",
+               sweep.string());
+    return 2;
+  }
+  std::vector<fs::path> job_dirs;
+  for (const auto& e : fs::directory_iterator(sweep))
+    if (e.is_directory() && fs::exists(e.path() / "results.h5")) job_dirs.push_back(e.path());
+  // Job numbers sort numerically (2 before 10); other names alphabetically after them.
+  std::sort(job_dirs.begin(), job_dirs.end(), [](const fs::path& a, const fs::path& b) {
+    auto num = [](const fs::path& p) {
+      std::string s = p.filename().string();
+      return !s.empty() && std::all_of(s.begin(), s.end(), ::isdigit) ? std::stoll(s) : INT64_MAX;
+    };
+    return std::pair(num(a), a.filename().string()) < std::pair(num(b), b.filename().string());
+  });
+  if (job_dirs.empty()) {
+    fmt::print(stderr, "error: no job directories with results.h5 under {}\n", sweep.string());
+    return 2;
+  }
+
+  std::vector<JobRow> rows;
+  std::vector<std::string> columns;  // in first-seen order
+  auto add_column = [&](const std::string& c) {
+    if (std::find(columns.begin(), columns.end(), c) == columns.end()) columns.push_back(c);
+  };
+  for (const auto& dir : job_dirs) {
+    JobRow row;
+    row.dir = dir.filename().string();
+    if (auto text = runtime::read_file(dir / ".hydra" / "overrides.yaml"); text.is_ok()) {
+      config::ConfigNode list = config::load_yaml_string(text.value(), (dir / ".hydra/overrides.yaml").string());
+      for (const auto& e : list.elements()) {
+        std::string o = e.scalar_text();
+        row.overrides.push_back(o);
+        size_t eq = o.find('=');
+        if (eq == std::string::npos) continue;
+        std::string key = o.substr(o.find_first_not_of("+~"), eq - o.find_first_not_of("+~"));
+        row.values[key] = o.substr(eq + 1);
+        add_column(key);
+      }
+    }
+    auto r = results::ResultsReader::open(dir / "results.h5");
+    if (r.is_ok()) {
+      row.complete = r->complete();
+      for (const auto& [k, v] : r->attrs("/summary")) {
+        row.values[k] = results::attr_to_string(v);
+        add_column(k);
+      }
+    }
+    rows.push_back(std::move(row));
+  }
+
+  std::string csv = "job,complete,overrides";
+  for (const auto& c : columns) csv += "," + csv_escape(c);
+  csv += "\n";
+  for (const auto& row : rows) {
+    csv += fmt::format("{},{},{}", csv_escape(row.dir), row.complete ? "true" : "false",
+                       csv_escape(fmt::format("{}", fmt::join(row.overrides, " "))));
+    for (const auto& c : columns) {
+      auto it = row.values.find(c);
+      csv += "," + csv_escape(it == row.values.end() ? "" : it->second);
+    }
+    csv += "\n";
+  }
+  Status s = runtime::write_file_atomic(sweep / "summary.csv", csv);
+  if (!s.is_ok()) {
+    fmt::print(stderr, "error: {}\n", s.message());
+    return 1;
+  }
+
+  // index.h5: one external link per job to its results file's root (h5py follows them).
+  fs::path tmp = sweep / "index.h5.tmp";
+  try {
+    results::disable_hdf5_error_printing();
+    results::Handle f = results::file_handle(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
+                                             "create " + tmp.string());
+    for (const auto& dir : job_dirs) {
+      std::string target = (fs::relative(dir, sweep) / "results.h5").string();
+      std::string link = "/" + dir.filename().string();
+      results::h5_check(H5Lcreate_external(target.c_str(), "/", f.get(), link.c_str(), H5P_DEFAULT, H5P_DEFAULT),
+                        "link " + link);
+    }
+  } catch (const results::H5Error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    fs::remove(tmp);
+    return 1;
+  }
+  fs::rename(tmp, sweep / "index.h5");
+  size_t complete = static_cast<size_t>(std::count_if(rows.begin(), rows.end(), [](const JobRow& r) { return r.complete; }));
+  fmt::print("collected {} jobs ({} complete) into {} and {}\n", rows.size(), complete,
+             (sweep / "summary.csv").string(), (sweep / "index.h5").string());
+  return 0;
+}
+
+}  // namespace xp::cli

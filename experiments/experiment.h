@@ -1,0 +1,40 @@
+// The experiment interface and the registry (DESIGN.md §2). An experiment is built from its
+// resolved config *before* any output exists — so a bad config exits 2 with nothing written —
+// and then run() under a RunContext. run() returns kPreempted when ctx.should_stop() asked it
+// to checkpoint and leave; `exp run --resume` continues it.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config/node.h"
+#include "core/config/reader.h"
+#include "core/jobs/run_context.h"
+
+namespace xp::experiments {
+
+class Experiment {
+ public:
+  virtual ~Experiment() = default;
+  virtual jobs::RunOutcome run(jobs::RunContext& ctx) = 0;
+};
+
+struct ExperimentInfo {
+  std::string name;         // the value of `experiment:` in a config
+  std::string description;  // one line for `exp list`
+  // Parses the resolved job config; throws config::ConfigError on anything wrong.
+  std::function<std::unique_ptr<Experiment>(const config::ConfigNode& job_config)> create;
+};
+
+// Every experiment, in the order `exp list` shows them. An explicit list in registry.cpp:
+// adding an experiment means adding one line there.
+const std::vector<ExperimentInfo>& registry();
+// The entry named `name`; throws ConfigError (with a suggestion) when there is none.
+const ExperimentInfo& find_experiment(const std::string& name, const config::SourceLoc& where = {});
+
+// A reader over the job config's top level that already accepts the keys every job has
+// (`experiment`, `seed`), so an experiment's finish() rejects only truly unknown keys.
+config::ConfigReader top_level_reader(const config::ConfigNode& job_config);
+
+}  // namespace xp::experiments

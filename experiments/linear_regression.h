@@ -1,0 +1,13 @@
+// linear_regression: fits y = X w + noise by mini-batch SGD on the tensor core. Small, exact
+// and fully deterministic, it exercises the whole run path: config struct, RNG streams,
+// results tables, checkpoints, preemption and resume, CPU or CUDA tensors.
+#pragma once
+#include <memory>
+
+#include "experiments/experiment.h"
+
+namespace xp::experiments {
+
+std::unique_ptr<Experiment> make_linear_regression(const config::ConfigNode& job_config);
+
+}  // namespace xp::experiments
