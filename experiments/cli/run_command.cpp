@@ -378,7 +378,8 @@ int print_config(const RunOptions& o) {
     const ConfigNode* sub = shown.at_path(o.package);
     if (!sub) throw ConfigError(fmt::format("no package '{}' in the config", o.package), {}, o.package,
                                 config::did_you_mean(o.package, config::all_paths(shown)));
-    shown = *sub;
+    ConfigNode subtree = *sub;  // copy first: `sub` points into `shown`
+    shown = std::move(subtree);
   }
   fmt::print("{}", config::dump_yaml(shown));
   return 0;

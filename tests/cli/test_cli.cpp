@@ -1,0 +1,271 @@
+// End-to-end tests of the `exp` binary, run as a user would: in a scratch directory, with the
+// repository's configs. Label: integration.
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+
+#include "core/results/results_file.h"
+#include "tests/support/temp_dir.h"
+
+extern char** environ;
+
+namespace xp::cli {
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kExp = std::string(EXP_BINARY_DIR) + "/exp";
+const std::string kQuickstart = std::string(EXP_SOURCE_DIR) + "/configs/quickstart.yaml";
+
+struct Ran {
+  int rc;
+  std::string out, err;
+};
+
+class Cli : public ::testing::Test {
+ protected:
+  // Runs `exp ARGS` in the scratch directory; `env` is prepended as shell assignments.
+  Ran exp(const std::string& args, const std::string& env = "") {
+    std::string cmd = "cd " + dir_.path().string() + " && " + env + " " + kExp + " " + args + " > out.txt 2> err.txt";
+    int status = std::system(cmd.c_str());
+    return {WEXITSTATUS(status), dir_.read("out.txt"), dir_.read("err.txt")};
+  }
+  fs::path path(const std::string& rel) const { return dir_ / rel; }
+  testing::TempDir dir_;
+};
+
+const std::string kSmall = "train.steps=20 train.checkpoint_every=5";
+
+}  // namespace
+
+TEST_F(Cli, QuickstartWritesRunDirectoryAndPrintsTable) {
+  Ran r = exp("run " + kQuickstart + " " + kSmall + " hydra.run.dir=run");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("final_mse"), std::string::npos) << r.out;
+  for (const char* f : {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "quickstart.log",
+                        "results.h5"})
+    EXPECT_TRUE(fs::exists(path("run") / f)) << f;
+  EXPECT_NE(dir_.read("run/.hydra/overrides.yaml").find("train.steps=20"), std::string::npos);
+  EXPECT_NE(dir_.read("run/quickstart.log").find("running quickstart"), std::string::npos);
+  auto reader = results::ResultsReader::open(path("run/results.h5"));
+  ASSERT_TRUE(reader.is_ok());
+  EXPECT_TRUE(reader->complete());
+  EXPECT_EQ(reader->read_table("/train/steps").rows, 20);
+  EXPECT_NE(reader->text("/config")->find("experiment: linear_regression"), std::string::npos);
+  std::string cmd = "h5ls -r " + path("run/results.h5").string() + " > " + path("h5ls.txt").string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  EXPECT_NE(dir_.read("h5ls.txt").find("/train/steps/loss"), std::string::npos);
+}
+
+TEST_F(Cli, DefaultRunDirectoryIsResultsOutputsDateTime) {
+  ASSERT_EQ(exp("run " + kQuickstart + " " + kSmall).rc, 0);
+  ASSERT_TRUE(fs::is_directory(path("results/outputs")));
+  auto day = fs::directory_iterator(path("results/outputs"))->path();
+  EXPECT_EQ(day.filename().string().size(), 10u);  // YYYY-MM-DD
+  auto time = fs::directory_iterator(day)->path();
+  EXPECT_EQ(time.filename().string().size(), 8u);  // HH-MM-SS
+  EXPECT_TRUE(fs::exists(time / ".hydra/config.yaml"));
+}
+
+TEST_F(Cli, UnknownKeyExitsTwoWithSuggestionAndWritesNothing) {
+  Ran r = exp("run " + kQuickstart + " no.such.key=1");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("no.such.key"), std::string::npos);
+  EXPECT_NE(r.err.find("+no.such.key=1"), std::string::npos);
+  r = exp("run " + kQuickstart + " train.stepz=1");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("did you mean 'train.steps'"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(path("results")));
+}
+
+TEST_F(Cli, UnknownKeyInAConfigFileNamesFileLineAndKey) {
+  dir_.write("configs/typo.yaml", "defaults:\n  - experiment: linear_regression\n  - _self_\ntrain:\n  lr: 0.1\n  bach_size: 8\n");
+  Ran r = exp("run -cd " + std::string(EXP_SOURCE_DIR) + "/configs configs/typo.yaml");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("typo.yaml:6:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("train.bach_size"), std::string::npos);
+  EXPECT_NE(r.err.find("did you mean 'batch_size'"), std::string::npos);
+  EXPECT_FALSE(fs::exists(path("results")));
+}
+
+TEST_F(Cli, YamlSyntaxErrorNamesItsLine) {
+  dir_.write("configs/bad.yaml", "experiment: linear_regression\ntrain:\n  steps: [1, 2\n  lr: 3\n");
+  Ran r = exp("run configs/bad.yaml");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("bad.yaml:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("YAML syntax error"), std::string::npos);
+}
+
+TEST_F(Cli, MissingFileAndMandatoryValueAndTypeMismatchExitTwo) {
+  EXPECT_EQ(exp("run configs/none.yaml").rc, 2);
+  dir_.write("configs/req.yaml", "experiment: linear_regression\ntrain:\n  lr: ???\n");
+  Ran r = exp("run configs/req.yaml");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("train.lr=VALUE"), std::string::npos) << r.err;
+  r = exp("run " + kQuickstart + " train.steps=many");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("expected int"), std::string::npos);
+}
+
+TEST_F(Cli, InterpolationCycleExitsTwo) {
+  Ran r = exp("run " + kQuickstart + " '+a=${b}' '+b=${a}'");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("cycle"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, SweepMakesOneRunDirPerJobAndCollectOneRowEach) {
+  Ran r = exp("run -m " + kQuickstart + " " + kSmall + " train.lr=0.01,0.02 train.batch_size=8,16 hydra.sweep.dir=sweep --jobs 2");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("#3 : train.steps=20 train.checkpoint_every=5 train.lr=0.02 train.batch_size=16"),
+            std::string::npos) << r.err;
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(fs::exists(path("sweep/" + std::to_string(i) + "/results.h5")));
+  EXPECT_TRUE(fs::exists(path("sweep/multirun.yaml")));
+  r = exp("collect sweep");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::string csv = dir_.read("sweep/summary.csv");
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 5) << csv;  // header + 4 jobs
+  EXPECT_NE(csv.find("train.lr,train.batch_size"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("3,true,"), std::string::npos);
+  std::string py = "/usr/bin/python3 -c \"import h5py; f = h5py.File('" + path("sweep/index.h5").string() +
+                   "'); print(sorted(f.keys()), f['2/summary'].attrs['steps'])\" > " + path("py.txt").string();
+  ASSERT_EQ(std::system(py.c_str()), 0);
+  EXPECT_EQ(dir_.read("py.txt"), "['0', '1', '2', '3'] 20\n");
+}
+
+TEST_F(Cli, SweepWithoutMultirunIsRefused) {
+  Ran r = exp("run " + kQuickstart + " train.lr=0.1,0.2");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("-m"), std::string::npos);
+}
+
+TEST_F(Cli, ExistingResultsAreNeverOverwritten) {
+  ASSERT_EQ(exp("run " + kQuickstart + " " + kSmall + " hydra.run.dir=run").rc, 0);
+  Ran r = exp("run " + kQuickstart + " " + kSmall + " hydra.run.dir=run");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("--resume"), std::string::npos);
+  EXPECT_NE(exp("run --resume run").out.find("nothing to resume"), std::string::npos);
+}
+
+TEST_F(Cli, KilledRunResumesToIdenticalResults) {
+  const std::string args = kQuickstart +
+      " data.features=256 train.batch_size=128 train.steps=12000 train.checkpoint_every=400 hydra.run.dir=";
+  ASSERT_EQ(exp("run " + args + "full").rc, 0);
+
+  std::vector<std::string> argv = {kExp, "run"};
+  for (const char* a : {"data.features=256", "train.batch_size=128", "train.steps=12000", "train.checkpoint_every=400"})
+    argv.push_back(a);
+  argv.insert(argv.begin() + 2, kQuickstart);
+  argv.push_back("hydra.run.dir=" + path("killed").string());
+  std::vector<char*> cargv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 2, path("killed.err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid;
+  ASSERT_EQ(posix_spawn(&pid, kExp.c_str(), &fa, nullptr, cargv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!fs::exists(path("killed/checkpoints/ckpt-000000000800.ckpt")) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 75) << "the run finished before it could be stopped: " << dir_.read("killed.err");
+  {
+    auto partial = results::ResultsReader::open(path("killed/results.h5"));
+    EXPECT_FALSE(partial->complete());  // a stopped run is never mistaken for a finished one
+  }
+  Ran r = exp("run --resume killed");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto a = results::ResultsReader::open(path("full/results.h5"));
+  auto b = results::ResultsReader::open(path("killed/results.h5"));
+  EXPECT_TRUE(b->complete());
+  EXPECT_EQ(a->read_table("/train/steps").values, b->read_table("/train/steps").values);
+  EXPECT_EQ(b->read_table("/train/steps").rows, 12000);
+  for (const char* key : {"final_mse", "weight_error"})
+    EXPECT_EQ(std::get<double>(*a->attr("/summary", key)), std::get<double>(*b->attr("/summary", key))) << key;
+  EXPECT_NE(dir_.read("killed/quickstart.log").find("resuming from"), std::string::npos);
+}
+
+TEST_F(Cli, CfgJobPrintsUnresolvedOrResolvedConfig) {
+  Ran r = exp("run --cfg job " + kQuickstart + " '+tag=run_${seed}'");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("tag: run_${seed}"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("hydra:"), std::string::npos);
+  r = exp("run --cfg job --resolve " + kQuickstart + " '+tag=run_${seed}'");
+  EXPECT_NE(r.out.find("tag: run_0"), std::string::npos) << r.out;
+  r = exp("run --cfg job -p train " + kQuickstart);
+  EXPECT_EQ(r.out.find("experiment:"), std::string::npos);
+  EXPECT_NE(r.out.find("batch_size: 64"), std::string::npos);
+  r = exp("run --cfg hydra " + kQuickstart);
+  EXPECT_NE(r.out.find("run:"), std::string::npos);
+  EXPECT_FALSE(fs::exists(path("results")));
+}
+
+TEST_F(Cli, InfoDefaultsShowsTheTree) {
+  Ran r = exp("run --info defaults " + kQuickstart);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("experiment/linear_regression"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("hydra/launcher/local"), std::string::npos);
+  EXPECT_NE(r.out.find("experiment = linear_regression"), std::string::npos);
+}
+
+TEST_F(Cli, ListShowsExperimentsAndGroups) {
+  Ran r = exp("list", "");
+  r = Ran{std::system(("cd " + std::string(EXP_SOURCE_DIR) + " && " + kExp + " list > " + path("l.txt").string()).c_str()),
+          dir_.read("l.txt"), ""};
+  EXPECT_EQ(r.rc, 0);
+  EXPECT_NE(r.out.find("linear_regression"), std::string::npos);
+  EXPECT_NE(r.out.find("hydra/launcher"), std::string::npos);
+  EXPECT_NE(r.out.find("local, slurm"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, ShowPrintsProvenanceSummaryAndTables) {
+  ASSERT_EQ(exp("run " + kQuickstart + " " + kSmall + " hydra.run.dir=run").rc, 0);
+  Ran r = exp("show run");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  for (const char* s : {"[complete]", "git_sha", "final_mse", "Table /train/steps (20 rows)", "[steps]"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+  EXPECT_EQ(exp("show nowhere").rc, 2);
+}
+
+TEST_F(Cli, EveryVerbHasHelp) {
+  for (const char* v : {"run", "sweep", "list", "show", "collect"}) {
+    Ran r = exp(std::string(v) + " --help");
+    EXPECT_EQ(r.rc, 0) << v;
+    EXPECT_NE(r.out.find(std::string("exp ") + v), std::string::npos) << r.out;
+  }
+  EXPECT_EQ(exp("frobnicate").rc, 2);
+}
+
+TEST_F(Cli, SlurmLauncherSubmitsOneArrayAndTasksRunFromTheManifest) {
+  dir_.write("bin/sbatch", "#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/sbatch.args\"\necho 4242\n");
+  fs::permissions(path("bin/sbatch"), fs::perms::owner_all);
+  Ran r = exp("run -m " + kQuickstart + " " + kSmall + " hydra/launcher=slurm hydra.launcher.partition=debug train.lr=0.1,0.2 hydra.sweep.dir=sw",
+              "PATH=" + path("bin").string() + ":$PATH");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("Slurm array 4242"), std::string::npos) << r.out;
+  std::string script = dir_.read("sw/.slurm/submit.sh");
+  EXPECT_NE(script.find("#SBATCH --array=0-1%2"), std::string::npos) << script;
+  EXPECT_NE(script.find("#SBATCH --partition=debug"), std::string::npos);
+  EXPECT_NE(script.find("--from-manifest"), std::string::npos);
+  EXPECT_NE(dir_.read("bin/sbatch.args").find("--parsable"), std::string::npos);
+  // What the array task does when Slurm starts it:
+  r = exp("run --from-manifest sw/.slurm/jobs.yaml --index 1", "SLURM_ARRAY_TASK_ID=1");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto res = results::ResultsReader::open(path("sw/1/results.h5"));
+  ASSERT_TRUE(res.is_ok());
+  EXPECT_TRUE(res->complete());
+  EXPECT_NE(dir_.read("sw/1/.hydra/overrides.yaml").find("train.lr=0.2"), std::string::npos);
+  EXPECT_EQ(exp("run --from-manifest sw/.slurm/jobs.yaml --index 5").rc, 2);
+}
+
+}  // namespace xp::cli

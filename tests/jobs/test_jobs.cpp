@@ -1,0 +1,162 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "core/config/error.h"
+#include "core/config/yaml_io.h"
+#include "core/jobs/bytes.h"
+#include "core/jobs/checkpoint_store.h"
+#include "core/jobs/run_context.h"
+#include "core/jobs/slurm.h"
+#include "core/results/results_file.h"
+#include "tests/support/temp_dir.h"
+
+namespace xp::jobs {
+namespace fs = std::filesystem;
+
+namespace {
+std::vector<std::byte> bytes_of(const std::string& s) {
+  std::vector<std::byte> out(s.size());
+  std::memcpy(out.data(), s.data(), s.size());
+  return out;
+}
+void flip_byte(const fs::path& p, size_t offset) {
+  std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(offset));
+  char c;
+  f.get(c);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.put(static_cast<char>(c ^ 0x40));
+}
+}  // namespace
+
+TEST(Bytes, RoundTripAndTruncationIsDetected) {
+  ByteWriter w;
+  w.put<int64_t>(-5);
+  w.put_string("abc");
+  w.put_vector(std::vector<float>{1.5f, 2.5f});
+  ByteReader r(w.bytes());
+  EXPECT_EQ(r.get<int64_t>(), -5);
+  EXPECT_EQ(r.get_string(), "abc");
+  EXPECT_EQ(r.get_vector<float>(), (std::vector<float>{1.5f, 2.5f}));
+  EXPECT_TRUE(r.at_end());
+  ByteReader short_reader(w.bytes().data(), 10);
+  short_reader.get<int64_t>();
+  EXPECT_THROW(short_reader.get_string(), CheckpointError);
+}
+
+TEST(CheckpointStore, SaveLoadKeepsTheNewestAndPrunes) {
+  testing::TempDir d;
+  CheckpointStore store(d / "ckpt", 2);
+  for (uint64_t s : {10, 20, 30}) ASSERT_TRUE(store.save(s, bytes_of("state" + std::to_string(s))).is_ok());
+  EXPECT_EQ(store.list().size(), 2u);
+  auto latest = store.load_latest();
+  ASSERT_TRUE(latest.has_value());
+  EXPECT_EQ(latest->step, 30u);
+  EXPECT_EQ(latest->payload, bytes_of("state30"));
+  for (auto& e : fs::directory_iterator(d / "ckpt")) EXPECT_NE(e.path().extension(), ".tmp");
+}
+
+TEST(CheckpointStore, AnyFlippedByteIsDetectedAndTheOlderOneUsed) {
+  testing::TempDir d;
+  CheckpointStore store(d / "ckpt", 3);
+  ASSERT_TRUE(store.save(1, bytes_of("older")).is_ok());
+  ASSERT_TRUE(store.save(2, bytes_of("newer")).is_ok());
+  fs::path newest = store.list().back();
+  size_t size = fs::file_size(newest);
+  for (size_t off = 0; off < size; ++off) {
+    flip_byte(newest, off);
+    EXPECT_FALSE(CheckpointStore::read(newest).is_ok()) << "flip at byte " << off << " went unnoticed";
+    flip_byte(newest, off);  // restore
+  }
+  flip_byte(newest, size - 3);
+  auto latest = store.load_latest();
+  ASSERT_TRUE(latest.has_value());
+  EXPECT_EQ(latest->step, 1u);
+}
+
+TEST(CheckpointStore, TruncatedAndLeftoverTempFilesAreIgnored) {
+  testing::TempDir d;
+  CheckpointStore store(d / "ckpt", 3);
+  ASSERT_TRUE(store.save(5, bytes_of("good")).is_ok());
+  std::ofstream(d / "ckpt" / "ckpt-000000000009.tmp") << "half-written";  // killed mid-write
+  ASSERT_TRUE(store.save(7, bytes_of("will be cut")).is_ok());
+  fs::resize_file(store.list().back(), 20);
+  auto latest = store.load_latest();
+  ASSERT_TRUE(latest.has_value());
+  EXPECT_EQ(latest->step, 5u);
+  auto r = CheckpointStore::read(store.list().back());
+  EXPECT_EQ(r.status().code(), StatusCode::kCorrupt);
+  EXPECT_NE(r.status().message().find("truncated"), std::string::npos);
+}
+
+TEST(CheckpointStore, EmptyDirectoryHasNothingToLoad) {
+  testing::TempDir d;
+  EXPECT_FALSE(CheckpointStore(d / "none").load_latest().has_value());
+}
+
+TEST(RunContext, ResumeCutsTablesBackToTheCheckpoint) {
+  testing::TempDir d;
+  auto spec = [&](bool resume) {
+    RunSpec s;
+    s.config = config::load_yaml_string("seed: 3\n", "c");
+    s.output_dir = d.path();
+    s.experiment = "test";
+    s.resume = resume;
+    return s;
+  };
+  std::vector<results::ColumnSpec> cols = {{"x", results::ColumnType::kInt64, "", ""}};
+  {
+    RunContext ctx(spec(false));
+    EXPECT_EQ(ctx.seed(), 3u);
+    auto& t = ctx.table("/t", cols);
+    for (int64_t i = 0; i < 5; ++i) t.append({i});
+    ByteWriter w;
+    w.put<int64_t>(5);
+    ctx.save_checkpoint(5, w);
+    for (int64_t i = 5; i < 8; ++i) t.append({i});  // lost when the job is killed
+    ctx.finish(RunOutcome::kPreempted);
+  }
+  {
+    RunContext ctx(spec(true));
+    auto payload = ctx.restore();
+    ASSERT_TRUE(payload.has_value());
+    ByteReader r(*payload);
+    EXPECT_EQ(r.get<int64_t>(), 5);
+    auto& t = ctx.table("/t", cols);
+    EXPECT_EQ(t.rows(), 5);
+    t.append({int64_t{5}});
+    ctx.finish(RunOutcome::kDone);
+  }
+  auto reader = results::ResultsReader::open(d / "results.h5");
+  EXPECT_TRUE(reader->complete());
+  EXPECT_EQ(reader->read_table("/t").values[0], (std::vector<double>{0, 1, 2, 3, 4, 5}));
+}
+
+TEST(Slurm, SbatchScriptMatchesGoldenFile) {
+  SlurmParams p = slurm_params_from(config::load_yaml_string(
+      "name: slurm\ntimeout_min: 30\npartition: gpu\ngpus_per_node: 1\nmem_gb: 16\narray_parallelism: 2\n"
+      "additional_parameters: {mail-type: END}\nsetup: ['module load cuda']\n",
+      "launcher.yaml"));
+  std::string script = sbatch_script(p, "quickstart", "/sweeps/s1", 4, "/opt/exp/build/exp", "/sweeps/s1/.slurm/jobs.yaml");
+  std::string golden = testing::TempDir::read_file(std::string(EXP_SOURCE_DIR) + "/tests/jobs/golden/sbatch.txt");
+  EXPECT_EQ(script, golden);
+}
+
+TEST(Slurm, UnknownLauncherKeyIsRejected) {
+  EXPECT_THROW(slurm_params_from(config::load_yaml_string("name: slurm\ngpus_per_nod: 1\n", "l")), config::ConfigError);
+}
+
+TEST(Slurm, RequeueIdNamesTheArrayTaskNotTheArray) {
+  setenv("SLURM_JOB_ID", "100", 1);
+  setenv("SLURM_ARRAY_JOB_ID", "99", 1);
+  setenv("SLURM_ARRAY_TASK_ID", "3", 1);
+  EXPECT_EQ(slurm_requeue_id(), "99_3");
+  unsetenv("SLURM_ARRAY_JOB_ID");
+  unsetenv("SLURM_ARRAY_TASK_ID");
+  EXPECT_EQ(slurm_requeue_id(), "100");
+  unsetenv("SLURM_JOB_ID");
+  EXPECT_EQ(slurm_requeue_id(), "");
+}
+
+}  // namespace xp::jobs
