@@ -226,6 +226,7 @@ ConfigNode parse_override_value(const std::string& text) {
 }
 
 Override parse_override(const std::string& text) {
+  check_utf8(text, "<command line>");
   Override o;
   o.text = text;
   auto fail_at = [&](size_t col, const std::string& what, const std::string& hint) {

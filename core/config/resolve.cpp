@@ -163,7 +163,12 @@ class Resolver {
     }
     if (name == "now") {
       std::tm tm = process_start_time();
-      return ConfigNode::string(fmt::format(fmt::runtime("{:" + args + "}"), tm));
+      try {
+        return ConfigNode::string(fmt::format(fmt::runtime("{:" + args + "}"), tm));
+      } catch (const fmt::format_error& e) {
+        throw ConfigError(fmt::format("bad time format '{}' in '${{{}}}': {}", args, raw, e.what()), n.loc(), path,
+                          "use strftime fields, e.g. ${now:%Y-%m-%d_%H-%M-%S}");
+      }
     }
     if (name == "hydra") return reference("hydra." + args, n, path);
     static const std::vector<std::string> kResolvers = {"oc.env", "now", "hydra"};

@@ -77,6 +77,12 @@ std::vector<std::vector<std::string>> expand_sweep(const std::vector<std::string
     }
   }
 
+  // Guard against products nobody means (range(1000) x range(1000) x ...) before allocating.
+  double total = 1;
+  for (const auto& dim : dims) total *= static_cast<double>(dim.size());
+  if (total > static_cast<double>(kMaxSweepJobs))
+    throw ConfigError(fmt::format("the sweep has {:.0f} jobs, more than the limit of {}", total, kMaxSweepJobs),
+                      {"<command line>"}, {}, "sweep fewer values, or split the sweep into several runs");
   std::vector<std::vector<std::string>> jobs = {{}};
   for (const auto& dim : dims) {
     std::vector<std::vector<std::string>> next;

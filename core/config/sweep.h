@@ -11,6 +11,8 @@
 
 namespace xp::config {
 
+inline constexpr size_t kMaxSweepJobs = 100000;
+
 // Each job's override list, in job-number order. Non-sweep overrides appear in every job.
 std::vector<std::vector<std::string>> expand_sweep(const std::vector<std::string>& overrides,
                                                    const SearchPath& search_path,

@@ -167,7 +167,29 @@ ConfigNode infer_scalar(std::string_view text) {
   return ConfigNode::string(std::string(text));
 }
 
+void check_utf8(std::string_view text, const std::string& source_name) {
+  int line = 1, column = 1;
+  for (size_t i = 0; i < text.size();) {
+    auto c = static_cast<unsigned char>(text[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    bool ok = len > 0 && i + len <= text.size();
+    for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(text[i + k]) >> 6) == 0x2;
+    if (ok && len == 2) ok = c >= 0xc2;  // no overlong encodings
+    if (!ok)
+      throw ConfigError(fmt::format("invalid UTF-8 byte 0x{:02x}", c), {source_name, line, column}, {},
+                        "save the file as UTF-8 text");
+    // YAML forbids C0 control characters other than tab, LF and CR (yaml-cpp stops at NUL).
+    if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
+      throw ConfigError(fmt::format("control character 0x{:02x} in config text", c), {source_name, line, column}, {},
+                        "remove it; YAML text may hold tabs and newlines but no other control characters");
+    if (c == '\n') ++line, column = 1;
+    else ++column;
+    i += len;
+  }
+}
+
 ConfigNode load_yaml_string(const std::string& text, const std::string& source_name) {
+  check_utf8(text, source_name);
   YAML::Node y;
   try {
     y = YAML::Load(text);

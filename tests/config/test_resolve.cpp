@@ -42,6 +42,10 @@ TEST(Resolve, NowFormatsTheProcessStartTime) {
   EXPECT_EQ(r.find("d")->as_string(), r.find("e")->as_string());
 }
 
+TEST(Resolve, BadTimeFormatIsAConfigError) {
+  EXPECT_THROW(resolve(y("d: ${now:Y%}\n")), ConfigError);
+}
+
 TEST(Resolve, HydraResolverReadsTheHydraSubtree) {
   ConfigNode r = resolve(y("hydra: {runtime: {output_dir: /tmp/x}}\nout: ${hydra:runtime.output_dir}/f\n"));
   EXPECT_EQ(r.find("out")->as_string(), "/tmp/x/f");

@@ -38,6 +38,10 @@ TEST(ExpandSweep, SweeperParamsFromConfigYieldToCommandLine) {
   EXPECT_EQ(jobs[0], (std::vector<std::string>{"a=9", "b=5"}));
 }
 
+TEST(ExpandSweep, HugeProductIsRefusedBeforeExpanding) {
+  EXPECT_THROW(expand_sweep({"a=range(1000)", "b=range(1000)"}, SearchPath()), ConfigError);
+}
+
 TEST(ExpandSweep, NoSweepIsOneJob) {
   EXPECT_EQ(expand_sweep({"a=1"}, SearchPath()).size(), 1u);
   EXPECT_TRUE(has_sweep({"a=1", "b=range(3)"}));

@@ -48,6 +48,17 @@ TEST(LoadYaml, SyntaxErrorNamesFileAndLine) {
   }
 }
 
+TEST(LoadYaml, InvalidUtf8IsRejectedWithItsPosition) {
+  try {
+    load_yaml_string("a: 1\nb: x\xffy\n", "bin.yaml");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.loc().line, 2);
+    EXPECT_EQ(e.loc().column, 5);
+  }
+  EXPECT_NO_THROW(load_yaml_string("name: \xc3\xbcn\xc3\xaf\n", "utf8.yaml"));
+}
+
 TEST(LoadYaml, DuplicateKeyIsAnError) {
   EXPECT_THROW(load_yaml_string("a: 1\na: 2\n", "dup.yaml"), ConfigError);
 }
