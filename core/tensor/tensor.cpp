@@ -190,6 +190,14 @@ Tensor Tensor::clone() const {
 
 Tensor Tensor::to(Device target) const {
   if (target == device()) return *this;
+  if (!is_contiguous() && device() == Device::kCUDA) {
+    // No strided copy kernel yet: bring the whole storage over, keep this view's offset and
+    // strides on it, and compact on the CPU (contiguous() must not come back here).
+    Tensor host = *this;
+    host.storage_ = std::make_shared<Storage>(storage_->bytes(), Device::kCPU);
+    cuda::copy_to_host(host.storage_->data(), storage_->data(), storage_->bytes());
+    return target == Device::kCPU ? host.contiguous() : host.contiguous().to(target);
+  }
   Tensor src = contiguous();
   Tensor out = empty(shape_, dtype_, target);
   if (target == Device::kCUDA) cuda::copy_to_device(out.raw_data(), src.raw_data(), nbytes());
