@@ -57,11 +57,15 @@ Config parse(const config::ConfigNode& job) {
     throw config::ConfigError(fmt::format("must be positive, got {}", v), n ? n->loc() : config::SourceLoc{}, key,
                               fmt::format("set {}=<a value > 0>", key));
   };
+  if (c.train.device == "cuda" && !tensor::cuda_available())
+    throw config::ConfigError("train.device=cuda, but no CUDA device is visible", job.at_path("train.device")->loc(),
+                              "train.device", "use train.device=cpu on this machine");
   positive(c.data.samples, "data.samples");
   positive(c.data.features, "data.features");
   positive(c.train.batch_size, "train.batch_size");
   if (c.train.steps < 0)
-    throw config::ConfigError("must not be negative", job.at_path("train.steps")->loc(), "train.steps");
+    throw config::ConfigError("must not be negative", job.at_path("train.steps")->loc(), "train.steps",
+                              "set train.steps=<0 or more>");
   return c;
 }
 
@@ -76,8 +80,6 @@ class LinearRegression final : public Experiment {
     const auto& d = cfg_.data;
     const auto& t = cfg_.train;
     Device dev = t.device == "cuda" ? Device::kCUDA : Device::kCPU;
-    if (dev == Device::kCUDA && !tensor::cuda_available())
-      throw std::runtime_error("train.device=cuda but no CUDA device is visible (use train.device=cpu)");
 
     // The data set is a pure function of the seed.
     Tensor x = Tensor::empty({d.samples, d.features}, DType::kF32);

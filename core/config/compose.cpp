@@ -259,7 +259,9 @@ class Composer {
       begin_pass();
       compose_tree();
       if (collected_ == file_overrides_) break;
-      if (pass == 8) throw ConfigError("the defaults lists' 'override' entries do not settle", {}, "defaults");
+      if (pass == 8)
+        throw ConfigError("the defaults lists' 'override' entries do not settle", {req_.primary.string()}, "defaults",
+                          "two configs override each other's group choices; keep one `override` per group");
       file_overrides_ = collected_;
     }
     check_unused_cli_choices();
@@ -387,8 +389,9 @@ class Composer {
   }
 
   void process(const LoadedConfig& cfg, const std::string& package, const std::string& parent, int depth) {
-    if (depth > 32) throw ConfigError(fmt::format("defaults lists nest too deeply at '{}'", cfg.name), {}, "defaults",
-                                      "a config probably includes itself");
+    if (depth > 32)
+      throw ConfigError(fmt::format("defaults lists nest too deeply at '{}'", cfg.name), {cfg.name}, "defaults",
+                        "a config probably includes itself, directly or through another config");
     std::vector<Entry> entries;
     bool has_self = false;
     if (cfg.defaults.is_list()) {

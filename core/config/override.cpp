@@ -283,7 +283,9 @@ Override parse_override(const std::string& text) {
       }
       if (o.glob_include.empty()) o.glob_include.push_back("*");
     }
-    if (o.sweep.empty() && !o.is_glob) fail_at(value_offset, fmt::format("{}() produced no values", fn), "");
+    if (o.sweep.empty() && !o.is_glob)
+      fail_at(value_offset, fmt::format("{}() produced no values", fn),
+              "check the bounds: range(start, stop, step) stops before `stop`, and a negative step counts down");
     return o;
   }
 

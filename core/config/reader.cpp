@@ -95,7 +95,8 @@ void get_list(const ConfigReader& r, const ConfigNode* n, const std::string& key
 void ConfigReader::get(const std::string& key, std::vector<double>& out) const {
   get_list(*this, lookup(key), key, out, [](const ConfigNode& e, const std::string& p) {
     if (e.kind() != ConfigNode::Kind::kFloat && e.kind() != ConfigNode::Kind::kInt)
-      throw ConfigError(fmt::format("type mismatch: list element '{}' is not a number", e.scalar_text()), e.loc(), p);
+      throw ConfigError(fmt::format("type mismatch: list element '{}' is not a number", e.scalar_text()), e.loc(), p,
+                        "write a list of numbers, e.g. [0.1, 0.2]");
     return e.as_double();
   });
 }
@@ -103,14 +104,16 @@ void ConfigReader::get(const std::string& key, std::vector<double>& out) const {
 void ConfigReader::get(const std::string& key, std::vector<int64_t>& out) const {
   get_list(*this, lookup(key), key, out, [](const ConfigNode& e, const std::string& p) {
     if (e.kind() != ConfigNode::Kind::kInt)
-      throw ConfigError(fmt::format("type mismatch: list element '{}' is not an int", e.scalar_text()), e.loc(), p);
+      throw ConfigError(fmt::format("type mismatch: list element '{}' is not an int", e.scalar_text()), e.loc(), p,
+                        "write a list of integers, e.g. [16, 32]");
     return e.as_int();
   });
 }
 
 void ConfigReader::get(const std::string& key, std::vector<std::string>& out) const {
   get_list(*this, lookup(key), key, out, [](const ConfigNode& e, const std::string& p) {
-    if (!e.is_scalar()) throw ConfigError("type mismatch: list element is not a scalar", e.loc(), p);
+    if (!e.is_scalar())
+      throw ConfigError("type mismatch: list element is not a scalar", e.loc(), p, "write a list of names, e.g. [a, b]");
     return e.scalar_text();
   });
 }

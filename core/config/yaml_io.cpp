@@ -75,7 +75,8 @@ ConfigNode from_yaml(const YAML::Node& y, const std::string& file) {
       for (const auto& kv : y) {
         if (!kv.first.IsScalar())
           throw ConfigError("map keys must be scalars",
-                            {file, kv.first.Mark().line + 1, kv.first.Mark().column + 1});
+                            {file, kv.first.Mark().line + 1, kv.first.Mark().column + 1}, {},
+                            "use a plain name as the key, e.g. `name: value`");
         std::string key = kv.first.Scalar();
         if (out.find(key))
           throw ConfigError(fmt::format("duplicate key '{}'", key),

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -101,5 +102,17 @@ class Tensor {
 };
 
 bool cuda_available();  // a CUDA build and at least one visible GPU
+
+// A 2-D CPU tensor as an Eigen matrix that shares its memory, strides included (so a
+// transpose() view maps without a copy). Writes through the map change the tensor.
+template <class T>
+using MatrixView = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, Eigen::Unaligned,
+                              Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>>;
+template <class T>
+MatrixView<T> eigen_matrix(const Tensor& t) {
+  if (t.dim() != 2) throw std::invalid_argument("eigen_matrix needs a 2-D tensor, got shape " + shape_str(t.shape()));
+  return MatrixView<T>(t.data<T>(), t.size(0), t.size(1),
+                       Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(t.strides()[0], t.strides()[1]));
+}
 
 }  // namespace xp::tensor

@@ -113,6 +113,38 @@ TEST_F(Cli, MissingFileAndMandatoryValueAndTypeMismatchExitTwo) {
   EXPECT_NE(r.err.find("expected int"), std::string::npos);
 }
 
+TEST_F(Cli, ExperimentSelectionAndValueErrorsExitTwo) {
+  dir_.write("configs/none.yaml", "seed: 1\n");
+  Ran r = exp("run configs/none.yaml");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("selects no experiment"), std::string::npos) << r.err;
+  dir_.write("configs/typo_exp.yaml", "experiment: linear_regresion\n");
+  r = exp("run configs/typo_exp.yaml");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("typo_exp.yaml:1:13"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("did you mean 'linear_regression'"), std::string::npos);
+  r = exp("run " + kQuickstart + " data.samples=0");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("data.samples"), std::string::npos);
+  EXPECT_NE(r.err.find("must be positive"), std::string::npos);
+  r = exp("run " + kQuickstart + " train.device=tpu");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("cpu, cuda"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(path("results")));
+}
+
+TEST_F(Cli, PrintingAndResumeErrorsExitTwo) {
+  EXPECT_EQ(exp("run --cfg jobb " + kQuickstart).rc, 2);
+  EXPECT_EQ(exp("run --info default " + kQuickstart).rc, 2);
+  Ran r = exp("run --cfg job -p trian " + kQuickstart);
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("train"), std::string::npos) << r.err;
+  r = exp("run --resume nowhere");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("--resume takes a run directory"), std::string::npos) << r.err;
+  EXPECT_EQ(exp("run --jobs").rc, 2);  // a flag without its value
+}
+
 TEST_F(Cli, InterpolationCycleExitsTwo) {
   Ran r = exp("run " + kQuickstart + " '+a=${b}' '+b=${a}'");
   EXPECT_EQ(r.rc, 2);

@@ -40,6 +40,19 @@ TEST(Tensor, ViewsShareStorage) {
   EXPECT_EQ(s.to_vector()[2], 40);
 }
 
+TEST(Tensor, EigenViewSharesMemoryAndHonoursStrides) {
+  Tensor a = Tensor::from_values({1, 2, 3, 4, 5, 6}, {2, 3});
+  auto m = eigen_matrix<float>(a);
+  EXPECT_EQ(m(1, 2), 6.0f);
+  m(0, 1) = 20;
+  EXPECT_EQ(a.to_vector()[1], 20);
+  auto t = eigen_matrix<float>(a.transpose(0, 1));  // no copy: strides (1, 3)
+  EXPECT_EQ(t.rows(), 3);
+  EXPECT_EQ(t(2, 1), 6.0f);
+  EXPECT_EQ((m * t)(0, 0), 1 + 400 + 9);
+  EXPECT_THROW(eigen_matrix<float>(Tensor::zeros({4}, DType::kF32)), std::invalid_argument);
+}
+
 TEST(Tensor, ContiguousCopiesStridedViews) {
   Tensor a = Tensor::from_values({0, 1, 2, 3, 4, 5}, {2, 3});
   Tensor c = a.transpose(0, 1).contiguous();
