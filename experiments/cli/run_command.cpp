@@ -177,20 +177,22 @@ int run_single(const RunOptions& o) {
 
 int run_resume(const RunOptions& o) {
   fs::path dir = fs::absolute(o.resume_dir).lexically_normal();
-  auto reader = results::ResultsReader::open(dir / "results.h5");
-  if (!reader.is_ok())
-    throw ConfigError(fmt::format("cannot resume {}: {}", dir.string(), reader.status().message()), {}, {},
-                      "--resume takes a run directory made by `exp run`");
-  if (reader->complete()) {
-    fmt::print("{} finished already: nothing to resume\n", dir.string());
-    return 0;
+  ConfigNode job;
+  {
+    auto reader = results::ResultsReader::open(dir / "results.h5");  // closed before RunContext reopens it
+    if (!reader.is_ok())
+      throw ConfigError(fmt::format("cannot resume {}: {}", dir.string(), reader.status().message()), {}, {},
+                        "--resume takes a run directory made by `exp run`");
+    if (reader->complete()) {
+      fmt::print("{} finished already: nothing to resume\n", dir.string());
+      return 0;
+    }
+    // The resolved config stored at the start is exactly what this run was.
+    job = config::load_yaml_string(reader->text("/config").value_or(""), (dir / "results.h5:/config").string());
   }
-  // The resolved config stored at the start is what this run was, exactly.
-  ConfigNode job = config::load_yaml_string(reader->text("/config").value_or(""), (dir / "results.h5:/config").string());
   ConfigNode unresolved = config::load_yaml_file(dir / ".hydra" / "config.yaml");
   ConfigNode hydra_file = config::load_yaml_file(dir / ".hydra" / "hydra.yaml");
   ConfigNode overrides = config::load_yaml_file(dir / ".hydra" / "overrides.yaml");
-  reader = results::ResultsReader::open(dir / "no-such-file");  // close the file before reopening it
   const ConfigNode* name = job.find("experiment");
   const auto& info = experiments::find_experiment(name ? name->scalar_text() : "", {});
   auto exp = info.create(job);
