@@ -1,0 +1,38 @@
+// Orca: iteration-level batching (serving.md §3.2). All running decodes plus new requests' full
+// prompts in the same iteration; no token budget, prompts never split. Max-length KV
+// reservation, so no preemption.
+#include "serving/scheduler/policies.h"
+
+namespace xp::serving {
+namespace {
+
+class Orca final : public ReplicaScheduler {
+ public:
+  Orca(const SchedulerConfig& c, int64_t blocks) : ReplicaScheduler(c, blocks, /*watermark=*/0.0) {}
+
+ protected:
+  int64_t admission_blocks(const Sequence&) const override { return blocks_.blocks_for(cfg_.max_model_len); }
+
+  void build(double now, Batch& b) override {
+    for (uint64_t id : running_by_priority()) {
+      if (!paused(id)) continue;
+      blocks_.append_slot(id, seq(id).len());
+      b.items.push_back({id, 1, false, seq(id).len() - 1});
+    }
+    while (!waiting_.empty()) {
+      Admit a = check_admission(now, static_cast<int64_t>(running_.size()) + 1);
+      if (a == Admit::kIgnored) continue;
+      if (a != Admit::kOk) break;
+      uint64_t id = admit_front(now);
+      add_prefill(id, seq(id).prompt_len(), b);
+    }
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<ReplicaScheduler> make_orca(const SchedulerConfig& cfg, int64_t num_kv_blocks) {
+  return std::unique_ptr<ReplicaScheduler>(new Orca(cfg, num_kv_blocks));
+}
+
+}  // namespace xp::serving

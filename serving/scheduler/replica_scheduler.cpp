@@ -1,0 +1,169 @@
+#include "serving/scheduler/replica_scheduler.h"
+
+#include <algorithm>
+
+#include "core/runtime/check.h"
+#include "serving/scheduler/policies.h"
+
+namespace xp::serving {
+
+int64_t Batch::num_prefill_tokens() const {
+  int64_t n = 0;
+  for (const auto& it : items)
+    if (it.is_prefill) n += it.num_tokens;
+  return n;
+}
+
+int64_t Batch::num_decodes() const {
+  int64_t n = 0;
+  for (const auto& it : items) n += it.is_prefill ? 0 : 1;
+  return n;
+}
+
+std::unique_ptr<ReplicaScheduler> ReplicaScheduler::create(const SchedulerConfig& cfg, int64_t num_kv_blocks) {
+  if (cfg.type == "faster_transformer") return make_faster_transformer(cfg, num_kv_blocks);
+  if (cfg.type == "orca") return make_orca(cfg, num_kv_blocks);
+  if (cfg.type == "vllm") return make_vllm(cfg, num_kv_blocks);
+  if (cfg.type == "simple_chunking") return make_simple_chunking(cfg, num_kv_blocks);
+  if (cfg.type == "sarathi") return make_sarathi(cfg, num_kv_blocks);
+  EXP_CHECK(false, "unknown scheduler type '{}'", cfg.type);
+  return nullptr;
+}
+
+ReplicaScheduler::ReplicaScheduler(const SchedulerConfig& cfg, int64_t num_kv_blocks, double watermark)
+    : cfg_(cfg), blocks_(num_kv_blocks, cfg.block_size, watermark) {}
+
+void ReplicaScheduler::add_request(const Request& r) {
+  EXP_CHECK(seqs_.count(r.id) == 0, "request {} added twice", r.id);
+  seqs_.emplace(r.id, Sequence(r));
+  waiting_.push_back(r.id);
+}
+
+const Sequence* ReplicaScheduler::find(uint64_t id) const {
+  auto it = seqs_.find(id);
+  return it == seqs_.end() ? nullptr : &it->second;
+}
+
+std::vector<uint64_t> ReplicaScheduler::running_by_priority() const {
+  std::vector<uint64_t> r = running_;
+  std::stable_sort(r.begin(), r.end(), [&](uint64_t a, uint64_t b) {
+    const Sequence& x = seqs_.at(a);
+    const Sequence& y = seqs_.at(b);
+    return x.arrival() != y.arrival() ? x.arrival() < y.arrival() : a < b;
+  });
+  return r;
+}
+
+Batch ReplicaScheduler::schedule(double now) {
+  Batch b;
+  if (in_flight_ >= cfg_.pipeline_stages) return b;
+  build(now, b);
+  if (b.empty()) return b;
+  // Flattened layout: prefill chunks first, then decodes.
+  std::stable_partition(b.items.begin(), b.items.end(), [](const BatchItem& i) { return i.is_prefill; });
+  b.id = next_batch_id_++;
+  b.scheduled_s = now;
+  for (const auto& it : b.items) {
+    Sequence& s = seq(it.seq_id);
+    s.status = SeqStatus::kRunning;
+    if (s.first_scheduled_s < 0) s.first_scheduled_s = now;
+  }
+  ++in_flight_;
+  return b;
+}
+
+StepResult ReplicaScheduler::on_step_completed(const Batch& b, double now) {
+  StepResult r;
+  --in_flight_;
+  for (const auto& it : b.items) {
+    Sequence& s = seq(it.seq_id);
+    if (it.is_prefill) {
+      s.complete_prefill_chunk(it.num_tokens);
+      // The sample after a non-final chunk is discarded (§2.2); the final chunk yields a token.
+      if (!s.prefill_done()) {
+        s.status = SeqStatus::kPaused;
+        continue;
+      }
+      if (s.prefill_done_s < 0) s.prefill_done_s = now;
+    }
+    s.emit_token(now);
+    r.emitted.push_back(s.id());
+    if (s.remaining_decodes() <= 0) finish(s.id(), SeqStatus::kFinished, now);
+    else s.status = SeqStatus::kPaused;
+  }
+  return r;
+}
+
+void ReplicaScheduler::finish(uint64_t id, SeqStatus status, double now) {
+  blocks_.free(id);
+  std::erase(running_, id);
+  auto node = seqs_.extract(id);
+  node.mapped().status = status;
+  node.mapped().completed_s = now;
+  finished_.push_back(std::move(node.mapped()));
+}
+
+std::vector<Sequence> ReplicaScheduler::take_finished() { return std::exchange(finished_, {}); }
+
+ReplicaScheduler::Admit ReplicaScheduler::check_admission(double now, int64_t live_after_admit) {
+  const Sequence& s = seqs_.at(waiting_.front());
+  if (s.arrival() > now) return Admit::kNotArrived;
+  if (s.len() > prompt_limit()) {
+    uint64_t id = waiting_.front();
+    waiting_.pop_front();
+    finish(id, SeqStatus::kIgnored, now);
+    return Admit::kIgnored;
+  }
+  if (!blocks_.can_allocate(admission_blocks(s))) return Admit::kNoMemory;
+  if (live_after_admit > cfg_.max_num_seqs) return Admit::kBatchFull;
+  return Admit::kOk;
+}
+
+uint64_t ReplicaScheduler::admit_front(double) {
+  uint64_t id = waiting_.front();
+  waiting_.pop_front();
+  Sequence& s = seq(id);
+  blocks_.allocate(id, admission_blocks(s));
+  s.status = SeqStatus::kPaused;
+  running_.push_back(id);
+  return id;
+}
+
+void ReplicaScheduler::add_prefill(uint64_t id, int64_t chunk, Batch& b) {
+  const Sequence& s = seq(id);
+  b.items.push_back({id, chunk, true, s.stage_processed()});
+}
+
+void ReplicaScheduler::preempt(uint64_t id) {
+  Sequence& s = seq(id);
+  blocks_.free(id);
+  std::erase(running_, id);
+  s.reset_for_recompute();
+  waiting_.push_front(id);
+  ++preemptions_;
+}
+
+bool ReplicaScheduler::schedule_decode(uint64_t id, std::deque<uint64_t>& remaining, Batch& b) {
+  Sequence& s = seq(id);
+  auto slot_free = [&] {
+    return cfg_.quirks.append_needs_free_block ? blocks_.can_append_slot()
+                                               : blocks_.blocks_for(s.len()) <= static_cast<int64_t>(blocks_.table(id).size()) ||
+                                                     blocks_.can_append_slot();
+  };
+  while (!slot_free()) {
+    if (!remaining.empty()) {
+      uint64_t victim = remaining.back();  // lowest priority: the most recent arrival
+      remaining.pop_back();
+      // A sequence inside an in-flight micro-batch (PP) cannot give its blocks back mid-step.
+      if (seq(victim).status != SeqStatus::kRunning) preempt(victim);
+    } else {
+      preempt(id);
+      return false;
+    }
+  }
+  blocks_.append_slot(id, s.len());
+  b.items.push_back({id, 1, false, s.len() - 1});
+  return true;
+}
+
+}  // namespace xp::serving

@@ -1,0 +1,100 @@
+// Sarathi-Serve: stall-free batching under a token budget τ = chunk_size (serving.md §3.6), with
+// SARATHI's decode-maximal variant (max_prefill_chunks_per_batch = 1, §3.5) and the dynamic
+// chunk schedule (§3.7). Every paused decode joins every iteration; partial prefills continue,
+// then new requests are admitted FCFS, all within the budget left after the decodes.
+#include <fmt/format.h>
+
+#include <deque>
+#include <stdexcept>
+
+#include "serving/scheduler/policies.h"
+
+namespace xp::serving {
+namespace {
+
+class Sarathi final : public ReplicaScheduler {
+ public:
+  Sarathi(const SchedulerConfig& c, int64_t blocks) : ReplicaScheduler(c, blocks, c.watermark) {
+    if (c.dynamic.enabled) {
+      sizes_ = dynamic_chunk_sizes(c.dynamic);
+      tokens_per_stage_ = (c.dynamic.max_tokens + c.dynamic.stages - 1) / c.dynamic.stages;
+    }
+  }
+
+ protected:
+  void build(double now, Batch& b) override {
+    int64_t n_tok = 0, chunks = 0;
+    std::deque<uint64_t> order;
+    for (uint64_t id : running_by_priority()) order.push_back(id);
+
+    // Phase 1a: decodes first; the budget never drops one.
+    std::vector<uint64_t> partial;
+    while (!order.empty()) {
+      uint64_t id = order.front();
+      order.pop_front();
+      if (!paused(id)) continue;
+      if (!seq(id).stage_prefill_done()) {
+        partial.push_back(id);
+        continue;
+      }
+      if (schedule_decode(id, order, b)) ++n_tok;
+    }
+    // Phase 1b: continue partial prefills (their memory is reserved already).
+    for (uint64_t id : partial) {
+      if (seqs_.count(id) == 0 || !paused(id) || chunk_cap_reached(chunks)) continue;
+      int64_t c = next_chunk(seq(id), n_tok);
+      if (c > 0) {
+        add_prefill(id, c, b);
+        n_tok += c;
+        ++chunks;
+      }
+    }
+    // Phase 2: admit new requests FCFS; stop at the first that cannot start.
+    while (!waiting_.empty() && !chunk_cap_reached(chunks)) {
+      Admit a = check_admission(now, static_cast<int64_t>(running_.size()) + 1);
+      if (a == Admit::kIgnored) continue;
+      if (a != Admit::kOk) break;
+      int64_t c = next_chunk(seq(waiting_.front()), n_tok);
+      if (c == 0 || (c < 0 && !cfg_.quirks.negative_chunk_budget)) break;
+      if (c < 0) c = 0;  // reference quirk: a negative budget admits with an empty chunk
+      uint64_t id = admit_front(now);
+      if (c > 0) add_prefill(id, c, b);
+      n_tok += c;
+      ++chunks;
+    }
+  }
+
+ private:
+  bool chunk_cap_reached(int64_t chunks) const {
+    return cfg_.max_prefill_chunks_per_batch > 0 && chunks >= cfg_.max_prefill_chunks_per_batch;
+  }
+
+  int64_t budget(const Sequence& s) const {
+    if (sizes_.empty()) return cfg_.chunk_size;
+    int64_t idx = s.stage_processed() / tokens_per_stage_;
+    if (idx >= static_cast<int64_t>(sizes_.size())) {
+      if (cfg_.quirks.chunk_schedule_assert)
+        throw std::runtime_error(fmt::format("request {} prefix {} passes chunk_schedule_max_tokens (reference assert)",
+                                             s.id(), s.stage_processed()));
+      idx = static_cast<int64_t>(sizes_.size()) - 1;
+    }
+    return sizes_[static_cast<size_t>(idx)];
+  }
+
+  // min(remaining prompt, budget − tokens already in the batch); may be negative when the
+  // decodes alone exceed the budget.
+  int64_t next_chunk(const Sequence& s, int64_t n_tok) const {
+    return std::min(s.remaining_stage_prefill(), budget(s) - n_tok);
+  }
+
+  std::vector<int64_t> sizes_;
+  int64_t tokens_per_stage_ = 1;
+};
+
+}  // namespace
+
+std::unique_ptr<ReplicaScheduler> make_sarathi(const SchedulerConfig& cfg, int64_t num_kv_blocks) {
+  return std::unique_ptr<ReplicaScheduler>(new Sarathi(cfg, num_kv_blocks));
+}
+
+}  // namespace xp::serving

@@ -1,0 +1,71 @@
+#include "serving/scheduler/scheduler_config.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "core/config/error.h"
+
+namespace xp::serving {
+
+SchedulerConfig SchedulerConfig::from(const config::ConfigReader& r) {
+  SchedulerConfig c;
+  r.get_enum("type", c.type, {"faster_transformer", "orca", "vllm", "simple_chunking", "sarathi"});
+  r.get("max_num_seqs", c.max_num_seqs);
+  r.get("chunk_size", c.chunk_size);
+  r.get("max_prefill_chunks_per_batch", c.max_prefill_chunks_per_batch);
+  r.get("max_batched_tokens", c.max_batched_tokens);
+  r.get("block_size", c.block_size);
+  r.get("watermark", c.watermark);
+  auto d = r.section("dynamic_chunking");
+  d.get("enabled", c.dynamic.enabled);
+  d.get("low_chunk_size", c.dynamic.low_chunk_size);
+  d.get("high_chunk_size", c.dynamic.high_chunk_size);
+  d.get("max_tokens", c.dynamic.max_tokens);
+  d.get("stages", c.dynamic.stages);
+  d.finish();
+  auto q = r.section("quirks");
+  q.get("append_needs_free_block", c.quirks.append_needs_free_block);
+  q.get("head_of_line_admission", c.quirks.head_of_line_admission);
+  q.get("chunk_schedule_assert", c.quirks.chunk_schedule_assert);
+  q.get("negative_chunk_budget", c.quirks.negative_chunk_budget);
+  q.finish();
+  r.finish();
+  auto positive = [&](int64_t v, const char* key) {
+    if (v <= 0) {
+      const config::ConfigNode* n = r.raw(key);
+      throw config::ConfigError(fmt::format("must be positive, got {}", v), n ? n->loc() : config::SourceLoc{},
+                                config::join_path(r.path(), key), fmt::format("set {}.{}=<a value > 0>", r.path(), key));
+    }
+  };
+  positive(c.max_num_seqs, "max_num_seqs");
+  positive(c.chunk_size, "chunk_size");
+  positive(c.block_size, "block_size");
+  if (c.dynamic.enabled) dynamic_chunk_sizes(c.dynamic);  // validates
+  return c;
+}
+
+std::vector<int64_t> dynamic_chunk_sizes(const DynamicChunking& d) {
+  auto bad = [](const std::string& why) {
+    return config::ConfigError("bad dynamic chunk schedule: " + why, {}, "scheduler.dynamic_chunking",
+                               "set low_chunk_size and high_chunk_size (multiples of 32, low <= high), "
+                               "stages >= 1 and max_tokens > 0");
+  };
+  if (d.stages < 1) throw bad("stages must be >= 1");
+  if (d.low_chunk_size <= 0 || d.low_chunk_size > d.high_chunk_size) throw bad("need 0 < low_chunk_size <= high");
+  if (d.low_chunk_size % 32 || d.high_chunk_size % 32) throw bad("chunk sizes must be multiples of 32");
+  if (d.max_tokens <= 0) throw bad("max_tokens must be positive");
+  std::vector<int64_t> sizes;
+  double r = static_cast<double>(std::min<int64_t>(32, d.low_chunk_size));
+  for (int64_t i = 0; i < d.stages; ++i) {
+    double t = d.stages == 1 ? static_cast<double>(d.low_chunk_size)
+                             : static_cast<double>(d.low_chunk_size) +
+                                   static_cast<double>(d.high_chunk_size - d.low_chunk_size) * static_cast<double>(i) /
+                                       static_cast<double>(d.stages - 1);
+    double truncated = std::trunc(t);
+    sizes.push_back(static_cast<int64_t>(std::nearbyint(truncated / r) * r));  // FE_TONEAREST: ties to even
+  }
+  return {sizes.rbegin(), sizes.rend()};
+}
+
+}  // namespace xp::serving

@@ -1,0 +1,53 @@
+// Replica scheduler settings (serving.md §2.6, §3), every default the spec's. Read from the
+// `scheduler:` config section; `type` picks the policy (scheduler=NAME selects a
+// configs/scheduler/NAME.yaml that sets it).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/config/reader.h"
+
+namespace xp::serving {
+
+// §3.7: budget by prefix length, falling from high_chunk_size to low_chunk_size.
+struct DynamicChunking {
+  bool enabled = false;
+  int64_t low_chunk_size = 0;   // multiple of 32
+  int64_t high_chunk_size = 0;  // multiple of 32
+  int64_t max_tokens = 0;       // chunk_schedule_max_tokens
+  int64_t stages = 0;           // chunk_schedule_stages
+};
+
+// Reference behaviours that look like bugs, kept switchable (§3.9). Defaults follow the
+// reference where the spec says it is the reference rule, and clamp where it says "our default".
+struct Quirks {
+  bool append_needs_free_block = true;   // can_append_slot needs a whole free block
+  bool head_of_line_admission = true;    // admission stops at the first request that does not fit
+  bool chunk_schedule_assert = false;    // true: a prompt past max_tokens is an error (reference)
+  bool negative_chunk_budget = false;    // true: only c == 0 stops admission (reference)
+};
+
+struct SchedulerConfig {
+  std::string type = "sarathi";           // faster_transformer | orca | vllm | simple_chunking | sarathi
+  int64_t max_num_seqs = 128;             // batch-size cap (requests admitted at once)
+  int64_t chunk_size = 512;               // sarathi: the token budget τ; simple_chunking: the chunk
+  int64_t max_prefill_chunks_per_batch = 0;  // sarathi: 0 = no cap; 1 = SARATHI decode-maximal
+  int64_t max_batched_tokens = 0;         // vllm prefill token cap; 0 = max_model_len
+  int64_t block_size = 16;                // KV tokens per block
+  double watermark = 0.01;                // fraction of blocks kept free at admission (vllm/sarathi)
+  DynamicChunking dynamic;
+  Quirks quirks;
+
+  // Filled by the caller from the model and the deployment, not from this section:
+  int64_t max_model_len = 4096;
+  int64_t pipeline_stages = 1;
+
+  static SchedulerConfig from(const config::ConfigReader& r);
+};
+
+// §3.7 sizes: reverse(linspace(low, high, stages)), each rounded to the nearest multiple of
+// min(32, low) with ties to even. Throws ConfigError on bad parameters.
+std::vector<int64_t> dynamic_chunk_sizes(const DynamicChunking& d);
+
+}  // namespace xp::serving

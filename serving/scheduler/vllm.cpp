@@ -1,0 +1,53 @@
+// vLLM: prefill-prioritising (serving.md §3.3). If any waiting request can be admitted, the
+// iteration is prefill-only (whole prompts, head-of-line FCFS under max_batched_tokens) and
+// running decodes stall; otherwise every running request decodes, preempting by recompute
+// when KV blocks run out.
+#include <deque>
+
+#include "serving/scheduler/policies.h"
+
+namespace xp::serving {
+namespace {
+
+class Vllm final : public ReplicaScheduler {
+ public:
+  Vllm(const SchedulerConfig& c, int64_t blocks) : ReplicaScheduler(c, blocks, c.watermark) {}
+
+ protected:
+  int64_t prompt_limit() const override { return token_cap(); }
+
+  void build(double now, Batch& b) override {
+    int64_t n_tok = 0;
+    while (!waiting_.empty()) {
+      Admit a = check_admission(now, static_cast<int64_t>(running_.size()) + 1);
+      if (a == Admit::kIgnored) continue;
+      if (a != Admit::kOk) break;
+      int64_t p = seq(waiting_.front()).prompt_len();
+      if (n_tok + p > token_cap()) break;
+      uint64_t id = admit_front(now);
+      add_prefill(id, p, b);
+      n_tok += p;
+    }
+    if (!b.empty()) return;  // a prefill-only iteration: decodes stall
+    std::deque<uint64_t> order;
+    for (uint64_t id : running_by_priority()) order.push_back(id);
+    while (!order.empty()) {
+      uint64_t id = order.front();
+      order.pop_front();
+      if (paused(id)) schedule_decode(id, order, b);
+    }
+  }
+
+ private:
+  int64_t token_cap() const {
+    return cfg_.max_batched_tokens > 0 ? std::min(cfg_.max_batched_tokens, cfg_.max_model_len) : cfg_.max_model_len;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<ReplicaScheduler> make_vllm(const SchedulerConfig& cfg, int64_t num_kv_blocks) {
+  return std::unique_ptr<ReplicaScheduler>(new Vllm(cfg, num_kv_blocks));
+}
+
+}  // namespace xp::serving
