@@ -3,6 +3,7 @@
 // and then run() under a RunContext. run() returns kPreempted when ctx.should_stop() asked it
 // to checkpoint and leave; `exp run --resume` continues it.
 #pragma once
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -18,7 +19,14 @@ class Experiment {
  public:
   virtual ~Experiment() = default;
   virtual jobs::RunOutcome run(jobs::RunContext& ctx) = 0;
+  // Prints the result table after a finished run; the default prints the summary attributes.
+  virtual void report(const jobs::RunContext& ctx) const;
+  // Runs once results.h5 is closed (e.g. plotting scripts that read it).
+  virtual void after_close(const std::filesystem::path& /*run_dir*/) const {}
 };
+
+// Prints `name  value` rows, aligned.
+void print_rows(const std::vector<std::pair<std::string, std::string>>& rows);
 
 struct ExperimentInfo {
   std::string name;         // the value of `experiment:` in a config

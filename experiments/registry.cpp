@@ -4,6 +4,7 @@
 #include "core/config/error.h"
 #include "experiments/experiment.h"
 #include "experiments/linear_regression.h"
+#include "experiments/serving_sim.h"
 
 namespace xp::experiments {
 
@@ -11,6 +12,8 @@ const std::vector<ExperimentInfo>& registry() {
   static const std::vector<ExperimentInfo> all = {
       {"linear_regression", "mini-batch SGD on synthetic linear data, on the tensor core (CPU or CUDA)",
        make_linear_regression},
+      {"serving_sim", "discrete-event LLM serving simulation: schedulers x model x hardware x workload (Vidur-class)",
+       make_serving_sim},
   };
   return all;
 }
@@ -24,6 +27,18 @@ const ExperimentInfo& find_experiment(const std::string& name, const config::Sou
   std::string hint = config::did_you_mean(name, names);
   throw config::ConfigError(fmt::format("no experiment named '{}'", name), where, "experiment",
                             hint.empty() ? fmt::format("registered experiments: {}", fmt::join(names, ", ")) : hint);
+}
+
+void print_rows(const std::vector<std::pair<std::string, std::string>>& rows) {
+  size_t w = 0;
+  for (const auto& [k, v] : rows) w = std::max(w, k.size());
+  for (const auto& [k, v] : rows) fmt::print("  {:<{}}  {}\n", k, w, v);
+}
+
+void Experiment::report(const jobs::RunContext& ctx) const {
+  std::vector<std::pair<std::string, std::string>> rows;
+  for (const auto& [k, v] : ctx.summary()) rows.emplace_back(k, results::attr_to_string(v));
+  print_rows(rows);
 }
 
 config::ConfigReader top_level_reader(const config::ConfigNode& job_config) {

@@ -92,12 +92,6 @@ void write_or_throw(const fs::path& p, const std::string& text) {
   if (!s.is_ok()) throw std::runtime_error(s.message());
 }
 
-std::vector<std::pair<std::string, std::string>> summary_rows(const jobs::RunContext& ctx) {
-  std::vector<std::pair<std::string, std::string>> rows;
-  for (const auto& [k, v] : ctx.summary()) rows.emplace_back(k, results::attr_to_string(v));
-  return rows;
-}
-
 // Runs the experiment under a RunContext and reports; the config is already valid.
 int execute(experiments::Experiment& exp, jobs::RunSpec spec, const std::string& job_name) {
   fs::create_directories(spec.output_dir);
@@ -106,10 +100,10 @@ int execute(experiments::Experiment& exp, jobs::RunSpec spec, const std::string&
   ConfigNode signal = spec.hydra.find("checkpoint_signal") ? *spec.hydra.find("checkpoint_signal") : ConfigNode();
   runtime::install_stop_handlers(signal.scalar_text() == "USR2" ? SIGUSR2 : SIGUSR1);
   fs::path dir = spec.output_dir;
-  jobs::RunContext ctx(std::move(spec));
-  log->info("{} {} -> {}", ctx.resuming() ? "resuming" : "running", job_name, dir.string());
-  jobs::RunOutcome outcome = exp.run(ctx);
-  ctx.finish(outcome);
+  auto ctx = std::make_unique<jobs::RunContext>(std::move(spec));
+  log->info("{} {} -> {}", ctx->resuming() ? "resuming" : "running", job_name, dir.string());
+  jobs::RunOutcome outcome = exp.run(*ctx);
+  ctx->finish(outcome);
   if (outcome == jobs::RunOutcome::kPreempted) {
     log->warn("stopped by signal {}; checkpoint saved. Resume with: exp run --resume {}", runtime::stop_signal(),
               dir.string());
@@ -123,8 +117,10 @@ int execute(experiments::Experiment& exp, jobs::RunSpec spec, const std::string&
     return runtime::kExitPreempted;
   }
   fmt::print("\n{} ({})\n", job_name, dir.string());
-  print_table(summary_rows(ctx));
+  exp.report(*ctx);
   fmt::print("results: {}\n", (dir / "results.h5").string());
+  ctx.reset();  // closes results.h5
+  exp.after_close(dir);
   runtime::stop_logging_to_file();
   return 0;
 }

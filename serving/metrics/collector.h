@@ -1,0 +1,70 @@
+// ServingMetrics: turns finished requests and executed batches into Metron/Vidur metrics —
+// HDF5 tables (conventions.md §2.1) streamed as requests finish, DDSketch summaries (P50/P90/
+// P99 of TTFT, TBT, TPOT, E2E, normalized E2E, scheduling delay), fluidity-index and fluid
+// token rate, throughput, preemptions, KV utilisation and MFU. Memory stays flat in the number
+// of finished requests. Used by the simulator and the engine alike. Not thread-safe.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/config/reader.h"
+#include "core/jobs/run_context.h"
+#include "core/stats/quantile_sketch.h"
+#include "serving/scheduler/sequence.h"
+
+namespace xp::serving {
+
+struct MetricsConfig {
+  double ttft_deadline_s = 0.1;    // D_p for the fluidity-index (Metron's run default)
+  double tbt_deadline_s = 0.05;    // D_d
+  double target_miss_rate = 0.1;   // for the per-request minimum TBT deadline (fluid rate)
+  bool fluid_rate = true;          // compute per-request min TBT deadlines (a binary search each)
+  bool store_tokens = false;       // write /tokens (one row per output token: large)
+  bool store_batches = true;       // write /batches (one row per iteration)
+  static MetricsConfig from(const config::ConfigReader& r);
+};
+
+struct ServingSummary {
+  std::vector<std::pair<std::string, double>> values;  // name -> value, in report order
+  double get(const std::string& name) const;
+};
+
+class ServingMetrics {
+ public:
+  // Tables go under `group` (e.g. "/serving" or "/serving/vllm"); `ctx` may be null (no files).
+  ServingMetrics(const MetricsConfig& cfg, jobs::RunContext* ctx, const std::string& group);
+
+  void on_finished(const Sequence& s, int64_t replica);
+  void on_batch(const Batch& b, int64_t replica, double start_s, double end_s, int64_t kv_used, int64_t kv_total);
+  void add_busy(double gpu_seconds, double flops) {
+    busy_gpu_s_ += gpu_seconds;
+    flops_ += flops;
+  }
+
+  // P50/P90/P99 and the rest; `gpus` and `peak_flops` scale MFU.
+  ServingSummary summary(int64_t num_preemptions, int64_t gpus, double peak_flops) const;
+  // Writes the summary as /summary attributes (names prefixed) and a 101-row CDF table.
+  void write(const ServingSummary& s, const std::string& prefix);
+
+  const stats::QuantileSketch& ttft() const { return ttft_; }
+  const stats::QuantileSketch& tbt() const { return tbt_; }
+  const stats::QuantileSketch& scheduling_delay() const { return sched_delay_; }
+  const stats::QuantileSketch& request_miss_rate() const { return miss_rate_; }
+  int64_t num_finished() const { return finished_; }
+
+ private:
+  MetricsConfig cfg_;
+  jobs::RunContext* ctx_;
+  std::string group_;
+  results::Table *requests_ = nullptr, *tokens_ = nullptr, *batches_ = nullptr;
+  stats::QuantileSketch ttft_, tbt_, tpot_, e2e_, norm_e2e_, sched_delay_, miss_rate_, min_tbt_, batch_size_,
+      batch_tokens_;
+  int64_t finished_ = 0, ignored_ = 0, output_tokens_ = 0, restarts_ = 0;
+  int64_t missed_ = 0, deadlines_ = 0;
+  double first_arrival_ = -1, last_completion_ = 0;
+  double kv_weighted_ = 0, time_weighted_ = 0, busy_gpu_s_ = 0, flops_ = 0;
+};
+
+}  // namespace xp::serving

@@ -1,0 +1,39 @@
+// Metron's metrics (serving.md §5), computed from per-request inter-token times `itt` so the
+// simulator and the engine share one implementation: itt[0] is the TTFT (first token minus
+// arrival), itt[k] the gap before token k. All arithmetic is IEEE double, as in Metron, so the
+// float-floor edge cases match it bit for bit.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace xp::serving {
+
+// itt from an arrival time and the emit time of every output token.
+std::vector<double> inter_token_times(double arrival_s, const std::vector<double>& token_times);
+
+struct DeadlineMisses {
+  int64_t missed = 0;
+  int64_t total = 0;
+  double miss_rate() const { return total ? static_cast<double>(missed) / static_cast<double>(total) : 0.0; }
+  double fluidity_index() const { return 1.0 - miss_rate(); }
+};
+
+// §5.3: deadlines with slack carried forward; a late token counts every deadline that elapsed.
+// `ttft_deadline` is D_p, `tbt_deadline` D_d; ignore_first drops the TTFT from the count.
+DeadlineMisses deadline_misses(const std::vector<double>& itt, double ttft_deadline, double tbt_deadline,
+                               bool ignore_first = false);
+
+// §5.4: the smallest TBT deadline whose miss rate (TTFT ignored) is <= target, by Metron's
+// binary search over [0, 1e10] s at 1e-4 s granularity. `tbts` are itt[1:].
+double min_tbt_deadline(const std::vector<double>& tbts, double target_miss_rate = 0.1);
+
+struct RequestLatency {
+  double ttft = 0, tpot = 0, e2e = 0, normalized_e2e = 0;
+};
+// §5.2: TTFT = itt[0], TPOT = mean(itt[1:]), E2E = Σ itt, normalized E2E = E2E / tokens.
+RequestLatency request_latency(const std::vector<double>& itt);
+
+// A streamed chunk carrying m tokens counts as one gap followed by m-1 zero gaps (§5.1).
+std::vector<double> expand_bursts(const std::vector<double>& gaps, const std::vector<int64_t>& tokens_per_chunk);
+
+}  // namespace xp::serving

@@ -1,0 +1,72 @@
+#include "serving/sim/deployment.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "core/config/error.h"
+
+namespace xp::serving {
+
+int64_t ModelSpec::layer_params() const {
+  int64_t qkv = embedding_dim * (num_q_heads + 2 * num_kv_heads) * head_dim();
+  int64_t out = embedding_dim * embedding_dim;
+  int64_t mlp = embedding_dim * mlp_hidden_dim * (use_gated_mlp ? 3 : 2);
+  return qkv + out + mlp;
+}
+
+ModelSpec ModelSpec::from(const config::ConfigReader& r) {
+  ModelSpec m;
+  r.get("name", m.name);
+  r.get("profile_name", m.profile_name);
+  r.get("num_layers", m.num_layers);
+  r.get("num_q_heads", m.num_q_heads);
+  r.get("num_kv_heads", m.num_kv_heads);
+  r.get("embedding_dim", m.embedding_dim);
+  r.get("mlp_hidden_dim", m.mlp_hidden_dim);
+  r.get("vocab_size", m.vocab_size);
+  r.get("use_gated_mlp", m.use_gated_mlp);
+  r.get("max_model_len", m.max_model_len);
+  r.finish();
+  if (m.num_q_heads <= 0 || m.num_kv_heads <= 0 || m.embedding_dim % m.num_q_heads != 0)
+    throw config::ConfigError("embedding_dim must be a multiple of num_q_heads, both positive", {}, r.path(),
+                              "check the model description against the model's config.json");
+  return m;
+}
+
+DeviceSpec DeviceSpec::from(const config::ConfigReader& r) {
+  DeviceSpec d;
+  r.get("name", d.name);
+  r.get("profile_dir", d.profile_dir);
+  r.get("network_dir", d.network_dir);
+  r.get("extra_attention_profiles", d.extra_attention_profiles);
+  r.get("fp16_tflops", d.fp16_tflops);
+  r.get("memory_gb", d.memory_gb);
+  r.get("memory_bandwidth_gbps", d.memory_bandwidth_gbps);
+  r.get("devices_per_node", d.devices_per_node);
+  r.get("cost_per_hour", d.cost_per_hour);
+  r.finish();
+  return d;
+}
+
+int64_t plan_kv_blocks(const ModelSpec& m, const DeviceSpec& d, const ReplicaLayout& l, int64_t block_size,
+                       std::string* why) {
+  double usable = d.memory_gb * std::pow(1024.0, 3) * (1 - l.memory_margin_fraction);
+  double layers_per_stage = static_cast<double>(m.num_layers) / static_cast<double>(l.pipeline_parallel);
+  double params = 2.0 * static_cast<double>(m.layer_params()) / static_cast<double>(l.tensor_parallel) * layers_per_stage;
+  double kv_heads = std::ceil(static_cast<double>(m.num_kv_heads) / static_cast<double>(l.tensor_parallel));
+  double kv_per_token = 2.0 * 2.0 * static_cast<double>(m.head_dim()) * kv_heads * layers_per_stage;
+  double free_bytes = usable - params;
+  double tokens = free_bytes > 0 ? free_bytes / kv_per_token : 0;
+  if (tokens < static_cast<double>(m.max_model_len)) {
+    if (why)
+      *why = fmt::format("{} on {}×{} (TP{} PP{}): {:.1f} GiB of weights per GPU leave room for {:.0f} KV tokens, "
+                         "less than one {}-token request",
+                         m.name, l.num_gpus(), d.name, l.tensor_parallel, l.pipeline_parallel,
+                         params / std::pow(1024.0, 3), std::max(0.0, tokens), m.max_model_len);
+    return 0;
+  }
+  return static_cast<int64_t>(tokens) / block_size;
+}
+
+}  // namespace xp::serving

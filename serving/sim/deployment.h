@@ -1,0 +1,55 @@
+// What is being simulated: the model, the device, and how a replica is laid out (TP × PP).
+// Model and hardware descriptions are config files (configs/model/, configs/hardware/).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/config/reader.h"
+
+namespace xp::serving {
+
+struct ModelSpec {
+  std::string name;             // e.g. Mistral-7B-v0.1
+  std::string profile_name;     // folder under a profile root: <org>/<model>
+  int64_t num_layers = 32;
+  int64_t num_q_heads = 32;
+  int64_t num_kv_heads = 32;
+  int64_t embedding_dim = 4096;
+  int64_t mlp_hidden_dim = 11008;
+  int64_t vocab_size = 32000;
+  bool use_gated_mlp = true;
+  int64_t max_model_len = 4096;  // longest sequence served (prompt + output)
+
+  int64_t head_dim() const { return embedding_dim / num_q_heads; }
+  // Weights of one layer (QKV, O, MLP), all shards together.
+  int64_t layer_params() const;
+  static ModelSpec from(const config::ConfigReader& r);
+};
+
+struct DeviceSpec {
+  std::string name;                  // a100 | h100 | h200 | ...
+  std::string profile_dir;           // token-level/attention profiles, relative to the data folder
+  std::string network_dir;           // collective profiles (all_reduce.csv, send_recv.csv)
+  std::vector<std::string> extra_attention_profiles;  // searched when the model folder has none
+  double fp16_tflops = 312;          // dense bf16/fp16 peak
+  double memory_gb = 80;
+  double memory_bandwidth_gbps = 2039;
+  int64_t devices_per_node = 4;
+  double cost_per_hour = 0;          // $/GPU-hour, for QPS per dollar
+  static DeviceSpec from(const config::ConfigReader& r);
+};
+
+struct ReplicaLayout {
+  int64_t tensor_parallel = 1;
+  int64_t pipeline_parallel = 1;
+  double memory_margin_fraction = 0.1;  // Vidur's planner keeps 10% of device memory free
+  int64_t num_gpus() const { return tensor_parallel * pipeline_parallel; }
+};
+
+// Vidur's memory planner (§6.4): KV blocks one replica holds. Returns 0 (and sets `why`) when
+// the model's weights do not leave room for a single max-length request.
+int64_t plan_kv_blocks(const ModelSpec& m, const DeviceSpec& d, const ReplicaLayout& l, int64_t block_size,
+                       std::string* why);
+
+}  // namespace xp::serving

@@ -1,0 +1,375 @@
+#include "serving/sim/predictor.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <Eigen/Dense>
+#include <array>
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <stdexcept>
+
+#include "core/config/yaml_io.h"
+#include "core/data/csv.h"
+
+namespace xp::serving {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr double kNcclLaunchMs = 0.02;  // nccl_cpu_launch_overhead_ms (Vidur)
+constexpr double kGqaBatchingOverhead = 1.1;
+const std::vector<std::string> kTokenOps = {"input_layernorm", "attn_pre_proj",  "attn_rope",
+                                            "attn_post_proj",  "post_attention_layernorm", "mlp_up_proj",
+                                            "mlp_act",         "mlp_down_proj",  "add"};
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+std::string median_col(const std::string& op) { return "time_stats." + op + ".median"; }
+
+// Attention work of one layer shard, as the roofline fallback sees it.
+struct AttnShape {
+  double hq, hkv, hd;
+};
+double prefill_flops(const AttnShape& s, double chunk, double kv) { return 4 * s.hq * s.hd * chunk * (kv + (chunk + 1) / 2); }
+double prefill_bytes(const AttnShape& s, double chunk, double kv) { return 2 * s.hd * (2 * s.hkv * (kv + chunk) + 2 * s.hq * chunk); }
+double decode_flops(const AttnShape& s, double batch, double kv) { return 4 * s.hq * s.hd * batch * kv; }
+double decode_bytes(const AttnShape& s, double batch, double kv) { return 2 * s.hd * 2 * s.hkv * batch * kv; }
+
+}  // namespace
+
+int64_t BatchShape::num_tokens() const {
+  int64_t n = static_cast<int64_t>(decode_contexts.size());
+  for (const auto& p : prefills) n += p.chunk;
+  return n;
+}
+
+BatchShape BatchShape::of(const Batch& b) {
+  BatchShape s;
+  for (const auto& it : b.items) {
+    if (it.is_prefill) s.prefills.push_back({it.num_tokens, it.context});
+    else s.decode_contexts.push_back(it.context);
+  }
+  return s;
+}
+
+BatchFeatures batch_features(const BatchShape& b) {
+  BatchFeatures f;
+  f.kv_save_tokens = b.num_tokens();
+  f.token_ops_tokens = round_up(f.kv_save_tokens, 8);
+  double sq = 0;
+  for (const auto& p : b.prefills) {
+    f.prefill_kv += round_up(p.context, 64);
+    sq += static_cast<double>(p.chunk) * static_cast<double>(p.chunk);
+  }
+  f.prefill_chunk = static_cast<int64_t>(std::llround(std::sqrt(sq)));
+  f.num_prefills = static_cast<int64_t>(b.prefills.size());
+  f.decode_batch = static_cast<int64_t>(b.decode_contexts.size());
+  if (f.decode_batch) {
+    double mean = 0;
+    for (int64_t c : b.decode_contexts) mean += static_cast<double>(c);
+    mean /= static_cast<double>(f.decode_batch);
+    f.decode_kv = round_up(static_cast<int64_t>(std::ceil(mean)), 64);
+  }
+  return f;
+}
+
+Curve::Curve(std::vector<double> xs, std::vector<double> ys) {
+  std::vector<std::pair<double, double>> pts;
+  for (size_t i = 0; i < xs.size(); ++i) pts.emplace_back(xs[i], ys[i]);
+  std::sort(pts.begin(), pts.end());
+  for (size_t i = 0; i < pts.size();) {
+    size_t j = i;
+    double sum = 0;
+    while (j < pts.size() && pts[j].first == pts[i].first) sum += pts[j++].second;
+    xs_.push_back(pts[i].first);
+    ys_.push_back(sum / static_cast<double>(j - i));
+    i = j;
+  }
+}
+
+double Curve::at(double x) const {
+  if (xs_.empty()) return 0;
+  if (xs_.size() == 1) return ys_[0];
+  size_t hi = static_cast<size_t>(std::upper_bound(xs_.begin(), xs_.end(), x) - xs_.begin());
+  hi = std::clamp<size_t>(hi, 1, xs_.size() - 1);
+  size_t lo = hi - 1;
+  double t = (x - xs_[lo]) / (xs_[hi] - xs_[lo]);
+  return std::max(0.0, ys_[lo] + t * (ys_[hi] - ys_[lo]));
+}
+
+void Surface::add(double key, double kv, double value) {
+  points_[key].first.push_back(kv);
+  points_[key].second.push_back(value);
+}
+
+void Surface::finish() {
+  for (auto& [key, p] : points_) curves_.emplace_back(key, Curve(p.first, p.second));
+  points_.clear();
+}
+
+double Surface::at(double key, double kv) const {
+  if (curves_.empty()) return 0;
+  if (key <= curves_.front().first || curves_.size() == 1) return curves_.front().second.at(kv);
+  size_t hi = 1;
+  while (hi + 1 < curves_.size() && curves_[hi].first < key) ++hi;
+  const auto& [k0, c0] = curves_[hi - 1];
+  const auto& [k1, c1] = curves_[hi];
+  double t = (key - k0) / (k1 - k0);
+  return std::max(0.0, c0.at(kv) + t * (c1.at(kv) - c0.at(kv)));
+}
+
+ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec& device, const ReplicaLayout& layout,
+                                       const fs::path& data_root)
+    : model_(model), device_(device), layout_(layout) {
+  if (model_.num_layers % layout_.pipeline_parallel != 0)
+    throw std::runtime_error(fmt::format("{} has {} layers, which {} pipeline stages cannot split evenly", model_.name,
+                                         model_.num_layers, layout_.pipeline_parallel));
+  layers_per_stage_ = model_.num_layers / layout_.pipeline_parallel;
+  const double tp = static_cast<double>(layout_.tensor_parallel);
+  fs::path dir = data_root / device_.profile_dir / model_.profile_name;
+
+  // Token-level operators.
+  data::CsvTable mlp = data::CsvTable::load(dir / "mlp.csv");
+  size_t c_head = mlp.column("n_head"), c_kv = mlp.column("n_kv_head"), c_embd = mlp.column("n_embd"),
+         c_exp = mlp.column("n_expanded_embd"), c_tp = mlp.column("num_tensor_parallel_workers"),
+         c_tok = mlp.column("num_tokens");
+  std::set<int64_t> tps;
+  std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> pts;
+  for (size_t r = 0; r < mlp.num_rows(); ++r) {
+    if (mlp.number(r, c_head) != static_cast<double>(model_.num_q_heads) ||
+        mlp.number(r, c_kv) != static_cast<double>(model_.num_kv_heads) ||
+        mlp.number(r, c_embd) != static_cast<double>(model_.embedding_dim) ||
+        mlp.number(r, c_exp) != static_cast<double>(model_.mlp_hidden_dim))
+      continue;
+    tps.insert(static_cast<int64_t>(mlp.number(r, c_tp)));
+    if (mlp.number(r, c_tp) != tp) continue;
+    for (const auto& op : kTokenOps) {
+      if (!mlp.has_column(median_col(op))) continue;
+      size_t c = mlp.column(median_col(op));
+      if (mlp.empty_cell(r, c)) continue;
+      pts[op].first.push_back(mlp.number(r, c_tok));
+      pts[op].second.push_back(mlp.number(r, c));
+    }
+  }
+  if (tps.empty())
+    throw std::runtime_error(fmt::format("{}: no rows for the shape of {} (heads {}/{}, hidden {}, MLP {})",
+                                         (dir / "mlp.csv").string(), model_.name, model_.num_q_heads,
+                                         model_.num_kv_heads, model_.embedding_dim, model_.mlp_hidden_dim));
+  if (!tps.count(layout_.tensor_parallel))
+    throw std::runtime_error(fmt::format("{}: no rows for tensor parallelism {} (profiled: {})",
+                                         (dir / "mlp.csv").string(), layout_.tensor_parallel, fmt::join(tps, ", ")));
+  for (const auto& op : kTokenOps) {
+    if (pts[op].first.empty()) {
+      // Phi-2 has no post-attention norm; every other operator must be there.
+      if (op == "post_attention_layernorm") {
+        sources_[op] = "absent from the profile (counted as 0)";
+        continue;
+      }
+      throw std::runtime_error(fmt::format("{}: operator '{}' is missing", (dir / "mlp.csv").string(), op));
+    }
+    token_ops_[op] = Curve(pts[op].first, pts[op].second);
+    sources_[op] = "profile " + (dir / "mlp.csv").string();
+  }
+
+  // Sequence-level attention.
+  fs::path attn_file = dir / "attention.csv";
+  if (!fs::exists(attn_file)) {
+    // Device-wide attention profiles (Vidur's historical A100 file) serve any model whose shape
+    // and TP degree they hold.
+    for (const auto& extra : device_.extra_attention_profiles) {
+      data::CsvTable a = data::CsvTable::load(data_root / extra);
+      size_t ae = a.column("n_embd"), aq = a.column("n_q_head"), akv = a.column("n_kv_head"),
+             atp = a.column("num_tensor_parallel_workers");
+      for (size_t r = 0; r < a.num_rows(); ++r)
+        if (a.number(r, ae) == static_cast<double>(model_.embedding_dim) &&
+            a.number(r, aq) == static_cast<double>(model_.num_q_heads) &&
+            a.number(r, akv) == static_cast<double>(model_.num_kv_heads) && a.number(r, atp) == tp) {
+          attn_file = data_root / extra;
+          break;
+        }
+      if (fs::exists(attn_file)) break;
+    }
+  }
+  if (fs::exists(attn_file)) {
+    data::CsvTable a = data::CsvTable::load(attn_file);
+    size_t ae = a.column("n_embd"), aq = a.column("n_q_head"), akv = a.column("n_kv_head"),
+           atp = a.column("num_tensor_parallel_workers"), ab = a.column("batch_size"),
+           ac = a.column("prefill_chunk_size"), ak = a.column("kv_cache_size"), ap = a.column("is_prefill"),
+           tpre = a.column(median_col("attn_prefill")), tdec = a.column(median_col("attn_decode"));
+    std::set<int64_t> atps;
+    for (size_t r = 0; r < a.num_rows(); ++r) {
+      if (a.number(r, ae) != static_cast<double>(model_.embedding_dim) ||
+          a.number(r, aq) != static_cast<double>(model_.num_q_heads) ||
+          a.number(r, akv) != static_cast<double>(model_.num_kv_heads))
+        continue;
+      atps.insert(static_cast<int64_t>(a.number(r, atp)));
+      if (a.number(r, atp) != tp) continue;
+      if (a.cell(r, ap) == "True") prefill_.add(a.number(r, ac), a.number(r, ak), a.number(r, tpre));
+      else decode_.add(a.number(r, ab), a.number(r, ak), a.number(r, tdec));
+    }
+    if (!atps.count(layout_.tensor_parallel))
+      throw std::runtime_error(fmt::format("{}: no attention rows for {} at tensor parallelism {} (profiled: {})",
+                                           attn_file.string(), model_.name, layout_.tensor_parallel,
+                                           atps.empty() ? std::string("none for this shape") : fmt::format("{}", fmt::join(atps, ", "))));
+    prefill_.finish();
+    decode_.finish();
+    if (prefill_.empty() || decode_.empty())
+      throw std::runtime_error(fmt::format("{}: needs both prefill and decode rows", attn_file.string()));
+    sources_["attn_prefill"] = sources_["attn_decode"] = "profile " + attn_file.string();
+  } else {
+    fit_analytic_attention(data_root);
+  }
+  sources_["attn_kv_cache_save"] = "not profiled (counted as 0, as Vidur does)";
+
+  // Collectives: TP all-reduce inside a node, PP send/recv between stages.
+  fs::path net = data_root / device_.network_dir;
+  auto load_collective = [&](const std::string& file, const std::string& op, int64_t workers, int64_t per_node) {
+    data::CsvTable t = data::CsvTable::load(net / file);
+    size_t cw = t.column("num_workers"), cd = t.column("devices_per_node"), cs = t.column("size"),
+           ct = t.column(median_col(op));
+    std::vector<double> xs, ys;
+    std::set<std::string> have;
+    for (size_t r = 0; r < t.num_rows(); ++r) {
+      have.insert(fmt::format("{} workers/{} per node", t.number(r, cw), t.number(r, cd)));
+      if (t.number(r, cw) != static_cast<double>(workers) || t.number(r, cd) != static_cast<double>(per_node)) continue;
+      xs.push_back(t.number(r, cs));
+      ys.push_back(t.number(r, ct));
+    }
+    if (xs.empty())
+      throw std::runtime_error(fmt::format("{}: no rows for {} workers with {} per node (profiled: {})",
+                                           (net / file).string(), workers, per_node, fmt::join(have, "; ")));
+    sources_[op] = "profile " + (net / file).string();
+    return Curve(xs, ys);
+  };
+  if (layout_.tensor_parallel > 1) {
+    if (layout_.tensor_parallel > device_.devices_per_node)
+      throw std::runtime_error(fmt::format("tensor parallelism {} exceeds the {} GPUs of a {} node",
+                                           layout_.tensor_parallel, device_.devices_per_node, device_.name));
+    all_reduce_ = load_collective("all_reduce.csv", "all_reduce", layout_.tensor_parallel, layout_.tensor_parallel);
+  }
+  if (layout_.pipeline_parallel > 1) {
+    int64_t per_node = layout_.num_gpus() <= device_.devices_per_node ? 2 : 1;
+    send_recv_ = load_collective("send_recv.csv", "send_recv", 2, per_node);
+  }
+}
+
+void ExecutionPredictor::fit_analytic_attention(const fs::path& data_root) {
+  // Reference profiles: every attention.csv under profiles/h200, whose card's measured ceilings
+  // are in profiles/h200/reference.yaml.
+  fs::path root = data_root / "profiles" / "h200";
+  config::ConfigNode ref = config::load_yaml_file(root / "reference.yaml");
+  double ref_flops = ref.at_path("bf16_tflops")->as_double() * 1e12;
+  double ref_bw = ref.at_path("memory_bandwidth_gbps")->as_double() * 1e9;
+  std::vector<std::array<double, 4>> pre, dec;  // (1, flop-seconds, byte-seconds, ms)
+  size_t files = 0;
+  for (const auto& e : fs::recursive_directory_iterator(root)) {
+    if (e.path().filename() != "attention.csv") continue;
+    ++files;
+    data::CsvTable a = data::CsvTable::load(e.path());
+    size_t ae = a.column("n_embd"), aq = a.column("n_q_head"), akv = a.column("n_kv_head"),
+           atp = a.column("num_tensor_parallel_workers"), ab = a.column("batch_size"),
+           ac = a.column("prefill_chunk_size"), ak = a.column("kv_cache_size"), ap = a.column("is_prefill"),
+           tpre = a.column(median_col("attn_prefill")), tdec = a.column(median_col("attn_decode"));
+    for (size_t r = 0; r < a.num_rows(); ++r) {
+      double t = a.number(r, atp);
+      AttnShape s{a.number(r, aq) / t, std::ceil(a.number(r, akv) / t), a.number(r, ae) / a.number(r, aq)};
+      double kv = a.number(r, ak);
+      if (a.cell(r, ap) == "True") {
+        double c = a.number(r, ac);
+        pre.push_back({1, prefill_flops(s, c, kv) / ref_flops, prefill_bytes(s, c, kv) / ref_bw, a.number(r, tpre)});
+      } else {
+        double b = a.number(r, ab);
+        dec.push_back({1, decode_flops(s, b, kv) / ref_flops, decode_bytes(s, b, kv) / ref_bw, a.number(r, tdec)});
+      }
+    }
+  }
+  if (pre.empty() || dec.empty())
+    throw std::runtime_error(fmt::format("no attention profile for {} on {}, and no reference profiles under {} to fit "
+                                         "the analytic fallback to",
+                                         model_.name, device_.name, root.string()));
+  auto fit = [](const std::vector<std::array<double, 4>>& rows, double* coef) {
+    // Least squares on relative error (rows weighted by 1/time), so small kernels count too.
+    Eigen::MatrixXd A(static_cast<Eigen::Index>(rows.size()), 3);
+    Eigen::VectorXd y(static_cast<Eigen::Index>(rows.size()));
+    for (size_t i = 0; i < rows.size(); ++i) {
+      double w = 1.0 / std::max(rows[i][3], 1e-6);
+      auto ii = static_cast<Eigen::Index>(i);
+      A(ii, 0) = rows[i][0] * w;
+      A(ii, 1) = rows[i][1] * 1e3 * w;  // seconds of work -> ms
+      A(ii, 2) = rows[i][2] * 1e3 * w;
+      y(ii) = rows[i][3] * w;
+    }
+    Eigen::Vector3d x = A.colPivHouseholderQr().solve(y);
+    for (int k = 0; k < 3; ++k) coef[k] = std::max(0.0, x(k));
+  };
+  fit(pre, prefill_coef_);
+  fit(dec, decode_coef_);
+  std::string how = fmt::format(
+      "analytic roofline c0 + a·FLOPs/peak + b·bytes/bandwidth, fitted to {} attention profiles under {} "
+      "(prefill: c0={:.4f} ms a={:.2f} b={:.2f}; decode: c0={:.4f} ms a={:.2f} b={:.2f})",
+      files, root.string(), prefill_coef_[0], prefill_coef_[1], prefill_coef_[2], decode_coef_[0], decode_coef_[1],
+      decode_coef_[2]);
+  sources_["attn_prefill"] = sources_["attn_decode"] = how;
+}
+
+double ExecutionPredictor::analytic_prefill_ms(double chunk, double kv) const {
+  double t = static_cast<double>(layout_.tensor_parallel);
+  AttnShape s{static_cast<double>(model_.num_q_heads) / t, std::ceil(static_cast<double>(model_.num_kv_heads) / t),
+              static_cast<double>(model_.head_dim())};
+  return prefill_coef_[0] + prefill_coef_[1] * prefill_flops(s, chunk, kv) / peak_flops() * 1e3 +
+         prefill_coef_[2] * prefill_bytes(s, chunk, kv) / (device_.memory_bandwidth_gbps * 1e9) * 1e3;
+}
+
+double ExecutionPredictor::analytic_decode_ms(double batch, double kv) const {
+  double t = static_cast<double>(layout_.tensor_parallel);
+  AttnShape s{static_cast<double>(model_.num_q_heads) / t, std::ceil(static_cast<double>(model_.num_kv_heads) / t),
+              static_cast<double>(model_.head_dim())};
+  return decode_coef_[0] + decode_coef_[1] * decode_flops(s, batch, kv) / peak_flops() * 1e3 +
+         decode_coef_[2] * decode_bytes(s, batch, kv) / (device_.memory_bandwidth_gbps * 1e9) * 1e3;
+}
+
+double ExecutionPredictor::attention_ms(const BatchFeatures& f) const {
+  bool gqa = model_.num_q_heads > model_.num_kv_heads;
+  bool profiled = !prefill_.empty();
+  double ms = 0;
+  if (f.num_prefills > 0) {
+    double chunk = static_cast<double>(f.prefill_chunk), kv = static_cast<double>(f.prefill_kv);
+    double p = profiled ? prefill_.at(chunk, kv) : analytic_prefill_ms(chunk, kv);
+    ms += gqa && f.num_prefills > 1 ? p * kGqaBatchingOverhead : p;
+  }
+  if (f.decode_batch > 0) {
+    double b = static_cast<double>(f.decode_batch), kv = static_cast<double>(f.decode_kv);
+    double d = profiled ? decode_.at(b, kv) : analytic_decode_ms(b, kv);
+    ms += gqa && f.decode_batch > 1 ? d * kGqaBatchingOverhead : d;
+  }
+  return ms;
+}
+
+double ExecutionPredictor::stage_time_s(const BatchShape& b, int64_t stage) const {
+  BatchFeatures f = batch_features(b);
+  double x = static_cast<double>(f.token_ops_tokens);
+  double block = 0;
+  for (const auto& [op, curve] : token_ops_) block += curve.at(x);
+  block += attention_ms(f);
+  double bytes = static_cast<double>(f.kv_save_tokens) * static_cast<double>(model_.embedding_dim) * 2;  // fp16
+  if (layout_.tensor_parallel > 1) block += 2 * (all_reduce_.at(bytes) + kNcclLaunchMs);
+  double ms = block * static_cast<double>(layers_per_stage_);
+  if (stage < layout_.pipeline_parallel - 1) ms += send_recv_.at(bytes);
+  return ms * 1e-3;
+}
+
+double ExecutionPredictor::stage_flops(const BatchShape& b) const {
+  double params = static_cast<double>(model_.layer_params()) / static_cast<double>(layout_.tensor_parallel) *
+                  static_cast<double>(layers_per_stage_);
+  double attn = 0;
+  for (const auto& p : b.prefills)
+    attn += static_cast<double>(p.chunk) * (static_cast<double>(p.context) + static_cast<double>(p.chunk + 1) / 2);
+  for (int64_t c : b.decode_contexts) attn += static_cast<double>(c + 1);
+  double heads = static_cast<double>(model_.num_q_heads) / static_cast<double>(layout_.tensor_parallel);
+  return 2 * static_cast<double>(b.num_tokens()) * params +
+         4 * static_cast<double>(layers_per_stage_) * heads * static_cast<double>(model_.head_dim()) * attn;
+}
+
+}  // namespace xp::serving

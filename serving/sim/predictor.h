@@ -1,0 +1,104 @@
+// Execution-time predictor (serving.md §6.6–6.8). Reads Vidur-layout operator profiles for one
+// (device, model, TP) and predicts each batch stage at once — no fitting step: token-level ops
+// and collectives interpolate piecewise-linearly along their profiled grid, attention
+// interpolates along (chunk or batch) × KV length. Where a profile lacks attention (Vidur's
+// A100/H100 sets), an analytic roofline fitted by least squares to every attention profile that
+// does exist stands in; sources() says which source each operator came from.
+// Immutable after construction; safe to share across threads.
+#pragma once
+#include <filesystem>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "serving/scheduler/sequence.h"
+#include "serving/sim/deployment.h"
+
+namespace xp::serving {
+
+struct PrefillShape {
+  int64_t chunk = 0;    // new prompt tokens
+  int64_t context = 0;  // tokens already in the KV cache
+};
+
+struct BatchShape {
+  std::vector<PrefillShape> prefills;
+  std::vector<int64_t> decode_contexts;  // KV length each decode attends to
+  int64_t num_tokens() const;
+  static BatchShape of(const Batch& b);
+};
+
+// The features Vidur's predictor looks up (§6.7), derived exactly as it does.
+struct BatchFeatures {
+  int64_t token_ops_tokens = 0;  // batch tokens rounded up to a multiple of 8
+  int64_t kv_save_tokens = 0;    // exact batch tokens
+  int64_t prefill_kv = 0;        // Σ roundup64(context_i)
+  int64_t prefill_chunk = 0;     // round(sqrt(Σ chunk_i²))
+  int64_t num_prefills = 0;
+  int64_t decode_batch = 0;
+  int64_t decode_kv = 0;         // roundup64(mean decode context)
+};
+BatchFeatures batch_features(const BatchShape& b);
+
+// A monotone 1-D table: linear between profiled points, linear extrapolation past the ends.
+class Curve {
+ public:
+  Curve() = default;
+  Curve(std::vector<double> xs, std::vector<double> ys);  // sorted by x, duplicates averaged
+  double at(double x) const;
+  bool empty() const { return xs_.empty(); }
+
+ private:
+  std::vector<double> xs_, ys_;
+};
+
+// Time over (key, kv): one Curve in kv per profiled key, linear between keys, clamped below the
+// smallest key (as Vidur's tables start there) and extrapolated above the largest.
+class Surface {
+ public:
+  void add(double key, double kv, double value);
+  void finish();
+  double at(double key, double kv) const;
+  bool empty() const { return curves_.empty(); }
+
+ private:
+  std::map<double, std::pair<std::vector<double>, std::vector<double>>> points_;
+  std::vector<std::pair<double, Curve>> curves_;
+};
+
+class ExecutionPredictor {
+ public:
+  // Throws std::runtime_error naming the file (and missing TP degree or operator) on a bad
+  // or incomplete profile.
+  ExecutionPredictor(const ModelSpec& model, const DeviceSpec& device, const ReplicaLayout& layout,
+                     const std::filesystem::path& data_root);
+
+  // Time of one pipeline stage of `b`, in seconds (the last stage has no send/recv).
+  double stage_time_s(const BatchShape& b, int64_t stage) const;
+  // Model FLOPs of one stage of `b` (for MFU).
+  double stage_flops(const BatchShape& b) const;
+  double peak_flops() const { return device_.fp16_tflops * 1e12; }
+
+  // Operator -> where its numbers come from ("profile <file>" or "analytic ...").
+  const std::map<std::string, std::string>& sources() const { return sources_; }
+  int64_t layers_per_stage() const { return layers_per_stage_; }
+
+ private:
+  double attention_ms(const BatchFeatures& f) const;
+  double analytic_prefill_ms(double chunk, double kv) const;
+  double analytic_decode_ms(double batch, double kv) const;
+  void fit_analytic_attention(const std::filesystem::path& data_root);
+
+  ModelSpec model_;
+  DeviceSpec device_;
+  ReplicaLayout layout_;
+  int64_t layers_per_stage_;
+  std::map<std::string, Curve> token_ops_;
+  Surface prefill_, decode_;
+  Curve all_reduce_, send_recv_;  // by message bytes
+  double prefill_coef_[3] = {0, 0, 0}, decode_coef_[3] = {0, 0, 0};  // c0 + a·flop_s + b·byte_s
+  std::map<std::string, std::string> sources_;
+};
+
+}  // namespace xp::serving

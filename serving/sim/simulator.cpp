@@ -1,0 +1,183 @@
+#include "serving/sim/simulator.h"
+
+#include <deque>
+#include <queue>
+#include <unordered_map>
+
+#include "core/runtime/check.h"
+#include "core/runtime/rng.h"
+#include "serving/scheduler/replica_scheduler.h"
+
+namespace xp::serving {
+namespace {
+
+enum class EventKind { kArrival, kStageEnd };
+
+struct Event {
+  double time;
+  uint64_t order;  // creation order: FIFO among equal times
+  EventKind kind;
+  int64_t replica = 0;
+  int64_t stage = 0;
+  uint64_t batch = 0;
+  bool operator>(const Event& o) const { return time != o.time ? time > o.time : order > o.order; }
+};
+
+struct InFlight {
+  Batch batch;
+  BatchShape shape;
+  double start_s = 0;
+  int64_t kv_used = 0;
+};
+
+struct Replica {
+  std::unique_ptr<ReplicaScheduler> scheduler;
+  std::vector<bool> stage_busy;
+  std::vector<std::deque<uint64_t>> stage_queue;
+  std::unordered_map<uint64_t, InFlight> in_flight;
+};
+
+}  // namespace
+
+struct Simulator::Impl {
+  ClusterConfig cluster;
+  const ExecutionPredictor& predictor;
+  int64_t gpus_per_replica;
+  int64_t pp;
+  RequestGenerator& requests;
+  ServingMetrics& metrics;
+  runtime::RngStream route_rng;
+  std::vector<Replica> replicas;
+  std::priority_queue<Event, std::vector<Event>, std::greater<>> events;
+  uint64_t next_order = 0;
+  uint64_t round_robin = 0;
+  SimulationResult result;
+
+  void push(Event e) {
+    e.order = next_order++;
+    events.push(e);
+  }
+
+  void schedule_next_arrival() {
+    if (auto r = requests.next()) {
+      pending_arrival = *r;
+      push({r->arrival_s, 0, EventKind::kArrival});
+    }
+  }
+  Request pending_arrival;
+
+  int64_t route() {
+    auto n = static_cast<int64_t>(replicas.size());
+    if (cluster.global_scheduler == "random") return static_cast<int64_t>(route_rng.below(static_cast<uint64_t>(n)));
+    if (cluster.global_scheduler == "lor") {
+      int64_t best = 0;
+      for (int64_t i = 1; i < n; ++i)
+        if (replicas[static_cast<size_t>(i)].scheduler->num_waiting() <
+            replicas[static_cast<size_t>(best)].scheduler->num_waiting())
+          best = i;
+      return best;
+    }
+    return static_cast<int64_t>(round_robin++ % static_cast<uint64_t>(n));
+  }
+
+  void try_schedule(int64_t r, double now) {
+    Replica& rep = replicas[static_cast<size_t>(r)];
+    while (true) {
+      Batch b = rep.scheduler->schedule(now);
+      if (b.empty()) break;
+      uint64_t id = b.id;
+      InFlight f;
+      f.shape = BatchShape::of(b);
+      f.kv_used = rep.scheduler->blocks().num_used();
+      f.batch = std::move(b);
+      rep.in_flight.emplace(id, std::move(f));
+      rep.stage_queue[0].push_back(id);
+      try_start_stage(r, 0, now);
+    }
+  }
+
+  void try_start_stage(int64_t r, int64_t s, double now) {
+    Replica& rep = replicas[static_cast<size_t>(r)];
+    auto us = static_cast<size_t>(s);
+    if (rep.stage_busy[us] || rep.stage_queue[us].empty()) return;
+    uint64_t id = rep.stage_queue[us].front();
+    rep.stage_queue[us].pop_front();
+    InFlight& f = rep.in_flight.at(id);
+    if (s == 0) f.start_s = now;
+    double t = predictor.stage_time_s(f.shape, s);
+    metrics.add_busy(t * static_cast<double>(gpus_per_replica) / static_cast<double>(pp),
+                     predictor.stage_flops(f.shape) * static_cast<double>(gpus_per_replica) / static_cast<double>(pp));
+    rep.stage_busy[us] = true;
+    push({now + t, 0, EventKind::kStageEnd, r, s, id});
+  }
+
+  void on_stage_end(const Event& e) {
+    Replica& rep = replicas[static_cast<size_t>(e.replica)];
+    rep.stage_busy[static_cast<size_t>(e.stage)] = false;
+    if (e.stage + 1 < pp) {
+      rep.stage_queue[static_cast<size_t>(e.stage + 1)].push_back(e.batch);
+      try_start_stage(e.replica, e.stage + 1, e.time);
+    } else {
+      auto node = rep.in_flight.extract(e.batch);
+      InFlight& f = node.mapped();
+      rep.scheduler->on_step_completed(f.batch, e.time);
+      ++result.iterations;
+      metrics.on_batch(f.batch, e.replica, f.start_s, e.time, f.kv_used, rep.scheduler->blocks().num_total());
+      for (const Sequence& s : rep.scheduler->take_finished()) {
+        metrics.on_finished(s, e.replica);
+        ++result.requests_finished;
+      }
+      try_schedule(e.replica, e.time);
+    }
+    try_start_stage(e.replica, e.stage, e.time);
+  }
+};
+
+Simulator::Simulator(const ClusterConfig& cluster, const SchedulerConfig& scheduler, const ExecutionPredictor& predictor,
+                     int64_t kv_blocks_per_replica, int64_t gpus_per_replica, RequestGenerator& requests,
+                     ServingMetrics& metrics, uint64_t seed)
+    : impl_(new Impl{cluster, predictor, gpus_per_replica, scheduler.pipeline_stages, requests, metrics,
+                     runtime::RngStream(seed, 201), {}, {}, 0, 0, {}, {}}) {
+  EXP_CHECK(cluster.num_replicas >= 1, "need at least one replica, got {}", cluster.num_replicas);
+  for (int64_t i = 0; i < cluster.num_replicas; ++i) {
+    Replica r;
+    r.scheduler = ReplicaScheduler::create(scheduler, kv_blocks_per_replica);
+    r.stage_busy.assign(static_cast<size_t>(scheduler.pipeline_stages), false);
+    r.stage_queue.resize(static_cast<size_t>(scheduler.pipeline_stages));
+    impl_->replicas.push_back(std::move(r));
+  }
+}
+
+Simulator::~Simulator() = default;
+
+SimulationResult Simulator::run(const std::function<bool()>& should_stop) {
+  Impl& s = *impl_;
+  s.schedule_next_arrival();
+  while (!s.events.empty()) {
+    if (should_stop && should_stop()) {
+      s.result.stopped = true;
+      break;
+    }
+    Event e = s.events.top();
+    if (s.cluster.time_limit_s > 0 && e.time > s.cluster.time_limit_s) {
+      s.result.stopped = true;
+      break;
+    }
+    s.events.pop();
+    s.result.simulated_s = e.time;
+    if (e.kind == EventKind::kArrival) {
+      Request r = s.pending_arrival;
+      ++s.result.requests_arrived;
+      int64_t replica = s.route();
+      s.replicas[static_cast<size_t>(replica)].scheduler->add_request(r);
+      s.schedule_next_arrival();  // before scheduling: same-time arrivals stay FIFO
+      s.try_schedule(replica, e.time);
+    } else {
+      s.on_stage_end(e);
+    }
+  }
+  for (const auto& r : s.replicas) s.result.preemptions += r.scheduler->num_preemptions();
+  return s.result;
+}
+
+}  // namespace xp::serving
