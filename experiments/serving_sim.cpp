@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "core/config/error.h"
@@ -148,6 +149,7 @@ class ServingSim final : public Experiment {
 
   void after_close(const fs::path& run_dir) const override {
     if (!cfg_.plots) return;
+    std::fflush(stdout);  // the table first, then the script's own output
     std::string cmd = fmt::format("MPLBACKEND=Agg /usr/bin/python3 {}/scripts/plot_serving.py {}", EXP_SOURCE_DIR,
                                   run_dir.string());
     if (std::system(cmd.c_str()) != 0) runtime::logger()->warn("plotting failed: {}", cmd);

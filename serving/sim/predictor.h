@@ -67,7 +67,16 @@ class Surface {
   std::vector<std::pair<double, Curve>> curves_;
 };
 
-class ExecutionPredictor {
+// What the simulator needs from a time model; ExecutionPredictor is the real one, tests use
+// simple ones.
+class StageTimer {
+ public:
+  virtual ~StageTimer() = default;
+  virtual double stage_time_s(const BatchShape& b, int64_t stage) const = 0;
+  virtual double stage_flops(const BatchShape& b) const = 0;
+};
+
+class ExecutionPredictor final : public StageTimer {
  public:
   // Throws std::runtime_error naming the file (and missing TP degree or operator) on a bad
   // or incomplete profile.
@@ -75,9 +84,9 @@ class ExecutionPredictor {
                      const std::filesystem::path& data_root);
 
   // Time of one pipeline stage of `b`, in seconds (the last stage has no send/recv).
-  double stage_time_s(const BatchShape& b, int64_t stage) const;
+  double stage_time_s(const BatchShape& b, int64_t stage) const override;
   // Model FLOPs of one stage of `b` (for MFU).
-  double stage_flops(const BatchShape& b) const;
+  double stage_flops(const BatchShape& b) const override;
   double peak_flops() const { return device_.fp16_tflops * 1e12; }
 
   // Operator -> where its numbers come from ("profile <file>" or "analytic ...").

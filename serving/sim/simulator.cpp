@@ -41,7 +41,7 @@ struct Replica {
 
 struct Simulator::Impl {
   ClusterConfig cluster;
-  const ExecutionPredictor& predictor;
+  const StageTimer& predictor;
   int64_t gpus_per_replica;
   int64_t pp;
   RequestGenerator& requests;
@@ -133,7 +133,7 @@ struct Simulator::Impl {
   }
 };
 
-Simulator::Simulator(const ClusterConfig& cluster, const SchedulerConfig& scheduler, const ExecutionPredictor& predictor,
+Simulator::Simulator(const ClusterConfig& cluster, const SchedulerConfig& scheduler, const StageTimer& predictor,
                      int64_t kv_blocks_per_replica, int64_t gpus_per_replica, RequestGenerator& requests,
                      ServingMetrics& metrics, uint64_t seed)
     : impl_(new Impl{cluster, predictor, gpus_per_replica, scheduler.pipeline_stages, requests, metrics,

@@ -33,7 +33,7 @@ struct SimulationResult {
 
 class Simulator {
  public:
-  Simulator(const ClusterConfig& cluster, const SchedulerConfig& scheduler, const ExecutionPredictor& predictor,
+  Simulator(const ClusterConfig& cluster, const SchedulerConfig& scheduler, const StageTimer& timer,
             int64_t kv_blocks_per_replica, int64_t gpus_per_replica, RequestGenerator& requests,
             ServingMetrics& metrics, uint64_t seed);
   ~Simulator();

@@ -21,6 +21,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::string kExp = std::string(EXP_BINARY_DIR) + "/exp";
+const std::string kLinReg = std::string(EXP_SOURCE_DIR) + "/configs/experiment/linear_regression.yaml";
 const std::string kQuickstart = std::string(EXP_SOURCE_DIR) + "/configs/quickstart.yaml";
 
 struct Ran {
@@ -44,15 +45,15 @@ const std::string kSmall = "train.steps=20 train.checkpoint_every=5";
 
 }  // namespace
 
-TEST_F(Cli, QuickstartWritesRunDirectoryAndPrintsTable) {
-  Ran r = exp("run " + kQuickstart + " " + kSmall + " hydra.run.dir=run");
+TEST_F(Cli, RunWritesRunDirectoryAndPrintsTable) {
+  Ran r = exp("run " + kLinReg + " " + kSmall + " hydra.run.dir=run");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.out.find("final_mse"), std::string::npos) << r.out;
-  for (const char* f : {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "quickstart.log",
+  for (const char* f : {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "linear_regression.log",
                         "results.h5"})
     EXPECT_TRUE(fs::exists(path("run") / f)) << f;
   EXPECT_NE(dir_.read("run/.hydra/overrides.yaml").find("train.steps=20"), std::string::npos);
-  EXPECT_NE(dir_.read("run/quickstart.log").find("running quickstart"), std::string::npos);
+  EXPECT_NE(dir_.read("run/linear_regression.log").find("running linear_regression"), std::string::npos);
   auto reader = results::ResultsReader::open(path("run/results.h5"));
   ASSERT_TRUE(reader.is_ok());
   EXPECT_TRUE(reader->complete());
@@ -64,7 +65,7 @@ TEST_F(Cli, QuickstartWritesRunDirectoryAndPrintsTable) {
 }
 
 TEST_F(Cli, DefaultRunDirectoryIsResultsOutputsDateTime) {
-  ASSERT_EQ(exp("run " + kQuickstart + " " + kSmall).rc, 0);
+  ASSERT_EQ(exp("run " + kLinReg + " " + kSmall).rc, 0);
   ASSERT_TRUE(fs::is_directory(path("results/outputs")));
   auto day = fs::directory_iterator(path("results/outputs"))->path();
   EXPECT_EQ(day.filename().string().size(), 10u);  // YYYY-MM-DD
@@ -74,11 +75,11 @@ TEST_F(Cli, DefaultRunDirectoryIsResultsOutputsDateTime) {
 }
 
 TEST_F(Cli, UnknownKeyExitsTwoWithSuggestionAndWritesNothing) {
-  Ran r = exp("run " + kQuickstart + " no.such.key=1");
+  Ran r = exp("run " + kLinReg + " no.such.key=1");
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.err.find("no.such.key"), std::string::npos);
   EXPECT_NE(r.err.find("+no.such.key=1"), std::string::npos);
-  r = exp("run " + kQuickstart + " train.stepz=1");
+  r = exp("run " + kLinReg + " train.stepz=1");
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.err.find("did you mean 'train.steps'"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(path("results")));
@@ -108,7 +109,7 @@ TEST_F(Cli, MissingFileAndMandatoryValueAndTypeMismatchExitTwo) {
   Ran r = exp("run configs/req.yaml");
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.err.find("train.lr=VALUE"), std::string::npos) << r.err;
-  r = exp("run " + kQuickstart + " train.steps=many");
+  r = exp("run " + kLinReg + " train.steps=many");
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.err.find("expected int"), std::string::npos);
 }
@@ -123,20 +124,20 @@ TEST_F(Cli, ExperimentSelectionAndValueErrorsExitTwo) {
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.err.find("typo_exp.yaml:1:13"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("did you mean 'linear_regression'"), std::string::npos);
-  r = exp("run " + kQuickstart + " data.samples=0");
+  r = exp("run " + kLinReg + " data.samples=0");
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.err.find("data.samples"), std::string::npos);
   EXPECT_NE(r.err.find("must be positive"), std::string::npos);
-  r = exp("run " + kQuickstart + " train.device=tpu");
+  r = exp("run " + kLinReg + " train.device=tpu");
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.err.find("cpu, cuda"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(path("results")));
 }
 
 TEST_F(Cli, PrintingAndResumeErrorsExitTwo) {
-  EXPECT_EQ(exp("run --cfg jobb " + kQuickstart).rc, 2);
-  EXPECT_EQ(exp("run --info default " + kQuickstart).rc, 2);
-  Ran r = exp("run --cfg job -p trian " + kQuickstart);
+  EXPECT_EQ(exp("run --cfg jobb " + kLinReg).rc, 2);
+  EXPECT_EQ(exp("run --info default " + kLinReg).rc, 2);
+  Ran r = exp("run --cfg job -p trian " + kLinReg);
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.err.find("train"), std::string::npos) << r.err;
   r = exp("run --resume nowhere");
@@ -146,13 +147,13 @@ TEST_F(Cli, PrintingAndResumeErrorsExitTwo) {
 }
 
 TEST_F(Cli, InterpolationCycleExitsTwo) {
-  Ran r = exp("run " + kQuickstart + " '+a=${b}' '+b=${a}'");
+  Ran r = exp("run " + kLinReg + " '+a=${b}' '+b=${a}'");
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.err.find("cycle"), std::string::npos) << r.err;
 }
 
 TEST_F(Cli, SweepMakesOneRunDirPerJobAndCollectOneRowEach) {
-  Ran r = exp("run -m " + kQuickstart + " " + kSmall + " train.lr=0.01,0.02 train.batch_size=8,16 hydra.sweep.dir=sweep --jobs 2");
+  Ran r = exp("run -m " + kLinReg + " " + kSmall + " train.lr=0.01,0.02 train.batch_size=8,16 hydra.sweep.dir=sweep --jobs 2");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.err.find("#3 : train.steps=20 train.checkpoint_every=5 train.lr=0.02 train.batch_size=16"),
             std::string::npos) << r.err;
@@ -171,28 +172,28 @@ TEST_F(Cli, SweepMakesOneRunDirPerJobAndCollectOneRowEach) {
 }
 
 TEST_F(Cli, SweepWithoutMultirunIsRefused) {
-  Ran r = exp("run " + kQuickstart + " train.lr=0.1,0.2");
+  Ran r = exp("run " + kLinReg + " train.lr=0.1,0.2");
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.err.find("-m"), std::string::npos);
 }
 
 TEST_F(Cli, ExistingResultsAreNeverOverwritten) {
-  ASSERT_EQ(exp("run " + kQuickstart + " " + kSmall + " hydra.run.dir=run").rc, 0);
-  Ran r = exp("run " + kQuickstart + " " + kSmall + " hydra.run.dir=run");
+  ASSERT_EQ(exp("run " + kLinReg + " " + kSmall + " hydra.run.dir=run").rc, 0);
+  Ran r = exp("run " + kLinReg + " " + kSmall + " hydra.run.dir=run");
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.err.find("--resume"), std::string::npos);
   EXPECT_NE(exp("run --resume run").out.find("nothing to resume"), std::string::npos);
 }
 
 TEST_F(Cli, KilledRunResumesToIdenticalResults) {
-  const std::string args = kQuickstart +
+  const std::string args = kLinReg +
       " data.features=256 train.batch_size=128 train.steps=12000 train.checkpoint_every=400 hydra.run.dir=";
   ASSERT_EQ(exp("run " + args + "full").rc, 0);
 
   std::vector<std::string> argv = {kExp, "run"};
   for (const char* a : {"data.features=256", "train.batch_size=128", "train.steps=12000", "train.checkpoint_every=400"})
     argv.push_back(a);
-  argv.insert(argv.begin() + 2, kQuickstart);
+  argv.insert(argv.begin() + 2, kLinReg);
   argv.push_back("hydra.run.dir=" + path("killed").string());
   std::vector<char*> cargv;
   for (auto& a : argv) cargv.push_back(a.data());
@@ -224,20 +225,20 @@ TEST_F(Cli, KilledRunResumesToIdenticalResults) {
   EXPECT_EQ(b->read_table("/train/steps").rows, 12000);
   for (const char* key : {"final_mse", "weight_error"})
     EXPECT_EQ(std::get<double>(*a->attr("/summary", key)), std::get<double>(*b->attr("/summary", key))) << key;
-  EXPECT_NE(dir_.read("killed/quickstart.log").find("resuming from"), std::string::npos);
+  EXPECT_NE(dir_.read("killed/linear_regression.log").find("resuming from"), std::string::npos);
 }
 
 TEST_F(Cli, CfgJobPrintsUnresolvedOrResolvedConfig) {
-  Ran r = exp("run --cfg job " + kQuickstart + " '+tag=run_${seed}'");
+  Ran r = exp("run --cfg job " + kLinReg + " '+tag=run_${seed}'");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.out.find("tag: run_${seed}"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("hydra:"), std::string::npos);
-  r = exp("run --cfg job --resolve " + kQuickstart + " '+tag=run_${seed}'");
+  r = exp("run --cfg job --resolve " + kLinReg + " '+tag=run_${seed}'");
   EXPECT_NE(r.out.find("tag: run_0"), std::string::npos) << r.out;
-  r = exp("run --cfg job -p train " + kQuickstart);
+  r = exp("run --cfg job -p train " + kLinReg);
   EXPECT_EQ(r.out.find("experiment:"), std::string::npos);
   EXPECT_NE(r.out.find("batch_size: 64"), std::string::npos);
-  r = exp("run --cfg hydra " + kQuickstart);
+  r = exp("run --cfg hydra " + kLinReg);
   EXPECT_NE(r.out.find("run:"), std::string::npos);
   EXPECT_FALSE(fs::exists(path("results")));
 }
@@ -245,9 +246,23 @@ TEST_F(Cli, CfgJobPrintsUnresolvedOrResolvedConfig) {
 TEST_F(Cli, InfoDefaultsShowsTheTree) {
   Ran r = exp("run --info defaults " + kQuickstart);
   ASSERT_EQ(r.rc, 0) << r.err;
-  EXPECT_NE(r.out.find("experiment/linear_regression"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("hydra/launcher/local"), std::string::npos);
-  EXPECT_NE(r.out.find("experiment = linear_regression"), std::string::npos);
+  for (const char* s : {"experiment/serving_sim", "scheduler/vllm", "schedulers.vllm", "model/mistral_7b",
+                        "hydra/launcher/local", "experiment = serving_sim", "scheduler@schedulers.sarathi_serve = sarathi_serve"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+}
+
+TEST_F(Cli, QuickstartComparesSchedulersAndWritesPlots) {
+  Ran r = exp("run " + kQuickstart + " workload.num_requests=300 hydra.run.dir=qs");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  for (const char* s : {"vllm", "sarathi_serve", "P99 TBT (s)", "fluidity-index", "preemptions"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+  auto res = results::ResultsReader::open(path("qs/results.h5"));
+  ASSERT_TRUE(res.is_ok());
+  EXPECT_TRUE(res->complete());
+  EXPECT_EQ(res->read_table("/serving/vllm/requests").rows, 300);
+  EXPECT_EQ(res->read_table("/serving/sarathi_serve/cdf").rows, 101);
+  EXPECT_TRUE(res->attr("/summary", "sarathi_serve.p99_tbt_s").has_value());
+  for (const char* png : {"ttft_cdf.png", "tbt_cdf.png"}) EXPECT_TRUE(fs::exists(path("qs") / png)) << png;
 }
 
 TEST_F(Cli, ListShowsExperimentsAndGroups) {
@@ -261,7 +276,7 @@ TEST_F(Cli, ListShowsExperimentsAndGroups) {
 }
 
 TEST_F(Cli, ShowPrintsProvenanceSummaryAndTables) {
-  ASSERT_EQ(exp("run " + kQuickstart + " " + kSmall + " hydra.run.dir=run").rc, 0);
+  ASSERT_EQ(exp("run " + kLinReg + " " + kSmall + " hydra.run.dir=run").rc, 0);
   Ran r = exp("show run");
   ASSERT_EQ(r.rc, 0) << r.err;
   for (const char* s : {"[complete]", "git_sha", "final_mse", "Table /train/steps (20 rows)", "[steps]"})
@@ -281,7 +296,7 @@ TEST_F(Cli, EveryVerbHasHelp) {
 TEST_F(Cli, SlurmLauncherSubmitsOneArrayAndTasksRunFromTheManifest) {
   dir_.write("bin/sbatch", "#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/sbatch.args\"\necho 4242\n");
   fs::permissions(path("bin/sbatch"), fs::perms::owner_all);
-  Ran r = exp("run -m " + kQuickstart + " " + kSmall + " hydra/launcher=slurm hydra.launcher.partition=debug train.lr=0.1,0.2 hydra.sweep.dir=sw",
+  Ran r = exp("run -m " + kLinReg + " " + kSmall + " hydra/launcher=slurm hydra.launcher.partition=debug train.lr=0.1,0.2 hydra.sweep.dir=sw",
               "PATH=" + path("bin").string() + ":$PATH");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.out.find("Slurm array 4242"), std::string::npos) << r.out;

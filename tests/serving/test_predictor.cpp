@@ -1,0 +1,171 @@
+// serving.md §8 item 13 (feature derivation) and the predictor's data handling.
+#include <gtest/gtest.h>
+
+#include "serving/sim/predictor.h"
+#include "tests/support/temp_dir.h"
+
+namespace xp::serving {
+namespace {
+
+const std::filesystem::path kData = std::filesystem::path(EXP_SOURCE_DIR) / "data";
+
+ModelSpec mistral() {
+  ModelSpec m;
+  m.name = "Mistral-7B-v0.1";
+  m.profile_name = "mistralai/Mistral-7B-v0.1";
+  m.num_layers = 32;
+  m.num_q_heads = 32;
+  m.num_kv_heads = 8;
+  m.embedding_dim = 4096;
+  m.mlp_hidden_dim = 14336;
+  return m;
+}
+
+DeviceSpec h200() {
+  DeviceSpec d;
+  d.name = "h200";
+  d.profile_dir = "profiles/h200";
+  d.network_dir = "vidur/profiling/network/h100_dgx";
+  d.fp16_tflops = 989;
+  d.memory_gb = 141;
+  d.memory_bandwidth_gbps = 4800;
+  d.devices_per_node = 8;
+  return d;
+}
+
+}  // namespace
+
+TEST(BatchFeatures, ReproduceTheWorkedDerivation) {
+  BatchShape b;
+  b.prefills = {{256, 0}, {128, 512}};
+  b.decode_contexts.assign(30, 1000);
+  BatchFeatures f = batch_features(b);
+  EXPECT_EQ(f.token_ops_tokens, 416);
+  EXPECT_EQ(f.kv_save_tokens, 414);
+  EXPECT_EQ(f.prefill_kv, 512);
+  EXPECT_EQ(f.prefill_chunk, 286);
+  EXPECT_EQ(f.decode_batch, 30);
+  EXPECT_EQ(f.decode_kv, 1024);
+}
+
+TEST(Curve, InterpolatesAndExtrapolatesLinearly) {
+  Curve c({1, 2, 4}, {10, 20, 30});
+  EXPECT_DOUBLE_EQ(c.at(3), 25);
+  EXPECT_DOUBLE_EQ(c.at(6), 40);
+  EXPECT_DOUBLE_EQ(c.at(1.5), 15);
+  Curve dup({1, 1, 2}, {1, 3, 4});
+  EXPECT_DOUBLE_EQ(dup.at(1), 2);  // duplicates averaged
+}
+
+TEST(Predictor, MatchesTheProfileAtAProfiledPoint) {
+  ReplicaLayout l;
+  ExecutionPredictor p(mistral(), h200(), l, kData);
+  EXPECT_NE(p.sources().at("attn_prefill").find("profiles/h200"), std::string::npos);
+  // One decode at 128 cached tokens: 32 layers × (token ops at 8 tokens + attention).
+  BatchShape b;
+  b.decode_contexts = {128};
+  double t = p.stage_time_s(b, 0);
+  EXPECT_GT(t, 32 * 0.0001e-3 * 1000);
+  EXPECT_LT(t, 0.02);
+  // More work never takes less time.
+  BatchShape bigger = b;
+  bigger.decode_contexts.assign(64, 2048);
+  bigger.prefills = {{512, 0}};
+  EXPECT_GT(p.stage_time_s(bigger, 0), t);
+}
+
+TEST(Predictor, PipelineStagesSplitLayersAndPayForSendRecv) {
+  ModelSpec m;
+  m.name = "Llama-2-70B";
+  m.profile_name = "meta-llama/Llama-2-70b-hf";
+  m.num_layers = 80;
+  m.num_q_heads = 64;
+  m.num_kv_heads = 8;
+  m.embedding_dim = 8192;
+  m.mlp_hidden_dim = 28672;
+  DeviceSpec a100;
+  a100.name = "a100";
+  a100.profile_dir = "vidur/profiling/compute/a100";
+  a100.network_dir = "vidur/profiling/network/a100_pairwise_nvlink";
+  a100.extra_attention_profiles = {"vidur/historical/acb95f6/profiling/a100/attention.csv"};
+  a100.fp16_tflops = 312;
+  a100.devices_per_node = 4;
+  ReplicaLayout l;
+  l.tensor_parallel = 2;
+  l.pipeline_parallel = 2;
+  ExecutionPredictor p(m, a100, l, kData);
+  EXPECT_EQ(p.layers_per_stage(), 40);
+  EXPECT_NE(p.sources().at("attn_decode").find("historical"), std::string::npos);
+  EXPECT_NE(p.sources().at("all_reduce").find("a100_pairwise_nvlink"), std::string::npos);
+  BatchShape b;
+  b.decode_contexts.assign(16, 1000);
+  EXPECT_GT(p.stage_time_s(b, 0), p.stage_time_s(b, 1));  // stage 0 also sends to stage 1
+}
+
+TEST(Predictor, MissingAttentionProfileFallsBackToAFittedRoofline) {
+  ModelSpec m = mistral();
+  m.name = "Llama-2-7B";
+  m.profile_name = "meta-llama/Llama-2-7b-hf";
+  m.num_kv_heads = 32;
+  m.mlp_hidden_dim = 11008;
+  DeviceSpec h100 = h200();
+  h100.name = "h100";
+  h100.profile_dir = "vidur/profiling/compute/h100";
+  h100.fp16_tflops = 1000;
+  h100.memory_bandwidth_gbps = 3350;
+  ExecutionPredictor p(m, h100, ReplicaLayout{}, kData);
+  EXPECT_NE(p.sources().at("attn_prefill").find("analytic"), std::string::npos);
+  BatchShape small, large;
+  small.prefills = {{256, 0}};
+  large.prefills = {{2048, 2048}};
+  EXPECT_GT(p.stage_time_s(large, 0), 2 * p.stage_time_s(small, 0));
+}
+
+TEST(Predictor, BadProfilesAreClearErrors) {
+  ReplicaLayout tp4;
+  tp4.tensor_parallel = 4;
+  try {
+    ExecutionPredictor(mistral(), h200(), tp4, kData);
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("no rows for tensor parallelism 4 (profiled: 1)"), std::string::npos) << e.what();
+  }
+  testing::TempDir d;
+  d.write("profiles/x/m/mlp.csv", "n_head,n_kv_head,n_embd,n_expanded_embd,num_tensor_parallel_workers,num_tokens,"
+                                   "time_stats.add.median\n32,8,4096,14336,1,8,0.1\n32,8,4096,14336,1,oops,0.2\n");
+  DeviceSpec dev = h200();
+  dev.profile_dir = "profiles/x";
+  ModelSpec m = mistral();
+  m.profile_name = "m";
+  try {
+    ExecutionPredictor(m, dev, ReplicaLayout{}, d.path());
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("mlp.csv:3: column 'num_tokens': 'oops' is not a number"), std::string::npos)
+        << e.what();
+  }
+  d.write("profiles/x/m/mlp.csv", "n_head,n_kv_head,n_embd,n_expanded_embd,num_tensor_parallel_workers,num_tokens,"
+                                   "time_stats.add.median\n32,8,4096,14336,1,8,0.1\n");
+  try {
+    ExecutionPredictor(m, dev, ReplicaLayout{}, d.path());
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("operator 'input_layernorm' is missing"), std::string::npos) << e.what();
+  }
+}
+
+TEST(MemoryPlanner, CountsWeightsAndKvPerToken) {
+  ModelSpec m = mistral();
+  std::string why;
+  int64_t blocks = plan_kv_blocks(m, h200(), ReplicaLayout{}, 16, &why);
+  // 141 GiB × 0.9 − 13.0 GiB of weights (7.0B params in bf16), 128 KiB of KV per token.
+  double params = 2.0 * static_cast<double>(m.layer_params()) * 32;
+  double expect = (141.0 * 0.9 * (1 << 30) - params) / (2 * 2 * 128 * 8 * 32) / 16;
+  EXPECT_NEAR(static_cast<double>(blocks), expect, 1.0);
+  DeviceSpec tiny = h200();
+  tiny.memory_gb = 10;
+  EXPECT_EQ(plan_kv_blocks(m, tiny, ReplicaLayout{}, 16, &why), 0);
+  EXPECT_NE(why.find("less than one 4096-token request"), std::string::npos) << why;
+}
+
+}  // namespace xp::serving
