@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
@@ -113,11 +114,16 @@ class ServingSim final : public Experiment {
       Simulator sim(cfg_.cluster, v.scheduler, *predictor_, blocks, cfg_.layout.num_gpus(), gen, metrics, ctx.seed());
       log->info("simulating {} ({} requests, {} replica(s) of {} x TP{} PP{})", v.name, cfg_.workload.num_requests,
                 cfg_.cluster.num_replicas, cfg_.device.name, cfg_.layout.tensor_parallel, cfg_.layout.pipeline_parallel);
+      auto t0 = std::chrono::steady_clock::now();
       SimulationResult r = sim.run([&] { return ctx.should_stop(); });
+      double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      log->info("{}: {} requests, {} iterations in {:.3f} s of wall time ({:.0f} simulated requests/s)", v.name,
+                r.requests_finished, r.iterations, wall, static_cast<double>(r.requests_finished) / wall);
       if (r.stopped && ctx.should_stop()) return jobs::RunOutcome::kPreempted;  // a simulation restarts whole
       ServingSummary s = metrics.summary(r.preemptions, cfg_.cluster.num_replicas * cfg_.layout.num_gpus(),
                                          predictor_->peak_flops());
       s.values.emplace_back("iterations", static_cast<double>(r.iterations));
+      s.values.emplace_back("wall_s", wall);
       metrics.write(s, prefix);
       summaries_.emplace_back(v.name, s);
     }

@@ -35,8 +35,8 @@ ReplicaScheduler::ReplicaScheduler(const SchedulerConfig& cfg, int64_t num_kv_bl
 
 void ReplicaScheduler::add_request(const Request& r) {
   EXP_CHECK(seqs_.count(r.id) == 0, "request {} added twice", r.id);
-  seqs_.emplace(r.id, Sequence(r));
-  waiting_.push_back(r.id);
+  auto [it, inserted] = seqs_.emplace(r.id, Sequence(r));
+  waiting_.push_back(&it->second);
 }
 
 const Sequence* ReplicaScheduler::find(uint64_t id) const {
@@ -44,14 +44,19 @@ const Sequence* ReplicaScheduler::find(uint64_t id) const {
   return it == seqs_.end() ? nullptr : &it->second;
 }
 
-std::vector<uint64_t> ReplicaScheduler::running_by_priority() const {
-  std::vector<uint64_t> r = running_;
-  std::stable_sort(r.begin(), r.end(), [&](uint64_t a, uint64_t b) {
-    const Sequence& x = seqs_.at(a);
-    const Sequence& y = seqs_.at(b);
-    return x.arrival() != y.arrival() ? x.arrival() < y.arrival() : a < b;
-  });
-  return r;
+namespace {
+bool higher_priority(const Sequence* a, const Sequence* b) {
+  return a->arrival() != b->arrival() ? a->arrival() < b->arrival() : a->id() < b->id();
+}
+}  // namespace
+
+void ReplicaScheduler::insert_running(Sequence* s) {
+  running_.insert(std::upper_bound(running_.begin(), running_.end(), s, higher_priority), s);
+}
+
+void ReplicaScheduler::erase_running(Sequence* s) {
+  auto it = std::lower_bound(running_.begin(), running_.end(), s, higher_priority);
+  if (it != running_.end() && *it == s) running_.erase(it);
 }
 
 Batch ReplicaScheduler::schedule(double now) {
@@ -64,7 +69,7 @@ Batch ReplicaScheduler::schedule(double now) {
   b.id = next_batch_id_++;
   b.scheduled_s = now;
   for (const auto& it : b.items) {
-    Sequence& s = seq(it.seq_id);
+    Sequence& s = seqs_.at(it.seq_id);
     s.status = SeqStatus::kRunning;
     if (s.first_scheduled_s < 0) s.first_scheduled_s = now;
   }
@@ -76,7 +81,7 @@ StepResult ReplicaScheduler::on_step_completed(const Batch& b, double now) {
   StepResult r;
   --in_flight_;
   for (const auto& it : b.items) {
-    Sequence& s = seq(it.seq_id);
+    Sequence& s = seqs_.at(it.seq_id);
     if (it.is_prefill) {
       s.complete_prefill_chunk(it.num_tokens);
       // The sample after a non-final chunk is discarded (§2.2); the final chunk yields a token.
@@ -88,16 +93,16 @@ StepResult ReplicaScheduler::on_step_completed(const Batch& b, double now) {
     }
     s.emit_token(now);
     r.emitted.push_back(s.id());
-    if (s.remaining_decodes() <= 0) finish(s.id(), SeqStatus::kFinished, now);
+    if (s.remaining_decodes() <= 0) finish(&s, SeqStatus::kFinished, now);
     else s.status = SeqStatus::kPaused;
   }
   return r;
 }
 
-void ReplicaScheduler::finish(uint64_t id, SeqStatus status, double now) {
-  blocks_.free(id);
-  std::erase(running_, id);
-  auto node = seqs_.extract(id);
+void ReplicaScheduler::finish(Sequence* s, SeqStatus status, double now) {
+  blocks_.free(s->id());
+  erase_running(s);
+  auto node = seqs_.extract(s->id());
   node.mapped().status = status;
   node.mapped().completed_s = now;
   finished_.push_back(std::move(node.mapped()));
@@ -106,12 +111,12 @@ void ReplicaScheduler::finish(uint64_t id, SeqStatus status, double now) {
 std::vector<Sequence> ReplicaScheduler::take_finished() { return std::exchange(finished_, {}); }
 
 ReplicaScheduler::Admit ReplicaScheduler::check_admission(double now, int64_t live_after_admit) {
-  const Sequence& s = seqs_.at(waiting_.front());
+  Sequence* front = waiting_.front();
+  const Sequence& s = *front;
   if (s.arrival() > now) return Admit::kNotArrived;
   if (s.len() > prompt_limit()) {
-    uint64_t id = waiting_.front();
     waiting_.pop_front();
-    finish(id, SeqStatus::kIgnored, now);
+    finish(front, SeqStatus::kIgnored, now);
     return Admit::kIgnored;
   }
   if (!blocks_.can_allocate(admission_blocks(s))) return Admit::kNoMemory;
@@ -119,50 +124,43 @@ ReplicaScheduler::Admit ReplicaScheduler::check_admission(double now, int64_t li
   return Admit::kOk;
 }
 
-uint64_t ReplicaScheduler::admit_front(double) {
-  uint64_t id = waiting_.front();
+Sequence* ReplicaScheduler::admit_front(double) {
+  Sequence* s = waiting_.front();
   waiting_.pop_front();
-  Sequence& s = seq(id);
-  blocks_.allocate(id, admission_blocks(s));
-  s.status = SeqStatus::kPaused;
-  running_.push_back(id);
-  return id;
+  blocks_.allocate(s->id(), admission_blocks(*s));
+  s->status = SeqStatus::kPaused;
+  insert_running(s);
+  return s;
 }
 
-void ReplicaScheduler::add_prefill(uint64_t id, int64_t chunk, Batch& b) {
-  const Sequence& s = seq(id);
-  b.items.push_back({id, chunk, true, s.stage_processed()});
-}
-
-void ReplicaScheduler::preempt(uint64_t id) {
-  Sequence& s = seq(id);
-  blocks_.free(id);
-  std::erase(running_, id);
-  s.reset_for_recompute();
-  waiting_.push_front(id);
+void ReplicaScheduler::preempt(Sequence* s) {
+  blocks_.free(s->id());
+  erase_running(s);
+  s->reset_for_recompute();
+  waiting_.push_front(s);
   ++preemptions_;
 }
 
-bool ReplicaScheduler::schedule_decode(uint64_t id, std::deque<uint64_t>& remaining, Batch& b) {
-  Sequence& s = seq(id);
+bool ReplicaScheduler::schedule_decode(Sequence* s, std::deque<Sequence*>& remaining, Batch& b) {
   auto slot_free = [&] {
-    return cfg_.quirks.append_needs_free_block ? blocks_.can_append_slot()
-                                               : blocks_.blocks_for(s.len()) <= static_cast<int64_t>(blocks_.table(id).size()) ||
-                                                     blocks_.can_append_slot();
+    if (blocks_.can_append_slot()) return true;
+    // Without the reference quirk, a sequence whose last block still has room needs no new one.
+    return !cfg_.quirks.append_needs_free_block &&
+           blocks_.blocks_for(s->len()) <= static_cast<int64_t>(blocks_.table(s->id()).size());
   };
   while (!slot_free()) {
     if (!remaining.empty()) {
-      uint64_t victim = remaining.back();  // lowest priority: the most recent arrival
+      Sequence* victim = remaining.back();  // lowest priority: the most recent arrival
       remaining.pop_back();
       // A sequence inside an in-flight micro-batch (PP) cannot give its blocks back mid-step.
-      if (seq(victim).status != SeqStatus::kRunning) preempt(victim);
+      if (victim->status != SeqStatus::kRunning) preempt(victim);
     } else {
-      preempt(id);
+      preempt(s);
       return false;
     }
   }
-  blocks_.append_slot(id, s.len());
-  b.items.push_back({id, 1, false, s.len() - 1});
+  blocks_.append_slot(s->id(), s->len());
+  b.items.push_back({s->id(), 1, false, s->len() - 1});
   return true;
 }
 

@@ -56,30 +56,34 @@ class ReplicaScheduler {
   // Longest sequence admitted; longer ones are ignored.
   virtual int64_t prompt_limit() const { return cfg_.max_model_len; }
 
-  Sequence& seq(uint64_t id) { return seqs_.at(id); }
-  bool paused(uint64_t id) const { return seqs_.at(id).status == SeqStatus::kPaused; }
-  // The running list, oldest arrival first (FCFS priority).
-  std::vector<uint64_t> running_by_priority() const;
+  static bool paused(const Sequence* s) { return s->status == SeqStatus::kPaused; }
+  // The running list, oldest arrival first (FCFS priority); kept sorted, so this is a copy only.
+  std::deque<Sequence*> running_by_priority() const { return {running_.begin(), running_.end()}; }
 
   // Why the head of the waiting queue cannot be admitted now (kOk: it can).
   enum class Admit { kOk, kNotArrived, kIgnored, kNoMemory, kBatchFull };
   Admit check_admission(double now, int64_t live_after_admit);
-  uint64_t admit_front(double now);  // pops the waiting head, reserves its blocks, marks it running
+  Sequence* admit_front(double now);  // pops the waiting head, reserves its blocks, marks it running
 
   // §2.4: one decode for `id`, preempting the lowest-priority sequences of `remaining` (popped
   // from the back) until a slot is free; false if `id` itself had to be preempted.
-  bool schedule_decode(uint64_t id, std::deque<uint64_t>& remaining, Batch& b);
-  void add_prefill(uint64_t id, int64_t chunk, Batch& b);
-  void preempt(uint64_t id);  // recompute: free blocks, back to the front of the waiting queue
+  bool schedule_decode(Sequence* s, std::deque<Sequence*>& remaining, Batch& b);
+  static void add_prefill(const Sequence* s, int64_t chunk, Batch& b) {
+    b.items.push_back({s->id(), chunk, true, s->stage_processed()});
+  }
+  void preempt(Sequence* s);  // recompute: free blocks, back to the front of the waiting queue
 
   SchedulerConfig cfg_;
   BlockManager blocks_;
+  // Owns every live sequence; the lists below point into it (node addresses are stable).
   std::unordered_map<uint64_t, Sequence> seqs_;
-  std::deque<uint64_t> waiting_;
-  std::vector<uint64_t> running_;  // admitted and not finished, in admission order
+  std::deque<Sequence*> waiting_;
+  std::vector<Sequence*> running_;  // admitted and not finished, sorted by (arrival, id)
 
  private:
-  void finish(uint64_t id, SeqStatus status, double now);
+  void finish(Sequence* s, SeqStatus status, double now);
+  void insert_running(Sequence* s);
+  void erase_running(Sequence* s);
   int64_t in_flight_ = 0;
   int64_t preemptions_ = 0;
   uint64_t next_batch_id_ = 0;

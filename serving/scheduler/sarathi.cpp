@@ -24,27 +24,27 @@ class Sarathi final : public ReplicaScheduler {
  protected:
   void build(double now, Batch& b) override {
     int64_t n_tok = 0, chunks = 0;
-    std::deque<uint64_t> order;
-    for (uint64_t id : running_by_priority()) order.push_back(id);
+    std::deque<Sequence*> order = running_by_priority();
 
     // Phase 1a: decodes first; the budget never drops one.
-    std::vector<uint64_t> partial;
+    std::vector<Sequence*> partial;
     while (!order.empty()) {
-      uint64_t id = order.front();
+      Sequence* s = order.front();
       order.pop_front();
-      if (!paused(id)) continue;
-      if (!seq(id).stage_prefill_done()) {
-        partial.push_back(id);
+      if (!paused(s)) continue;
+      if (!s->stage_prefill_done()) {
+        partial.push_back(s);
         continue;
       }
-      if (schedule_decode(id, order, b)) ++n_tok;
+      if (schedule_decode(s, order, b)) ++n_tok;
     }
-    // Phase 1b: continue partial prefills (their memory is reserved already).
-    for (uint64_t id : partial) {
-      if (seqs_.count(id) == 0 || !paused(id) || chunk_cap_reached(chunks)) continue;
-      int64_t c = next_chunk(seq(id), n_tok);
+    // Phase 1b: continue partial prefills (their memory is reserved already; a victim of
+    // phase 1a is WAITING now and skipped).
+    for (Sequence* s : partial) {
+      if (!paused(s) || chunk_cap_reached(chunks)) continue;
+      int64_t c = next_chunk(*s, n_tok);
       if (c > 0) {
-        add_prefill(id, c, b);
+        add_prefill(s, c, b);
         n_tok += c;
         ++chunks;
       }
@@ -54,11 +54,11 @@ class Sarathi final : public ReplicaScheduler {
       Admit a = check_admission(now, static_cast<int64_t>(running_.size()) + 1);
       if (a == Admit::kIgnored) continue;
       if (a != Admit::kOk) break;
-      int64_t c = next_chunk(seq(waiting_.front()), n_tok);
+      int64_t c = next_chunk(*waiting_.front(), n_tok);
       if (c == 0 || (c < 0 && !cfg_.quirks.negative_chunk_budget)) break;
       if (c < 0) c = 0;  // reference quirk: a negative budget admits with an empty chunk
-      uint64_t id = admit_front(now);
-      if (c > 0) add_prefill(id, c, b);
+      Sequence* s = admit_front(now);
+      if (c > 0) add_prefill(s, c, b);
       n_tok += c;
       ++chunks;
     }

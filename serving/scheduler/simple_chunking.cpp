@@ -16,11 +16,11 @@ class SimpleChunking final : public ReplicaScheduler {
   void build(double now, Batch& b) override {
     if (prefill_turn_) {
       int64_t n_tok = 0;
-      for (uint64_t id : running_by_priority()) {
-        if (!paused(id) || seq(id).stage_prefill_done()) continue;
-        int64_t c = std::min(seq(id).remaining_stage_prefill(), cfg_.chunk_size - n_tok);
+      for (Sequence* s : running_) {
+        if (!paused(s) || s->stage_prefill_done()) continue;
+        int64_t c = std::min(s->remaining_stage_prefill(), cfg_.chunk_size - n_tok);
         if (c <= 0) break;
-        add_prefill(id, c, b);
+        add_prefill(s, c, b);
         n_tok += c;
       }
       if (b.empty()) {
@@ -28,10 +28,9 @@ class SimpleChunking final : public ReplicaScheduler {
           Admit a = check_admission(now, static_cast<int64_t>(running_.size()) + 1);
           if (a == Admit::kIgnored) continue;
           if (a != Admit::kOk) break;
-          int64_t c = std::min(seq(waiting_.front()).prompt_len(), cfg_.chunk_size - n_tok);
+          int64_t c = std::min(waiting_.front()->prompt_len(), cfg_.chunk_size - n_tok);
           if (c <= 0) break;
-          uint64_t id = admit_front(now);
-          add_prefill(id, c, b);
+          add_prefill(admit_front(now), c, b);
           n_tok += c;
         }
       }
@@ -40,12 +39,11 @@ class SimpleChunking final : public ReplicaScheduler {
         return;
       }
     }
-    std::deque<uint64_t> order;
-    for (uint64_t id : running_by_priority()) order.push_back(id);
+    std::deque<Sequence*> order = running_by_priority();
     while (!order.empty()) {
-      uint64_t id = order.front();
+      Sequence* s = order.front();
       order.pop_front();
-      if (paused(id) && seq(id).prefill_done()) schedule_decode(id, order, b);
+      if (paused(s) && s->prefill_done()) schedule_decode(s, order, b);
     }
     prefill_turn_ = true;
   }

@@ -22,19 +22,17 @@ class Vllm final : public ReplicaScheduler {
       Admit a = check_admission(now, static_cast<int64_t>(running_.size()) + 1);
       if (a == Admit::kIgnored) continue;
       if (a != Admit::kOk) break;
-      int64_t p = seq(waiting_.front()).prompt_len();
+      int64_t p = waiting_.front()->prompt_len();
       if (n_tok + p > token_cap()) break;
-      uint64_t id = admit_front(now);
-      add_prefill(id, p, b);
+      add_prefill(admit_front(now), p, b);
       n_tok += p;
     }
     if (!b.empty()) return;  // a prefill-only iteration: decodes stall
-    std::deque<uint64_t> order;
-    for (uint64_t id : running_by_priority()) order.push_back(id);
+    std::deque<Sequence*> order = running_by_priority();
     while (!order.empty()) {
-      uint64_t id = order.front();
+      Sequence* s = order.front();
       order.pop_front();
-      if (paused(id)) schedule_decode(id, order, b);
+      if (paused(s)) schedule_decode(s, order, b);
     }
   }
 

@@ -172,6 +172,17 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
     token_ops_[op] = Curve(pts[op].first, pts[op].second);
     sources_[op] = "profile " + (dir / "mlp.csv").string();
   }
+  // Sum the operators once over the union of their grids: a sum of piecewise-linear curves is
+  // piecewise linear on that union, so one lookup per batch gives exactly the same time.
+  std::set<double> grid;
+  for (const auto& [op, p] : pts) grid.insert(p.first.begin(), p.first.end());
+  std::vector<double> knots(grid.begin(), grid.end()), totals;
+  for (double x : knots) {
+    double sum = 0;
+    for (const auto& [op, curve] : token_ops_) sum += curve.at(x);
+    totals.push_back(sum);
+  }
+  token_total_ = Curve(knots, totals);
 
   // Sequence-level attention.
   fs::path attn_file = dir / "attention.csv";
@@ -350,9 +361,7 @@ double ExecutionPredictor::attention_ms(const BatchFeatures& f) const {
 double ExecutionPredictor::stage_time_s(const BatchShape& b, int64_t stage) const {
   BatchFeatures f = batch_features(b);
   double x = static_cast<double>(f.token_ops_tokens);
-  double block = 0;
-  for (const auto& [op, curve] : token_ops_) block += curve.at(x);
-  block += attention_ms(f);
+  double block = token_total_.at(x) + attention_ms(f);
   double bytes = static_cast<double>(f.kv_save_tokens) * static_cast<double>(model_.embedding_dim) * 2;  // fp16
   if (layout_.tensor_parallel > 1) block += 2 * (all_reduce_.at(bytes) + kNcclLaunchMs);
   double ms = block * static_cast<double>(layers_per_stage_);

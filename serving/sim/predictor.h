@@ -104,6 +104,7 @@ class ExecutionPredictor final : public StageTimer {
   ReplicaLayout layout_;
   int64_t layers_per_stage_;
   std::map<std::string, Curve> token_ops_;
+  Curve token_total_;  // Σ token_ops_, tabulated on the union of their grids
   Surface prefill_, decode_;
   Curve all_reduce_, send_recv_;  // by message bytes
   double prefill_coef_[3] = {0, 0, 0}, decode_coef_[3] = {0, 0, 0};  // c0 + a·flop_s + b·byte_s

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Simulator speed (issue: serving simulator, Performance). Runs the Vidur comparison workload
+# (configs/bench/vidur_llama70b_a100.yaml: Llama-2-70B TP2xPP2 on A100, splitwise_conv, Poisson
+# 1.5 QPS, Sarathi-Serve chunk 512, cap 128, seed 42) at 10k and 100k requests, then a
+# 1,000,000-request single replica and a 128-replica cluster, printing simulated requests per
+# second, peak memory, and the ratio to Vidur's time for 10k requests of this workload on this
+# kind of machine (23-35 s after 19 min of predictor fitting; measured by the issue's author —
+# Vidur itself cannot be installed here, so it is not rerun side by side).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exp=./build/exp
+[ -x "$exp" ] || { echo "build first: cmake -S . -B build -G Ninja && cmake --build build" >&2; exit 2; }
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+vidur_s=23   # Vidur's best time for 10k requests (s); its worst was 35
+
+run() {  # name, overrides...
+  local name=$1; shift
+  /usr/bin/time -f "%M" -o "$out/$name.rss" "$exp" run configs/bench/vidur_llama70b_a100.yaml \
+    hydra.run.dir="$out/$name" "$@" > "$out/$name.out" 2> "$out/$name.err"
+  local line rss
+  line=$(grep -o "[0-9]* requests, [0-9]* iterations in [0-9.]* s of wall time ([0-9]* simulated requests/s)" "$out/$name.err" | tail -1)
+  rss=$(cat "$out/$name.rss")
+  local n wall rate
+  n=$(echo "$line" | awk '{print $1}'); wall=$(echo "$line" | awk '{print $6}'); rate=$(echo "$line" | awk '{print $11}' | tr -d '(')
+  printf "%-28s %9s requests %9s s %10s req/s %8.0f MiB peak" "$name" "$n" "$wall" "$rate" "$(echo "$rss / 1024" | bc -l)"
+  if [ "$name" = "10k" ]; then
+    printf "   %5.0fx Vidur's %s s (goal >= 100x)" "$(echo "$vidur_s / $wall" | bc -l)" "$vidur_s"
+  fi
+  printf "\n"
+}
+
+echo "serving simulator benchmark ($(nproc) cores, $(date -u +%F))"
+run 10k workload.num_requests=10000
+run 100k workload.num_requests=100000
+run 1M-single-replica workload.num_requests=1000000 metrics.store_batches=false
+run 128-replicas deployment.num_replicas=128 workload.num_requests=200000 workload.qps=192 metrics.store_batches=false
+echo "memory flat in finished requests: compare the peak of 10k, 100k and 1M above"
