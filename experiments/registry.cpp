@@ -4,6 +4,7 @@
 #include "core/config/error.h"
 #include "experiments/experiment.h"
 #include "experiments/linear_regression.h"
+#include "experiments/capacity_search.h"
 #include "experiments/serving_sim.h"
 
 namespace xp::experiments {
@@ -14,6 +15,8 @@ const std::vector<ExperimentInfo>& registry() {
        make_linear_regression},
       {"serving_sim", "discrete-event LLM serving simulation: schedulers x model x hardware x workload (Vidur-class)",
        make_serving_sim},
+      {"capacity_search", "largest QPS each scheduler sustains under an SLO (Metron / Sarathi-Serve capacity search)",
+       make_capacity_search},
   };
   return all;
 }

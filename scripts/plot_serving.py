@@ -69,8 +69,9 @@ def plot_capacity(f, out):
     if "capacity" not in f or "results" not in f["capacity"]:
         return []
     g = f["capacity"]["results"]
-    names = [n.decode() if isinstance(n, bytes) else n for n in g["system"].asstr()[()]] if "system" in g else []
+    names = [n.decode() if isinstance(n, bytes) else n for n in g.attrs.get("systems", [])]
     qps = g["capacity_qps"][()]
+    names = [names[i] for i in g["system_index"][()]]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.bar(range(len(qps)), qps)
     ax.set_xticks(range(len(qps)), names, rotation=20)

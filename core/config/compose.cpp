@@ -315,7 +315,7 @@ class Composer {
     LoadedConfig hydra = parse_config_text(kHydraDefaults, "<exp built-in hydra config>", "hydra/config", "");
     process(hydra, "hydra", "<root>", 0);
     if (!req_.primary.empty()) {
-      LoadedConfig primary = load_config_file(req_.primary, req_.primary.stem().string(), "");
+      LoadedConfig primary = load_config_file(req_.primary, req_.primary.stem().string(), primary_group());
       // `+group=option` on the command line appends to the primary config's defaults list.
       if (!appended_.empty()) {
         if (primary.defaults.is_null()) primary.defaults = ConfigNode::list();
@@ -330,6 +330,17 @@ class Composer {
       }
       process(primary, "", "<root>", 0);
     }
+  }
+
+  // A primary config inside a group folder (configs/experiment/x.yaml) resolves relative
+  // defaults entries against that group, as it would when selected with +experiment=x.
+  std::string primary_group() const {
+    if (sp_.dirs().empty()) return "";
+    std::error_code ec;
+    fs::path p = fs::weakly_canonical(req_.primary, ec).parent_path();
+    fs::path rel = p.lexically_relative(sp_.dirs().front());
+    if (rel.empty() || rel == "." || rel.string().starts_with("..")) return "";
+    return rel.generic_string();
   }
 
   std::optional<std::string> effective_choice(const Entry& e, const std::string& key) {
@@ -448,6 +459,9 @@ class Composer {
     SourceLoc loc = e.loc;
     if (auto it = cli_choices_.find(key); it != cli_choices_.end() && it->second.option == opt)
       loc = {"<command line>"};
+    if (e.group.empty())
+      return ConfigError(fmt::format("no config '{}.yaml'", opt), loc, "defaults",
+                         fmt::format("searched: {}", search_dirs()));
     if (!sp_.is_group(e.group))
       return ConfigError(fmt::format("no config group '{}' (looking for '{}/{}.yaml')", e.group, e.group, opt),
                          loc, e.group, fmt::format("searched: {}", search_dirs()));

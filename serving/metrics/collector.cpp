@@ -13,6 +13,7 @@ using results::ColumnType;
 MetricsConfig MetricsConfig::from(const config::ConfigReader& r) {
   MetricsConfig c;
   r.get("ttft_deadline_s", c.ttft_deadline_s);
+  r.get("ttft_slack_s", c.ttft_slack_s);
   r.get("tbt_deadline_s", c.tbt_deadline_s);
   r.get("target_miss_rate", c.target_miss_rate);
   r.get("fluid_rate", c.fluid_rate);
@@ -74,7 +75,8 @@ void ServingMetrics::on_finished(const Sequence& s, int64_t replica) {
   bool ignored = s.status == SeqStatus::kIgnored;
   std::vector<double> itt = inter_token_times(s.arrival(), s.token_times);
   RequestLatency lat = request_latency(itt);
-  DeadlineMisses dm = deadline_misses(itt, cfg_.ttft_deadline_s, cfg_.tbt_deadline_s);
+  double d_p = ttft_deadline_fn_ ? ttft_deadline_fn_(s.request().prompt_tokens) : cfg_.ttft_deadline_s;
+  DeadlineMisses dm = deadline_misses(itt, d_p, cfg_.tbt_deadline_s);
   double min_tbt = 0;
   if (!ignored && cfg_.fluid_rate && itt.size() > 1) {
     min_tbt = min_tbt_deadline(std::vector<double>(itt.begin() + 1, itt.end()), cfg_.target_miss_rate);
@@ -156,9 +158,12 @@ ServingSummary ServingMetrics::summary(int64_t num_preemptions, int64_t gpus, do
   return s;
 }
 
-void ServingMetrics::write(const ServingSummary& s, const std::string& prefix) {
+void ServingMetrics::write_summary(jobs::RunContext& ctx, const ServingSummary& s, const std::string& prefix) {
+  for (const auto& [k, v] : s.values) ctx.set_summary(prefix + k, v);
+}
+
+void ServingMetrics::write_cdf() {
   if (!ctx_) return;
-  for (const auto& [k, v] : s.values) ctx_->set_summary(prefix + k, v);
   // Vidur-style CDFs at 1% steps from the sketches (relative accuracy 0.1%).
   auto& cdf = ctx_->table(group_ + "/cdf", {
       {"quantile", ColumnType::kFloat64, "", "0 to 1 in steps of 0.01"},

@@ -5,6 +5,7 @@
 // of finished requests. Used by the simulator and the engine alike. Not thread-safe.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,6 +19,7 @@ namespace xp::serving {
 
 struct MetricsConfig {
   double ttft_deadline_s = 0.1;    // D_p for the fluidity-index (Metron's run default)
+  double ttft_slack_s = 0;         // > 0: D_p = predicted lone-prefill time(P) + this (Metron's deadline SLO)
   double tbt_deadline_s = 0.05;    // D_d
   double target_miss_rate = 0.1;   // for the per-request minimum TBT deadline (fluid rate)
   bool fluid_rate = true;          // compute per-request min TBT deadlines (a binary search each)
@@ -38,6 +40,8 @@ class ServingMetrics {
 
   void on_finished(const Sequence& s, int64_t replica);
   void on_batch(const Batch& b, int64_t replica, double start_s, double end_s, int64_t kv_used, int64_t kv_total);
+  // Per-request D_p from the prompt length (used when ttft_slack_s > 0).
+  void set_ttft_deadline(std::function<double(int64_t)> fn) { ttft_deadline_fn_ = std::move(fn); }
   void add_busy(double gpu_seconds, double flops) {
     busy_gpu_s_ += gpu_seconds;
     flops_ += flops;
@@ -45,8 +49,10 @@ class ServingMetrics {
 
   // P50/P90/P99 and the rest; `gpus` and `peak_flops` scale MFU.
   ServingSummary summary(int64_t num_preemptions, int64_t gpus, double peak_flops) const;
-  // Writes the summary as /summary attributes (names prefixed) and a 101-row CDF table.
-  void write(const ServingSummary& s, const std::string& prefix);
+  // Writes the 101-row CDF table (Vidur's 1% steps) of this run's sketches.
+  void write_cdf();
+  // Writes a summary as /summary attributes, names prefixed.
+  static void write_summary(jobs::RunContext& ctx, const ServingSummary& s, const std::string& prefix);
 
   const stats::QuantileSketch& ttft() const { return ttft_; }
   const stats::QuantileSketch& tbt() const { return tbt_; }
@@ -56,6 +62,7 @@ class ServingMetrics {
 
  private:
   MetricsConfig cfg_;
+  std::function<double(int64_t)> ttft_deadline_fn_;
   jobs::RunContext* ctx_;
   std::string group_;
   results::Table *requests_ = nullptr, *tokens_ = nullptr, *batches_ = nullptr;

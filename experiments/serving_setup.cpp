@@ -1,0 +1,108 @@
+#include "experiments/serving_setup.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+
+#include "core/config/error.h"
+#include "core/runtime/logging.h"
+#include "experiments/experiment.h"
+
+#ifndef EXP_SOURCE_DIR
+#define EXP_SOURCE_DIR "."
+#endif
+
+namespace xp::experiments {
+
+using namespace xp::serving;
+namespace fs = std::filesystem;
+
+ServingSetup ServingSetup::parse(const config::ConfigReader& top) {
+  ServingSetup c;
+  std::string data_dir;
+  top.get("data_dir", data_dir);
+  c.data_dir = data_dir.empty() ? fs::path(EXP_SOURCE_DIR) / "data" : fs::path(data_dir);
+  c.model = ModelSpec::from(top.section("model"));
+  c.device = DeviceSpec::from(top.section("hardware"));
+  auto d = top.section("deployment");
+  d.get("num_replicas", c.cluster.num_replicas);
+  d.get_enum("global_scheduler", c.cluster.global_scheduler, {"round_robin", "random", "lor"});
+  d.get("time_limit_s", c.cluster.time_limit_s);
+  d.get("tensor_parallel", c.layout.tensor_parallel);
+  d.get("pipeline_parallel", c.layout.pipeline_parallel);
+  d.get("memory_margin_fraction", c.layout.memory_margin_fraction);
+  d.finish();
+  if (c.layout.tensor_parallel < 1 || c.layout.pipeline_parallel < 1 || c.cluster.num_replicas < 1)
+    throw config::ConfigError("replicas, tensor_parallel and pipeline_parallel must be >= 1", {}, "deployment",
+                              "set deployment.tensor_parallel=1 deployment.pipeline_parallel=1");
+  auto fill = [&](SchedulerConfig s) {
+    s.max_model_len = c.model.max_model_len;
+    s.pipeline_stages = c.layout.pipeline_parallel;
+    return s;
+  };
+  if (top.has("schedulers")) {
+    const config::ConfigNode* all = top.raw("schedulers");
+    if (!all->is_map() || all->items().empty())
+      throw config::ConfigError("`schedulers` must map names to scheduler settings", all->loc(), "schedulers",
+                                "e.g. schedulers: {vllm: {type: vllm}, sarathi_serve: {type: sarathi}}");
+    for (const auto& [name, node] : all->items())
+      c.variants.push_back({name, fill(SchedulerConfig::from(config::ConfigReader(node, "schedulers." + name)))});
+    if (top.has("scheduler")) top.raw("scheduler");  // composed defaults may leave one; `schedulers` wins
+  } else {
+    SchedulerConfig s = fill(SchedulerConfig::from(top.section("scheduler")));
+    c.variants.push_back({s.type, s});
+  }
+  c.workload = WorkloadConfig::from(top.section("workload"), c.data_dir);
+  c.metrics = MetricsConfig::from(top.section("metrics"));
+  try {
+    c.predictor = std::make_shared<ExecutionPredictor>(c.model, c.device, c.layout, c.data_dir);
+    RequestGenerator probe(c.workload, 0);  // reads and checks the trace
+  } catch (const std::runtime_error& e) {
+    throw config::ConfigError(e.what(), {}, "model/hardware/workload",
+                              "check the profile and trace files under data_dir, and the TP/PP degrees");
+  }
+  return c;
+}
+
+int64_t ServingSetup::kv_blocks(std::string* why) const {
+  return plan_kv_blocks(model, device, layout, variants.front().scheduler.block_size, why);
+}
+
+double ServingSetup::lone_prefill_s(int64_t tokens) const {
+  BatchShape b;
+  b.prefills = {{tokens, 0}};
+  double t = 0;
+  for (int64_t s = 0; s < layout.pipeline_parallel; ++s) t += predictor->stage_time_s(b, s);
+  return t;
+}
+
+SimulationOutput simulate(const ServingSetup& setup, const SchedulerVariant& variant, const WorkloadConfig& workload,
+                          const MetricsConfig& metrics_cfg, jobs::RunContext* ctx, const std::string& group,
+                          int64_t kv_blocks, uint64_t seed) {
+  ServingMetrics metrics(metrics_cfg, ctx, group);
+  if (metrics_cfg.ttft_slack_s > 0) metrics.set_ttft_deadline([&setup, &metrics_cfg](int64_t p) {
+      return setup.lone_prefill_s(p) + metrics_cfg.ttft_slack_s;
+    });
+  RequestGenerator gen(workload, seed);
+  Simulator sim(setup.cluster, variant.scheduler, *setup.predictor, kv_blocks, setup.layout.num_gpus(), gen, metrics,
+                seed);
+  SimulationOutput out;
+  auto t0 = std::chrono::steady_clock::now();
+  out.result = sim.run([ctx] { return ctx && ctx->should_stop(); });
+  out.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  out.summary = metrics.summary(out.result.preemptions, setup.total_gpus(), setup.predictor->peak_flops());
+  metrics.write_cdf();
+  out.summary.values.emplace_back("iterations", static_cast<double>(out.result.iterations));
+  return out;
+}
+
+void plot_serving_results(const fs::path& run_dir) {
+  std::fflush(stdout);  // our table first, then the script's output
+  std::string cmd = fmt::format("MPLBACKEND=Agg /usr/bin/python3 {}/scripts/plot_serving.py {}", EXP_SOURCE_DIR,
+                                run_dir.string());
+  if (std::system(cmd.c_str()) != 0) runtime::logger()->warn("plotting failed: {}", cmd);
+}
+
+}  // namespace xp::experiments
