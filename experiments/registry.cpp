@@ -5,6 +5,7 @@
 #include "experiments/experiment.h"
 #include "experiments/linear_regression.h"
 #include "experiments/capacity_search.h"
+#include "experiments/config_search.h"
 #include "experiments/serving_sim.h"
 
 namespace xp::experiments {
@@ -17,6 +18,8 @@ const std::vector<ExperimentInfo>& registry() {
        make_serving_sim},
       {"capacity_search", "largest QPS each scheduler sustains under an SLO (Metron / Sarathi-Serve capacity search)",
        make_capacity_search},
+      {"config_search", "Vidur-Search: capacity and QPS per dollar over TP x PP x scheduler x batch cap for a GPU budget",
+       make_config_search},
   };
   return all;
 }

@@ -1,0 +1,276 @@
+#include "experiments/config_search.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <optional>
+
+#include "core/config/error.h"
+#include "core/runtime/files.h"
+#include "core/runtime/logging.h"
+#include "core/runtime/thread_pool.h"
+#include "experiments/serving_setup.h"
+#include "experiments/slo.h"
+
+namespace xp::experiments {
+namespace {
+
+using namespace xp::serving;
+using results::ColumnType;
+
+struct SearchSpace {
+  int64_t gpu_budget = 16;
+  std::vector<int64_t> tensor_parallel = {1, 2, 4, 8};
+  std::vector<int64_t> pipeline_parallel = {1, 2, 4};
+  std::vector<std::string> schedulers = {"vllm", "sarathi_serve"};
+  std::vector<int64_t> chunk_sizes = {256, 512, 1024, 2048, 4096};  // Sarathi-Serve budgets
+  std::vector<int64_t> batch_caps = {32, 64, 128};                   // per micro-batch: × PP
+  int64_t workers = 0;                                               // threads; 0 = all cores
+};
+
+struct Point {
+  int64_t tp = 1, pp = 1, replicas = 1;
+  std::string scheduler;
+  int64_t chunk = 0, cap = 0;
+  // results
+  double capacity = 0, qps_per_dollar = 0, p90_ttft = 0, p99_tbt = 0;
+  int64_t probes = 0;
+  bool pareto = false;
+  std::string note;
+  int64_t gpus() const { return tp * pp * replicas; }
+  std::string label() const {
+    return fmt::format("TP{}xPP{}x{} {}{} cap{}", tp, pp, replicas, scheduler,
+                       scheduler == "sarathi_serve" ? fmt::format("/{}", chunk) : "", cap);
+  }
+};
+
+class ConfigSearch final : public Experiment {
+ public:
+  ConfigSearch(ServingSetup setup, CapacityPlan plan, SearchSpace space, bool plots)
+      : setup_(std::move(setup)), plan_(plan), space_(std::move(space)), plots_(plots) {}
+
+  jobs::RunOutcome run(jobs::RunContext& ctx) override {
+    auto log = runtime::logger();
+    std::map<std::pair<int64_t, int64_t>, std::pair<ServingSetup, int64_t>> layouts;  // setup, kv blocks
+    std::map<std::pair<int64_t, int64_t>, std::string> invalid;
+    for (int64_t tp : space_.tensor_parallel) {
+      for (int64_t pp : space_.pipeline_parallel) {
+        int64_t replicas = space_.gpu_budget / (tp * pp);
+        std::string why;
+        if (replicas == 0) why = fmt::format("TP{}xPP{} needs more than {} GPUs", tp, pp, space_.gpu_budget);
+        else if (tp > setup_.device.devices_per_node) why = fmt::format("TP{} exceeds a {}-GPU node", tp, setup_.device.devices_per_node);
+        else if (setup_.model.num_layers % pp) why = fmt::format("{} layers do not split into {} stages", setup_.model.num_layers, pp);
+        if (!why.empty()) {
+          invalid[{tp, pp}] = why;
+          continue;
+        }
+        ServingSetup s = setup_;
+        s.layout.tensor_parallel = tp;
+        s.layout.pipeline_parallel = pp;
+        s.cluster.num_replicas = replicas;
+        s.cluster.global_scheduler = "round_robin";
+        try {
+          s.predictor = std::make_shared<ExecutionPredictor>(s.model, s.device, s.layout, s.data_dir);
+        } catch (const std::runtime_error& e) {
+          invalid[{tp, pp}] = e.what();
+          continue;
+        }
+        int64_t blocks = s.kv_blocks(&why);
+        if (blocks == 0) {
+          invalid[{tp, pp}] = why;
+          continue;
+        }
+        layouts.emplace(std::make_pair(tp, pp), std::make_pair(std::move(s), blocks));
+      }
+    }
+    for (int64_t tp : space_.tensor_parallel)
+      for (int64_t pp : space_.pipeline_parallel)
+        for (const auto& sched : space_.schedulers) {
+          std::vector<int64_t> chunks = sched == "sarathi_serve" ? space_.chunk_sizes : std::vector<int64_t>{0};
+          for (int64_t chunk : chunks)
+            for (int64_t cap : space_.batch_caps) {
+              Point p;
+              p.tp = tp;
+              p.pp = pp;
+              p.replicas = space_.gpu_budget / (tp * pp);
+              p.scheduler = sched;
+              p.chunk = chunk;
+              p.cap = cap;
+              if (auto it = invalid.find({tp, pp}); it != invalid.end()) p.note = it->second;
+              points_.push_back(p);
+            }
+        }
+    size_t runnable = static_cast<size_t>(std::count_if(points_.begin(), points_.end(), [](const Point& p) { return p.note.empty(); }));
+    log->info("config search: {} points ({} runnable) for {} on up to {} x {}", points_.size(), runnable,
+              setup_.model.name, space_.gpu_budget, setup_.device.name);
+
+    runtime::ThreadPool pool(static_cast<size_t>(space_.workers));
+    std::mutex log_mutex;
+    size_t done = 0;
+    pool.parallel_for(points_.size(), [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end && !ctx.should_stop(); ++i) {
+        Point& p = points_[i];
+        if (!p.note.empty()) continue;
+        const auto& [s, blocks] = layouts.at({p.tp, p.pp});
+        run_point(p, s, blocks, ctx.seed());
+        std::lock_guard<std::mutex> lock(log_mutex);
+        log->info("[{}/{}] {}: {:.2f} QPS", ++done, runnable, p.label(), p.capacity);
+      }
+    });
+    if (ctx.should_stop()) return jobs::RunOutcome::kPreempted;  // a search restarts whole
+    mark_pareto();
+    write(ctx);
+    return jobs::RunOutcome::kDone;
+  }
+
+  void report(const jobs::RunContext&) const override {
+    std::vector<const Point*> ranked;
+    for (const auto& p : points_)
+      if (p.capacity > 0) ranked.push_back(&p);
+    std::sort(ranked.begin(), ranked.end(), [](auto a, auto b) { return a->qps_per_dollar > b->qps_per_dollar; });
+    fmt::print("config search: {} on {} GPUs of {}, SLO {}\n", setup_.model.name, space_.gpu_budget, setup_.device.name,
+               plan_.slo.describe());
+    fmt::print("  {:<36} {:>10} {:>12} {:>11} {:>10} {}\n", "configuration", "QPS", cost_label(), "P90 TTFT", "P99 TBT", "");
+    for (size_t i = 0; i < std::min<size_t>(10, ranked.size()); ++i) {
+      const Point& p = *ranked[i];
+      fmt::print("  {:<36} {:>10.2f} {:>12.3f} {:>11.3f} {:>10.3f} {}\n", p.label(), p.capacity, p.qps_per_dollar, p.p90_ttft,
+                 p.p99_tbt, p.pareto ? "pareto" : "");
+    }
+    if (ranked.empty()) fmt::print("  no configuration met the SLO\n");
+  }
+
+  void after_close(const std::filesystem::path& run_dir) const override {
+    if (plots_) plot_serving_results(run_dir);
+  }
+
+ private:
+  std::string cost_label() const { return setup_.device.cost_per_hour > 0 ? "QPS per $/h" : "QPS per GPU"; }
+
+  void run_point(Point& p, const ServingSetup& s, int64_t blocks, uint64_t seed) const {
+    SchedulerVariant v;
+    v.name = p.scheduler;
+    v.scheduler.type = p.scheduler == "vllm" ? "vllm" : "sarathi";
+    if (p.chunk) v.scheduler.chunk_size = p.chunk;
+    v.scheduler.max_num_seqs = p.cap * p.pp;  // Vidur multiplies the cap by the pipeline depth
+    v.scheduler.max_model_len = s.model.max_model_len;
+    v.scheduler.pipeline_stages = p.pp;
+    MetricsConfig mc = plan_.slo.probe_metrics(s.metrics);
+    CapacityPlan plan = plan_;
+    plan.search.start_qps = plan_.search.start_qps * static_cast<double>(p.replicas);
+    ServingSummary at_capacity;
+    std::optional<double> best;
+    CapacityResult r = plan.run([&](double qps) {
+      WorkloadConfig w = s.workload;
+      w.qps = qps;
+      w.arrivals = "poisson";
+      SimulationOutput out = simulate(s, v, w, mc, nullptr, "", blocks, seed);
+      bool ok = plan_.slo.passes(out.summary);
+      if (ok && (!best || qps > *best)) {
+        best = qps;
+        at_capacity = out.summary;
+      }
+      return ProbeResult{ok, out.summary.get("p50_scheduling_delay_s")};
+    });
+    p.probes = static_cast<int64_t>(r.probes.size());
+    p.capacity = r.best_qps.value_or(0.0);
+    double price = s.device.cost_per_hour > 0 ? s.device.cost_per_hour : 1.0;
+    p.qps_per_dollar = p.capacity / (static_cast<double>(p.gpus()) * price);
+    if (r.best_qps) {
+      p.p90_ttft = at_capacity.get("p90_ttft_s");
+      p.p99_tbt = at_capacity.get("p99_tbt_s");
+    } else {
+      p.note = "no probed QPS met the SLO";
+    }
+  }
+
+  // Pareto frontier over (QPS per dollar ↑, P99 TBT at capacity ↓).
+  void mark_pareto() {
+    for (auto& a : points_) {
+      if (a.capacity <= 0) continue;
+      a.pareto = std::none_of(points_.begin(), points_.end(), [&](const Point& b) {
+        return b.capacity > 0 && b.qps_per_dollar >= a.qps_per_dollar && b.p99_tbt <= a.p99_tbt &&
+               (b.qps_per_dollar > a.qps_per_dollar || b.p99_tbt < a.p99_tbt);
+      });
+    }
+  }
+
+  void write(jobs::RunContext& ctx) {
+    auto& t = ctx.table("/search/points", {
+        {"tensor_parallel", ColumnType::kUInt32, "", "TP degree"},
+        {"pipeline_parallel", ColumnType::kUInt32, "", "PP degree"},
+        {"replicas", ColumnType::kUInt32, "", "replicas in the GPU budget"},
+        {"gpus", ColumnType::kUInt32, "", "GPUs used"},
+        {"scheduler_index", ColumnType::kUInt32, "", "index into the `schedulers` attribute"},
+        {"chunk_size", ColumnType::kUInt32, "tokens", "Sarathi-Serve token budget (0 for vLLM)"},
+        {"batch_cap", ColumnType::kUInt32, "", "batch-size cap per micro-batch"},
+        {"capacity_qps", ColumnType::kFloat64, "requests/s", "largest QPS under the SLO (0: none, or invalid)"},
+        {"qps_per_dollar", ColumnType::kFloat64, "", "capacity / (GPUs × $ per GPU-hour), or per GPU when no price"},
+        {"p90_ttft_s", ColumnType::kFloat64, "s", "P90 TTFT at capacity"},
+        {"p99_tbt_s", ColumnType::kFloat64, "s", "P99 TBT at capacity"},
+        {"probes", ColumnType::kUInt32, "", "simulations run"},
+        {"pareto", ColumnType::kUInt8, "", "1 = on the QPS-per-dollar / P99 TBT frontier"},
+    });
+    ctx.results().set_attr("/search/points", "schedulers", space_.schedulers);
+    ctx.results().set_attr("/search/points", "slo", plan_.slo.describe());
+    std::string csv = "tensor_parallel,pipeline_parallel,replicas,gpus,scheduler,chunk_size,batch_cap,capacity_qps,"
+                      "qps_per_dollar,p90_ttft_s,p99_tbt_s,probes,pareto,note\n";
+    const Point* best = nullptr;
+    for (const auto& p : points_) {
+      auto si = static_cast<int64_t>(std::find(space_.schedulers.begin(), space_.schedulers.end(), p.scheduler) -
+                                     space_.schedulers.begin());
+      t.append({p.tp, p.pp, p.replicas, p.gpus(), si, p.chunk, p.cap, p.capacity, p.qps_per_dollar, p.p90_ttft, p.p99_tbt,
+                p.probes, int64_t{p.pareto ? 1 : 0}});
+      std::string note = p.note;
+      std::replace(note.begin(), note.end(), ',', ';');
+      csv += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", p.tp, p.pp, p.replicas, p.gpus(), p.scheduler, p.chunk,
+                         p.cap, p.capacity, p.qps_per_dollar, p.p90_ttft, p.p99_tbt, p.probes, p.pareto ? 1 : 0, note);
+      if (p.capacity > 0 && (!best || p.qps_per_dollar > best->qps_per_dollar)) best = &p;
+    }
+    Status st = runtime::write_file_atomic(ctx.output_dir() / "search.csv", csv);
+    if (!st.is_ok()) throw std::runtime_error(st.message());
+    ctx.set_summary("points", static_cast<int64_t>(points_.size()));
+    ctx.set_summary("pareto_points", static_cast<int64_t>(std::count_if(points_.begin(), points_.end(), [](const Point& p) { return p.pareto; })));
+    if (best) {
+      ctx.set_summary("best_configuration", best->label());
+      ctx.set_summary("best_capacity_qps", best->capacity);
+      ctx.set_summary("best_qps_per_dollar", best->qps_per_dollar);
+    }
+  }
+
+  ServingSetup setup_;
+  CapacityPlan plan_;
+  SearchSpace space_;
+  bool plots_;
+  std::vector<Point> points_;
+};
+
+}  // namespace
+
+std::unique_ptr<Experiment> make_config_search(const config::ConfigNode& job_config) {
+  auto top = top_level_reader(job_config);
+  ServingSetup setup = ServingSetup::parse(top);
+  CapacityPlan plan = CapacityPlan::from(top.section("capacity"));
+  SearchSpace space;
+  auto s = top.section("search");
+  s.get("gpu_budget", space.gpu_budget);
+  s.get("tensor_parallel", space.tensor_parallel);
+  s.get("pipeline_parallel", space.pipeline_parallel);
+  s.get("schedulers", space.schedulers);
+  s.get("chunk_sizes", space.chunk_sizes);
+  s.get("batch_caps", space.batch_caps);
+  s.get("workers", space.workers);
+  s.finish();
+  for (const auto& name : space.schedulers)
+    if (name != "vllm" && name != "sarathi_serve")
+      throw config::ConfigError(fmt::format("unknown scheduler '{}' in the search space", name), {}, "search.schedulers",
+                                "Vidur-Search's space holds vllm and sarathi_serve");
+  if (space.gpu_budget < 1) throw config::ConfigError("must be >= 1", {}, "search.gpu_budget", "set search.gpu_budget=8");
+  bool plots = false;
+  top.get("plots", plots);
+  top.finish();
+  return std::make_unique<ConfigSearch>(std::move(setup), plan, std::move(space), plots);
+}
+
+}  // namespace xp::experiments

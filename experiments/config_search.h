@@ -1,0 +1,14 @@
+// config_search (Vidur-Search, serving.md §6.11): for one model, device and GPU budget, every
+// TP × PP × scheduler (vLLM; Sarathi-Serve × chunk sizes) × batch-cap point gets a capacity
+// search; results are capacity, QPS per dollar and the Pareto frontier, in one HDF5 file and
+// search.csv. Points run in parallel on a thread pool (simulations share nothing mutable).
+#pragma once
+#include <memory>
+
+#include "experiments/experiment.h"
+
+namespace xp::experiments {
+
+std::unique_ptr<Experiment> make_config_search(const config::ConfigNode& job_config);
+
+}  // namespace xp::experiments

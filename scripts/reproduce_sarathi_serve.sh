@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Sarathi-Serve (OSDI'24) capacity reproduction on this project's H200 profiles: for each model
+# and SLO in configs/reproduce/sarathi_serve/, the capacity of vLLM, Orca and Sarathi-Serve on
+# two traces (arxiv_summarization; splitwise_conv standing in for the paper's ShareGPT chat
+# trace, which is not vendored), then a markdown table next to the paper's ratios.
+#   scripts/reproduce_sarathi_serve.sh [OUT_DIR] [extra overrides...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-results/reproduce/sarathi_serve}
+shift || true
+exp=./build/exp
+[ -x "$exp" ] || cmake --build build --target exp
+mkdir -p "$out"
+for cfg in configs/reproduce/sarathi_serve/*.yaml; do
+  name=$(basename "$cfg" .yaml)
+  for trace in arxiv_summarization splitwise_conv; do
+    dir="$out/${name}_${trace}"
+    [ -f "$dir/results.h5" ] && continue   # resumable: finished runs are kept
+    "$exp" run "$cfg" workload="$trace" hydra.run.dir="$dir" "$@" > "$dir.log" 2>&1 || { echo "failed: $dir (see $dir.log)"; exit 1; }
+    echo "done: $dir"
+  done
+done
+/usr/bin/python3 - "$out" <<'PY'
+import glob, os, sys, h5py
+out = sys.argv[1]
+paper = {"mistral_7b": "2.6x (A100)", "yi_34b": "up to 3.7x (2xA100)", "llama2_70b": "-", "falcon_180b": "up to 5.6x (TP4-PP2)"}
+rows = []
+for d in sorted(glob.glob(os.path.join(out, "*", "results.h5"))):
+    name = os.path.basename(os.path.dirname(d))
+    with h5py.File(d, "r") as f:
+        s = {k: v for k, v in f["summary"].attrs.items()}
+    cap = {k: float(s.get(f"{k}.capacity_qps", 0)) for k in ("vllm", "orca", "sarathi_serve")}
+    model = "_".join(name.split("_")[:2])
+    ratio = lambda a, b: f"{a / b:.2f}x" if b > 0 else ("inf" if a > 0 else "-")
+    rows.append(f"| {name} | {cap['vllm']:.2f} | {cap['orca']:.2f} | {cap['sarathi_serve']:.2f} | "
+                f"{ratio(cap['sarathi_serve'], cap['vllm'])} | {ratio(cap['sarathi_serve'], cap['orca'])} | {paper.get(model, '-')} |")
+table = ["| model_slo_trace | vLLM QPS | Orca QPS | Sarathi-Serve QPS | SS/vLLM | SS/Orca | paper SS/vLLM |",
+         "|---|---|---|---|---|---|---|"] + rows
+open(os.path.join(out, "table.md"), "w").write("\n".join(table) + "\n")
+print("\n".join(table))
+PY
