@@ -36,3 +36,11 @@ run 100k workload.num_requests=100000
 run 1M-single-replica workload.num_requests=1000000 metrics.store_batches=false
 run 128-replicas deployment.num_replicas=128 workload.num_requests=200000 workload.qps=192 metrics.store_batches=false
 echo "memory flat in finished requests: compare the peak of 10k, 100k and 1M above"
+# Vidur-Search's space for Llama-2-70B (TP {1,2,4,8} x PP {1,2,4} x vLLM and Sarathi-Serve
+# {256..4096} x caps {32,64,128}, a capacity search at each point); the Vidur paper reports about
+# an hour on a CPU machine. Goal: under a minute here.
+start=$(date +%s.%N)
+"$exp" run configs/experiment/config_search.yaml hydra.run.dir="$out/search" > "$out/search.out" 2> "$out/search.err"
+end=$(date +%s.%N)
+points=$(grep -o "config search: [0-9]* points ([0-9]* runnable)" "$out/search.err" | head -1)
+printf "%-28s %s in %.1f s (goal < 60 s; Vidur-Search: ~1 h)\n" "config search" "$points" "$(echo "$end - $start" | bc -l)"

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build pkg-config git
+  build-essential cmake ninja-build pkg-config git time bc
   libyaml-cpp-dev libboost-program-options-dev
   libhdf5-dev hdf5-tools
   libeigen3-dev libfmt-dev libspdlog-dev nlohmann-json3-dev

@@ -1,0 +1,115 @@
+// The serving experiments end to end through `exp`: capacity search, config search, and the
+// bad-input cases of the serving issue (clear errors or clear results, never crashes).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "core/results/results_file.h"
+#include "tests/support/temp_dir.h"
+
+namespace xp::cli {
+namespace fs = std::filesystem;
+namespace {
+
+const std::string kExp = std::string(EXP_BINARY_DIR) + "/exp";
+const std::string kConfigs = std::string(EXP_SOURCE_DIR) + "/configs";
+
+struct Ran {
+  int rc;
+  std::string out, err;
+};
+
+class ServingCli : public ::testing::Test {
+ protected:
+  Ran exp(const std::string& args) {
+    std::string cmd = "cd " + dir_.path().string() + " && " + kExp + " " + args + " > out.txt 2> err.txt";
+    int status = std::system(cmd.c_str());
+    return {WEXITSTATUS(status), dir_.read("out.txt"), dir_.read("err.txt")};
+  }
+  testing::TempDir dir_;
+};
+
+}  // namespace
+
+TEST_F(ServingCli, CapacitySearchRanksSarathiServeAboveVllmUnderAStrictTbtSlo) {
+  Ran r = exp("run " + kConfigs + "/experiment/capacity_search.yaml +schedulers.vllm.type=vllm "
+              "+schedulers.sarathi_serve.type=sarathi capacity.slo.tbt_slo_s=0.1 workload.num_requests=400 "
+              "hydra.run.dir=cap");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto res = results::ResultsReader::open(dir_ / "cap/results.h5");
+  ASSERT_TRUE(res.is_ok());
+  double vllm = std::get<double>(*res->attr("/summary", "vllm.capacity_qps"));
+  double ss = std::get<double>(*res->attr("/summary", "sarathi_serve.capacity_qps"));
+  EXPECT_GT(vllm, 0);
+  EXPECT_GT(ss, 1.3 * vllm) << "stall-free batching should sustain more load under a strict TBT SLO";
+  EXPECT_GT(res->read_table("/capacity/probes").rows, 4);
+  EXPECT_NE(r.out.find("sarathi_serve"), std::string::npos);
+}
+
+TEST_F(ServingCli, AnSloNobodyMeetsIsCapacityZeroWithTheReason) {
+  Ran r = exp("run " + kConfigs + "/experiment/capacity_search.yaml capacity.slo.tbt_slo_s=0.0001 "
+              "workload.num_requests=100 capacity.max_iterations=4 hydra.run.dir=cap");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("0.00 QPS"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("met the SLO"), std::string::npos) << r.out;
+}
+
+TEST_F(ServingCli, AModelThatDoesNotFitIsCapacityZeroWithTheReason) {
+  Ran r = exp("run " + kConfigs + "/experiment/capacity_search.yaml model=falcon_180b hardware.memory_gb=80 "
+              "deployment.tensor_parallel=4 hydra.run.dir=cap");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("less than one 4096-token request"), std::string::npos) << r.out;
+}
+
+TEST_F(ServingCli, ConfigSearchWritesPointsCsvAndParetoFrontier) {
+  Ran r = exp("run " + kConfigs + "/experiment/config_search.yaml model=llama2_7b search.gpu_budget=2 "
+              "'search.tensor_parallel=[1,2]' 'search.pipeline_parallel=[1]' 'search.chunk_sizes=[512]' "
+              "'search.batch_caps=[64]' workload.num_requests=200 hydra.run.dir=cs");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::string csv = dir_.read("cs/search.csv");
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 5) << csv;  // header + 2 TP × (vllm, sarathi_serve)
+  auto res = results::ResultsReader::open(dir_ / "cs/results.h5");
+  auto pts = res->read_table("/search/points");
+  EXPECT_EQ(pts.rows, 4);
+  double pareto = 0;
+  for (double v : pts.values[12]) pareto += v;
+  EXPECT_GE(pareto, 1);
+  EXPECT_NE(r.out.find("pareto"), std::string::npos) << r.out;
+}
+
+TEST_F(ServingCli, BadProfilesTracesAndDeploymentsAreClearErrors) {
+  // A TP degree the profile lacks.
+  Ran r = exp("run " + kConfigs + "/experiment/serving_sim.yaml deployment.tensor_parallel=4");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("no rows for tensor parallelism 4 (profiled: 1)"), std::string::npos) << r.err;
+  // A trace with a bad row.
+  dir_.write("bad.csv", "num_prefill_tokens,num_decode_tokens\n10,5\nabc,3\n");
+  r = exp("run " + kConfigs + "/experiment/serving_sim.yaml workload.trace_file=" + (dir_ / "bad.csv").string());
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("bad.csv:3: column 'num_prefill_tokens': 'abc' is not a number"), std::string::npos) << r.err;
+  // A missing trace.
+  r = exp("run " + kConfigs + "/experiment/serving_sim.yaml workload.trace_file=nowhere.csv");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("workload.trace_file"), std::string::npos) << r.err;
+  // Pipeline stages that do not divide the layers.
+  r = exp("run " + kConfigs + "/experiment/serving_sim.yaml deployment.pipeline_parallel=3");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("cannot split evenly"), std::string::npos) << r.err;
+  // An unknown scheduler option.
+  r = exp("run " + kConfigs + "/experiment/serving_sim.yaml scheduler=sarathi_serv");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("did you mean 'sarathi_serve'"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "results"));
+}
+
+TEST_F(ServingCli, EverySchedulerRunsThroughTheSimulator) {
+  for (const char* s : {"faster_transformer", "orca", "vllm", "simple_chunking", "sarathi", "sarathi_serve"}) {
+    Ran r = exp("run " + kConfigs + "/experiment/serving_sim.yaml scheduler=" + s +
+                " workload.num_requests=150 hydra.run.dir=" + s);
+    ASSERT_EQ(r.rc, 0) << s << ": " << r.err;
+    auto res = results::ResultsReader::open(dir_ / s / "results.h5");
+    EXPECT_EQ(res->read_table("/serving/requests").rows, 150) << s;
+  }
+}
+
+}  // namespace xp::cli
