@@ -86,8 +86,12 @@ SimulationOutput simulate(const ServingSetup& setup, const SchedulerVariant& var
       return setup.lone_prefill_s(p) + metrics_cfg.ttft_slack_s;
     });
   RequestGenerator gen(workload, seed);
+  std::shared_ptr<const IterationTimeModel> time_model;
+  if (variant.scheduler.latency_target.enabled)  // §3.8: a linear model fitted to this deployment's predictor
+    time_model = std::make_shared<LinearIterationModel>(
+        LinearIterationModel::fit(*setup.predictor, setup.layout.pipeline_parallel, setup.model.max_model_len));
   Simulator sim(setup.cluster, variant.scheduler, *setup.predictor, kv_blocks, setup.layout.num_gpus(), gen, metrics,
-                seed);
+                seed, time_model);
   SimulationOutput out;
   auto t0 = std::chrono::steady_clock::now();
   out.result = sim.run([ctx] { return ctx && ctx->should_stop(); });

@@ -19,6 +19,7 @@
 #include "serving/kv/block_manager.h"
 #include "serving/scheduler/scheduler_config.h"
 #include "serving/scheduler/sequence.h"
+#include "serving/scheduler/time_model.h"
 
 namespace xp::serving {
 
@@ -36,6 +37,9 @@ class ReplicaScheduler {
   StepResult on_step_completed(const Batch& batch, double now);
   // Finished (all tokens out) and ignored (too long) sequences since the last call.
   std::vector<Sequence> take_finished();
+
+  // The iteration-time model for latency-targeted chunking (§3.8); shared, read-only.
+  void set_time_model(std::shared_ptr<const IterationTimeModel> m) { time_model_ = std::move(m); }
 
   bool has_work() const { return !waiting_.empty() || !running_.empty(); }
   size_t num_waiting() const { return waiting_.size(); }
@@ -75,6 +79,7 @@ class ReplicaScheduler {
 
   SchedulerConfig cfg_;
   BlockManager blocks_;
+  std::shared_ptr<const IterationTimeModel> time_model_;
   // Owns every live sequence; the lists below point into it (node addresses are stable).
   std::unordered_map<uint64_t, Sequence> seqs_;
   std::deque<Sequence*> waiting_;

@@ -1,12 +1,13 @@
 // Sarathi-Serve: stall-free batching under a token budget τ = chunk_size (serving.md §3.6), with
-// SARATHI's decode-maximal variant (max_prefill_chunks_per_batch = 1, §3.5) and the dynamic
-// chunk schedule (§3.7). Every paused decode joins every iteration; partial prefills continue,
+// SARATHI's decode-maximal variant (max_prefill_chunks_per_batch = 1, §3.5), the dynamic chunk
+// schedule (§3.7) and the latency-predictor-driven budget (§3.8). Every paused decode joins every iteration; partial prefills continue,
 // then new requests are admitted FCFS, all within the budget left after the decodes.
 #include <fmt/format.h>
 
 #include <deque>
 #include <stdexcept>
 
+#include "core/runtime/check.h"
 #include "serving/scheduler/policies.h"
 
 namespace xp::serving {
@@ -38,6 +39,7 @@ class Sarathi final : public ReplicaScheduler {
       }
       if (schedule_decode(s, order, b)) ++n_tok;
     }
+    if (cfg_.latency_target.enabled) iteration_budget_ = latency_budget(b, partial);
     // Phase 1b: continue partial prefills (their memory is reserved already; a victim of
     // phase 1a is WAITING now and skipped).
     for (Sequence* s : partial) {
@@ -69,7 +71,33 @@ class Sarathi final : public ReplicaScheduler {
     return cfg_.max_prefill_chunks_per_batch > 0 && chunks >= cfg_.max_prefill_chunks_per_batch;
   }
 
+  // §3.8: the largest grid total whose predicted time (× safety) fits the target, for the
+  // decodes already in `b` plus one chunk at the context of the next prefill to continue.
+  int64_t latency_budget(const Batch& b, const std::vector<Sequence*>& partial) const {
+    EXP_CHECK(time_model_, "latency_target chunking needs a time model (ReplicaScheduler::set_time_model)");
+    static const std::vector<int64_t> kGrid = {128, 256, 512, 1024, 2048, 2552};
+    const auto& lt = cfg_.latency_target;
+    bool low_kv = static_cast<double>(blocks_.num_free()) < lt.low_free_kv_fraction * static_cast<double>(blocks_.num_total());
+    int64_t context = 0;
+    for (const Sequence* s : partial)
+      if (paused(s)) {
+        context = s->stage_processed();
+        break;
+      }
+    BatchShape shape = BatchShape::of(b);
+    auto decodes = static_cast<int64_t>(shape.decode_contexts.size());
+    int64_t best = kGrid.front();
+    for (int64_t total : kGrid) {
+      if (low_kv && total > 512) break;
+      BatchShape candidate = shape;
+      if (total > decodes) candidate.prefills.push_back({total - decodes, context});
+      if (lt.safety_factor * time_model_->predict_s(candidate) <= lt.target_iteration_s) best = total;
+    }
+    return best;
+  }
+
   int64_t budget(const Sequence& s) const {
+    if (cfg_.latency_target.enabled) return iteration_budget_;
     if (sizes_.empty()) return cfg_.chunk_size;
     int64_t idx = s.stage_processed() / tokens_per_stage_;
     if (idx >= static_cast<int64_t>(sizes_.size())) {
@@ -89,6 +117,7 @@ class Sarathi final : public ReplicaScheduler {
 
   std::vector<int64_t> sizes_;
   int64_t tokens_per_stage_ = 1;
+  int64_t iteration_budget_ = 0;  // §3.8 budget of the iteration being built
 };
 
 }  // namespace

@@ -24,6 +24,12 @@ SchedulerConfig SchedulerConfig::from(const config::ConfigReader& r) {
   d.get("max_tokens", c.dynamic.max_tokens);
   d.get("stages", c.dynamic.stages);
   d.finish();
+  auto lt = r.section("latency_target");
+  lt.get("enabled", c.latency_target.enabled);
+  lt.get("target_iteration_s", c.latency_target.target_iteration_s);
+  lt.get("safety_factor", c.latency_target.safety_factor);
+  lt.get("low_free_kv_fraction", c.latency_target.low_free_kv_fraction);
+  lt.finish();
   auto q = r.section("quirks");
   q.get("append_needs_free_block", c.quirks.append_needs_free_block);
   q.get("head_of_line_admission", c.quirks.head_of_line_admission);

@@ -19,6 +19,15 @@ struct DynamicChunking {
   int64_t stages = 0;           // chunk_schedule_stages
 };
 
+// §3.8: the iteration's token budget is the largest total from a grid whose predicted time,
+// with a safety factor, fits the target; needs an IterationTimeModel (set_time_model).
+struct LatencyTargetChunking {
+  bool enabled = false;
+  double target_iteration_s = 0.05;   // the slack an iteration may use (e.g. the TBT SLO)
+  double safety_factor = 1.2;         // predicted time is multiplied by this before comparing
+  double low_free_kv_fraction = 0.1;  // below this share of free KV blocks, totals stop at 512
+};
+
 // Reference behaviours that look like bugs, kept switchable (§3.9). Defaults follow the
 // reference where the spec says it is the reference rule, and clamp where it says "our default".
 struct Quirks {
@@ -37,6 +46,7 @@ struct SchedulerConfig {
   int64_t block_size = 16;                // KV tokens per block
   double watermark = 0.01;                // fraction of blocks kept free at admission (vllm/sarathi)
   DynamicChunking dynamic;
+  LatencyTargetChunking latency_target;
   Quirks quirks;
 
   // Filled by the caller from the model and the deployment, not from this section:

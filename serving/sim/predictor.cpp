@@ -39,21 +39,6 @@ double decode_bytes(const AttnShape& s, double batch, double kv) { return 2 * s.
 
 }  // namespace
 
-int64_t BatchShape::num_tokens() const {
-  int64_t n = static_cast<int64_t>(decode_contexts.size());
-  for (const auto& p : prefills) n += p.chunk;
-  return n;
-}
-
-BatchShape BatchShape::of(const Batch& b) {
-  BatchShape s;
-  for (const auto& it : b.items) {
-    if (it.is_prefill) s.prefills.push_back({it.num_tokens, it.context});
-    else s.decode_contexts.push_back(it.context);
-  }
-  return s;
-}
-
 BatchFeatures batch_features(const BatchShape& b) {
   BatchFeatures f;
   f.kv_save_tokens = b.num_tokens();

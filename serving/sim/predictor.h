@@ -13,21 +13,10 @@
 #include <vector>
 
 #include "serving/scheduler/sequence.h"
+#include "serving/scheduler/time_model.h"
 #include "serving/sim/deployment.h"
 
 namespace xp::serving {
-
-struct PrefillShape {
-  int64_t chunk = 0;    // new prompt tokens
-  int64_t context = 0;  // tokens already in the KV cache
-};
-
-struct BatchShape {
-  std::vector<PrefillShape> prefills;
-  std::vector<int64_t> decode_contexts;  // KV length each decode attends to
-  int64_t num_tokens() const;
-  static BatchShape of(const Batch& b);
-};
 
 // The features Vidur's predictor looks up (§6.7), derived exactly as it does.
 struct BatchFeatures {
@@ -65,15 +54,6 @@ class Surface {
  private:
   std::map<double, std::pair<std::vector<double>, std::vector<double>>> points_;
   std::vector<std::pair<double, Curve>> curves_;
-};
-
-// What the simulator needs from a time model; ExecutionPredictor is the real one, tests use
-// simple ones.
-class StageTimer {
- public:
-  virtual ~StageTimer() = default;
-  virtual double stage_time_s(const BatchShape& b, int64_t stage) const = 0;
-  virtual double stage_flops(const BatchShape& b) const = 0;
 };
 
 class ExecutionPredictor final : public StageTimer {

@@ -135,13 +135,14 @@ struct Simulator::Impl {
 
 Simulator::Simulator(const ClusterConfig& cluster, const SchedulerConfig& scheduler, const StageTimer& predictor,
                      int64_t kv_blocks_per_replica, int64_t gpus_per_replica, RequestGenerator& requests,
-                     ServingMetrics& metrics, uint64_t seed)
+                     ServingMetrics& metrics, uint64_t seed, std::shared_ptr<const IterationTimeModel> time_model)
     : impl_(new Impl{cluster, predictor, gpus_per_replica, scheduler.pipeline_stages, requests, metrics,
                      runtime::RngStream(seed, 201), {}, {}, 0, 0, {}, {}}) {
   EXP_CHECK(cluster.num_replicas >= 1, "need at least one replica, got {}", cluster.num_replicas);
   for (int64_t i = 0; i < cluster.num_replicas; ++i) {
     Replica r;
     r.scheduler = ReplicaScheduler::create(scheduler, kv_blocks_per_replica);
+    r.scheduler->set_time_model(time_model);
     r.stage_busy.assign(static_cast<size_t>(scheduler.pipeline_stages), false);
     r.stage_queue.resize(static_cast<size_t>(scheduler.pipeline_stages));
     impl_->replicas.push_back(std::move(r));

@@ -35,7 +35,8 @@ class Simulator {
  public:
   Simulator(const ClusterConfig& cluster, const SchedulerConfig& scheduler, const StageTimer& timer,
             int64_t kv_blocks_per_replica, int64_t gpus_per_replica, RequestGenerator& requests,
-            ServingMetrics& metrics, uint64_t seed);
+            ServingMetrics& metrics, uint64_t seed,
+            std::shared_ptr<const IterationTimeModel> time_model = nullptr);
   ~Simulator();
 
   // Runs to completion (or until the time limit, or `should_stop` returns true between events).

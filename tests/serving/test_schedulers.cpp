@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/runtime/rng.h"
+#include "core/runtime/check.h"
 #include "serving/scheduler/replica_scheduler.h"
 
 namespace xp::serving {
@@ -209,6 +210,45 @@ TEST(Sarathi, DynamicScheduleShrinksChunksAsThePrefixGrows) {
   ASSERT_GT(ch.size(), 3u);
   EXPECT_EQ(ch.front(), 2048);
   for (size_t i = 1; i + 1 < ch.size(); ++i) EXPECT_LE(ch[i], ch[i - 1]);
+}
+
+namespace {
+// Monotone in every feature: more tokens or more context never take less time.
+class ToyTimeModel final : public IterationTimeModel {
+ public:
+  double predict_s(const BatchShape& b) const override {
+    double t = 0.002 + 2e-5 * static_cast<double>(b.num_tokens());
+    for (const auto& p : b.prefills) t += 1e-8 * static_cast<double>(p.chunk) * static_cast<double>(p.context);
+    for (int64_t c : b.decode_contexts) t += 1e-7 * static_cast<double>(c);
+    return t;
+  }
+};
+}  // namespace
+
+TEST(Sarathi, LatencyTargetKeepsIterationsUnderTheTargetAndShrinksChunksWithThePrefix) {
+  SchedulerConfig c = config("sarathi");
+  c.max_model_len = 32768;
+  c.latency_target = {true, 0.04, 1.2, 0.0};
+  auto model = std::make_shared<ToyTimeModel>();
+  auto s = ReplicaScheduler::create(c, 100000);
+  s->set_time_model(model);
+  Trace run = drive(*s, {{0, 0.0, 20000, 4}});
+  const auto& ch = run.chunks[0];
+  ASSERT_GT(ch.size(), 5u);
+  for (size_t i = 1; i + 1 < ch.size(); ++i) EXPECT_LE(ch[i], ch[i - 1]) << "chunk " << i;
+  EXPECT_GT(ch.front(), ch[ch.size() - 2]);  // the budget really fell as the prefix grew
+  for (const auto& b : run.batches) {
+    if (b.num_tokens() <= 128) continue;  // the grid's smallest total is always allowed
+    EXPECT_LE(1.2 * model->predict_s(BatchShape::of(b)), 0.04 + 1e-12);
+  }
+}
+
+TEST(Sarathi, LatencyTargetWithoutAModelIsAnError) {
+  SchedulerConfig c = config("sarathi");
+  c.latency_target.enabled = true;
+  auto s = ReplicaScheduler::create(c, 1000);
+  s->add_request({0, 0.0, 100, 2});
+  EXPECT_THROW(s->schedule(0.0), CheckError);
 }
 
 TEST(DynamicChunkSizes, ReproduceTheWorkedExamples) {
