@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev           # libFuzzer for the config fuzzer (label slow)
   python3 python3-h5py python3-pandas python3-numpy python3-matplotlib
+  python3-torch                      # the independent reference forward pass in the engine tests
 )
 
 missing=()

@@ -1,0 +1,387 @@
+#include "serving/model/llama.h"
+
+#include <fmt/format.h>
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numbers>
+#include <stdexcept>
+
+#include "core/runtime/files.h"
+#include "core/tensor/ops.h"
+#include "serving/model/safetensors.h"
+
+namespace xp::serving {
+namespace fs = std::filesystem;
+using tensor::DType;
+using tensor::Tensor;
+using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ConstMap = Eigen::Map<const Mat>;
+
+// ---------------------------------------------------------------------------------------------
+// config.json
+
+LlamaConfig LlamaConfig::from_json_file(const fs::path& path) {
+  auto text = runtime::read_file(path);
+  if (!text.is_ok()) throw std::runtime_error(fmt::format("{}: cannot read (a model folder needs config.json)", path.string()));
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text.value());
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(fmt::format("{}: not valid JSON: {}", path.string(), e.what()));
+  }
+  auto fail = [&](const std::string& field, const std::string& why) {
+    return std::runtime_error(fmt::format("{}: field '{}': {}", path.string(), field, why));
+  };
+  std::string arch = j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty()
+                         ? j["architectures"][0].get<std::string>()
+                         : "";
+  if (arch != "LlamaForCausalLM" && arch != "MistralForCausalLM")
+    throw fail("architectures", fmt::format("'{}' is not supported (supported: LlamaForCausalLM, MistralForCausalLM)", arch));
+  LlamaConfig c;
+  auto need_int = [&](const char* k, int64_t& out) {
+    if (!j.contains(k) || !j[k].is_number_integer()) throw fail(k, "missing or not an integer");
+    out = j[k].get<int64_t>();
+    if (out <= 0) throw fail(k, "must be positive");
+  };
+  need_int("hidden_size", c.hidden_size);
+  need_int("intermediate_size", c.intermediate_size);
+  need_int("num_hidden_layers", c.num_hidden_layers);
+  need_int("num_attention_heads", c.num_attention_heads);
+  need_int("vocab_size", c.vocab_size);
+  c.num_key_value_heads = c.num_attention_heads;
+  if (j.contains("num_key_value_heads") && !j["num_key_value_heads"].is_null()) need_int("num_key_value_heads", c.num_key_value_heads);
+  if (j.contains("max_position_embeddings")) need_int("max_position_embeddings", c.max_position_embeddings);
+  if (j.contains("rms_norm_eps")) c.rms_norm_eps = j["rms_norm_eps"].get<double>();
+  if (j.contains("rope_theta")) c.rope_theta = j["rope_theta"].get<double>();
+  if (j.contains("tie_word_embeddings")) c.tie_word_embeddings = j["tie_word_embeddings"].get<bool>();
+  if (j.contains("torch_dtype") && j["torch_dtype"].is_string()) c.torch_dtype = j["torch_dtype"].get<std::string>();
+  if (j.contains("hidden_act") && j["hidden_act"] != "silu") throw fail("hidden_act", "only silu (SwiGLU) is supported");
+  if (c.hidden_size % c.num_attention_heads || c.num_attention_heads % c.num_key_value_heads)
+    throw fail("num_attention_heads", "hidden_size must divide by the heads, and the heads by num_key_value_heads");
+  if (j.contains("head_dim") && !j["head_dim"].is_null() && j["head_dim"].get<int64_t>() != c.head_dim())
+    throw fail("head_dim", "only head_dim = hidden_size / num_attention_heads is supported");
+  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
+    const auto& r = j["rope_scaling"];
+    std::string type = r.value("rope_type", r.value("type", std::string()));
+    if (type != "llama3") throw fail("rope_scaling", fmt::format("type '{}' is not supported (supported: llama3)", type));
+    c.rope_factor = r.value("factor", 1.0);
+    c.rope_low_freq_factor = r.value("low_freq_factor", 1.0);
+    c.rope_high_freq_factor = r.value("high_freq_factor", 4.0);
+    c.rope_original_max_position = r.value("original_max_position_embeddings", int64_t{8192});
+  }
+  return c;
+}
+
+std::string LlamaConfig::to_json() const {
+  nlohmann::json j = {{"architectures", {"LlamaForCausalLM"}},
+                      {"model_type", "llama"},
+                      {"hidden_act", "silu"},
+                      {"hidden_size", hidden_size},
+                      {"intermediate_size", intermediate_size},
+                      {"num_hidden_layers", num_hidden_layers},
+                      {"num_attention_heads", num_attention_heads},
+                      {"num_key_value_heads", num_key_value_heads},
+                      {"vocab_size", vocab_size},
+                      {"max_position_embeddings", max_position_embeddings},
+                      {"rms_norm_eps", rms_norm_eps},
+                      {"rope_theta", rope_theta},
+                      {"tie_word_embeddings", tie_word_embeddings},
+                      {"torch_dtype", torch_dtype}};
+  if (rope_factor != 1.0)
+    j["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", rope_factor},
+                         {"low_freq_factor", rope_low_freq_factor},
+                         {"high_freq_factor", rope_high_freq_factor},
+                         {"original_max_position_embeddings", rope_original_max_position}};
+  return j.dump(2) + "\n";
+}
+
+// ---------------------------------------------------------------------------------------------
+// KV cache
+
+KvCache::KvCache(const LlamaConfig& c, int64_t num_blocks, int64_t block_size)
+    : num_blocks_(num_blocks), block_size_(block_size), row_(c.num_key_value_heads * c.head_dim()) {
+  size_t n = static_cast<size_t>(num_blocks * block_size * row_);
+  k_.assign(static_cast<size_t>(c.num_hidden_layers), std::vector<float>(n, 0.0f));
+  v_ = k_;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model
+
+struct LlamaModel::Impl {
+  struct Layer {
+    Tensor in_norm, q, k, v, o, post_norm, gate, up, down;
+  };
+  Tensor embed, final_norm, lm_head;
+  std::vector<Layer> layers;
+  std::vector<float> inv_freq;  // head_dim / 2, float32 as Hugging Face computes it
+};
+
+namespace {
+
+ConstMap mat(const Tensor& t) { return ConstMap(t.data<float>(), t.size(0), t.size(1)); }
+
+// HF: x * rsqrt(mean(x²) + eps) * w, in float32.
+void rmsnorm_rows(const Mat& x, const Tensor& w, double eps, Mat& out) {
+  out.resize(x.rows(), x.cols());
+  const float* pw = w.data<float>();
+  for (Eigen::Index r = 0; r < x.rows(); ++r) {
+    float ss = 0;
+    for (Eigen::Index c = 0; c < x.cols(); ++c) ss += x(r, c) * x(r, c);
+    float scale = 1.0f / std::sqrt(ss / static_cast<float>(x.cols()) + static_cast<float>(eps));
+    for (Eigen::Index c = 0; c < x.cols(); ++c) out(r, c) = pw[c] * (x(r, c) * scale);
+  }
+}
+
+std::vector<float> rope_inv_freq(const LlamaConfig& c) {
+  int64_t d = c.head_dim();
+  std::vector<float> f(static_cast<size_t>(d / 2));
+  for (int64_t i = 0; i < d / 2; ++i)
+    f[static_cast<size_t>(i)] = 1.0f / std::pow(static_cast<float>(c.rope_theta), static_cast<float>(2 * i) / static_cast<float>(d));
+  if (c.rope_factor != 1.0) {  // Llama-3 frequency-dependent scaling
+    double old = static_cast<double>(c.rope_original_max_position);
+    double low_wl = old / c.rope_low_freq_factor, high_wl = old / c.rope_high_freq_factor;
+    for (float& v : f) {
+      double wl = 2 * std::numbers::pi / v;
+      double scaled = wl > low_wl ? v / c.rope_factor : v;
+      if (!(wl < high_wl) && !(wl > low_wl)) {
+        double smooth = (old / wl - c.rope_low_freq_factor) / (c.rope_high_freq_factor - c.rope_low_freq_factor);
+        scaled = (1 - smooth) * scaled / c.rope_factor + smooth * scaled;
+      }
+      v = static_cast<float>(scaled);
+    }
+  }
+  return f;
+}
+
+// Rotate-half RoPE (HF's convention) on every head of one row, in place.
+void rope_row(float* row, int64_t heads, int64_t d, int64_t pos, const std::vector<float>& inv_freq) {
+  int64_t half = d / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    float angle = static_cast<float>(pos) * inv_freq[static_cast<size_t>(i)];
+    float c = std::cos(angle), s = std::sin(angle);
+    for (int64_t h = 0; h < heads; ++h) {
+      float* x = row + h * d;
+      float a = x[i], b = x[i + half];
+      x[i] = a * c - b * s;
+      x[i + half] = b * c + a * s;
+    }
+  }
+}
+
+}  // namespace
+
+LlamaModel::LlamaModel(LlamaConfig config, std::vector<Tensor> weights) : cfg_(std::move(config)), impl_(new Impl) {
+  // weights: embed, final_norm, lm_head, then 9 per layer (in_norm, q, k, v, o, post_norm, gate, up, down).
+  size_t i = 0;
+  impl_->embed = weights[i++];
+  impl_->final_norm = weights[i++];
+  impl_->lm_head = weights[i++];
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+    Impl::Layer L;
+    for (Tensor* t : {&L.in_norm, &L.q, &L.k, &L.v, &L.o, &L.post_norm, &L.gate, &L.up, &L.down}) *t = weights[i++];
+    impl_->layers.push_back(std::move(L));
+  }
+  impl_->inv_freq = rope_inv_freq(cfg_);
+}
+
+LlamaModel::~LlamaModel() = default;
+
+std::unique_ptr<LlamaModel> LlamaModel::load(const fs::path& dir) {
+  LlamaConfig c = LlamaConfig::from_json_file(dir / "config.json");
+  SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(dir);
+  int64_t h = c.hidden_size, d = c.head_dim(), kv = c.num_key_value_heads * d, inter = c.intermediate_size;
+  std::vector<Tensor> w;
+  auto take = [&](const std::string& name, std::vector<int64_t> shape) {
+    const SafetensorsEntry& e = ckpt.entry(name);
+    if (e.shape != shape)
+      throw std::runtime_error(fmt::format("{}: tensor '{}' has shape {}, but config.json implies {}", e.file.string(), name,
+                                           tensor::shape_str(e.shape), tensor::shape_str(shape)));
+    w.push_back(ckpt.load(name, DType::kF32));
+  };
+  take("model.embed_tokens.weight", {c.vocab_size, h});
+  take("model.norm.weight", {h});
+  if (c.tie_word_embeddings || !ckpt.has("lm_head.weight")) w.push_back(w[0]);
+  else take("lm_head.weight", {c.vocab_size, h});
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    std::string p = fmt::format("model.layers.{}.", l);
+    take(p + "input_layernorm.weight", {h});
+    take(p + "self_attn.q_proj.weight", {h, h});
+    take(p + "self_attn.k_proj.weight", {kv, h});
+    take(p + "self_attn.v_proj.weight", {kv, h});
+    take(p + "self_attn.o_proj.weight", {h, h});
+    take(p + "post_attention_layernorm.weight", {h});
+    take(p + "mlp.gate_proj.weight", {inter, h});
+    take(p + "mlp.up_proj.weight", {inter, h});
+    take(p + "mlp.down_proj.weight", {h, inter});
+  }
+  return std::make_unique<LlamaModel>(c, std::move(w));
+}
+
+std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, KvCache& cache) const {
+  const LlamaConfig& c = cfg_;
+  const int64_t H = c.hidden_size, d = c.head_dim(), hq = c.num_attention_heads, hkv = c.num_key_value_heads;
+  const int64_t group = hq / hkv, bs = cache.block_size();
+  int64_t T = 0;
+  for (const auto& it : items) T += static_cast<int64_t>(it.tokens.size());
+  // Rows: token embeddings; positions and KV slots per row.
+  Mat x(T, H);
+  std::vector<int64_t> pos(static_cast<size_t>(T)), slot(static_cast<size_t>(T));
+  int64_t r = 0;
+  for (size_t n = 0; n < items.size(); ++n) {
+    const auto& it = items[n];
+    if (it.tokens.empty()) throw std::invalid_argument(fmt::format("item {}: no tokens", n));
+    for (size_t i = 0; i < it.tokens.size(); ++i, ++r) {
+      int32_t tok = it.tokens[i];
+      if (tok < 0 || tok >= c.vocab_size)
+        throw std::invalid_argument(fmt::format("item {}: token id {} is outside the vocabulary [0, {})", n, tok, c.vocab_size));
+      int64_t p = it.start_position + static_cast<int64_t>(i);
+      if (p >= c.max_position_embeddings)
+        throw std::invalid_argument(fmt::format("item {}: position {} is past the context of {} tokens", n, p,
+                                                c.max_position_embeddings));
+      if (!it.block_table || p / bs >= static_cast<int64_t>(it.block_table->size()))
+        throw std::invalid_argument(fmt::format("item {}: no KV block for position {}", n, p));
+      pos[static_cast<size_t>(r)] = p;
+      slot[static_cast<size_t>(r)] = (*it.block_table)[static_cast<size_t>(p / bs)] * bs + p % bs;
+      x.row(r) = mat(impl_->embed).row(tok);
+    }
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  Mat xn, q, k, v, attn(T, hq * d), g, u;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const auto& L = impl_->layers[static_cast<size_t>(l)];
+    rmsnorm_rows(x, L.in_norm, c.rms_norm_eps, xn);
+    q.noalias() = xn * mat(L.q).transpose();
+    k.noalias() = xn * mat(L.k).transpose();
+    v.noalias() = xn * mat(L.v).transpose();
+    for (int64_t t = 0; t < T; ++t) {
+      rope_row(q.row(t).data(), hq, d, pos[static_cast<size_t>(t)], impl_->inv_freq);
+      rope_row(k.row(t).data(), hkv, d, pos[static_cast<size_t>(t)], impl_->inv_freq);
+      std::copy_n(k.row(t).data(), hkv * d, cache.k(l, slot[static_cast<size_t>(t)]));
+      std::copy_n(v.row(t).data(), hkv * d, cache.v(l, slot[static_cast<size_t>(t)]));
+    }
+    // Attention per item over its whole cached sequence; query i sees keys 0..start+i.
+    int64_t r0 = 0;
+    for (const auto& it : items) {
+      int64_t n = static_cast<int64_t>(it.tokens.size()), len = it.start_position + n;
+      Mat kc(len, hkv * d), vc(len, hkv * d);
+      for (int64_t p = 0; p < len; ++p) {
+        int64_t s = (*it.block_table)[static_cast<size_t>(p / bs)] * bs + p % bs;
+        std::copy_n(cache.k(l, s), hkv * d, kc.row(p).data());
+        std::copy_n(cache.v(l, s), hkv * d, vc.row(p).data());
+      }
+      for (int64_t h = 0; h < hq; ++h) {
+        int64_t kvh = h / group;
+        Mat s = (q.block(r0, h * d, n, d) * kc.block(0, kvh * d, len, d).transpose()) * scale;
+        for (int64_t i = 0; i < n; ++i) {
+          int64_t visible = it.start_position + i + 1;
+          float m = s.row(i).head(visible).maxCoeff(), sum = 0;
+          for (int64_t j = 0; j < len; ++j) {
+            float e = j < visible ? std::exp(s(i, j) - m) : 0.0f;
+            s(i, j) = e;
+            sum += e;
+          }
+          s.row(i) /= sum;
+        }
+        attn.block(r0, h * d, n, d).noalias() = s * vc.block(0, kvh * d, len, d);
+      }
+      r0 += n;
+    }
+    x.noalias() += attn * mat(L.o).transpose();
+    rmsnorm_rows(x, L.post_norm, c.rms_norm_eps, xn);
+    g.noalias() = xn * mat(L.gate).transpose();
+    u.noalias() = xn * mat(L.up).transpose();
+    g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();  // SiLU(gate) ⊙ up
+    x.noalias() += g * mat(L.down).transpose();
+  }
+  // Logits of each item's last token.
+  Mat last(static_cast<Eigen::Index>(items.size()), H);
+  int64_t row = -1;
+  for (size_t n = 0; n < items.size(); ++n) {
+    row += static_cast<int64_t>(items[n].tokens.size());
+    last.row(static_cast<Eigen::Index>(n)) = x.row(row);
+  }
+  rmsnorm_rows(last, impl_->final_norm, c.rms_norm_eps, xn);
+  Mat logits = xn * mat(impl_->lm_head).transpose();
+  return std::vector<float>(logits.data(), logits.data() + logits.size());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sampling and random models
+
+int32_t sample_token(std::span<const float> logits, const SamplingParams& p, runtime::RngStream& rng) {
+  const auto n = static_cast<int64_t>(logits.size());
+  if (p.temperature <= 0) return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  std::vector<std::pair<float, int32_t>> cand;
+  cand.reserve(logits.size());
+  for (int64_t i = 0; i < n; ++i) cand.emplace_back(logits[static_cast<size_t>(i)], static_cast<int32_t>(i));
+  std::sort(cand.begin(), cand.end(), [](auto& a, auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+  if (p.top_k > 0 && p.top_k < n) cand.resize(static_cast<size_t>(p.top_k));
+  double m = cand.front().first, total = 0;
+  std::vector<double> w(cand.size());
+  for (size_t i = 0; i < cand.size(); ++i) total += w[i] = std::exp((cand[i].first - m) / p.temperature);
+  size_t keep = cand.size();
+  if (p.top_p < 1.0) {  // smallest prefix whose mass reaches top_p
+    double acc = 0;
+    for (size_t i = 0; i < cand.size(); ++i) {
+      acc += w[i] / total;
+      if (acc >= p.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+    total = 0;
+    for (size_t i = 0; i < keep; ++i) total += w[i];
+  }
+  double u = rng.uniform() * total;
+  for (size_t i = 0; i < keep; ++i) {
+    if (u < w[i]) return cand[i].second;
+    u -= w[i];
+  }
+  return cand[keep - 1].second;
+}
+
+void write_random_llama(const fs::path& dir, const LlamaConfig& c, uint64_t seed, DType dtype) {
+  fs::create_directories(dir);
+  runtime::RngStream rng(seed, 0);
+  std::map<std::string, Tensor> w;
+  auto normal = [&](const std::string& name, std::vector<int64_t> shape, double std) {
+    Tensor t = Tensor::empty(shape, DType::kF32);
+    tensor::fill_normal(t, rng, 0.0, std);
+    w[name] = t.to(dtype);
+  };
+  auto norm = [&](const std::string& name) {
+    Tensor t = Tensor::empty({c.hidden_size}, DType::kF32);
+    tensor::fill_normal(t, rng, 1.0, 0.05);
+    w[name] = t.to(dtype);
+  };
+  int64_t h = c.hidden_size, kv = c.num_key_value_heads * c.head_dim();
+  normal("model.embed_tokens.weight", {c.vocab_size, h}, 1.0);
+  norm("model.norm.weight");
+  if (!c.tie_word_embeddings) normal("lm_head.weight", {c.vocab_size, h}, 0.05);
+  double s = 1.0 / std::sqrt(static_cast<double>(h));
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    std::string p = fmt::format("model.layers.{}.", l);
+    norm(p + "input_layernorm.weight");
+    normal(p + "self_attn.q_proj.weight", {h, h}, s);
+    normal(p + "self_attn.k_proj.weight", {kv, h}, s);
+    normal(p + "self_attn.v_proj.weight", {kv, h}, s);
+    normal(p + "self_attn.o_proj.weight", {h, h}, s);
+    norm(p + "post_attention_layernorm.weight");
+    normal(p + "mlp.gate_proj.weight", {c.intermediate_size, h}, s);
+    normal(p + "mlp.up_proj.weight", {c.intermediate_size, h}, s);
+    normal(p + "mlp.down_proj.weight", {h, c.intermediate_size}, 1.0 / std::sqrt(static_cast<double>(c.intermediate_size)));
+  }
+  LlamaConfig out = c;
+  out.torch_dtype = dtype == DType::kF32 ? "float32" : dtype == DType::kF16 ? "float16" : "bfloat16";
+  Status st = runtime::write_file_atomic(dir / "config.json", out.to_json());
+  if (!st.is_ok()) throw std::runtime_error(st.message());
+  write_safetensors(dir / "model.safetensors", w, {{"format", "pt"}});
+}
+
+}  // namespace xp::serving

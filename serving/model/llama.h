@@ -1,0 +1,97 @@
+// The Llama family (Llama-2/3, Mistral, Yi, …) for the engine: configured from a Hugging Face
+// config.json, weights from safetensors (f32/f16/bf16, widened to f32 for this CPU reference),
+// a paged KV cache addressed by the block manager's tables, and a forward pass over a flattened
+// batch of prefill chunks and decodes (serving.md §2.2): each chunk attends to the cached prefix
+// and causally to itself (mask aligned bottom-right). GEMMs run on Eigen (multithreaded when
+// OpenMP is on; the output partition, not the reduction, is split, so thread count does not
+// change results). A model is immutable after loading; forward() writes only the KV cache.
+#pragma once
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/runtime/rng.h"
+#include "core/tensor/tensor.h"
+
+namespace xp::serving {
+
+struct LlamaConfig {
+  int64_t hidden_size = 4096;
+  int64_t intermediate_size = 11008;
+  int64_t num_hidden_layers = 32;
+  int64_t num_attention_heads = 32;
+  int64_t num_key_value_heads = 32;
+  int64_t vocab_size = 32000;
+  int64_t max_position_embeddings = 4096;
+  double rms_norm_eps = 1e-5;
+  double rope_theta = 10000.0;
+  bool tie_word_embeddings = false;
+  // Llama-3 RoPE scaling ("rope_type": "llama3"); factor 1 = none.
+  double rope_factor = 1.0, rope_low_freq_factor = 1.0, rope_high_freq_factor = 4.0;
+  int64_t rope_original_max_position = 8192;
+  std::string torch_dtype = "float32";
+
+  int64_t head_dim() const { return hidden_size / num_attention_heads; }
+  // Throws naming the file and the field (unsupported architecture included).
+  static LlamaConfig from_json_file(const std::filesystem::path& path);
+  std::string to_json() const;
+};
+
+// K and V for every layer: [num_blocks, block_size, kv_heads, head_dim] f32 each.
+class KvCache {
+ public:
+  KvCache(const LlamaConfig& c, int64_t num_blocks, int64_t block_size);
+  float* k(int64_t layer, int64_t slot) { return k_[static_cast<size_t>(layer)].data() + slot * row_; }
+  float* v(int64_t layer, int64_t slot) { return v_[static_cast<size_t>(layer)].data() + slot * row_; }
+  int64_t block_size() const { return block_size_; }
+  int64_t num_blocks() const { return num_blocks_; }
+
+ private:
+  int64_t num_blocks_, block_size_, row_;
+  std::vector<std::vector<float>> k_, v_;
+};
+
+// One sequence's work in a forward pass.
+struct ForwardItem {
+  std::span<const int32_t> tokens;         // the new tokens (a prefill chunk, or one decode token)
+  int64_t start_position = 0;              // tokens already in the KV cache for this sequence
+  const std::vector<int32_t>* block_table = nullptr;  // KV blocks of this sequence
+};
+
+class LlamaModel {
+ public:
+  // `path`: a folder with config.json and model.safetensors (or the sharded index).
+  static std::unique_ptr<LlamaModel> load(const std::filesystem::path& path);
+  LlamaModel(LlamaConfig config, std::vector<tensor::Tensor> weights);
+  ~LlamaModel();
+
+  const LlamaConfig& config() const { return cfg_; }
+  // Runs the batch, writing each new token's K and V into `cache`; returns the logits of each
+  // item's last token ([items, vocab], row-major). Token ids outside the vocabulary and
+  // positions past max_position_embeddings throw std::invalid_argument naming the item.
+  std::vector<float> forward(const std::vector<ForwardItem>& items, KvCache& cache) const;
+
+ private:
+  struct Impl;
+  LlamaConfig cfg_;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct SamplingParams {
+  double temperature = 0.0;  // 0 = greedy
+  int64_t top_k = 0;         // 0 = all
+  double top_p = 1.0;        // nucleus mass
+};
+
+// Samples one token. With a counter-based stream seeked per (request, token index), the choice
+// is the same whatever else ran in the batch and however often the request was preempted.
+int32_t sample_token(std::span<const float> logits, const SamplingParams& p, runtime::RngStream& rng);
+
+// A random-weight model of any shape in exactly the Hugging Face layout (config.json +
+// model.safetensors), so tests and benchmarks need no download.
+void write_random_llama(const std::filesystem::path& dir, const LlamaConfig& c, uint64_t seed,
+                        tensor::DType dtype = tensor::DType::kF32);
+
+}  // namespace xp::serving

@@ -1,0 +1,277 @@
+// serving.md §8 item 1 (chunked prefill equals one-shot prefill) and the engine issue's
+// exactness and bad-input cases on a tiny random Llama (f32; bounds stated per test).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <numeric>
+
+#include "serving/model/llama.h"
+#include "serving/model/safetensors.h"
+#include "tests/support/temp_dir.h"
+
+namespace xp::serving {
+using tensor::Tensor;
+namespace {
+
+LlamaConfig tiny() {
+  LlamaConfig c;
+  c.hidden_size = 64;
+  c.intermediate_size = 128;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;  // GQA
+  c.vocab_size = 97;
+  c.max_position_embeddings = 256;
+  c.rope_theta = 10000;
+  return c;
+}
+
+std::vector<int32_t> prompt(int n, uint64_t seed) {
+  runtime::RngStream r(seed, 0);
+  std::vector<int32_t> t;
+  for (int i = 0; i < n; ++i) t.push_back(static_cast<int32_t>(r.below(97)));
+  return t;
+}
+
+std::vector<int32_t> blocks(std::vector<int32_t> ids) { return ids; }
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, static_cast<double>(std::fabs(a[i] - b[i])));
+  return m;
+}
+
+class Model : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    write_random_llama(dir_.path(), tiny(), 3);
+    model_ = LlamaModel::load(dir_.path());
+  }
+  // Prefills `toks` in chunks of the given sizes; returns the last chunk's logits.
+  std::vector<float> prefill(const std::vector<int32_t>& toks, const std::vector<int64_t>& chunks,
+                             const std::vector<int32_t>& table, KvCache& cache) {
+    std::vector<float> out;
+    int64_t start = 0;
+    for (int64_t c : chunks) {
+      ForwardItem it{std::span<const int32_t>(toks.data() + start, static_cast<size_t>(c)), start, &table};
+      out = model_->forward({it}, cache);
+      start += c;
+    }
+    return out;
+  }
+  testing::TempDir dir_;
+  std::unique_ptr<LlamaModel> model_;
+};
+
+}  // namespace
+
+TEST_F(Model, ChunkedPrefillMatchesOneShotWithinOneEMinusFive) {
+  auto toks = prompt(45, 1);
+  std::vector<int32_t> table = blocks({0, 1, 2, 3});  // block size 16
+  KvCache a(tiny(), 8, 16), b(tiny(), 8, 16), c(tiny(), 8, 16);
+  auto full = prefill(toks, {45}, table, a);
+  auto chunked = prefill(toks, {7, 16, 1, 21}, table, b);  // not aligned to the block size
+  auto singles = prefill(toks, std::vector<int64_t>(45, 1), table, c);
+  EXPECT_LE(max_abs_diff(full, chunked), 1e-5);
+  EXPECT_LE(max_abs_diff(full, singles), 1e-5);
+}
+
+TEST_F(Model, PagedCacheMatchesContiguous) {
+  auto toks = prompt(40, 2);
+  KvCache a(tiny(), 8, 16), b(tiny(), 8, 16);
+  auto contiguous = prefill(toks, {20, 20}, blocks({0, 1, 2}), a);
+  auto scattered = prefill(toks, {20, 20}, blocks({6, 2, 4}), b);
+  EXPECT_EQ(contiguous, scattered);  // same arithmetic, other addresses: bit-identical
+}
+
+TEST_F(Model, MixedBatchEqualsRequestsOneByOne) {
+  auto p1 = prompt(30, 3), p2 = prompt(12, 4), p3 = prompt(5, 5);
+  auto t1 = blocks({0, 1}), t2 = blocks({2}), t3 = blocks({3});
+  KvCache solo(tiny(), 8, 16), mixed(tiny(), 8, 16);
+  // Request 1 decodes after its prompt; request 2 sends a later chunk; request 3 starts.
+  prefill(p1, {30}, t1, solo);
+  prefill(p2, {6}, t2, solo);
+  int32_t next = 11;
+  auto d1 = model_->forward({{std::span<const int32_t>(&next, 1), 30, &t1}}, solo);
+  auto c2 = model_->forward({{std::span<const int32_t>(p2.data() + 6, 6), 6, &t2}}, solo);
+  auto s3 = model_->forward({{std::span<const int32_t>(p3), 0, &t3}}, solo);
+
+  prefill(p1, {30}, t1, mixed);
+  prefill(p2, {6}, t2, mixed);
+  auto all = model_->forward({{std::span<const int32_t>(p2.data() + 6, 6), 6, &t2},
+                              {std::span<const int32_t>(p3), 0, &t3},
+                              {std::span<const int32_t>(&next, 1), 30, &t1}},
+                             mixed);
+  const size_t V = 97;
+  std::vector<float> a(all.begin(), all.begin() + V), b(all.begin() + V, all.begin() + 2 * V),
+      c(all.begin() + 2 * V, all.end());
+  EXPECT_LE(max_abs_diff(a, c2), 1e-5);
+  EXPECT_LE(max_abs_diff(b, s3), 1e-5);
+  EXPECT_LE(max_abs_diff(c, d1), 1e-5);
+}
+
+TEST_F(Model, GreedyDecodingIsDeterministic) {
+  auto run = [&] {
+    KvCache cache(tiny(), 8, 16);
+    auto table = blocks({0, 1, 2, 3});
+    auto toks = prompt(10, 6);
+    auto logits = prefill(toks, {10}, table, cache);
+    std::vector<int32_t> out;
+    runtime::RngStream rng(1, 0);
+    for (int i = 0; i < 20; ++i) {
+      int32_t t = sample_token(logits, {}, rng);
+      out.push_back(t);
+      logits = model_->forward({{std::span<const int32_t>(&out.back(), 1), 10 + i, &table}}, cache);
+    }
+    return out;
+  };
+  EXPECT_EQ(run(), run());
+}
+
+TEST_F(Model, BadTokensAndPositionsAreErrorsNamingTheItem) {
+  KvCache cache(tiny(), 2, 16);
+  auto table = blocks({0});
+  int32_t bad = 97;
+  try {
+    model_->forward({{std::span<const int32_t>(&bad, 1), 0, &table}}, cache);
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("token id 97 is outside the vocabulary"), std::string::npos);
+  }
+  int32_t ok = 3;
+  EXPECT_THROW(model_->forward({{std::span<const int32_t>(&ok, 1), 16, &table}}, cache), std::invalid_argument);
+  EXPECT_THROW(model_->forward({{std::span<const int32_t>(&ok, 1), 300, &table}}, cache), std::invalid_argument);
+}
+
+TEST(TorchReference, AgreesWithAnIndependentPyTorchForwardPass) {
+  // f32 and bf16 checkpoints, Llama-3 RoPE scaling on, GQA; bound 1e-4 on the logits (two
+  // float32 implementations with different summation orders).
+  for (auto dtype : {tensor::DType::kF32, tensor::DType::kBF16}) {
+    testing::TempDir d;
+    LlamaConfig c = tiny();
+    c.rope_factor = 8.0;
+    c.rope_original_max_position = 64;
+    write_random_llama(d.path(), c, 11, dtype);
+    auto model = LlamaModel::load(d.path());
+    auto toks = prompt(23, 12);
+    KvCache cache(c, 4, 16);
+    std::vector<int32_t> table = {0, 1};
+    auto ours = model->forward({{std::span<const int32_t>(toks), 0, &table}}, cache);
+    std::string list;
+    for (int32_t t : toks) list += (list.empty() ? "" : ",") + std::to_string(t);
+    std::string cmd = "/usr/bin/python3 " + std::string(EXP_SOURCE_DIR) + "/scripts/torch_llama_reference.py " +
+                      d.path().string() + " " + list + " > " + (d / "ref.json").string() + " 2> " + (d / "err.txt").string();
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << d.read("err.txt");
+    std::string ref = d.read("ref.json");
+    std::vector<float> theirs;
+    for (size_t i = ref.find_first_of("-0123456789"); i != std::string::npos; i = ref.find_first_of("-0123456789", i)) {
+      size_t end = ref.find_first_of(",]", i);
+      theirs.push_back(std::stof(ref.substr(i, end - i)));
+      i = end;
+    }
+    ASSERT_EQ(theirs.size(), ours.size());
+    EXPECT_LE(max_abs_diff(ours, theirs), 1e-4) << tensor::dtype_name(dtype);
+  }
+}
+
+TEST(Sampling, GreedyTopKAndTopPBehave) {
+  std::vector<float> logits = {0.1f, 2.0f, 1.9f, -1.0f};
+  runtime::RngStream rng(1, 0);
+  EXPECT_EQ(sample_token(logits, {}, rng), 1);
+  EXPECT_EQ(sample_token(logits, {1.0, 1, 1.0}, rng), 1);  // top-1 is greedy
+  int seen[4] = {0, 0, 0, 0};
+  for (int i = 0; i < 2000; ++i) ++seen[sample_token(logits, {1.0, 0, 0.6}, rng)];
+  EXPECT_EQ(seen[0] + seen[3], 0);  // outside the nucleus
+  EXPECT_GT(seen[1], 0);
+  EXPECT_GT(seen[2], 0);
+  runtime::RngStream a(9, 4), b(9, 4);
+  EXPECT_EQ(sample_token(logits, {0.7, 0, 1.0}, a), sample_token(logits, {0.7, 0, 1.0}, b));
+}
+
+TEST(Safetensors, RoundTripsAndShards) {
+  testing::TempDir d;
+  Tensor x = Tensor::from_values({1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor y = Tensor::from_values({1.5, -2}, {2}, tensor::DType::kBF16);
+  write_safetensors(d / "a.safetensors", {{"x", x}});
+  write_safetensors(d / "b.safetensors", {{"y", y}});
+  std::ofstream(d / "model.safetensors.index.json")
+      << R"({"metadata": {}, "weight_map": {"x": "a.safetensors", "y": "b.safetensors"}})";
+  auto c = SafetensorsCheckpoint::open(d.path());
+  EXPECT_EQ(c.load("x").to_vector(), x.to_vector());
+  EXPECT_EQ(c.load("y").to_vector(), (std::vector<double>{1.5, -2}));
+  EXPECT_EQ(c.entry("y").dtype, "BF16");
+  EXPECT_THROW(c.entry("z"), std::runtime_error);
+}
+
+TEST(Safetensors, CorruptFilesAreErrorsNamingFileAndTensor) {
+  testing::TempDir d;
+  write_safetensors(d / "m.safetensors", {{"w", Tensor::from_values({1, 2, 3, 4}, {4})}});
+  std::filesystem::resize_file(d / "m.safetensors", std::filesystem::file_size(d / "m.safetensors") - 4);
+  try {
+    SafetensorsCheckpoint::open(d / "m.safetensors");
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'w': data ends at byte"), std::string::npos) << e.what();
+  }
+  std::ofstream(d / "h.safetensors") << std::string("\xff\xff\xff\xff\x00\x00\x00\x00{}", 10);
+  EXPECT_THROW(SafetensorsCheckpoint::open(d / "h.safetensors"), std::runtime_error);  // header length
+  std::string hdr = R"({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})";
+  uint64_t n = hdr.size();
+  std::ofstream f(d / "s.safetensors", std::ios::binary);
+  f.write(reinterpret_cast<const char*>(&n), 8);
+  f << hdr << std::string(8, '\0');
+  f.close();
+  try {
+    SafetensorsCheckpoint::open(d / "s.safetensors");
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("shape [3] of F32 needs 12 bytes, offsets give 8"), std::string::npos) << e.what();
+  }
+  std::ofstream(d / "model.safetensors.index.json") << R"({"weight_map": {"w": "m2.safetensors", "v": "m2.safetensors"}})";
+  write_safetensors(d / "m2.safetensors", {{"w", Tensor::from_values({1}, {1})}});
+  try {
+    SafetensorsCheckpoint::open(d.path());
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'v' is listed"), std::string::npos) << e.what();
+  }
+}
+
+TEST(LlamaConfig, UnsupportedArchitecturesAndShapesAreNamed) {
+  testing::TempDir d;
+  std::ofstream(d / "config.json") << R"({"architectures": ["GPT2LMHeadModel"], "hidden_size": 64})";
+  try {
+    LlamaConfig::from_json_file(d / "config.json");
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("field 'architectures': 'GPT2LMHeadModel' is not supported"), std::string::npos);
+  }
+  write_random_llama(d / "m", tiny(), 1);
+  LlamaConfig wrong = tiny();
+  wrong.intermediate_size = 96;
+  std::ofstream(d / "m" / "config.json") << wrong.to_json();
+  try {
+    LlamaModel::load(d / "m");
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("'model.layers.0.mlp.gate_proj.weight' has shape [128, 64], but config.json implies [96, 64]"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(LlamaConfig, BfloatCheckpointsLoadAndAgreeWithTheirWidenedValues) {
+  testing::TempDir d;
+  write_random_llama(d / "bf16", tiny(), 5, tensor::DType::kBF16);
+  auto m = LlamaModel::load(d / "bf16");
+  EXPECT_EQ(m->config().torch_dtype, "bfloat16");
+  KvCache cache(tiny(), 2, 16);
+  std::vector<int32_t> table = {0}, toks = {1, 2, 3};
+  auto logits = m->forward({{std::span<const int32_t>(toks), 0, &table}}, cache);
+  EXPECT_EQ(logits.size(), 97u);
+  for (float v : logits) EXPECT_TRUE(std::isfinite(v));
+}
+
+}  // namespace xp::serving
