@@ -6,6 +6,7 @@
 #include "experiments/linear_regression.h"
 #include "experiments/capacity_search.h"
 #include "experiments/config_search.h"
+#include "experiments/engine_serve.h"
 #include "experiments/serving_sim.h"
 
 namespace xp::experiments {
@@ -20,6 +21,9 @@ const std::vector<ExperimentInfo>& registry() {
        make_capacity_search},
       {"config_search", "Vidur-Search: capacity and QPS per dollar over TP x PP x scheduler x batch cap for a GPU budget",
        make_config_search},
+      {"engine_serve", "serve requests with the real engine (CPU Llama) under a shared scheduler, with Metron metrics",
+       make_engine_serve},
+      {"make_model", "write a random-weight Llama of any shape as config.json + model.safetensors", make_make_model},
   };
   return all;
 }

@@ -113,3 +113,44 @@ TEST_F(ServingCli, EverySchedulerRunsThroughTheSimulator) {
 }
 
 }  // namespace xp::cli
+
+namespace xp::cli {
+
+TEST_F(ServingCli, MakeModelThenServeItFromAPromptsFile) {
+  Ran r = exp("run " + kConfigs + "/experiment/make_model.yaml model.hidden_size=64 model.num_hidden_layers=2 "
+              "model.num_attention_heads=4 model.num_key_value_heads=2 model.intermediate_size=128 model.vocab_size=100 "
+              "output_dir=" + (dir_ / "m").string());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir_ / "m/config.json"));
+  EXPECT_TRUE(fs::exists(dir_ / "m/model.safetensors"));
+  dir_.write("prompts.jsonl", "{\"prompt\": [1, 2, 3, 4], \"max_tokens\": 6}\n{\"prompt\": [5, 6], \"max_tokens\": 3, \"arrival_s\": 0.01}\n");
+  r = exp("run " + kConfigs + "/experiment/engine_serve.yaml model_dir=" + (dir_ / "m").string() +
+          " prompts_file=" + (dir_ / "prompts.jsonl").string() + " hydra.run.dir=serve");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto res = results::ResultsReader::open(dir_ / "serve/results.h5");
+  EXPECT_EQ(res->read_table("/engine/outputs").rows, 9);
+  EXPECT_EQ(res->read_table("/serving/requests").rows, 2);
+  EXPECT_NE(r.out.find("p99_tbt_s"), std::string::npos);
+}
+
+TEST_F(ServingCli, EngineBadInputIsAClearError) {
+  exp("run " + kConfigs + "/experiment/make_model.yaml model.hidden_size=32 model.num_hidden_layers=1 "
+      "model.num_attention_heads=2 model.num_key_value_heads=2 model.intermediate_size=64 model.vocab_size=50 "
+      "hydra.run.dir=made output_dir=" + (dir_ / "m").string());
+  dir_.write("bad.jsonl", "{\"prompt\": [1, 2, 70], \"max_tokens\": 2}\n");
+  Ran r = exp("run " + kConfigs + "/experiment/engine_serve.yaml model_dir=" + (dir_ / "m").string() +
+              " prompts_file=" + (dir_ / "bad.jsonl").string());
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("token id 70 is outside the vocabulary of 50"), std::string::npos) << r.err;
+  dir_.write("broken.jsonl", "{\"prompt\": [1, 2]}\n");
+  r = exp("run " + kConfigs + "/experiment/engine_serve.yaml model_dir=" + (dir_ / "m").string() +
+          " prompts_file=" + (dir_ / "broken.jsonl").string());
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("broken.jsonl:1"), std::string::npos) << r.err;
+  r = exp("run " + kConfigs + "/experiment/engine_serve.yaml model_dir=" + (dir_ / "nowhere").string());
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("config.json"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "results"));
+}
+
+}  // namespace xp::cli

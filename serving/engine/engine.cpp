@@ -1,0 +1,95 @@
+#include "serving/engine/engine.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <set>
+#include <stdexcept>
+#include <thread>
+
+namespace xp::serving {
+
+Engine::Engine(const LlamaModel& model, const SchedulerConfig& scheduler, int64_t num_kv_blocks, SamplingParams sampling,
+               uint64_t seed, ServingMetrics* metrics)
+    : model_(model),
+      scheduler_(ReplicaScheduler::create(scheduler, num_kv_blocks)),
+      cache_(model.config(), num_kv_blocks, scheduler.block_size),
+      sampling_(sampling),
+      seed_(seed),
+      metrics_(metrics) {
+  if (scheduler.pipeline_stages != 1)
+    throw std::invalid_argument("the CPU engine runs one pipeline stage (deployment.pipeline_parallel=1)");
+}
+
+void Engine::add(const Request& r, std::vector<int32_t> prompt) {
+  if (static_cast<int64_t>(prompt.size()) != r.prompt_tokens)
+    throw std::invalid_argument(fmt::format("request {}: {} prompt tokens given, {} declared", r.id, prompt.size(), r.prompt_tokens));
+  pending_.emplace_back(r, std::move(prompt));
+}
+
+EngineResult Engine::run(const std::function<bool()>& should_stop) {
+  std::stable_sort(pending_.begin(), pending_.end(),
+                   [](const auto& a, const auto& b) { return a.first.arrival_s < b.first.arrival_s; });
+  EngineResult result;
+  auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  size_t next = 0;
+  while (next < pending_.size() || scheduler_->has_work()) {
+    if (should_stop && should_stop()) {
+      result.stopped = true;
+      break;
+    }
+    double now = elapsed();
+    for (; next < pending_.size() && pending_[next].first.arrival_s <= now; ++next) {
+      auto& [req, prompt] = pending_[next];
+      prompt_len_[req.id] = req.prompt_tokens;
+      tokens_[req.id] = std::move(prompt);
+      scheduler_->add_request(req);
+    }
+    Batch b = scheduler_->schedule(now);
+    if (b.empty()) {
+      if (next < pending_.size()) {  // idle until the next arrival
+        std::this_thread::sleep_for(std::chrono::duration<double>(std::max(0.0, pending_[next].first.arrival_s - elapsed())));
+        continue;
+      }
+      if (!scheduler_->has_work()) break;
+      throw std::logic_error("the scheduler holds work but forms no batch and nothing else is running");
+    }
+    std::vector<ForwardItem> items;
+    for (const auto& it : b.items) {
+      const std::vector<int32_t>& toks = tokens_.at(it.seq_id);
+      // A prefill item covers prompt positions [context, context + n) of this attempt's prompt
+      // (original prompt + outputs before a recompute); a decode feeds back the last token.
+      items.push_back({std::span<const int32_t>(toks.data() + it.context, static_cast<size_t>(it.num_tokens)), it.context,
+                       &scheduler_->blocks().table(it.seq_id)});
+    }
+    std::vector<float> logits = model_.forward(items, cache_);
+    StepResult step = scheduler_->on_step_completed(b, elapsed());
+    std::set<uint64_t> emitted(step.emitted.begin(), step.emitted.end());
+    const auto vocab = static_cast<size_t>(model_.config().vocab_size);
+    for (size_t i = 0; i < b.items.size(); ++i) {
+      uint64_t id = b.items[i].seq_id;
+      if (!emitted.count(id)) continue;  // a non-final chunk: its sample is discarded (§2.2)
+      std::vector<int32_t>& toks = tokens_.at(id);
+      // Counter-based: output token k of request r draws from stream (seed, r) at word 2k,
+      // whatever the batch held and however often r was preempted.
+      runtime::RngStream rng(seed_, id);
+      rng.seek(2 * static_cast<uint64_t>(static_cast<int64_t>(toks.size()) - prompt_len_.at(id)));
+      toks.push_back(sample_token(std::span<const float>(logits.data() + i * vocab, vocab), sampling_, rng));
+    }
+    ++result.iterations;
+    if (metrics_) metrics_->on_batch(b, 0, b.scheduled_s, elapsed(), scheduler_->blocks().num_used(), scheduler_->blocks().num_total());
+    for (const Sequence& s : scheduler_->take_finished()) {
+      std::vector<int32_t>& toks = tokens_.at(s.id());
+      result.outputs[s.id()].assign(toks.begin() + prompt_len_.at(s.id()), toks.end());
+      tokens_.erase(s.id());
+      prompt_len_.erase(s.id());
+      if (metrics_) metrics_->on_finished(s, 0);
+    }
+  }
+  result.preemptions = scheduler_->num_preemptions();
+  result.wall_s = elapsed();
+  return result;
+}
+
+}  // namespace xp::serving

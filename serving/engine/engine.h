@@ -1,0 +1,50 @@
+// The real-execution loop (DESIGN.md §3): the shared ReplicaScheduler forms each batch; the
+// engine runs it through the model over the paged KV cache the scheduler's block tables
+// address, samples tokens, and stamps them with wall-clock time for the same Metron metrics
+// the simulator reports. Requests join the scheduler when their arrival time passes. KV
+// exhaustion preempts by recompute (the scheduler's rule); the recomputed prefill covers the
+// prompt plus the tokens already emitted, so outputs do not change. Benchmarks' ignore_eos
+// semantics: every request produces exactly its decode_tokens. Single-threaded loop.
+#pragma once
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "serving/metrics/collector.h"
+#include "serving/model/llama.h"
+#include "serving/scheduler/replica_scheduler.h"
+
+namespace xp::serving {
+
+struct EngineResult {
+  int64_t iterations = 0;
+  int64_t preemptions = 0;
+  double wall_s = 0;
+  bool stopped = false;
+  std::map<uint64_t, std::vector<int32_t>> outputs;  // request id -> generated tokens
+};
+
+class Engine {
+ public:
+  Engine(const LlamaModel& model, const SchedulerConfig& scheduler, int64_t num_kv_blocks, SamplingParams sampling,
+         uint64_t seed, ServingMetrics* metrics);
+
+  // `r.arrival_s` is relative to the start of run().
+  void add(const Request& r, std::vector<int32_t> prompt);
+  EngineResult run(const std::function<bool()>& should_stop = {});
+
+ private:
+  const LlamaModel& model_;
+  std::unique_ptr<ReplicaScheduler> scheduler_;
+  KvCache cache_;
+  SamplingParams sampling_;
+  uint64_t seed_;
+  ServingMetrics* metrics_;
+  std::vector<std::pair<Request, std::vector<int32_t>>> pending_;  // not yet arrived, by arrival
+  std::map<uint64_t, std::vector<int32_t>> tokens_;               // prompt + outputs of live requests
+  std::map<uint64_t, int64_t> prompt_len_;
+};
+
+}  // namespace xp::serving
