@@ -10,6 +10,10 @@
 #include <numbers>
 #include <stdexcept>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "core/runtime/files.h"
 #include "core/tensor/ops.h"
 #include "serving/model/safetensors.h"
@@ -125,6 +129,23 @@ struct LlamaModel::Impl {
 namespace {
 
 ConstMap mat(const Tensor& t) { return ConstMap(t.data<float>(), t.size(0), t.size(1)); }
+
+// out (=|+=) x · Wᵀ. The output columns are split into fixed blocks, one OpenMP task each, so
+// every output element is one dot product computed the same way whatever the thread count.
+// (Eigen would run the few-row products of decoding, GEMVs, on a single core.)
+void linear(const Mat& x, const Tensor& w, Mat& out, bool accumulate) {
+  ConstMap W = mat(w);
+  const Eigen::Index n = W.rows();
+  if (!accumulate) out.resize(x.rows(), n);
+  constexpr Eigen::Index kBlock = 256;
+  const Eigen::Index blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static)
+  for (Eigen::Index b = 0; b < blocks; ++b) {
+    Eigen::Index c0 = b * kBlock, cn = std::min(kBlock, n - c0);
+    if (accumulate) out.middleCols(c0, cn).noalias() += x * W.middleRows(c0, cn).transpose();
+    else out.middleCols(c0, cn).noalias() = x * W.middleRows(c0, cn).transpose();
+  }
+}
 
 // HF: x * rsqrt(mean(x²) + eps) * w, in float32.
 void rmsnorm_rows(const Mat& x, const Tensor& w, double eps, Mat& out) {
@@ -256,9 +277,9 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const auto& L = impl_->layers[static_cast<size_t>(l)];
     rmsnorm_rows(x, L.in_norm, c.rms_norm_eps, xn);
-    q.noalias() = xn * mat(L.q).transpose();
-    k.noalias() = xn * mat(L.k).transpose();
-    v.noalias() = xn * mat(L.v).transpose();
+    linear(xn, L.q, q, false);
+    linear(xn, L.k, k, false);
+    linear(xn, L.v, v, false);
     for (int64_t t = 0; t < T; ++t) {
       rope_row(q.row(t).data(), hq, d, pos[static_cast<size_t>(t)], impl_->inv_freq);
       rope_row(k.row(t).data(), hkv, d, pos[static_cast<size_t>(t)], impl_->inv_freq);
@@ -292,12 +313,12 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
       }
       r0 += n;
     }
-    x.noalias() += attn * mat(L.o).transpose();
+    linear(attn, L.o, x, true);
     rmsnorm_rows(x, L.post_norm, c.rms_norm_eps, xn);
-    g.noalias() = xn * mat(L.gate).transpose();
-    u.noalias() = xn * mat(L.up).transpose();
+    linear(xn, L.gate, g, false);
+    linear(xn, L.up, u, false);
     g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();  // SiLU(gate) ⊙ up
-    x.noalias() += g * mat(L.down).transpose();
+    linear(g, L.down, x, true);
   }
   // Logits of each item's last token.
   Mat last(static_cast<Eigen::Index>(items.size()), H);
@@ -307,8 +328,17 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
     last.row(static_cast<Eigen::Index>(n)) = x.row(row);
   }
   rmsnorm_rows(last, impl_->final_norm, c.rms_norm_eps, xn);
-  Mat logits = xn * mat(impl_->lm_head).transpose();
+  Mat logits;
+  linear(xn, impl_->lm_head, logits, false);
   return std::vector<float>(logits.data(), logits.data() + logits.size());
+}
+
+void set_num_threads(int n) {
+#ifdef _OPENMP
+  omp_set_num_threads(n > 0 ? n : omp_get_num_procs());
+#else
+  (void)n;
+#endif
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 // config.json, weights from safetensors (f32/f16/bf16, widened to f32 for this CPU reference),
 // a paged KV cache addressed by the block manager's tables, and a forward pass over a flattened
 // batch of prefill chunks and decodes (serving.md §2.2): each chunk attends to the cached prefix
-// and causally to itself (mask aligned bottom-right). GEMMs run on Eigen (multithreaded when
-// OpenMP is on; the output partition, not the reduction, is split, so thread count does not
-// change results). A model is immutable after loading; forward() writes only the KV cache.
+// and causally to itself (mask aligned bottom-right). Linear layers run on Eigen with OpenMP
+// over fixed blocks of output columns (the reduction is never split, so the thread count does
+// not change results; set it with OMP_NUM_THREADS or set_num_threads). A model is immutable
+// after loading; forward() writes only the KV cache.
 #pragma once
 #include <filesystem>
 #include <memory>
@@ -78,6 +79,9 @@ class LlamaModel {
   LlamaConfig cfg_;
   std::unique_ptr<Impl> impl_;
 };
+
+// Threads the linear layers use (0 = all cores).
+void set_num_threads(int n);
 
 struct SamplingParams {
   double temperature = 0.0;  // 0 = greedy

@@ -130,6 +130,36 @@ TEST_F(Model, GreedyDecodingIsDeterministic) {
   EXPECT_EQ(run(), run());
 }
 
+TEST(ModelThreads, ResultsDoNotDependOnTheThreadCount) {
+  // Wide enough that every linear layer splits into several 256-column blocks.
+  LlamaConfig c = tiny();
+  c.hidden_size = 512;
+  c.num_attention_heads = 8;
+  c.num_key_value_heads = 4;
+  c.intermediate_size = 1280;
+  c.vocab_size = 1000;
+  testing::TempDir d;
+  write_random_llama(d.path(), c, 4);
+  auto model = LlamaModel::load(d.path());
+  runtime::RngStream r(2, 0);
+  std::vector<int32_t> toks;
+  for (int i = 0; i < 33; ++i) toks.push_back(static_cast<int32_t>(r.below(1000)));
+  std::vector<int32_t> table = {0, 1, 2};
+  std::vector<std::vector<float>> runs;
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    KvCache cache(c, 4, 16);
+    auto logits = model->forward({{std::span<const int32_t>(toks), 0, &table}}, cache);
+    int32_t next = 5;
+    auto decode = model->forward({{std::span<const int32_t>(&next, 1), 33, &table}}, cache);
+    logits.insert(logits.end(), decode.begin(), decode.end());
+    runs.push_back(logits);
+  }
+  set_num_threads(0);
+  EXPECT_EQ(runs[0], runs[1]);  // bit-identical
+  EXPECT_EQ(runs[0], runs[2]);
+}
+
 TEST_F(Model, BadTokensAndPositionsAreErrorsNamingTheItem) {
   KvCache cache(tiny(), 2, 16);
   auto table = blocks({0});
