@@ -6,6 +6,7 @@
 #include "experiments/linear_regression.h"
 #include "experiments/capacity_search.h"
 #include "experiments/config_search.h"
+#include "experiments/engine_fidelity.h"
 #include "experiments/engine_serve.h"
 #include "experiments/serving_sim.h"
 
@@ -24,6 +25,10 @@ const std::vector<ExperimentInfo>& registry() {
       {"engine_serve", "serve requests with the real engine (CPU Llama) under a shared scheduler, with Metron metrics",
        make_engine_serve},
       {"make_model", "write a random-weight Llama of any shape as config.json + model.safetensors", make_make_model},
+      {"engine_profile", "measure the engine's own operators into Vidur-layout mlp.csv and attention.csv",
+       make_engine_profile},
+      {"engine_fidelity", "serve one workload on the engine and in the simulator (engine's profile); report the errors",
+       make_engine_fidelity},
   };
   return all;
 }

@@ -63,8 +63,10 @@ EngineResult Engine::run(const std::function<bool()>& should_stop) {
       items.push_back({std::span<const int32_t>(toks.data() + it.context, static_cast<size_t>(it.num_tokens)), it.context,
                        &scheduler_->blocks().table(it.seq_id)});
     }
+    double t0 = elapsed();
     std::vector<float> logits = model_.forward(items, cache_);
     StepResult step = scheduler_->on_step_completed(b, elapsed());
+    if (on_iteration_) on_iteration_(b, elapsed() - t0);
     std::set<uint64_t> emitted(step.emitted.begin(), step.emitted.end());
     const auto vocab = static_cast<size_t>(model_.config().vocab_size);
     for (size_t i = 0; i < b.items.size(); ++i) {

@@ -33,6 +33,8 @@ class Engine {
 
   // `r.arrival_s` is relative to the start of run().
   void add(const Request& r, std::vector<int32_t> prompt);
+  // Called after every iteration with its batch and its measured wall time (profiling hooks).
+  void on_iteration(std::function<void(const Batch&, double seconds)> fn) { on_iteration_ = std::move(fn); }
   EngineResult run(const std::function<bool()>& should_stop = {});
 
  private:
@@ -45,6 +47,7 @@ class Engine {
   std::vector<std::pair<Request, std::vector<int32_t>>> pending_;  // not yet arrived, by arrival
   std::map<uint64_t, std::vector<int32_t>> tokens_;               // prompt + outputs of live requests
   std::map<uint64_t, int64_t> prompt_len_;
+  std::function<void(const Batch&, double)> on_iteration_;
 };
 
 }  // namespace xp::serving

@@ -57,6 +57,7 @@ class ServingMetrics {
   const stats::QuantileSketch& ttft() const { return ttft_; }
   const stats::QuantileSketch& tbt() const { return tbt_; }
   const stats::QuantileSketch& scheduling_delay() const { return sched_delay_; }
+  const stats::QuantileSketch& normalized_e2e() const { return norm_e2e_; }
   const stats::QuantileSketch& request_miss_rate() const { return miss_rate_; }
   int64_t num_finished() const { return finished_; }
 

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <numbers>
+#include <chrono>
+#include <numeric>
 #include <stdexcept>
 
 #ifdef _OPENMP
@@ -244,10 +246,77 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const fs::path& dir) {
   return std::make_unique<LlamaModel>(c, std::move(w));
 }
 
+namespace {
+
+// The operators of one layer, shared by forward() and the profiler so that what is profiled is
+// exactly what runs.
+struct LayerOps {
+  const LlamaConfig& c;
+  const std::vector<float>& inv_freq;
+
+  // attn_rope: rotate-half RoPE of every query and key row at its position.
+  void rope(Mat& q, Mat& k, const std::vector<int64_t>& pos) const {
+    for (Eigen::Index t = 0; t < q.rows(); ++t) {
+      rope_row(q.row(t).data(), c.num_attention_heads, c.head_dim(), pos[static_cast<size_t>(t)], inv_freq);
+      rope_row(k.row(t).data(), c.num_key_value_heads, c.head_dim(), pos[static_cast<size_t>(t)], inv_freq);
+    }
+  }
+
+  // attn_kv_cache_save: each new token's K and V into its paged slot.
+  void save_kv(const Mat& k, const Mat& v, const std::vector<int64_t>& slots, int64_t layer, KvCache& cache) const {
+    const int64_t row = c.num_key_value_heads * c.head_dim();
+    for (Eigen::Index t = 0; t < k.rows(); ++t) {
+      std::copy_n(k.row(t).data(), row, cache.k(layer, slots[static_cast<size_t>(t)]));
+      std::copy_n(v.row(t).data(), row, cache.v(layer, slots[static_cast<size_t>(t)]));
+    }
+  }
+
+  // attn_prefill / attn_decode: each item attends over its cached sequence; query i sees keys
+  // 0..start+i (causal, aligned bottom-right).
+  void attend(const std::vector<ForwardItem>& items, const Mat& q, int64_t layer, KvCache& cache, Mat& attn) const {
+    const int64_t d = c.head_dim(), hq = c.num_attention_heads, hkv = c.num_key_value_heads, bs = cache.block_size();
+    const int64_t group = hq / hkv;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+    attn.resize(q.rows(), hq * d);
+    int64_t r0 = 0;
+    Mat kc, vc, s;
+    for (const auto& it : items) {
+      int64_t n = static_cast<int64_t>(it.tokens.size()), len = it.start_position + n;
+      kc.resize(len, hkv * d);
+      vc.resize(len, hkv * d);
+      for (int64_t p = 0; p < len; ++p) {
+        int64_t slot = (*it.block_table)[static_cast<size_t>(p / bs)] * bs + p % bs;
+        std::copy_n(cache.k(layer, slot), hkv * d, kc.row(p).data());
+        std::copy_n(cache.v(layer, slot), hkv * d, vc.row(p).data());
+      }
+      for (int64_t h = 0; h < hq; ++h) {
+        int64_t kvh = h / group;
+        s.noalias() = (q.block(r0, h * d, n, d) * kc.block(0, kvh * d, len, d).transpose()) * scale;
+        for (int64_t i = 0; i < n; ++i) {
+          int64_t visible = it.start_position + i + 1;
+          float m = s.row(i).head(visible).maxCoeff(), sum = 0;
+          for (int64_t j = 0; j < len; ++j) {
+            float e = j < visible ? std::exp(s(i, j) - m) : 0.0f;
+            s(i, j) = e;
+            sum += e;
+          }
+          s.row(i) /= sum;
+        }
+        attn.block(r0, h * d, n, d).noalias() = s * vc.block(0, kvh * d, len, d);
+      }
+      r0 += n;
+    }
+  }
+};
+
+// mlp_act: SiLU(gate) ⊙ up, in place in `g`.
+void swiglu(Mat& g, const Mat& u) { g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix(); }
+
+}  // namespace
+
 std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, KvCache& cache) const {
   const LlamaConfig& c = cfg_;
-  const int64_t H = c.hidden_size, d = c.head_dim(), hq = c.num_attention_heads, hkv = c.num_key_value_heads;
-  const int64_t group = hq / hkv, bs = cache.block_size();
+  const int64_t H = c.hidden_size, bs = cache.block_size();
   int64_t T = 0;
   for (const auto& it : items) T += static_cast<int64_t>(it.tokens.size());
   // Rows: token embeddings; positions and KV slots per row.
@@ -272,52 +341,22 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
       x.row(r) = mat(impl_->embed).row(tok);
     }
   }
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  Mat xn, q, k, v, attn(T, hq * d), g, u;
+  LayerOps ops{c, impl_->inv_freq};
+  Mat xn, q, k, v, attn, g, u;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const auto& L = impl_->layers[static_cast<size_t>(l)];
     rmsnorm_rows(x, L.in_norm, c.rms_norm_eps, xn);
     linear(xn, L.q, q, false);
     linear(xn, L.k, k, false);
     linear(xn, L.v, v, false);
-    for (int64_t t = 0; t < T; ++t) {
-      rope_row(q.row(t).data(), hq, d, pos[static_cast<size_t>(t)], impl_->inv_freq);
-      rope_row(k.row(t).data(), hkv, d, pos[static_cast<size_t>(t)], impl_->inv_freq);
-      std::copy_n(k.row(t).data(), hkv * d, cache.k(l, slot[static_cast<size_t>(t)]));
-      std::copy_n(v.row(t).data(), hkv * d, cache.v(l, slot[static_cast<size_t>(t)]));
-    }
-    // Attention per item over its whole cached sequence; query i sees keys 0..start+i.
-    int64_t r0 = 0;
-    for (const auto& it : items) {
-      int64_t n = static_cast<int64_t>(it.tokens.size()), len = it.start_position + n;
-      Mat kc(len, hkv * d), vc(len, hkv * d);
-      for (int64_t p = 0; p < len; ++p) {
-        int64_t s = (*it.block_table)[static_cast<size_t>(p / bs)] * bs + p % bs;
-        std::copy_n(cache.k(l, s), hkv * d, kc.row(p).data());
-        std::copy_n(cache.v(l, s), hkv * d, vc.row(p).data());
-      }
-      for (int64_t h = 0; h < hq; ++h) {
-        int64_t kvh = h / group;
-        Mat s = (q.block(r0, h * d, n, d) * kc.block(0, kvh * d, len, d).transpose()) * scale;
-        for (int64_t i = 0; i < n; ++i) {
-          int64_t visible = it.start_position + i + 1;
-          float m = s.row(i).head(visible).maxCoeff(), sum = 0;
-          for (int64_t j = 0; j < len; ++j) {
-            float e = j < visible ? std::exp(s(i, j) - m) : 0.0f;
-            s(i, j) = e;
-            sum += e;
-          }
-          s.row(i) /= sum;
-        }
-        attn.block(r0, h * d, n, d).noalias() = s * vc.block(0, kvh * d, len, d);
-      }
-      r0 += n;
-    }
-    linear(attn, L.o, x, true);
+    ops.rope(q, k, pos);
+    ops.save_kv(k, v, slot, l, cache);
+    ops.attend(items, q, l, cache, attn);
+    linear(attn, L.o, x, true);  // the residual add is fused into the output projection
     rmsnorm_rows(x, L.post_norm, c.rms_norm_eps, xn);
     linear(xn, L.gate, g, false);
     linear(xn, L.up, u, false);
-    g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();  // SiLU(gate) ⊙ up
+    swiglu(g, u);
     linear(g, L.down, x, true);
   }
   // Logits of each item's last token.
@@ -333,12 +372,125 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
   return std::vector<float>(logits.data(), logits.data() + logits.size());
 }
 
+// ---------------------------------------------------------------------------------------------
+// Profiling (the engine's profile mode): times of layer 0's operators on synthetic inputs.
+
+namespace {
+
+template <class F>
+OpTime time_op(int reps, F&& f) {
+  std::vector<double> ms;
+  f();  // warm-up
+  for (int i = 0; i < reps; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  OpTime t;
+  t.min = ms.front();
+  t.max = ms.back();
+  t.median = ms[ms.size() / 2];
+  for (double v : ms) t.mean += v / static_cast<double>(ms.size());
+  for (double v : ms) t.std += (v - t.mean) * (v - t.mean) / static_cast<double>(ms.size());
+  t.std = std::sqrt(t.std);
+  return t;
+}
+
+Mat random_rows(int64_t rows, int64_t cols, uint64_t seed) {
+  runtime::RngStream rng(seed, 7);
+  Mat m(rows, cols);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<float>(rng.normal());
+  return m;
+}
+
+}  // namespace
+
+std::map<std::string, OpTime> LlamaModel::profile_token_ops(int64_t num_tokens, int reps) const {
+  const LlamaConfig& c = cfg_;
+  const auto& L = impl_->layers[0];
+  LayerOps ops{c, impl_->inv_freq};
+  Mat x = random_rows(num_tokens, c.hidden_size, 1), xn, q, k, v, attn = random_rows(num_tokens, c.hidden_size, 2), g, u;
+  std::vector<int64_t> pos(static_cast<size_t>(num_tokens));
+  std::iota(pos.begin(), pos.end(), 0);
+  std::map<std::string, OpTime> out;
+  out["input_layernorm"] = time_op(reps, [&] { rmsnorm_rows(x, L.in_norm, c.rms_norm_eps, xn); });
+  out["attn_pre_proj"] = time_op(reps, [&] {
+    linear(xn, L.q, q, false);
+    linear(xn, L.k, k, false);
+    linear(xn, L.v, v, false);
+  });
+  out["attn_rope"] = time_op(reps, [&] { ops.rope(q, k, pos); });
+  out["attn_post_proj"] = time_op(reps, [&] { linear(attn, L.o, x, true); });
+  out["post_attention_layernorm"] = time_op(reps, [&] { rmsnorm_rows(x, L.post_norm, c.rms_norm_eps, xn); });
+  out["mlp_up_proj"] = time_op(reps, [&] {
+    linear(xn, L.gate, g, false);
+    linear(xn, L.up, u, false);
+  });
+  Mat g0 = g;
+  out["mlp_act"] = time_op(reps, [&] {
+    g = g0;
+    swiglu(g, u);
+  });
+  out["mlp_down_proj"] = time_op(reps, [&] { linear(g, L.down, x, true); });
+  out["add"] = OpTime{};  // fused into attn_post_proj and mlp_down_proj
+  // Not a per-layer operator: the final norm and LM head for `num_tokens` sequences, paid once
+  // per iteration (an extension of Vidur's columns; its predictor ignores unknown columns).
+  Mat last = random_rows(num_tokens, c.hidden_size, 3), logits;
+  out["lm_head"] = time_op(reps, [&] {
+    rmsnorm_rows(last, impl_->final_norm, c.rms_norm_eps, xn);
+    linear(xn, impl_->lm_head, logits, false);
+  });
+  return out;
+}
+
+std::map<std::string, OpTime> LlamaModel::profile_attention(int64_t batch, int64_t chunk, int64_t kv, int reps) const {
+  const LlamaConfig& c = cfg_;
+  LayerOps ops{c, impl_->inv_freq};
+  const int64_t bs = 16, per_seq = kv + std::max<int64_t>(chunk, 1);
+  const int64_t blocks_per_seq = (per_seq + bs - 1) / bs;
+  KvCache cache(c, batch * blocks_per_seq, bs);
+  std::vector<std::vector<int32_t>> tables(static_cast<size_t>(batch));
+  std::vector<std::vector<int32_t>> tokens(static_cast<size_t>(batch));
+  std::vector<ForwardItem> items;
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t i = 0; i < blocks_per_seq; ++i) tables[static_cast<size_t>(b)].push_back(static_cast<int32_t>(b * blocks_per_seq + i));
+    tokens[static_cast<size_t>(b)].assign(static_cast<size_t>(std::max<int64_t>(chunk, 1)), 0);
+    items.push_back({std::span<const int32_t>(tokens[static_cast<size_t>(b)]), kv, &tables[static_cast<size_t>(b)]});
+  }
+  int64_t rows = batch * std::max<int64_t>(chunk, 1);
+  Mat q = random_rows(rows, c.hidden_size, 4), k = random_rows(rows, c.num_key_value_heads * c.head_dim(), 5), v = k, attn;
+  std::vector<int64_t> slots;
+  for (const auto& it : items)
+    for (int64_t i = 0; i < static_cast<int64_t>(it.tokens.size()); ++i) {
+      int64_t p = kv + i;
+      slots.push_back((*it.block_table)[static_cast<size_t>(p / bs)] * bs + p % bs);
+    }
+  std::map<std::string, OpTime> out;
+  out["attn_kv_cache_save"] = time_op(reps, [&] { ops.save_kv(k, v, slots, 0, cache); });
+  out[chunk > 0 ? "attn_prefill" : "attn_decode"] = time_op(reps, [&] { ops.attend(items, q, 0, cache, attn); });
+  return out;
+}
+
 void set_num_threads(int n) {
 #ifdef _OPENMP
   omp_set_num_threads(n > 0 ? n : omp_get_num_procs());
 #else
   (void)n;
 #endif
+}
+
+OpTime LlamaModel::profile_decode_forward(int64_t batch, int64_t kv, int reps) const {
+  const int64_t bs = 16, blocks_per_seq = (kv + 1 + bs - 1) / bs;
+  KvCache cache(cfg_, batch * blocks_per_seq, bs);
+  std::vector<std::vector<int32_t>> tables(static_cast<size_t>(batch));
+  std::vector<int32_t> token(static_cast<size_t>(batch), 1);
+  std::vector<ForwardItem> items;
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t i = 0; i < blocks_per_seq; ++i) tables[static_cast<size_t>(b)].push_back(static_cast<int32_t>(b * blocks_per_seq + i));
+    items.push_back({std::span<const int32_t>(&token[static_cast<size_t>(b)], 1), kv, &tables[static_cast<size_t>(b)]});
+  }
+  return time_op(reps, [&] { forward(items, cache); });
 }
 
 // ---------------------------------------------------------------------------------------------

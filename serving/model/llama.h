@@ -8,6 +8,7 @@
 // after loading; forward() writes only the KV cache.
 #pragma once
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -61,6 +62,10 @@ struct ForwardItem {
   const std::vector<int32_t>* block_table = nullptr;  // KV blocks of this sequence
 };
 
+struct OpTime {
+  double min = 0, max = 0, mean = 0, median = 0, std = 0;  // milliseconds over the repetitions
+};
+
 class LlamaModel {
  public:
   // `path`: a folder with config.json and model.safetensors (or the sharded index).
@@ -73,6 +78,16 @@ class LlamaModel {
   // item's last token ([items, vocab], row-major). Token ids outside the vocabulary and
   // positions past max_position_embeddings throw std::invalid_argument naming the item.
   std::vector<float> forward(const std::vector<ForwardItem>& items, KvCache& cache) const;
+
+  // Profile mode: the times of layer 0's operators, as forward() runs them, under Vidur's
+  // names. Token-level ops for `num_tokens` rows (plus "lm_head": final norm and LM head for
+  // that many sequences, once per iteration); attention for one prefill of `chunk` tokens after
+  // `kv` cached (chunk > 0) or `batch` decodes over `kv` cached tokens each (chunk = 0).
+  std::map<std::string, OpTime> profile_token_ops(int64_t num_tokens, int reps) const;
+  std::map<std::string, OpTime> profile_attention(int64_t batch, int64_t chunk, int64_t kv, int reps) const;
+  // A whole forward pass of `batch` decodes over `kv` cached tokens each: what the operators
+  // above leave out (embedding, gathers, thread fork/join, temporaries) shows up here.
+  OpTime profile_decode_forward(int64_t batch, int64_t kv, int reps) const;
 
  private:
   struct Impl;

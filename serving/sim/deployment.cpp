@@ -45,6 +45,8 @@ DeviceSpec DeviceSpec::from(const config::ConfigReader& r) {
   r.get("memory_bandwidth_gbps", d.memory_bandwidth_gbps);
   r.get("devices_per_node", d.devices_per_node);
   r.get("cost_per_hour", d.cost_per_hour);
+  r.get("token_rounding", d.token_rounding);
+  r.get("kv_rounding", d.kv_rounding);
   r.finish();
   return d;
 }

@@ -37,6 +37,8 @@ struct DeviceSpec {
   double memory_bandwidth_gbps = 2039;
   int64_t devices_per_node = 4;
   double cost_per_hour = 0;          // $/GPU-hour, for QPS per dollar
+  int64_t token_rounding = 8;        // batch tokens round up to this before the lookup (Vidur: 8)
+  int64_t kv_rounding = 64;          // KV lengths round up to this (Vidur: 64)
   static DeviceSpec from(const config::ConfigReader& r);
 };
 

@@ -7,6 +7,7 @@
 #include <array>
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <set>
 #include <stdexcept>
 
@@ -39,13 +40,13 @@ double decode_bytes(const AttnShape& s, double batch, double kv) { return 2 * s.
 
 }  // namespace
 
-BatchFeatures batch_features(const BatchShape& b) {
+BatchFeatures batch_features(const BatchShape& b, int64_t token_rounding, int64_t kv_rounding) {
   BatchFeatures f;
   f.kv_save_tokens = b.num_tokens();
-  f.token_ops_tokens = round_up(f.kv_save_tokens, 8);
+  f.token_ops_tokens = round_up(f.kv_save_tokens, token_rounding);
   double sq = 0;
   for (const auto& p : b.prefills) {
-    f.prefill_kv += round_up(p.context, 64);
+    f.prefill_kv += round_up(p.context, kv_rounding);
     sq += static_cast<double>(p.chunk) * static_cast<double>(p.chunk);
   }
   f.prefill_chunk = static_cast<int64_t>(std::llround(std::sqrt(sq)));
@@ -55,7 +56,7 @@ BatchFeatures batch_features(const BatchShape& b) {
     double mean = 0;
     for (int64_t c : b.decode_contexts) mean += static_cast<double>(c);
     mean /= static_cast<double>(f.decode_batch);
-    f.decode_kv = round_up(static_cast<int64_t>(std::ceil(mean)), 64);
+    f.decode_kv = round_up(static_cast<int64_t>(std::ceil(mean)), kv_rounding);
   }
   return f;
 }
@@ -157,6 +158,19 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
     token_ops_[op] = Curve(pts[op].first, pts[op].second);
     sources_[op] = "profile " + (dir / "mlp.csv").string();
   }
+  // Once-per-iteration final norm + LM head, keyed by sequences (an extension column written by
+  // the engine's profile mode; Vidur's profiles do not have it).
+  if (mlp.has_column(median_col("lm_head"))) {
+    std::vector<double> xs, ys;
+    size_t col = mlp.column(median_col("lm_head"));
+    for (size_t r = 0; r < mlp.num_rows(); ++r)
+      if (mlp.number(r, c_tp) == tp && !mlp.empty_cell(r, col)) {
+        xs.push_back(mlp.number(r, c_tok));
+        ys.push_back(mlp.number(r, col));
+      }
+    lm_head_ = Curve(xs, ys);
+    sources_["lm_head"] = "profile " + (dir / "mlp.csv").string() + " (once per iteration)";
+  }
   // Sum the operators once over the union of their grids: a sum of piecewise-linear curves is
   // piecewise linear on that union, so one lookup per batch gives exactly the same time.
   std::set<double> grid;
@@ -195,6 +209,9 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
            ac = a.column("prefill_chunk_size"), ak = a.column("kv_cache_size"), ap = a.column("is_prefill"),
            tpre = a.column(median_col("attn_prefill")), tdec = a.column(median_col("attn_decode"));
     std::set<int64_t> atps;
+    std::optional<size_t> tsave;
+    if (a.has_column(median_col("attn_kv_cache_save"))) tsave = a.column(median_col("attn_kv_cache_save"));
+    std::vector<double> save_x, save_y;
     for (size_t r = 0; r < a.num_rows(); ++r) {
       if (a.number(r, ae) != static_cast<double>(model_.embedding_dim) ||
           a.number(r, aq) != static_cast<double>(model_.num_q_heads) ||
@@ -204,6 +221,17 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
       if (a.number(r, atp) != tp) continue;
       if (a.cell(r, ap) == "True") prefill_.add(a.number(r, ac), a.number(r, ak), a.number(r, tpre));
       else decode_.add(a.number(r, ab), a.number(r, ak), a.number(r, tdec));
+      if (tsave && !a.empty_cell(r, *tsave)) {
+        save_x.push_back(a.number(r, ab) * std::max(1.0, a.number(r, ac)));  // tokens written
+        save_y.push_back(a.number(r, *tsave));
+      }
+    }
+    if (!save_x.empty()) kv_save_ = Curve(save_x, save_y);
+    if (a.has_column(median_col("decode_forward"))) {
+      size_t tf = a.column(median_col("decode_forward"));
+      for (size_t r = 0; r < a.num_rows(); ++r)
+        if (a.cell(r, ap) != "True" && a.number(r, atp) == tp && !a.empty_cell(r, tf))
+          whole_decode_.emplace_back(a.number(r, ab), a.number(r, ak), a.number(r, tf));
     }
     if (!atps.count(layout_.tensor_parallel))
       throw std::runtime_error(fmt::format("{}: no attention rows for {} at tensor parallelism {} (profiled: {})",
@@ -217,7 +245,28 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
   } else {
     fit_analytic_attention(data_root);
   }
-  sources_["attn_kv_cache_save"] = "not profiled (counted as 0, as Vidur does)";
+  sources_["attn_kv_cache_save"] = kv_save_.empty() ? "not profiled (counted as 0, as Vidur does)"
+                                                    : "profile " + attn_file.string();
+
+  // Per-iteration overhead the operators miss: whole decode forwards minus what the operators
+  // predict for the same batch, by batch size (averaged over KV lengths).
+  if (!whole_decode_.empty()) {
+    std::map<double, std::pair<double, int>> residual;
+    for (auto [batch, kv, ms] : whole_decode_) {
+      BatchShape b;
+      b.decode_contexts.assign(static_cast<size_t>(batch), static_cast<int64_t>(kv));
+      double predicted = operators_ms(b, /*last_stage=*/true);
+      residual[batch].first += ms - predicted;
+      residual[batch].second += 1;
+    }
+    std::vector<double> xs, ys;
+    for (auto& [batch, sum] : residual) {
+      xs.push_back(batch);
+      ys.push_back(std::max(0.0, sum.first / sum.second));
+    }
+    overhead_ = Curve(xs, ys);
+    sources_["iteration_overhead"] = "whole decode forwards in " + attn_file.string() + " minus the operators";
+  }
 
   // Collectives: TP all-reduce inside a node, PP send/recv between stages.
   fs::path net = data_root / device_.network_dir;
@@ -343,15 +392,23 @@ double ExecutionPredictor::attention_ms(const BatchFeatures& f) const {
   return ms;
 }
 
-double ExecutionPredictor::stage_time_s(const BatchShape& b, int64_t stage) const {
-  BatchFeatures f = batch_features(b);
+double ExecutionPredictor::operators_ms(const BatchShape& b, bool last_stage) const {
+  BatchFeatures f = batch_features(b, device_.token_rounding, device_.kv_rounding);
   double x = static_cast<double>(f.token_ops_tokens);
-  double block = token_total_.at(x) + attention_ms(f);
+  double block = token_total_.at(x) + attention_ms(f) + kv_save_.at(static_cast<double>(f.kv_save_tokens));
   double bytes = static_cast<double>(f.kv_save_tokens) * static_cast<double>(model_.embedding_dim) * 2;  // fp16
   if (layout_.tensor_parallel > 1) block += 2 * (all_reduce_.at(bytes) + kNcclLaunchMs);
   double ms = block * static_cast<double>(layers_per_stage_);
-  if (stage < layout_.pipeline_parallel - 1) ms += send_recv_.at(bytes);
-  return ms * 1e-3;
+  double sequences = static_cast<double>(b.prefills.size() + b.decode_contexts.size());
+  if (!last_stage) ms += send_recv_.at(bytes);
+  else ms += lm_head_.at(sequences);
+  return ms;
+}
+
+double ExecutionPredictor::stage_time_s(const BatchShape& b, int64_t stage) const {
+  bool last = stage == layout_.pipeline_parallel - 1;
+  double sequences = static_cast<double>(b.prefills.size() + b.decode_contexts.size());
+  return (operators_ms(b, last) + (last ? overhead_.at(sequences) : 0.0)) * 1e-3;
 }
 
 double ExecutionPredictor::stage_flops(const BatchShape& b) const {

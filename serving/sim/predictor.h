@@ -8,6 +8,7 @@
 #pragma once
 #include <filesystem>
 #include <map>
+#include <tuple>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,7 +29,8 @@ struct BatchFeatures {
   int64_t decode_batch = 0;
   int64_t decode_kv = 0;         // roundup64(mean decode context)
 };
-BatchFeatures batch_features(const BatchShape& b);
+// Rounding per Vidur's defaults (tokens to 8, KV to 64); a device may set its own.
+BatchFeatures batch_features(const BatchShape& b, int64_t token_rounding = 8, int64_t kv_rounding = 64);
 
 // A monotone 1-D table: linear between profiled points, linear extrapolation past the ends.
 class Curve {
@@ -75,6 +77,7 @@ class ExecutionPredictor final : public StageTimer {
 
  private:
   double attention_ms(const BatchFeatures& f) const;
+  double operators_ms(const BatchShape& b, bool last_stage) const;
   double analytic_prefill_ms(double chunk, double kv) const;
   double analytic_decode_ms(double batch, double kv) const;
   void fit_analytic_attention(const std::filesystem::path& data_root);
@@ -87,6 +90,10 @@ class ExecutionPredictor final : public StageTimer {
   Curve token_total_;  // Σ token_ops_, tabulated on the union of their grids
   Surface prefill_, decode_;
   Curve all_reduce_, send_recv_;  // by message bytes
+  Curve lm_head_;                 // by sequences in the batch, once per iteration (engine profiles)
+  Curve kv_save_;                 // by tokens written (engine profiles)
+  Curve overhead_;                // per-iteration overhead by sequences (engine profiles)
+  std::vector<std::tuple<double, double, double>> whole_decode_;  // (batch, kv, ms) of whole forwards
   double prefill_coef_[3] = {0, 0, 0}, decode_coef_[3] = {0, 0, 0};  // c0 + a·flop_s + b·byte_s
   std::map<std::string, std::string> sources_;
 };

@@ -154,3 +154,32 @@ TEST_F(ServingCli, EngineBadInputIsAClearError) {
 }
 
 }  // namespace xp::cli
+
+namespace xp::cli {
+
+TEST_F(ServingCli, EngineProfileFeedsTheSimulatorAndFidelityReportsErrors) {
+  ASSERT_EQ(exp("run " + kConfigs + "/experiment/make_model.yaml model.hidden_size=64 model.num_hidden_layers=2 "
+                "model.num_attention_heads=4 model.num_key_value_heads=2 model.intermediate_size=128 model.vocab_size=300 "
+                "model.max_position_embeddings=512 hydra.run.dir=made output_dir=" + (dir_ / "m").string()).rc, 0);
+  const std::string grid =
+      " 'profile.num_tokens=[1,8,64,256]' 'profile.prefill_chunks=[16,64,256]' 'profile.prefill_kv=[0,128]'"
+      " 'profile.decode_batches=[1,4,16]' 'profile.decode_kv=[32,256]' profile.repetitions=2";
+  Ran r = exp("run " + kConfigs + "/experiment/engine_profile.yaml model_dir=" + (dir_ / "m").string() + grid +
+              " hydra.run.dir=prof");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::string mlp = dir_.read("prof/profile/cpu/engine/mlp.csv");
+  std::string attn = dir_.read("prof/profile/cpu/engine/attention.csv");
+  EXPECT_NE(mlp.find("time_stats.attn_pre_proj.median"), std::string::npos);
+  EXPECT_NE(mlp.find("time_stats.lm_head.median"), std::string::npos);
+  EXPECT_EQ(std::count(mlp.begin(), mlp.end(), '\n'), 5);  // header + 4 sizes
+  EXPECT_NE(attn.find("time_stats.decode_forward.median"), std::string::npos);
+  r = exp("run " + kConfigs + "/experiment/engine_fidelity.yaml model_dir=" + (dir_ / "m").string() + grid +
+          " workload.num_requests=30 workload.max_tokens=128 hydra.run.dir=fid");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto res = results::ResultsReader::open(dir_ / "fid/results.h5");
+  EXPECT_EQ(res->read_table("/fidelity/errors").rows, 12);  // 2 loads x 6 metrics
+  EXPECT_GT(std::get<double>(*res->attr("/summary", "simulated_capacity_qps")), 0);
+  EXPECT_NE(r.out.find("p95_tbt_s"), std::string::npos) << r.out;
+}
+
+}  // namespace xp::cli

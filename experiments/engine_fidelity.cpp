@@ -1,0 +1,236 @@
+#include "experiments/engine_fidelity.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/config/error.h"
+#include "core/runtime/logging.h"
+#include "experiments/slo.h"
+#include "serving/engine/engine.h"
+#include "serving/engine/profiler.h"
+#include "serving/sim/simulator.h"
+
+namespace xp::experiments {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace xp::serving;
+using results::ColumnType;
+
+ProfileGrid read_grid(const config::ConfigReader& r) {
+  ProfileGrid g;
+  r.get("num_tokens", g.num_tokens);
+  r.get("prefill_chunks", g.prefill_chunks);
+  r.get("prefill_kv", g.prefill_kv);
+  r.get("decode_batches", g.decode_batches);
+  r.get("decode_kv", g.decode_kv);
+  r.get("repetitions", g.repetitions);
+  r.finish();
+  return g;
+}
+
+std::unique_ptr<LlamaModel> load_model(const std::string& dir) {
+  try {
+    return LlamaModel::load(dir);
+  } catch (const std::runtime_error& e) {
+    throw config::ConfigError(e.what(), {}, "model_dir", "make one with: exp run configs/experiment/make_model.yaml");
+  }
+}
+
+// The simulator's view of the engine: its own profile, one CPU "device", TP1 × PP1.
+struct EngineAsSimulated {
+  ModelSpec model;
+  DeviceSpec device;
+  std::unique_ptr<ExecutionPredictor> predictor;
+
+  EngineAsSimulated(const LlamaConfig& c, const fs::path& profile_root) {
+    model.name = "engine";
+    model.profile_name = "engine";
+    model.num_layers = c.num_hidden_layers;
+    model.num_q_heads = c.num_attention_heads;
+    model.num_kv_heads = c.num_key_value_heads;
+    model.embedding_dim = c.hidden_size;
+    model.mlp_hidden_dim = c.intermediate_size;
+    model.vocab_size = c.vocab_size;
+    model.max_model_len = c.max_position_embeddings;
+    device.name = "cpu";
+    device.profile_dir = "cpu";
+    device.fp16_tflops = 0.1;
+    device.devices_per_node = 1;
+    // A CPU's cost grows with every token and KV entry: no GPU tile rounding.
+    device.token_rounding = 1;
+    device.kv_rounding = 1;
+    predictor = std::make_unique<ExecutionPredictor>(model, device, ReplicaLayout{}, profile_root);
+  }
+};
+
+class EngineProfile final : public Experiment {
+ public:
+  EngineProfile(std::string model_dir, ProfileGrid grid) : model_(load_model(model_dir)), grid_(grid) {}
+  jobs::RunOutcome run(jobs::RunContext& ctx) override {
+    fs::path dir = ctx.output_dir() / "profile" / "cpu" / "engine";
+    write_engine_profile(*model_, grid_, dir);
+    ctx.set_summary("profile_dir", dir.string());
+    return jobs::RunOutcome::kDone;
+  }
+
+ private:
+  std::unique_ptr<LlamaModel> model_;
+  ProfileGrid grid_;
+};
+
+struct FidelityRow {
+  double fraction, qps;
+  std::string metric;
+  double engine, simulator;
+  double error_pct() const { return engine > 0 ? 100.0 * std::fabs(simulator - engine) / engine : 0.0; }
+};
+
+class EngineFidelity final : public Experiment {
+ public:
+  EngineFidelity(std::string model_dir, ProfileGrid grid, SchedulerConfig sched, int64_t kv_blocks, WorkloadConfig workload,
+                 CapacityPlan plan, std::vector<double> fractions)
+      : model_(load_model(model_dir)), grid_(grid), sched_(sched), kv_blocks_(kv_blocks), workload_(workload), plan_(plan),
+        fractions_(std::move(fractions)) {
+    sched_.max_model_len = std::min(sched_.max_model_len, model_->config().max_position_embeddings);
+    workload_.max_tokens = std::min(workload_.max_tokens, model_->config().max_position_embeddings);
+  }
+
+  jobs::RunOutcome run(jobs::RunContext& ctx) override {
+    auto log = runtime::logger();
+    fs::path root = ctx.output_dir() / "profile";
+    write_engine_profile(*model_, grid_, root / "cpu" / "engine");
+    EngineAsSimulated sim(model_->config(), root);
+    MetricsConfig mc;
+    mc.fluid_rate = false;
+    mc.store_batches = false;
+
+    // Capacity of the engine as the simulator sees it.
+    auto simulate = [&](double qps, ServingMetrics& metrics) {
+      WorkloadConfig w = workload_;
+      w.qps = qps;
+      RequestGenerator gen(w, ctx.seed());
+      Simulator s({}, sched_, *sim.predictor, kv_blocks_, 1, gen, metrics, ctx.seed());
+      return s.run();
+    };
+    CapacityResult cap = plan_.run([&](double qps) {
+      ServingMetrics m(mc, nullptr, "");
+      SimulationResult r = simulate(qps, m);
+      ServingSummary s = m.summary(r.preemptions, 1, 1);
+      return ProbeResult{plan_.slo.passes(s), s.get("p50_scheduling_delay_s")};
+    });
+    if (!cap.best_qps) throw std::runtime_error("no load met the capacity SLO in simulation; relax fidelity.capacity.slo");
+    capacity_ = *cap.best_qps;
+    ctx.set_summary("simulated_capacity_qps", capacity_);
+    log->info("simulated capacity of the engine: {:.2f} QPS ({})", capacity_, plan_.slo.describe());
+
+    for (double f : fractions_) {
+      double qps = f * capacity_;
+      ServingMetrics sim_metrics(mc, nullptr, "");
+      simulate(qps, sim_metrics);
+      ServingMetrics eng_metrics(mc, &ctx, fmt::format("/fidelity/engine_{:.0f}pct", 100 * f));
+      WorkloadConfig w = workload_;
+      w.qps = qps;
+      RequestGenerator gen(w, ctx.seed());
+      Engine engine(*model_, sched_, kv_blocks_, {}, ctx.seed(), &eng_metrics);
+      double measured = 0, predicted = 0;
+      std::vector<double> ratios;
+      engine.on_iteration([&](const Batch& b, double s) {
+        double p = sim.predictor->stage_time_s(BatchShape::of(b), 0);
+        measured += s;
+        predicted += p;
+        ratios.push_back(p / s);
+      });
+      runtime::RngStream rng(ctx.seed(), 401);
+      while (auto r = gen.next()) {
+        std::vector<int32_t> p;
+        for (int64_t i = 0; i < r->prompt_tokens; ++i)
+          p.push_back(static_cast<int32_t>(rng.below(static_cast<uint64_t>(model_->config().vocab_size))));
+        engine.add(*r, std::move(p));
+      }
+      log->info("serving {} requests at {:.2f} QPS ({:.0f}% of capacity) on the engine", workload_.num_requests, qps, 100 * f);
+      if (engine.run([&] { return ctx.should_stop(); }).stopped) return jobs::RunOutcome::kPreempted;
+      std::sort(ratios.begin(), ratios.end());
+      log->info("iteration times: predicted/measured {:.3f} in total, median {:.3f} over {} iterations",
+                predicted / measured, ratios[ratios.size() / 2], ratios.size());
+      ctx.set_summary(fmt::format("iteration_time_ratio_{:.0f}pct", 100 * f), predicted / measured);
+      for (auto [name, q] : {std::pair{"p50", 0.5}, std::pair{"p95", 0.95}}) {
+        rows_.push_back({f, qps, std::string(name) + "_ttft_s", eng_metrics.ttft().quantile(q), sim_metrics.ttft().quantile(q)});
+        rows_.push_back({f, qps, std::string(name) + "_tbt_s", eng_metrics.tbt().quantile(q), sim_metrics.tbt().quantile(q)});
+        rows_.push_back({f, qps, std::string(name) + "_normalized_e2e_s", eng_metrics.normalized_e2e().quantile(q),
+                         sim_metrics.normalized_e2e().quantile(q)});
+      }
+    }
+    auto& t = ctx.table("/fidelity/errors", {
+        {"load_fraction", ColumnType::kFloat64, "", "share of the simulated capacity"},
+        {"qps", ColumnType::kFloat64, "requests/s", "offered Poisson load"},
+        {"metric_index", ColumnType::kUInt32, "", "index into the `metrics` attribute"},
+        {"engine", ColumnType::kFloat64, "s", "measured on the engine"},
+        {"simulator", ColumnType::kFloat64, "s", "predicted by the simulator from the engine's profile"},
+        {"error_pct", ColumnType::kFloat64, "%", "|simulator − engine| / engine"},
+    });
+    std::vector<std::string> metrics;
+    double worst = 0;
+    for (const auto& r : rows_) {
+      auto it = std::find(metrics.begin(), metrics.end(), r.metric);
+      if (it == metrics.end()) metrics.push_back(r.metric), it = metrics.end() - 1;
+      t.append({r.fraction, r.qps, static_cast<int64_t>(it - metrics.begin()), r.engine, r.simulator, r.error_pct()});
+      worst = std::max(worst, r.error_pct());
+    }
+    ctx.results().set_attr("/fidelity/errors", "metrics", metrics);
+    ctx.set_summary("max_error_pct", worst);
+    return jobs::RunOutcome::kDone;
+  }
+
+  void report(const jobs::RunContext&) const override {
+    fmt::print("engine vs simulator (engine's own profile), simulated capacity {:.2f} QPS\n", capacity_);
+    fmt::print("  {:>6} {:>8}  {:<24} {:>11} {:>11} {:>8}\n", "load", "QPS", "metric", "engine", "simulator", "error");
+    for (const auto& r : rows_)
+      fmt::print("  {:>5.0f}% {:>8.2f}  {:<24} {:>11.5f} {:>11.5f} {:>7.1f}%\n", 100 * r.fraction, r.qps, r.metric, r.engine,
+                 r.simulator, r.error_pct());
+  }
+
+ private:
+  std::unique_ptr<LlamaModel> model_;
+  ProfileGrid grid_;
+  SchedulerConfig sched_;
+  int64_t kv_blocks_;
+  WorkloadConfig workload_;
+  CapacityPlan plan_;
+  std::vector<double> fractions_;
+  double capacity_ = 0;
+  std::vector<FidelityRow> rows_;
+};
+
+}  // namespace
+
+std::unique_ptr<Experiment> make_engine_profile(const config::ConfigNode& job) {
+  auto top = top_level_reader(job);
+  std::string model_dir;
+  top.get("model_dir", model_dir);
+  ProfileGrid grid = read_grid(top.section("profile"));
+  top.finish();
+  return std::make_unique<EngineProfile>(model_dir, grid);
+}
+
+std::unique_ptr<Experiment> make_engine_fidelity(const config::ConfigNode& job) {
+  auto top = top_level_reader(job);
+  std::string model_dir;
+  top.get("model_dir", model_dir);
+  ProfileGrid grid = read_grid(top.section("profile"));
+  SchedulerConfig sched = SchedulerConfig::from(top.section("scheduler"));
+  int64_t kv_blocks = 1024;
+  top.get("kv_blocks", kv_blocks);
+  WorkloadConfig w = WorkloadConfig::from(top.section("workload"), fs::path(EXP_SOURCE_DIR) / "data");
+  auto f = top.section("fidelity");
+  std::vector<double> fractions = {0.5, 0.85};
+  f.get("load_fractions", fractions);
+  CapacityPlan plan = CapacityPlan::from(f.section("capacity"));
+  f.finish();
+  top.finish();
+  return std::make_unique<EngineFidelity>(model_dir, grid, sched, kv_blocks, w, plan, fractions);
+}
+
+}  // namespace xp::experiments

@@ -1,0 +1,28 @@
+// Profile mode: the engine measures its own operators over the simulator's grid and writes
+// Vidur-layout mlp.csv and attention.csv for (device, model, TP=1), so the simulator can be
+// calibrated on this engine (DESIGN.md §3). Extra columns beyond Vidur's: `lm_head` in
+// mlp.csv (final norm + LM head per iteration, keyed by sequences), `attn_kv_cache_save`, and
+// `decode_forward` (a whole decode iteration, from which the predictor learns the per-iteration
+// overhead the operators miss); Vidur's own predictor ignores what it does not know.
+#pragma once
+#include <filesystem>
+#include <vector>
+
+#include "serving/model/llama.h"
+
+namespace xp::serving {
+
+struct ProfileGrid {
+  std::vector<int64_t> num_tokens = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048};
+  std::vector<int64_t> prefill_chunks = {16, 32, 64, 128, 256, 512, 1024};
+  std::vector<int64_t> prefill_kv = {0, 256, 1024, 2048};
+  std::vector<int64_t> decode_batches = {1, 2, 4, 8, 16, 32, 64};
+  std::vector<int64_t> decode_kv = {64, 256, 1024, 2048};
+  int repetitions = 5;
+};
+
+// Writes <dir>/mlp.csv and <dir>/attention.csv (atomically); grid points past the model's
+// context are skipped.
+void write_engine_profile(const LlamaModel& model, const ProfileGrid& grid, const std::filesystem::path& dir);
+
+}  // namespace xp::serving
