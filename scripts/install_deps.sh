@@ -13,6 +13,7 @@ packages=(
   clang libclang-rt-14-dev           # libFuzzer for the config fuzzer (label slow)
   python3 python3-h5py python3-pandas python3-numpy python3-matplotlib
   python3-torch                      # the independent reference forward pass in the engine tests
+  libopenblas0-pthread               # an optimised BLAS for that PyTorch (else it uses the reference BLAS)
 )
 
 missing=()

@@ -293,14 +293,12 @@ struct LayerOps {
         int64_t kvh = h / group;
         s.noalias() = (q.block(r0, h * d, n, d) * kc.block(0, kvh * d, len, d).transpose()) * scale;
         for (int64_t i = 0; i < n; ++i) {
-          int64_t visible = it.start_position + i + 1;
-          float m = s.row(i).head(visible).maxCoeff(), sum = 0;
-          for (int64_t j = 0; j < len; ++j) {
-            float e = j < visible ? std::exp(s(i, j) - m) : 0.0f;
-            s(i, j) = e;
-            sum += e;
-          }
-          s.row(i) /= sum;
+          int64_t visible = it.start_position + i + 1;  // keys past it are masked out
+          auto row = s.row(i);
+          float m = row.head(visible).maxCoeff();
+          row.head(visible) = (row.head(visible).array() - m).exp().matrix();  // vectorised exp
+          row.tail(len - visible).setZero();
+          row /= row.head(visible).sum();
         }
         attn.block(r0, h * d, n, d).noalias() = s * vc.block(0, kvh * d, len, d);
       }
