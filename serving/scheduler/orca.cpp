@@ -14,18 +14,8 @@ class Orca final : public ReplicaScheduler {
   int64_t admission_blocks(const Sequence&) const override { return blocks_.blocks_for(cfg_.max_model_len); }
 
   void build(double now, Batch& b) override {
-    for (Sequence* s : running_) {
-      if (!paused(s)) continue;
-      blocks_.append_slot(s->id(), s->len());  // within the max-length reservation
-      b.items.push_back({s->id(), 1, false, s->len() - 1});
-    }
-    while (!waiting_.empty()) {
-      Admit a = check_admission(now, static_cast<int64_t>(running_.size()) + 1);
-      if (a == Admit::kIgnored) continue;
-      if (a != Admit::kOk) break;
-      Sequence* s = admit_front(now);
-      add_prefill(s, s->prompt_len(), b);
-    }
+    decode_all_reserved(b);
+    admit_whole_prompts(now, b);
   }
 };
 

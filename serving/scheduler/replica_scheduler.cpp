@@ -141,6 +141,24 @@ void ReplicaScheduler::preempt(Sequence* s) {
   ++preemptions_;
 }
 
+void ReplicaScheduler::decode_all_reserved(Batch& b) {
+  for (Sequence* s : running_) {
+    if (!paused(s)) continue;
+    blocks_.append_slot(s->id(), s->len());  // within the max-length reservation
+    b.items.push_back({s->id(), 1, false, s->len() - 1});
+  }
+}
+
+void ReplicaScheduler::admit_whole_prompts(double now, Batch& b) {
+  while (!waiting_.empty()) {
+    Admit a = check_admission(now, static_cast<int64_t>(running_.size()) + 1);
+    if (a == Admit::kIgnored) continue;
+    if (a != Admit::kOk) break;
+    Sequence* s = admit_front(now);
+    add_prefill(s, s->prompt_len(), b);
+  }
+}
+
 bool ReplicaScheduler::schedule_decode(Sequence* s, std::deque<Sequence*>& remaining, Batch& b) {
   auto slot_free = [&] {
     if (blocks_.can_append_slot()) return true;

@@ -76,6 +76,10 @@ class ReplicaScheduler {
     b.items.push_back({s->id(), chunk, true, s->stage_processed()});
   }
   void preempt(Sequence* s);  // recompute: free blocks, back to the front of the waiting queue
+  // Orca / FasterTransformer: every paused running sequence decodes (their max-length
+  // reservation always has room), and new requests are admitted FCFS with whole prompts.
+  void decode_all_reserved(Batch& b);
+  void admit_whole_prompts(double now, Batch& b);
 
   SchedulerConfig cfg_;
   BlockManager blocks_;

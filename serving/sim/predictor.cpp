@@ -359,18 +359,22 @@ void ExecutionPredictor::fit_analytic_attention(const fs::path& data_root) {
   sources_["attn_prefill"] = sources_["attn_decode"] = how;
 }
 
+namespace {
+AttnShape shard_shape(const ModelSpec& m, const ReplicaLayout& l) {
+  double t = static_cast<double>(l.tensor_parallel);
+  return {static_cast<double>(m.num_q_heads) / t, std::ceil(static_cast<double>(m.num_kv_heads) / t),
+          static_cast<double>(m.head_dim())};
+}
+}  // namespace
+
 double ExecutionPredictor::analytic_prefill_ms(double chunk, double kv) const {
-  double t = static_cast<double>(layout_.tensor_parallel);
-  AttnShape s{static_cast<double>(model_.num_q_heads) / t, std::ceil(static_cast<double>(model_.num_kv_heads) / t),
-              static_cast<double>(model_.head_dim())};
+  AttnShape s = shard_shape(model_, layout_);
   return prefill_coef_[0] + prefill_coef_[1] * prefill_flops(s, chunk, kv) / peak_flops() * 1e3 +
          prefill_coef_[2] * prefill_bytes(s, chunk, kv) / (device_.memory_bandwidth_gbps * 1e9) * 1e3;
 }
 
 double ExecutionPredictor::analytic_decode_ms(double batch, double kv) const {
-  double t = static_cast<double>(layout_.tensor_parallel);
-  AttnShape s{static_cast<double>(model_.num_q_heads) / t, std::ceil(static_cast<double>(model_.num_kv_heads) / t),
-              static_cast<double>(model_.head_dim())};
+  AttnShape s = shard_shape(model_, layout_);
   return decode_coef_[0] + decode_coef_[1] * decode_flops(s, batch, kv) / peak_flops() * 1e3 +
          decode_coef_[2] * decode_bytes(s, batch, kv) / (device_.memory_bandwidth_gbps * 1e9) * 1e3;
 }
