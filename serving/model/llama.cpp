@@ -125,6 +125,7 @@ struct LlamaModel::Impl {
   };
   Tensor embed, final_norm, lm_head;
   std::vector<Layer> layers;
+  std::vector<Tensor> all;  // every weight, in load order
   std::vector<float> inv_freq;  // head_dim / 2, float32 as Hugging Face computes it
 };
 
@@ -200,6 +201,7 @@ void rope_row(float* row, int64_t heads, int64_t d, int64_t pos, const std::vect
 }  // namespace
 
 LlamaModel::LlamaModel(LlamaConfig config, std::vector<Tensor> weights) : cfg_(std::move(config)), impl_(new Impl) {
+  impl_->all = weights;
   // weights: embed, final_norm, lm_head, then 9 per layer (in_norm, q, k, v, o, post_norm, gate, up, down).
   size_t i = 0;
   impl_->embed = weights[i++];
@@ -214,6 +216,8 @@ LlamaModel::LlamaModel(LlamaConfig config, std::vector<Tensor> weights) : cfg_(s
 }
 
 LlamaModel::~LlamaModel() = default;
+
+const std::vector<Tensor>& LlamaModel::weights() const { return impl_->all; }
 
 std::unique_ptr<LlamaModel> LlamaModel::load(const fs::path& dir) {
   LlamaConfig c = LlamaConfig::from_json_file(dir / "config.json");

@@ -74,6 +74,9 @@ class LlamaModel {
   ~LlamaModel();
 
   const LlamaConfig& config() const { return cfg_; }
+  // The f32 weights in load order: embedding, final norm, LM head, then per layer input norm,
+  // q, k, v, o, post-attention norm, gate, up, down (for other backends to upload).
+  const std::vector<tensor::Tensor>& weights() const;
   // Runs the batch, writing each new token's K and V into `cache`; returns the logits of each
   // item's last token ([items, vocab], row-major). Token ids outside the vocabulary and
   // positions past max_position_embeddings throw std::invalid_argument naming the item.

@@ -1,0 +1,18 @@
+// Built without EXP_CUDA: the CUDA model reports that this build has no CUDA.
+#include <stdexcept>
+
+#include "serving/model/llama_cuda.h"
+
+namespace xp::serving {
+
+struct LlamaCudaModel::Impl {};
+
+bool llama_cuda_available() { return false; }
+
+LlamaCudaModel::LlamaCudaModel(const LlamaModel& cpu, int64_t, int64_t) : cfg_(cpu.config()) {
+  throw std::runtime_error("this exp build has no CUDA backend (configure with -DEXP_CUDA=ON where nvcc exists)");
+}
+LlamaCudaModel::~LlamaCudaModel() = default;
+std::vector<float> LlamaCudaModel::forward(const std::vector<ForwardItem>&) { return {}; }
+
+}  // namespace xp::serving
