@@ -8,6 +8,7 @@
 #include "core/config/error.h"
 #include "core/runtime/logging.h"
 #include "serving/engine/engine.h"
+#include "serving/model/llama_cuda.h"
 #include "serving/workload/workload.h"
 
 namespace xp::experiments {
@@ -48,10 +49,12 @@ PromptSet read_prompts(const fs::path& file) {
 
 class EngineServe final : public Experiment {
  public:
-  EngineServe(fs::path model_dir, SchedulerConfig sched, int64_t kv_blocks, SamplingParams sampling, MetricsConfig metrics,
-              PromptSet prompts)
-      : model_dir_(std::move(model_dir)), sched_(sched), kv_blocks_(kv_blocks), sampling_(sampling), metrics_(metrics),
-        prompts_(std::move(prompts)) {
+  EngineServe(fs::path model_dir, std::string device, SchedulerConfig sched, int64_t kv_blocks, SamplingParams sampling,
+              MetricsConfig metrics, PromptSet prompts)
+      : model_dir_(std::move(model_dir)), device_(std::move(device)), sched_(sched), kv_blocks_(kv_blocks),
+        sampling_(sampling), metrics_(metrics), prompts_(std::move(prompts)) {
+    if (device_ == "cuda" && !llama_cuda_available())
+      throw config::ConfigError("device=cuda, but no CUDA device is visible", {}, "device", "use device=cpu on this machine");
     model_ = LlamaModel::load(model_dir_);  // errors name the file and tensor, before any output
     for (const auto& [r, p] : prompts_.requests)
       for (int32_t t : p)
@@ -64,7 +67,9 @@ class EngineServe final : public Experiment {
   jobs::RunOutcome run(jobs::RunContext& ctx) override {
     ServingMetrics metrics(metrics_, &ctx, "/serving");
     sched_.max_model_len = std::min(sched_.max_model_len, model_->config().max_position_embeddings);
-    Engine engine(*model_, sched_, kv_blocks_, sampling_, ctx.seed(), &metrics);
+    auto runner = device_ == "cuda" ? cuda_runner(*model_, kv_blocks_, sched_.block_size)
+                                    : cpu_runner(*model_, kv_blocks_, sched_.block_size);
+    Engine engine(std::move(runner), sched_, kv_blocks_, sampling_, ctx.seed(), &metrics);
     for (auto& [r, p] : prompts_.requests) engine.add(r, p);
     EngineResult r = engine.run([&] { return ctx.should_stop(); });
     if (r.stopped) return jobs::RunOutcome::kPreempted;  // a serving run restarts whole
@@ -82,7 +87,7 @@ class EngineServe final : public Experiment {
   }
 
   void report(const jobs::RunContext&) const override {
-    fmt::print("engine ({} on CPU, scheduler {}): {} requests in {:.2f} s\n", model_dir_.filename().string(), sched_.type,
+    fmt::print("engine ({} on {}, scheduler {}): {} requests in {:.2f} s\n", model_dir_.filename().string(), device_, sched_.type,
                prompts_.requests.size(), summary_.get("wall_s"));
     for (const char* k : {"p50_ttft_s", "p99_ttft_s", "p50_tbt_s", "p99_tbt_s", "throughput_tok_s", "fluidity_index", "preemptions"})
       fmt::print("  {:<20} {:.4g}\n", k, summary_.get(k));
@@ -90,6 +95,7 @@ class EngineServe final : public Experiment {
 
  private:
   fs::path model_dir_;
+  std::string device_;
   SchedulerConfig sched_;
   int64_t kv_blocks_;
   SamplingParams sampling_;
@@ -124,8 +130,9 @@ class MakeModel final : public Experiment {
 
 std::unique_ptr<Experiment> make_engine_serve(const config::ConfigNode& job) {
   auto top = top_level_reader(job);
-  std::string model_dir, prompts_file;
+  std::string model_dir, prompts_file, device = "cpu";
   top.get("model_dir", model_dir);
+  top.get_enum("device", device, {"cpu", "cuda"});
   top.get("prompts_file", prompts_file);
   SchedulerConfig sched = SchedulerConfig::from(top.section("scheduler"));
   int64_t kv_blocks = 1024;
@@ -164,7 +171,9 @@ std::unique_ptr<Experiment> make_engine_serve(const config::ConfigNode& job) {
   }
   top.finish();
   try {
-    return std::make_unique<EngineServe>(model_dir, sched, kv_blocks, sp, mc, std::move(prompts));
+    return std::make_unique<EngineServe>(model_dir, device, sched, kv_blocks, sp, mc, std::move(prompts));
+  } catch (const config::ConfigError&) {
+    throw;
   } catch (const std::runtime_error& e) {
     throw config::ConfigError(e.what(), {}, "model_dir", "make one with: exp run configs/experiment/make_model.yaml");
   }

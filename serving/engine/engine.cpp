@@ -9,11 +9,47 @@
 
 namespace xp::serving {
 
+namespace {
+
+class CpuRunner final : public ModelRunner {
+ public:
+  CpuRunner(const LlamaModel& m, int64_t blocks, int64_t block_size) : model_(m), cache_(m.config(), blocks, block_size) {}
+  const LlamaConfig& config() const override { return model_.config(); }
+  std::vector<float> forward(const std::vector<ForwardItem>& items) override { return model_.forward(items, cache_); }
+
+ private:
+  const LlamaModel& model_;
+  KvCache cache_;
+};
+
+class CudaRunner final : public ModelRunner {
+ public:
+  CudaRunner(const LlamaModel& m, int64_t blocks, int64_t block_size) : model_(m, blocks, block_size) {}
+  const LlamaConfig& config() const override { return model_.config(); }
+  std::vector<float> forward(const std::vector<ForwardItem>& items) override { return model_.forward(items); }
+
+ private:
+  LlamaCudaModel model_;
+};
+
+}  // namespace
+
+std::unique_ptr<ModelRunner> cpu_runner(const LlamaModel& model, int64_t num_kv_blocks, int64_t block_size) {
+  return std::make_unique<CpuRunner>(model, num_kv_blocks, block_size);
+}
+
+std::unique_ptr<ModelRunner> cuda_runner(const LlamaModel& model, int64_t num_kv_blocks, int64_t block_size) {
+  return std::make_unique<CudaRunner>(model, num_kv_blocks, block_size);
+}
+
 Engine::Engine(const LlamaModel& model, const SchedulerConfig& scheduler, int64_t num_kv_blocks, SamplingParams sampling,
                uint64_t seed, ServingMetrics* metrics)
-    : model_(model),
+    : Engine(cpu_runner(model, num_kv_blocks, scheduler.block_size), scheduler, num_kv_blocks, sampling, seed, metrics) {}
+
+Engine::Engine(std::unique_ptr<ModelRunner> runner, const SchedulerConfig& scheduler, int64_t num_kv_blocks,
+               SamplingParams sampling, uint64_t seed, ServingMetrics* metrics)
+    : runner_(std::move(runner)),
       scheduler_(ReplicaScheduler::create(scheduler, num_kv_blocks)),
-      cache_(model.config(), num_kv_blocks, scheduler.block_size),
       sampling_(sampling),
       seed_(seed),
       metrics_(metrics) {
@@ -64,11 +100,11 @@ EngineResult Engine::run(const std::function<bool()>& should_stop) {
                        &scheduler_->blocks().table(it.seq_id)});
     }
     double t0 = elapsed();
-    std::vector<float> logits = model_.forward(items, cache_);
+    std::vector<float> logits = runner_->forward(items);
     StepResult step = scheduler_->on_step_completed(b, elapsed());
     if (on_iteration_) on_iteration_(b, elapsed() - t0);
     std::set<uint64_t> emitted(step.emitted.begin(), step.emitted.end());
-    const auto vocab = static_cast<size_t>(model_.config().vocab_size);
+    const auto vocab = static_cast<size_t>(runner_->config().vocab_size);
     for (size_t i = 0; i < b.items.size(); ++i) {
       uint64_t id = b.items[i].seq_id;
       if (!emitted.count(id)) continue;  // a non-final chunk: its sample is discarded (§2.2)

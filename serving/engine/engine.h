@@ -14,9 +14,23 @@
 
 #include "serving/metrics/collector.h"
 #include "serving/model/llama.h"
+#include "serving/model/llama_cuda.h"
 #include "serving/scheduler/replica_scheduler.h"
 
 namespace xp::serving {
+
+// What the engine needs from a model: a forward pass over a batch with its own KV cache.
+class ModelRunner {
+ public:
+  virtual ~ModelRunner() = default;
+  virtual const LlamaConfig& config() const = 0;
+  virtual std::vector<float> forward(const std::vector<ForwardItem>& items) = 0;
+};
+
+// The CPU reference with a paged KV cache of `num_kv_blocks`.
+std::unique_ptr<ModelRunner> cpu_runner(const LlamaModel& model, int64_t num_kv_blocks, int64_t block_size);
+// The CUDA backend (throws where no GPU is visible or the build has no CUDA).
+std::unique_ptr<ModelRunner> cuda_runner(const LlamaModel& model, int64_t num_kv_blocks, int64_t block_size);
 
 struct EngineResult {
   int64_t iterations = 0;
@@ -30,6 +44,9 @@ class Engine {
  public:
   Engine(const LlamaModel& model, const SchedulerConfig& scheduler, int64_t num_kv_blocks, SamplingParams sampling,
          uint64_t seed, ServingMetrics* metrics);
+  // The same loop over another backend; `runner`'s KV cache must hold `num_kv_blocks` blocks.
+  Engine(std::unique_ptr<ModelRunner> runner, const SchedulerConfig& scheduler, int64_t num_kv_blocks,
+         SamplingParams sampling, uint64_t seed, ServingMetrics* metrics);
 
   // `r.arrival_s` is relative to the start of run().
   void add(const Request& r, std::vector<int32_t> prompt);
@@ -38,9 +55,8 @@ class Engine {
   EngineResult run(const std::function<bool()>& should_stop = {});
 
  private:
-  const LlamaModel& model_;
+  std::unique_ptr<ModelRunner> runner_;
   std::unique_ptr<ReplicaScheduler> scheduler_;
-  KvCache cache_;
   SamplingParams sampling_;
   uint64_t seed_;
   ServingMetrics* metrics_;
