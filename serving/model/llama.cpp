@@ -106,6 +106,27 @@ std::string LlamaConfig::to_json() const {
   return j.dump(2) + "\n";
 }
 
+std::vector<float> LlamaConfig::rope_inverse_frequencies() const {
+  int64_t d = head_dim();
+  std::vector<float> f(static_cast<size_t>(d / 2));
+  for (int64_t i = 0; i < d / 2; ++i)
+    f[static_cast<size_t>(i)] = 1.0f / std::pow(static_cast<float>(rope_theta), static_cast<float>(2 * i) / static_cast<float>(d));
+  if (rope_factor != 1.0) {  // Llama-3 frequency-dependent scaling
+    double old = static_cast<double>(rope_original_max_position);
+    double low_wl = old / rope_low_freq_factor, high_wl = old / rope_high_freq_factor;
+    for (float& v : f) {
+      double wl = 2 * std::numbers::pi / v;
+      double scaled = wl > low_wl ? v / rope_factor : v;
+      if (!(wl < high_wl) && !(wl > low_wl)) {
+        double smooth = (old / wl - rope_low_freq_factor) / (rope_high_freq_factor - rope_low_freq_factor);
+        scaled = (1 - smooth) * scaled / rope_factor + smooth * scaled;
+      }
+      v = static_cast<float>(scaled);
+    }
+  }
+  return f;
+}
+
 // ---------------------------------------------------------------------------------------------
 // KV cache
 
@@ -162,27 +183,6 @@ void rmsnorm_rows(const Mat& x, const Tensor& w, double eps, Mat& out) {
   }
 }
 
-std::vector<float> rope_inv_freq(const LlamaConfig& c) {
-  int64_t d = c.head_dim();
-  std::vector<float> f(static_cast<size_t>(d / 2));
-  for (int64_t i = 0; i < d / 2; ++i)
-    f[static_cast<size_t>(i)] = 1.0f / std::pow(static_cast<float>(c.rope_theta), static_cast<float>(2 * i) / static_cast<float>(d));
-  if (c.rope_factor != 1.0) {  // Llama-3 frequency-dependent scaling
-    double old = static_cast<double>(c.rope_original_max_position);
-    double low_wl = old / c.rope_low_freq_factor, high_wl = old / c.rope_high_freq_factor;
-    for (float& v : f) {
-      double wl = 2 * std::numbers::pi / v;
-      double scaled = wl > low_wl ? v / c.rope_factor : v;
-      if (!(wl < high_wl) && !(wl > low_wl)) {
-        double smooth = (old / wl - c.rope_low_freq_factor) / (c.rope_high_freq_factor - c.rope_low_freq_factor);
-        scaled = (1 - smooth) * scaled / c.rope_factor + smooth * scaled;
-      }
-      v = static_cast<float>(scaled);
-    }
-  }
-  return f;
-}
-
 // Rotate-half RoPE (HF's convention) on every head of one row, in place.
 void rope_row(float* row, int64_t heads, int64_t d, int64_t pos, const std::vector<float>& inv_freq) {
   int64_t half = d / 2;
@@ -212,7 +212,7 @@ LlamaModel::LlamaModel(LlamaConfig config, std::vector<Tensor> weights) : cfg_(s
     for (Tensor* t : {&L.in_norm, &L.q, &L.k, &L.v, &L.o, &L.post_norm, &L.gate, &L.up, &L.down}) *t = weights[i++];
     impl_->layers.push_back(std::move(L));
   }
-  impl_->inv_freq = rope_inv_freq(cfg_);
+  impl_->inv_freq = cfg_.rope_inverse_frequencies();
 }
 
 LlamaModel::~LlamaModel() = default;

@@ -36,6 +36,8 @@ struct LlamaConfig {
   std::string torch_dtype = "float32";
 
   int64_t head_dim() const { return hidden_size / num_attention_heads; }
+  // RoPE inverse frequencies (head_dim / 2 of them), Llama-3 scaling applied; both backends use these.
+  std::vector<float> rope_inverse_frequencies() const;
   // Throws naming the file and the field (unsupported architecture included).
   static LlamaConfig from_json_file(const std::filesystem::path& path);
   std::string to_json() const;

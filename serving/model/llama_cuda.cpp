@@ -2,9 +2,7 @@
 
 #include <fmt/format.h>
 
-#include <cmath>
 #include <cstring>
-#include <numbers>
 #include <stdexcept>
 
 #include "core/tensor/tensor.h"
@@ -90,25 +88,8 @@ LlamaCudaModel::LlamaCudaModel(const LlamaModel& cpu, int64_t num_kv_blocks, int
     for (DeviceArray* a : {&L->gate, &L->up, &L->down}) upload(*a, bf16_bits(w[i++]));
     m.layers.push_back(std::move(L));
   }
-  // The same inverse frequencies as the CPU model (Llama-3 scaling included).
   int64_t d = cfg_.head_dim();
-  std::vector<float> inv(static_cast<size_t>(d / 2));
-  for (int64_t j = 0; j < d / 2; ++j)
-    inv[static_cast<size_t>(j)] = 1.0f / std::pow(static_cast<float>(cfg_.rope_theta), static_cast<float>(2 * j) / static_cast<float>(d));
-  if (cfg_.rope_factor != 1.0) {
-    double old = static_cast<double>(cfg_.rope_original_max_position);
-    double low_wl = old / cfg_.rope_low_freq_factor, high_wl = old / cfg_.rope_high_freq_factor;
-    for (float& f : inv) {
-      double wl = 2 * std::numbers::pi / f;
-      double scaled = wl > low_wl ? f / cfg_.rope_factor : f;
-      if (!(wl < high_wl) && !(wl > low_wl)) {
-        double smooth = (old / wl - cfg_.rope_low_freq_factor) / (cfg_.rope_high_freq_factor - cfg_.rope_low_freq_factor);
-        scaled = (1 - smooth) * scaled / cfg_.rope_factor + smooth * scaled;
-      }
-      f = static_cast<float>(scaled);
-    }
-  }
-  upload(m.inv_freq, inv);
+  upload(m.inv_freq, cfg_.rope_inverse_frequencies());
   m.blocks = num_kv_blocks;
   m.block_size = block_size;
   size_t kv_bytes = static_cast<size_t>(num_kv_blocks * block_size * cfg_.num_key_value_heads * d) * sizeof(float);
