@@ -3,21 +3,12 @@
 
 #include "serving/engine/engine.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/tiny_llama.h"
 
 namespace xp::serving {
 namespace {
 
-LlamaConfig tiny() {
-  LlamaConfig c;
-  c.hidden_size = 64;
-  c.intermediate_size = 128;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.vocab_size = 97;
-  c.max_position_embeddings = 512;
-  return c;
-}
+LlamaConfig tiny() { return testing::tiny_llama(512); }
 
 class EngineTest : public ::testing::Test {
  protected:

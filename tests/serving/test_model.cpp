@@ -10,23 +10,13 @@
 #include "serving/model/llama.h"
 #include "serving/model/safetensors.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/tiny_llama.h"
 
 namespace xp::serving {
 using tensor::Tensor;
 namespace {
 
-LlamaConfig tiny() {
-  LlamaConfig c;
-  c.hidden_size = 64;
-  c.intermediate_size = 128;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;  // GQA
-  c.vocab_size = 97;
-  c.max_position_embeddings = 256;
-  c.rope_theta = 10000;
-  return c;
-}
+LlamaConfig tiny() { return testing::tiny_llama(256); }
 
 std::vector<int32_t> prompt(int n, uint64_t seed) {
   runtime::RngStream r(seed, 0);
