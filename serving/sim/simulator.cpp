@@ -28,6 +28,8 @@ struct InFlight {
   BatchShape shape;
   double start_s = 0;
   int64_t kv_used = 0;
+  // Predicted once per batch: every stage but the last costs the same (the last adds the LM head).
+  double inner_stage_s = 0, last_stage_s = 0, stage_flops = 0;
 };
 
 struct Replica {
@@ -103,10 +105,15 @@ struct Simulator::Impl {
     uint64_t id = rep.stage_queue[us].front();
     rep.stage_queue[us].pop_front();
     InFlight& f = rep.in_flight.at(id);
-    if (s == 0) f.start_s = now;
-    double t = predictor.stage_time_s(f.shape, s);
+    if (s == 0) {
+      f.start_s = now;
+      f.last_stage_s = predictor.stage_time_s(f.shape, pp - 1);
+      f.inner_stage_s = pp > 1 ? predictor.stage_time_s(f.shape, 0) : f.last_stage_s;
+      f.stage_flops = predictor.stage_flops(f.shape);
+    }
+    double t = s == pp - 1 ? f.last_stage_s : f.inner_stage_s;
     metrics.add_busy(t * static_cast<double>(gpus_per_replica) / static_cast<double>(pp),
-                     predictor.stage_flops(f.shape) * static_cast<double>(gpus_per_replica) / static_cast<double>(pp));
+                     f.stage_flops * static_cast<double>(gpus_per_replica) / static_cast<double>(pp));
     rep.stage_busy[us] = true;
     push({now + t, 0, EventKind::kStageEnd, r, s, id});
   }
