@@ -14,6 +14,9 @@ packages=(
   python3 python3-h5py python3-pandas python3-numpy python3-matplotlib
   python3-torch                      # the independent reference forward pass in the engine tests
   libopenblas0-pthread               # an optimised BLAS for that PyTorch (else it uses the reference BLAS)
+  zlib1g-dev                         # gzipped IDX datasets
+  dataset-fashion-mnist              # /usr/share/datasets/fashion-mnist (networks/, compression/)
+  python3-sklearn                    # ships digits.csv.gz, the 8x8 digits set of the fast tests
 )
 
 missing=()

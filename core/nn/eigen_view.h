@@ -1,0 +1,24 @@
+// Internal to core/nn: contiguous f32 tensors seen as row-major Eigen matrices (no copy), so the
+// layers write their math as Eigen expressions and Eigen's GEMM (OpenMP-parallel) does the work.
+#pragma once
+#include <Eigen/Core>
+
+#include "core/tensor/tensor.h"
+
+namespace xp::nn::detail {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MatrixMap = Eigen::Map<RowMatrix>;
+using VectorMap = Eigen::Map<Eigen::VectorXf>;
+
+// `t` (contiguous f32) viewed as [rows, numel/rows].
+inline MatrixMap as_matrix(const tensor::Tensor& t, int64_t rows) {
+  return MatrixMap(t.data<float>(), rows, rows ? t.numel() / rows : 0);
+}
+inline VectorMap as_vector(const tensor::Tensor& t) { return VectorMap(t.data<float>(), t.numel()); }
+
+inline tensor::Tensor empty_like(const tensor::Tensor& t) {
+  return tensor::Tensor::empty(t.shape(), tensor::DType::kF32);
+}
+
+}  // namespace xp::nn::detail
