@@ -4,6 +4,7 @@
 #include "core/config/error.h"
 #include "experiments/experiment.h"
 #include "experiments/linear_regression.h"
+#include "experiments/binarized_topology.h"
 #include "experiments/capacity_search.h"
 #include "experiments/config_search.h"
 #include "experiments/engine_fidelity.h"
@@ -29,6 +30,8 @@ const std::vector<ExperimentInfo>& registry() {
        make_engine_profile},
       {"engine_fidelity", "serve one workload on the engine and in the simulator (engine's profile); report the errors",
        make_engine_fidelity},
+      {"binarized_topology", "train a {0,1}-weight topology (or float MLP / edge-popup) and measure sparsity, "
+       "constant-weight accuracy and NOR behaviour", make_binarized_topology},
   };
   return all;
 }

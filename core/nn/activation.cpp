@@ -46,7 +46,9 @@ Tensor ReLU::backward(const Tensor& grad_y) {
 }
 
 Tensor Tanh::forward(const Tensor& x, Mode mode) {
-  Tensor y = map(x, [](float v) { return std::tanh(v); });
+  // Eigen's vectorised tanh: the sparse topology evaluation (networks/) uses the same one.
+  Tensor y = empty_like(x);
+  detail::as_vector(y) = detail::as_vector(x).array().tanh().matrix();
   if (mode == Mode::kTrain) y_ = y;
   return y;
 }

@@ -17,6 +17,9 @@ class BatchNorm final : public Module {
   BatchNorm(int64_t channels, BatchNormOptions options = {});
   Parameter* weight() { return weight_; }  // γ; null when not affine
   Parameter* bias() { return bias_; }
+  const BatchNormOptions& options() const { return opt_; }
+  const Tensor& running_mean() const { return *running_mean_; }
+  const Tensor& running_var() const { return *running_var_; }
   std::string describe() const override;
   Tensor forward(const Tensor& x, Mode mode) override;
   Tensor backward(const Tensor& grad_y) override;
@@ -40,10 +43,11 @@ class HardInvert final : public Module {
 };
 
 // `a` is clamped to [0, 1] where it is used; its gradient passes the clamp straight through, so
-// an `a` pushed past a bound can come back. The notebook's initial value is 0.5 (undecided).
+// an `a` pushed past a bound can come back. Not 0.5 by default: there dy/dx = 0 and no gradient
+// reaches the layers below.
 class SoftInvert final : public Module {
  public:
-  explicit SoftInvert(double initial = 0.5);
+  explicit SoftInvert(double initial = 0.75);
   Parameter& a() { return *a_; }
   double effective_a() const;  // clamp(a, 0, 1)
   std::string describe() const override { return "SoftInvert"; }

@@ -1,42 +1,24 @@
 // End-to-end tests of the `exp` binary, run as a user would: in a scratch directory, with the
 // repository's configs. Label: integration.
 #include <gtest/gtest.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-
-#include <chrono>
-#include <cstdlib>
-#include <thread>
 
 #include "core/results/results_file.h"
-#include "tests/support/temp_dir.h"
-
-extern char** environ;
+#include "tests/support/exp_cli.h"
 
 namespace xp::cli {
 namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kExp = std::string(EXP_BINARY_DIR) + "/exp";
+using testing::kExp;
+using testing::Ran;
 const std::string kLinReg = std::string(EXP_SOURCE_DIR) + "/configs/experiment/linear_regression.yaml";
 const std::string kQuickstart = std::string(EXP_SOURCE_DIR) + "/configs/quickstart.yaml";
-
-struct Ran {
-  int rc;
-  std::string out, err;
-};
 
 class Cli : public ::testing::Test {
  protected:
   // Runs `exp ARGS` in the scratch directory; `env` is prepended as shell assignments.
-  Ran exp(const std::string& args, const std::string& env = "") {
-    std::string cmd = "cd " + dir_.path().string() + " && " + env + " " + kExp + " " + args + " > out.txt 2> err.txt";
-    int status = std::system(cmd.c_str());
-    return {WEXITSTATUS(status), dir_.read("out.txt"), dir_.read("err.txt")};
-  }
+  Ran exp(const std::string& args, const std::string& env = "") { return testing::run_exp(dir_, args, env); }
   fs::path path(const std::string& rel) const { return dir_ / rel; }
   testing::TempDir dir_;
 };
@@ -190,28 +172,11 @@ TEST_F(Cli, KilledRunResumesToIdenticalResults) {
       " data.features=256 train.batch_size=128 train.steps=12000 train.checkpoint_every=400 hydra.run.dir=";
   ASSERT_EQ(exp("run " + args + "full").rc, 0);
 
-  std::vector<std::string> argv = {kExp, "run"};
-  for (const char* a : {"data.features=256", "train.batch_size=128", "train.steps=12000", "train.checkpoint_every=400"})
-    argv.push_back(a);
-  argv.insert(argv.begin() + 2, kLinReg);
-  argv.push_back("hydra.run.dir=" + path("killed").string());
-  std::vector<char*> cargv;
-  for (auto& a : argv) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 2, path("killed.err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid;
-  ASSERT_EQ(posix_spawn(&pid, kExp.c_str(), &fa, nullptr, cargv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&fa);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!fs::exists(path("killed/checkpoints/ckpt-000000000800.ckpt")) && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  kill(pid, SIGTERM);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFEXITED(status));
-  ASSERT_EQ(WEXITSTATUS(status), 75) << "the run finished before it could be stopped: " << dir_.read("killed.err");
+  std::vector<std::string> argv = {"run", kLinReg, "data.features=256", "train.batch_size=128", "train.steps=12000",
+                                   "train.checkpoint_every=400", "hydra.run.dir=" + path("killed").string()};
+  const int rc = testing::run_exp_until_checkpoint(argv, path("killed.err"),
+                                                   path("killed/checkpoints/ckpt-000000000800.ckpt"));
+  ASSERT_EQ(rc, 75) << "the run finished before it could be stopped: " << dir_.read("killed.err");
   {
     auto partial = results::ResultsReader::open(path("killed/results.h5"));
     EXPECT_FALSE(partial->complete());  // a stopped run is never mistaken for a finished one

@@ -2,30 +2,19 @@
 // bad-input cases of the serving issue (clear errors or clear results, never crashes).
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-
 #include "core/results/results_file.h"
-#include "tests/support/temp_dir.h"
+#include "tests/support/exp_cli.h"
 
 namespace xp::cli {
 namespace fs = std::filesystem;
 namespace {
 
-const std::string kExp = std::string(EXP_BINARY_DIR) + "/exp";
-const std::string kConfigs = std::string(EXP_SOURCE_DIR) + "/configs";
-
-struct Ran {
-  int rc;
-  std::string out, err;
-};
+using testing::kConfigs;
+using testing::Ran;
 
 class ServingCli : public ::testing::Test {
  protected:
-  Ran exp(const std::string& args) {
-    std::string cmd = "cd " + dir_.path().string() + " && " + kExp + " " + args + " > out.txt 2> err.txt";
-    int status = std::system(cmd.c_str());
-    return {WEXITSTATUS(status), dir_.read("out.txt"), dir_.read("err.txt")};
-  }
+  Ran exp(const std::string& args) { return testing::run_exp(dir_, args); }
   testing::TempDir dir_;
 };
 

@@ -1,0 +1,341 @@
+#include "experiments/binarized_topology.h"
+
+#include <fmt/format.h>
+#include <xxhash.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "core/config/error.h"
+#include "core/nn/norm.h"
+#include "core/runtime/progress.h"
+#include "networks/topology.h"
+#include "networks/trainer.h"
+
+namespace xp::experiments {
+namespace {
+
+using networks::Network;
+using networks::NetworkSpec;
+using networks::TrainOptions;
+
+struct DataConfig {
+  std::string dataset = "fashion_mnist";  // fashion_mnist | digits
+  std::string path;                       // "" = where Debian installs it
+  bool binarize = true;                   // pixel ≥ 0.5 → 1, else 0 (the method's input)
+  int64_t train_subset = 0;               // > 0: train on the first N of a seeded shuffle (quick runs)
+  int64_t digits_test = 497;              // digits only: samples held out for testing
+};
+
+struct EvalConfig {
+  int64_t sweep_every = 10;  // epochs between constant-weight sweeps (0 = only after training)
+  double on_min = 0.0;       // the sweep's constant weights: on_min, on_min + on_step, ..., on_max
+  double on_max = 4.0;
+  double on_step = 0.1;
+};
+
+struct Config {
+  DataConfig data;
+  NetworkSpec network;
+  TrainOptions train;
+  int64_t checkpoint_every = 200;  // steps between checkpoints (also at every epoch end)
+  EvalConfig eval;
+};
+
+[[noreturn]] void bad(const config::ConfigNode& job, const std::string& key, const std::string& msg,
+                      const std::string& hint) {
+  const config::ConfigNode* n = job.at_path(key);
+  throw config::ConfigError(msg, n ? n->loc() : config::SourceLoc{}, key, hint);
+}
+
+Config parse(const config::ConfigNode& job) {
+  Config c;
+  auto top = top_level_reader(job);
+  auto d = top.section("data");
+  d.get_enum("dataset", c.data.dataset, {"fashion_mnist", "digits"});
+  d.get("path", c.data.path);
+  d.get("binarize", c.data.binarize);
+  d.get("train_subset", c.data.train_subset);
+  d.get("digits_test", c.data.digits_test);
+  d.finish();
+  auto n = top.section("network");
+  n.get("layers", c.network.layers);
+  n.get_enum("method", c.network.method, {"binarized", "float_mlp", "edge_popup"});
+  n.get_enum("norm", c.network.norm, {"hard_invert", "soft_invert", "batch_norm"});
+  n.get("init_p", c.network.init_p);
+  n.get("soft_invert_init", c.network.soft_invert_init);
+  n.get("bn_eps", c.network.bn_eps);
+  n.get("bn_momentum", c.network.bn_momentum);
+  n.get("keep", c.network.keep);
+  n.finish();
+  auto t = top.section("train");
+  t.get("epochs", c.train.epochs);
+  t.get("batch_size", c.train.batch_size);
+  t.get_enum("optimizer", c.train.optimizer, {"adam", "sgd"});
+  t.get("lr", c.train.lr);
+  t.get("momentum", c.train.momentum);
+  t.get("weight_decay", c.train.weight_decay);
+  t.get_enum("schedule", c.train.schedule, {"constant", "cosine"});
+  t.get("checkpoint_every", c.checkpoint_every);
+  t.finish();
+  auto e = top.section("eval");
+  e.get("sweep_every", c.eval.sweep_every);
+  e.get("on_min", c.eval.on_min);
+  e.get("on_max", c.eval.on_max);
+  e.get("on_step", c.eval.on_step);
+  e.finish();
+  top.finish();
+  if (c.train.epochs < 1) bad(job, "train.epochs", "must be at least 1", "set train.epochs=<1 or more>");
+  if (c.train.batch_size < 1) bad(job, "train.batch_size", "must be positive", "set train.batch_size=200");
+  if (c.network.layers.size() < 2)
+    bad(job, "network.layers", "needs an input size and an output size", "e.g. network.layers=[784,1024,1024,10]");
+  for (int64_t s : c.network.layers)
+    if (s <= 0) bad(job, "network.layers", fmt::format("layer sizes must be positive, got {}", s), "");
+  if (!(c.network.init_p >= 0 && c.network.init_p <= 1))
+    bad(job, "network.init_p", "must be a probability", "the notebook uses 0.001");
+  if (!(c.network.keep > 0 && c.network.keep <= 1))
+    bad(job, "network.keep", "is the fraction of weights kept and must be in (0, 1]", "e.g. network.keep=0.1");
+  if (!(c.eval.on_step > 0) || c.eval.on_max < c.eval.on_min)
+    bad(job, "eval.on_step", "the sweep needs on_step > 0 and on_max ≥ on_min", "the spec sweeps 0 to 4 in steps of 0.1");
+  const int64_t in = c.data.dataset == "digits" ? 64 : 784;
+  if (c.network.layers.front() != in || c.network.layers.back() != 10)
+    bad(job, "network.layers",
+        fmt::format("the first size must be the {} input size {} and the last the 10 classes", c.data.dataset, in),
+        fmt::format("e.g. network.layers=[{},1024,1024,10]", in));
+  return c;
+}
+
+struct Splits {
+  data::Dataset train, test;
+};
+
+Splits load_data(const DataConfig& c, uint64_t seed) {
+  Splits s;
+  if (c.dataset == "digits") {
+    data::Dataset all = data::load_digits(c.path.empty() ? data::default_digits_path() : std::filesystem::path(c.path));
+    auto [test, train] = data::split(all, c.digits_test, runtime::RngStream(seed, 1));
+    s.train = std::move(train);
+    s.test = std::move(test);
+  } else {
+    auto dir = c.path.empty() ? data::default_fashion_mnist_dir() : std::filesystem::path(c.path);
+    s.train = data::load_fashion_mnist(dir, "train");
+    s.test = data::load_fashion_mnist(dir, "test");
+  }
+  if (c.train_subset > 0 && c.train_subset < s.train.size())
+    s.train = data::split(s.train, c.train_subset, runtime::RngStream(seed, 2)).first;
+  if (c.binarize) {
+    data::binarize(s.train);
+    data::binarize(s.test);
+  }
+  return s;
+}
+
+class BinarizedTopology final : public Experiment {
+ public:
+  explicit BinarizedTopology(Config c) : cfg_(std::move(c)) {}
+
+  jobs::RunOutcome run(jobs::RunContext& ctx) override {
+    Splits data = load_data(cfg_.data, ctx.seed());
+    Network net(cfg_.network, ctx.seed());
+    networks::Trainer trainer(net, cfg_.train, ctx.seed());
+    double train_seconds = 0.0;
+    if (auto payload = ctx.restore()) {
+      jobs::ByteReader r(*payload);
+      train_seconds = r.get<double>();
+      trainer.load(nn::read_state_dict(r));
+      ctx.log().info("resumed at epoch {} batch {}", trainer.epoch(), trainer.batch());
+    }
+    open_tables(ctx);
+    const bool binarized = cfg_.network.method == "binarized";
+    const int64_t per_epoch = trainer.batches_per_epoch(data.train);
+    runtime::Progress progress("train", cfg_.train.epochs * per_epoch);
+    progress.set(trainer.epoch() * per_epoch + trainer.batch());
+    double loss_sum = 0.0;
+    int64_t correct = 0, seen = 0, since_checkpoint = 0;
+    while (!trainer.done()) {
+      if (ctx.should_stop()) {
+        save(ctx, trainer, train_seconds);
+        ctx.log().info("stop requested: checkpoint saved at epoch {} batch {}", trainer.epoch(), trainer.batch());
+        return jobs::RunOutcome::kPreempted;
+      }
+      // A resumed run's first epoch reports only the batches after the checkpoint.
+      const auto t0 = std::chrono::steady_clock::now();
+      networks::StepResult s = trainer.step(data.train);
+      train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      loss_sum += s.loss;
+      correct += s.correct;
+      seen += s.samples;
+      progress.advance();
+      ++since_checkpoint;
+      if (trainer.batch() == 0) {
+        end_of_epoch(ctx, net, data, trainer.epoch(), loss_sum / static_cast<double>(seen),
+                     static_cast<double>(correct) / static_cast<double>(seen), train_seconds);
+        loss_sum = 0.0;
+        correct = seen = 0;
+        if (binarized && cfg_.eval.sweep_every > 0 && trainer.epoch() % cfg_.eval.sweep_every == 0 && !trainer.done())
+          sweep(net, data.test, trainer.epoch());
+      }
+      if (!trainer.done() && (trainer.batch() == 0 || (cfg_.checkpoint_every > 0 && since_checkpoint >= cfg_.checkpoint_every))) {
+        save(ctx, trainer, train_seconds);
+        since_checkpoint = 0;
+      }
+    }
+    progress.finish();
+    // A fingerprint of the final weights and optimizer state: equal fingerprints mean a resumed
+    // run ended bit for bit where an uninterrupted one did.
+    jobs::ByteWriter state;
+    nn::write_state_dict(state, trainer.state());
+    ctx.set_summary("final_state_xxh3", fmt::format("{:016x}", XXH3_64bits(state.bytes().data(), state.bytes().size())));
+    finish(ctx, net, data, train_seconds);
+    return jobs::RunOutcome::kDone;
+  }
+
+ private:
+  void open_tables(jobs::RunContext& ctx) {
+    using results::ColumnType;
+    epochs_ = &ctx.table("/train/epochs", {
+        {"epoch", ColumnType::kInt64, "epochs", "epochs completed"},
+        {"train_loss", ColumnType::kFloat64, "", "mean NLL over the epoch's mini-batches"},
+        {"train_accuracy", ColumnType::kFloat64, "", "accuracy on the epoch's mini-batches (training mode)"},
+        {"test_accuracy", ColumnType::kFloat64, "", "test accuracy (binarized nets: at on = 1)"},
+        {"active_share", ColumnType::kFloat64, "", "share of all weights that are active"},
+        {"train_seconds", ColumnType::kFloat64, "s", "training time so far (optimizer steps only)"},
+    });
+    layers_ = &ctx.table("/train/layers", {
+        {"epoch", ColumnType::kInt64, "epochs", "epochs completed"},
+        {"layer", ColumnType::kInt64, "", "weight layer, 1-based"},
+        {"active", ColumnType::kInt64, "weights", "active weights (binarized: |w| ≥ 0.5; edge-popup: kept)"},
+        {"total", ColumnType::kInt64, "weights", "weights in the layer"},
+        {"invert", ColumnType::kFloat64, "", "soft_invert: learned a; batch_norm: share of units with γ < 0; hard_invert: 1"},
+    });
+    sweep_ = &ctx.table("/sweep", {
+        {"epoch", ColumnType::kInt64, "epochs", "epochs completed when swept"},
+        {"on", ColumnType::kFloat64, "", "the constant weight every active connection gets"},
+        {"test_accuracy", ColumnType::kFloat64, "", "test accuracy with that constant"},
+    });
+  }
+
+  static double invert_measure(nn::Module* norm) {
+    if (auto* s = dynamic_cast<nn::SoftInvert*>(norm)) return s->effective_a();
+    if (auto* bn = dynamic_cast<nn::BatchNorm*>(norm)) {
+      const nn::Tensor& g = bn->weight()->value;
+      int64_t negative = 0;
+      for (int64_t i = 0; i < g.numel(); ++i) negative += g.data<float>()[i] < 0.0f;
+      return static_cast<double>(negative) / static_cast<double>(g.numel());
+    }
+    return dynamic_cast<nn::HardInvert*>(norm) ? 1.0 : std::nan("");
+  }
+
+  void end_of_epoch(jobs::RunContext& ctx, Network& net, const Splits& data, int64_t epoch, double loss,
+                    double train_acc, double seconds) {
+    const double test_acc = networks::evaluate(net, data.test).accuracy;
+    int64_t active = 0, total = 0;
+    auto activity = net.weight_activity();
+    for (size_t l = 0; l < activity.size(); ++l) {
+      active += activity[l].active;
+      total += activity[l].total;
+      double invert = l < net.norms().size() ? invert_measure(net.norms()[l]) : std::nan("");
+      layers_->append({epoch, static_cast<int64_t>(l + 1), activity[l].active, activity[l].total, invert});
+    }
+    const double share = static_cast<double>(active) / static_cast<double>(total);
+    epochs_->append({epoch, loss, train_acc, test_acc, share, seconds});
+    ctx.log().info("epoch {}: loss {:.4f}, train {:.4f}, test {:.4f}, active {:.3f}%", epoch, loss, train_acc, test_acc,
+                   100.0 * share);
+  }
+
+  // The weight-invariance sweep on the sparse topology (cost ∝ active connections).
+  std::vector<std::pair<double, double>> sweep(Network& net, const data::Dataset& test, int64_t epoch) {
+    networks::Topology topo(net);
+    std::vector<std::pair<double, double>> points;
+    const auto steps = static_cast<int64_t>(std::floor((cfg_.eval.on_max - cfg_.eval.on_min) / cfg_.eval.on_step + 1e-9));
+    for (int64_t i = 0; i <= steps; ++i) {
+      const double on = cfg_.eval.on_min + static_cast<double>(i) * cfg_.eval.on_step;
+      const double acc = networks::accuracy(topo.predict(test, static_cast<float>(on)), test);
+      sweep_->append({epoch, on, acc});
+      points.emplace_back(on, acc);
+    }
+    return points;
+  }
+
+  void finish(jobs::RunContext& ctx, Network& net, const Splits& data, double train_seconds) {
+    networks::Evaluation e = networks::evaluate(net, data.test);
+    int64_t active = 0, total = 0;
+    for (const auto& l : net.weight_activity()) active += l.active, total += l.total;
+    ctx.set_summary("method", cfg_.network.method);
+    ctx.set_summary("dataset", cfg_.data.dataset);
+    ctx.set_summary("binarized_input", cfg_.data.binarize);
+    ctx.set_summary("test_accuracy", e.accuracy);
+    ctx.set_summary("active_share", static_cast<double>(active) / static_cast<double>(total));
+    ctx.set_summary("active_weights", active);
+    ctx.set_summary("total_weights", total);
+    ctx.set_summary("train_seconds", train_seconds);
+    ctx.set_summary("train_samples_per_s",
+                    static_cast<double>(cfg_.train.epochs * data.train.size()) / std::max(train_seconds, 1e-9));
+    if (cfg_.network.method != "binarized") return;
+
+    auto points = sweep(net, data.test, cfg_.train.epochs);
+    // The widest run of constant weights around on = 1 whose accuracy stays within 2 points of it.
+    double at_one = networks::accuracy(networks::Topology(net).predict(data.test, 1.0f), data.test);
+    double lo = 1.0, hi = 1.0;
+    for (auto [on, acc] : points)
+      if (on >= 1.0 && std::fabs(acc - at_one) <= 0.02 && on - hi <= cfg_.eval.on_step * 1.5) hi = on;
+    for (auto it = points.rbegin(); it != points.rend(); ++it)
+      if (it->first <= 1.0 && std::fabs(it->second - at_one) <= 0.02 && lo - it->first <= cfg_.eval.on_step * 1.5)
+        lo = it->first;
+    ctx.set_summary("flat_on_min", lo);
+    ctx.set_summary("flat_on_max", hi);
+
+    networks::Topology topo(net);
+    auto circuit = topo.predict_circuit(data.test);
+    ctx.set_summary("circuit_accuracy", networks::accuracy(circuit.predicted, data.test));
+    ctx.set_summary("circuit_agreement", networks::agreement(circuit.predicted, e.predictions));
+    ctx.set_summary("circuit_agreement_up_to_ties", networks::agreement_up_to_ties(circuit, e.predictions));
+    ctx.set_summary("circuit_tie_share", networks::tie_share(circuit));
+    using results::ColumnType;
+    results::Table& nor = ctx.table("/nor", {
+        {"layer", ColumnType::kInt64, "", "weight layer, 1-based"},
+        {"units", ColumnType::kInt64, "", "units with at least one active input"},
+        {"inverting_units", ColumnType::kInt64, "", "units whose folded norm inverts (α < 0)"},
+        {"mean_agreement", ColumnType::kFloat64, "", "mean over units of P(NOR(inputs ≥ 0.5) == output > 0.5)"},
+        {"share_at_99", ColumnType::kFloat64, "", "share of units agreeing on ≥ 99% of test samples"},
+    });
+    auto reports = topo.nor_agreement(data.test);
+    double mean = 0.0;
+    for (size_t l = 0; l < reports.size(); ++l) {
+      nor.append({static_cast<int64_t>(l + 1), reports[l].units, reports[l].inverting, reports[l].mean_agreement,
+                  reports[l].share_at_99});
+      mean += reports[l].mean_agreement / static_cast<double>(reports.size());
+    }
+    ctx.set_summary("nor_agreement", mean);
+    if (auto* s = dynamic_cast<nn::SoftInvert*>(net.norms().front())) ctx.set_summary("soft_invert_a_layer1", s->effective_a());
+
+    // Sparse vs dense evaluation time at on = 1 over the test set.
+    auto time = [](auto f) {
+      const auto t0 = std::chrono::steady_clock::now();
+      f();
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    ctx.set_summary("dense_eval_seconds", time([&] { networks::evaluate(net, data.test); }));
+    ctx.set_summary("sparse_eval_seconds", time([&] { topo.predict(data.test, 1.0f); }));
+  }
+
+  static void save(jobs::RunContext& ctx, networks::Trainer& trainer, double train_seconds) {
+    jobs::ByteWriter out;
+    out.put<double>(train_seconds);
+    nn::write_state_dict(out, trainer.state());
+    ctx.save_checkpoint(static_cast<uint64_t>(trainer.epoch() * 1000000 + trainer.batch()), out);
+  }
+
+  Config cfg_;
+  results::Table* epochs_ = nullptr;
+  results::Table* layers_ = nullptr;
+  results::Table* sweep_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Experiment> make_binarized_topology(const config::ConfigNode& job_config) {
+  return std::make_unique<BinarizedTopology>(parse(job_config));
+}
+
+}  // namespace xp::experiments

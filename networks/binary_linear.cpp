@@ -1,0 +1,52 @@
+#include "networks/binary_linear.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "core/nn/init.h"
+#include "core/nn/linear.h"
+
+namespace xp::networks {
+
+BinaryLinear::BinaryLinear(int64_t in, int64_t out) : in_(in), out_(out) {
+  weight_ = &add_parameter("weight", {out, in});
+}
+
+void BinaryLinear::reset(runtime::RngStream& rng, double p) { nn::init::bernoulli(weight_->value, rng, p); }
+
+void BinaryLinear::clip() {
+  float* w = weight_->value.data<float>();
+  const int64_t n = weight_->value.numel();
+  for (int64_t i = 0; i < n; ++i) w[i] = std::clamp(w[i], 0.0f, 1.0f);
+}
+
+nn::Tensor BinaryLinear::binary_weights() const {
+  nn::Tensor b = nn::Tensor::empty(weight_->value.shape(), tensor::DType::kF32);
+  const float* w = weight_->value.data<float>();
+  float* out = b.data<float>();
+  const int64_t n = b.numel();
+  for (int64_t i = 0; i < n; ++i) out[i] = is_active(w[i]) ? on_ : 0.0f;
+  return b;
+}
+
+std::string BinaryLinear::describe() const { return fmt::format("BinaryLinear({}->{})", in_, out_); }
+
+nn::Tensor BinaryLinear::forward(const nn::Tensor& x, nn::Mode mode) {
+  nn::expect_features(*this, x, in_);
+  nn::Tensor x2 = x.reshape({x.size(0), in_});
+  nn::Tensor binary = binary_weights();
+  if (mode == nn::Mode::kTrain) {
+    x_ = x2;
+    binary_ = binary;
+  }
+  return nn::linear_forward(x2, binary, nn::Tensor());
+}
+
+nn::Tensor BinaryLinear::backward(const nn::Tensor& grad_y) {
+  nn::expect_same_shape(*this, grad_y, {x_.size(0), out_});
+  // Straight through: dL/dw_latent := dL/dw_binary.
+  return nn::linear_backward(x_, binary_, grad_y, weight_->grad, nn::Tensor());
+}
+
+}  // namespace xp::networks

@@ -1,0 +1,63 @@
+// The networks the topology experiments train (training.md §3.2, §3.5, §5.2b): one fully
+// connected shape, three methods —
+//   binarized   [BinaryLinear → tanh → norm] per layer, norm = hard_invert | soft_invert |
+//               batch_norm, then log-softmax; latent weights ~ Bernoulli(init_p), clipped to [0,1]
+//   float_mlp   [Linear → ReLU] with biases, the last Linear giving logits: the dense baseline
+//   edge_popup  [EdgePopupLinear → non-affine BatchNorm → ReLU], signed-constant weights, top-k
+// Every method ends in log-probabilities, so training is forward, nll_loss, backward.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/nn/module.h"
+#include "networks/binary_linear.h"
+
+namespace xp::networks {
+
+struct NetworkSpec {
+  std::vector<int64_t> layers{784, 1024, 1024, 10};  // input, hidden..., classes
+  std::string method = "binarized";                 // binarized | float_mlp | edge_popup
+  std::string norm = "hard_invert";                 // binarized: hard_invert | soft_invert | batch_norm
+  double init_p = 0.001;                            // binarized: P(latent weight starts at 1)
+  double soft_invert_init = 0.75;                   // binarized: initial a of soft_invert (see the yaml)
+  double bn_eps = 1e-4;                             // batch_norm (the notebook's values)
+  double bn_momentum = 0.15;
+  double keep = 0.5;                                // edge_popup: fraction of weights kept per layer
+};
+
+// Throws std::invalid_argument naming the bad field.
+void validate(const NetworkSpec& spec);
+
+class Network {
+ public:
+  // Initial weights from (seed, stream ids 100+): a pure function of the run's seed.
+  Network(NetworkSpec spec, uint64_t seed);
+  const NetworkSpec& spec() const { return spec_; }
+  nn::Sequential& module() { return *module_; }
+
+  // Called after every optimizer step: clips the latent weights of a binarized net.
+  void after_step();
+  // The constant weight of the binarized layers (the weight-invariance sweep).
+  void set_on(float on);
+
+  // The binarized net's layers and the norm that follows each (empty for the other methods).
+  const std::vector<BinaryLinear*>& binary_layers() const { return binary_; }
+  const std::vector<nn::Module*>& norms() const { return norms_; }
+
+  struct LayerWeights {
+    std::string name;
+    int64_t active = 0;  // binarized: |w| ≥ 0.5; edge_popup: kept; float: non-zero
+    int64_t total = 0;
+  };
+  std::vector<LayerWeights> weight_activity();
+
+ private:
+  NetworkSpec spec_;
+  std::unique_ptr<nn::Sequential> module_;
+  std::vector<BinaryLinear*> binary_;
+  std::vector<nn::Module*> norms_;
+  std::vector<nn::Module*> weighted_;  // the layer holding each weight matrix
+};
+
+}  // namespace xp::networks

@@ -1,0 +1,233 @@
+#include "networks/topology.h"
+
+#include <Eigen/Core>
+
+#include <bit>
+#include <cmath>
+#include <stdexcept>
+
+#include "core/nn/norm.h"
+
+namespace xp::networks {
+
+namespace {
+
+constexpr int64_t kChunk = 256;  // samples per pass: one feature row of a chunk stays in L1
+
+// Folds a norm layer at evaluation into per-unit α, β.
+void fold_norm(nn::Module& norm, TopologyLayer& L) {
+  L.alpha.assign(static_cast<size_t>(L.out), 1.0f);
+  L.beta.assign(static_cast<size_t>(L.out), 0.0f);
+  if (dynamic_cast<nn::HardInvert*>(&norm)) {
+    std::fill(L.alpha.begin(), L.alpha.end(), -1.0f);
+    std::fill(L.beta.begin(), L.beta.end(), 1.0f);
+  } else if (auto* s = dynamic_cast<nn::SoftInvert*>(&norm)) {
+    const auto a = static_cast<float>(s->effective_a());
+    std::fill(L.alpha.begin(), L.alpha.end(), 1.0f - 2.0f * a);
+    std::fill(L.beta.begin(), L.beta.end(), a);
+  } else if (auto* bn = dynamic_cast<nn::BatchNorm*>(&norm)) {
+    const float* mean = bn->running_mean().data<float>();
+    const float* var = bn->running_var().data<float>();
+    for (int64_t j = 0; j < L.out; ++j) {
+      const float g = bn->weight() ? bn->weight()->value.data<float>()[j] : 1.0f;
+      const float b = bn->bias() ? bn->bias()->value.data<float>()[j] : 0.0f;
+      const auto a = static_cast<float>(g / std::sqrt(static_cast<double>(var[j]) + bn->options().eps));
+      L.alpha[static_cast<size_t>(j)] = a;
+      L.beta[static_cast<size_t>(j)] = b - a * mean[j];
+    }
+  } else {
+    throw std::invalid_argument("Topology: unsupported norm " + norm.describe());
+  }
+}
+
+// The dataset's samples [begin, begin+n) as a feature-major [features, n] block.
+std::vector<float> transpose_chunk(const data::Dataset& d, int64_t begin, int64_t n) {
+  const int64_t f = d.sample_size();
+  std::vector<float> out(static_cast<size_t>(f * n));
+  for (int64_t s = 0; s < n; ++s)
+    for (int64_t i = 0; i < f; ++i) out[static_cast<size_t>(i * n + s)] = d.features[static_cast<size_t>((begin + s) * f + i)];
+  return out;
+}
+
+// sum[s] = Σ over unit j's active inputs i of x[i, s]; x is [in, n] feature-major.
+inline void fan_in_sum(const TopologyLayer& L, int64_t j, const float* x, int64_t n, float* sum) {
+  std::fill(sum, sum + n, 0.0f);
+  for (int64_t k = L.start[static_cast<size_t>(j)]; k < L.start[static_cast<size_t>(j) + 1]; ++k) {
+    const float* row = x + static_cast<int64_t>(L.inputs[static_cast<size_t>(k)]) * n;
+    for (int64_t s = 0; s < n; ++s) sum[s] += row[s];
+  }
+}
+
+}  // namespace
+
+Topology::Topology(Network& net) {
+  if (net.binary_layers().empty()) throw std::invalid_argument("Topology: needs a binarized network");
+  for (size_t l = 0; l < net.binary_layers().size(); ++l) {
+    const BinaryLinear& b = *net.binary_layers()[l];
+    TopologyLayer L;
+    L.in = b.in_features();
+    L.out = b.out_features();
+    const float* w = b.latent().value.data<float>();
+    L.start.push_back(0);
+    for (int64_t j = 0; j < L.out; ++j) {
+      for (int64_t i = 0; i < L.in; ++i)
+        if (is_active(w[j * L.in + i])) L.inputs.push_back(static_cast<int32_t>(i));
+      L.start.push_back(static_cast<int64_t>(L.inputs.size()));
+    }
+    fold_norm(*net.norms()[l], L);
+    layers_.push_back(std::move(L));
+  }
+}
+
+int64_t Topology::active() const {
+  int64_t n = 0;
+  for (const auto& L : layers_) n += L.active();
+  return n;
+}
+
+template <class Visit>
+void Topology::propagate(const data::Dataset& d, float on, Visit visit) const {
+  for (int64_t begin = 0; begin < d.size(); begin += kChunk) {
+    const int64_t n = std::min(kChunk, d.size() - begin);
+    std::vector<float> x = transpose_chunk(d, begin, n);
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      const TopologyLayer& L = layers_[l];
+      std::vector<float> y(static_cast<size_t>(L.out * n));
+#pragma omp parallel
+      {
+        std::vector<float> sum(static_cast<size_t>(n));
+#pragma omp for schedule(static)
+        for (int64_t j = 0; j < L.out; ++j) {
+          fan_in_sum(L, j, x.data(), n, sum.data());
+          const float a = L.alpha[static_cast<size_t>(j)], b = L.beta[static_cast<size_t>(j)];
+          float* out = y.data() + j * n;
+          // Eigen's vectorised tanh, as in nn::Tanh: sparse and dense evaluation agree.
+          Eigen::Map<Eigen::ArrayXf>(out, n) = a * (on * Eigen::Map<const Eigen::ArrayXf>(sum.data(), n)).tanh() + b;
+        }
+      }
+      visit(l, x, y, begin, n);
+      x = std::move(y);
+    }
+  }
+}
+
+std::vector<float> Topology::scores(const data::Dataset& d, float on) const {
+  const int64_t classes = layers_.back().out;
+  std::vector<float> out(static_cast<size_t>(d.size() * classes));
+  propagate(d, on, [&](size_t l, const std::vector<float>&, const std::vector<float>& y, int64_t begin, int64_t n) {
+    if (l + 1 != layers_.size()) return;
+    for (int64_t c = 0; c < classes; ++c)
+      for (int64_t s = 0; s < n; ++s) out[static_cast<size_t>((begin + s) * classes + c)] = y[static_cast<size_t>(c * n + s)];
+  });
+  return out;
+}
+
+namespace {
+std::vector<int32_t> argmax_rows(const std::vector<float>& scores, int64_t classes) {
+  std::vector<int32_t> out(scores.size() / static_cast<size_t>(classes));
+  for (size_t s = 0; s < out.size(); ++s) {
+    const float* row = scores.data() + s * static_cast<size_t>(classes);
+    out[s] = static_cast<int32_t>(std::max_element(row, row + classes) - row);
+  }
+  return out;
+}
+}  // namespace
+
+std::vector<int32_t> Topology::predict(const data::Dataset& d, float on) const {
+  return argmax_rows(scores(d, on), layers_.back().out);
+}
+
+Topology::CircuitPredictions Topology::predict_circuit(const data::Dataset& d) const {
+  const int64_t classes = layers_.back().out;
+  if (classes > 64) throw std::invalid_argument("Topology::predict_circuit: at most 64 classes");
+  CircuitPredictions out;
+  out.predicted.resize(static_cast<size_t>(d.size()));
+  out.tied.resize(static_cast<size_t>(d.size()));
+  std::vector<uint8_t> bits;
+  std::vector<float> scores(static_cast<size_t>(classes));
+  for (int64_t s = 0; s < d.size(); ++s) {
+    // Input bits, then each layer's bits; the last layer maps integer popcounts to scores.
+    const float* x = d.features.data() + s * d.sample_size();
+    bits.assign(static_cast<size_t>(d.sample_size()), 0);
+    for (int64_t i = 0; i < d.sample_size(); ++i) bits[static_cast<size_t>(i)] = x[i] >= 0.5f;
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      const TopologyLayer& L = layers_[l];
+      const bool last = l + 1 == layers_.size();
+      std::vector<uint8_t> next(static_cast<size_t>(L.out));
+      for (int64_t j = 0; j < L.out; ++j) {
+        int popcount = 0;
+        for (int64_t k = L.start[static_cast<size_t>(j)]; k < L.start[static_cast<size_t>(j) + 1]; ++k)
+          popcount += bits[static_cast<size_t>(L.inputs[static_cast<size_t>(k)])];
+        const float a = L.alpha[static_cast<size_t>(j)], b = L.beta[static_cast<size_t>(j)];
+        if (last) scores[static_cast<size_t>(j)] = a * std::tanh(static_cast<float>(popcount)) + b;
+        else next[static_cast<size_t>(j)] = a < 0.0f ? popcount == 0 : popcount > 0;  // NOR or OR
+      }
+      bits = std::move(next);
+    }
+    const auto best = std::max_element(scores.begin(), scores.end());
+    out.predicted[static_cast<size_t>(s)] = static_cast<int32_t>(best - scores.begin());
+    for (int64_t c = 0; c < classes; ++c)
+      if (scores[static_cast<size_t>(c)] == *best) out.tied[static_cast<size_t>(s)] |= uint64_t{1} << c;
+  }
+  return out;
+}
+
+std::vector<NorLayerReport> Topology::nor_agreement(const data::Dataset& d) const {
+  std::vector<std::vector<int64_t>> agree(layers_.size());
+  for (size_t l = 0; l < layers_.size(); ++l) agree[l].assign(static_cast<size_t>(layers_[l].out), 0);
+  propagate(d, 1.0f, [&](size_t l, const std::vector<float>& x, const std::vector<float>& y, int64_t, int64_t n) {
+    const TopologyLayer& L = layers_[l];
+    for (int64_t j = 0; j < L.out; ++j)
+      for (int64_t s = 0; s < n; ++s) {
+        bool any = false;
+        for (int64_t k = L.start[static_cast<size_t>(j)]; k < L.start[static_cast<size_t>(j) + 1] && !any; ++k)
+          any = x[static_cast<size_t>(L.inputs[static_cast<size_t>(k)] * n + s)] >= 0.5f;
+        agree[l][static_cast<size_t>(j)] += (!any) == (y[static_cast<size_t>(j * n + s)] > 0.5f);
+      }
+  });
+  std::vector<NorLayerReport> out;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const TopologyLayer& L = layers_[l];
+    NorLayerReport r;
+    for (int64_t j = 0; j < L.out; ++j) {
+      r.inverting += L.alpha[static_cast<size_t>(j)] < 0.0f;
+      if (L.start[static_cast<size_t>(j) + 1] == L.start[static_cast<size_t>(j)]) continue;
+      const double a = static_cast<double>(agree[l][static_cast<size_t>(j)]) / static_cast<double>(d.size());
+      ++r.units;
+      r.mean_agreement += a;
+      r.share_at_99 += a >= 0.99;
+    }
+    if (r.units) {
+      r.mean_agreement /= static_cast<double>(r.units);
+      r.share_at_99 /= static_cast<double>(r.units);
+    }
+    out.push_back(r);
+  }
+  return out;
+}
+
+double accuracy(const std::vector<int32_t>& predictions, const data::Dataset& d) {
+  int64_t ok = 0;
+  for (size_t i = 0; i < predictions.size(); ++i) ok += predictions[i] == d.labels[i];
+  return d.size() ? static_cast<double>(ok) / static_cast<double>(d.size()) : 0.0;
+}
+
+double agreement_up_to_ties(const Topology::CircuitPredictions& circuit, const std::vector<int32_t>& predictions) {
+  int64_t inside = 0;
+  for (size_t i = 0; i < predictions.size(); ++i) inside += (circuit.tied[i] >> predictions[i]) & 1u;
+  return predictions.empty() ? 0.0 : static_cast<double>(inside) / static_cast<double>(predictions.size());
+}
+
+double tie_share(const Topology::CircuitPredictions& circuit) {
+  int64_t ties = 0;
+  for (uint64_t m : circuit.tied) ties += std::popcount(m) > 1;
+  return circuit.tied.empty() ? 0.0 : static_cast<double>(ties) / static_cast<double>(circuit.tied.size());
+}
+
+double agreement(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  int64_t same = 0;
+  for (size_t i = 0; i < a.size(); ++i) same += a[i] == b[i];
+  return a.empty() ? 0.0 : static_cast<double>(same) / static_cast<double>(a.size());
+}
+
+}  // namespace xp::networks

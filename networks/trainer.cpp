@@ -1,0 +1,104 @@
+#include "networks/trainer.h"
+
+#include <fmt/format.h>
+
+#include <numeric>
+#include <stdexcept>
+
+#include "core/nn/loss.h"
+#include "networks/topology.h"
+
+namespace xp::networks {
+
+namespace {
+constexpr uint64_t kOrderStream = 10000;  // + epoch: the batch order of each epoch
+constexpr const char* kPositionKey = "trainer.position";
+}  // namespace
+
+Trainer::Trainer(Network& net, TrainOptions options, uint64_t seed) : net_(net), opt_(std::move(options)), seed_(seed) {
+  if (opt_.epochs < 0 || opt_.batch_size <= 0)
+    throw std::invalid_argument(fmt::format("train: epochs must be ≥ 0 and batch_size > 0 (got {}, {})", opt_.epochs,
+                                            opt_.batch_size));
+  if (opt_.optimizer == "adam")
+    optimizer_ = std::make_unique<nn::Adam>(net.module().parameters(), nn::AdamOptions{.weight_decay = opt_.weight_decay});
+  else if (opt_.optimizer == "sgd")
+    optimizer_ = std::make_unique<nn::Sgd>(net.module().parameters(),
+                                           nn::SgdOptions{.momentum = opt_.momentum, .weight_decay = opt_.weight_decay});
+  else
+    throw std::invalid_argument(fmt::format("train.optimizer '{}' is not adam or sgd", opt_.optimizer));
+  if (opt_.schedule != "constant" && opt_.schedule != "cosine")
+    throw std::invalid_argument(fmt::format("train.schedule '{}' is not constant or cosine", opt_.schedule));
+}
+
+int64_t Trainer::batches_per_epoch(const data::Dataset& train) const {
+  return (train.size() + opt_.batch_size - 1) / opt_.batch_size;
+}
+
+StepResult Trainer::step(const data::Dataset& train) {
+  if (done()) throw std::logic_error("Trainer::step after the last epoch");
+  if (order_epoch_ != epoch_) {
+    order_ = data::permutation(train.size(), runtime::RngStream(seed_, kOrderStream + static_cast<uint64_t>(epoch_)));
+    order_epoch_ = epoch_;
+  }
+  const int64_t begin = batch_ * opt_.batch_size;
+  const int64_t n = std::min(opt_.batch_size, train.size() - begin);
+  std::span<const int64_t> rows(order_.data() + begin, static_cast<size_t>(n));
+  nn::Module& m = net_.module();
+  m.zero_grad();
+  nn::LossResult r = nn::nll_loss(m.forward(data::batch_features(train, rows), nn::Mode::kTrain),
+                                  data::batch_labels(train, rows));
+  m.backward(r.grad);
+  const int64_t total = opt_.epochs * batches_per_epoch(train);
+  const double lr = opt_.schedule == "cosine" ? nn::cosine_lr(opt_.lr, optimizer_->steps(), total) : opt_.lr;
+  optimizer_->step(lr);
+  net_.after_step();
+  if (++batch_ == batches_per_epoch(train)) {
+    batch_ = 0;
+    ++epoch_;
+  }
+  return {r.loss * static_cast<double>(n), r.correct, n};
+}
+
+nn::StateDict Trainer::state() {
+  nn::StateDict sd = nn::state_dict(net_.module(), optimizer_.get());
+  nn::Tensor position = nn::Tensor::empty({2}, tensor::DType::kI64);
+  position.data<int64_t>()[0] = epoch_;
+  position.data<int64_t>()[1] = batch_;
+  sd.emplace_back(kPositionKey, position);
+  return sd;
+}
+
+void Trainer::load(const nn::StateDict& sd) {
+  nn::StateDict rest;
+  nn::Tensor position;
+  for (const auto& [name, t] : sd) {
+    if (name == kPositionKey) position = t;
+    else rest.emplace_back(name, t);
+  }
+  if (!position.defined() || position.numel() != 2 || position.dtype() != tensor::DType::kI64)
+    throw nn::StateDictError(fmt::format("state dict has no '{}' (not a training checkpoint?)", kPositionKey));
+  nn::load_state_dict(rest, net_.module(), optimizer_.get());
+  epoch_ = position.data<int64_t>()[0];
+  batch_ = position.data<int64_t>()[1];
+}
+
+Evaluation evaluate(Network& net, const data::Dataset& d, int64_t batch_size) {
+  Evaluation e;
+  e.predictions.reserve(static_cast<size_t>(d.size()));
+  std::vector<int64_t> rows;
+  for (int64_t begin = 0; begin < d.size(); begin += batch_size) {
+    const int64_t n = std::min(batch_size, d.size() - begin);
+    rows.resize(static_cast<size_t>(n));
+    std::iota(rows.begin(), rows.end(), begin);
+    nn::Tensor logp = net.module().forward(data::batch_features(d, rows), nn::Mode::kEval);
+    nn::LossResult r = nn::nll_loss(logp, data::batch_labels(d, rows));
+    e.loss += r.loss * static_cast<double>(n);
+    auto p = nn::argmax_rows(logp);
+    e.predictions.insert(e.predictions.end(), p.begin(), p.end());
+  }
+  e.accuracy = accuracy(e.predictions, d);
+  e.loss = d.size() ? e.loss / static_cast<double>(d.size()) : 0.0;
+  return e;
+}
+
+}  // namespace xp::networks

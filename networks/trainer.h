@@ -1,0 +1,65 @@
+// The mini-batch training loop of the topology experiments, resumable exactly: the batch order
+// of epoch e is a seeded permutation that depends on (seed, e) alone, and state() captures the
+// model, the optimizer and the loop position, so a run restored from state() continues bit for
+// bit. One Trainer per Network; not thread-safe (layers use OpenMP inside).
+#pragma once
+#include <memory>
+#include <string>
+
+#include "core/data/dataset.h"
+#include "core/nn/optim.h"
+#include "core/nn/state_dict.h"
+#include "networks/network.h"
+
+namespace xp::networks {
+
+struct TrainOptions {
+  int64_t epochs = 20;
+  int64_t batch_size = 200;           // the notebook's batch
+  std::string optimizer = "adam";     // adam | sgd
+  double lr = 1e-3;
+  double momentum = 0.9;              // sgd only
+  double weight_decay = 0.0;
+  std::string schedule = "constant";  // constant | cosine (over all steps)
+};
+
+struct StepResult {
+  double loss = 0.0;
+  int64_t correct = 0;
+  int64_t samples = 0;
+};
+
+class Trainer {
+ public:
+  Trainer(Network& net, TrainOptions options, uint64_t seed);
+  int64_t epoch() const { return epoch_; }  // epochs completed
+  int64_t batch() const { return batch_; }  // batches done in the current epoch
+  int64_t batches_per_epoch(const data::Dataset& train) const;
+  bool done() const { return epoch_ >= opt_.epochs; }
+  // One optimizer step on the next mini-batch; moves to the next epoch after its last batch.
+  StepResult step(const data::Dataset& train);
+
+  nn::StateDict state();
+  // Throws nn::StateDictError when the state belongs to another network or optimizer.
+  void load(const nn::StateDict& sd);
+
+ private:
+  Network& net_;
+  TrainOptions opt_;
+  uint64_t seed_;
+  std::unique_ptr<nn::Optimizer> optimizer_;
+  int64_t epoch_ = 0, batch_ = 0;
+  int64_t total_steps_ = 0;  // for the cosine schedule; set on the first step
+  std::vector<int64_t> order_;
+  int64_t order_epoch_ = -1;
+};
+
+// Dense evaluation in eval mode: accuracy and mean NLL over `d`.
+struct Evaluation {
+  double accuracy = 0.0;
+  double loss = 0.0;
+  std::vector<int32_t> predictions;
+};
+Evaluation evaluate(Network& net, const data::Dataset& d, int64_t batch_size = 1000);
+
+}  // namespace xp::networks

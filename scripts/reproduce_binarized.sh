@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# {0,1} topology reproduction (training.md §3, plan §5.2b) on Fashion-MNIST: every config in
+# configs/reproduce/binarized/ (ours with three norms, the float MLP on binarized and raw input,
+# edge-popup keeping 50/10/3%), then the table and plots of scripts/plot_binarized.py. About
+# 4 minutes per run on 2 cores. Resumable: finished runs are kept, interrupted ones resume.
+#   scripts/reproduce_binarized.sh [OUT_DIR] [extra overrides...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-results/reproduce/binarized}
+shift || true
+exp=./build/exp
+[ -x "$exp" ] || cmake --build build --target exp
+mkdir -p "$out"
+for cfg in configs/reproduce/binarized/*.yaml; do
+  name=$(basename "$cfg" .yaml)
+  dir="$out/$name"
+  if h5dump -a /complete "$dir/results.h5" 2>/dev/null | grep -q "(0): 1"; then continue; fi
+  if [ -d "$dir" ]; then
+    "$exp" run --resume "$dir" > "$dir.log" 2>&1 || { echo "failed: $dir (see $dir.log)"; exit 1; }
+  else
+    "$exp" run "$cfg" hydra.run.dir="$dir" "$@" > "$dir.log" 2>&1 || { echo "failed: $dir (see $dir.log)"; exit 1; }
+  fi
+  echo "done: $dir"
+done
+/usr/bin/python3 scripts/plot_binarized.py "$out"

@@ -1,0 +1,94 @@
+// The binarized-topology experiment end to end through `exp` on the digits set: a run stopped by
+// SIGTERM resumes to the same tables, accuracy and final weights (bit for bit) as an
+// uninterrupted run, and bad input is refused with errors naming the key.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "core/results/results_file.h"
+#include "tests/support/exp_cli.h"
+
+namespace xp::cli {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::kConfigs;
+using testing::Ran;
+
+const std::string kTopology = kConfigs + "/experiment/binarized_topology.yaml";
+const std::vector<std::string> kDigits = {
+    "data.dataset=digits", "network.layers=[64,128,128,10]", "network.init_p=0.01", "network.norm=soft_invert",
+    "train.epochs=60",     "train.batch_size=50",             "train.lr=0.01",       "train.checkpoint_every=7",
+    "eval.sweep_every=20", "eval.on_step=0.5"};
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& a : v) s += " " + a;
+  return s;
+}
+
+class NetworksCli : public ::testing::Test {
+ protected:
+  // One OpenMP thread per run (inherited by the spawned `exp`): ctest runs tests side by side on
+  // the CI's two cores, and spinning OpenMP teams would fight over them.
+  NetworksCli() { setenv("OMP_NUM_THREADS", "1", 1); }
+  Ran exp(const std::string& args) { return testing::run_exp(dir_, args); }
+  std::filesystem::path path(const std::string& rel) const { return dir_ / rel; }
+  xp::testing::TempDir dir_;
+};
+
+TEST_F(NetworksCli, StoppedTopologyRunResumesBitForBit) {
+  Ran full = exp("run " + kTopology + joined(kDigits) + " hydra.run.dir=full");
+  ASSERT_EQ(full.rc, 0) << full.err;
+  EXPECT_THAT(full.out, HasSubstr("circuit_accuracy"));
+
+  std::vector<std::string> argv = {"run", kTopology};
+  argv.insert(argv.end(), kDigits.begin(), kDigits.end());
+  argv.push_back("hydra.run.dir=" + path("killed").string());
+  // Epoch 3's checkpoint (step id epoch·10⁶ + batch).
+  const int rc = testing::run_exp_until_checkpoint(argv, path("killed.err"),
+                                                   path("killed/checkpoints/ckpt-000003000000.ckpt"));
+  ASSERT_EQ(rc, 75) << "the run finished before it could be stopped: " << dir_.read("killed.err");
+  Ran resumed = exp("run --resume killed");
+  ASSERT_EQ(resumed.rc, 0) << resumed.err;
+
+  auto a = results::ResultsReader::open(path("full/results.h5"));
+  auto b = results::ResultsReader::open(path("killed/results.h5"));
+  ASSERT_TRUE(b->complete());
+  for (const char* key : {"final_state_xxh3"})
+    EXPECT_EQ(std::get<std::string>(*a->attr("/summary", key)), std::get<std::string>(*b->attr("/summary", key)));
+  for (const char* key : {"test_accuracy", "active_share", "circuit_accuracy", "nor_agreement"})
+    EXPECT_EQ(std::get<double>(*a->attr("/summary", key)), std::get<double>(*b->attr("/summary", key))) << key;
+  for (const char* table : {"/train/layers", "/sweep", "/nor"})
+    EXPECT_EQ(a->read_table(table).values, b->read_table(table).values) << table;
+  // Per-epoch rows match except the timing column and the first epoch after the resume point,
+  // whose training-loss mean covers only the batches after it.
+  auto ea = a->read_table("/train/epochs"), eb = b->read_table("/train/epochs");
+  ASSERT_EQ(ea.rows, 60);
+  ASSERT_EQ(eb.rows, 60);
+  for (size_t col : {0u, 3u, 4u}) EXPECT_EQ(ea.values[col], eb.values[col]) << col;
+}
+
+TEST_F(NetworksCli, LayersThatDoNotFitTheDatasetAreRefusedNamingTheKey) {
+  Ran r = exp("run " + kTopology + " data.dataset=digits network.layers=[784,100,10]");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_THAT(r.err, HasSubstr("network.layers"));
+  EXPECT_THAT(r.err, HasSubstr("64"));
+}
+
+TEST_F(NetworksCli, UnknownNormIsRefusedWithTheChoices) {
+  Ran r = exp("run " + kTopology + " network.norm=layer_norm");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_THAT(r.err, HasSubstr("network.norm"));
+  EXPECT_THAT(r.err, HasSubstr("hard_invert"));
+}
+
+TEST_F(NetworksCli, MissingDatasetNamesTheFile) {
+  Ran r = exp("run " + kTopology + " data.path=/nonexistent train.epochs=1 hydra.run.dir=r");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_THAT(r.err, HasSubstr("/nonexistent/train-images-idx3-ubyte.gz"));
+}
+
+}  // namespace
+}  // namespace xp::cli

@@ -1,0 +1,61 @@
+// Running the `exp` binary from end-to-end tests, as a user would: in a scratch directory, with
+// the repository's configs; and stopping a run with SIGTERM once it has written a checkpoint.
+#pragma once
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/support/temp_dir.h"
+
+extern char** environ;
+
+namespace xp::testing {
+
+inline const std::string kExp = std::string(EXP_BINARY_DIR) + "/exp";
+inline const std::string kConfigs = std::string(EXP_SOURCE_DIR) + "/configs";
+
+struct Ran {
+  int rc;
+  std::string out, err;
+};
+
+// Runs `exp ARGS` in `dir`; `env` is prepended as shell assignments.
+inline Ran run_exp(const TempDir& dir, const std::string& args, const std::string& env = "") {
+  std::string cmd = "cd " + dir.path().string() + " && " + env + " " + kExp + " " + args + " > out.txt 2> err.txt";
+  int status = std::system(cmd.c_str());
+  return {WEXITSTATUS(status), dir.read("out.txt"), dir.read("err.txt")};
+}
+
+// Starts `exp ARGS...` (stderr to `err_file`), waits until `checkpoint` exists (at most 60 s),
+// sends SIGTERM and returns the exit status (75 = stopped after saving a checkpoint; 0 = it
+// finished before it could be stopped).
+inline int run_exp_until_checkpoint(std::vector<std::string> args, const std::filesystem::path& err_file,
+                                    const std::filesystem::path& checkpoint) {
+  args.insert(args.begin(), kExp);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 2, err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid;
+  if (posix_spawn(&pid, kExp.c_str(), &fa, nullptr, argv.data(), environ) != 0) return -1;
+  posix_spawn_file_actions_destroy(&fa);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!std::filesystem::exists(checkpoint) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace xp::testing
