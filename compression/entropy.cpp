@@ -1,0 +1,198 @@
+#include "compression/entropy.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <queue>
+
+namespace xp::compression {
+
+namespace {
+
+constexpr int kMaxCodeLength = 30;
+
+class BitWriter {
+ public:
+  void put(uint32_t code, int length) {  // most significant bit first
+    for (int i = length - 1; i >= 0; --i) {
+      if (bits_ % 8 == 0) bytes_.push_back(0);
+      if ((code >> i) & 1u) bytes_.back() |= static_cast<uint8_t>(0x80u >> (bits_ % 8));
+      ++bits_;
+    }
+  }
+  std::vector<uint8_t>& bytes() { return bytes_; }
+
+ private:
+  std::vector<uint8_t> bytes_;
+  uint64_t bits_ = 0;
+};
+
+struct Canonical {
+  std::vector<int32_t> symbols;  // sorted by (length, symbol)
+  std::vector<uint8_t> lengths;
+  std::vector<uint32_t> codes;
+};
+
+Canonical canonical(std::vector<std::pair<int32_t, uint8_t>> table) {
+  std::sort(table.begin(), table.end(), [](auto a, auto b) { return a.second != b.second ? a.second < b.second : a.first < b.first; });
+  Canonical c;
+  uint32_t code = 0;
+  uint8_t prev = table.empty() ? 0 : table.front().second;
+  for (size_t i = 0; i < table.size(); ++i) {
+    if (i > 0) code = (code + 1) << (table[i].second - prev);
+    else code = 0;
+    prev = table[i].second;
+    c.symbols.push_back(table[i].first);
+    c.lengths.push_back(table[i].second);
+    c.codes.push_back(code);
+  }
+  return c;
+}
+
+}  // namespace
+
+std::vector<uint8_t> huffman_code_lengths(std::span<const uint64_t> frequencies) {
+  const size_t n = frequencies.size();
+  std::vector<uint8_t> lengths(n, 0);
+  if (n == 1) lengths[0] = 1;
+  if (n <= 1) return lengths;
+  std::vector<uint64_t> f(frequencies.begin(), frequencies.end());
+  for (;;) {
+    // Heap of (weight, node); nodes < n are leaves, the rest internal with parent links.
+    using Item = std::pair<uint64_t, size_t>;
+    std::priority_queue<Item, std::vector<Item>, std::greater<>> heap;
+    std::vector<size_t> parent(2 * n, SIZE_MAX);
+    for (size_t i = 0; i < n; ++i) heap.emplace(std::max<uint64_t>(f[i], 1), i);
+    size_t next = n;
+    while (heap.size() > 1) {
+      auto [wa, a] = heap.top();
+      heap.pop();
+      auto [wb, b] = heap.top();
+      heap.pop();
+      parent[a] = parent[b] = next;
+      heap.emplace(wa + wb, next++);
+    }
+    int longest = 0;
+    for (size_t i = 0; i < n; ++i) {
+      int depth = 0;
+      for (size_t p = parent[i]; p != SIZE_MAX; p = parent[p]) ++depth;
+      lengths[i] = static_cast<uint8_t>(depth);
+      longest = std::max(longest, depth);
+    }
+    if (longest <= kMaxCodeLength) return lengths;
+    for (auto& v : f) v = (v + 1) / 2;  // flatten the distribution and rebuild (as zlib does)
+  }
+}
+
+void huffman_encode(std::span<const int32_t> stream, jobs::ByteWriter& out) {
+  std::map<int32_t, uint64_t> freq;
+  for (int32_t v : stream) ++freq[v];
+  std::vector<int32_t> symbols;
+  std::vector<uint64_t> counts;
+  for (auto [s, c] : freq) {
+    symbols.push_back(s);
+    counts.push_back(c);
+  }
+  auto lengths = huffman_code_lengths(counts);
+  std::vector<std::pair<int32_t, uint8_t>> table;
+  for (size_t i = 0; i < symbols.size(); ++i) table.emplace_back(symbols[i], lengths[i]);
+  Canonical c = canonical(table);
+  std::map<int32_t, size_t> index;
+  for (size_t i = 0; i < c.symbols.size(); ++i) index[c.symbols[i]] = i;
+  out.put<uint32_t>(static_cast<uint32_t>(c.symbols.size()));
+  for (size_t i = 0; i < c.symbols.size(); ++i) {
+    out.put<int32_t>(c.symbols[i]);
+    out.put<uint8_t>(c.lengths[i]);
+  }
+  BitWriter bits;
+  for (int32_t v : stream) {
+    const size_t i = index[v];
+    bits.put(c.codes[i], c.lengths[i]);
+  }
+  out.put<uint64_t>(stream.size());
+  out.put_vector(bits.bytes());
+}
+
+std::vector<int32_t> huffman_decode(jobs::ByteReader& in) {
+  const auto n = in.get<uint32_t>();
+  if (n > in.remaining() / 5) throw jobs::CheckpointError("huffman: code table larger than the payload (corrupt)");
+  std::vector<std::pair<int32_t, uint8_t>> table(n);
+  for (auto& [s, l] : table) {
+    s = in.get<int32_t>();
+    l = in.get<uint8_t>();
+    if (l == 0 || l > kMaxCodeLength) throw jobs::CheckpointError(fmt::format("huffman: invalid code length {}", l));
+  }
+  Canonical c = canonical(table);
+  const auto count = in.get<uint64_t>();
+  const auto bytes = in.get_vector<uint8_t>();
+  if (count > 0 && n == 0) throw jobs::CheckpointError("huffman: symbols but no code table (corrupt)");
+  if (count > bytes.size() * 8) throw jobs::CheckpointError("huffman: more symbols than bits (corrupt)");
+  // Canonical decoding: per length, the first code and the index of its first symbol.
+  std::vector<uint32_t> first_code(kMaxCodeLength + 2, 0), first_index(kMaxCodeLength + 2, 0), per_length(kMaxCodeLength + 2, 0);
+  for (uint8_t l : c.lengths) ++per_length[l];
+  uint32_t code = 0, index = 0;
+  for (int l = 1; l <= kMaxCodeLength; ++l) {
+    code = (code + per_length[static_cast<size_t>(l) - 1]) << 1;
+    first_code[static_cast<size_t>(l)] = code;
+    first_index[static_cast<size_t>(l)] = index;
+    index += per_length[static_cast<size_t>(l)];
+  }
+  std::vector<int32_t> out;
+  out.reserve(count);
+  uint64_t bit = 0;
+  const uint64_t total_bits = bytes.size() * 8;
+  for (uint64_t s = 0; s < count; ++s) {
+    uint32_t v = 0;
+    for (int l = 1;; ++l) {
+      if (l > kMaxCodeLength || bit >= total_bits) throw jobs::CheckpointError("huffman: invalid bit stream (corrupt)");
+      v = (v << 1) | ((bytes[bit / 8] >> (7 - bit % 8)) & 1u);
+      ++bit;
+      const uint32_t offset = v - first_code[static_cast<size_t>(l)];
+      if (v >= first_code[static_cast<size_t>(l)] && offset < per_length[static_cast<size_t>(l)]) {
+        out.push_back(c.symbols[first_index[static_cast<size_t>(l)] + offset]);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<int32_t> rle_encode(std::span<const uint16_t> values) {
+  std::vector<int32_t> out;
+  for (size_t i = 0; i < values.size();) {
+    size_t j = i + 1;
+    while (j < values.size() && values[j] == values[i]) ++j;
+    out.push_back(-static_cast<int32_t>(values[i]));
+    if (j - i > 1) {
+      // Runs longer than INT32_MAX are split (never in practice; keeps the stream well formed).
+      uint64_t run = j - i;
+      while (run > 0) {
+        const auto piece = static_cast<int32_t>(std::min<uint64_t>(run, INT32_MAX));
+        if (piece > 1) out.push_back(piece);
+        run -= static_cast<uint64_t>(piece);
+        if (run > 0) out.push_back(-static_cast<int32_t>(values[i]));
+      }
+    }
+    i = j;
+  }
+  return out;
+}
+
+std::vector<uint16_t> rle_decode(std::span<const int32_t> stream, size_t expected_count) {
+  std::vector<uint16_t> out;
+  out.reserve(expected_count);
+  for (size_t i = 0; i < stream.size(); ++i) {
+    if (stream[i] > 0 || stream[i] < -65535) throw jobs::CheckpointError("rle: a run length without a value (corrupt)");
+    const auto v = static_cast<uint16_t>(-stream[i]);
+    size_t run = 1;
+    if (i + 1 < stream.size() && stream[i + 1] > 0) run = static_cast<size_t>(stream[++i]);
+    if (out.size() + run > expected_count) throw jobs::CheckpointError("rle: more values than the tensor holds (corrupt)");
+    out.insert(out.end(), run, v);
+  }
+  if (out.size() != expected_count)
+    throw jobs::CheckpointError(fmt::format("rle: decoded {} values, the tensor holds {} (corrupt)", out.size(), expected_count));
+  return out;
+}
+
+}  // namespace xp::compression

@@ -1,0 +1,38 @@
+// Non-uniform quantization levels by approximate k-means on a log-bucket histogram (DynaQuant,
+// training.md §2.2 Step D). Buckets are weighted W = σ·C/ΣC + (1−σ)·|X|/Σ|X| — the magnitude
+// term keeps the levels from crowding near zero — seeded by weighted k-means++ (next centre drawn
+// ∝ W·D^power; the paper's D is the default, power 2 is classic k-means++), then weighted Lloyd
+// iterations until assignments stop changing (at most max_iterations). Centres come back sorted
+// ascending; the result is a pure function of (histogram, options, seed).
+#pragma once
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "compression/log_histogram.h"
+
+namespace xp::compression {
+
+struct KMeansOptions {
+  int bins = 8;               // K
+  double sigma = 0.2;         // weight of the bucket counts against the bucket magnitudes
+  double distance_power = 1;  // k-means++ seeding ∝ W·D^power (paper: 1)
+  int max_iterations = 100;
+  uint64_t seed = 0;
+};
+
+// K sorted centres (fewer when the histogram has fewer than K distinct buckets).
+std::vector<float> kmeans_levels(const LogHistogram& histogram, const KMeansOptions& options);
+
+// Index of the nearest of the sorted `centres` (cut points at the midpoints).
+inline int nearest_level(std::span<const float> centres, float value) {
+  int lo = 0, hi = static_cast<int>(centres.size()) - 1;
+  while (lo < hi) {  // first centre whose upper midpoint is ≥ value
+    const int mid = (lo + hi) / 2;
+    if (value <= 0.5f * (centres[static_cast<size_t>(mid)] + centres[static_cast<size_t>(mid) + 1])) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
+}  // namespace xp::compression

@@ -1,0 +1,207 @@
+// DynaQuant's building blocks (training.md §2.5 where they apply): the log-bucket histogram's
+// quantile error and merge, k-means levels, canonical Huffman and RLE round trips, and the
+// delta layouts — exact round trips when the alphabet grows or shrinks, and the rearranged layout
+// beating plain RLE when migration rates differ between buckets.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "compression/delta_codec.h"
+#include "compression/entropy.h"
+#include "compression/kmeans.h"
+#include "compression/log_histogram.h"
+#include "core/runtime/rng.h"
+
+namespace xp::compression {
+namespace {
+
+std::vector<float> normal_values(size_t n, uint64_t stream, double std = 0.05) {
+  runtime::RngStream rng(11, stream);
+  std::vector<float> v(n);
+  for (auto& x : v) x = static_cast<float>(std * rng.normal());
+  return v;
+}
+
+TEST(LogHistogramTest, QuantilesAreWithinRelativeErrorAlpha) {
+  auto v = normal_values(20000, 1);
+  LogHistogram h(0.01);
+  h.add(v);
+  std::sort(v.begin(), v.end());
+  for (double q : {0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99}) {
+    const double exact = v[static_cast<size_t>(std::ceil(q * static_cast<double>(v.size()))) - 1];
+    EXPECT_LE(std::fabs(h.quantile(q) - exact), 0.01 * std::fabs(exact) + 1e-12) << q;
+  }
+}
+
+TEST(LogHistogramTest, MergeEqualsOneHistogramOfEverything) {
+  auto a = normal_values(1000, 2), b = normal_values(1000, 3);
+  LogHistogram ha, hb, all;
+  ha.add(a);
+  hb.add(b);
+  all.add(a);
+  all.add(b);
+  ha.merge(hb);
+  ASSERT_EQ(ha.buckets().size(), all.buckets().size());
+  for (size_t i = 0; i < all.buckets().size(); ++i) {
+    EXPECT_EQ(ha.buckets()[i].count, all.buckets()[i].count);
+    EXPECT_EQ(ha.buckets()[i].centre, all.buckets()[i].centre);
+  }
+  EXPECT_THROW(ha.merge(LogHistogram(0.02)), std::invalid_argument);
+}
+
+TEST(LogHistogramTest, ZerosHaveTheirOwnBucket) {
+  LogHistogram h;
+  std::vector<float> v{0.0f, 0.0f, 1e-13f, -1.0f, 1.0f};
+  h.add(v);
+  auto b = h.buckets();
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_EQ(b[1].centre, 0.0);
+  EXPECT_EQ(b[1].count, 3u);
+  EXPECT_LT(b[0].centre, 0.0);
+}
+
+TEST(KMeansTest, LevelsAreSortedDeterministicAndBeatUniformLevels) {
+  auto v = normal_values(50000, 4);
+  LogHistogram h;
+  h.add(v);
+  KMeansOptions o{.bins = 8, .seed = 3};
+  auto levels = kmeans_levels(h, o);
+  ASSERT_EQ(levels.size(), 8u);
+  EXPECT_TRUE(std::is_sorted(levels.begin(), levels.end()));
+  EXPECT_EQ(levels, kmeans_levels(h, o));
+  // Mean squared quantization error against 8 uniform levels over the same range.
+  const float lo = *std::min_element(v.begin(), v.end()), hi = *std::max_element(v.begin(), v.end());
+  std::vector<float> uniform(8);
+  for (int i = 0; i < 8; ++i) uniform[static_cast<size_t>(i)] = lo + (hi - lo) * (static_cast<float>(i) + 0.5f) / 8.0f;
+  auto mse = [&](const std::vector<float>& c) {
+    double s = 0;
+    for (float x : v) {
+      const double d = x - c[static_cast<size_t>(nearest_level(c, x))];
+      s += d * d;
+    }
+    return s / static_cast<double>(v.size());
+  };
+  EXPECT_LT(mse(levels), mse(uniform));
+}
+
+TEST(KMeansTest, NearestLevelMatchesBruteForce) {
+  std::vector<float> c{-1.0f, -0.2f, 0.0f, 0.5f, 2.0f};
+  runtime::RngStream rng(1, 5);
+  for (int i = 0; i < 1000; ++i) {
+    const auto x = static_cast<float>(rng.uniform() * 5 - 2.5);
+    size_t best = 0;
+    for (size_t j = 1; j < c.size(); ++j)
+      if (std::fabs(x - c[j]) < std::fabs(x - c[best])) best = j;
+    EXPECT_EQ(static_cast<size_t>(nearest_level(c, x)), best) << x;
+  }
+}
+
+std::vector<int32_t> huffman_round_trip(const std::vector<int32_t>& s, size_t* bytes = nullptr) {
+  jobs::ByteWriter out;
+  huffman_encode(s, out);
+  if (bytes) *bytes = out.bytes().size();
+  jobs::ByteReader in(out.bytes());
+  auto back = huffman_decode(in);
+  EXPECT_TRUE(in.at_end());
+  return back;
+}
+
+TEST(HuffmanTest, RoundTripsEmptySingleAndSkewedStreams) {
+  EXPECT_TRUE(huffman_round_trip({}).empty());
+  EXPECT_EQ(huffman_round_trip({7, 7, 7}), (std::vector<int32_t>{7, 7, 7}));
+  runtime::RngStream rng(2, 1);
+  std::vector<int32_t> s(100000);
+  for (auto& v : s) v = rng.uniform() < 0.9 ? 0 : -static_cast<int32_t>(rng.below(20));
+  size_t bytes = 0;
+  EXPECT_EQ(huffman_round_trip(s, &bytes), s);
+  EXPECT_LT(bytes, s.size() / 4);  // ~0.9 of the symbols cost one bit
+}
+
+TEST(HuffmanTest, CodeLengthsStayWithinThirtyBits) {
+  std::vector<uint64_t> fib{1, 1};
+  while (fib.size() < 45) fib.push_back(fib[fib.size() - 1] + fib[fib.size() - 2]);  // depth 44 unlimited
+  auto lengths = huffman_code_lengths(fib);
+  EXPECT_LE(*std::max_element(lengths.begin(), lengths.end()), 30);
+  double kraft = 0;
+  for (uint8_t l : lengths) kraft += std::ldexp(1.0, -l);
+  EXPECT_LE(kraft, 1.0 + 1e-12);
+}
+
+TEST(RleTest, SignTrickWritesRunsLongerThanOneAfterTheNegatedValue) {
+  std::vector<uint16_t> v{3, 3, 3, 0, 5, 1, 1};
+  EXPECT_EQ(rle_encode(v), (std::vector<int32_t>{-3, 3, 0, -5, -1, 2}));
+  EXPECT_EQ(rle_decode(rle_encode(v), v.size()), v);
+  EXPECT_THROW(rle_decode(std::vector<int32_t>{-3, 3}, 2), jobs::CheckpointError);
+}
+
+// prev and cur symbols over a K-level alphabet: most keep their bucket; each bucket migrates at
+// its own rate (0% .. 60%).
+std::pair<std::vector<uint16_t>, std::vector<uint16_t>> drifting(size_t n, int b) {
+  runtime::RngStream rng(5, 5);
+  std::vector<uint16_t> prev(n), cur(n);
+  for (size_t i = 0; i < n; ++i) {
+    prev[i] = static_cast<uint16_t>(rng.below(static_cast<uint64_t>(b)));
+    const double rate = 0.6 * prev[i] / (b - 1);
+    cur[i] = rng.uniform() < rate ? static_cast<uint16_t>((prev[i] + 1) % b) : prev[i];
+  }
+  return {prev, cur};
+}
+
+TEST(DeltaCodecTest, EveryLayoutRoundTripsWhenTheAlphabetGrowsOrShrinks) {
+  for (auto [bp, bc] : {std::pair{10, 10}, std::pair{6, 10}, std::pair{10, 6}}) {
+    runtime::RngStream rng(7, static_cast<uint64_t>(bp * 100 + bc));
+    std::vector<uint16_t> prev(5000), cur(5000);
+    for (auto& p : prev) p = static_cast<uint16_t>(rng.below(static_cast<uint64_t>(bp)));
+    for (size_t i = 0; i < cur.size(); ++i)
+      cur[i] = rng.uniform() < 0.8 ? static_cast<uint16_t>(std::min<int>(prev[i], bc - 1))
+                                   : static_cast<uint16_t>(rng.below(static_cast<uint64_t>(bc)));
+    for (auto layout : {DeltaLayout::kHuffmanOnly, DeltaLayout::kRleHuffman, DeltaLayout::kRearranged}) {
+      jobs::ByteWriter out;
+      encode_delta(prev, cur, bp, bc, layout, out);
+      jobs::ByteReader in(out.bytes());
+      EXPECT_EQ(decode_delta(prev, bp, in), cur) << bp << "->" << bc << " layout " << static_cast<int>(layout);
+      EXPECT_TRUE(in.at_end());
+    }
+  }
+}
+
+TEST(DeltaCodecTest, RearrangedBeatsPlainRleWhenMigrationDiffersByBucket) {
+  auto [prev, cur] = drifting(200000, 10);
+  auto size = [&, &p = prev, &c = cur](DeltaLayout layout) {
+    jobs::ByteWriter out;
+    encode_delta(p, c, 10, 10, layout, out);
+    return out.bytes().size();
+  };
+  const size_t huffman = size(DeltaLayout::kHuffmanOnly), rle = size(DeltaLayout::kRleHuffman),
+               rearranged = size(DeltaLayout::kRearranged);
+  RecordProperty("huffman_only_bytes", std::to_string(huffman));
+  RecordProperty("rle_bytes", std::to_string(rle));
+  RecordProperty("rearranged_bytes", std::to_string(rearranged));
+  EXPECT_LT(rearranged, rle);
+}
+
+TEST(DeltaCodecTest, BaseSymbolsRoundTrip) {
+  auto [prev, cur] = drifting(10000, 12);
+  jobs::ByteWriter out;
+  encode_base(cur, out);
+  jobs::ByteReader in(out.bytes());
+  EXPECT_EQ(decode_base(in, cur.size()), cur);
+}
+
+TEST(DeltaCodecTest, TruncatedStreamOrWrongParentIsRefused) {
+  auto [prev, cur] = drifting(10000, 8);
+  jobs::ByteWriter out;
+  encode_delta(prev, cur, 8, 8, DeltaLayout::kRearranged, out);
+  auto bytes = out.bytes();
+  std::vector<std::byte> half(bytes.begin(), bytes.begin() + static_cast<long>(bytes.size() / 2));
+  jobs::ByteReader truncated(half);
+  EXPECT_THROW(decode_delta(prev, 8, truncated), jobs::CheckpointError);
+  std::vector<uint16_t> other_parent(prev.begin(), prev.end() - 1);
+  jobs::ByteReader in(bytes);
+  EXPECT_THROW(decode_delta(other_parent, 8, in), jobs::CheckpointError);
+}
+
+}  // namespace
+}  // namespace xp::compression
