@@ -58,9 +58,11 @@ nn::Tensor EdgePopupLinear::backward(const nn::Tensor& grad_y) {
   nn::expect_same_shape(*this, grad_y, {x_.size(0), out_});
   nn::Tensor grad_eff = nn::Tensor::zeros(weight_->shape(), tensor::DType::kF32);
   nn::Tensor gx = nn::linear_backward(x_, effective_, grad_y, grad_eff, nn::Tensor());
-  // Straight through the top-k: dL/dscore = dL/dw_eff · w for every score.
+  // Straight through the top-k of |score|: dL/dscore = dL/dw_eff · w · sign(score), for every
+  // score (hidden-networks ranks scores.abs(), so the gradient passes the abs).
+  auto s = nn::detail::as_vector(scores_->value).array();
   nn::detail::as_vector(scores_->grad).array() +=
-      nn::detail::as_vector(grad_eff).array() * nn::detail::as_vector(*weight_).array();
+      nn::detail::as_vector(grad_eff).array() * nn::detail::as_vector(*weight_).array() * s.sign();
   return gx;
 }
 

@@ -2,7 +2,7 @@
 // signed-constant weights ±σ (σ = gain/sqrt(fan_in)) that are never trained, and a real score
 // per weight. The forward pass keeps the top `keep` fraction of |score| in the layer ("fraction
 // kept", stated explicitly because hidden-networks uses prune_rate inconsistently); backward
-// sends dL/dw_effective · w straight through the top-k to every score.
+// sends dL/dw_effective · w · sign(score) straight through the top-k to every score.
 #pragma once
 #include "core/nn/module.h"
 #include "core/runtime/rng.h"

@@ -156,6 +156,30 @@ TEST(EdgePopupTest, KeepsTheTopFractionOfScoresAndPassesGradientsToAllScores) {
   EXPECT_EQ(nonzero, 100);  // straight through: pruned edges get gradients too
 }
 
+TEST(EdgePopupTest, ScoreGradientPassesTheAbsoluteValue) {
+  // One weight +1 with score −0.5: raising the effective weight needs |score| to grow, so the
+  // score's gradient must carry sign(score) (hidden-networks ranks scores.abs()).
+  EdgePopupLinear e(1, 1, 1.0);
+  e.parameters()[0].second->value.data<float>()[0] = -0.5f;
+  e.buffers()[0].second->data<float>()[0] = 1.0f;
+  e.zero_grad();
+  e.forward(nn::Tensor::full({1, 1}, 1.0, tensor::DType::kF32), nn::Mode::kTrain);
+  e.backward(nn::Tensor::full({1, 1}, 1.0, tensor::DType::kF32));  // dL/dw_eff = 1
+  EXPECT_EQ(e.parameters()[0].second->grad.to_vector()[0], -1.0);
+}
+
+TEST(EdgePopupTest, LearnsDigitsKeepingTenPercentOfTheWeights) {
+  auto [train, test] = data::split(binary_digits(), 1300, runtime::RngStream(3, 1));
+  NetworkSpec spec = digits_spec();
+  spec.method = "edge_popup";
+  spec.keep = 0.1;
+  Network net(spec, 5);
+  Trainer t(net, {.epochs = 10, .batch_size = 128, .optimizer = "sgd", .lr = 0.1, .weight_decay = 5e-4,
+                  .schedule = "cosine"}, 5);
+  while (!t.done()) t.step(train);
+  EXPECT_GT(evaluate(net, test).accuracy, 0.85);
+}
+
 TEST(TrainerTest, ResumeFromStateIsBitIdentical) {
   data::Dataset d = binary_digits();
   for (const char* method : {"binarized", "edge_popup", "float_mlp"}) {
