@@ -1,0 +1,58 @@
+// DynaQuant's configuration search (training.md §2.2 Step E): the configuration cube of
+// (bins, prune fraction, protect fraction) per prune metric, each axis indexed 0…n−1 from most
+// aggressive to least so that quality rises along it, and the objective "maximum compression
+// ratio subject to a quality drop ≤ ε". Three searches over an oracle that tells a point's
+// ratio (cheap: an entropy estimate) and feasibility (expensive: a quality evaluation):
+//   exhaustive_search     every point (the reference)
+//   guided_search         GES: binary search of the box diagonal for the first feasible point,
+//                         then recursion into the mixed orthants around it (the all-lower orthant
+//                         is infeasible, the all-higher one dominated); exact when feasibility and
+//                         ratio are monotone along every axis; per metric, the better kept
+//   neighbourhood_search  steady state: the previous point switches metric when it is infeasible
+//                         and the other metric's is feasible; then points at most `radius` steps
+//                         away and never more aggressive than it, highest ratio first, the first
+//                         feasible wins; when none is, GES over the box of points not more
+//                         aggressive (precision only ever increases during training)
+// Feasibility results are memoised; `evaluations` counts distinct feasibility checks.
+#pragma once
+#include <array>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "compression/quantizer.h"
+
+namespace xp::compression {
+
+struct CubePoint {
+  std::array<int, 3> index{};  // bins, prune, protect axes
+  PruneMetric metric = PruneMetric::kMagnitude;
+  bool operator==(const CubePoint&) const = default;
+};
+
+struct ConfigCube {
+  std::vector<int> bins{4, 6, 8, 12, 16, 32};                     // most aggressive first
+  std::vector<double> prune{0.5, 0.4, 0.3, 0.2, 0.1, 0.0};
+  std::vector<double> protect{0.0005, 0.005, 0.01};
+  int size(int axis) const;
+  // `base` with the point's knobs set.
+  QuantConfig config_at(const CubePoint& p, QuantConfig base) const;
+};
+
+struct SearchOracle {
+  std::function<double(const CubePoint&)> ratio;    // higher = better compression
+  std::function<bool(const CubePoint&)> feasible;   // quality drop ≤ ε
+};
+
+struct SearchResult {
+  std::optional<CubePoint> best;  // none feasible: nullopt
+  double ratio = 0.0;
+  int evaluations = 0;            // distinct feasibility checks
+};
+
+SearchResult exhaustive_search(const ConfigCube& cube, const SearchOracle& oracle);
+SearchResult guided_search(const ConfigCube& cube, const SearchOracle& oracle);
+SearchResult neighbourhood_search(const ConfigCube& cube, const SearchOracle& oracle, const CubePoint& previous,
+                                  int radius = 1);
+
+}  // namespace xp::compression
