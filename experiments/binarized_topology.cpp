@@ -1,7 +1,6 @@
 #include "experiments/binarized_topology.h"
 
 #include <fmt/format.h>
-#include <xxhash.h>
 
 #include <chrono>
 #include <cmath>
@@ -183,9 +182,7 @@ class BinarizedTopology final : public Experiment {
     progress.finish();
     // A fingerprint of the final weights and optimizer state: equal fingerprints mean a resumed
     // run ended bit for bit where an uninterrupted one did.
-    jobs::ByteWriter state;
-    nn::write_state_dict(state, trainer.state());
-    ctx.set_summary("final_state_xxh3", fmt::format("{:016x}", XXH3_64bits(state.bytes().data(), state.bytes().size())));
+    ctx.set_summary("final_state_xxh3", nn::fingerprint(trainer.state()));
     finish(ctx, net, data, train_seconds);
     return jobs::RunOutcome::kDone;
   }

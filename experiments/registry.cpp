@@ -7,6 +7,7 @@
 #include "experiments/binarized_topology.h"
 #include "experiments/capacity_search.h"
 #include "experiments/config_search.h"
+#include "experiments/dynaquant.h"
 #include "experiments/engine_fidelity.h"
 #include "experiments/engine_serve.h"
 #include "experiments/serving_sim.h"
@@ -32,6 +33,8 @@ const std::vector<ExperimentInfo>& registry() {
        make_engine_fidelity},
       {"binarized_topology", "train a {0,1}-weight topology (or float MLP / edge-popup) and measure sparsity, "
        "constant-weight accuracy and NOR behaviour", make_binarized_topology},
+      {"dynaquant", "fault-tolerant training with DynaQuant-compressed checkpoints (or a baseline) and restores",
+       make_dynaquant},
   };
   return all;
 }

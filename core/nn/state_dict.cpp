@@ -1,6 +1,7 @@
 #include "core/nn/state_dict.h"
 
 #include <fmt/format.h>
+#include <xxhash.h>
 
 #include <cstring>
 #include <map>
@@ -58,6 +59,12 @@ void write_state_dict(jobs::ByteWriter& out, const StateDict& sd) {
     const auto* p = static_cast<const std::byte*>(c.raw_data());
     out.put_vector(std::vector<std::byte>(p, p + c.nbytes()));
   }
+}
+
+std::string fingerprint(const StateDict& sd) {
+  jobs::ByteWriter out;
+  write_state_dict(out, sd);
+  return fmt::format("{:016x}", XXH3_64bits(out.bytes().data(), out.bytes().size()));
 }
 
 StateDict read_state_dict(jobs::ByteReader& in) {

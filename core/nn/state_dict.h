@@ -30,6 +30,9 @@ StateDict state_dict(Module& model, Optimizer* optimizer = nullptr);
 void load_state_dict(const StateDict& sd, Module& model, Optimizer* optimizer = nullptr);
 
 void write_state_dict(jobs::ByteWriter& out, const StateDict& sd);
+// XXH3-64 of the serialised state dict, as 16 hex digits: equal fingerprints mean bit-identical
+// names, shapes and values (how resumed runs prove they ended where uninterrupted ones did).
+std::string fingerprint(const StateDict& sd);
 StateDict read_state_dict(jobs::ByteReader& in);  // throws jobs::CheckpointError when malformed
 
 }  // namespace xp::nn

@@ -1,0 +1,127 @@
+#include "compression/compressor.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <map>
+
+namespace xp::compression {
+
+size_t fp32_bytes(const nn::StateDict& weights) {
+  size_t n = 0;
+  for (const auto& [name, t] : weights) n += static_cast<size_t>(t.numel()) * sizeof(float);
+  return n;
+}
+
+DynaQuantCompressor::DynaQuantCompressor(CompressorOptions options, Quality quality)
+    : opt_(std::move(options)), quality_(std::move(quality)) {
+  if (!(opt_.epsilon >= 0.0)) throw std::invalid_argument(fmt::format("epsilon must be ≥ 0, got {}", opt_.epsilon));
+}
+
+namespace {
+double entropy_bits(const std::map<uint32_t, uint64_t>& counts, uint64_t n) {
+  double bits = 0.0;
+  for (auto [s, c] : counts) {
+    const double p = static_cast<double>(c) / static_cast<double>(n);
+    bits -= static_cast<double>(c) * std::log2(p);
+  }
+  return bits;
+}
+}  // namespace
+
+// Symbol entropy (of the deltas against the parent when there is one), grouped by the parent's
+// symbol as the rearranged layout codes them, plus the levels, protected values and raw tensors.
+double DynaQuantCompressor::estimated_ratio(const std::vector<QuantizedTensor>& q, size_t raw_bytes) const {
+  double bits = 0.0;
+  for (size_t i = 0; i < q.size(); ++i) {
+    const QuantizedTensor& t = q[i];
+    if (t.is_raw()) {
+      bits += 32.0 * static_cast<double>(t.raw.size());
+      continue;
+    }
+    bits += 32.0 * static_cast<double>(t.levels.size()) + 16.0 * static_cast<double>(t.protected_bf16.size());
+    const QuantizedTensor* p = parent_ ? &(*parent_)[i] : nullptr;
+    std::map<uint32_t, std::map<uint32_t, uint64_t>> groups;  // parent symbol → delta counts
+    std::map<uint32_t, uint64_t> sizes;
+    const int b_star = p ? std::max(p->alphabet(), t.alphabet()) : t.alphabet();
+    for (size_t k = 0; k < t.symbols.size(); ++k) {
+      const uint32_t g = p ? p->symbols[k] : 0;
+      const uint32_t d = p ? static_cast<uint32_t>((t.symbols[k] - p->symbols[k] + b_star) % b_star) : t.symbols[k];
+      ++groups[g][d];
+      ++sizes[g];
+    }
+    for (const auto& [g, counts] : groups) bits += entropy_bits(counts, sizes[g]);
+  }
+  return static_cast<double>(raw_bytes) * 8.0 / std::max(bits, 1.0);
+}
+
+void DynaQuantCompressor::reset_parent(std::vector<QuantizedTensor> parent, uint64_t parent_step) {
+  parent_ = std::move(parent);
+  parent_step_ = parent_step;
+}
+
+CompressedCheckpoint DynaQuantCompressor::compress(uint64_t step, const nn::StateDict& weights,
+                                                   const std::map<std::string, std::vector<float>>& gradient_ema) {
+  CompressedCheckpoint out;
+  out.raw_bytes = fp32_bytes(weights);
+  out.base = !parent_ || (opt_.full_every_n > 0 && count_ % opt_.full_every_n == 0);
+  if (out.base) parent_.reset();
+  out.quality_live = quality_(weights);
+  const double floor = out.quality_live * (1.0 - opt_.epsilon);
+
+  QuantConfig chosen = opt_.base;
+  if (opt_.search) {
+    std::map<std::array<int, 4>, std::vector<QuantizedTensor>> cache;
+    auto quantized = [&](const CubePoint& p) -> const std::vector<QuantizedTensor>& {
+      std::array<int, 4> key{p.index[0], p.index[1], p.index[2], static_cast<int>(p.metric)};
+      auto it = cache.find(key);
+      if (it == cache.end()) it = cache.emplace(key, quantize(weights, gradient_ema, opt_.cube.config_at(p, opt_.base))).first;
+      return it->second;
+    };
+    SearchOracle oracle{[&](const CubePoint& p) { return estimated_ratio(quantized(p), out.raw_bytes); },
+                        [&](const CubePoint& p) { return quality_(dequantize(quantized(p))) >= floor; }};
+    SearchResult r;
+    if (previous_ && !out.base) {
+      r = neighbourhood_search(opt_.cube, oracle, *previous_, opt_.radius);
+    } else {
+      r = guided_search(opt_.cube, oracle);
+      out.exhaustive = true;
+    }
+    out.evaluations = r.evaluations;
+    // Nothing feasible (ε too tight for the cube): the least aggressive point.
+    CubePoint p = r.best.value_or(CubePoint{{opt_.cube.size(0) - 1, opt_.cube.size(1) - 1, opt_.cube.size(2) - 1},
+                                            PruneMetric::kMagnitude});
+    previous_ = p;
+    chosen = opt_.cube.config_at(p, opt_.base);
+  }
+  std::vector<QuantizedTensor> q = quantize(weights, gradient_ema, chosen);
+  out.config = chosen;
+  out.quality_restored = quality_(dequantize(q));
+  ContainerHeader h;
+  h.step = step;
+  h.parent_step = out.base ? -1 : static_cast<int64_t>(parent_step_);
+  h.config = chosen;
+  h.layout = opt_.layout;
+  out.bytes = encode_container(h, q, out.base ? nullptr : &*parent_);
+  parent_ = std::move(q);
+  parent_step_ = step;
+  ++count_;
+  return out;
+}
+
+std::vector<QuantizedTensor> decode_chain(const std::vector<std::vector<std::byte>>& chain) {
+  if (chain.empty()) throw ContainerError("an empty checkpoint chain");
+  std::vector<QuantizedTensor> current;
+  std::optional<uint64_t> previous_step;
+  for (const auto& bytes : chain) {
+    ContainerHeader h = read_container_header(bytes);
+    if (h.parent_step >= 0 && (!previous_step || h.parent_step != static_cast<int64_t>(*previous_step)))
+      throw ContainerError(fmt::format("checkpoint {} is a delta against step {}, which is missing from the chain",
+                                       h.step, h.parent_step));
+    current = decode_container(bytes, h.parent_step >= 0 ? &current : nullptr);
+    previous_step = h.step;
+  }
+  return current;
+}
+
+}  // namespace xp::compression

@@ -1,0 +1,351 @@
+#include "experiments/dynaquant.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "compression/baselines.h"
+#include "compression/compressor.h"
+#include "core/config/error.h"
+#include "core/runtime/files.h"
+#include "core/runtime/progress.h"
+#include "networks/trainer.h"
+
+namespace xp::experiments {
+namespace {
+
+namespace cz = compression;
+using Clock = std::chrono::steady_clock;
+
+struct Config {
+  std::string dataset = "fashion_mnist";  // fashion_mnist | digits
+  std::string path;                       // "" = where Debian installs it
+  int64_t validation = 2000;              // held-out training samples: the search's quality set
+  int64_t digits_test = 497;              // digits only: the test set
+  std::vector<int64_t> layers{784, 256, 128, 10};
+  networks::TrainOptions train{.epochs = 20, .batch_size = 128};
+  int64_t checkpoints_per_epoch = 2;
+  int64_t failures = 10;                  // evenly spaced; each restores the latest checkpoint
+  int64_t ema_window = 50;                // steps before a checkpoint whose gradients feed the EMA
+  double ema_beta = 0.9;
+  std::string method = "dynaquant";       // dynaquant | none | zstd | uniform8_zstd
+  std::string optimizer_state = "fp32";   // fp32 (stored raw) | drop (moments reset on restore)
+  cz::CompressorOptions dq;
+  std::string layout = "rearranged";      // rearranged | rle | huffman
+};
+
+[[noreturn]] void bad(const config::ConfigNode& job, const std::string& key, const std::string& msg, const std::string& hint) {
+  const config::ConfigNode* n = job.at_path(key);
+  throw config::ConfigError(msg, n ? n->loc() : config::SourceLoc{}, key, hint);
+}
+
+Config parse(const config::ConfigNode& job) {
+  Config c;
+  auto top = top_level_reader(job);
+  auto d = top.section("data");
+  d.get_enum("dataset", c.dataset, {"fashion_mnist", "digits"});
+  d.get("path", c.path);
+  d.get("validation", c.validation);
+  d.get("digits_test", c.digits_test);
+  d.finish();
+  auto n = top.section("network");
+  n.get("layers", c.layers);
+  n.finish();
+  auto t = top.section("train");
+  t.get("epochs", c.train.epochs);
+  t.get("batch_size", c.train.batch_size);
+  t.get_enum("optimizer", c.train.optimizer, {"adam", "sgd"});
+  t.get("lr", c.train.lr);
+  t.get("momentum", c.train.momentum);
+  t.get("checkpoints_per_epoch", c.checkpoints_per_epoch);
+  t.get("failures", c.failures);
+  t.get("ema_window", c.ema_window);
+  t.get("ema_beta", c.ema_beta);
+  t.finish();
+  auto z = top.section("compression");
+  z.get_enum("method", c.method, {"dynaquant", "none", "zstd", "uniform8_zstd"});
+  z.get_enum("optimizer_state", c.optimizer_state, {"fp32", "drop"});
+  z.get("epsilon", c.dq.epsilon);
+  z.get("search", c.dq.search);
+  z.get("bins", c.dq.base.bins);
+  z.get("prune_fraction", c.dq.base.prune_fraction);
+  std::string metric = "magnitude";
+  z.get_enum("prune_metric", metric, {"magnitude", "sensitivity"});
+  c.dq.base.prune_metric = metric == "magnitude" ? cz::PruneMetric::kMagnitude : cz::PruneMetric::kSensitivity;
+  z.get("protect_fraction", c.dq.base.protect_fraction);
+  z.get("sigma", c.dq.base.sigma);
+  z.get("full_every_n", c.dq.full_every_n);
+  z.get_enum("layout", c.layout, {"rearranged", "rle", "huffman"});
+  c.dq.layout = c.layout == "rearranged" ? cz::DeltaLayout::kRearranged
+                : c.layout == "rle"      ? cz::DeltaLayout::kRleHuffman
+                                         : cz::DeltaLayout::kHuffmanOnly;
+  z.finish();
+  top.finish();
+  const int64_t in = c.dataset == "digits" ? 64 : 784;
+  if (c.layers.size() < 2 || c.layers.front() != in || c.layers.back() != 10)
+    bad(job, "network.layers", fmt::format("must start with the {} input size {} and end with 10 classes", c.dataset, in),
+        fmt::format("e.g. network.layers=[{},256,128,10]", in));
+  if (c.train.epochs < 1) bad(job, "train.epochs", "must be at least 1", "");
+  if (c.checkpoints_per_epoch < 1) bad(job, "train.checkpoints_per_epoch", "must be at least 1", "the plan uses 2");
+  if (c.failures < 0) bad(job, "train.failures", "must not be negative", "the plan uses 10");
+  if (!(c.dq.epsilon >= 0 && c.dq.epsilon < 1)) bad(job, "compression.epsilon", "must be in [0, 1)", "e.g. 0.01");
+  return c;
+}
+
+// Named model weights ("0.weight", ...) copied out of / into a module.
+nn::StateDict weights_of(nn::Module& m) {
+  nn::StateDict sd;
+  for (auto& [name, p] : m.parameters()) sd.emplace_back(name, p->value.clone());
+  return sd;
+}
+void load_weights(nn::Module& m, const nn::StateDict& sd) {
+  auto params = m.parameters();
+  if (params.size() != sd.size()) throw cz::ContainerError("checkpoint has a different number of tensors than the model");
+  for (size_t i = 0; i < sd.size(); ++i) {
+    if (params[i].first != sd[i].first || params[i].second->value.shape() != sd[i].second.shape())
+      throw cz::ContainerError(fmt::format("checkpoint tensor '{}' does not fit the model's '{}'", sd[i].first, params[i].first));
+    std::memcpy(params[i].second->value.raw_data(), sd[i].second.raw_data(), sd[i].second.nbytes());
+  }
+}
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+class Dynaquant final : public Experiment {
+ public:
+  explicit Dynaquant(Config c) : cfg_(std::move(c)) {}
+
+  jobs::RunOutcome run(jobs::RunContext& ctx) override {
+    load_data(ctx.seed());
+    networks::NetworkSpec spec;
+    spec.layers = cfg_.layers;
+    spec.method = "float_mlp";
+    networks::Network net(spec, ctx.seed()), eval_net(spec, ctx.seed());
+    networks::Trainer trainer(net, cfg_.train, ctx.seed());
+    auto quality = [&](const nn::StateDict& w) {
+      load_weights(eval_net.module(), w);
+      return networks::evaluate(eval_net, validation_).accuracy;
+    };
+    cz::DynaQuantCompressor compressor(cfg_.dq, quality);
+    open_tables(ctx);
+
+    const int64_t per_epoch = trainer.batches_per_epoch(train_);
+    const int64_t total = cfg_.train.epochs * per_epoch;
+    const int64_t every = std::max<int64_t>(1, per_epoch / cfg_.checkpoints_per_epoch);
+    std::vector<int64_t> failure_at;
+    for (int64_t i = 0; i < cfg_.failures; ++i) failure_at.push_back(total * (i + 1) / (cfg_.failures + 1));
+    size_t next_failure = 0;
+    cz::GradientEma ema(cfg_.ema_beta);
+    Saved saved;
+    const auto dir = ctx.output_dir() / "compressed";
+    std::filesystem::create_directories(dir);
+    runtime::Progress progress("train", total);
+    double train_s = 0.0;
+    while (!trainer.done()) {
+      if (ctx.should_stop()) return jobs::RunOutcome::kPreempted;  // compressed checkpoints are the experiment
+      auto t0 = Clock::now();
+      trainer.step(train_);
+      train_s += seconds_since(t0);
+      const int64_t step = trainer.epoch() * per_epoch + trainer.batch();
+      progress.set(step);
+      const int64_t to_checkpoint = (every - step % every) % every;
+      if (cfg_.method == "dynaquant" && to_checkpoint < cfg_.ema_window) {
+        for (auto& [name, p] : net.module().parameters()) ema.update(name, p->grad);
+      }
+      if (step % every == 0) {
+        checkpoint(ctx, net, trainer, compressor, ema.values(), step, saved, dir);
+        ema.reset();
+      }
+      if (trainer.batch() == 0) epochs_->append({trainer.epoch(), networks::evaluate(net, test_).accuracy});
+      if (next_failure < failure_at.size() && step >= failure_at[next_failure] && saved.step > 0) {
+        restore(net, trainer, compressor, saved, step);
+        ++next_failure;
+      }
+    }
+    progress.finish();
+    ctx.set_summary("final_weights_xxh3", nn::fingerprint(weights_of(net.module())));
+    summarize(ctx, net, train_s);
+    return jobs::RunOutcome::kDone;
+  }
+
+ private:
+  // What a restore needs: the compressed weights (a chain for DynaQuant) and, uncompressed, the
+  // optimizer state and loop position.
+  struct Saved {
+    int64_t step = 0;
+    std::vector<std::vector<std::byte>> chain;
+    nn::StateDict trainer_state;
+  };
+
+  void load_data(uint64_t seed) {
+    if (cfg_.dataset == "digits") {
+      auto all = data::load_digits(cfg_.path.empty() ? data::default_digits_path() : std::filesystem::path(cfg_.path));
+      auto [test, rest] = data::split(all, cfg_.digits_test, runtime::RngStream(seed, 1));
+      test_ = std::move(test);
+      auto [val, train] = data::split(rest, cfg_.validation, runtime::RngStream(seed, 2));
+      validation_ = std::move(val);
+      train_ = std::move(train);
+    } else {
+      auto dir = cfg_.path.empty() ? data::default_fashion_mnist_dir() : std::filesystem::path(cfg_.path);
+      auto [val, train] = data::split(data::load_fashion_mnist(dir, "train"), cfg_.validation, runtime::RngStream(seed, 2));
+      validation_ = std::move(val);
+      train_ = std::move(train);
+      test_ = data::load_fashion_mnist(dir, "test");
+    }
+  }
+
+  void open_tables(jobs::RunContext& ctx) {
+    using results::ColumnType;
+    checkpoints_ = &ctx.table("/checkpoints", {
+        {"step", ColumnType::kInt64, "steps", "training step of the checkpoint"},
+        {"bytes", ColumnType::kInt64, "bytes", "compressed weights"},
+        {"raw_bytes", ColumnType::kInt64, "bytes", "the weights as fp32"},
+        {"ratio", ColumnType::kFloat64, "", "weights-only compression ratio"},
+        {"optimizer_bytes", ColumnType::kInt64, "bytes", "optimizer state as stored (policy optimizer_state)"},
+        {"full_state_ratio", ColumnType::kFloat64, "", "(weights + optimizer state) fp32 / stored"},
+        {"bins", ColumnType::kInt64, "", "DynaQuant: K chosen"},
+        {"prune_fraction", ColumnType::kFloat64, "", "DynaQuant: chosen"},
+        {"prune_metric", ColumnType::kInt64, "", "DynaQuant: 0 magnitude, 1 sensitivity"},
+        {"protect_fraction", ColumnType::kFloat64, "", "DynaQuant: chosen"},
+        {"base", ColumnType::kInt64, "", "1: a base checkpoint (no parent)"},
+        {"exhaustive", ColumnType::kInt64, "", "1: the guided exhaustive search ran"},
+        {"evaluations", ColumnType::kInt64, "", "quality evaluations of the search"},
+        {"quality_live", ColumnType::kFloat64, "", "validation accuracy of the live weights"},
+        {"quality_restored", ColumnType::kFloat64, "", "validation accuracy of the decompressed weights"},
+        {"encode_s", ColumnType::kFloat64, "s", "search + quantization + encoding"},
+        {"decode_s", ColumnType::kFloat64, "s", "decoding the whole chain"},
+    });
+    failures_ = &ctx.table("/failures", {
+        {"step", ColumnType::kInt64, "steps", "step at which the failure struck"},
+        {"restored_step", ColumnType::kInt64, "steps", "step of the checkpoint restored"},
+        {"test_accuracy_before", ColumnType::kFloat64, "", "live weights just before the failure"},
+        {"test_accuracy_restored", ColumnType::kFloat64, "", "right after the restore"},
+    });
+    epochs_ = &ctx.table("/epochs", {
+        {"epoch", ColumnType::kInt64, "epochs", "epochs completed"},
+        {"test_accuracy", ColumnType::kFloat64, "", "test accuracy"},
+    });
+  }
+
+  void checkpoint(jobs::RunContext& ctx, networks::Network& net, networks::Trainer& trainer,
+                  cz::DynaQuantCompressor& compressor, const std::map<std::string, std::vector<float>>& ema,
+                  int64_t step, Saved& saved, const std::filesystem::path& dir) {
+    nn::StateDict w = weights_of(net.module());
+    auto t0 = Clock::now();
+    cz::CompressedCheckpoint c;
+    c.raw_bytes = cz::fp32_bytes(w);
+    if (cfg_.method == "dynaquant") {
+      c = compressor.compress(static_cast<uint64_t>(step), w, ema);
+      if (c.base) saved.chain.clear();
+      saved.chain.push_back(c.bytes);
+    } else {
+      if (cfg_.method == "none") {
+        jobs::ByteWriter out;
+        nn::write_state_dict(out, w);
+        c.bytes = out.take();
+      } else {
+        c.bytes = cfg_.method == "zstd" ? cz::encode_zstd(w) : cz::encode_uniform8_zstd(w);
+      }
+      saved.chain = {c.bytes};
+    }
+    const double encode_s = seconds_since(t0);
+    compress_s_ += encode_s;
+    // The container goes to disk atomically: a crash mid-write leaves the previous one intact.
+    auto status = runtime::write_file_atomic(dir / fmt::format("step-{:08d}.bin", step),
+                                             std::string(reinterpret_cast<const char*>(c.bytes.data()), c.bytes.size()));
+    if (!status.is_ok()) throw std::runtime_error(status.message());
+    saved.step = step;
+    saved.trainer_state = trainer.state();
+    t0 = Clock::now();
+    nn::StateDict restored = decode(saved);
+    const double decode_s = seconds_since(t0);
+    if (c.quality_live == 0.0) {  // baselines: measure what the search measured for DynaQuant
+      load_weights(probe_net().module(), w);
+      c.quality_live = networks::evaluate(*probe_, validation_).accuracy;
+      load_weights(probe_net().module(), restored);
+      c.quality_restored = networks::evaluate(*probe_, validation_).accuracy;
+    }
+    int64_t optimizer_raw = 0;
+    for (const auto& [name, t] : saved.trainer_state)
+      if (name.rfind("optim.", 0) == 0) optimizer_raw += static_cast<int64_t>(t.nbytes());
+    const int64_t optimizer_stored = cfg_.optimizer_state == "fp32" ? optimizer_raw : 0;
+    const auto bytes = static_cast<int64_t>(c.bytes.size()), raw = static_cast<int64_t>(c.raw_bytes);
+    total_bytes_ += bytes;
+    total_raw_ += raw;
+    total_full_stored_ += bytes + optimizer_stored;
+    total_full_raw_ += raw + optimizer_raw;
+    peak_ratio_ = std::max(peak_ratio_, static_cast<double>(raw) / static_cast<double>(bytes));
+    evaluations_ += c.evaluations;
+    checkpoints_->append({step, bytes, raw, static_cast<double>(raw) / static_cast<double>(bytes), optimizer_stored,
+                          static_cast<double>(raw + optimizer_raw) / static_cast<double>(bytes + optimizer_stored),
+                          static_cast<int64_t>(c.config.bins), c.config.prune_fraction,
+                          static_cast<int64_t>(c.config.prune_metric), c.config.protect_fraction,
+                          static_cast<int64_t>(c.base), static_cast<int64_t>(c.exhaustive),
+                          static_cast<int64_t>(c.evaluations), c.quality_live, c.quality_restored, encode_s, decode_s});
+    ctx.log().debug("checkpoint {}: {} -> {} bytes", step, raw, bytes);
+  }
+
+  networks::Network& probe_net() {
+    if (!probe_) {
+      networks::NetworkSpec spec;
+      spec.layers = cfg_.layers;
+      spec.method = "float_mlp";
+      probe_ = std::make_unique<networks::Network>(spec, 0);
+    }
+    return *probe_;
+  }
+
+  nn::StateDict decode(const Saved& saved) const {
+    if (cfg_.method == "dynaquant") return cz::dequantize(cz::decode_chain(saved.chain));
+    if (cfg_.method == "zstd") return cz::decode_zstd(saved.chain.back());
+    if (cfg_.method == "uniform8_zstd") return cz::decode_uniform8_zstd(saved.chain.back());
+    jobs::ByteReader in(saved.chain.back());
+    return nn::read_state_dict(in);
+  }
+
+  void restore(networks::Network& net, networks::Trainer& trainer, cz::DynaQuantCompressor& compressor,
+               const Saved& saved, int64_t step) {
+    const double before = networks::evaluate(net, test_).accuracy;
+    nn::StateDict state = saved.trainer_state;
+    if (cfg_.optimizer_state == "drop")
+      for (auto& [name, t] : state)
+        if (name.rfind("optim.exp_avg", 0) == 0 || name.rfind("optim.momentum", 0) == 0) t = nn::Tensor::zeros(t.shape(), t.dtype());
+    trainer.load(state);
+    load_weights(net.module(), decode(saved));
+    if (cfg_.method == "dynaquant") compressor.reset_parent(cz::decode_chain(saved.chain), static_cast<uint64_t>(saved.step));
+    failures_->append({step, saved.step, before, networks::evaluate(net, test_).accuracy});
+  }
+
+  void summarize(jobs::RunContext& ctx, networks::Network& net, double train_s) {
+    const double acc = networks::evaluate(net, test_).accuracy;
+    ctx.set_summary("method", cfg_.method);
+    ctx.set_summary("dataset", cfg_.dataset);
+    ctx.set_summary("test_accuracy", acc);
+    ctx.set_summary("weights_ratio", static_cast<double>(total_raw_) / static_cast<double>(total_bytes_));
+    ctx.set_summary("full_state_ratio", static_cast<double>(total_full_raw_) / static_cast<double>(total_full_stored_));
+    ctx.set_summary("peak_ratio", peak_ratio_);
+    ctx.set_summary("search_evaluations", evaluations_);
+    ctx.set_summary("compression_seconds", compress_s_);
+    ctx.set_summary("train_seconds", train_s);
+    ctx.set_summary("compression_time_share", compress_s_ / std::max(train_s + compress_s_, 1e-9));
+    ctx.set_summary("failures", static_cast<int64_t>(failures_->rows()));
+  }
+
+  Config cfg_;
+  data::Dataset train_, validation_, test_;
+  std::unique_ptr<networks::Network> probe_;
+  results::Table* checkpoints_ = nullptr;
+  results::Table* failures_ = nullptr;
+  results::Table* epochs_ = nullptr;
+  int64_t total_bytes_ = 0, total_raw_ = 0, total_full_stored_ = 0, total_full_raw_ = 0, evaluations_ = 0;
+  double peak_ratio_ = 0.0, compress_s_ = 0.0;
+};
+
+}  // namespace
+
+std::unique_ptr<Experiment> make_dynaquant(const config::ConfigNode& job_config) {
+  return std::make_unique<Dynaquant>(parse(job_config));
+}
+
+}  // namespace xp::experiments

@@ -1,0 +1,79 @@
+// The dynaquant experiment end to end through `exp` on the digits set: ten failures restored from
+// compressed checkpoints with both ratios reported, and restores from uncompressed checkpoints
+// reproducing the uninterrupted run bit for bit (training.md §2.5, End to end).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "core/results/results_file.h"
+#include "tests/support/exp_cli.h"
+
+namespace xp::cli {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::kConfigs;
+using testing::Ran;
+
+const std::string kDynaquant = kConfigs + "/experiment/dynaquant.yaml";
+const std::string kDigits =
+    " data.dataset=digits network.layers=[64,32,10] data.validation=300 train.epochs=20 train.batch_size=32";
+
+class CompressionCli : public ::testing::Test {
+ protected:
+  CompressionCli() { setenv("OMP_NUM_THREADS", "1", 1); }  // see test_networks_cli.cpp
+  Ran exp(const std::string& args) { return testing::run_exp(dir_, args); }
+  auto open(const std::string& run) { return results::ResultsReader::open(dir_ / run / "results.h5"); }
+  template <class R>
+  double summary(R& r, const char* key) {
+    return std::get<double>(*r->attr("/summary", key));
+  }
+  xp::testing::TempDir dir_;
+};
+
+TEST_F(CompressionCli, TenFailuresRestoreFromCompressedCheckpoints) {
+  Ran r = exp("run " + kDynaquant + kDigits + " hydra.run.dir=dq");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto res = open("dq");
+  EXPECT_EQ(std::get<int64_t>(*res->attr("/summary", "failures")), 10);
+  EXPECT_EQ(res->read_table("/checkpoints").rows, 40);
+  EXPECT_GT(summary(res, "weights_ratio"), 2.0);
+  EXPECT_GT(summary(res, "full_state_ratio"), 1.0);
+  EXPECT_LT(summary(res, "full_state_ratio"), summary(res, "weights_ratio"));
+  EXPECT_GT(summary(res, "test_accuracy"), 0.85);
+  // Every restored checkpoint is within ε of its live model on the validation set.
+  auto t = res->read_table("/checkpoints");
+  for (int64_t i = 0; i < t.rows; ++i) {
+    const double live = t.values[13][static_cast<size_t>(i)], restored = t.values[14][static_cast<size_t>(i)];
+    EXPECT_GE(restored, live * 0.95 - 1e-9) << "checkpoint " << i;
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "dq/compressed/step-00000016.bin"));
+}
+
+TEST_F(CompressionCli, RestoresFromUncompressedCheckpointsReproduceTheUninterruptedRun) {
+  ASSERT_EQ(exp("run " + kDynaquant + kDigits + " compression.method=none train.failures=10 hydra.run.dir=failed").rc, 0);
+  ASSERT_EQ(exp("run " + kDynaquant + kDigits + " compression.method=none train.failures=0 hydra.run.dir=clean").rc, 0);
+  auto a = open("failed"), b = open("clean");
+  EXPECT_EQ(std::get<std::string>(*a->attr("/summary", "final_weights_xxh3")),
+            std::get<std::string>(*b->attr("/summary", "final_weights_xxh3")));
+  EXPECT_EQ(summary(a, "test_accuracy"), summary(b, "test_accuracy"));
+}
+
+TEST_F(CompressionCli, BaselinesRunThroughTheSameLoop) {
+  for (const char* m : {"zstd", "uniform8_zstd"}) {
+    Ran r = exp("run " + kDynaquant + kDigits + " train.epochs=4 compression.method=" + m + " hydra.run.dir=" + m);
+    ASSERT_EQ(r.rc, 0) << m << r.err;
+    auto res = open(m);
+    EXPECT_GT(summary(res, "weights_ratio"), m == std::string("zstd") ? 1.0 : 3.0) << m;
+  }
+}
+
+TEST_F(CompressionCli, BadEpsilonIsRefusedNamingTheKey) {
+  Ran r = exp("run " + kDynaquant + " compression.epsilon=1.5");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_THAT(r.err, HasSubstr("compression.epsilon"));
+}
+
+}  // namespace
+}  // namespace xp::cli
