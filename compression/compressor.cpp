@@ -19,12 +19,13 @@ DynaQuantCompressor::DynaQuantCompressor(CompressorOptions options, Quality qual
 }
 
 namespace {
-double entropy_bits(const std::map<uint32_t, uint64_t>& counts, uint64_t n) {
+// −Σ c·log2(c/n) over one group's counts.
+double entropy_bits(const std::vector<uint64_t>& counts) {
+  uint64_t n = 0;
+  for (uint64_t c : counts) n += c;
   double bits = 0.0;
-  for (auto [s, c] : counts) {
-    const double p = static_cast<double>(c) / static_cast<double>(n);
-    bits -= static_cast<double>(c) * std::log2(p);
-  }
+  for (uint64_t c : counts)
+    if (c) bits -= static_cast<double>(c) * std::log2(static_cast<double>(c) / static_cast<double>(n));
   return bits;
 }
 }  // namespace
@@ -41,16 +42,16 @@ double DynaQuantCompressor::estimated_ratio(const std::vector<QuantizedTensor>& 
     }
     bits += 32.0 * static_cast<double>(t.levels.size()) + 16.0 * static_cast<double>(t.protected_bf16.size());
     const QuantizedTensor* p = parent_ ? &(*parent_)[i] : nullptr;
-    std::map<uint32_t, std::map<uint32_t, uint64_t>> groups;  // parent symbol → delta counts
-    std::map<uint32_t, uint64_t> sizes;
+    const int groups = p ? p->alphabet() : 1;
     const int b_star = p ? std::max(p->alphabet(), t.alphabet()) : t.alphabet();
-    for (size_t k = 0; k < t.symbols.size(); ++k) {
-      const uint32_t g = p ? p->symbols[k] : 0;
-      const uint32_t d = p ? static_cast<uint32_t>((t.symbols[k] - p->symbols[k] + b_star) % b_star) : t.symbols[k];
-      ++groups[g][d];
-      ++sizes[g];
+    std::vector<std::vector<uint64_t>> counts(static_cast<size_t>(groups), std::vector<uint64_t>(static_cast<size_t>(b_star), 0));
+    if (p) {
+      for (size_t k = 0; k < t.symbols.size(); ++k)
+        ++counts[p->symbols[k]][static_cast<size_t>((t.symbols[k] - p->symbols[k] + b_star) % b_star)];
+    } else {
+      for (uint16_t sym : t.symbols) ++counts[0][sym];
     }
-    for (const auto& [g, counts] : groups) bits += entropy_bits(counts, sizes[g]);
+    for (const auto& g : counts) bits += entropy_bits(g);
   }
   return static_cast<double>(raw_bytes) * 8.0 / std::max(bits, 1.0);
 }
@@ -78,8 +79,14 @@ CompressedCheckpoint DynaQuantCompressor::compress(uint64_t step, const nn::Stat
       if (it == cache.end()) it = cache.emplace(key, quantize(weights, gradient_ema, opt_.cube.config_at(p, opt_.base))).first;
       return it->second;
     };
+    std::map<std::array<int, 4>, double> qualities;
+    auto key = [](const CubePoint& p) { return std::array<int, 4>{p.index[0], p.index[1], p.index[2], static_cast<int>(p.metric)}; };
     SearchOracle oracle{[&](const CubePoint& p) { return estimated_ratio(quantized(p), out.raw_bytes); },
-                        [&](const CubePoint& p) { return quality_(dequantize(quantized(p))) >= floor; }};
+                        [&](const CubePoint& p) {
+                          const double q = quality_(dequantize(quantized(p)));
+                          qualities[key(p)] = q;
+                          return q >= floor;
+                        }};
     SearchResult r;
     if (previous_ && !out.base) {
       r = neighbourhood_search(opt_.cube, oracle, *previous_, opt_.radius);
@@ -93,10 +100,11 @@ CompressedCheckpoint DynaQuantCompressor::compress(uint64_t step, const nn::Stat
                                             PruneMetric::kMagnitude});
     previous_ = p;
     chosen = opt_.cube.config_at(p, opt_.base);
+    if (auto it = qualities.find(key(p)); it != qualities.end()) out.quality_restored = it->second;
   }
   std::vector<QuantizedTensor> q = quantize(weights, gradient_ema, chosen);
   out.config = chosen;
-  out.quality_restored = quality_(dequantize(q));
+  if (out.quality_restored == 0.0) out.quality_restored = quality_(dequantize(q));
   ContainerHeader h;
   h.step = step;
   h.parent_step = out.base ? -1 : static_cast<int64_t>(parent_step_);

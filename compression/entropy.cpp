@@ -3,29 +3,60 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <map>
+#include <cmath>
 #include <queue>
+#include <unordered_map>
 
 namespace xp::compression {
 
 namespace {
 
 constexpr int kMaxCodeLength = 30;
+constexpr int kLutBits = 11;  // codes up to this long decode with one table lookup
 
 class BitWriter {
  public:
   void put(uint32_t code, int length) {  // most significant bit first
-    for (int i = length - 1; i >= 0; --i) {
-      if (bits_ % 8 == 0) bytes_.push_back(0);
-      if ((code >> i) & 1u) bytes_.back() |= static_cast<uint8_t>(0x80u >> (bits_ % 8));
-      ++bits_;
+    acc_ = (acc_ << length) | code;
+    bits_ += length;
+    while (bits_ >= 8) {
+      bits_ -= 8;
+      bytes_.push_back(static_cast<uint8_t>(acc_ >> bits_));
     }
   }
-  std::vector<uint8_t>& bytes() { return bytes_; }
+  std::vector<uint8_t>& finish() {
+    if (bits_ > 0) bytes_.push_back(static_cast<uint8_t>(acc_ << (8 - bits_)));
+    bits_ = 0;
+    return bytes_;
+  }
 
  private:
   std::vector<uint8_t> bytes_;
-  uint64_t bits_ = 0;
+  uint64_t acc_ = 0;  // only the low `bits_` bits are pending
+  int bits_ = 0;
+};
+
+class BitReader {
+ public:
+  explicit BitReader(const std::vector<uint8_t>& b) : b_(b) {}
+  // The next n ≤ 32 bits without consuming them (zeros past the end).
+  uint32_t peek(int n) {
+    while (bits_ < n) {
+      acc_ = (acc_ << 8) | (pos_ < b_.size() ? b_[pos_] : 0u);
+      ++pos_;
+      bits_ += 8;
+    }
+    return static_cast<uint32_t>((acc_ >> (bits_ - n)) & ((uint64_t{1} << n) - 1));
+  }
+  void skip(int n) { bits_ -= n; }
+  // Bits consumed so far.
+  uint64_t consumed() const { return pos_ * 8 - static_cast<uint64_t>(bits_); }
+
+ private:
+  const std::vector<uint8_t>& b_;
+  size_t pos_ = 0;
+  uint64_t acc_ = 0;
+  int bits_ = 0;
 };
 
 struct Canonical {
@@ -41,7 +72,6 @@ Canonical canonical(std::vector<std::pair<int32_t, uint8_t>> table) {
   uint8_t prev = table.empty() ? 0 : table.front().second;
   for (size_t i = 0; i < table.size(); ++i) {
     if (i > 0) code = (code + 1) << (table[i].second - prev);
-    else code = 0;
     prev = table[i].second;
     c.symbols.push_back(table[i].first);
     c.lengths.push_back(table[i].second);
@@ -49,6 +79,20 @@ Canonical canonical(std::vector<std::pair<int32_t, uint8_t>> table) {
   }
   return c;
 }
+
+// Symbol → dense index: a flat table for values in (−2^16, 2^16) (every RLE value and the
+// common run lengths), a hash map beyond.
+class SymbolIndex {
+ public:
+  static constexpr int32_t kHalf = 1 << 16;
+  SymbolIndex() : dense_(2 * kHalf, -1) {}
+  int32_t& operator[](int32_t v) { return v > -kHalf && v < kHalf ? dense_[static_cast<size_t>(v + kHalf)] : sparse(v); }
+
+ private:
+  int32_t& sparse(int32_t v) { return sparse_.try_emplace(v, -1).first->second; }
+  std::vector<int32_t> dense_;
+  std::unordered_map<int32_t, int32_t> sparse_;
+};
 
 }  // namespace
 
@@ -86,20 +130,29 @@ std::vector<uint8_t> huffman_code_lengths(std::span<const uint64_t> frequencies)
 }
 
 void huffman_encode(std::span<const int32_t> stream, jobs::ByteWriter& out) {
-  std::map<int32_t, uint64_t> freq;
-  for (int32_t v : stream) ++freq[v];
+  SymbolIndex index;
   std::vector<int32_t> symbols;
   std::vector<uint64_t> counts;
-  for (auto [s, c] : freq) {
-    symbols.push_back(s);
-    counts.push_back(c);
+  for (int32_t v : stream) {
+    int32_t& i = index[v];
+    if (i < 0) {
+      i = static_cast<int32_t>(symbols.size());
+      symbols.push_back(v);
+      counts.push_back(0);
+    }
+    ++counts[static_cast<size_t>(i)];
   }
   auto lengths = huffman_code_lengths(counts);
   std::vector<std::pair<int32_t, uint8_t>> table;
   for (size_t i = 0; i < symbols.size(); ++i) table.emplace_back(symbols[i], lengths[i]);
   Canonical c = canonical(table);
-  std::map<int32_t, size_t> index;
-  for (size_t i = 0; i < c.symbols.size(); ++i) index[c.symbols[i]] = i;
+  std::vector<uint32_t> code_of(symbols.size());
+  std::vector<uint8_t> length_of(symbols.size());
+  for (size_t k = 0; k < c.symbols.size(); ++k) {
+    const auto i = static_cast<size_t>(index[c.symbols[k]]);
+    code_of[i] = c.codes[k];
+    length_of[i] = c.lengths[k];
+  }
   out.put<uint32_t>(static_cast<uint32_t>(c.symbols.size()));
   for (size_t i = 0; i < c.symbols.size(); ++i) {
     out.put<int32_t>(c.symbols[i]);
@@ -107,11 +160,11 @@ void huffman_encode(std::span<const int32_t> stream, jobs::ByteWriter& out) {
   }
   BitWriter bits;
   for (int32_t v : stream) {
-    const size_t i = index[v];
-    bits.put(c.codes[i], c.lengths[i]);
+    const auto i = static_cast<size_t>(index[v]);
+    bits.put(code_of[i], length_of[i]);
   }
   out.put<uint64_t>(stream.size());
-  out.put_vector(bits.bytes());
+  out.put_vector(bits.finish());
 }
 
 std::vector<int32_t> huffman_decode(jobs::ByteReader& in) {
@@ -128,32 +181,47 @@ std::vector<int32_t> huffman_decode(jobs::ByteReader& in) {
   const auto bytes = in.get_vector<uint8_t>();
   if (count > 0 && n == 0) throw jobs::CheckpointError("huffman: symbols but no code table (corrupt)");
   if (count > bytes.size() * 8) throw jobs::CheckpointError("huffman: more symbols than bits (corrupt)");
-  // Canonical decoding: per length, the first code and the index of its first symbol.
+  double kraft = 0;
+  for (uint8_t l : c.lengths) kraft += std::ldexp(1.0, -l);
+  if (kraft > 1.0 + 1e-12) throw jobs::CheckpointError("huffman: code lengths do not form a prefix code (corrupt)");
+  // Short codes: one lookup of the next kLutBits bits gives (symbol rank + 1, length).
+  std::vector<std::pair<uint32_t, uint8_t>> lut(size_t{1} << kLutBits, {0, 0});
+  for (size_t k = 0; k < c.symbols.size() && c.lengths[k] <= kLutBits; ++k) {
+    const int shift = kLutBits - c.lengths[k];
+    for (uint32_t e = c.codes[k] << shift; e < (c.codes[k] + 1) << shift; ++e) lut[e] = {static_cast<uint32_t>(k + 1), c.lengths[k]};
+  }
+  // Long codes: canonical decoding, per length the first code and the rank of its first symbol.
   std::vector<uint32_t> first_code(kMaxCodeLength + 2, 0), first_index(kMaxCodeLength + 2, 0), per_length(kMaxCodeLength + 2, 0);
   for (uint8_t l : c.lengths) ++per_length[l];
-  uint32_t code = 0, index = 0;
+  uint32_t code = 0, rank = 0;
   for (int l = 1; l <= kMaxCodeLength; ++l) {
     code = (code + per_length[static_cast<size_t>(l) - 1]) << 1;
     first_code[static_cast<size_t>(l)] = code;
-    first_index[static_cast<size_t>(l)] = index;
-    index += per_length[static_cast<size_t>(l)];
+    first_index[static_cast<size_t>(l)] = rank;
+    rank += per_length[static_cast<size_t>(l)];
   }
-  std::vector<int32_t> out;
-  out.reserve(count);
-  uint64_t bit = 0;
+  std::vector<int32_t> out(count);
+  BitReader bits(bytes);
   const uint64_t total_bits = bytes.size() * 8;
   for (uint64_t s = 0; s < count; ++s) {
-    uint32_t v = 0;
-    for (int l = 1;; ++l) {
-      if (l > kMaxCodeLength || bit >= total_bits) throw jobs::CheckpointError("huffman: invalid bit stream (corrupt)");
-      v = (v << 1) | ((bytes[bit / 8] >> (7 - bit % 8)) & 1u);
-      ++bit;
-      const uint32_t offset = v - first_code[static_cast<size_t>(l)];
-      if (v >= first_code[static_cast<size_t>(l)] && offset < per_length[static_cast<size_t>(l)]) {
-        out.push_back(c.symbols[first_index[static_cast<size_t>(l)] + offset]);
-        break;
+    const auto [entry, length] = lut[bits.peek(kLutBits)];
+    if (entry) {
+      bits.skip(length);
+      out[s] = c.symbols[entry - 1];
+    } else {
+      bool found = false;
+      for (int l = kLutBits + 1; l <= kMaxCodeLength && !found; ++l) {
+        const uint32_t v = bits.peek(l);
+        const uint32_t offset = v - first_code[static_cast<size_t>(l)];
+        if (v >= first_code[static_cast<size_t>(l)] && offset < per_length[static_cast<size_t>(l)]) {
+          bits.skip(l);
+          out[s] = c.symbols[first_index[static_cast<size_t>(l)] + offset];
+          found = true;
+        }
       }
+      if (!found) throw jobs::CheckpointError("huffman: invalid bit stream (corrupt)");
     }
+    if (bits.consumed() > total_bits) throw jobs::CheckpointError("huffman: bit stream ends early (corrupt)");
   }
   return out;
 }

@@ -6,7 +6,6 @@
 // for large models. Not thread-safe; merge per-thread histograms instead.
 #pragma once
 #include <cstdint>
-#include <map>
 #include <span>
 #include <vector>
 
@@ -32,10 +31,16 @@ class LogHistogram {
   std::vector<Bucket> buckets() const;
 
  private:
+  // Counts by key, dense from `offset` (keys span a few thousand at most).
+  struct Keys {
+    std::vector<uint64_t> counts;
+    int64_t offset = 0;
+    void add(int64_t key, uint64_t n);
+  };
   int64_t key_of(float v) const;
   double centre_of(int64_t key) const;
-  double alpha_, gamma_, log_gamma_;
-  std::map<int64_t, uint64_t> positive_, negative_;  // keys of |x|
+  double alpha_, gamma_, inv_log2_gamma_;
+  Keys positive_, negative_;  // keys of |x|
   uint64_t zeros_ = 0, count_ = 0;
 };
 

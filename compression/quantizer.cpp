@@ -86,7 +86,7 @@ std::vector<QuantizedTensor> quantize(const nn::StateDict& tensors, const std::m
     }
     auto& [mag, sens] = per_type[type];
     mag.insert(mag.end(), s.magnitude.begin(), s.magnitude.end());
-    sens.insert(sens.end(), s.sensitivity.begin(), s.sensitivity.end());
+    if (!ema.empty()) sens.insert(sens.end(), s.sensitivity.begin(), s.sensitivity.end());
   }
   std::map<std::string, Thresholds> thresholds;
   for (auto& [type, v] : per_type) {
@@ -95,10 +95,12 @@ std::vector<QuantizedTensor> quantize(const nn::StateDict& tensors, const std::m
     const size_t n = mag.size();
     const auto k_protect = static_cast<size_t>(std::llround(c.protect_fraction * static_cast<double>(n)));
     const auto k_prune = static_cast<size_t>(std::llround(c.prune_fraction * static_cast<double>(n)));
-    if (k_prune > 0) th.prune = kth_smallest(c.prune_metric == PruneMetric::kMagnitude ? mag : sens, k_prune);
+    if (k_prune > 0)
+      th.prune = kth_smallest(c.prune_metric == PruneMetric::kMagnitude || sens.empty() ? mag : sens, k_prune);
     if (k_protect > 0) {
       th.protect_magnitude = kth_smallest(mag, n - k_protect + 1);
-      th.protect_sensitivity = kth_smallest(sens, n - k_protect + 1);
+      // Without gradients sensitivity is magnitude: one selection serves both.
+      th.protect_sensitivity = sens.empty() ? th.protect_magnitude : kth_smallest(sens, n - k_protect + 1);
     }
   }
 
