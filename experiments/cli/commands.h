@@ -28,6 +28,17 @@ int list_command(const std::vector<std::string>& config_dirs);
 int show_command(const std::string& path, int rows);
 int collect_command(const std::string& sweep_dir);
 
+// One-shot DynaQuant of an existing checkpoint (no delta, a fixed configuration).
+struct CompressOptions {
+  std::string input;   // compress: a .safetensors file, an index.json or a folder; decompress: a .dqck
+  std::string output;  // compress: the .dqck; decompress: the .safetensors
+  int bins = 16;
+  double prune_fraction = 0.0;
+  double protect_fraction = 0.005;
+};
+int compress_command(const CompressOptions& options);
+int decompress_command(const CompressOptions& options);
+
 // Prints `name  value` rows aligned, as every verb's result table.
 void print_table(const std::vector<std::pair<std::string, std::string>>& rows);
 

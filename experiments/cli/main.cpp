@@ -25,6 +25,8 @@ verbs:
   list                          experiments, config groups and their options
   show RESULTS.h5|RUN_DIR       provenance, summary and tables of one run
   collect SWEEP_DIR             summary.csv and index.h5 over a sweep's jobs
+  compress IN OUT.dqck          DynaQuant one-shot: a safetensors checkpoint into a .dqck container
+  decompress IN.dqck OUT        a .dqck container back into fp32 safetensors
 
 `exp VERB --help` describes each verb. Exit codes: 0 done, 1 failed, 2 bad config or usage
 (nothing written), 75 stopped by a signal after a checkpoint (resume with --resume).
@@ -109,6 +111,41 @@ int simple_verb(const std::string& verb, const std::vector<std::string>& args) {
   return verb == "show" ? xp::cli::show_command(positional[0], rows) : xp::cli::collect_command(positional[0]);
 }
 
+int compress_verb(const std::string& verb, const std::vector<std::string>& args) {
+  xp::cli::CompressOptions o;
+  po::options_description opts(verb == "compress" ? "exp compress IN.safetensors|DIR OUT.dqck"
+                                                  : "exp decompress IN.dqck OUT.safetensors");
+  opts.add_options()("help,h", "describe this verb");
+  if (verb == "compress")
+    opts.add_options()("bins", po::value<int>(&o.bins)->default_value(16), "non-uniform levels per tensor (K)")
+        ("prune", po::value<double>(&o.prune_fraction)->default_value(0.0), "share of smallest weights stored as 0")
+        ("protect", po::value<double>(&o.protect_fraction)->default_value(0.005), "share of largest weights kept in bf16");
+  std::vector<std::string> positional;
+  po::options_description all;
+  all.add(opts).add_options()("args", po::value<std::vector<std::string>>(&positional));
+  po::positional_options_description pos;
+  pos.add("args", -1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << opts;
+    return 0;
+  }
+  if (positional.size() != 2) {
+    fmt::print(stderr, "error: exp {} takes an input and an output path\n{}", verb, kUsage);
+    return 2;
+  }
+  if (o.bins < 1 || o.bins > 1024 || o.prune_fraction < 0 || o.prune_fraction >= 1 || o.protect_fraction < 0 ||
+      o.protect_fraction > 1) {
+    fmt::print(stderr, "error: --bins must be in [1, 1024], --prune in [0, 1), --protect in [0, 1]\n");
+    return 2;
+  }
+  o.input = positional[0];
+  o.output = positional[1];
+  return verb == "compress" ? xp::cli::compress_command(o) : xp::cli::decompress_command(o);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -127,6 +164,7 @@ int main(int argc, char** argv) {
     if (verb == "run") return run_or_sweep(args, false);
     if (verb == "sweep") return run_or_sweep(args, true);
     if (verb == "list" || verb == "show" || verb == "collect") return simple_verb(verb, args);
+    if (verb == "compress" || verb == "decompress") return compress_verb(verb, args);
     fmt::print(stderr, "error: unknown verb '{}'\n{}", verb, kUsage);
     return 2;
   } catch (const po::error& e) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <fstream>
 
 #include "core/results/results_file.h"
 #include "tests/support/exp_cli.h"
@@ -67,6 +68,27 @@ TEST_F(CompressionCli, BaselinesRunThroughTheSameLoop) {
     auto res = open(m);
     EXPECT_GT(summary(res, "weights_ratio"), m == std::string("zstd") ? 1.0 : 3.0) << m;
   }
+}
+
+TEST_F(CompressionCli, CompressAndDecompressASafetensorsCheckpoint) {
+  ASSERT_EQ(exp("run " + kConfigs + "/experiment/make_model.yaml model.hidden_size=64 model.num_hidden_layers=2 "
+                "model.num_attention_heads=4 model.num_key_value_heads=2 model.intermediate_size=128 "
+                "model.vocab_size=500 output_dir=model hydra.run.dir=make").rc, 0);
+  Ran c = exp("compress model m.dqck --bins 16");
+  ASSERT_EQ(c.rc, 0) << c.err;
+  EXPECT_THAT(c.out, HasSubstr("ratio"));
+  EXPECT_LT(std::filesystem::file_size(dir_ / "m.dqck"), std::filesystem::file_size(dir_ / "model/model.safetensors") / 4);
+  Ran d = exp("decompress m.dqck back.safetensors");
+  ASSERT_EQ(d.rc, 0) << d.err;
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "back.safetensors"));
+  // A flipped byte is refused and nothing is written.
+  std::string bytes = dir_.read("m.dqck");
+  bytes[bytes.size() / 2] ^= 0x01;
+  std::ofstream(dir_ / "bad.dqck", std::ios::binary) << bytes;
+  Ran bad = exp("decompress bad.dqck out.safetensors");
+  EXPECT_EQ(bad.rc, 1);
+  EXPECT_THAT(bad.err, HasSubstr("corrupt"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "out.safetensors"));
 }
 
 TEST_F(CompressionCli, BadEpsilonIsRefusedNamingTheKey) {
