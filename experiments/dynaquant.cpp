@@ -6,8 +6,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "compression/baselines.h"
-#include "compression/compressor.h"
+#include "compression/codec.h"
 #include "core/config/error.h"
 #include "core/runtime/files.h"
 #include "core/runtime/progress.h"
@@ -30,7 +29,7 @@ struct Config {
   int64_t failures = 10;                  // evenly spaced; each restores the latest checkpoint
   int64_t ema_window = 50;                // steps before a checkpoint whose gradients feed the EMA
   double ema_beta = 0.9;
-  std::string method = "dynaquant";       // dynaquant | none | zstd | uniform8_zstd
+  std::string method = "dynaquant";       // compression::codec_names()
   std::string optimizer_state = "fp32";   // fp32 (stored raw) | drop (moments reset on restore)
   cz::CompressorOptions dq;
   std::string layout = "rearranged";      // rearranged | rle | huffman
@@ -65,7 +64,7 @@ Config parse(const config::ConfigNode& job) {
   t.get("ema_beta", c.ema_beta);
   t.finish();
   auto z = top.section("compression");
-  z.get_enum("method", c.method, {"dynaquant", "none", "zstd", "uniform8_zstd"});
+  z.get_enum("method", c.method, cz::codec_names());
   z.get_enum("optimizer_state", c.optimizer_state, {"fp32", "drop"});
   z.get("epsilon", c.dq.epsilon);
   z.get("search", c.dq.search);
@@ -127,7 +126,7 @@ class Dynaquant final : public Experiment {
       load_weights(eval_net.module(), w);
       return networks::evaluate(eval_net, validation_).accuracy;
     };
-    cz::DynaQuantCompressor compressor(cfg_.dq, quality);
+    codec_ = cz::make_codec(cfg_.method, cfg_.dq, quality);
     open_tables(ctx);
 
     const int64_t per_epoch = trainer.batches_per_epoch(train_);
@@ -154,12 +153,12 @@ class Dynaquant final : public Experiment {
         for (auto& [name, p] : net.module().parameters()) ema.update(name, p->grad);
       }
       if (step % every == 0) {
-        checkpoint(ctx, net, trainer, compressor, ema.values(), step, saved, dir);
+        checkpoint(ctx, net, trainer, ema.values(), step, saved, dir);
         ema.reset();
       }
       if (trainer.batch() == 0) epochs_->append({trainer.epoch(), networks::evaluate(net, test_).accuracy});
       if (next_failure < failure_at.size() && step >= failure_at[next_failure] && saved.step > 0) {
-        restore(net, trainer, compressor, saved, step);
+        restore(net, trainer, saved, step);
         ++next_failure;
       }
     }
@@ -229,26 +228,16 @@ class Dynaquant final : public Experiment {
   }
 
   void checkpoint(jobs::RunContext& ctx, networks::Network& net, networks::Trainer& trainer,
-                  cz::DynaQuantCompressor& compressor, const std::map<std::string, std::vector<float>>& ema,
-                  int64_t step, Saved& saved, const std::filesystem::path& dir) {
+                  const std::map<std::string, std::vector<float>>& ema, int64_t step, Saved& saved,
+                  const std::filesystem::path& dir) {
     nn::StateDict w = weights_of(net.module());
     auto t0 = Clock::now();
-    cz::CompressedCheckpoint c;
+    cz::EncodedCheckpoint e = codec_->encode(static_cast<uint64_t>(step), w, ema);
+    if (e.self_contained) saved.chain.clear();
+    saved.chain.push_back(e.bytes);
+    cz::CompressedCheckpoint c = e.details;
+    c.bytes = std::move(e.bytes);
     c.raw_bytes = cz::fp32_bytes(w);
-    if (cfg_.method == "dynaquant") {
-      c = compressor.compress(static_cast<uint64_t>(step), w, ema);
-      if (c.base) saved.chain.clear();
-      saved.chain.push_back(c.bytes);
-    } else {
-      if (cfg_.method == "none") {
-        jobs::ByteWriter out;
-        nn::write_state_dict(out, w);
-        c.bytes = out.take();
-      } else {
-        c.bytes = cfg_.method == "zstd" ? cz::encode_zstd(w) : cz::encode_uniform8_zstd(w);
-      }
-      saved.chain = {c.bytes};
-    }
     const double encode_s = seconds_since(t0);
     compress_s_ += encode_s;
     // The container goes to disk atomically: a crash mid-write leaves the previous one intact.
@@ -296,16 +285,9 @@ class Dynaquant final : public Experiment {
     return *probe_;
   }
 
-  nn::StateDict decode(const Saved& saved) const {
-    if (cfg_.method == "dynaquant") return cz::dequantize(cz::decode_chain(saved.chain));
-    if (cfg_.method == "zstd") return cz::decode_zstd(saved.chain.back());
-    if (cfg_.method == "uniform8_zstd") return cz::decode_uniform8_zstd(saved.chain.back());
-    jobs::ByteReader in(saved.chain.back());
-    return nn::read_state_dict(in);
-  }
+  nn::StateDict decode(const Saved& saved) const { return codec_->decode(saved.chain); }
 
-  void restore(networks::Network& net, networks::Trainer& trainer, cz::DynaQuantCompressor& compressor,
-               const Saved& saved, int64_t step) {
+  void restore(networks::Network& net, networks::Trainer& trainer, const Saved& saved, int64_t step) {
     const double before = networks::evaluate(net, test_).accuracy;
     nn::StateDict state = saved.trainer_state;
     if (cfg_.optimizer_state == "drop")
@@ -313,7 +295,7 @@ class Dynaquant final : public Experiment {
         if (name.rfind("optim.exp_avg", 0) == 0 || name.rfind("optim.momentum", 0) == 0) t = nn::Tensor::zeros(t.shape(), t.dtype());
     trainer.load(state);
     load_weights(net.module(), decode(saved));
-    if (cfg_.method == "dynaquant") compressor.reset_parent(cz::decode_chain(saved.chain), static_cast<uint64_t>(saved.step));
+    codec_->restored(saved.chain, static_cast<uint64_t>(saved.step));
     failures_->append({step, saved.step, before, networks::evaluate(net, test_).accuracy});
   }
 
@@ -333,6 +315,7 @@ class Dynaquant final : public Experiment {
   }
 
   Config cfg_;
+  std::unique_ptr<cz::CheckpointCodec> codec_;
   data::Dataset train_, validation_, test_;
   std::unique_ptr<networks::Network> probe_;
   results::Table* checkpoints_ = nullptr;

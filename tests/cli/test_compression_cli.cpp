@@ -62,11 +62,12 @@ TEST_F(CompressionCli, RestoresFromUncompressedCheckpointsReproduceTheUninterrup
 }
 
 TEST_F(CompressionCli, BaselinesRunThroughTheSameLoop) {
-  for (const char* m : {"zstd", "uniform8_zstd"}) {
+  for (const char* m : {"zstd", "uniform8_zstd", "cnr", "qd", "lc"}) {
     Ran r = exp("run " + kDynaquant + kDigits + " train.epochs=4 compression.method=" + m + " hydra.run.dir=" + m);
     ASSERT_EQ(r.rc, 0) << m << r.err;
     auto res = open(m);
     EXPECT_GT(summary(res, "weights_ratio"), m == std::string("zstd") ? 1.0 : 3.0) << m;
+    EXPECT_GT(summary(res, "test_accuracy"), 0.5) << m;
   }
 }
 

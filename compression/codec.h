@@ -1,0 +1,49 @@
+// One interface for every way the dynaquant experiment stores a checkpoint — DynaQuant and the
+// baselines of training.md §2.4 — so they run through the same training loop, failures and
+// measurements. Each codec with a knob picks it like DynaQuant does: the most compressive
+// setting whose decompressed weights keep quality ≥ `floor`.
+//   none           the state dict as is
+//   zstd           lossless zstd (level 3)
+//   uniform8_zstd  per-tensor uniform 8-bit, then zstd
+//   cnr            Check-N-Run-style adaptive uniform: per-row uniform levels over a clipped range
+//                  (greedy clipping search per row), fixed-width codes; bins searched
+//   qd             QD-Compressor-style: per-tensor uniform levels, index deltas mod the bin count
+//                  against the previous checkpoint, Huffman; bins searched
+//   lc             LC-Checkpoint-style: the delta from the reconstructed previous checkpoint,
+//                  bucketed by sign and binary exponent, the 2^b − 1 largest-exponent buckets
+//                  kept (bucket means), Huffman; b searched
+//   dynaquant      DynaQuantCompressor
+// decode() takes the chain of encodings since the last self-contained one. Not thread-safe.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "compression/compressor.h"
+
+namespace xp::compression {
+
+struct EncodedCheckpoint {
+  std::vector<std::byte> bytes;
+  bool self_contained = true;  // false: decoding needs the earlier encodings of the chain
+  CompressedCheckpoint details;  // DynaQuant's search details (zero for the baselines)
+};
+
+class CheckpointCodec {
+ public:
+  using Quality = DynaQuantCompressor::Quality;
+  virtual ~CheckpointCodec() = default;
+  virtual EncodedCheckpoint encode(uint64_t step, const nn::StateDict& weights,
+                                   const std::map<std::string, std::vector<float>>& gradient_ema) = 0;
+  virtual nn::StateDict decode(const std::vector<std::vector<std::byte>>& chain) = 0;
+  // The live model was just restored from `chain`: deltas continue from it.
+  virtual void restored(const std::vector<std::vector<std::byte>>& /*chain*/, uint64_t /*step*/) {}
+};
+
+// `method` is one of the names above; quality and ε drive the searches.
+std::unique_ptr<CheckpointCodec> make_codec(const std::string& method, const CompressorOptions& options,
+                                            CheckpointCodec::Quality quality);
+const std::vector<std::string>& codec_names();
+
+}  // namespace xp::compression
