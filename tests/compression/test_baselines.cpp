@@ -1,0 +1,61 @@
+// The checkpoint codecs behind the dynaquant experiment (training.md §2.4 baselines): every one
+// decodes a chain of drifting checkpoints back to weights close to the originals, the lossless
+// ones exactly, and refuses a truncated encoding.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "compression/codec.h"
+#include "core/runtime/rng.h"
+
+namespace xp::compression {
+namespace {
+
+nn::StateDict weights(uint64_t step) {
+  nn::StateDict sd;
+  runtime::RngStream rng(41, 1), drift(42, step);
+  for (const char* name : {"0.weight", "0.bias", "1.weight"}) {
+    nn::Tensor t = nn::Tensor::empty(std::string(name) == "0.bias" ? tensor::Shape{64} : tensor::Shape{64, 48}, tensor::DType::kF32);
+    for (int64_t i = 0; i < t.numel(); ++i)
+      t.data<float>()[i] = static_cast<float>(0.1 * rng.normal() + 0.001 * static_cast<double>(step) * drift.normal());
+    sd.emplace_back(name, t);
+  }
+  return sd;
+}
+
+double max_error(const nn::StateDict& a, const nn::StateDict& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    for (int64_t k = 0; k < a[i].second.numel(); ++k)
+      m = std::max(m, std::fabs(static_cast<double>(a[i].second.data<float>()[k]) - b[i].second.data<float>()[k]));
+  return m;
+}
+
+TEST(CodecTest, EveryCodecDecodesItsChainCloseToTheWeights) {
+  // Quality = minus the largest deviation from the step's weights, so ε bounds the error.
+  nn::StateDict current;
+  auto quality = [&](const nn::StateDict& w) { return 1.0 - max_error(w, current); };
+  CompressorOptions o;
+  o.epsilon = 0.02;
+  for (const std::string& method : codec_names()) {
+    auto codec = make_codec(method, o, quality);
+    std::vector<std::vector<std::byte>> chain;
+    for (uint64_t step = 0; step < 5; ++step) {
+      current = weights(step);
+      auto e = codec->encode(step, current, {});
+      if (e.self_contained) chain.clear();
+      chain.push_back(e.bytes);
+      const double err = max_error(codec->decode(chain), current);
+      if (method == "none" || method == "zstd") EXPECT_EQ(err, 0.0) << method;
+      // LC keeps one value per (sign, binary exponent) bucket: up to half an octave off by design.
+      else EXPECT_LT(err, method == "uniform8_zstd" ? 0.01 : method == "lc" ? 0.2 : 0.03) << method << " step " << step;
+    }
+    auto truncated = chain.back();
+    truncated.resize(truncated.size() / 2);
+    chain.back() = truncated;
+    EXPECT_ANY_THROW(codec->decode(chain)) << method;
+  }
+}
+
+}  // namespace
+}  // namespace xp::compression
