@@ -24,15 +24,24 @@ struct KMeansOptions {
 // K sorted centres (fewer when the histogram has fewer than K distinct buckets).
 std::vector<float> kmeans_levels(const LogHistogram& histogram, const KMeansOptions& options);
 
-// Index of the nearest of the sorted `centres` (cut points at the midpoints).
-inline int nearest_level(std::span<const float> centres, float value) {
-  int lo = 0, hi = static_cast<int>(centres.size()) - 1;
-  while (lo < hi) {  // first centre whose upper midpoint is ≥ value
-    const int mid = (lo + hi) / 2;
-    if (value <= 0.5f * (centres[static_cast<size_t>(mid)] + centres[static_cast<size_t>(mid) + 1])) hi = mid;
-    else lo = mid + 1;
+// Index of the nearest of the sorted `centres` (cut points at the midpoints; a value on a
+// midpoint goes to the lower level): the number of midpoints below the value, counted without
+// branches — a binary search's mispredicted branches cost more than the K − 1 comparisons.
+class LevelIndex {
+ public:
+  explicit LevelIndex(std::span<const float> centres) {
+    for (size_t i = 0; i + 1 < centres.size(); ++i) mid_.push_back(0.5f * (centres[i] + centres[i + 1]));
   }
-  return lo;
-}
+  int operator()(float value) const {
+    int index = 0;
+    for (float m : mid_) index += value > m;
+    return index;
+  }
+
+ private:
+  std::vector<float> mid_;
+};
+
+inline int nearest_level(std::span<const float> centres, float value) { return LevelIndex(centres)(value); }
 
 }  // namespace xp::compression

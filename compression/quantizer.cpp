@@ -133,6 +133,7 @@ std::vector<QuantizedTensor> quantize(const nn::StateDict& tensors, const std::m
     q.levels = kmeans_levels(values, {.bins = bins, .sigma = c.sigma, .seed = c.seed});
     if (q.levels.empty()) q.levels.push_back(0.0f);  // everything pruned or protected
     const auto protected_symbol = static_cast<uint16_t>(q.levels.size() + 1);
+    const LevelIndex level(q.levels);
     q.symbols.resize(n);
     for (size_t k = 0; k < n; ++k) {
       if (role[k] == 0) q.symbols[k] = 0;
@@ -140,7 +141,7 @@ std::vector<QuantizedTensor> quantize(const nn::StateDict& tensors, const std::m
         q.symbols[k] = protected_symbol;
         q.protected_bf16.push_back(to_bf16(w[k]));
       } else {
-        q.symbols[k] = static_cast<uint16_t>(nearest_level(q.levels, w[k]) + 1);
+        q.symbols[k] = static_cast<uint16_t>(level(w[k]) + 1);
       }
     }
     out.push_back(std::move(q));
