@@ -184,7 +184,7 @@ class CnrCodec final : public CheckpointCodec {
   double keep_;
 };
 
-// QD-Compressor: per-tensor uniform levels over [min, max] (quantize before differencing), index
+// QD-Compressor: per-tensor uniform levels (quantize_uniform, before differencing), index
 // deltas mod the bin count against the previous checkpoint, Huffman only; in DynaQuant's
 // container, with no pruned or protected symbols.
 class QdCodec final : public CheckpointCodec {
@@ -212,30 +212,6 @@ class QdCodec final : public CheckpointCodec {
   }
 
  private:
-  static std::vector<QuantizedTensor> quantize_uniform(const nn::StateDict& w, int bins) {
-    std::vector<QuantizedTensor> out;
-    for (const auto& [name, t] : w) {
-      QuantizedTensor q;
-      q.name = name;
-      q.shape = t.shape();
-      q.layer_type = layer_type_of(name, t);
-      const float* p = t.data<float>();
-      const auto n = static_cast<size_t>(t.numel());
-      if (q.is_raw()) {
-        q.raw.assign(p, p + n);
-      } else {
-        const float mn = *std::min_element(p, p + n), mx = *std::max_element(p, p + n);
-        const float s = mx > mn ? (mx - mn) / static_cast<float>(bins - 1) : 1.0f;
-        for (int b = 0; b < bins; ++b) q.levels.push_back(mn + s * static_cast<float>(b));
-        q.symbols.resize(n);
-        for (size_t k = 0; k < n; ++k)
-          q.symbols[k] = static_cast<uint16_t>(1 + std::clamp(std::lround((p[k] - mn) / s), 0L, static_cast<long>(bins - 1)));
-      }
-      out.push_back(std::move(q));
-    }
-    return out;
-  }
-
   Quality quality_;
   double keep_;
   std::optional<std::vector<QuantizedTensor>> parent_;

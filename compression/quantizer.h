@@ -64,6 +64,9 @@ class GradientEma {
 std::vector<QuantizedTensor> quantize(const nn::StateDict& tensors, const std::map<std::string, std::vector<float>>& ema,
                                       const QuantConfig& config);
 nn::StateDict dequantize(const std::vector<QuantizedTensor>& tensors);
+// The uniform alternative: `bins` evenly spaced levels over each tensor's [min, max], nothing
+// pruned or protected (QD-Compressor's quantizer; the one-shot bins comparison).
+std::vector<QuantizedTensor> quantize_uniform(const nn::StateDict& tensors, int bins);
 
 uint16_t to_bf16(float v);  // round to nearest even
 float from_bf16(uint16_t v);

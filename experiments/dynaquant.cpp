@@ -33,6 +33,7 @@ struct Config {
   std::string optimizer_state = "fp32";   // fp32 (stored raw) | drop (moments reset on restore)
   cz::CompressorOptions dq;
   std::string layout = "rearranged";      // rearranged | rle | huffman
+  bool bins_table = false;                // also measure the one-shot bins needed (ours vs uniform)
 };
 
 [[noreturn]] void bad(const config::ConfigNode& job, const std::string& key, const std::string& msg, const std::string& hint) {
@@ -77,6 +78,7 @@ Config parse(const config::ConfigNode& job) {
   z.get("sigma", c.dq.base.sigma);
   z.get("full_every_n", c.dq.full_every_n);
   z.get_enum("layout", c.layout, {"rearranged", "rle", "huffman"});
+  z.get("bins_table", c.bins_table);
   c.dq.layout = c.layout == "rearranged" ? cz::DeltaLayout::kRearranged
                 : c.layout == "rle"      ? cz::DeltaLayout::kRleHuffman
                                          : cz::DeltaLayout::kHuffmanOnly;
@@ -154,6 +156,7 @@ class Dynaquant final : public Experiment {
       }
       if (step % every == 0) {
         checkpoint(ctx, net, trainer, ema.values(), step, saved, dir);
+        if (cfg_.bins_table && (step / every) % std::max<int64_t>(1, total / every / 10) == 0) bins_needed(step, net, quality);
         ema.reset();
       }
       if (trainer.batch() == 0) epochs_->append({trainer.epoch(), networks::evaluate(net, test_).accuracy});
@@ -221,6 +224,13 @@ class Dynaquant final : public Experiment {
         {"test_accuracy_before", ColumnType::kFloat64, "", "live weights just before the failure"},
         {"test_accuracy_restored", ColumnType::kFloat64, "", "right after the restore"},
     });
+    if (cfg_.bins_table)
+      bins_ = &ctx.table("/bins_needed", {
+          {"step", ColumnType::kInt64, "steps", "checkpoint"},
+          {"drop", ColumnType::kFloat64, "", "allowed relative validation-accuracy drop"},
+          {"ours", ColumnType::kInt64, "bins", "fewest k-means levels meeting it (-1: none up to 256)"},
+          {"uniform", ColumnType::kInt64, "bins", "fewest uniform levels meeting it (-1: none up to 256)"},
+      });
     epochs_ = &ctx.table("/epochs", {
         {"epoch", ColumnType::kInt64, "epochs", "epochs completed"},
         {"test_accuracy", ColumnType::kFloat64, "", "test accuracy"},
@@ -299,6 +309,35 @@ class Dynaquant final : public Experiment {
     failures_->append({step, saved.step, before, networks::evaluate(net, test_).accuracy});
   }
 
+  // The one-shot table (training.md §2.3): for each per-checkpoint quality drop, the fewest bins
+  // that meet it with pruning and protection off — our k-means levels against uniform levels.
+  template <class Quality>
+  void bins_needed(int64_t step, networks::Network& net, const Quality& quality) {
+    const nn::StateDict w = weights_of(net.module());
+    const double live = quality(w);
+    cz::QuantConfig c;
+    c.protect_fraction = 0.0;
+    for (double drop : {0.001, 0.01, 0.05}) {
+      auto fewest = [&](auto quantized) {  // binary search over 2..256, feasibility monotone in K
+        int lo = 2, hi = 256;
+        if (quality(cz::dequantize(quantized(hi))) < live * (1 - drop)) return -1;  // none
+        while (lo < hi) {
+          const int mid = (lo + hi) / 2;
+          if (quality(cz::dequantize(quantized(mid))) >= live * (1 - drop)) hi = mid;
+          else lo = mid + 1;
+        }
+        return lo;
+      };
+      const int ours = fewest([&](int k) {
+        c.bins = c.embedding_bins = k;
+        return cz::quantize(w, {}, c);
+      });
+      const int uniform = fewest([&](int k) { return cz::quantize_uniform(w, k); });
+      bins_->append({step, drop, static_cast<int64_t>(ours), static_cast<int64_t>(uniform)});
+      if (ours > 0 && uniform > 0) bins_record_[drop].emplace_back(ours, uniform);
+    }
+  }
+
   void summarize(jobs::RunContext& ctx, networks::Network& net, double train_s) {
     const double acc = networks::evaluate(net, test_).accuracy;
     ctx.set_summary("method", cfg_.method);
@@ -312,6 +351,13 @@ class Dynaquant final : public Experiment {
     ctx.set_summary("train_seconds", train_s);
     ctx.set_summary("compression_time_share", compress_s_ / std::max(train_s + compress_s_, 1e-9));
     ctx.set_summary("failures", static_cast<int64_t>(failures_->rows()));
+    for (const auto& [drop, pairs] : bins_record_) {  // checkpoints where both met the drop
+      double ours = 0, uniform = 0;
+      for (auto [o, u] : pairs) ours += o, uniform += u;
+      const auto n = static_cast<double>(pairs.size());
+      ctx.set_summary(fmt::format("mean_bins_ours_drop_{}", drop), ours / n);
+      ctx.set_summary(fmt::format("mean_bins_uniform_drop_{}", drop), uniform / n);
+    }
   }
 
   Config cfg_;
@@ -321,6 +367,8 @@ class Dynaquant final : public Experiment {
   results::Table* checkpoints_ = nullptr;
   results::Table* failures_ = nullptr;
   results::Table* epochs_ = nullptr;
+  results::Table* bins_ = nullptr;
+  std::map<double, std::vector<std::pair<int, int>>> bins_record_;  // drop → (ours, uniform) per checkpoint
   int64_t total_bytes_ = 0, total_raw_ = 0, total_full_stored_ = 0, total_full_raw_ = 0, evaluations_ = 0;
   double peak_ratio_ = 0.0, compress_s_ = 0.0;
 };
