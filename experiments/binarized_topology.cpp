@@ -41,12 +41,6 @@ struct Config {
   EvalConfig eval;
 };
 
-[[noreturn]] void bad(const config::ConfigNode& job, const std::string& key, const std::string& msg,
-                      const std::string& hint) {
-  const config::ConfigNode* n = job.at_path(key);
-  throw config::ConfigError(msg, n ? n->loc() : config::SourceLoc{}, key, hint);
-}
-
 Config parse(const config::ConfigNode& job) {
   Config c;
   auto top = top_level_reader(job);
@@ -84,21 +78,21 @@ Config parse(const config::ConfigNode& job) {
   e.get("on_step", c.eval.on_step);
   e.finish();
   top.finish();
-  if (c.train.epochs < 1) bad(job, "train.epochs", "must be at least 1", "set train.epochs=<1 or more>");
-  if (c.train.batch_size < 1) bad(job, "train.batch_size", "must be positive", "set train.batch_size=200");
+  if (c.train.epochs < 1) reject_key(job, "train.epochs", "must be at least 1", "set train.epochs=<1 or more>");
+  if (c.train.batch_size < 1) reject_key(job, "train.batch_size", "must be positive", "set train.batch_size=200");
   if (c.network.layers.size() < 2)
-    bad(job, "network.layers", "needs an input size and an output size", "e.g. network.layers=[784,1024,1024,10]");
+    reject_key(job, "network.layers", "needs an input size and an output size", "e.g. network.layers=[784,1024,1024,10]");
   for (int64_t s : c.network.layers)
-    if (s <= 0) bad(job, "network.layers", fmt::format("layer sizes must be positive, got {}", s), "");
+    if (s <= 0) reject_key(job, "network.layers", fmt::format("layer sizes must be positive, got {}", s), "");
   if (!(c.network.init_p >= 0 && c.network.init_p <= 1))
-    bad(job, "network.init_p", "must be a probability", "the notebook uses 0.001");
+    reject_key(job, "network.init_p", "must be a probability", "the notebook uses 0.001");
   if (!(c.network.keep > 0 && c.network.keep <= 1))
-    bad(job, "network.keep", "is the fraction of weights kept and must be in (0, 1]", "e.g. network.keep=0.1");
+    reject_key(job, "network.keep", "is the fraction of weights kept and must be in (0, 1]", "e.g. network.keep=0.1");
   if (!(c.eval.on_step > 0) || c.eval.on_max < c.eval.on_min)
-    bad(job, "eval.on_step", "the sweep needs on_step > 0 and on_max ≥ on_min", "the spec sweeps 0 to 4 in steps of 0.1");
+    reject_key(job, "eval.on_step", "the sweep needs on_step > 0 and on_max ≥ on_min", "the spec sweeps 0 to 4 in steps of 0.1");
   const int64_t in = c.data.dataset == "digits" ? 64 : 784;
   if (c.network.layers.front() != in || c.network.layers.back() != 10)
-    bad(job, "network.layers",
+    reject_key(job, "network.layers",
         fmt::format("the first size must be the {} input size {} and the last the 10 classes", c.data.dataset, in),
         fmt::format("e.g. network.layers=[{},1024,1024,10]", in));
   return c;

@@ -36,11 +36,6 @@ struct Config {
   bool bins_table = false;                // also measure the one-shot bins needed (ours vs uniform)
 };
 
-[[noreturn]] void bad(const config::ConfigNode& job, const std::string& key, const std::string& msg, const std::string& hint) {
-  const config::ConfigNode* n = job.at_path(key);
-  throw config::ConfigError(msg, n ? n->loc() : config::SourceLoc{}, key, hint);
-}
-
 Config parse(const config::ConfigNode& job) {
   Config c;
   auto top = top_level_reader(job);
@@ -86,12 +81,12 @@ Config parse(const config::ConfigNode& job) {
   top.finish();
   const int64_t in = c.dataset == "digits" ? 64 : 784;
   if (c.layers.size() < 2 || c.layers.front() != in || c.layers.back() != 10)
-    bad(job, "network.layers", fmt::format("must start with the {} input size {} and end with 10 classes", c.dataset, in),
+    reject_key(job, "network.layers", fmt::format("must start with the {} input size {} and end with 10 classes", c.dataset, in),
         fmt::format("e.g. network.layers=[{},256,128,10]", in));
-  if (c.train.epochs < 1) bad(job, "train.epochs", "must be at least 1", "");
-  if (c.checkpoints_per_epoch < 1) bad(job, "train.checkpoints_per_epoch", "must be at least 1", "the plan uses 2");
-  if (c.failures < 0) bad(job, "train.failures", "must not be negative", "the plan uses 10");
-  if (!(c.dq.epsilon >= 0 && c.dq.epsilon < 1)) bad(job, "compression.epsilon", "must be in [0, 1)", "e.g. 0.01");
+  if (c.train.epochs < 1) reject_key(job, "train.epochs", "must be at least 1", "");
+  if (c.checkpoints_per_epoch < 1) reject_key(job, "train.checkpoints_per_epoch", "must be at least 1", "the plan uses 2");
+  if (c.failures < 0) reject_key(job, "train.failures", "must not be negative", "the plan uses 10");
+  if (!(c.dq.epsilon >= 0 && c.dq.epsilon < 1)) reject_key(job, "compression.epsilon", "must be in [0, 1)", "e.g. 0.01");
   return c;
 }
 

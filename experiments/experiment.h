@@ -45,4 +45,9 @@ const ExperimentInfo& find_experiment(const std::string& name, const config::Sou
 // (`experiment`, `seed`), so an experiment's finish() rejects only truly unknown keys.
 config::ConfigReader top_level_reader(const config::ConfigNode& job_config);
 
+// Throws a ConfigError about `key` (a dotted path in the job config), pointing at the file and
+// line where it was set when it was.
+[[noreturn]] void reject_key(const config::ConfigNode& job_config, const std::string& key, const std::string& message,
+                             const std::string& hint);
+
 }  // namespace xp::experiments

@@ -69,4 +69,10 @@ config::ConfigReader top_level_reader(const config::ConfigNode& job_config) {
   return r;
 }
 
+void reject_key(const config::ConfigNode& job_config, const std::string& key, const std::string& message,
+                const std::string& hint) {
+  const config::ConfigNode* n = job_config.at_path(key);
+  throw config::ConfigError(message, n ? n->loc() : config::SourceLoc{}, key, hint);
+}
+
 }  // namespace xp::experiments

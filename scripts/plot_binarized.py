@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from results import load  # noqa: E402
+from results import load_runs  # noqa: E402
 
 # training.md §3.5: published points (MNIST unless stated; none on Fashion-MNIST).
 PUBLISHED = [
@@ -30,13 +30,7 @@ PUBLISHED = [
 
 def main():
     out = sys.argv[1]
-    runs = {}
-    for name in sorted(os.listdir(out)):
-        path = os.path.join(out, name, "results.h5")
-        if os.path.exists(path):
-            runs[name] = load(path)
-    if not runs:
-        sys.exit(f"plot_binarized: no runs with results.h5 under {out}")
+    runs = load_runs(out)
     base = runs.get("float_mlp_binarized")
     base_acc = base.summary["test_accuracy"] if base else None
 

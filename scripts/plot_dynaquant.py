@@ -16,18 +16,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from results import load  # noqa: E402
+from results import load_runs  # noqa: E402
 
 
 def main():
     out = sys.argv[1]
-    runs = {}
-    for name in sorted(os.listdir(out)):
-        path = os.path.join(out, name, "results.h5")
-        if os.path.exists(path):
-            runs[name] = load(path)
-    if not runs:
-        sys.exit(f"plot_dynaquant: no runs with results.h5 under {out}")
+    runs = load_runs(out)
     ref = runs.get("mlp_none")
     ref_acc = ref.summary["test_accuracy"] if ref else None
     lines = ["| run (Fashion-MNIST MLP, 10 restores) | weights-only ratio | full-state ratio | peak ratio | "

@@ -11,6 +11,7 @@ As a library (run with Debian's /usr/bin/python3, which has h5py and pandas):
     run.provenance         # dict of root attributes (git sha, seed, ...)
     run.config             # resolved config (YAML text)
     run.tables["/train/steps"]   # pandas.DataFrame, one column per dataset
+    load_runs("results/reproduce/binarized")   # {run name: Run} for a reproduction folder
 """
 import argparse
 import os
@@ -60,6 +61,18 @@ def load(path):
 
         f.visititems(visit)
     return run
+
+
+def load_runs(out):
+    """{name: Run} for every OUT/NAME/results.h5 (a reproduction script's layout), sorted by name."""
+    runs = {}
+    for name in sorted(os.listdir(out)):
+        path = os.path.join(out, name, "results.h5")
+        if os.path.exists(path):
+            runs[name] = load(path)
+    if not runs:
+        sys.exit(f"no runs with results.h5 under {out}")
+    return runs
 
 
 def main():

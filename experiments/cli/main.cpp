@@ -85,13 +85,9 @@ int run_or_sweep(const std::vector<std::string>& args, bool sweep) {
   return xp::cli::run_command(o);
 }
 
-int simple_verb(const std::string& verb, const std::vector<std::string>& args) {
-  po::options_description opts("exp " + verb + (verb == "list" ? "" : verb == "show" ? " RESULTS.h5|RUN_DIR" : " SWEEP_DIR"));
-  int rows = 5;
-  std::vector<std::string> dirs, positional;
-  opts.add_options()("help,h", "describe this verb");
-  if (verb == "show") opts.add_options()("rows,n", po::value<int>(&rows)->default_value(5), "table rows to print");
-  if (verb == "list") opts.add_options()("config-dir,d", po::value<std::vector<std::string>>(&dirs), "extra config directory");
+// Parses `args` against `opts` plus positional arguments; true when --help was asked (and printed).
+bool parse_verb(const std::vector<std::string>& args, const po::options_description& opts,
+                std::vector<std::string>& positional) {
   po::options_description all;
   all.add(opts).add_options()("args", po::value<std::vector<std::string>>(&positional));
   po::positional_options_description pos;
@@ -99,10 +95,18 @@ int simple_verb(const std::string& verb, const std::vector<std::string>& args) {
   po::variables_map vm;
   po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
   po::notify(vm);
-  if (vm.count("help")) {
-    std::cout << opts;
-    return 0;
-  }
+  if (vm.count("help")) std::cout << opts;
+  return vm.count("help") > 0;
+}
+
+int simple_verb(const std::string& verb, const std::vector<std::string>& args) {
+  po::options_description opts("exp " + verb + (verb == "list" ? "" : verb == "show" ? " RESULTS.h5|RUN_DIR" : " SWEEP_DIR"));
+  int rows = 5;
+  std::vector<std::string> dirs, positional;
+  opts.add_options()("help,h", "describe this verb");
+  if (verb == "show") opts.add_options()("rows,n", po::value<int>(&rows)->default_value(5), "table rows to print");
+  if (verb == "list") opts.add_options()("config-dir,d", po::value<std::vector<std::string>>(&dirs), "extra config directory");
+  if (parse_verb(args, opts, positional)) return 0;
   if (verb == "list") return xp::cli::list_command(dirs);
   if (positional.size() != 1) {
     fmt::print(stderr, "error: exp {} takes exactly one path\n{}", verb, kUsage);
@@ -121,17 +125,7 @@ int compress_verb(const std::string& verb, const std::vector<std::string>& args)
         ("prune", po::value<double>(&o.prune_fraction)->default_value(0.0), "share of smallest weights stored as 0")
         ("protect", po::value<double>(&o.protect_fraction)->default_value(0.005), "share of largest weights kept in bf16");
   std::vector<std::string> positional;
-  po::options_description all;
-  all.add(opts).add_options()("args", po::value<std::vector<std::string>>(&positional));
-  po::positional_options_description pos;
-  pos.add("args", -1);
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-  po::notify(vm);
-  if (vm.count("help")) {
-    std::cout << opts;
-    return 0;
-  }
+  if (parse_verb(args, opts, positional)) return 0;
   if (positional.size() != 2) {
     fmt::print(stderr, "error: exp {} takes an input and an output path\n{}", verb, kUsage);
     return 2;
