@@ -104,24 +104,24 @@ int64_t Topology::active() const {
 }
 
 template <class Visit>
-void Topology::propagate(const data::Dataset& d, float on, Visit visit) const {
-  for (int64_t begin = 0; begin < d.size(); begin += kChunk) {
-    const int64_t n = std::min(kChunk, d.size() - begin);
+void Topology::propagate(const data::Dataset& d, float on, bool parallel, Visit visit) const {
+  // Chunks are independent: with `parallel` each thread takes whole chunks (visit must then only
+  // write its chunk's own outputs); otherwise chunks run in order.
+  const int64_t chunks = (d.size() + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(dynamic) if (parallel)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t begin = c * kChunk, n = std::min(kChunk, d.size() - begin);
     std::vector<float> x = transpose_chunk(d, begin, n);
+    std::vector<float> sum(static_cast<size_t>(n));
     for (size_t l = 0; l < layers_.size(); ++l) {
       const TopologyLayer& L = layers_[l];
       std::vector<float> y(static_cast<size_t>(L.out * n));
-#pragma omp parallel
-      {
-        std::vector<float> sum(static_cast<size_t>(n));
-#pragma omp for schedule(static)
-        for (int64_t j = 0; j < L.out; ++j) {
-          fan_in_sum(L, j, x.data(), n, sum.data());
-          const float a = L.alpha[static_cast<size_t>(j)], b = L.beta[static_cast<size_t>(j)];
-          float* out = y.data() + j * n;
-          // Eigen's vectorised tanh, as in nn::Tanh: sparse and dense evaluation agree.
-          Eigen::Map<Eigen::ArrayXf>(out, n) = a * (on * Eigen::Map<const Eigen::ArrayXf>(sum.data(), n)).tanh() + b;
-        }
+      for (int64_t j = 0; j < L.out; ++j) {
+        fan_in_sum(L, j, x.data(), n, sum.data());
+        const float a = L.alpha[static_cast<size_t>(j)], b = L.beta[static_cast<size_t>(j)];
+        float* out = y.data() + j * n;
+        // Eigen's vectorised tanh, as in nn::Tanh: sparse and dense evaluation agree.
+        Eigen::Map<Eigen::ArrayXf>(out, n) = a * (on * Eigen::Map<const Eigen::ArrayXf>(sum.data(), n)).tanh() + b;
       }
       visit(l, x, y, begin, n);
       x = std::move(y);
@@ -132,7 +132,7 @@ void Topology::propagate(const data::Dataset& d, float on, Visit visit) const {
 std::vector<float> Topology::scores(const data::Dataset& d, float on) const {
   const int64_t classes = layers_.back().out;
   std::vector<float> out(static_cast<size_t>(d.size() * classes));
-  propagate(d, on, [&](size_t l, const std::vector<float>&, const std::vector<float>& y, int64_t begin, int64_t n) {
+  propagate(d, on, /*parallel=*/true, [&](size_t l, const std::vector<float>&, const std::vector<float>& y, int64_t begin, int64_t n) {
     if (l + 1 != layers_.size()) return;
     for (int64_t c = 0; c < classes; ++c)
       for (int64_t s = 0; s < n; ++s) out[static_cast<size_t>((begin + s) * classes + c)] = y[static_cast<size_t>(c * n + s)];
@@ -193,7 +193,7 @@ Topology::CircuitPredictions Topology::predict_circuit(const data::Dataset& d) c
 std::vector<NorLayerReport> Topology::nor_agreement(const data::Dataset& d) const {
   std::vector<std::vector<int64_t>> agree(layers_.size());
   for (size_t l = 0; l < layers_.size(); ++l) agree[l].assign(static_cast<size_t>(layers_[l].out), 0);
-  propagate(d, 1.0f, [&](size_t l, const std::vector<float>& x, const std::vector<float>& y, int64_t, int64_t n) {
+  propagate(d, 1.0f, /*parallel=*/false, [&](size_t l, const std::vector<float>& x, const std::vector<float>& y, int64_t, int64_t n) {
     const TopologyLayer& L = layers_[l];
     for (int64_t j = 0; j < L.out; ++j)
       for (int64_t s = 0; s < n; ++s) {

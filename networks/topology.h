@@ -55,9 +55,9 @@ class Topology {
 
  private:
   // Runs `d` through the layers in chunks; calls visit(layer, input, output, chunk) with
-  // feature-major [features, chunk] activations.
+  // feature-major [features, chunk] activations, from several threads at once when `parallel`.
   template <class Visit>
-  void propagate(const data::Dataset& d, float on, Visit visit) const;
+  void propagate(const data::Dataset& d, float on, bool parallel, Visit visit) const;
   std::vector<TopologyLayer> layers_;
 };
 
