@@ -24,6 +24,7 @@ struct Config {
   int64_t validation = 2000;              // held-out training samples: the search's quality set
   int64_t digits_test = 497;              // digits only: the test set
   std::vector<int64_t> layers{784, 256, 128, 10};
+  std::string model = "mlp";              // mlp (Model A) | lenet (Model B, Fashion-MNIST only)
   networks::TrainOptions train{.epochs = 20, .batch_size = 128};
   int64_t checkpoints_per_epoch = 2;
   int64_t failures = 10;                  // evenly spaced; each restores the latest checkpoint
@@ -47,7 +48,10 @@ Config parse(const config::ConfigNode& job) {
   d.finish();
   auto n = top.section("network");
   n.get("layers", c.layers);
+  n.get_enum("model", c.model, {"mlp", "lenet"});
   n.finish();
+  if (c.model == "lenet" && c.dataset != "fashion_mnist")
+    reject_key(job, "network.model", "lenet takes 28x28 images", "use data.dataset=fashion_mnist or network.model=mlp");
   auto t = top.section("train");
   t.get("epochs", c.train.epochs);
   t.get("batch_size", c.train.batch_size);
@@ -114,9 +118,7 @@ class Dynaquant final : public Experiment {
 
   jobs::RunOutcome run(jobs::RunContext& ctx) override {
     load_data(ctx.seed());
-    networks::NetworkSpec spec;
-    spec.layers = cfg_.layers;
-    spec.method = "float_mlp";
+    const networks::NetworkSpec spec = network_spec();
     networks::Network net(spec, ctx.seed()), eval_net(spec, ctx.seed());
     networks::Trainer trainer(net, cfg_.train, ctx.seed());
     auto quality = [&](const nn::StateDict& w) {
@@ -280,13 +282,15 @@ class Dynaquant final : public Experiment {
     ctx.log().debug("checkpoint {}: {} -> {} bytes", step, raw, bytes);
   }
 
+  networks::NetworkSpec network_spec() const {
+    networks::NetworkSpec spec;
+    spec.layers = cfg_.layers;
+    spec.method = cfg_.model == "lenet" ? "lenet" : "float_mlp";
+    return spec;
+  }
+
   networks::Network& probe_net() {
-    if (!probe_) {
-      networks::NetworkSpec spec;
-      spec.layers = cfg_.layers;
-      spec.method = "float_mlp";
-      probe_ = std::make_unique<networks::Network>(spec, 0);
-    }
+    if (!probe_) probe_ = std::make_unique<networks::Network>(network_spec(), 0);
     return *probe_;
   }
 

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "core/nn/activation.h"
+#include "core/nn/conv.h"
 #include "core/nn/linear.h"
 #include "core/nn/norm.h"
 #include "networks/edge_popup.h"
@@ -16,8 +17,11 @@ void validate(const NetworkSpec& s) {
   if (s.layers.size() < 2) throw std::invalid_argument("network.layers needs at least an input and an output size");
   for (int64_t n : s.layers)
     if (n <= 0) throw std::invalid_argument(fmt::format("network.layers: sizes must be positive, got {}", n));
-  if (s.method != "binarized" && s.method != "float_mlp" && s.method != "edge_popup")
-    throw std::invalid_argument(fmt::format("network.method '{}' is not binarized, float_mlp or edge_popup", s.method));
+  if (s.method != "binarized" && s.method != "float_mlp" && s.method != "edge_popup" && s.method != "lenet")
+    throw std::invalid_argument(
+        fmt::format("network.method '{}' is not binarized, float_mlp, edge_popup or lenet", s.method));
+  if (s.method == "lenet" && s.layers.front() != 784)
+    throw std::invalid_argument("network.method=lenet takes 28x28 single-channel images (network.layers must start with 784)");
   if (s.norm != "hard_invert" && s.norm != "soft_invert" && s.norm != "batch_norm")
     throw std::invalid_argument(fmt::format("network.norm '{}' is not hard_invert, soft_invert or batch_norm", s.norm));
   if (!(s.init_p >= 0.0 && s.init_p <= 1.0))
@@ -26,8 +30,38 @@ void validate(const NetworkSpec& s) {
     throw std::invalid_argument(fmt::format("network.keep must be in (0, 1], got {}", s.keep));
 }
 
+namespace {
+// LeNet-5 for 28x28 single-channel images (61,706 parameters): the small CNN of the DynaQuant
+// plan, so checkpoints have a convolution layer type.
+void build_lenet(nn::Sequential& m, int64_t classes, uint64_t seed, std::vector<nn::Module*>& weighted) {
+  runtime::RngStream rng(seed, 100);
+  auto conv = [&](int64_t in, int64_t out, int64_t pad) {
+    auto& c = m.add(std::make_unique<nn::Conv2d>(in, out, nn::Conv2dOptions{.kernel = 5, .padding = pad}));
+    c.reset(rng);
+    weighted.push_back(&c);
+    m.add(std::make_unique<nn::ReLU>());
+    m.add(std::make_unique<nn::Pool2d>(nn::PoolKind::kMax, 2));
+  };
+  conv(1, 6, 2);   // 28x28 -> 14x14
+  conv(6, 16, 0);  // 10x10 -> 5x5
+  m.add(std::make_unique<nn::Flatten>());
+  const int64_t sizes[] = {16 * 5 * 5, 120, 84, classes};
+  for (int l = 0; l < 3; ++l) {
+    auto& fc = m.add(std::make_unique<nn::Linear>(sizes[l], sizes[l + 1]));
+    fc.reset(rng);
+    weighted.push_back(&fc);
+    if (l < 2) m.add(std::make_unique<nn::ReLU>());
+  }
+}
+}  // namespace
+
 Network::Network(NetworkSpec spec, uint64_t seed) : spec_(std::move(spec)), module_(std::make_unique<nn::Sequential>()) {
   validate(spec_);
+  if (spec_.method == "lenet") {
+    build_lenet(*module_, spec_.layers.back(), seed, weighted_);
+    module_->add(std::make_unique<nn::LogSoftmax>());
+    return;
+  }
   const size_t depth = spec_.layers.size() - 1;
   for (size_t l = 0; l < depth; ++l) {
     const int64_t in = spec_.layers[l], out = spec_.layers[l + 1];
@@ -85,6 +119,7 @@ std::vector<Network::LayerWeights> Network::weight_activity() {
       continue;
     }
     if (auto* ep = dynamic_cast<EdgePopupLinear*>(weighted_[l])) w = ep->effective_weights();
+    else if (auto* conv = dynamic_cast<nn::Conv2d*>(weighted_[l])) w = conv->weight().value;
     else w = static_cast<nn::Linear*>(weighted_[l])->weight().value;
     lw.total = w.numel();
     const float* p = w.data<float>();

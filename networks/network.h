@@ -4,6 +4,7 @@
 //               batch_norm, then log-softmax; latent weights ~ Bernoulli(init_p), clipped to [0,1]
 //   float_mlp   [Linear → ReLU] with biases, the last Linear giving logits: the dense baseline
 //   edge_popup  [EdgePopupLinear → non-affine BatchNorm → ReLU], signed-constant weights, top-k
+//   lenet       LeNet-5 for 28×28 images (DynaQuant's small CNN; only layers' ends are used)
 // Every method ends in log-probabilities, so training is forward, nll_loss, backward.
 #pragma once
 #include <memory>
@@ -17,7 +18,7 @@ namespace xp::networks {
 
 struct NetworkSpec {
   std::vector<int64_t> layers{784, 1024, 1024, 10};  // input, hidden..., classes
-  std::string method = "binarized";                 // binarized | float_mlp | edge_popup
+  std::string method = "binarized";                 // binarized | float_mlp | edge_popup | lenet
   std::string norm = "hard_invert";                 // binarized: hard_invert | soft_invert | batch_norm
   double init_p = 0.001;                            // binarized: P(latent weight starts at 1)
   double soft_invert_init = 0.75;                   // binarized: initial a of soft_invert (see the yaml)

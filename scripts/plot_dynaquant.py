@@ -22,13 +22,14 @@ from results import load_runs  # noqa: E402
 def main():
     out = sys.argv[1]
     runs = load_runs(out)
-    ref = runs.get("mlp_none")
-    ref_acc = ref.summary["test_accuracy"] if ref else None
-    lines = ["| run (Fashion-MNIST MLP, 10 restores) | weights-only ratio | full-state ratio | peak ratio | "
+    # Each model's rows compare with its own uncompressed run (mlp_none, cnn_none).
+    refs = {m: runs[f"{m}_none"].summary["test_accuracy"] for m in ("mlp", "cnn") if f"{m}_none" in runs}
+    lines = ["| run (Fashion-MNIST, 10 restores; cnn_* = LeNet-5, others the MLP) | weights-only ratio | full-state ratio | peak ratio | "
              "test acc. | relative drop vs uncompressed | search evaluations | compression time share |",
              "|---|---|---|---|---|---|---|---|"]
     for name, r in runs.items():
         s = r.summary
+        ref_acc = refs.get(name.split("_")[0])
         drop = f"{(ref_acc - s['test_accuracy']) / ref_acc * 100:.2f}%" if ref_acc else ""
         lines.append(f"| {name} | {s['weights_ratio']:.1f}x | {s['full_state_ratio']:.2f}x | {s['peak_ratio']:.1f}x | "
                      f"{s['test_accuracy'] * 100:.2f}% | {drop} | {s['search_evaluations']} | "

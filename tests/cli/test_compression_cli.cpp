@@ -96,6 +96,9 @@ TEST_F(CompressionCli, BadEpsilonIsRefusedNamingTheKey) {
   Ran r = exp("run " + kDynaquant + " compression.epsilon=1.5");
   EXPECT_EQ(r.rc, 2);
   EXPECT_THAT(r.err, HasSubstr("compression.epsilon"));
+  r = exp("run " + kDynaquant + kDigits + " network.model=lenet");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_THAT(r.err, HasSubstr("network.model"));
 }
 
 }  // namespace

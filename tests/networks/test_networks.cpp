@@ -210,6 +210,21 @@ TEST(TrainerTest, ResumeFromStateIsBitIdentical) {
   }
 }
 
+TEST(NetworkTest, LenetIsTheSmallCnnAndLearns) {
+  data::Dataset d = data::load_fashion_mnist(data::default_fashion_mnist_dir(), "test");
+  d = data::split(d, 800, runtime::RngStream(6, 1)).first;
+  NetworkSpec spec;
+  spec.layers = {784, 10};
+  spec.method = "lenet";
+  Network net(spec, 6);
+  EXPECT_EQ(net.module().num_parameters(), 61706);
+  Trainer t(net, {.epochs = 3, .batch_size = 50}, 6);
+  const double before = evaluate(net, d).loss;
+  while (!t.done()) t.step(d);
+  EXPECT_LT(evaluate(net, d).loss, before * 0.8);
+  EXPECT_EQ(net.weight_activity().size(), 5u);  // 2 conv + 3 linear weight tensors
+}
+
 TEST(NetworkTest, RejectsAnUnknownNormNamingTheField) {
   NetworkSpec s = digits_spec("layer_norm");
   EXPECT_THAT([&] { Network n(s, 1); }, ::testing::ThrowsMessage<std::invalid_argument>(::testing::HasSubstr("network.norm")));
