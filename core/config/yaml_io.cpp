@@ -94,7 +94,11 @@ bool needs_quotes(const std::string& s) {
   if (s.empty()) return true;
   ConfigNode typed = infer_scalar(s);
   if (!typed.is_string()) return true;
-  return std::isspace(static_cast<unsigned char>(s.front())) ||
+  // A plain scalar starting with a document marker ("---" or "..." then a space or the end)
+  // would be read back as the start or end of a document (found by the config fuzzer).
+  const bool document_marker = (s.starts_with("---") || s.starts_with("...")) &&
+                               (s.size() == 3 || std::isspace(static_cast<unsigned char>(s[3])));
+  return document_marker || std::isspace(static_cast<unsigned char>(s.front())) ||
          std::isspace(static_cast<unsigned char>(s.back()));
 }
 

@@ -82,4 +82,12 @@ TEST(DumpYaml, RoundTripsEveryKind) {
   EXPECT_EQ(b.find("w")->kind(), ConfigNode::Kind::kFloat);
 }
 
+TEST(DumpYaml, ScalarsThatLookLikeDocumentMarkersAreQuoted) {
+  // Found by the config fuzzer: a key "--- x" was dumped plain and read back as a new document.
+  ConfigNode a = ConfigNode::map();
+  a.ensure_path("k") = ConfigNode::string("...");
+  ConfigNode b = load_yaml_string("'--- ${.m:}-vm': ~\nv: '... end'\nw: '---'\nplain: ---x\n", "b");
+  for (const ConfigNode& n : {a, b}) EXPECT_EQ(load_yaml_string(dump_yaml(n), "again"), n) << dump_yaml(n);
+}
+
 }  // namespace xp::config
