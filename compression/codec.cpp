@@ -68,8 +68,11 @@ class DynaQuantCodec final : public CheckpointCodec {
     return {c.bytes, c.base, c};
   }
   nn::StateDict decode(const std::vector<std::vector<std::byte>>& chain) override { return dequantize(decode_chain(chain)); }
-  void restored(const std::vector<std::vector<std::byte>>& chain, uint64_t step) override {
-    compressor_.reset_parent(decode_chain(chain), step);
+  nn::StateDict restore(const std::vector<std::vector<std::byte>>& chain, uint64_t step) override {
+    auto q = decode_chain(chain);
+    nn::StateDict w = dequantize(q);
+    compressor_.reset_parent(std::move(q), step);
+    return w;
   }
 
  private:
@@ -206,9 +209,10 @@ class QdCodec final : public CheckpointCodec {
     return e;
   }
   nn::StateDict decode(const std::vector<std::vector<std::byte>>& chain) override { return dequantize(decode_chain(chain)); }
-  void restored(const std::vector<std::vector<std::byte>>& chain, uint64_t step) override {
+  nn::StateDict restore(const std::vector<std::vector<std::byte>>& chain, uint64_t step) override {
     parent_ = decode_chain(chain);
     parent_step_ = step;
+    return dequantize(*parent_);
   }
 
  private:
@@ -239,7 +243,10 @@ class LcCodec final : public CheckpointCodec {
     for (const auto& bytes : chain) current = apply(current ? *current : zeros_like(read_names(bytes)), bytes);
     return *current;
   }
-  void restored(const std::vector<std::vector<std::byte>>& chain, uint64_t) override { previous_ = decode(chain); }
+  nn::StateDict restore(const std::vector<std::vector<std::byte>>& chain, uint64_t) override {
+    previous_ = decode(chain);
+    return *previous_;
+  }
 
  private:
   static nn::StateDict zeros_like(const nn::StateDict& w) {

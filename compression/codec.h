@@ -37,8 +37,10 @@ class CheckpointCodec {
   virtual EncodedCheckpoint encode(uint64_t step, const nn::StateDict& weights,
                                    const std::map<std::string, std::vector<float>>& gradient_ema) = 0;
   virtual nn::StateDict decode(const std::vector<std::vector<std::byte>>& chain) = 0;
-  // The live model was just restored from `chain`: deltas continue from it.
-  virtual void restored(const std::vector<std::vector<std::byte>>& /*chain*/, uint64_t /*step*/) {}
+  // A restore: the weights of `chain`, from which later deltas continue (decoded once).
+  virtual nn::StateDict restore(const std::vector<std::vector<std::byte>>& chain, uint64_t /*step*/) {
+    return decode(chain);
+  }
 };
 
 // `method` is one of the names above; quality and ε drive the searches.

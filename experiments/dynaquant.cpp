@@ -303,8 +303,7 @@ class Dynaquant final : public Experiment {
       for (auto& [name, t] : state)
         if (name.rfind("optim.exp_avg", 0) == 0 || name.rfind("optim.momentum", 0) == 0) t = nn::Tensor::zeros(t.shape(), t.dtype());
     trainer.load(state);
-    load_weights(net.module(), decode(saved));
-    codec_->restored(saved.chain, static_cast<uint64_t>(saved.step));
+    load_weights(net.module(), codec_->restore(saved.chain, static_cast<uint64_t>(saved.step)));
     failures_->append({step, saved.step, before, networks::evaluate(net, test_).accuracy});
   }
 
