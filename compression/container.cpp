@@ -158,11 +158,13 @@ std::vector<QuantizedTensor> decode_container(const std::vector<std::byte>& byte
       } else {
         q.symbols = decode_base(in, static_cast<size_t>(numel));
       }
-      size_t protected_count = 0;
+      size_t protected_count = 0, outside = 0;
+      const auto alphabet = static_cast<uint16_t>(q.alphabet());
       for (uint16_t s : q.symbols) {
-        if (s >= q.alphabet()) throw ContainerError(fmt::format("tensor '{}': symbol outside its alphabet", q.name));
-        protected_count += s == q.alphabet() - 1;
+        outside += s >= alphabet;
+        protected_count += s == alphabet - 1;
       }
+      if (outside) throw ContainerError(fmt::format("tensor '{}': symbol outside its alphabet", q.name));
       if (protected_count != q.protected_bf16.size())
         throw ContainerError(fmt::format("tensor '{}': {} protected symbols but {} protected values", q.name,
                                          protected_count, q.protected_bf16.size()));

@@ -29,11 +29,15 @@ void encode_delta(std::span<const uint16_t> prev, std::span<const uint16_t> cur,
   if (prev.size() != cur.size())
     throw std::invalid_argument(fmt::format("encode_delta: {} previous symbols for {} current", prev.size(), cur.size()));
   const int b_star = std::max(b_prev, b_cur);
+  // (cur − prev) mod B* without a division: both are < B*, so one conditional add suffices.
   std::vector<uint16_t> d(cur.size());
+  size_t outside = 0;
   for (size_t i = 0; i < cur.size(); ++i) {
-    if (prev[i] >= b_prev || cur[i] >= b_cur) throw std::invalid_argument("encode_delta: symbol outside its alphabet");
-    d[i] = static_cast<uint16_t>((cur[i] - prev[i] + b_star) % b_star);
+    outside += (prev[i] >= b_prev) | (cur[i] >= b_cur);
+    const int diff = cur[i] - prev[i];
+    d[i] = static_cast<uint16_t>(diff < 0 ? diff + b_star : diff);
   }
+  if (outside) throw std::invalid_argument("encode_delta: symbol outside its alphabet");
   out.put<uint16_t>(static_cast<uint16_t>(b_star));
   out.put<uint8_t>(static_cast<uint8_t>(layout));
   switch (layout) {
@@ -46,11 +50,16 @@ void encode_delta(std::span<const uint16_t> prev, std::span<const uint16_t> cur,
       encode_rle_huffman(d, out);
       break;
     case DeltaLayout::kRearranged: {
-      std::vector<std::vector<uint16_t>> groups(static_cast<size_t>(b_prev));
-      for (size_t i = 0; i < d.size(); ++i) groups[prev[i]].push_back(d[i]);
-      for (const auto& g : groups) {
-        out.put<uint64_t>(g.size());
-        encode_rle_huffman(g, out);
+      // A counting sort by the previous symbol (stable: parameter order inside a group).
+      std::vector<size_t> start(static_cast<size_t>(b_prev) + 1, 0);
+      for (uint16_t p : prev) ++start[p + 1u];
+      for (size_t g = 1; g < start.size(); ++g) start[g] += start[g - 1];
+      std::vector<uint16_t> grouped(d.size());
+      std::vector<size_t> next(start.begin(), start.end() - 1);
+      for (size_t i = 0; i < d.size(); ++i) grouped[next[prev[i]]++] = d[i];
+      for (size_t g = 0; g + 1 < start.size(); ++g) {
+        out.put<uint64_t>(start[g + 1] - start[g]);
+        encode_rle_huffman(std::span<const uint16_t>(grouped).subspan(start[g], start[g + 1] - start[g]), out);
       }
       break;
     }
@@ -62,44 +71,51 @@ std::vector<uint16_t> decode_delta(std::span<const uint16_t> prev, int b_prev, j
   const auto layout = in.get<uint8_t>();
   if (b_star < b_prev || b_star == 0)
     throw jobs::CheckpointError(fmt::format("delta: alphabet {} smaller than its parent's {} (corrupt)", b_star, b_prev));
-  for (uint16_t p : prev)
-    if (p >= b_prev) throw jobs::CheckpointError("delta: parent symbol outside its alphabet (wrong parent?)");
-  std::vector<uint16_t> d;
+  // Symbols per previous symbol; the last slot counts parent symbols outside the alphabet.
+  std::vector<size_t> per_group(static_cast<size_t>(b_prev) + 1, 0);
+  for (uint16_t p : prev) ++per_group[std::min<size_t>(p, static_cast<size_t>(b_prev))];
+  if (per_group.back()) throw jobs::CheckpointError("delta: parent symbol outside its alphabet (wrong parent?)");
+  std::vector<uint16_t> cur(prev.size());
+  size_t outside = 0;
+  // s_cur = (s_prev + D) mod B* without a division: both are < B* (values that are not count as
+  // outside and refuse the checkpoint).
+  auto apply = [&](size_t i, uint16_t delta) {
+    outside += delta >= b_star;
+    const int sum = prev[i] + delta;
+    cur[i] = static_cast<uint16_t>(sum >= b_star ? sum - b_star : sum);
+  };
   switch (layout) {
     case static_cast<uint8_t>(DeltaLayout::kHuffmanOnly): {
       auto stream = huffman_decode(in);
       if (stream.size() != prev.size()) throw jobs::CheckpointError("delta: symbol count differs from the parent's (wrong parent?)");
-      for (int32_t v : stream) {
-        if (v < 0 || v >= b_star) throw jobs::CheckpointError("delta: value outside the alphabet (corrupt)");
-        d.push_back(static_cast<uint16_t>(v));
+      for (size_t i = 0; i < stream.size(); ++i) {
+        if (stream[i] < 0) throw jobs::CheckpointError("delta: value outside the alphabet (corrupt)");
+        apply(i, static_cast<uint16_t>(std::min(stream[i], 0xffff)));
       }
       break;
     }
-    case static_cast<uint8_t>(DeltaLayout::kRleHuffman):
-      d = decode_rle_huffman(in, prev.size());
+    case static_cast<uint8_t>(DeltaLayout::kRleHuffman): {
+      const auto d = decode_rle_huffman(in, prev.size());
+      for (size_t i = 0; i < d.size(); ++i) apply(i, d[i]);
       break;
+    }
     case static_cast<uint8_t>(DeltaLayout::kRearranged): {
       std::vector<std::vector<uint16_t>> groups(static_cast<size_t>(b_prev));
-      std::vector<size_t> expected(static_cast<size_t>(b_prev), 0);
-      for (uint16_t p : prev) ++expected[p];
       for (size_t g = 0; g < groups.size(); ++g) {
         const auto n = in.get<uint64_t>();
-        if (n != expected[g]) throw jobs::CheckpointError("delta: group sizes differ from the parent's (wrong parent?)");
+        if (n != per_group[g]) throw jobs::CheckpointError("delta: group sizes differ from the parent's (wrong parent?)");
         groups[g] = decode_rle_huffman(in, n);
       }
-      std::vector<size_t> next(groups.size(), 0);
-      d.reserve(prev.size());
-      for (uint16_t p : prev) d.push_back(groups[p][next[p]++]);
+      // Walk the parent's symbols, popping each group's deltas in order.
+      std::vector<const uint16_t*> cursor(groups.size());
+      for (size_t g = 0; g < groups.size(); ++g) cursor[g] = groups[g].data();
+      for (size_t i = 0; i < prev.size(); ++i) apply(i, *cursor[prev[i]]++);
       break;
     }
     default:
       throw jobs::CheckpointError(fmt::format("delta: unknown layout {} (corrupt)", layout));
   }
-  std::vector<uint16_t> cur(prev.size());
-  for (size_t i = 0; i < prev.size(); ++i) {
-    if (d[i] >= b_star) throw jobs::CheckpointError("delta: value outside the alphabet (corrupt)");
-    cur[i] = static_cast<uint16_t>((prev[i] + d[i]) % b_star);
-  }
+  if (outside) throw jobs::CheckpointError("delta: value outside the alphabet (corrupt)");
   return cur;
 }
 

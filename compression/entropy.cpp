@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <queue>
 #include <unordered_map>
 
@@ -16,23 +17,31 @@ constexpr int kLutBits = 11;  // codes up to this long decode with one table loo
 
 class BitWriter {
  public:
-  void put(uint32_t code, int length) {  // most significant bit first
+  void put(uint32_t code, int length) {  // most significant bit first, length ≤ 30
     acc_ = (acc_ << length) | code;
     bits_ += length;
+    if (bits_ >= 32) {  // flush whole 32-bit words: one store instead of four byte appends
+      bits_ -= 32;
+      const uint32_t word = __builtin_bswap32(static_cast<uint32_t>(acc_ >> bits_));
+      const size_t at = bytes_.size();
+      bytes_.resize(at + 4);
+      std::memcpy(bytes_.data() + at, &word, 4);
+    }
+  }
+  std::vector<uint8_t>& finish() {
     while (bits_ >= 8) {
       bits_ -= 8;
       bytes_.push_back(static_cast<uint8_t>(acc_ >> bits_));
     }
-  }
-  std::vector<uint8_t>& finish() {
     if (bits_ > 0) bytes_.push_back(static_cast<uint8_t>(acc_ << (8 - bits_)));
     bits_ = 0;
     return bytes_;
   }
+  void reserve(size_t bytes) { bytes_.reserve(bytes); }
 
  private:
   std::vector<uint8_t> bytes_;
-  uint64_t acc_ = 0;  // only the low `bits_` bits are pending
+  uint64_t acc_ = 0;  // only the low `bits_` bits are pending (< 32 between calls)
   int bits_ = 0;
 };
 
@@ -41,11 +50,7 @@ class BitReader {
   explicit BitReader(const std::vector<uint8_t>& b) : b_(b) {}
   // The next n ≤ 32 bits without consuming them (zeros past the end).
   uint32_t peek(int n) {
-    while (bits_ < n) {
-      acc_ = (acc_ << 8) | (pos_ < b_.size() ? b_[pos_] : 0u);
-      ++pos_;
-      bits_ += 8;
-    }
+    if (bits_ < n) refill();
     return static_cast<uint32_t>((acc_ >> (bits_ - n)) & ((uint64_t{1} << n) - 1));
   }
   void skip(int n) { bits_ -= n; }
@@ -53,6 +58,13 @@ class BitReader {
   uint64_t consumed() const { return pos_ * 8 - static_cast<uint64_t>(bits_); }
 
  private:
+  void refill() {  // to 57..64 buffered bits, so most symbols need no refill
+    while (bits_ <= 56) {
+      acc_ = (acc_ << 8) | (pos_ < b_.size() ? b_[pos_] : 0u);
+      ++pos_;
+      bits_ += 8;
+    }
+  }
   const std::vector<uint8_t>& b_;
   size_t pos_ = 0;
   uint64_t acc_ = 0;
@@ -159,6 +171,9 @@ void huffman_encode(std::span<const int32_t> stream, jobs::ByteWriter& out) {
     out.put<uint8_t>(c.lengths[i]);
   }
   BitWriter bits;
+  uint64_t total_bits = 0;
+  for (size_t i = 0; i < symbols.size(); ++i) total_bits += counts[i] * length_of[i];
+  bits.reserve(total_bits / 8 + 8);
   for (int32_t v : stream) {
     const auto i = static_cast<size_t>(index[v]);
     bits.put(code_of[i], length_of[i]);
@@ -228,6 +243,7 @@ std::vector<int32_t> huffman_decode(jobs::ByteReader& in) {
 
 std::vector<int32_t> rle_encode(std::span<const uint16_t> values) {
   std::vector<int32_t> out;
+  out.reserve(values.size() / 2 + 16);
   for (size_t i = 0; i < values.size();) {
     size_t j = i + 1;
     while (j < values.size() && values[j] == values[i]) ++j;
@@ -248,18 +264,20 @@ std::vector<int32_t> rle_encode(std::span<const uint16_t> values) {
 }
 
 std::vector<uint16_t> rle_decode(std::span<const int32_t> stream, size_t expected_count) {
-  std::vector<uint16_t> out;
-  out.reserve(expected_count);
+  std::vector<uint16_t> out(expected_count);
+  size_t filled = 0;
   for (size_t i = 0; i < stream.size(); ++i) {
     if (stream[i] > 0 || stream[i] < -65535) throw jobs::CheckpointError("rle: a run length without a value (corrupt)");
     const auto v = static_cast<uint16_t>(-stream[i]);
     size_t run = 1;
     if (i + 1 < stream.size() && stream[i + 1] > 0) run = static_cast<size_t>(stream[++i]);
-    if (out.size() + run > expected_count) throw jobs::CheckpointError("rle: more values than the tensor holds (corrupt)");
-    out.insert(out.end(), run, v);
+    if (run > expected_count - filled) throw jobs::CheckpointError("rle: more values than the tensor holds (corrupt)");
+    if (run == 1) out[filled] = v;  // the common case; fill_n's setup costs more than the store
+    else std::fill_n(out.data() + filled, run, v);
+    filled += run;
   }
-  if (out.size() != expected_count)
-    throw jobs::CheckpointError(fmt::format("rle: decoded {} values, the tensor holds {} (corrupt)", out.size(), expected_count));
+  if (filled != expected_count)
+    throw jobs::CheckpointError(fmt::format("rle: decoded {} values, the tensor holds {} (corrupt)", filled, expected_count));
   return out;
 }
 

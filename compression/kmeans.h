@@ -5,6 +5,7 @@
 // iterations until assignments stop changing (at most max_iterations). Centres come back sorted
 // ascending; the result is a pure function of (histogram, options, seed).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -36,6 +37,13 @@ class LevelIndex {
     int index = 0;
     for (float m : mid_) index += value > m;
     return index;
+  }
+  // The same for many values (out.size() == values.size()); midpoint-major with 32-bit counts
+  // (the width of a float compare) so it vectorizes.
+  void operator()(std::span<const float> values, std::span<uint32_t> out) const {
+    std::fill(out.begin(), out.end(), 0u);
+    for (float m : mid_)
+      for (size_t j = 0; j < values.size(); ++j) out[j] += values[j] > m ? 1u : 0u;
   }
 
  private:

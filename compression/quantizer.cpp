@@ -10,6 +10,7 @@
 
 #include "compression/kmeans.h"
 #include "compression/log_histogram.h"
+#include "compression/rank_select.h"
 
 namespace xp::compression {
 
@@ -40,21 +41,98 @@ void GradientEma::update(const std::string& name, const tensor::Tensor& grad) {
 
 namespace {
 
-struct Scores {
-  std::vector<float> magnitude, sensitivity;
-};
-
 // Per-layer-type thresholds (Step B): protect at or above either score's k-th largest value
 // (k = F_prot·n); prune at or below the chosen metric's k-th smallest (k = F_prun·n). Exact
-// selection (nth_element, linear time) rather than the sketch, so the counts match the fractions.
+// selection, so the counts match the fractions; streamed through RankSelect, so the scores are
+// never materialized.
 struct Thresholds {
   float protect_magnitude = INFINITY, protect_sensitivity = INFINITY, prune = -INFINITY;
 };
 
-// The k-th smallest (k ≥ 1) of v; reorders v.
-float kth_smallest(std::vector<float>& v, size_t k) {
-  std::nth_element(v.begin(), v.begin() + static_cast<long>(k - 1), v.end());
-  return v[k - 1];
+// One quantized tensor's weights and gradient EMA (null: its sensitivity is its magnitude).
+struct Scored {
+  const float* w = nullptr;
+  const float* ema = nullptr;
+  size_t n = 0;
+};
+
+// Calls f(k, |w_k|, sensitivity_k) for every weight, the EMA test outside the loop.
+template <class F>
+void for_each_score(const Scored& s, F&& f) {
+  if (s.ema) {
+    for (size_t k = 0; k < s.n; ++k) f(k, std::fabs(s.w[k]), std::fabs(s.ema[k] * s.w[k]));
+  } else {
+    for (size_t k = 0; k < s.n; ++k) f(k, std::fabs(s.w[k]), std::fabs(s.w[k]));
+  }
+}
+
+struct TypeScores {
+  std::vector<size_t> tensors;  // indices into the state dict
+  RankSelect magnitude, sensitivity;
+};
+
+Thresholds thresholds_of(const std::vector<Scored>& scored, TypeScores& ts, bool have_ema, const QuantConfig& c) {
+  uint64_t n = 0;
+  for (size_t i : ts.tensors) {
+    n += scored[i].n;
+    for_each_score(scored[i], [&](size_t, float magnitude, float sensitivity) {
+      ts.magnitude.count(magnitude);
+      if (have_ema) ts.sensitivity.count(sensitivity);
+    });
+  }
+  const auto k_protect = static_cast<uint64_t>(std::llround(c.protect_fraction * static_cast<double>(n)));
+  const auto k_prune = static_cast<uint64_t>(std::llround(c.prune_fraction * static_cast<double>(n)));
+  // Without gradients sensitivity is magnitude: one selection serves both.
+  const bool prune_by_magnitude = c.prune_metric == PruneMetric::kMagnitude || !have_ema;
+  std::vector<uint64_t> mag_ranks, sens_ranks;
+  if (k_protect > 0) mag_ranks.push_back(n - k_protect + 1);
+  if (k_protect > 0 && have_ema) sens_ranks.push_back(n - k_protect + 1);
+  if (k_prune > 0) (prune_by_magnitude ? mag_ranks : sens_ranks).push_back(k_prune);
+  ts.magnitude.want(mag_ranks);
+  if (have_ema) ts.sensitivity.want(sens_ranks);
+  for (size_t i : ts.tensors) {
+    for_each_score(scored[i], [&](size_t, float magnitude, float sensitivity) {
+      ts.magnitude.collect(magnitude);
+      if (have_ema) ts.sensitivity.collect(sensitivity);
+    });
+  }
+  Thresholds th;
+  if (k_protect > 0) {
+    th.protect_magnitude = ts.magnitude.value(0);
+    th.protect_sensitivity = have_ema ? ts.sensitivity.value(0) : th.protect_magnitude;
+  }
+  if (k_prune > 0)
+    th.prune = prune_by_magnitude ? ts.magnitude.value(mag_ranks.size() - 1) : ts.sensitivity.value(sens_ranks.size() - 1);
+  return th;
+}
+
+// Symbols while the levels are not known yet.
+constexpr uint16_t kPruned = 0, kQuantized = 1, kProtected = 0xffff;
+
+// Step B for one tensor: each weight's role into `symbols`, the protected values (bf16, in
+// order) into q, and the quantized weights, compacted, returned for the histogram.
+std::vector<float> assign_roles(const Scored& s, const Thresholds& th, PruneMetric metric, uint16_t* symbols,
+                                QuantizedTensor& q) {
+  // Bitwise, not short-circuit, logic and local thresholds: the loop vectorizes.
+  const bool by_magnitude = metric == PruneMetric::kMagnitude;
+  const float protect_magnitude = th.protect_magnitude, protect_sensitivity = th.protect_sensitivity, prune = th.prune;
+  for_each_score(s, [&](size_t k, float magnitude, float sensitivity) {
+    const bool protect = (magnitude >= protect_magnitude) | (sensitivity >= protect_sensitivity);
+    const bool pruned = (by_magnitude & (magnitude <= prune)) | (!by_magnitude & (sensitivity <= prune));
+    // kQuantized (1) or kPruned (0), all ones (kProtected) when protected.
+    symbols[k] = static_cast<uint16_t>((1u - static_cast<unsigned>(pruned)) | (0u - static_cast<unsigned>(protect)));
+  });
+  static_assert(kQuantized == 1 && kPruned == 0 && kProtected == 0xffff);
+  std::vector<float> quantized(s.n);
+  size_t n_quantized = 0;
+  for (size_t k = 0; k < s.n; ++k) {
+    quantized[n_quantized] = s.w[k];
+    n_quantized += symbols[k] == kQuantized ? 1 : 0;
+    if (symbols[k] == kProtected) [[unlikely]]
+      q.protected_bf16.push_back(to_bf16(s.w[k]));
+  }
+  quantized.resize(n_quantized);
+  return quantized;
 }
 
 }  // namespace
@@ -64,45 +142,22 @@ std::vector<QuantizedTensor> quantize(const nn::StateDict& tensors, const std::m
   if (c.bins < 1 || c.embedding_bins < 1 || c.prune_fraction < 0 || c.prune_fraction >= 1 || c.protect_fraction < 0 ||
       c.protect_fraction > 1)
     throw std::invalid_argument("quantize: bins ≥ 1, prune_fraction in [0, 1), protect_fraction in [0, 1] required");
-  std::vector<Scores> scores(tensors.size());
-  std::map<std::string, std::pair<std::vector<float>, std::vector<float>>> per_type;  // |w|, sensitivity
+  std::vector<Scored> scored(tensors.size());
+  std::map<std::string, TypeScores> types;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const auto& [name, t] = tensors[i];
     if (t.dtype() != tensor::DType::kF32) throw std::invalid_argument(fmt::format("quantize: '{}' is not f32", name));
     const std::string type = layer_type_of(name, t);
     if (type == "raw") continue;
-    const float* w = t.data<float>();
-    const auto n = static_cast<size_t>(t.numel());
     auto it = ema.find(name);
-    if (it != ema.end() && it->second.size() != n)
+    if (it != ema.end() && it->second.size() != static_cast<size_t>(t.numel()))
       throw std::invalid_argument(fmt::format("quantize: gradient EMA of '{}' has {} values, the tensor {}", name,
-                                              it->second.size(), n));
-    Scores& s = scores[i];
-    s.magnitude.resize(n);
-    s.sensitivity.resize(n);
-    for (size_t k = 0; k < n; ++k) {
-      s.magnitude[k] = std::fabs(w[k]);
-      s.sensitivity[k] = it != ema.end() ? std::fabs(it->second[k] * w[k]) : s.magnitude[k];
-    }
-    auto& [mag, sens] = per_type[type];
-    mag.insert(mag.end(), s.magnitude.begin(), s.magnitude.end());
-    if (!ema.empty()) sens.insert(sens.end(), s.sensitivity.begin(), s.sensitivity.end());
+                                              it->second.size(), t.numel()));
+    scored[i] = {t.data<float>(), it != ema.end() ? it->second.data() : nullptr, static_cast<size_t>(t.numel())};
+    types[type].tensors.push_back(i);
   }
   std::map<std::string, Thresholds> thresholds;
-  for (auto& [type, v] : per_type) {
-    Thresholds& th = thresholds[type];
-    auto& [mag, sens] = v;
-    const size_t n = mag.size();
-    const auto k_protect = static_cast<size_t>(std::llround(c.protect_fraction * static_cast<double>(n)));
-    const auto k_prune = static_cast<size_t>(std::llround(c.prune_fraction * static_cast<double>(n)));
-    if (k_prune > 0)
-      th.prune = kth_smallest(c.prune_metric == PruneMetric::kMagnitude || sens.empty() ? mag : sens, k_prune);
-    if (k_protect > 0) {
-      th.protect_magnitude = kth_smallest(mag, n - k_protect + 1);
-      // Without gradients sensitivity is magnitude: one selection serves both.
-      th.protect_sensitivity = sens.empty() ? th.protect_magnitude : kth_smallest(sens, n - k_protect + 1);
-    }
-  }
+  for (auto& [type, ts] : types) thresholds[type] = thresholds_of(scored, ts, !ema.empty(), c);
 
   std::vector<QuantizedTensor> out;
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -118,30 +173,26 @@ std::vector<QuantizedTensor> quantize(const nn::StateDict& tensors, const std::m
       out.push_back(std::move(q));
       continue;
     }
-    const Thresholds& th = thresholds[q.layer_type];
-    const Scores& s = scores[i];
-    // 0 = pruned, 1 = quantize (level assigned below), 2 = protected.
-    std::vector<uint8_t> role(n, 1);
+    q.symbols.resize(n);
+    uint16_t* sym = q.symbols.data();
     LogHistogram values(c.alpha);
-    for (size_t k = 0; k < n; ++k) {
-      const float score = c.prune_metric == PruneMetric::kMagnitude ? s.magnitude[k] : s.sensitivity[k];
-      if (s.magnitude[k] >= th.protect_magnitude || s.sensitivity[k] >= th.protect_sensitivity) role[k] = 2;
-      else if (score <= th.prune) role[k] = 0;
-      else values.add(w[k]);
-    }
+    values.add(assign_roles(scored[i], thresholds.at(q.layer_type), c.prune_metric, sym, q));
     const int bins = q.layer_type == "embedding" ? c.embedding_bins : c.bins;
     q.levels = kmeans_levels(values, {.bins = bins, .sigma = c.sigma, .seed = c.seed});
     if (q.levels.empty()) q.levels.push_back(0.0f);  // everything pruned or protected
+    // Levels in blocks (LevelIndex's span form vectorizes), the roles mapped without branches.
     const auto protected_symbol = static_cast<uint16_t>(q.levels.size() + 1);
     const LevelIndex level(q.levels);
-    q.symbols.resize(n);
-    for (size_t k = 0; k < n; ++k) {
-      if (role[k] == 0) q.symbols[k] = 0;
-      else if (role[k] == 2) {
-        q.symbols[k] = protected_symbol;
-        q.protected_bf16.push_back(to_bf16(w[k]));
-      } else {
-        q.symbols[k] = static_cast<uint16_t>(level(w[k]) + 1);
+    constexpr size_t kBlock = 1024;
+    uint32_t index[kBlock];
+    for (size_t b = 0; b < n; b += kBlock) {
+      const size_t m = std::min(kBlock, n - b);
+      level(std::span<const float>(w + b, m), std::span<uint32_t>(index, m));
+      for (size_t j = 0; j < m; ++j) {
+        const uint16_t role = sym[b + j];
+        sym[b + j] = role == kQuantized    ? static_cast<uint16_t>(index[j] + 1)
+                     : role == kProtected ? protected_symbol
+                                          : kPruned;
       }
     }
     out.push_back(std::move(q));
@@ -158,13 +209,17 @@ nn::StateDict dequantize(const std::vector<QuantizedTensor>& tensors) {
     if (q.is_raw()) {
       std::memcpy(w, q.raw.data(), n * sizeof(float));
     } else {
-      size_t next_protected = 0;
+      // One table lookup per weight; the protected symbol's slot is patched from the bf16 list.
       const auto protected_symbol = static_cast<uint16_t>(q.levels.size() + 1);
+      std::vector<float> value_of(static_cast<size_t>(q.alphabet()), 0.0f);
+      std::copy(q.levels.begin(), q.levels.end(), value_of.begin() + 1);
+      const uint16_t* sym = q.symbols.data();
+      if (q.symbols.size() != n) throw std::invalid_argument(fmt::format("dequantize: '{}' has {} symbols for {} weights", q.name, q.symbols.size(), n));
+      size_t next_protected = 0;
       for (size_t k = 0; k < n; ++k) {
-        const uint16_t s = q.symbols[k];
-        if (s == 0) w[k] = 0.0f;
-        else if (s == protected_symbol) w[k] = from_bf16(q.protected_bf16.at(next_protected++));
-        else w[k] = q.levels.at(s - 1u);
+        w[k] = value_of[std::min<uint16_t>(sym[k], protected_symbol)];
+        if (sym[k] == protected_symbol) [[unlikely]]
+          w[k] = from_bf16(q.protected_bf16.at(next_protected++));
       }
     }
     out.emplace_back(q.name, t);

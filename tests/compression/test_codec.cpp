@@ -1,5 +1,5 @@
 // DynaQuant's building blocks (training.md §2.5 where they apply): the log-bucket histogram's
-// quantile error and merge, k-means levels, canonical Huffman and RLE round trips, and the
+// quantile error and merge, exact rank selection, k-means levels, canonical Huffman and RLE round trips, and the
 // delta layouts — exact round trips when the alphabet grows or shrinks, and the rearranged layout
 // beating plain RLE when migration rates differ between buckets.
 #include <gtest/gtest.h>
@@ -12,6 +12,7 @@
 #include "compression/entropy.h"
 #include "compression/kmeans.h"
 #include "compression/log_histogram.h"
+#include "compression/rank_select.h"
 #include "core/runtime/rng.h"
 
 namespace xp::compression {
@@ -33,6 +34,44 @@ TEST(LogHistogramTest, QuantilesAreWithinRelativeErrorAlpha) {
     const double exact = v[static_cast<size_t>(std::ceil(q * static_cast<double>(v.size()))) - 1];
     EXPECT_LE(std::fabs(h.quantile(q) - exact), 0.01 * std::fabs(exact) + 1e-12) << q;
   }
+}
+
+TEST(LogHistogramTest, BlockAndSingleValueAddsGiveTheSameBuckets) {
+  auto v = normal_values(5000, 4);
+  // Zeros, signs, tiny and huge magnitudes, and values either side of bucket boundaries.
+  v.insert(v.end(), {0.0f, -0.0f, 1e-13f, 1e-30f, -3e38f, 3e38f, 1.0f, -1.0f, 1.0202f, 0.9801f});
+  LogHistogram block(0.01), single(0.01);
+  block.add(v);
+  for (float x : v) single.add(x);
+  const auto a = block.buckets(), b = single.buckets();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].centre, b[i].centre) << i;
+    EXPECT_EQ(a[i].count, b[i].count) << i;
+  }
+}
+
+TEST(RankSelectTest, MatchesASortAtEveryRankAskedIncludingTies) {
+  auto v = normal_values(30000, 9);
+  for (auto& x : v) x = std::fabs(x);
+  v.insert(v.end(), 500, 0.0f);                 // a run of zeros
+  v.insert(v.end(), 300, std::fabs(v[17]));     // ties inside a populated bucket
+  std::vector<float> sorted = v;
+  std::sort(sorted.begin(), sorted.end());
+  const std::vector<uint64_t> ranks{1, 2, 250, 501, 502, 15000, 15000, v.size() - 1, v.size()};
+  RankSelect s;
+  for (float x : v) s.count(x);
+  s.want(ranks);
+  for (float x : v) s.collect(x);
+  EXPECT_EQ(s.size(), v.size());
+  for (size_t i = 0; i < ranks.size(); ++i) EXPECT_EQ(s.value(i), sorted[ranks[i] - 1]) << "rank " << ranks[i];
+}
+
+TEST(RankSelectTest, RefusesARankOutsideTheCountedValues) {
+  RankSelect s;
+  for (float x : {0.5f, 0.25f}) s.count(x);
+  EXPECT_THROW(s.want({0}), std::out_of_range);
+  EXPECT_THROW(s.want({3}), std::out_of_range);
 }
 
 TEST(LogHistogramTest, MergeEqualsOneHistogramOfEverything) {
