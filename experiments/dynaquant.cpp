@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "compression/codec.h"
+#include "compression/optimizer_state.h"
 #include "core/config/error.h"
 #include "core/runtime/files.h"
 #include "core/runtime/progress.h"
@@ -31,7 +32,7 @@ struct Config {
   int64_t ema_window = 50;                // steps before a checkpoint whose gradients feed the EMA
   double ema_beta = 0.9;
   std::string method = "dynaquant";       // compression::codec_names()
-  std::string optimizer_state = "fp32";   // fp32 (stored raw) | drop (moments reset on restore)
+  std::string optimizer_state = "fp32";   // compression::optimizer_state_policy_names()
   cz::CompressorOptions dq;
   std::string layout = "rearranged";      // rearranged | rle | huffman
   bool bins_table = false;                // also measure the one-shot bins needed (ours vs uniform)
@@ -65,7 +66,7 @@ Config parse(const config::ConfigNode& job) {
   t.finish();
   auto z = top.section("compression");
   z.get_enum("method", c.method, cz::codec_names());
-  z.get_enum("optimizer_state", c.optimizer_state, {"fp32", "drop"});
+  z.get_enum("optimizer_state", c.optimizer_state, cz::optimizer_state_policy_names());
   z.get("epsilon", c.dq.epsilon);
   z.get("search", c.dq.search);
   z.get("bins", c.dq.base.bins);
@@ -169,11 +170,13 @@ class Dynaquant final : public Experiment {
   }
 
  private:
-  // What a restore needs: the compressed weights (a chain for DynaQuant) and, uncompressed, the
-  // optimizer state and loop position.
+  // What a restore needs: the compressed weights (a chain for DynaQuant), the optimizer's
+  // moments as the optimizer_state policy stores them, and the rest of the trainer state (step,
+  // loop position, RNG streams: bytes) exactly.
   struct Saved {
     int64_t step = 0;
     std::vector<std::vector<std::byte>> chain;
+    std::vector<std::byte> optimizer;
     nn::StateDict trainer_state;
   };
 
@@ -245,14 +248,17 @@ class Dynaquant final : public Experiment {
     cz::CompressedCheckpoint c = e.details;
     c.bytes = std::move(e.bytes);
     c.raw_bytes = cz::fp32_bytes(w);
+    saved.trainer_state = trainer.state();
+    saved.optimizer = cz::encode_optimizer_state(saved.trainer_state, cz::optimizer_state_policy(cfg_.optimizer_state), c.config);
     const double encode_s = seconds_since(t0);
     compress_s_ += encode_s;
-    // The container goes to disk atomically: a crash mid-write leaves the previous one intact.
-    auto status = runtime::write_file_atomic(dir / fmt::format("step-{:08d}.bin", step),
-                                             std::string(reinterpret_cast<const char*>(c.bytes.data()), c.bytes.size()));
-    if (!status.is_ok()) throw std::runtime_error(status.message());
+    // Both go to disk atomically: a crash mid-write leaves the previous ones intact.
+    for (const auto& [file, bytes] : {std::pair{fmt::format("step-{:08d}.bin", step), &c.bytes},
+                                      std::pair{fmt::format("step-{:08d}.optim.bin", step), &saved.optimizer}}) {
+      auto status = runtime::write_file_atomic(dir / file, std::string(reinterpret_cast<const char*>(bytes->data()), bytes->size()));
+      if (!status.is_ok()) throw std::runtime_error(status.message());
+    }
     saved.step = step;
-    saved.trainer_state = trainer.state();
     t0 = Clock::now();
     nn::StateDict restored = decode(saved);
     const double decode_s = seconds_since(t0);
@@ -264,8 +270,8 @@ class Dynaquant final : public Experiment {
     }
     int64_t optimizer_raw = 0;
     for (const auto& [name, t] : saved.trainer_state)
-      if (name.rfind("optim.", 0) == 0) optimizer_raw += static_cast<int64_t>(t.nbytes());
-    const int64_t optimizer_stored = cfg_.optimizer_state == "fp32" ? optimizer_raw : 0;
+      if (cz::is_optimizer_moment(name, t)) optimizer_raw += static_cast<int64_t>(t.nbytes());
+    const auto optimizer_stored = static_cast<int64_t>(saved.optimizer.size());
     const auto bytes = static_cast<int64_t>(c.bytes.size()), raw = static_cast<int64_t>(c.raw_bytes);
     total_bytes_ += bytes;
     total_raw_ += raw;
@@ -298,11 +304,7 @@ class Dynaquant final : public Experiment {
 
   void restore(networks::Network& net, networks::Trainer& trainer, const Saved& saved, int64_t step) {
     const double before = networks::evaluate(net, test_).accuracy;
-    nn::StateDict state = saved.trainer_state;
-    if (cfg_.optimizer_state == "drop")
-      for (auto& [name, t] : state)
-        if (name.rfind("optim.exp_avg", 0) == 0 || name.rfind("optim.momentum", 0) == 0) t = nn::Tensor::zeros(t.shape(), t.dtype());
-    trainer.load(state);
+    trainer.load(cz::decode_optimizer_state(saved.optimizer, saved.trainer_state));
     load_weights(net.module(), codec_->restore(saved.chain, static_cast<uint64_t>(saved.step)));
     failures_->append({step, saved.step, before, networks::evaluate(net, test_).accuracy});
   }
