@@ -74,6 +74,8 @@ class DynaQuantCodec final : public CheckpointCodec {
     compressor_.reset_parent(std::move(q), step);
     return w;
   }
+  void save_state(jobs::ByteWriter& out) const override { compressor_.save_state(out); }
+  void load_state(jobs::ByteReader& in) override { compressor_.load_state(in); }
 
  private:
   DynaQuantCompressor compressor_;

@@ -41,6 +41,10 @@ class CheckpointCodec {
   virtual nn::StateDict restore(const std::vector<std::vector<std::byte>>& chain, uint64_t /*step*/) {
     return decode(chain);
   }
+  // What a preempted run must carry beyond the chain (restore() rebuilds the parent from it):
+  // DynaQuant's last search point and checkpoint count; nothing for the baselines.
+  virtual void save_state(jobs::ByteWriter& /*out*/) const {}
+  virtual void load_state(jobs::ByteReader& /*in*/) {}
 };
 
 // `method` is one of the names above; quality and ε drive the searches.

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <map>
+#include <mutex>
 
 namespace xp::compression {
 
@@ -61,6 +62,29 @@ void DynaQuantCompressor::reset_parent(std::vector<QuantizedTensor> parent, uint
   parent_step_ = parent_step;
 }
 
+void DynaQuantCompressor::save_state(jobs::ByteWriter& out) const {
+  out.put<int32_t>(count_);
+  out.put<uint8_t>(previous_.has_value());
+  if (previous_) {
+    for (int i : previous_->index) out.put<int32_t>(i);
+    out.put<uint8_t>(static_cast<uint8_t>(previous_->metric));
+  }
+}
+
+void DynaQuantCompressor::load_state(jobs::ByteReader& in) {
+  count_ = in.get<int32_t>();
+  previous_.reset();
+  if (in.get<uint8_t>()) {
+    CubePoint p;
+    for (int& i : p.index) i = in.get<int32_t>();
+    p.metric = static_cast<PruneMetric>(in.get<uint8_t>());
+    for (size_t a = 0; a < 3; ++a)
+      if (p.index[a] < 0 || p.index[a] >= opt_.cube.size(static_cast<int>(a)) || p.metric > PruneMetric::kSensitivity)
+        throw jobs::CheckpointError("DynaQuant compressor state: search point outside the cube (a different configuration?)");
+    previous_ = p;
+  }
+}
+
 CompressedCheckpoint DynaQuantCompressor::compress(uint64_t step, const nn::StateDict& weights,
                                                    const std::map<std::string, std::vector<float>>& gradient_ema) {
   CompressedCheckpoint out;
@@ -72,21 +96,29 @@ CompressedCheckpoint DynaQuantCompressor::compress(uint64_t step, const nn::Stat
 
   QuantConfig chosen = opt_.base;
   if (opt_.search) {
+    // The oracle may run on several threads (search_threads): the caches are guarded, and the
+    // work (quantization, evaluation) happens outside the lock. std::map nodes stay put on insert.
+    std::mutex mutex;
+    auto key = [](const CubePoint& p) { return std::array<int, 4>{p.index[0], p.index[1], p.index[2], static_cast<int>(p.metric)}; };
     std::map<std::array<int, 4>, std::vector<QuantizedTensor>> cache;
     auto quantized = [&](const CubePoint& p) -> const std::vector<QuantizedTensor>& {
-      std::array<int, 4> key{p.index[0], p.index[1], p.index[2], static_cast<int>(p.metric)};
-      auto it = cache.find(key);
-      if (it == cache.end()) it = cache.emplace(key, quantize(weights, gradient_ema, opt_.cube.config_at(p, opt_.base))).first;
-      return it->second;
+      {
+        std::lock_guard lock(mutex);
+        if (auto it = cache.find(key(p)); it != cache.end()) return it->second;
+      }
+      auto q = quantize(weights, gradient_ema, opt_.cube.config_at(p, opt_.base));  // pure: a duplicate is harmless
+      std::lock_guard lock(mutex);
+      return cache.try_emplace(key(p), std::move(q)).first->second;
     };
     std::map<std::array<int, 4>, double> qualities;
-    auto key = [](const CubePoint& p) { return std::array<int, 4>{p.index[0], p.index[1], p.index[2], static_cast<int>(p.metric)}; };
     SearchOracle oracle{[&](const CubePoint& p) { return estimated_ratio(quantized(p), out.raw_bytes); },
                         [&](const CubePoint& p) {
                           const double q = quality_(dequantize(quantized(p)));
+                          std::lock_guard lock(mutex);
                           qualities[key(p)] = q;
                           return q >= floor;
-                        }};
+                        },
+                        opt_.search_threads};
     SearchResult r;
     if (previous_ && !out.base) {
       r = neighbourhood_search(opt_.cube, oracle, *previous_, opt_.radius);

@@ -23,6 +23,7 @@ struct CompressorOptions {
   int radius = 1;          // neighbourhood search radius
   int full_every_n = 0;    // every n-th checkpoint is a base (0: only the first)
   DeltaLayout layout = DeltaLayout::kRearranged;
+  int search_threads = 1;  // quality evaluations at once (the Quality callback must then be thread-safe)
 };
 
 struct CompressedCheckpoint {
@@ -39,6 +40,7 @@ struct CompressedCheckpoint {
 class DynaQuantCompressor {
  public:
   // Quality of a set of weights on the fixed evaluation batches; higher is better (accuracy).
+  // Called from several threads at once when options.search_threads > 1.
   using Quality = std::function<double(const nn::StateDict& weights)>;
   DynaQuantCompressor(CompressorOptions options, Quality quality);
 
@@ -46,6 +48,10 @@ class DynaQuantCompressor {
                                 const std::map<std::string, std::vector<float>>& gradient_ema);
   // After a restore the live model equals the restored one: the next delta is against it.
   void reset_parent(std::vector<QuantizedTensor> parent, uint64_t parent_step);
+  // The search position and checkpoint count, for a run resumed after preemption (its parent
+  // comes back through reset_parent from the chain on disk).
+  void save_state(jobs::ByteWriter& out) const;
+  void load_state(jobs::ByteReader& in);
 
  private:
   double estimated_ratio(const std::vector<QuantizedTensor>& q, size_t raw_bytes) const;

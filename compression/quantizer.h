@@ -52,6 +52,7 @@ class GradientEma {
   explicit GradientEma(double beta = 0.9) : beta_(beta) {}
   void update(const std::string& name, const tensor::Tensor& grad);
   void reset() { ema_.clear(); }
+  void restore(std::map<std::string, std::vector<float>> values) { ema_ = std::move(values); }
   const std::map<std::string, std::vector<float>>& values() const { return ema_; }
 
  private:

@@ -2,7 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
+#include <functional>
+#include <future>
 #include <map>
+#include <mutex>
+
+#include <omp.h>
 
 namespace xp::compression {
 
@@ -20,41 +26,111 @@ QuantConfig ConfigCube::config_at(const CubePoint& p, QuantConfig base) const {
 
 namespace {
 
-// Memoises the oracle and tracks the best feasible point seen.
+// Memoises the oracle and tracks the best feasible point seen; safe to share between threads.
+// A point asked for while another thread checks it waits for that check rather than repeating
+// it. Ties in ratio go to the smaller key, so the result does not depend on the order of checks.
 class Memo {
  public:
   explicit Memo(const SearchOracle& o) : oracle_(o) {}
   bool feasible(const CubePoint& p) {
-    auto k = key(p);
-    auto it = feasible_.find(k);
-    if (it != feasible_.end()) return it->second;
-    const bool f = oracle_.feasible(p);
-    feasible_[k] = f;
-    if (f) consider(p);
-    return f;
+    const Key k = key(p);
+    std::promise<bool> promise;
+    std::shared_future<bool> result;
+    bool mine = false;
+    {
+      std::lock_guard lock(mutex_);
+      auto [it, fresh] = feasible_.try_emplace(k);
+      if (fresh) {
+        it->second = promise.get_future().share();
+        mine = true;
+      }
+      result = it->second;
+    }
+    if (mine) {
+      try {
+        const bool f = oracle_.feasible(p);
+        if (f) consider(p);
+        promise.set_value(f);
+      } catch (...) {
+        promise.set_exception(std::current_exception());
+      }
+    }
+    return result.get();
+  }
+  // The result of a finished check, nullopt when the point was never checked (call it only
+  // when no check is in flight).
+  std::optional<bool> known(const CubePoint& p) const {
+    std::lock_guard lock(mutex_);
+    auto it = feasible_.find(key(p));
+    if (it == feasible_.end()) return std::nullopt;
+    return it->second.get();
   }
   double ratio(const CubePoint& p) {
-    auto k = key(p);
-    auto it = ratio_.find(k);
-    if (it != ratio_.end()) return it->second;
-    return ratio_[k] = oracle_.ratio(p);
+    const Key k = key(p);
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = ratio_.find(k); it != ratio_.end()) return it->second;
+    }
+    const double r = oracle_.ratio(p);  // outside the lock: a duplicate is harmless (pure)
+    std::lock_guard lock(mutex_);
+    return ratio_.try_emplace(k, r).first->second;
   }
-  SearchResult result() const { return {best_, best_ratio_, static_cast<int>(feasible_.size())}; }
+  SearchResult result() const {
+    std::lock_guard lock(mutex_);
+    return {best_, best_ratio_, static_cast<int>(feasible_.size())};
+  }
+  int parallel() const { return std::max(1, oracle_.parallel); }
 
  private:
-  static std::array<int, 4> key(const CubePoint& p) {
-    return {p.index[0], p.index[1], p.index[2], static_cast<int>(p.metric)};
-  }
+  using Key = std::array<int, 4>;
+  static Key key(const CubePoint& p) { return {p.index[0], p.index[1], p.index[2], static_cast<int>(p.metric)}; }
   void consider(const CubePoint& p) {
     const double r = ratio(p);
-    if (!best_ || r > best_ratio_) best_ = p, best_ratio_ = r;
+    std::lock_guard lock(mutex_);
+    if (!best_ || r > best_ratio_ || (r == best_ratio_ && key(p) < key(*best_))) best_ = p, best_ratio_ = r;
   }
   const SearchOracle& oracle_;
-  std::map<std::array<int, 4>, bool> feasible_;
-  std::map<std::array<int, 4>, double> ratio_;
+  mutable std::mutex mutex_;
+  std::map<Key, std::shared_future<bool>> feasible_;
+  std::map<Key, double> ratio_;
   std::optional<CubePoint> best_;
   double best_ratio_ = 0.0;
 };
+
+// Runs the tasks, concurrently when the memo allows: from inside a parallel region as OpenMP
+// tasks, otherwise in a parallel region of its own. The first exception is rethrown once all
+// have finished (an exception must not leave an OpenMP task).
+void run_all(const std::vector<std::function<void()>>& tasks, const Memo& memo) {
+  if (memo.parallel() == 1 || tasks.size() < 2) {
+    for (const auto& t : tasks) t();
+    return;
+  }
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  auto guarded = [&](const std::function<void()>& t) {
+    try {
+      t();
+    } catch (...) {
+      std::lock_guard lock(error_mutex);
+      if (!error) error = std::current_exception();
+    }
+  };
+  auto spawn = [&] {
+    for (const auto& t : tasks) {
+#pragma omp task default(shared) firstprivate(t)
+      guarded(t);
+    }
+#pragma omp taskwait
+  };
+  if (omp_in_parallel()) {
+    spawn();
+  } else {
+#pragma omp parallel num_threads(memo.parallel())
+#pragma omp single
+    spawn();
+  }
+  if (error) std::rethrow_exception(error);
+}
 
 using Box = std::array<std::array<int, 2>, 3>;  // per axis [lo, hi]
 
@@ -81,6 +157,7 @@ void ges(const Box& box, PruneMetric metric, Memo& memo) {
   }
   if (lo == 0) return;  // the most aggressive corner is feasible: it dominates the box
   const CubePoint below = on_diagonal(box, lo - 1, steps, metric), at = on_diagonal(box, lo, steps, metric);
+  std::vector<std::function<void()>> orthants;
   for (int orthant = 1; orthant < 7; ++orthant) {  // skip 0 (all lower) and 7 (all higher)
     Box sub = box;
     for (int a = 0; a < 3; ++a) {
@@ -88,8 +165,9 @@ void ges(const Box& box, PruneMetric metric, Memo& memo) {
       if (orthant & (1 << a)) axis[0] = at.index[static_cast<size_t>(a)];
       else axis[1] = below.index[static_cast<size_t>(a)];
     }
-    ges(sub, metric, memo);
+    orthants.push_back([sub, metric, &memo] { ges(sub, metric, memo); });
   }
+  run_all(orthants, memo);
 }
 
 }  // namespace
@@ -106,7 +184,7 @@ SearchResult exhaustive_search(const ConfigCube& cube, const SearchOracle& oracl
 SearchResult guided_search(const ConfigCube& cube, const SearchOracle& oracle) {
   Memo memo(oracle);
   const Box whole{{{0, cube.size(0) - 1}, {0, cube.size(1) - 1}, {0, cube.size(2) - 1}}};
-  for (PruneMetric m : {PruneMetric::kMagnitude, PruneMetric::kSensitivity}) ges(whole, m, memo);
+  run_all({[&] { ges(whole, PruneMetric::kMagnitude, memo); }, [&] { ges(whole, PruneMetric::kSensitivity, memo); }}, memo);
   return memo.result();
 }
 
@@ -127,10 +205,21 @@ SearchResult neighbourhood_search(const ConfigCube& cube, const SearchOracle& or
       }
   std::stable_sort(candidates.begin(), candidates.end(),
                    [&](const CubePoint& a, const CubePoint& b) { return memo.ratio(a) > memo.ratio(b); });
-  for (const CubePoint& c : candidates)
-    if (memo.feasible(c)) {
-      return SearchResult{c, memo.ratio(c), memo.result().evaluations};
+  // Highest ratio first, the first feasible wins. Points already checked answer at once (in the
+  // steady state the previous point itself, so nothing is checked speculatively); the unknown
+  // ones are checked `parallel` at a time.
+  const auto batch = static_cast<size_t>(memo.parallel());
+  for (size_t i = 0; i < candidates.size();) {
+    if (auto known = memo.known(candidates[i])) {
+      if (*known) return SearchResult{candidates[i], memo.ratio(candidates[i]), memo.result().evaluations};
+      ++i;
+      continue;
     }
+    std::vector<std::function<void()>> checks;
+    for (size_t j = i; j < candidates.size() && checks.size() < batch; ++j)
+      if (!memo.known(candidates[j])) checks.push_back([&, j] { memo.feasible(candidates[j]); });
+    run_all(checks, memo);
+  }
   // Nothing near is feasible: GES over everything not more aggressive than the previous point.
   const Box rest{{{start.index[0], cube.size(0) - 1}, {start.index[1], cube.size(1) - 1}, {start.index[2], cube.size(2) - 1}}};
   Memo fallback(oracle);

@@ -13,7 +13,12 @@
 //                         away and never more aggressive than it, highest ratio first, the first
 //                         feasible wins; when none is, GES over the box of points not more
 //                         aggressive (precision only ever increases during training)
-// Feasibility results are memoised; `evaluations` counts distinct feasibility checks.
+// Feasibility results are memoised; `evaluations` counts distinct feasibility checks. With
+// oracle.parallel > 1 independent checks run concurrently (OpenMP threads; `feasible` and `ratio`
+// must then be thread-safe): GES explores both metrics and the orthants around its crossing at
+// once — the same points, so the same result and count as one at a time — and the
+// neighbourhood search checks its unknown candidates `parallel` at a time, highest ratio first
+// (a batch may check a few points the sequential order would have skipped; the same choice).
 #pragma once
 #include <array>
 #include <functional>
@@ -42,6 +47,7 @@ struct ConfigCube {
 struct SearchOracle {
   std::function<double(const CubePoint&)> ratio;    // higher = better compression
   std::function<bool(const CubePoint&)> feasible;   // quality drop ≤ ε
+  int parallel = 1;                                 // feasibility checks at once
 };
 
 struct SearchResult {

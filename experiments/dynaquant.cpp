@@ -2,9 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <mutex>
+
+#include <omp.h>
 
 #include "compression/codec.h"
 #include "compression/optimizer_state.h"
@@ -77,6 +81,10 @@ Config parse(const config::ConfigNode& job) {
   z.get("protect_fraction", c.dq.base.protect_fraction);
   z.get("sigma", c.dq.base.sigma);
   z.get("full_every_n", c.dq.full_every_n);
+  c.dq.search_threads = 0;
+  z.get("search_threads", c.dq.search_threads);
+  if (c.dq.search_threads < 0) reject_key(job, "compression.search_threads", "must not be negative", "0 uses every core");
+  if (c.dq.search_threads == 0) c.dq.search_threads = omp_get_max_threads();
   z.get_enum("layout", c.layout, {"rearranged", "rle", "huffman"});
   z.get("bins_table", c.bins_table);
   c.dq.layout = c.layout == "rearranged" ? cz::DeltaLayout::kRearranged
@@ -111,6 +119,34 @@ void load_weights(nn::Module& m, const nn::StateDict& sd) {
   }
 }
 
+// Networks for the search's quality evaluations, one per concurrent caller: the search checks
+// several candidates at once (compression.search_threads).
+class EvaluationNets {
+ public:
+  explicit EvaluationNets(networks::NetworkSpec spec) : spec_(std::move(spec)) {}
+  double accuracy(const nn::StateDict& weights, const data::Dataset& d) {
+    std::unique_ptr<networks::Network> net;
+    {
+      std::lock_guard lock(mutex_);
+      if (!free_.empty()) {
+        net = std::move(free_.back());
+        free_.pop_back();
+      }
+    }
+    if (!net) net = std::make_unique<networks::Network>(spec_, 0);  // weights are overwritten
+    load_weights(net->module(), weights);
+    const double a = networks::evaluate(*net, d).accuracy;
+    std::lock_guard lock(mutex_);
+    free_.push_back(std::move(net));
+    return a;
+  }
+
+ private:
+  networks::NetworkSpec spec_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<networks::Network>> free_;
+};
+
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 class Dynaquant final : public Experiment {
@@ -120,13 +156,16 @@ class Dynaquant final : public Experiment {
   jobs::RunOutcome run(jobs::RunContext& ctx) override {
     load_data(ctx.seed());
     const networks::NetworkSpec spec = network_spec();
-    networks::Network net(spec, ctx.seed()), eval_net(spec, ctx.seed());
+    networks::Network net(spec, ctx.seed());
     networks::Trainer trainer(net, cfg_.train, ctx.seed());
-    auto quality = [&](const nn::StateDict& w) {
-      load_weights(eval_net.module(), w);
-      return networks::evaluate(eval_net, validation_).accuracy;
-    };
+    EvaluationNets evaluation(spec);
+    auto quality = [&](const nn::StateDict& w) { return evaluation.accuracy(w, validation_); };
     codec_ = cz::make_codec(cfg_.method, cfg_.dq, quality);
+    cz::GradientEma ema(cfg_.ema_beta);
+    if (auto payload = ctx.restore()) {
+      resume(*payload, trainer, ema);
+      ctx.log().info("resumed at epoch {} batch {}", trainer.epoch(), trainer.batch());
+    }
     open_tables(ctx);
 
     const int64_t per_epoch = trainer.batches_per_epoch(train_);
@@ -134,18 +173,20 @@ class Dynaquant final : public Experiment {
     const int64_t every = std::max<int64_t>(1, per_epoch / cfg_.checkpoints_per_epoch);
     std::vector<int64_t> failure_at;
     for (int64_t i = 0; i < cfg_.failures; ++i) failure_at.push_back(total * (i + 1) / (cfg_.failures + 1));
-    size_t next_failure = 0;
-    cz::GradientEma ema(cfg_.ema_beta);
-    Saved saved;
     const auto dir = ctx.output_dir() / "compressed";
     std::filesystem::create_directories(dir);
     runtime::Progress progress("train", total);
-    double train_s = 0.0;
+    progress.set(trainer.epoch() * per_epoch + trainer.batch());
     while (!trainer.done()) {
-      if (ctx.should_stop()) return jobs::RunOutcome::kPreempted;  // compressed checkpoints are the experiment
+      if (ctx.should_stop()) {
+        save(ctx, trainer, ema);
+        ctx.log().info("stop requested: saved at epoch {} batch {}", trainer.epoch(), trainer.batch());
+        return jobs::RunOutcome::kPreempted;
+      }
       auto t0 = Clock::now();
       trainer.step(train_);
-      train_s += seconds_since(t0);
+      ++iterations_;
+      train_s_ += seconds_since(t0);
       const int64_t step = trainer.epoch() * per_epoch + trainer.batch();
       progress.set(step);
       const int64_t to_checkpoint = (every - step % every) % every;
@@ -153,19 +194,20 @@ class Dynaquant final : public Experiment {
         for (auto& [name, p] : net.module().parameters()) ema.update(name, p->grad);
       }
       if (step % every == 0) {
-        checkpoint(ctx, net, trainer, ema.values(), step, saved, dir);
+        checkpoint(ctx, net, trainer, ema.values(), step, dir);
         if (cfg_.bins_table && (step / every) % std::max<int64_t>(1, total / every / 10) == 0) bins_needed(step, net, quality);
         ema.reset();
       }
       if (trainer.batch() == 0) epochs_->append({trainer.epoch(), networks::evaluate(net, test_).accuracy});
-      if (next_failure < failure_at.size() && step >= failure_at[next_failure] && saved.step > 0) {
-        restore(net, trainer, saved, step);
-        ++next_failure;
+      if (next_failure_ < failure_at.size() && step >= failure_at[next_failure_] && saved_.step > 0) {
+        restore(net, trainer, step);
+        ++next_failure_;
       }
+      if (step % every == 0 && !trainer.done()) save(ctx, trainer, ema);  // a crash resumes from here
     }
     progress.finish();
     ctx.set_summary("final_weights_xxh3", nn::fingerprint(weights_of(net.module())));
-    summarize(ctx, net, train_s);
+    summarize(ctx, net, train_s_);
     return jobs::RunOutcome::kDone;
   }
 
@@ -238,8 +280,8 @@ class Dynaquant final : public Experiment {
   }
 
   void checkpoint(jobs::RunContext& ctx, networks::Network& net, networks::Trainer& trainer,
-                  const std::map<std::string, std::vector<float>>& ema, int64_t step, Saved& saved,
-                  const std::filesystem::path& dir) {
+                  const std::map<std::string, std::vector<float>>& ema, int64_t step, const std::filesystem::path& dir) {
+    Saved& saved = saved_;
     nn::StateDict w = weights_of(net.module());
     auto t0 = Clock::now();
     cz::EncodedCheckpoint e = codec_->encode(static_cast<uint64_t>(step), w, ema);
@@ -302,7 +344,8 @@ class Dynaquant final : public Experiment {
 
   nn::StateDict decode(const Saved& saved) const { return codec_->decode(saved.chain); }
 
-  void restore(networks::Network& net, networks::Trainer& trainer, const Saved& saved, int64_t step) {
+  void restore(networks::Network& net, networks::Trainer& trainer, int64_t step) {
+    const Saved& saved = saved_;
     const double before = networks::evaluate(net, test_).accuracy;
     trainer.load(cz::decode_optimizer_state(saved.optimizer, saved.trainer_state));
     load_weights(net.module(), codec_->restore(saved.chain, static_cast<uint64_t>(saved.step)));
@@ -334,8 +377,69 @@ class Dynaquant final : public Experiment {
       });
       const int uniform = fewest([&](int k) { return cz::quantize_uniform(w, k); });
       bins_->append({step, drop, static_cast<int64_t>(ours), static_cast<int64_t>(uniform)});
-      if (ours > 0 && uniform > 0) bins_record_[drop].emplace_back(ours, uniform);
+      if (ours > 0 && uniform > 0) bins_record_[drop].push_back({ours, uniform});
     }
+  }
+
+  // Everything a preempted run needs to go on exactly as if it had not stopped: the live trainer
+  // state and gradient EMA, the failure target's checkpoint (chain, optimizer blob, trainer
+  // state), the codec's search position, and the running totals. Tables are cut back by the
+  // run context.
+  void save(jobs::RunContext& ctx, networks::Trainer& trainer, const cz::GradientEma& ema) const {
+    jobs::ByteWriter out;
+    out.put<double>(train_s_);
+    out.put<double>(compress_s_);
+    out.put<double>(peak_ratio_);
+    for (int64_t v : {total_bytes_, total_raw_, total_full_stored_, total_full_raw_, evaluations_}) out.put<int64_t>(v);
+    out.put<uint64_t>(next_failure_);
+    out.put<uint64_t>(iterations_);
+    out.put<uint64_t>(bins_record_.size());
+    for (const auto& [drop, pairs] : bins_record_) {
+      out.put<double>(drop);
+      out.put_vector(pairs);
+    }
+    out.put<uint64_t>(ema.values().size());
+    for (const auto& [name, v] : ema.values()) {
+      out.put_string(name);
+      out.put_vector(v);
+    }
+    out.put<int64_t>(saved_.step);
+    out.put<uint64_t>(saved_.chain.size());
+    for (const auto& link : saved_.chain) out.put_vector(link);
+    out.put_vector(saved_.optimizer);
+    nn::write_state_dict(out, saved_.trainer_state);
+    codec_->save_state(out);
+    nn::write_state_dict(out, trainer.state());
+    ctx.save_checkpoint(iterations_, out);  // not the trainer's step: failures move that back
+  }
+
+  void resume(const std::vector<std::byte>& payload, networks::Trainer& trainer, cz::GradientEma& ema) {
+    jobs::ByteReader in(payload);
+    train_s_ = in.get<double>();
+    compress_s_ = in.get<double>();
+    peak_ratio_ = in.get<double>();
+    for (int64_t* v : {&total_bytes_, &total_raw_, &total_full_stored_, &total_full_raw_, &evaluations_}) *v = in.get<int64_t>();
+    next_failure_ = in.get<uint64_t>();
+    iterations_ = in.get<uint64_t>();
+    for (auto n = in.get<uint64_t>(); n > 0; --n) {
+      const double drop = in.get<double>();
+      bins_record_[drop] = in.get_vector<std::array<int, 2>>();
+    }
+    std::map<std::string, std::vector<float>> values;
+    for (auto n = in.get<uint64_t>(); n > 0; --n) {
+      std::string name = in.get_string();
+      values[name] = in.get_vector<float>();
+    }
+    ema.restore(std::move(values));
+    saved_.step = in.get<int64_t>();
+    saved_.chain.resize(in.get<uint64_t>());
+    for (auto& link : saved_.chain) link = in.get_vector<std::byte>();
+    saved_.optimizer = in.get_vector<std::byte>();
+    saved_.trainer_state = nn::read_state_dict(in);
+    codec_->load_state(in);
+    if (!saved_.chain.empty()) codec_->restore(saved_.chain, static_cast<uint64_t>(saved_.step));  // the delta parent
+    trainer.load(nn::read_state_dict(in));
+    if (!in.at_end()) throw jobs::CheckpointError("dynaquant checkpoint: trailing bytes");
   }
 
   void summarize(jobs::RunContext& ctx, networks::Network& net, double train_s) {
@@ -368,9 +472,12 @@ class Dynaquant final : public Experiment {
   results::Table* failures_ = nullptr;
   results::Table* epochs_ = nullptr;
   results::Table* bins_ = nullptr;
-  std::map<double, std::vector<std::pair<int, int>>> bins_record_;  // drop → (ours, uniform) per checkpoint
+  std::map<double, std::vector<std::array<int, 2>>> bins_record_;  // drop → (ours, uniform) per checkpoint
   int64_t total_bytes_ = 0, total_raw_ = 0, total_full_stored_ = 0, total_full_raw_ = 0, evaluations_ = 0;
-  double peak_ratio_ = 0.0, compress_s_ = 0.0;
+  double peak_ratio_ = 0.0, compress_s_ = 0.0, train_s_ = 0.0;
+  Saved saved_;              // the latest checkpoint: what a failure restores
+  size_t next_failure_ = 0;  // index into the evenly spaced failure steps
+  uint64_t iterations_ = 0;  // training steps run, counting those redone after a failure
 };
 
 }  // namespace

@@ -3,7 +3,7 @@
 # trained 20 epochs with a checkpoint every half epoch and 10 failures, under every config in
 # configs/reproduce/dynaquant/ (the epsilon sweep, the uncompressed reference, the baselines and
 # the delta ablation), then scripts/plot_dynaquant.py's table and plots. About a minute per run on
-# one core. Finished runs are kept; an interrupted one starts over.
+# one core. Finished runs are kept; an interrupted one resumes where it stopped.
 #   scripts/reproduce_dynaquant.sh [OUT_DIR] [extra overrides...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,8 +16,12 @@ for cfg in configs/reproduce/dynaquant/*.yaml; do
   name=$(basename "$cfg" .yaml)
   dir="$out/$name"
   if h5dump -a /complete "$dir/results.h5" 2>/dev/null | grep -q "(0): 1"; then continue; fi
-  rm -rf "$dir"
-  "$exp" run "$cfg" hydra.run.dir="$dir" "$@" > "$dir.log" 2>&1 || { echo "failed: $dir (see $dir.log)"; exit 1; }
+  if compgen -G "$dir/checkpoints/*.ckpt" > /dev/null; then
+    "$exp" run --resume "$dir" > "$dir.log" 2>&1 || { echo "failed: $dir (see $dir.log)"; exit 1; }
+  else
+    rm -rf "$dir"
+    "$exp" run "$cfg" hydra.run.dir="$dir" "$@" > "$dir.log" 2>&1 || { echo "failed: $dir (see $dir.log)"; exit 1; }
+  fi
   echo "done: $dir"
 done
 /usr/bin/python3 scripts/plot_dynaquant.py "$out"

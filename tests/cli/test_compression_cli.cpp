@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 
 #include "core/results/results_file.h"
 #include "tests/support/exp_cli.h"
@@ -76,6 +77,31 @@ TEST_F(CompressionCli, SmallerOptimizerStatePoliciesRaiseTheFullStateRatio) {
     EXPECT_TRUE(std::filesystem::exists(dir_ / policy / "compressed/step-00000016.optim.bin"));
   }
   EXPECT_GT(previous, 3.0);  // 3.3 measured on this 2,410-parameter model (biases and small tensors stay raw)
+}
+
+TEST_F(CompressionCli, AStoppedRunResumesToTheUninterruptedResult) {
+  ASSERT_EQ(exp("run " + kDynaquant + kDigits + " hydra.run.dir=full").rc, 0);
+  std::vector<std::string> argv{"run", kDynaquant};
+  std::istringstream overrides(kDigits);
+  for (std::string o; overrides >> o;) argv.push_back(o);
+  argv.push_back("hydra.run.dir=" + (dir_.path() / "killed").string());
+  const int rc = testing::run_exp_until_checkpoint(argv, dir_.path() / "killed.err",
+                                                   dir_.path() / "killed/compressed/step-00000080.bin");  // after the first failure (step 58)
+  ASSERT_EQ(rc, 75) << "the run finished before it could be stopped: " << dir_.read("killed.err");
+  Ran resumed = exp("run --resume killed");
+  ASSERT_EQ(resumed.rc, 0) << resumed.err;
+  auto a = open("full"), b = open("killed");
+  ASSERT_TRUE(b->complete());
+  EXPECT_EQ(std::get<std::string>(*a->attr("/summary", "final_weights_xxh3")),
+            std::get<std::string>(*b->attr("/summary", "final_weights_xxh3")));
+  for (const char* key : {"test_accuracy", "weights_ratio", "full_state_ratio", "peak_ratio"})
+    EXPECT_EQ(summary(a, key), summary(b, key)) << key;
+  EXPECT_EQ(std::get<int64_t>(*a->attr("/summary", "search_evaluations")),
+            std::get<int64_t>(*b->attr("/summary", "search_evaluations")));
+  for (const char* table : {"/failures", "/epochs"}) EXPECT_EQ(a->read_table(table).values, b->read_table(table).values) << table;
+  auto ca = a->read_table("/checkpoints"), cb = b->read_table("/checkpoints");
+  ASSERT_EQ(ca.rows, cb.rows);
+  for (size_t col = 0; col < 15; ++col) EXPECT_EQ(ca.values[col], cb.values[col]) << "column " << col;  // 15, 16: seconds
 }
 
 TEST_F(CompressionCli, BaselinesRunThroughTheSameLoop) {

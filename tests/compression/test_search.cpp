@@ -1,7 +1,13 @@
 // The configuration search (training.md §2.5, Search): on synthetic monotone quality functions the
 // guided search returns the exhaustive optimum with fewer evaluations, and the neighbourhood
-// search never picks a configuration more aggressive than the previous one.
+// search never picks a configuration more aggressive than the previous one; checked in parallel,
+// both find what they find one check at a time.
 #include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
+#include <thread>
 
 #include "compression/search.h"
 #include "core/runtime/rng.h"
@@ -78,6 +84,56 @@ TEST(SearchTest, NeighbourhoodKeepsAFeasiblePreviousPointCheaply) {
   ASSERT_TRUE(r.best);
   EXPECT_EQ(*r.best, previous);  // the most compressive candidate that is not more aggressive
   EXPECT_LE(r.evaluations, 2);
+}
+
+TEST(SearchTest, ParallelChecksFindTheSameOptimumWithTheSameEvaluations) {
+  ConfigCube cube;
+  for (uint64_t i = 0; i < 100; ++i) {
+    Synthetic s = random_synthetic(2000 + i);
+    auto sequential = s.oracle(), parallel = s.oracle();
+    parallel.parallel = 4;
+    SearchResult a = guided_search(cube, sequential), b = guided_search(cube, parallel);
+    ASSERT_EQ(a.best.has_value(), b.best.has_value()) << i;
+    if (a.best) {
+      EXPECT_EQ(*a.best, *b.best) << i;
+    }
+    EXPECT_EQ(a.evaluations, b.evaluations) << i;
+    CubePoint previous{{1, 2, 0}, PruneMetric::kMagnitude};
+    SearchResult n1 = neighbourhood_search(cube, sequential, previous), n4 = neighbourhood_search(cube, parallel, previous);
+    ASSERT_EQ(n1.best.has_value(), n4.best.has_value()) << i;
+    if (n1.best) {
+      EXPECT_EQ(*n1.best, *n4.best) << i;
+    }
+  }
+}
+
+TEST(SearchTest, ParallelChecksOverlap) {
+  ConfigCube cube;
+  std::atomic<int> running{0}, most{0};
+  SearchOracle oracle = random_synthetic(7).oracle();
+  auto feasible = oracle.feasible;
+  oracle.feasible = [&](const CubePoint& p) {
+    const int now = ++running;
+    for (int m = most.load(); now > m && !most.compare_exchange_weak(m, now);) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // a model evaluation's worth of waiting
+    --running;
+    return feasible(p);
+  };
+  oracle.parallel = 4;
+  guided_search(cube, oracle);
+  EXPECT_GE(most.load(), 2);
+}
+
+TEST(SearchTest, AnOracleErrorInAParallelCheckReachesTheCaller) {
+  ConfigCube cube;
+  SearchOracle oracle = random_synthetic(8).oracle();
+  oracle.feasible = [](const CubePoint& p) -> bool {
+    if (p.metric == PruneMetric::kSensitivity) throw std::runtime_error("evaluation failed");
+    return true;
+  };
+  oracle.parallel = 4;
+  EXPECT_THROW(guided_search(cube, oracle), std::runtime_error);
 }
 
 }  // namespace
