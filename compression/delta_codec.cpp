@@ -15,7 +15,7 @@ void encode_rle_huffman(std::span<const uint16_t> values, jobs::ByteWriter& out)
 }
 
 std::vector<uint16_t> decode_rle_huffman(jobs::ByteReader& in, size_t count) {
-  return rle_decode(huffman_decode(in), count);
+  return huffman_rle_decode(in, count);
 }
 
 }  // namespace

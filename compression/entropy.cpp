@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <queue>
@@ -182,62 +183,130 @@ void huffman_encode(std::span<const int32_t> stream, jobs::ByteWriter& out) {
   out.put_vector(bits.finish());
 }
 
-std::vector<int32_t> huffman_decode(jobs::ByteReader& in) {
-  const auto n = in.get<uint32_t>();
-  if (n > in.remaining() / 5) throw jobs::CheckpointError("huffman: code table larger than the payload (corrupt)");
-  std::vector<std::pair<int32_t, uint8_t>> table(n);
-  for (auto& [s, l] : table) {
-    s = in.get<int32_t>();
-    l = in.get<uint8_t>();
-    if (l == 0 || l > kMaxCodeLength) throw jobs::CheckpointError(fmt::format("huffman: invalid code length {}", l));
-  }
-  Canonical c = canonical(table);
-  const auto count = in.get<uint64_t>();
-  const auto bytes = in.get_vector<uint8_t>();
-  if (count > 0 && n == 0) throw jobs::CheckpointError("huffman: symbols but no code table (corrupt)");
-  if (count > bytes.size() * 8) throw jobs::CheckpointError("huffman: more symbols than bits (corrupt)");
-  double kraft = 0;
-  for (uint8_t l : c.lengths) kraft += std::ldexp(1.0, -l);
-  if (kraft > 1.0 + 1e-12) throw jobs::CheckpointError("huffman: code lengths do not form a prefix code (corrupt)");
-  // Short codes: one lookup of the next kLutBits bits gives (symbol rank + 1, length).
-  std::vector<std::pair<uint32_t, uint8_t>> lut(size_t{1} << kLutBits, {0, 0});
-  for (size_t k = 0; k < c.symbols.size() && c.lengths[k] <= kLutBits; ++k) {
-    const int shift = kLutBits - c.lengths[k];
-    for (uint32_t e = c.codes[k] << shift; e < (c.codes[k] + 1) << shift; ++e) lut[e] = {static_cast<uint32_t>(k + 1), c.lengths[k]};
-  }
-  // Long codes: canonical decoding, per length the first code and the rank of its first symbol.
-  std::vector<uint32_t> first_code(kMaxCodeLength + 2, 0), first_index(kMaxCodeLength + 2, 0), per_length(kMaxCodeLength + 2, 0);
-  for (uint8_t l : c.lengths) ++per_length[l];
-  uint32_t code = 0, rank = 0;
-  for (int l = 1; l <= kMaxCodeLength; ++l) {
-    code = (code + per_length[static_cast<size_t>(l) - 1]) << 1;
-    first_code[static_cast<size_t>(l)] = code;
-    first_index[static_cast<size_t>(l)] = rank;
-    rank += per_length[static_cast<size_t>(l)];
-  }
-  std::vector<int32_t> out(count);
-  BitReader bits(bytes);
-  const uint64_t total_bits = bytes.size() * 8;
-  for (uint64_t s = 0; s < count; ++s) {
-    const auto [entry, length] = lut[bits.peek(kLutBits)];
-    if (entry) {
-      bits.skip(length);
-      out[s] = c.symbols[entry - 1];
-    } else {
-      bool found = false;
-      for (int l = kLutBits + 1; l <= kMaxCodeLength && !found; ++l) {
-        const uint32_t v = bits.peek(l);
-        const uint32_t offset = v - first_code[static_cast<size_t>(l)];
-        if (v >= first_code[static_cast<size_t>(l)] && offset < per_length[static_cast<size_t>(l)]) {
-          bits.skip(l);
-          out[s] = c.symbols[first_index[static_cast<size_t>(l)] + offset];
-          found = true;
-        }
-      }
-      if (!found) throw jobs::CheckpointError("huffman: invalid bit stream (corrupt)");
+namespace {
+
+// Reads a Huffman-coded stream's table, count and bits (checking that the table is a prefix code
+// and the bits can hold the count) and decodes one value per next().
+class HuffmanDecoder {
+ public:
+  explicit HuffmanDecoder(jobs::ByteReader& in) {
+    const auto n = in.get<uint32_t>();
+    if (n > in.remaining() / 5) throw jobs::CheckpointError("huffman: code table larger than the payload (corrupt)");
+    std::vector<std::pair<int32_t, uint8_t>> table(n);
+    for (auto& [s, l] : table) {
+      s = in.get<int32_t>();
+      l = in.get<uint8_t>();
+      if (l == 0 || l > kMaxCodeLength) throw jobs::CheckpointError(fmt::format("huffman: invalid code length {}", l));
     }
-    if (bits.consumed() > total_bits) throw jobs::CheckpointError("huffman: bit stream ends early (corrupt)");
+    c_ = canonical(table);
+    count_ = in.get<uint64_t>();
+    bytes_ = in.get_vector<uint8_t>();
+    if (count_ > 0 && n == 0) throw jobs::CheckpointError("huffman: symbols but no code table (corrupt)");
+    if (count_ > bytes_.size() * 8) throw jobs::CheckpointError("huffman: more symbols than bits (corrupt)");
+    double kraft = 0;
+    for (uint8_t l : c_.lengths) kraft += std::ldexp(1.0, -l);
+    if (kraft > 1.0 + 1e-12) throw jobs::CheckpointError("huffman: code lengths do not form a prefix code (corrupt)");
+    // Short codes: one lookup of the next kLutBits bits gives the value and the code length.
+    for (size_t k = 0; k < c_.symbols.size() && c_.lengths[k] <= kLutBits; ++k) {
+      const int shift = kLutBits - c_.lengths[k];
+      for (uint32_t e = c_.codes[k] << shift; e < (c_.codes[k] + 1) << shift; ++e) lut_[e] = {c_.symbols[k], c_.lengths[k]};
+    }
+    // Long codes: canonical decoding, per length the first code and the rank of its first symbol.
+    for (uint8_t l : c_.lengths) ++per_length_[l];
+    uint32_t code = 0, rank = 0;
+    for (size_t l = 1; l <= kMaxCodeLength; ++l) {
+      code = (code + per_length_[l - 1]) << 1;
+      first_code_[l] = code;
+      first_index_[l] = rank;
+      rank += per_length_[l];
+    }
+    total_bits_ = bytes_.size() * 8;
   }
+  uint64_t count() const { return count_; }
+  int32_t next() {
+    const Entry e = lut_[bits_.peek(kLutBits)];
+    int32_t value;
+    if (e.length) {
+      bits_.skip(e.length);
+      value = e.value;
+    } else {
+      value = next_long();
+    }
+    if (bits_.consumed() > total_bits_) throw jobs::CheckpointError("huffman: bit stream ends early (corrupt)");
+    return value;
+  }
+
+ private:
+  int32_t next_long() {
+    for (size_t l = kLutBits + 1; l <= kMaxCodeLength; ++l) {
+      const uint32_t v = bits_.peek(static_cast<int>(l));
+      const uint32_t offset = v - first_code_[l];
+      if (v >= first_code_[l] && offset < per_length_[l]) {
+        bits_.skip(static_cast<int>(l));
+        return c_.symbols[first_index_[l] + offset];
+      }
+    }
+    throw jobs::CheckpointError("huffman: invalid bit stream (corrupt)");
+  }
+  struct Entry {
+    int32_t value = 0;
+    uint8_t length = 0;  // 0: a longer code
+  };
+  Canonical c_;
+  uint64_t count_ = 0, total_bits_ = 0;
+  std::vector<uint8_t> bytes_;
+  BitReader bits_{bytes_};
+  std::vector<Entry> lut_ = std::vector<Entry>(size_t{1} << kLutBits);
+  std::array<uint32_t, kMaxCodeLength + 2> first_code_{}, first_index_{}, per_length_{};
+};
+
+}  // namespace
+
+std::vector<int32_t> huffman_decode(jobs::ByteReader& in) {
+  HuffmanDecoder d(in);
+  std::vector<int32_t> out(d.count());
+  for (int32_t& v : out) v = d.next();
+  return out;
+}
+
+std::vector<uint16_t> huffman_rle_decode(jobs::ByteReader& in, size_t expected_count) {
+  HuffmanDecoder d(in);
+  std::vector<uint16_t> out(expected_count);
+  size_t filled = 0;
+  uint64_t left = d.count();
+  auto run_of_values = [&](int32_t value, uint64_t run) {
+    if (value > 0 || value < -65535) throw jobs::CheckpointError("rle: a run length without a value (corrupt)");
+    if (run > expected_count - filled) throw jobs::CheckpointError("rle: more values than the tensor holds (corrupt)");
+    const auto v = static_cast<uint16_t>(-value);
+    if (run == 1) out[filled] = v;  // the common case; fill_n's setup costs more than the store
+    else std::fill_n(out.data() + filled, run, v);
+    filled += run;
+  };
+  // A value token, then its run length when the next token is positive (the sign trick); a
+  // non-positive next token is the next value, held back for the next round.
+  bool held = false;
+  int32_t held_token = 0;
+  auto more = [&] { return held || left > 0; };
+  auto take = [&] {
+    if (held) {
+      held = false;
+      return held_token;
+    }
+    --left;
+    return d.next();
+  };
+  while (more()) {
+    const int32_t value = take();
+    uint64_t run = 1;
+    if (more()) {
+      const int32_t token = take();
+      if (token > 0) run = static_cast<uint64_t>(token);
+      else held = true, held_token = token;
+    }
+    run_of_values(value, run);
+  }
+  if (filled != expected_count)
+    throw jobs::CheckpointError(fmt::format("rle: decoded {} values, the tensor holds {} (corrupt)", filled, expected_count));
   return out;
 }
 

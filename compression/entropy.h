@@ -19,6 +19,8 @@ std::vector<int32_t> huffman_decode(jobs::ByteReader& in);
 // Values must be ≥ 0 (symbols or deltas); the RLE stream is what Huffman codes next.
 std::vector<int32_t> rle_encode(std::span<const uint16_t> values);
 std::vector<uint16_t> rle_decode(std::span<const int32_t> stream, size_t expected_count);
+// rle_decode(huffman_decode(in), expected_count) in one pass, without the token stream.
+std::vector<uint16_t> huffman_rle_decode(jobs::ByteReader& in, size_t expected_count);
 
 // Canonical code lengths for `frequencies` (index = symbol rank), at most 30 bits.
 std::vector<uint8_t> huffman_code_lengths(std::span<const uint64_t> frequencies);

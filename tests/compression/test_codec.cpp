@@ -125,6 +125,27 @@ TEST(KMeansTest, LevelsAreSortedDeterministicAndBeatUniformLevels) {
   EXPECT_LT(mse(levels), mse(uniform));
 }
 
+TEST(KMeansTest, WellSeparatedClustersGetExactKMeansAssignments) {
+  // Four tight clusters far apart: exact k-means puts each in its own centre, so every value's
+  // nearest level must be its cluster's.
+  const std::vector<float> centres{-1.0f, -0.3f, 0.4f, 1.2f};
+  runtime::RngStream rng(12, 1);
+  std::vector<float> v;
+  std::vector<size_t> cluster;
+  for (size_t i = 0; i < 8000; ++i) {
+    const size_t c = i % centres.size();
+    v.push_back(centres[c] * static_cast<float>(1.0 + 0.01 * rng.normal()));
+    cluster.push_back(c);
+  }
+  LogHistogram h;
+  h.add(v);
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    const auto levels = kmeans_levels(h, {.bins = 4, .seed = seed});
+    ASSERT_EQ(levels.size(), 4u);
+    for (size_t i = 0; i < v.size(); ++i) ASSERT_EQ(static_cast<size_t>(nearest_level(levels, v[i])), cluster[i]) << "seed " << seed;
+  }
+}
+
 TEST(KMeansTest, NearestLevelMatchesBruteForce) {
   std::vector<float> c{-1.0f, -0.2f, 0.0f, 0.5f, 2.0f};
   runtime::RngStream rng(1, 5);
@@ -173,6 +194,32 @@ TEST(RleTest, SignTrickWritesRunsLongerThanOneAfterTheNegatedValue) {
   EXPECT_EQ(rle_encode(v), (std::vector<int32_t>{-3, 3, 0, -5, -1, 2}));
   EXPECT_EQ(rle_decode(rle_encode(v), v.size()), v);
   EXPECT_THROW(rle_decode(std::vector<int32_t>{-3, 3}, 2), jobs::CheckpointError);
+}
+
+TEST(RleTest, FusedHuffmanRleDecodeMatchesTheTwoStages) {
+  auto coded = [](const std::vector<int32_t>& tokens) {
+    jobs::ByteWriter w;
+    huffman_encode(tokens, w);
+    return w.take();
+  };
+  runtime::RngStream rng(13, 1);
+  std::vector<std::vector<uint16_t>> cases{{7}, {7, 7}, {1, 2}, {0, 0, 0, 4}, {4, 0, 0, 0}, {}};
+  std::vector<uint16_t> random(5000);
+  for (auto& x : random) x = static_cast<uint16_t>(rng.uniform() < 0.7 ? 0 : rng.below(9));  // long and short runs
+  cases.push_back(random);
+  for (const auto& v : cases) {
+    const auto bytes = coded(rle_encode(v));
+    jobs::ByteReader in(bytes);
+    EXPECT_EQ(huffman_rle_decode(in, v.size()), v);
+    EXPECT_TRUE(in.at_end());
+  }
+  // A run length first, too many or too few values: refused like the two stages refuse them.
+  for (auto [tokens, count] : {std::pair{std::vector<int32_t>{3, -1}, size_t{4}}, std::pair{std::vector<int32_t>{-1, 5}, size_t{4}},
+                               std::pair{std::vector<int32_t>{-1, -2}, size_t{3}}}) {
+    const auto bytes = coded(tokens);
+    jobs::ByteReader in(bytes);
+    EXPECT_THROW(huffman_rle_decode(in, count), jobs::CheckpointError);
+  }
 }
 
 // prev and cur symbols over a K-level alphabet: most keep their bucket; each bucket migrates at
