@@ -67,15 +67,25 @@ ContainerHeader read_header(jobs::ByteReader& in, uint32_t* n_tensors) {
 // Verifies the CRC trailer; returns the payload length.
 size_t checked_payload(const std::vector<std::byte>& bytes) {
   if (bytes.size() < 4 + 4) throw ContainerError("DynaQuant checkpoint truncated");
-  const size_t n = bytes.size() - 4;
-  uint32_t stored;
-  std::memcpy(&stored, bytes.data() + n, 4);
-  if (stored != crc_of(bytes.data(), n))
+  if (!crc32_trailer_ok(bytes))
     throw ContainerError("DynaQuant checkpoint is corrupt (CRC32 mismatch): refusing it; the previous checkpoint is unaffected");
-  return n;
+  return bytes.size() - 4;
 }
 
 }  // namespace
+
+void append_crc32(std::vector<std::byte>& bytes) {
+  const uint32_t crc = crc_of(bytes.data(), bytes.size());
+  const auto* c = reinterpret_cast<const std::byte*>(&crc);
+  bytes.insert(bytes.end(), c, c + 4);
+}
+
+bool crc32_trailer_ok(const std::vector<std::byte>& bytes) {
+  if (bytes.size() < 4) return false;
+  uint32_t stored;
+  std::memcpy(&stored, bytes.data() + bytes.size() - 4, 4);
+  return stored == crc_of(bytes.data(), bytes.size() - 4);
+}
 
 std::vector<std::byte> encode_container(const ContainerHeader& header, const std::vector<QuantizedTensor>& tensors,
                                         const std::vector<QuantizedTensor>* parent) {
@@ -102,9 +112,7 @@ std::vector<std::byte> encode_container(const ContainerHeader& header, const std
     else encode_base(q.symbols, out);
   }
   std::vector<std::byte> bytes = out.take();
-  const uint32_t crc = crc_of(bytes.data(), bytes.size());
-  const auto* c = reinterpret_cast<const std::byte*>(&crc);
-  bytes.insert(bytes.end(), c, c + 4);
+  append_crc32(bytes);
   return bytes;
 }
 

@@ -30,6 +30,12 @@ struct ContainerHeader {
   DeltaLayout layout = DeltaLayout::kRearranged;
 };
 
+// The CRC32 (zlib) trailer both DynaQuant blobs end with (this container and the optimizer
+// state): appended to `bytes`, and checked — true when the last four bytes are the CRC32 of
+// the rest.
+void append_crc32(std::vector<std::byte>& bytes);
+bool crc32_trailer_ok(const std::vector<std::byte>& bytes);
+
 // `parent` must be given for a delta (header.parent_step ≥ 0) and be that checkpoint's tensors.
 std::vector<std::byte> encode_container(const ContainerHeader& header, const std::vector<QuantizedTensor>& tensors,
                                         const std::vector<QuantizedTensor>* parent);

@@ -29,34 +29,37 @@ void encode_delta(std::span<const uint16_t> prev, std::span<const uint16_t> cur,
   if (prev.size() != cur.size())
     throw std::invalid_argument(fmt::format("encode_delta: {} previous symbols for {} current", prev.size(), cur.size()));
   const int b_star = std::max(b_prev, b_cur);
-  // (cur − prev) mod B* without a division: both are < B*, so one conditional add suffices.
-  std::vector<uint16_t> d(cur.size());
   size_t outside = 0;
-  for (size_t i = 0; i < cur.size(); ++i) {
-    outside += (prev[i] >= b_prev) | (cur[i] >= b_cur);
-    const int diff = cur[i] - prev[i];
-    d[i] = static_cast<uint16_t>(diff < 0 ? diff + b_star : diff);
-  }
+  for (size_t i = 0; i < cur.size(); ++i) outside += (prev[i] >= b_prev) | (cur[i] >= b_cur);
   if (outside) throw std::invalid_argument("encode_delta: symbol outside its alphabet");
+  // (cur − prev) mod B* without a division: both are < B*, so one conditional add suffices.
+  auto delta = [&](size_t i) {
+    const int diff = cur[i] - prev[i];
+    return static_cast<uint16_t>(diff < 0 ? diff + b_star : diff);
+  };
   out.put<uint16_t>(static_cast<uint16_t>(b_star));
   out.put<uint8_t>(static_cast<uint8_t>(layout));
   switch (layout) {
     case DeltaLayout::kHuffmanOnly: {
-      std::vector<int32_t> stream(d.begin(), d.end());
+      std::vector<int32_t> stream(cur.size());
+      for (size_t i = 0; i < cur.size(); ++i) stream[i] = delta(i);
       huffman_encode(stream, out);
       break;
     }
-    case DeltaLayout::kRleHuffman:
+    case DeltaLayout::kRleHuffman: {
+      std::vector<uint16_t> d(cur.size());
+      for (size_t i = 0; i < cur.size(); ++i) d[i] = delta(i);
       encode_rle_huffman(d, out);
       break;
+    }
     case DeltaLayout::kRearranged: {
       // A counting sort by the previous symbol (stable: parameter order inside a group).
       std::vector<size_t> start(static_cast<size_t>(b_prev) + 1, 0);
       for (uint16_t p : prev) ++start[p + 1u];
       for (size_t g = 1; g < start.size(); ++g) start[g] += start[g - 1];
-      std::vector<uint16_t> grouped(d.size());
+      std::vector<uint16_t> grouped(cur.size());
       std::vector<size_t> next(start.begin(), start.end() - 1);
-      for (size_t i = 0; i < d.size(); ++i) grouped[next[prev[i]]++] = d[i];
+      for (size_t i = 0; i < cur.size(); ++i) grouped[next[prev[i]]++] = delta(i);
       for (size_t g = 0; g + 1 < start.size(); ++g) {
         out.put<uint64_t>(start[g + 1] - start[g]);
         encode_rle_huffman(std::span<const uint16_t>(grouped).subspan(start[g], start[g + 1] - start[g]), out);

@@ -223,7 +223,7 @@ class HuffmanDecoder {
     total_bits_ = bytes_.size() * 8;
   }
   uint64_t count() const { return count_; }
-  int32_t next() {
+  [[gnu::always_inline]] int32_t next() {
     const Entry e = lut_[bits_.peek(kLutBits)];
     int32_t value;
     if (e.length) {
@@ -232,11 +232,15 @@ class HuffmanDecoder {
     } else {
       value = next_long();
     }
-    if (bits_.consumed() > total_bits_) throw jobs::CheckpointError("huffman: bit stream ends early (corrupt)");
+    if (bits_.consumed() > total_bits_) [[unlikely]]
+      ended_early();
     return value;
   }
 
  private:
+  [[noreturn, gnu::cold, gnu::noinline]] static void ended_early() {
+    throw jobs::CheckpointError("huffman: bit stream ends early (corrupt)");
+  }
   int32_t next_long() {
     for (size_t l = kLutBits + 1; l <= kMaxCodeLength; ++l) {
       const uint32_t v = bits_.peek(static_cast<int>(l));

@@ -2,7 +2,6 @@
 
 #include <Eigen/Core>
 #include <fmt/format.h>
-#include <zlib.h>
 
 #include <cmath>
 #include <cstring>
@@ -17,16 +16,6 @@ namespace {
 
 constexpr char kMagic[4] = {'D', 'Q', 'O', 'S'};
 constexpr uint16_t kVersion = 1;
-
-uint32_t crc_of(const std::byte* p, size_t n) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  for (size_t done = 0; done < n;) {
-    const auto chunk = static_cast<uInt>(std::min<size_t>(n - done, 1u << 30));
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(p + done), chunk);
-    done += chunk;
-  }
-  return static_cast<uint32_t>(crc);
-}
 
 // "optim.exp_avg_sq.0.weight" → "optim.exp_avg_sq": moments of one kind share a scale, so
 // quantize_like_weights quantizes each kind on its own (its thresholds are per layer type).
@@ -120,17 +109,13 @@ std::vector<std::byte> encode_optimizer_state(const nn::StateDict& trainer_state
     }
   }
   std::vector<std::byte> bytes = out.take();
-  const uint32_t crc = crc_of(bytes.data(), bytes.size());
-  const auto* p = reinterpret_cast<const std::byte*>(&crc);
-  bytes.insert(bytes.end(), p, p + 4);
+  append_crc32(bytes);
   return bytes;
 }
 
 nn::StateDict decode_optimizer_state(const std::vector<std::byte>& bytes, nn::StateDict trainer_state) {
   if (bytes.size() < 4 + 2 + 1 + 4 + 4) throw corrupt("truncated");
-  uint32_t stored;
-  std::memcpy(&stored, bytes.data() + bytes.size() - 4, 4);
-  if (stored != crc_of(bytes.data(), bytes.size() - 4)) throw corrupt("CRC32 mismatch");
+  if (!crc32_trailer_ok(bytes)) throw corrupt("CRC32 mismatch");
   jobs::ByteReader in(bytes.data(), bytes.size() - 4);
   std::map<std::string, tensor::Tensor*> moments;
   for (auto& [name, t] : trainer_state)

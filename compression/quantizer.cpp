@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -110,9 +111,9 @@ Thresholds thresholds_of(const std::vector<Scored>& scored, TypeScores& ts, bool
 constexpr uint16_t kPruned = 0, kQuantized = 1, kProtected = 0xffff;
 
 // Step B for one tensor: each weight's role into `symbols`, the protected values (bf16, in
-// order) into q, and the quantized weights, compacted, returned for the histogram.
-std::vector<float> assign_roles(const Scored& s, const Thresholds& th, PruneMetric metric, uint16_t* symbols,
-                                QuantizedTensor& q) {
+// order) into q, and the quantized weights into the histogram.
+void assign_roles(const Scored& s, const Thresholds& th, PruneMetric metric, uint16_t* symbols, QuantizedTensor& q,
+                  LogHistogram& values) {
   // Bitwise, not short-circuit, logic and local thresholds: the loop vectorizes.
   const bool by_magnitude = metric == PruneMetric::kMagnitude;
   const float protect_magnitude = th.protect_magnitude, protect_sensitivity = th.protect_sensitivity, prune = th.prune;
@@ -123,16 +124,21 @@ std::vector<float> assign_roles(const Scored& s, const Thresholds& th, PruneMetr
     symbols[k] = static_cast<uint16_t>((1u - static_cast<unsigned>(pruned)) | (0u - static_cast<unsigned>(protect)));
   });
   static_assert(kQuantized == 1 && kPruned == 0 && kProtected == 0xffff);
-  std::vector<float> quantized(s.n);
-  size_t n_quantized = 0;
+  // The quantized weights reach the histogram a block at a time, compacted without branches.
+  constexpr size_t kBlock = 4096;
+  std::array<float, kBlock> block;
+  size_t held = 0;
   for (size_t k = 0; k < s.n; ++k) {
-    quantized[n_quantized] = s.w[k];
-    n_quantized += symbols[k] == kQuantized ? 1 : 0;
+    block[held] = s.w[k];
+    held += symbols[k] == kQuantized ? 1 : 0;
     if (symbols[k] == kProtected) [[unlikely]]
       q.protected_bf16.push_back(to_bf16(s.w[k]));
+    if (held == kBlock) [[unlikely]] {
+      values.add(block);
+      held = 0;
+    }
   }
-  quantized.resize(n_quantized);
-  return quantized;
+  values.add(std::span<const float>(block.data(), held));
 }
 
 }  // namespace
@@ -176,7 +182,7 @@ std::vector<QuantizedTensor> quantize(const nn::StateDict& tensors, const std::m
     q.symbols.resize(n);
     uint16_t* sym = q.symbols.data();
     LogHistogram values(c.alpha);
-    values.add(assign_roles(scored[i], thresholds.at(q.layer_type), c.prune_metric, sym, q));
+    assign_roles(scored[i], thresholds.at(q.layer_type), c.prune_metric, sym, q, values);
     const int bins = q.layer_type == "embedding" ? c.embedding_bins : c.bins;
     q.levels = kmeans_levels(values, {.bins = bins, .sigma = c.sigma, .seed = c.seed});
     if (q.levels.empty()) q.levels.push_back(0.0f);  // everything pruned or protected
