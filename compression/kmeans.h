@@ -3,8 +3,9 @@
 // term keeps the levels from crowding near zero — seeded by weighted k-means++ (next centre drawn
 // ∝ W·D^power; the paper's D is the default, power 2 is classic k-means++), then weighted Lloyd
 // iterations until assignments stop changing (at most max_iterations), from `restarts` seedings,
-// keeping the lowest weighted squared error. Centres come back sorted ascending; the result is a
-// pure function of (histogram, options, seed).
+// keeping the one whose levels quantize the values (count-weighted) with the least squared
+// error. Centres come back sorted ascending; the result is a pure function of (histogram,
+// options, seed).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -20,7 +21,7 @@ struct KMeansOptions {
   double sigma = 0.2;         // weight of the bucket counts against the bucket magnitudes
   double distance_power = 1;  // k-means++ seeding ∝ W·D^power (paper: 1)
   int max_iterations = 100;
-  int restarts = 4;           // seedings tried; the lowest weighted squared error wins
+  int restarts = 4;           // seedings tried; the one quantizing the values best wins
   uint64_t seed = 0;
 };
 
