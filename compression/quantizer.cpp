@@ -206,31 +206,51 @@ std::vector<QuantizedTensor> quantize(const nn::StateDict& tensors, const std::m
   return out;
 }
 
+namespace {
+
+void dequantize_tensor(const QuantizedTensor& q, float* w, size_t n) {
+  if (q.is_raw()) {
+    if (q.raw.size() != n) throw std::invalid_argument(fmt::format("dequantize: '{}' has {} values for {}", q.name, q.raw.size(), n));
+    std::memcpy(w, q.raw.data(), n * sizeof(float));
+    return;
+  }
+  if (q.symbols.size() != n)
+    throw std::invalid_argument(fmt::format("dequantize: '{}' has {} symbols for {} weights", q.name, q.symbols.size(), n));
+  // One table lookup per weight; the protected symbol's slot is patched from the bf16 list.
+  const auto protected_symbol = static_cast<uint16_t>(q.levels.size() + 1);
+  std::vector<float> value_of(static_cast<size_t>(q.alphabet()), 0.0f);
+  std::copy(q.levels.begin(), q.levels.end(), value_of.begin() + 1);
+  const uint16_t* sym = q.symbols.data();
+  size_t next_protected = 0;
+  for (size_t k = 0; k < n; ++k) {
+    w[k] = value_of[std::min<uint16_t>(sym[k], protected_symbol)];
+    if (sym[k] == protected_symbol) [[unlikely]]
+      w[k] = from_bf16(q.protected_bf16.at(next_protected++));
+  }
+}
+
+}  // namespace
+
 nn::StateDict dequantize(const std::vector<QuantizedTensor>& tensors) {
   nn::StateDict out;
   for (const QuantizedTensor& q : tensors) {
     tensor::Tensor t = tensor::Tensor::empty(q.shape, tensor::DType::kF32);
-    float* w = t.data<float>();
-    const auto n = static_cast<size_t>(t.numel());
-    if (q.is_raw()) {
-      std::memcpy(w, q.raw.data(), n * sizeof(float));
-    } else {
-      // One table lookup per weight; the protected symbol's slot is patched from the bf16 list.
-      const auto protected_symbol = static_cast<uint16_t>(q.levels.size() + 1);
-      std::vector<float> value_of(static_cast<size_t>(q.alphabet()), 0.0f);
-      std::copy(q.levels.begin(), q.levels.end(), value_of.begin() + 1);
-      const uint16_t* sym = q.symbols.data();
-      if (q.symbols.size() != n) throw std::invalid_argument(fmt::format("dequantize: '{}' has {} symbols for {} weights", q.name, q.symbols.size(), n));
-      size_t next_protected = 0;
-      for (size_t k = 0; k < n; ++k) {
-        w[k] = value_of[std::min<uint16_t>(sym[k], protected_symbol)];
-        if (sym[k] == protected_symbol) [[unlikely]]
-          w[k] = from_bf16(q.protected_bf16.at(next_protected++));
-      }
-    }
+    dequantize_tensor(q, t.data<float>(), static_cast<size_t>(t.numel()));
     out.emplace_back(q.name, t);
   }
   return out;
+}
+
+void dequantize_into(const std::vector<QuantizedTensor>& tensors, nn::StateDict& out) {
+  if (out.size() != tensors.size())
+    throw std::invalid_argument(fmt::format("dequantize_into: {} tensors into {}", tensors.size(), out.size()));
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    auto& [name, t] = out[i];
+    if (name != tensors[i].name || t.shape() != tensors[i].shape || t.dtype() != tensor::DType::kF32)
+      throw std::invalid_argument(fmt::format("dequantize_into: '{}' {} does not fit '{}' {}", tensors[i].name,
+                                              tensor::shape_str(tensors[i].shape), name, tensor::shape_str(t.shape())));
+    dequantize_tensor(tensors[i], t.data<float>(), static_cast<size_t>(t.numel()));
+  }
 }
 
 std::vector<QuantizedTensor> quantize_uniform(const nn::StateDict& w, int bins) {

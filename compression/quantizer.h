@@ -65,6 +65,9 @@ class GradientEma {
 std::vector<QuantizedTensor> quantize(const nn::StateDict& tensors, const std::map<std::string, std::vector<float>>& ema,
                                       const QuantConfig& config);
 nn::StateDict dequantize(const std::vector<QuantizedTensor>& tensors);
+// The same into existing f32 tensors of the same names and shapes (a model's own weights on a
+// restore): no allocation, so no page faults for fresh memory.
+void dequantize_into(const std::vector<QuantizedTensor>& tensors, nn::StateDict& out);
 // The uniform alternative: `bins` evenly spaced levels over each tensor's [min, max], nothing
 // pruned or protected (QD-Compressor's quantizer; the one-shot bins comparison).
 std::vector<QuantizedTensor> quantize_uniform(const nn::StateDict& tensors, int bins);

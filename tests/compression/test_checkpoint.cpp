@@ -87,6 +87,19 @@ TEST(QuantizerTest, DequantizedWeightsEqualOriginalsOnlyWhereProtected) {
   EXPECT_EQ(back[1].second.to_vector(), sd[1].second.to_vector());  // raw bias: exact
 }
 
+TEST(QuantizerTest, DequantizeIntoWritesTheSameWeightsIntoExistingTensors) {
+  auto sd = model(3);
+  auto q = quantize(sd, {}, {.bins = 6, .prune_fraction = 0.1, .protect_fraction = 0.01});
+  auto fresh = dequantize(q);
+  auto target = model(4);  // same names and shapes, other values
+  const void* storage = target[0].second.raw_data();
+  dequantize_into(q, target);
+  EXPECT_EQ(target[0].second.raw_data(), storage);  // written in place
+  for (size_t i = 0; i < sd.size(); ++i) EXPECT_EQ(target[i].second.to_vector(), fresh[i].second.to_vector()) << sd[i].first;
+  nn::StateDict other = {{"fc1.weight", random_tensor({64, 99}, 5)}};
+  EXPECT_THROW(dequantize_into(q, other), std::invalid_argument);
+}
+
 TEST(QuantizerTest, SensitivityUsesTheGradientEma) {
   nn::StateDict sd = {{"w", random_tensor({16, 16}, 7)}};
   GradientEma ema;
