@@ -110,7 +110,8 @@ TEST(SearchTest, ParallelChecksFindTheSameOptimumWithTheSameEvaluations) {
 TEST(SearchTest, ParallelChecksOverlap) {
   ConfigCube cube;
   std::atomic<int> running{0}, most{0};
-  SearchOracle oracle = random_synthetic(7).oracle();
+  const Synthetic s = random_synthetic(7);  // the oracle refers to it
+  SearchOracle oracle = s.oracle();
   auto feasible = oracle.feasible;
   oracle.feasible = [&](const CubePoint& p) {
     const int now = ++running;
@@ -127,7 +128,8 @@ TEST(SearchTest, ParallelChecksOverlap) {
 
 TEST(SearchTest, AnOracleErrorInAParallelCheckReachesTheCaller) {
   ConfigCube cube;
-  SearchOracle oracle = random_synthetic(8).oracle();
+  const Synthetic s = random_synthetic(8);
+  SearchOracle oracle = s.oracle();
   oracle.feasible = [](const CubePoint& p) -> bool {
     if (p.metric == PruneMetric::kSensitivity) throw std::runtime_error("evaluation failed");
     return true;
