@@ -1,6 +1,8 @@
 // The dynaquant experiment end to end through `exp` on the digits set: ten failures restored from
-// compressed checkpoints with both ratios reported, and restores from uncompressed checkpoints
-// reproducing the uninterrupted run bit for bit (training.md §2.5, End to end).
+// compressed checkpoints with both ratios reported, restores from uncompressed checkpoints
+// reproducing the uninterrupted run bit for bit (training.md §2.5, End to end), the
+// optimizer-state policies, a SIGTERM-stopped run resuming to the uninterrupted result, the
+// baselines, one-shot compress/decompress and bad input.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
