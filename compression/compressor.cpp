@@ -95,28 +95,30 @@ CompressedCheckpoint DynaQuantCompressor::compress(uint64_t step, const nn::Stat
   const double floor = out.quality_live * (1.0 - opt_.epsilon);
 
   QuantConfig chosen = opt_.base;
+  std::optional<std::vector<QuantizedTensor>> q;        // the chosen point's, when the search made it
+  std::optional<double> quality_restored;
   if (opt_.search) {
     // The oracle may run on several threads (search_threads): the caches are guarded, and the
     // work (quantization, evaluation) happens outside the lock. std::map nodes stay put on insert.
     std::mutex mutex;
-    auto key = [](const CubePoint& p) { return std::array<int, 4>{p.index[0], p.index[1], p.index[2], static_cast<int>(p.metric)}; };
-    std::map<std::array<int, 4>, std::vector<QuantizedTensor>> cache;
+    using Key = std::array<int, 4>;
+    std::map<Key, std::vector<QuantizedTensor>> cache;
     auto quantized = [&](const CubePoint& p) -> const std::vector<QuantizedTensor>& {
       {
         std::lock_guard lock(mutex);
-        if (auto it = cache.find(key(p)); it != cache.end()) return it->second;
+        if (auto it = cache.find(p.key()); it != cache.end()) return it->second;
       }
-      auto q = quantize(weights, gradient_ema, opt_.cube.config_at(p, opt_.base));  // pure: a duplicate is harmless
+      auto made = quantize(weights, gradient_ema, opt_.cube.config_at(p, opt_.base));  // pure: a duplicate is harmless
       std::lock_guard lock(mutex);
-      return cache.try_emplace(key(p), std::move(q)).first->second;
+      return cache.try_emplace(p.key(), std::move(made)).first->second;
     };
-    std::map<std::array<int, 4>, double> qualities;
+    std::map<Key, double> qualities;
     SearchOracle oracle{[&](const CubePoint& p) { return estimated_ratio(quantized(p), out.raw_bytes); },
                         [&](const CubePoint& p) {
-                          const double q = quality_(dequantize(quantized(p)));
+                          const double quality = quality_(dequantize(quantized(p)));
                           std::lock_guard lock(mutex);
-                          qualities[key(p)] = q;
-                          return q >= floor;
+                          qualities[p.key()] = quality;
+                          return quality >= floor;
                         },
                         opt_.search_threads};
     SearchResult r;
@@ -132,18 +134,19 @@ CompressedCheckpoint DynaQuantCompressor::compress(uint64_t step, const nn::Stat
                                             PruneMetric::kMagnitude});
     previous_ = p;
     chosen = opt_.cube.config_at(p, opt_.base);
-    if (auto it = qualities.find(key(p)); it != qualities.end()) out.quality_restored = it->second;
+    if (auto it = cache.find(p.key()); it != cache.end()) q = std::move(it->second);
+    if (auto it = qualities.find(p.key()); it != qualities.end()) quality_restored = it->second;
   }
-  std::vector<QuantizedTensor> q = quantize(weights, gradient_ema, chosen);
+  if (!q) q = quantize(weights, gradient_ema, chosen);
   out.config = chosen;
-  if (out.quality_restored == 0.0) out.quality_restored = quality_(dequantize(q));
+  out.quality_restored = quality_restored ? *quality_restored : quality_(dequantize(*q));
   ContainerHeader h;
   h.step = step;
   h.parent_step = out.base ? -1 : static_cast<int64_t>(parent_step_);
   h.config = chosen;
   h.layout = opt_.layout;
-  out.bytes = encode_container(h, q, out.base ? nullptr : &*parent_);
-  parent_ = std::move(q);
+  out.bytes = encode_container(h, *q, out.base ? nullptr : &*parent_);
+  parent_ = std::move(*q);
   parent_step_ = step;
   ++count_;
   return out;

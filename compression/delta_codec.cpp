@@ -92,8 +92,8 @@ std::vector<uint16_t> decode_delta(std::span<const uint16_t> prev, int b_prev, j
       auto stream = huffman_decode(in);
       if (stream.size() != prev.size()) throw jobs::CheckpointError("delta: symbol count differs from the parent's (wrong parent?)");
       for (size_t i = 0; i < stream.size(); ++i) {
-        if (stream[i] < 0) throw jobs::CheckpointError("delta: value outside the alphabet (corrupt)");
-        apply(i, static_cast<uint16_t>(std::min(stream[i], 0xffff)));
+        if (stream[i] < 0 || stream[i] >= b_star) throw jobs::CheckpointError("delta: value outside the alphabet (corrupt)");
+        apply(i, static_cast<uint16_t>(stream[i]));
       }
       break;
     }

@@ -185,6 +185,48 @@ void huffman_encode(std::span<const int32_t> stream, jobs::ByteWriter& out) {
 
 namespace {
 
+// The values of an RLE token stream (sign trick): a value token (≤ 0, negated), then its run
+// length when the next token is positive; a non-positive next token is the next value, held
+// back for the next round. `next()` yields the `tokens` tokens in order (a span or a decoder).
+template <class Next>
+std::vector<uint16_t> expand_runs(uint64_t tokens, Next&& next, size_t expected_count) {
+  std::vector<uint16_t> out(expected_count);
+  size_t filled = 0;
+  bool held = false;
+  int32_t held_token = 0;
+  auto more = [&] { return held || tokens > 0; };
+  auto take = [&] {
+    if (held) {
+      held = false;
+      return held_token;
+    }
+    --tokens;
+    return next();
+  };
+  while (more()) {
+    const int32_t value = take();
+    uint64_t run = 1;
+    if (more()) {
+      const int32_t token = take();
+      if (token > 0) {
+        run = static_cast<uint64_t>(token);
+      } else {
+        held = true;
+        held_token = token;
+      }
+    }
+    if (value > 0 || value < -65535) throw jobs::CheckpointError("rle: a run length without a value (corrupt)");
+    if (run > expected_count - filled) throw jobs::CheckpointError("rle: more values than the tensor holds (corrupt)");
+    const auto v = static_cast<uint16_t>(-value);
+    if (run == 1) out[filled] = v;  // the common case; fill_n's setup costs more than the store
+    else std::fill_n(out.data() + filled, run, v);
+    filled += run;
+  }
+  if (filled != expected_count)
+    throw jobs::CheckpointError(fmt::format("rle: decoded {} values, the tensor holds {} (corrupt)", filled, expected_count));
+  return out;
+}
+
 // Reads a Huffman-coded stream's table, count and bits (checking that the table is a prefix code
 // and the bits can hold the count) and decodes one value per next().
 class HuffmanDecoder {
@@ -275,43 +317,7 @@ std::vector<int32_t> huffman_decode(jobs::ByteReader& in) {
 
 std::vector<uint16_t> huffman_rle_decode(jobs::ByteReader& in, size_t expected_count) {
   HuffmanDecoder d(in);
-  std::vector<uint16_t> out(expected_count);
-  size_t filled = 0;
-  uint64_t left = d.count();
-  auto run_of_values = [&](int32_t value, uint64_t run) {
-    if (value > 0 || value < -65535) throw jobs::CheckpointError("rle: a run length without a value (corrupt)");
-    if (run > expected_count - filled) throw jobs::CheckpointError("rle: more values than the tensor holds (corrupt)");
-    const auto v = static_cast<uint16_t>(-value);
-    if (run == 1) out[filled] = v;  // the common case; fill_n's setup costs more than the store
-    else std::fill_n(out.data() + filled, run, v);
-    filled += run;
-  };
-  // A value token, then its run length when the next token is positive (the sign trick); a
-  // non-positive next token is the next value, held back for the next round.
-  bool held = false;
-  int32_t held_token = 0;
-  auto more = [&] { return held || left > 0; };
-  auto take = [&] {
-    if (held) {
-      held = false;
-      return held_token;
-    }
-    --left;
-    return d.next();
-  };
-  while (more()) {
-    const int32_t value = take();
-    uint64_t run = 1;
-    if (more()) {
-      const int32_t token = take();
-      if (token > 0) run = static_cast<uint64_t>(token);
-      else held = true, held_token = token;
-    }
-    run_of_values(value, run);
-  }
-  if (filled != expected_count)
-    throw jobs::CheckpointError(fmt::format("rle: decoded {} values, the tensor holds {} (corrupt)", filled, expected_count));
-  return out;
+  return expand_runs(d.count(), [&] { return d.next(); }, expected_count);
 }
 
 std::vector<int32_t> rle_encode(std::span<const uint16_t> values) {
@@ -337,21 +343,8 @@ std::vector<int32_t> rle_encode(std::span<const uint16_t> values) {
 }
 
 std::vector<uint16_t> rle_decode(std::span<const int32_t> stream, size_t expected_count) {
-  std::vector<uint16_t> out(expected_count);
-  size_t filled = 0;
-  for (size_t i = 0; i < stream.size(); ++i) {
-    if (stream[i] > 0 || stream[i] < -65535) throw jobs::CheckpointError("rle: a run length without a value (corrupt)");
-    const auto v = static_cast<uint16_t>(-stream[i]);
-    size_t run = 1;
-    if (i + 1 < stream.size() && stream[i + 1] > 0) run = static_cast<size_t>(stream[++i]);
-    if (run > expected_count - filled) throw jobs::CheckpointError("rle: more values than the tensor holds (corrupt)");
-    if (run == 1) out[filled] = v;  // the common case; fill_n's setup costs more than the store
-    else std::fill_n(out.data() + filled, run, v);
-    filled += run;
-  }
-  if (filled != expected_count)
-    throw jobs::CheckpointError(fmt::format("rle: decoded {} values, the tensor holds {} (corrupt)", filled, expected_count));
-  return out;
+  size_t next = 0;
+  return expand_runs(stream.size(), [&] { return stream[next++]; }, expected_count);
 }
 
 }  // namespace xp::compression

@@ -46,13 +46,17 @@ namespace {
   return truncated + (static_cast<float>(truncated) < x ? 1 : 0);
 }
 
+// ⌈log_γ |v|⌉ given 1/log2 γ. Any float's bits give a finite result (within ±130·inv); zeros,
+// infinities and NaN are the callers' to set apart. A value within float rounding of a bucket
+// boundary may land in the neighbouring bucket, which moves its representative by one bucket
+// width at most.
+[[gnu::always_inline]] inline int32_t log_key(float v, float inv_log2_gamma) {
+  return ceil_to_int(log2_positive(std::fabs(v)) * inv_log2_gamma);
+}
+
 }  // namespace
 
-// A value within float rounding of a bucket boundary may land in the neighbouring bucket, which
-// moves its representative by one bucket width at most.
-int64_t LogHistogram::key_of(float v) const {
-  return ceil_to_int(log2_positive(std::fabs(v)) * static_cast<float>(inv_log2_gamma_));
-}
+int64_t LogHistogram::key_of(float v) const { return log_key(v, static_cast<float>(inv_log2_gamma_)); }
 
 void LogHistogram::Keys::add(int64_t key, uint64_t n) {
   if (counts.empty()) offset = key;
@@ -89,11 +93,7 @@ void LogHistogram::add(std::span<const float> values) {
   for (size_t b = 0; b < values.size(); b += kBlock) {
     const size_t m = std::min(kBlock, values.size() - b);
     const float* v = values.data() + b;
-    for (size_t j = 0; j < m; ++j) {
-      // Any float's bits give a finite result here (within ±130); zeros, infinities and NaN
-      // take the general path below, which ignores it.
-      keys[j] = ceil_to_int(log2_positive(std::fabs(v[j])) * inv_log2_gamma);
-    }
+    for (size_t j = 0; j < m; ++j) keys[j] = log_key(v[j], inv_log2_gamma);
     for (size_t j = 0; j < m; ++j) {
       const float a = std::fabs(v[j]);
       Keys& k = v[j] > 0 ? positive_ : negative_;

@@ -277,5 +277,4 @@ std::vector<QuantizedTensor> quantize_uniform(const nn::StateDict& w, int bins) 
   return out;
 }
 
-
 }  // namespace xp::compression

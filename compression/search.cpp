@@ -33,7 +33,7 @@ class Memo {
  public:
   explicit Memo(const SearchOracle& o) : oracle_(o) {}
   bool feasible(const CubePoint& p) {
-    const Key k = key(p);
+    const Key k = p.key();
     std::promise<bool> promise;
     std::shared_future<bool> result;
     bool mine = false;
@@ -61,12 +61,12 @@ class Memo {
   // when no check is in flight).
   std::optional<bool> known(const CubePoint& p) const {
     std::lock_guard lock(mutex_);
-    auto it = feasible_.find(key(p));
+    auto it = feasible_.find(p.key());
     if (it == feasible_.end()) return std::nullopt;
     return it->second.get();
   }
   double ratio(const CubePoint& p) {
-    const Key k = key(p);
+    const Key k = p.key();
     {
       std::lock_guard lock(mutex_);
       if (auto it = ratio_.find(k); it != ratio_.end()) return it->second;
@@ -83,11 +83,10 @@ class Memo {
 
  private:
   using Key = std::array<int, 4>;
-  static Key key(const CubePoint& p) { return {p.index[0], p.index[1], p.index[2], static_cast<int>(p.metric)}; }
   void consider(const CubePoint& p) {
     const double r = ratio(p);
     std::lock_guard lock(mutex_);
-    if (!best_ || r > best_ratio_ || (r == best_ratio_ && key(p) < key(*best_))) best_ = p, best_ratio_ = r;
+    if (!best_ || r > best_ratio_ || (r == best_ratio_ && p.key() < best_->key())) best_ = p, best_ratio_ = r;
   }
   const SearchOracle& oracle_;
   mutable std::mutex mutex_;

@@ -33,6 +33,8 @@ struct CubePoint {
   std::array<int, 3> index{};  // bins, prune, protect axes
   PruneMetric metric = PruneMetric::kMagnitude;
   bool operator==(const CubePoint&) const = default;
+  // A total order, for maps keyed by point.
+  std::array<int, 4> key() const { return {index[0], index[1], index[2], static_cast<int>(metric)}; }
 };
 
 struct ConfigCube {

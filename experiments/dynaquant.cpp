@@ -158,8 +158,8 @@ class Dynaquant final : public Experiment {
     const networks::NetworkSpec spec = network_spec();
     networks::Network net(spec, ctx.seed());
     networks::Trainer trainer(net, cfg_.train, ctx.seed());
-    EvaluationNets evaluation(spec);
-    auto quality = [&](const nn::StateDict& w) { return evaluation.accuracy(w, validation_); };
+    evaluation_ = std::make_unique<EvaluationNets>(spec);
+    auto quality = [&](const nn::StateDict& w) { return evaluation_->accuracy(w, validation_); };
     codec_ = cz::make_codec(cfg_.method, cfg_.dq, quality);
     cz::GradientEma ema(cfg_.ema_beta);
     if (auto payload = ctx.restore()) {
@@ -281,39 +281,36 @@ class Dynaquant final : public Experiment {
 
   void checkpoint(jobs::RunContext& ctx, networks::Network& net, networks::Trainer& trainer,
                   const std::map<std::string, std::vector<float>>& ema, int64_t step, const std::filesystem::path& dir) {
-    Saved& saved = saved_;
     nn::StateDict w = weights_of(net.module());
     auto t0 = Clock::now();
     cz::EncodedCheckpoint e = codec_->encode(static_cast<uint64_t>(step), w, ema);
-    if (e.self_contained) saved.chain.clear();
-    saved.chain.push_back(e.bytes);
+    if (e.self_contained) saved_.chain.clear();
+    saved_.chain.push_back(e.bytes);
     cz::CompressedCheckpoint c = e.details;
     c.bytes = std::move(e.bytes);
     c.raw_bytes = cz::fp32_bytes(w);
-    saved.trainer_state = trainer.state();
-    saved.optimizer = cz::encode_optimizer_state(saved.trainer_state, cz::optimizer_state_policy(cfg_.optimizer_state), c.config);
+    saved_.trainer_state = trainer.state();
+    saved_.optimizer = cz::encode_optimizer_state(saved_.trainer_state, cz::optimizer_state_policy(cfg_.optimizer_state), c.config);
     const double encode_s = seconds_since(t0);
     compress_s_ += encode_s;
     // Both go to disk atomically: a crash mid-write leaves the previous ones intact.
     for (const auto& [file, bytes] : {std::pair{fmt::format("step-{:08d}.bin", step), &c.bytes},
-                                      std::pair{fmt::format("step-{:08d}.optim.bin", step), &saved.optimizer}}) {
+                                      std::pair{fmt::format("step-{:08d}.optim.bin", step), &saved_.optimizer}}) {
       auto status = runtime::write_file_atomic(dir / file, std::string(reinterpret_cast<const char*>(bytes->data()), bytes->size()));
       if (!status.is_ok()) throw std::runtime_error(status.message());
     }
-    saved.step = step;
+    saved_.step = step;
     t0 = Clock::now();
-    nn::StateDict restored = decode(saved);
+    nn::StateDict restored = codec_->decode(saved_.chain);
     const double decode_s = seconds_since(t0);
     if (c.quality_live == 0.0) {  // baselines: measure what the search measured for DynaQuant
-      load_weights(probe_net().module(), w);
-      c.quality_live = networks::evaluate(*probe_, validation_).accuracy;
-      load_weights(probe_net().module(), restored);
-      c.quality_restored = networks::evaluate(*probe_, validation_).accuracy;
+      c.quality_live = evaluation_->accuracy(w, validation_);
+      c.quality_restored = evaluation_->accuracy(restored, validation_);
     }
     int64_t optimizer_raw = 0;
-    for (const auto& [name, t] : saved.trainer_state)
+    for (const auto& [name, t] : saved_.trainer_state)
       if (cz::is_optimizer_moment(name, t)) optimizer_raw += static_cast<int64_t>(t.nbytes());
-    const auto optimizer_stored = static_cast<int64_t>(saved.optimizer.size());
+    const auto optimizer_stored = static_cast<int64_t>(saved_.optimizer.size());
     const auto bytes = static_cast<int64_t>(c.bytes.size()), raw = static_cast<int64_t>(c.raw_bytes);
     total_bytes_ += bytes;
     total_raw_ += raw;
@@ -337,19 +334,11 @@ class Dynaquant final : public Experiment {
     return spec;
   }
 
-  networks::Network& probe_net() {
-    if (!probe_) probe_ = std::make_unique<networks::Network>(network_spec(), 0);
-    return *probe_;
-  }
-
-  nn::StateDict decode(const Saved& saved) const { return codec_->decode(saved.chain); }
-
   void restore(networks::Network& net, networks::Trainer& trainer, int64_t step) {
-    const Saved& saved = saved_;
     const double before = networks::evaluate(net, test_).accuracy;
-    trainer.load(cz::decode_optimizer_state(saved.optimizer, saved.trainer_state));
-    load_weights(net.module(), codec_->restore(saved.chain, static_cast<uint64_t>(saved.step)));
-    failures_->append({step, saved.step, before, networks::evaluate(net, test_).accuracy});
+    trainer.load(cz::decode_optimizer_state(saved_.optimizer, saved_.trainer_state));
+    load_weights(net.module(), codec_->restore(saved_.chain, static_cast<uint64_t>(saved_.step)));
+    failures_->append({step, saved_.step, before, networks::evaluate(net, test_).accuracy});
   }
 
   // The one-shot table (training.md §2.3): for each per-checkpoint quality drop, the fewest bins
@@ -467,7 +456,7 @@ class Dynaquant final : public Experiment {
   Config cfg_;
   std::unique_ptr<cz::CheckpointCodec> codec_;
   data::Dataset train_, validation_, test_;
-  std::unique_ptr<networks::Network> probe_;
+  std::unique_ptr<EvaluationNets> evaluation_;  // validation accuracy of any weights, thread-safe
   results::Table* checkpoints_ = nullptr;
   results::Table* failures_ = nullptr;
   results::Table* epochs_ = nullptr;
