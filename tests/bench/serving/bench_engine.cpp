@@ -5,11 +5,9 @@
 
 #include <chrono>
 #include <cstdio>
-#include <string>
 #include <vector>
 
 #include "serving/model/llama.h"
-#include "serving/model/llama_cuda.h"
 
 using namespace xp::serving;
 using Clock = std::chrono::steady_clock;
@@ -70,47 +68,11 @@ double prefill_tok_s(const LlamaModel& m, int64_t tokens, int reps) {
 
 }  // namespace
 
-// The CUDA model on the same protocol (decode after a 128-token prompt; 512-token prefill).
-int cuda_main(const LlamaModel& cpu) {
-  auto decode = [&](int64_t batch, int64_t steps) {
-    const int64_t bs = 16, per = (128 + steps + bs - 1) / bs;
-    LlamaCudaModel gpu(cpu, batch * per, bs);
-    std::vector<std::vector<int32_t>> tables(static_cast<size_t>(batch));
-    std::vector<int32_t> prompt(128, 1), next(static_cast<size_t>(batch), 2);
-    for (int64_t b = 0; b < batch; ++b) {
-      for (int64_t i = 0; i < per; ++i) tables[static_cast<size_t>(b)].push_back(static_cast<int32_t>(b * per + i));
-      gpu.forward({{std::span<const int32_t>(prompt), 0, &tables[static_cast<size_t>(b)]}});
-    }
-    auto t0 = Clock::now();
-    for (int64_t s = 0; s < steps; ++s) {
-      std::vector<ForwardItem> items;
-      for (int64_t b = 0; b < batch; ++b)
-        items.push_back({std::span<const int32_t>(&next[static_cast<size_t>(b)], 1), 128 + s, &tables[static_cast<size_t>(b)]});
-      gpu.forward(items);
-    }
-    return seconds_since(t0) / static_cast<double>(steps) * 1e3;  // ms per step
-  };
-  auto prefill = [&](int64_t tokens) {
-    LlamaCudaModel gpu(cpu, (tokens + 15) / 16, 16);
-    std::vector<int32_t> table, prompt(static_cast<size_t>(tokens), 3);
-    for (int64_t i = 0; i < (tokens + 15) / 16; ++i) table.push_back(static_cast<int32_t>(i));
-    gpu.forward({{std::span<const int32_t>(prompt), 0, &table}});
-    auto t0 = Clock::now();
-    for (int r = 0; r < 3; ++r) gpu.forward({{std::span<const int32_t>(prompt), 0, &table}});
-    return seconds_since(t0) / 3 * 1e3;
-  };
-  std::printf("{\"cuda_decode_b1_ms\": %.3f, \"cuda_decode_b8_ms\": %.3f, \"cuda_decode_b32_ms\": %.3f, "
-              "\"cuda_prefill_512_ms\": %.3f}\n",
-              decode(1, 32), decode(8, 16), decode(32, 8), prefill(512));
-  return 0;
-}
-
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: bench_engine MODEL_DIR [THREADS] [cuda]\n");
+    std::fprintf(stderr, "usage: bench_engine MODEL_DIR [THREADS]\n");
     return 2;
   }
-  if (argc > 3 && std::string(argv[3]) == "cuda") return cuda_main(*LlamaModel::load(argv[1]));
   int threads = argc > 2 ? std::atoi(argv[2]) : 0;
   set_num_threads(threads);
   auto model = LlamaModel::load(argv[1]);
