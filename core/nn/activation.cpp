@@ -5,6 +5,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "core/nn/cuda/layers.h"
 #include "core/nn/eigen_view.h"
 
 namespace xp::nn {
@@ -35,25 +36,43 @@ Tensor zip(const Tensor& a, const Tensor& b, F f) {
 }
 }  // namespace
 
+namespace {
+// The cuDNN activation of a CUDA tensor (forward), or of its gradient (backward from y).
+Tensor cuda_forward(cuda::Activation a, const Tensor& x) {
+  Tensor y = Tensor::empty(x.shape(), tensor::DType::kF32, x.device());
+  cuda::activation_forward(a, static_cast<const float*>(x.raw_data()), static_cast<float*>(y.raw_data()), x.numel());
+  return y;
+}
+Tensor cuda_backward(cuda::Activation a, const Tensor& y, const Tensor& gy) {
+  Tensor gx = Tensor::empty(y.shape(), tensor::DType::kF32, y.device());
+  cuda::activation_backward(a, static_cast<const float*>(y.raw_data()), static_cast<const float*>(gy.raw_data()),
+                            static_cast<float*>(gx.raw_data()), y.numel());
+  return gx;
+}
+bool on_cuda(const Tensor& t) { return t.device() == tensor::Device::kCUDA; }
+}  // namespace
+
 Tensor ReLU::forward(const Tensor& x, Mode mode) {
-  Tensor y = map(x, [](float v) { return v > 0.0f ? v : 0.0f; });
+  Tensor y = on_cuda(x) ? cuda_forward(cuda::Activation::kReLU, x) : map(x, [](float v) { return v > 0.0f ? v : 0.0f; });
   if (mode == Mode::kTrain) y_ = y;
   return y;
 }
 Tensor ReLU::backward(const Tensor& grad_y) {
   expect_same_shape(*this, grad_y, y_.shape());
+  if (on_cuda(grad_y)) return cuda_backward(cuda::Activation::kReLU, y_, grad_y);
   return zip(grad_y, y_, [](float g, float y) { return y > 0.0f ? g : 0.0f; });
 }
 
 Tensor Tanh::forward(const Tensor& x, Mode mode) {
   // Eigen's vectorised tanh: the sparse topology evaluation (networks/) uses the same one.
-  Tensor y = empty_like(x);
-  detail::as_vector(y) = detail::as_vector(x).array().tanh().matrix();
+  Tensor y = on_cuda(x) ? cuda_forward(cuda::Activation::kTanh, x) : empty_like(x);
+  if (!on_cuda(x)) detail::as_vector(y) = detail::as_vector(x).array().tanh().matrix();
   if (mode == Mode::kTrain) y_ = y;
   return y;
 }
 Tensor Tanh::backward(const Tensor& grad_y) {
   expect_same_shape(*this, grad_y, y_.shape());
+  if (on_cuda(grad_y)) return cuda_backward(cuda::Activation::kTanh, y_, grad_y);
   return zip(grad_y, y_, [](float g, float y) { return g * (1.0f - y * y); });
 }
 

@@ -6,6 +6,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "core/nn/cuda/layers.h"
 #include "core/nn/eigen_view.h"
 #include "core/nn/init.h"
 
@@ -73,6 +74,16 @@ void col2im(const Geometry& g, const float* cols, float* image) {
     }
 }
 
+cuda::ConvGeometry conv_geometry(const Geometry& g, int64_t out) {
+  return {g.n, g.c, g.h, g.w, out, g.k, g.stride, g.pad, g.oh, g.ow};
+}
+
+cuda::PoolGeometry pool_geometry(const Geometry& g, PoolKind kind) {
+  return {kind == PoolKind::kMax, g.n, g.c, g.h, g.w, g.k, g.stride, g.oh, g.ow};
+}
+
+float* device_data(const Tensor& t) { return t.defined() ? static_cast<float*>(t.raw_data()) : nullptr; }
+
 }  // namespace
 
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, Conv2dOptions options)
@@ -96,6 +107,17 @@ std::string Conv2d::describe() const {
 
 Tensor Conv2d::forward(const Tensor& x, Mode mode) {
   const Geometry g = geometry(*this, x, in_, opt_.kernel, opt_.stride, opt_.padding);
+  expect_device(*this, x, weight_->value);
+  if (x.device() == tensor::Device::kCUDA) {
+    Tensor y = Tensor::empty({g.n, out_, g.oh, g.ow}, tensor::DType::kF32, x.device());
+    cuda::conv2d_forward(conv_geometry(g, out_), device_data(x), device_data(weight_->value),
+                         bias_ ? device_data(bias_->value) : nullptr, device_data(y));
+    if (mode == Mode::kTrain) {
+      x_ = x;
+      x_shape_ = x.shape();
+    }
+    return y;
+  }
   Tensor cols = Tensor::empty({g.rows(), g.cols()}, tensor::DType::kF32);
   im2col(g, x.data<float>(), cols.data<float>());
   detail::RowMatrix out = detail::as_matrix(weight_->value, out_) * detail::as_matrix(cols, g.rows());  // [O, N·P]
@@ -121,6 +143,12 @@ Tensor Conv2d::backward(const Tensor& grad_y) {
   Tensor probe = Tensor::empty(x_shape_, tensor::DType::kF32);
   const Geometry g = geometry(*this, probe, in_, opt_.kernel, opt_.stride, opt_.padding);
   expect_same_shape(*this, grad_y, {g.n, out_, g.oh, g.ow});
+  if (grad_y.device() == tensor::Device::kCUDA) {
+    Tensor gx = Tensor::empty(x_shape_, tensor::DType::kF32, grad_y.device());
+    cuda::conv2d_backward(conv_geometry(g, out_), device_data(x_), device_data(weight_->value), device_data(grad_y),
+                          device_data(gx), device_data(weight_->grad), bias_ ? device_data(bias_->grad) : nullptr);
+    return gx;
+  }
   const int64_t plane = g.oh * g.ow;
   detail::RowMatrix gy(out_, g.cols());  // grad_y as [O, N·P]
   const float* pg = grad_y.data<float>();
@@ -149,6 +177,17 @@ Tensor Pool2d::forward(const Tensor& x, Mode mode) {
     throw std::invalid_argument(fmt::format("{}: expects [batch, channels, h, w], got {}", describe(),
                                             tensor::shape_str(x.shape())));
   const Geometry g = geometry(*this, x, x.size(1), kernel_, stride_, 0);
+  if (x.device() == tensor::Device::kCUDA) {
+    Tensor y = Tensor::empty({g.n, g.c, g.oh, g.ow}, tensor::DType::kF32, x.device());
+    cuda::pool2d_forward(pool_geometry(g, kind_), device_data(x), device_data(y));
+    if (mode == Mode::kTrain) {
+      x_ = x;
+      y_ = y;
+      x_shape_ = x.shape();
+      y_shape_ = y.shape();
+    }
+    return y;
+  }
   Tensor y = Tensor::empty({g.n, g.c, g.oh, g.ow}, tensor::DType::kF32);
   const float* px = x.data<float>();
   float* py = y.data<float>();
@@ -184,6 +223,13 @@ Tensor Pool2d::forward(const Tensor& x, Mode mode) {
 
 Tensor Pool2d::backward(const Tensor& grad_y) {
   expect_same_shape(*this, grad_y, y_shape_);
+  if (grad_y.device() == tensor::Device::kCUDA) {
+    Tensor probe = Tensor::empty(x_shape_, tensor::DType::kF32);
+    Tensor gx = Tensor::empty(x_shape_, tensor::DType::kF32, grad_y.device());
+    cuda::pool2d_backward(pool_geometry(geometry(*this, probe, x_shape_[1], kernel_, stride_, 0), kind_), device_data(x_),
+                          device_data(y_), device_data(grad_y), device_data(gx));
+    return gx;
+  }
   Tensor gx = Tensor::zeros(x_shape_, tensor::DType::kF32);
   const float* pg = grad_y.data<float>();
   float* px = gx.data<float>();

@@ -1,5 +1,5 @@
 // 2-D convolution (im2col + one GEMM over the whole batch) and max/average pooling, on
-// [batch, channels, height, width] tensors. Square kernels, equal stride and zero padding on
+// [batch, channels, height, width] tensors; on CUDA tensors, cuDNN's. Square kernels, equal stride and zero padding on
 // both axes: all the LeNet-style models here need.
 #pragma once
 #include "core/nn/module.h"
@@ -31,7 +31,8 @@ class Conv2d final : public Module {
   Parameter* weight_;
   Parameter* bias_ = nullptr;
   Shape x_shape_;
-  Tensor cols_;  // [in·k², batch·out_h·out_w] of the last training forward
+  Tensor cols_;  // CPU: [in·k², batch·out_h·out_w] of the last training forward
+  Tensor x_;     // CUDA (cuDNN): the last training forward's input
 };
 
 enum class PoolKind { kMax, kAverage };
@@ -47,7 +48,8 @@ class Pool2d final : public Module {
   PoolKind kind_;
   int64_t kernel_, stride_;
   Shape x_shape_, y_shape_;
-  std::vector<int64_t> argmax_;  // max pooling: input index of each output
+  std::vector<int64_t> argmax_;  // CPU max pooling: input index of each output
+  Tensor x_, y_;                 // CUDA (cuDNN): the last training forward's input and output
 };
 
 }  // namespace xp::nn

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "core/nn/cuda/layers.h"
 #include "core/nn/eigen_view.h"
 #include "core/nn/init.h"
 
@@ -11,8 +12,17 @@ namespace xp::nn {
 
 using detail::as_matrix;
 
+namespace {
+float* device_data(const Tensor& t) { return t.defined() ? static_cast<float*>(t.raw_data()) : nullptr; }
+}  // namespace
+
 Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& b) {
   const int64_t n = x.size(0), out = w.size(0);
+  if (x.device() == tensor::Device::kCUDA) {
+    Tensor y = Tensor::empty({n, out}, tensor::DType::kF32, x.device());
+    cuda::linear_forward(device_data(x), device_data(w), device_data(b), device_data(y), n, w.size(1), out);
+    return y;
+  }
   Tensor y = Tensor::empty({n, out}, tensor::DType::kF32);
   auto ym = as_matrix(y, n);
   ym.noalias() = as_matrix(x, n) * as_matrix(w, out).transpose();
@@ -23,6 +33,12 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& b) {
 Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& gy, const Tensor& grad_w,
                        const Tensor& grad_b) {
   const int64_t n = x.size(0), out = w.size(0);
+  if (x.device() == tensor::Device::kCUDA) {
+    Tensor gx = Tensor::empty(x.shape(), tensor::DType::kF32, x.device());
+    cuda::linear_backward(device_data(x), device_data(w), device_data(gy), device_data(gx), device_data(grad_w),
+                          device_data(grad_b), n, w.size(1), out);
+    return gx;
+  }
   auto gym = as_matrix(gy, n);
   if (grad_w.defined()) as_matrix(grad_w, out).noalias() += gym.transpose() * as_matrix(x, n);
   if (grad_b.defined()) detail::as_vector(grad_b) += gym.colwise().sum().transpose();
@@ -46,6 +62,7 @@ std::string Linear::describe() const { return fmt::format("Linear({}->{})", in_,
 
 Tensor Linear::forward(const Tensor& x, Mode mode) {
   expect_features(*this, x, in_);
+  expect_device(*this, x, weight_->value);
   Tensor x2 = x.reshape({x.size(0), in_});
   if (mode == Mode::kTrain) {
     x_ = x2;

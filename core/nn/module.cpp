@@ -24,9 +24,22 @@ std::vector<std::pair<std::string, Tensor*>> Module::buffers() {
 
 void Module::zero_grad() {
   for (auto& [name, p] : parameters()) {
+    if (p->grad.device() != tensor::Device::kCPU) {
+      p->grad = Tensor::zeros(p->grad.shape(), p->grad.dtype(), p->grad.device());
+      continue;
+    }
     float* g = p->grad.data<float>();
     std::fill(g, g + p->grad.numel(), 0.0f);
   }
+}
+
+void Module::to(tensor::Device device) {
+  for (auto& [name, p] : parameters()) {
+    p->value = p->value.to(device);
+    if (p->grad.defined()) p->grad = p->grad.to(device);
+  }
+  for (auto& [name, b] : buffers())
+    if (b->defined()) *b = b->to(device);
 }
 
 int64_t Module::num_parameters() {
@@ -69,6 +82,15 @@ void expect_features(const Module& layer, const Tensor& x, int64_t features) {
     throw std::invalid_argument(fmt::format("{}: expects [batch, {}] input, got shape {} (the previous layer's output "
                                             "does not chain into this one)",
                                             layer.describe(), features, tensor::shape_str(x.shape())));
+}
+
+void expect_device(const Module& layer, const Tensor& x, const Tensor& parameter) {
+  if (x.device() != parameter.device())
+    throw std::invalid_argument(fmt::format("{}: the input is on {} but the parameters are on {} (move the model with "
+                                            "to(Device::k{}))",
+                                            layer.describe(), tensor::device_name(x.device()),
+                                            tensor::device_name(parameter.device()),
+                                            x.device() == tensor::Device::kCUDA ? "CUDA" : "CPU"));
 }
 
 void expect_same_shape(const Module& layer, const Tensor& grad_y, const Shape& forward_shape) {

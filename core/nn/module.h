@@ -2,7 +2,8 @@
 // Module owns named parameters (value + accumulated gradient), named buffers (running
 // statistics, RNG positions) and named children; forward() caches what backward() needs, and
 // backward() adds parameter gradients into `grad` and returns the gradient of its input.
-// Activations are contiguous f32 CPU tensors with the batch as the first dimension.
+// Activations are contiguous f32 tensors with the batch as the first dimension, on the CPU or,
+// for the layers with CUDA versions (Module::to), on the GPU.
 //
 // Names follow PyTorch ("0.weight", "fc1.bias"), so a state dict reads like one. Modules are
 // not thread-safe; a layer may use OpenMP threads inside one call.
@@ -44,6 +45,10 @@ class Module {
   std::vector<std::pair<std::string, Parameter*>> parameters();
   std::vector<std::pair<std::string, Tensor*>> buffers();
   void zero_grad();
+  // Moves every parameter (value and gradient) and buffer to `device`. Linear, Conv2d, Pool2d,
+  // ReLU, Tanh and Flatten then run there (cuBLAS, cuDNN) on inputs on that device; the other
+  // layers, the losses and the optimizers are CPU-only.
+  void to(tensor::Device device);
   int64_t num_parameters();
 
  protected:
@@ -82,5 +87,7 @@ class Sequential final : public Module {
 // Shape checks shared by the layers: throws std::invalid_argument naming the layer.
 void expect_features(const Module& layer, const Tensor& x, int64_t features);
 void expect_same_shape(const Module& layer, const Tensor& grad_y, const Shape& forward_shape);
+// The input and the layer's parameters must be on one device.
+void expect_device(const Module& layer, const Tensor& x, const Tensor& parameter);
 
 }  // namespace xp::nn

@@ -101,20 +101,26 @@ EngineResult Engine::run(const std::function<bool()>& should_stop) {
     }
     double t0 = elapsed();
     std::vector<float> logits = runner_->forward(items);
-    StepResult step = scheduler_->on_step_completed(b, elapsed());
-    if (on_iteration_) on_iteration_(b, elapsed() - t0);
-    std::set<uint64_t> emitted(step.emitted.begin(), step.emitted.end());
+    // Sample before the step is stamped: a token exists once it is sampled, so TTFT and TBT
+    // include sampling. An item emits when it reaches the end of its sequence's tokens (a
+    // decode, or a prompt's last chunk); a non-final chunk's sample is discarded (§2.2).
+    std::set<uint64_t> sampled;
     const auto vocab = static_cast<size_t>(runner_->config().vocab_size);
     for (size_t i = 0; i < b.items.size(); ++i) {
-      uint64_t id = b.items[i].seq_id;
-      if (!emitted.count(id)) continue;  // a non-final chunk: its sample is discarded (§2.2)
-      std::vector<int32_t>& toks = tokens_.at(id);
+      const auto& it = b.items[i];
+      std::vector<int32_t>& toks = tokens_.at(it.seq_id);
+      if (it.context + it.num_tokens != static_cast<int64_t>(toks.size())) continue;
       // Counter-based: output token k of request r draws from stream (seed, r) at word 2k,
       // whatever the batch held and however often r was preempted.
-      runtime::RngStream rng(seed_, id);
-      rng.seek(2 * static_cast<uint64_t>(static_cast<int64_t>(toks.size()) - prompt_len_.at(id)));
+      runtime::RngStream rng(seed_, it.seq_id);
+      rng.seek(2 * static_cast<uint64_t>(static_cast<int64_t>(toks.size()) - prompt_len_.at(it.seq_id)));
       toks.push_back(sample_token(std::span<const float>(logits.data() + i * vocab, vocab), sampling_, rng));
+      sampled.insert(it.seq_id);
     }
+    StepResult step = scheduler_->on_step_completed(b, elapsed());
+    if (on_iteration_) on_iteration_(b, elapsed() - t0);
+    if (std::set<uint64_t>(step.emitted.begin(), step.emitted.end()) != sampled)
+      throw std::logic_error("the engine and the scheduler disagree on which sequences emitted a token");
     ++result.iterations;
     if (metrics_) metrics_->on_batch(b, 0, b.scheduled_s, elapsed(), scheduler_->blocks().num_used(), scheduler_->blocks().num_total());
     for (const Sequence& s : scheduler_->take_finished()) {
