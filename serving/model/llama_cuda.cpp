@@ -73,7 +73,7 @@ std::vector<float> f32_values(const tensor::Tensor& t) {
 }  // namespace
 
 struct LlamaCudaModel::Impl {
-  struct Layer {  // qkv: rows of q, then k, then v; gate_up: gate and up rows interleaved
+  struct Layer {  // qkv: rows of q, k (heads in RoPE pairs), v; gate_up: gate and up rows interleaved
     DeviceArray in_norm, qkv, o, post_norm, gate_up, down;
   };
   DeviceArray embed, final_norm, lm_head, inv_freq;
@@ -155,6 +155,21 @@ std::vector<uint16_t> concat(std::vector<uint16_t> a, const std::vector<uint16_t
   return a;
 }
 
+// Each head's rows reordered into RoPE pairs (i, i + d/2), so that one warp of the
+// matrix-vector kernel computes both dims a rotation mixes.
+std::vector<uint16_t> rope_pair_rows(const std::vector<uint16_t>& m, int64_t d, int64_t width) {
+  std::vector<uint16_t> out(m.size());
+  const auto row_len = static_cast<size_t>(width);
+  const size_t rows = m.size() / row_len;
+  for (size_t r = 0; r < rows; ++r) {
+    const size_t head = r / static_cast<size_t>(d), i = r % static_cast<size_t>(d), half = static_cast<size_t>(d) / 2;
+    const size_t to = head * static_cast<size_t>(d) + (i < half ? 2 * i : 2 * (i - half) + 1);
+    std::copy_n(m.begin() + static_cast<std::ptrdiff_t>(r * row_len), row_len,
+                out.begin() + static_cast<std::ptrdiff_t>(to * row_len));
+  }
+  return out;
+}
+
 // Rows gate_0, up_0, gate_1, up_1, ...: a column's two dot products sit side by side.
 std::vector<uint16_t> interleave_rows(const std::vector<uint16_t>& a, const std::vector<uint16_t>& b, int64_t width) {
   std::vector<uint16_t> out;
@@ -182,7 +197,9 @@ LlamaCudaModel::LlamaCudaModel(const LlamaModel& cpu, int64_t num_kv_blocks, int
   size_t i = 3;
   for (auto& L : m.layers) {
     upload(L->in_norm, f32_values(w[i]));
-    upload(L->qkv, concat(concat(bf16_bits(w[i + 1]), bf16_bits(w[i + 2])), bf16_bits(w[i + 3])));
+    const int64_t d = cfg_.head_dim(), H = cfg_.hidden_size;
+    upload(L->qkv, concat(concat(rope_pair_rows(bf16_bits(w[i + 1]), d, H), rope_pair_rows(bf16_bits(w[i + 2]), d, H)),
+                          bf16_bits(w[i + 3])));
     upload(L->o, bf16_bits(w[i + 4]));
     upload(L->post_norm, f32_values(w[i + 5]));
     upload(L->gate_up, interleave_rows(bf16_bits(w[i + 6]), bf16_bits(w[i + 7]), cfg_.hidden_size));
@@ -305,8 +322,7 @@ std::vector<float> LlamaCudaModel::forward(const std::vector<ForwardItem>& items
       const auto& L = *m.layers[l];
       uint16_t *kc = m.kc[l]->as<uint16_t>(), *vc = m.vc[l]->as<uint16_t>();
       cuda::rmsnorm(x, L.in_norm.as<float>(), T, H, eps, xn);
-      cuda::gemm(xn, L.qkv.as<uint16_t>(), qkv, T, qkv_rows(c), H, false);
-      cuda::rope_kv_write(qkv, dpos, dslot, T, hq, hkv, d, m.inv_freq.as<float>(), kc, vc);
+      cuda::gemm_qkv_rope(xn, L.qkv.as<uint16_t>(), qkv, T, H, dpos, dslot, hq, hkv, d, m.inv_freq.as<float>(), kc, vc);
       cuda::attention(qkv, kc, vc, attn, partial, counters, work, hq, hkv, d, bs);
       cuda::gemm(attn, L.o.as<uint16_t>(), x, T, H, hq * d, true);  // residual add fused (beta = 1)
       cuda::rmsnorm(x, L.post_norm.as<float>(), T, H, eps, xn);

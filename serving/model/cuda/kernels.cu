@@ -126,73 +126,112 @@ __global__ void rmsnorm_kernel(const float* x, const float* w, int64_t hidden, f
 
 __device__ __forceinline__ float silu_times(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
+// RoPE for one (first, second) pair of a head's dims at position p: the same arithmetic as
+// rope_kv_write_kernel, so fused and unfused paths agree bit for bit.
+__device__ __forceinline__ void rotate(float& a0, float& a1, float p, float inv_freq) {
+  float angle = p * inv_freq, c = cosf(angle), s = sinf(angle);
+  float r0 = a0 * c - a1 * s, r1 = a1 * c + a0 * s;
+  a0 = r0;
+  a1 = r1;
+}
+
+// What a matrix-vector kernel does with each warp's two dot products per row of x.
+enum class Epilogue {
+  kStore,   // rows 2c, 2c+1 are output columns: store (or add, for a residual) as f32
+  kSwiGLU,  // rows 2c, 2c+1 are column c's gate and up: store silu(gate)·up as bf16
+  kRoPE,    // rows 2c, 2c+1 are a RoPE pair of the fused q/k/v matrix (see rope_kv_write):
+            // rotate q in place in f32, write rotated k and v to their cache slots as bf16
+};
+struct RopeTarget {  // kRoPE only
+  const int32_t *pos, *slots;
+  const float* inv_freq;
+  uint16_t *kc, *vc;
+  int hq, hkv, d;
+};
+
 // One warp per two weight rows, all T rows of x at once, so each weight is read exactly once and
-// every lane keeps 8 16-byte loads in flight. Plain: the rows are output columns 2c and 2c+1.
-// kSwiGLU: the rows are the interleaved gate and up rows of output column c, and the warp
-// writes silu(gate)·up as bf16: the MLP's activation never goes through memory in f32.
-constexpr int kGemvWarps = 8, kGemvRowsPerWarp = 2;
-template <int T, bool kSwiGLU>
+// every lane keeps 8 16-byte loads in flight; the epilogue fuses what follows the product.
+constexpr int kGemvWarps = 8;
+template <int T, Epilogue E>
 __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const uint16_t* __restrict__ x, const uint16_t* __restrict__ w,
-                                                                void* __restrict__ out, int n, int k, bool accumulate) {
-  constexpr int R = kGemvRowsPerWarp;
+                                                                void* __restrict__ out, int n, int k, bool accumulate,
+                                                                RopeTarget rope) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int group = blockIdx.x * kGemvWarps + warp;  // rows group·R .. group·R + R-1 of w
-  if (group * (kSwiGLU ? 1 : R) >= n) return;
+  const int group = blockIdx.x * kGemvWarps + warp;  // weight rows 2·group and 2·group + 1
+  if (2 * group >= n) return;                         // n: rows of w
   const int chunks = k / 8;
-  const uint4* wr = reinterpret_cast<const uint4*>(w + static_cast<size_t>(group) * R * k);
-  float acc[R][T];
+  const uint4* wr = reinterpret_cast<const uint4*>(w + static_cast<size_t>(group) * 2 * k);
+  float acc[2][T];
 #pragma unroll
-  for (int r = 0; r < R; ++r)
+  for (int r = 0; r < 2; ++r)
 #pragma unroll
     for (int t = 0; t < T; ++t) acc[r][t] = 0;
 #pragma unroll 4
   for (int i = lane; i < chunks; i += 32) {
-    float wf[R][8], xf[8];
+    float wf[2][8], xf[8];
 #pragma unroll
-    for (int r = 0; r < R; ++r) unpack8(__ldg(wr + r * chunks + i), wf[r]);
+    for (int r = 0; r < 2; ++r) unpack8(__ldg(wr + r * chunks + i), wf[r]);
 #pragma unroll
     for (int t = 0; t < T; ++t) {
       unpack8(__ldg(reinterpret_cast<const uint4*>(x + static_cast<size_t>(t) * k) + i), xf);
 #pragma unroll
-      for (int r = 0; r < R; ++r)
+      for (int r = 0; r < 2; ++r)
 #pragma unroll
         for (int j = 0; j < 8; ++j) acc[r][t] = fmaf(wf[r][j], xf[j], acc[r][t]);
     }
   }
 #pragma unroll
   for (int t = 0; t < T; ++t) {
-    float sum[R];
-#pragma unroll
-    for (int r = 0; r < R; ++r) sum[r] = warp_sum(acc[r][t]);
+    float a0 = warp_sum(acc[0][t]), a1 = warp_sum(acc[1][t]);
     if (lane != 0) continue;
-    if constexpr (kSwiGLU) {
-      static_cast<uint16_t*>(out)[static_cast<size_t>(t) * n + group] = to_bf(silu_times(sum[0], sum[1]));
+    const int col = 2 * group;
+    if constexpr (E == Epilogue::kSwiGLU) {
+      static_cast<uint16_t*>(out)[static_cast<size_t>(t) * (n / 2) + group] = to_bf(silu_times(a0, a1));
+    } else if constexpr (E == Epilogue::kStore) {
+      float* o = static_cast<float*>(out) + static_cast<size_t>(t) * n + col;
+      o[0] = accumulate ? o[0] + a0 : a0;
+      o[1] = accumulate ? o[1] + a1 : a1;
     } else {
-#pragma unroll
-      for (int r = 0; r < R; ++r) {
-        float* o = static_cast<float*>(out) + static_cast<size_t>(t) * n + group * R + r;
-        *o = accumulate ? *o + sum[r] : sum[r];
+      const int q_width = rope.hq * rope.d, kv_width = rope.hkv * rope.d;
+      const float p = static_cast<float>(rope.pos[t]);
+      const size_t slot = static_cast<size_t>(rope.slots[t]) * kv_width;
+      if (col < q_width) {
+        rotate(a0, a1, p, rope.inv_freq[(col % rope.d) / 2]);
+        float* o = static_cast<float*>(out) + static_cast<size_t>(t) * n + col;
+        o[0] = a0;
+        o[1] = a1;
+      } else if (col < q_width + kv_width) {
+        rotate(a0, a1, p, rope.inv_freq[(col % rope.d) / 2]);
+        rope.kc[slot + col - q_width] = to_bf(a0);
+        rope.kc[slot + col - q_width + 1] = to_bf(a1);
+      } else {
+        rope.vc[slot + col - q_width - kv_width] = to_bf(a0);
+        rope.vc[slot + col - q_width - kv_width + 1] = to_bf(a1);
       }
     }
   }
 }
 
-// n: output columns (for kSwiGLU, half the weight's rows).
-template <bool kSwiGLU>
-void launch_gemv(const uint16_t* x, const uint16_t* w, void* out, int64_t t, int64_t n, int64_t k, bool accumulate) {
-  const int64_t groups = kSwiGLU ? n : n / kGemvRowsPerWarp;
-  const unsigned blocks = static_cast<unsigned>((groups + kGemvWarps - 1) / kGemvWarps);
+// n: rows of w (twice the output columns for kSwiGLU).
+template <Epilogue E>
+void launch_gemv(const uint16_t* x, const uint16_t* w, void* out, int64_t t, int64_t n, int64_t k, bool accumulate,
+                 RopeTarget rope = {}) {
+  const unsigned blocks = static_cast<unsigned>((n / 2 + kGemvWarps - 1) / kGemvWarps);
   const int ni = static_cast<int>(n), ki = static_cast<int>(k);
   switch (t) {
-    case 1: gemv_kernel<1, kSwiGLU><<<blocks, kGemvWarps * 32, 0, stream()>>>(x, w, out, ni, ki, accumulate); break;
-    case 2: gemv_kernel<2, kSwiGLU><<<blocks, kGemvWarps * 32, 0, stream()>>>(x, w, out, ni, ki, accumulate); break;
-    case 3: gemv_kernel<3, kSwiGLU><<<blocks, kGemvWarps * 32, 0, stream()>>>(x, w, out, ni, ki, accumulate); break;
-    default: gemv_kernel<4, kSwiGLU><<<blocks, kGemvWarps * 32, 0, stream()>>>(x, w, out, ni, ki, accumulate); break;
+    case 1: gemv_kernel<1, E><<<blocks, kGemvWarps * 32, 0, stream()>>>(x, w, out, ni, ki, accumulate, rope); break;
+    case 2: gemv_kernel<2, E><<<blocks, kGemvWarps * 32, 0, stream()>>>(x, w, out, ni, ki, accumulate, rope); break;
+    case 3: gemv_kernel<3, E><<<blocks, kGemvWarps * 32, 0, stream()>>>(x, w, out, ni, ki, accumulate, rope); break;
+    default: gemv_kernel<4, E><<<blocks, kGemvWarps * 32, 0, stream()>>>(x, w, out, ni, ki, accumulate, rope); break;
   }
   check_launch("gemv");
 }
 
-// Block per row: the row's cos/sin table first (one sincos per frequency, not per head).
+bool gemv_fits(int64_t t, int64_t n, int64_t k) { return t <= kGemvMaxRows && k % 8 == 0 && n % 2 == 0; }
+
+// Block per row: the row's cos/sin table first (one sincos per frequency, not per head). The
+// fused q/k rows come in RoPE pairs: dims 2i and 2i+1 of a head are the model's dims i and
+// i + d/2 (a permutation of q and k alike leaves every q·k, and so attention, unchanged).
 constexpr int kMaxRopeHalf = 256;
 __global__ void rope_kv_write_kernel(float* qkv, const int32_t* pos, const int32_t* slots, int hq, int hkv, int d,
                                      const float* inv_freq, uint16_t* kc, uint16_t* vc) {
@@ -213,15 +252,15 @@ __global__ void rope_kv_write_kernel(float* qkv, const int32_t* pos, const int32
     float c = cos_t[i], s = sin_t[i];
     if (head < hq) {
       float* b = q + head * d;
-      float a0 = b[i], a1 = b[i + half];
-      b[i] = a0 * c - a1 * s;
-      b[i + half] = a1 * c + a0 * s;
+      float a0 = b[2 * i], a1 = b[2 * i + 1];
+      b[2 * i] = a0 * c - a1 * s;
+      b[2 * i + 1] = a1 * c + a0 * s;
     } else {
       const float* b = k + (head - hq) * d;
       uint16_t* dst = kc + slot * width + (head - hq) * d;
-      float a0 = b[i], a1 = b[i + half];
-      dst[i] = to_bf(a0 * c - a1 * s);
-      dst[i + half] = to_bf(a1 * c + a0 * s);
+      float a0 = b[2 * i], a1 = b[2 * i + 1];
+      dst[2 * i] = to_bf(a0 * c - a1 * s);
+      dst[2 * i + 1] = to_bf(a1 * c + a0 * s);
     }
   }
   for (int c = threadIdx.x; c < width; c += blockDim.x) vc[slot * width + c] = to_bf(v[c]);
@@ -715,14 +754,26 @@ void rmsnorm(const float* x, const float* w, int64_t rows, int64_t hidden, float
 }
 
 void gemm(const uint16_t* x, const uint16_t* w, float* out, int64_t t, int64_t n, int64_t k, bool accumulate) {
-  if (t <= kGemvMaxRows && k % 8 == 0 && n % kGemvRowsPerWarp == 0) return launch_gemv<false>(x, w, out, t, n, k, accumulate);
+  if (gemv_fits(t, n, k)) return launch_gemv<Epilogue::kStore>(x, w, out, t, n, k, accumulate);
   gemm_cublas(x, w, out, t, n, k, accumulate);
 }
 
 void gemm_swiglu(const uint16_t* x, const uint16_t* w, float* gate_up, uint16_t* act, int64_t t, int64_t inter, int64_t k) {
-  if (t <= kGemvMaxRows && k % 8 == 0) return launch_gemv<true>(x, w, act, t, inter, k, false);
+  if (gemv_fits(t, 2 * inter, k)) return launch_gemv<Epilogue::kSwiGLU>(x, w, act, t, 2 * inter, k, false);
   gemm_cublas(x, w, gate_up, t, 2 * inter, k, false);
   swiglu(gate_up, t, inter, act);
+}
+
+void gemm_qkv_rope(const uint16_t* x, const uint16_t* w, float* qkv, int64_t t, int64_t k, const int32_t* pos,
+                   const int32_t* slots, int64_t hq, int64_t hkv, int64_t d, const float* inv_freq, uint16_t* kc,
+                   uint16_t* vc) {
+  const int64_t n = (hq + 2 * hkv) * d;
+  if (gemv_fits(t, n, k) && d % 2 == 0) {
+    RopeTarget rope{pos, slots, inv_freq, kc, vc, static_cast<int>(hq), static_cast<int>(hkv), static_cast<int>(d)};
+    return launch_gemv<Epilogue::kRoPE>(x, w, qkv, t, n, k, false, rope);
+  }
+  gemm_cublas(x, w, qkv, t, n, k, false);
+  rope_kv_write(qkv, pos, slots, t, hq, hkv, d, inv_freq, kc, vc);
 }
 
 void gemm_cublas(const uint16_t* x, const uint16_t* w, float* out, int64_t t, int64_t n, int64_t k, bool accumulate) {

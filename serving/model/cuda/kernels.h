@@ -31,8 +31,9 @@ void rmsnorm(const float* x, const float* w, int64_t rows, int64_t hidden, float
 constexpr int64_t kGemvMaxRows = 4;
 void gemm(const uint16_t* x, const uint16_t* w, float* out, int64_t t, int64_t n, int64_t k, bool accumulate);
 void gemm_cublas(const uint16_t* x, const uint16_t* w, float* out, int64_t t, int64_t n, int64_t k, bool accumulate);
-// Rows of `qkv` are [q (hq·d) | k (hkv·d) | v (hkv·d)]: rotates q in place and writes the rotated
-// k and v to their cache slots (bf16).
+// Rows of `qkv` are [q (hq·d) | k (hkv·d) | v (hkv·d)], each head of q and k in RoPE pairs: its
+// dims 2i and 2i+1 hold the model's dims i and i + d/2 (the weights' rows are permuted so; q·k is
+// unchanged). Rotates q in place and writes the rotated k and v to their cache slots (bf16).
 void rope_kv_write(float* qkv, const int32_t* pos, const int32_t* slots, int64_t rows, int64_t hq, int64_t hkv,
                    int64_t d, const float* inv_freq, uint16_t* kc, uint16_t* vc);
 
@@ -57,6 +58,11 @@ bool fast_attention(int64_t head_dim);
 // Output bf16 [rows, hq·d].
 void attention(const float* qkv, const uint16_t* kc, const uint16_t* vc, uint16_t* out, float* partial,
                int* split_counters, const AttentionWork& work, int64_t hq, int64_t hkv, int64_t d, int64_t block_size);
+// qkv = x · wᵀ followed by rope_kv_write; decode batches fuse both into the matrix-vector kernel
+// (then the k and v parts of `qkv` are not written: they go straight to the cache).
+void gemm_qkv_rope(const uint16_t* x, const uint16_t* w, float* qkv, int64_t t, int64_t k, const int32_t* pos,
+                   const int32_t* slots, int64_t hq, int64_t hkv, int64_t d, const float* inv_freq, uint16_t* kc,
+                   uint16_t* vc);
 // gate_up rows interleave gate and up (g0, u0, g1, u1, ...); out = silu(gate) · up, bf16.
 void swiglu(const float* gate_up, int64_t rows, int64_t inter, uint16_t* out);
 // act[t, inter] = silu(gate) · up of x[t, k] · wᵀ, w's rows interleaving gate and up. Decode

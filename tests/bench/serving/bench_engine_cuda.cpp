@@ -161,8 +161,8 @@ std::string layer_ops(const LlamaConfig& c, int64_t rows, int64_t context) {
     out += (out.empty() ? "" : ", ") + std::string("\"") + name + "\": " + std::to_string(ms);
   };
   add("rmsnorm x2", 2 * time_ms([&] { cuda::rmsnorm(x, norm, T, H, 1e-5f, xn); }));
-  add("gemm qkv", time_ms([&] { cuda::gemm(xn, wqkv, qkv, T, nqkv, H, false); }));
-  add("rope + kv write", time_ms([&] { cuda::rope_kv_write(qkv, dm + at[0], dm + at[1], T, hq, hkv, d, inv_freq, kc, vc); }));
+  add("gemm qkv + rope + kv write",
+      time_ms([&] { cuda::gemm_qkv_rope(xn, wqkv, qkv, T, H, dm + at[0], dm + at[1], hq, hkv, d, inv_freq, kc, vc); }));
   add("attention", time_ms([&] { cuda::attention(qkv, kc, vc, attn, partial, counters, work, hq, hkv, d, kBlock); }));
   add("gemm o", time_ms([&] { cuda::gemm(attn, wo, x, T, H, hq * d, true); }));
   add("gemm gate_up + swiglu", time_ms([&] { cuda::gemm_swiglu(xn, wgu, gu, act, T, I, H); }));
