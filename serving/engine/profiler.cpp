@@ -12,7 +12,7 @@ namespace {
 const std::vector<std::string> kTokenOps = {"input_layernorm", "attn_pre_proj",  "attn_rope",
                                             "attn_post_proj",  "post_attention_layernorm", "mlp_up_proj",
                                             "mlp_act",         "mlp_down_proj",  "add", "lm_head"};
-const std::vector<std::string> kAttnOps = {"attn_prefill", "attn_decode", "attn_kv_cache_save", "decode_forward"};
+const std::vector<std::string> kAttnOps = {"attn_prefill", "attn_decode", "attn_kv_cache_save", "forward"};
 
 std::string stats_header(const std::vector<std::string>& ops) {
   std::string h;
@@ -61,16 +61,17 @@ void write_engine_profile(const LlamaModel& model, const ProfileGrid& grid, cons
                                                    c.num_key_value_heads, c.max_position_embeddings, batch, chunk, kv,
                                                    chunk > 0 ? "True" : "False");
   };
+  auto profile = [&](int64_t batch, int64_t chunk, int64_t kv) {
+    auto t = model.profile_attention(batch, chunk, kv, grid.repetitions);
+    t["forward"] = model.profile_forward(batch, chunk, kv, grid.repetitions);
+    row(t, batch, chunk, kv);
+  };
   for (int64_t chunk : grid.prefill_chunks)
     for (int64_t kv : grid.prefill_kv)
-      if (chunk + kv <= c.max_position_embeddings) row(model.profile_attention(1, chunk, kv, grid.repetitions), 1, chunk, kv);
+      if (chunk + kv <= c.max_position_embeddings) profile(1, chunk, kv);
   for (int64_t b : grid.decode_batches)
     for (int64_t kv : grid.decode_kv)
-      if (kv + 1 <= c.max_position_embeddings) {
-        auto t = model.profile_attention(b, 0, kv, grid.repetitions);
-        t["decode_forward"] = model.profile_decode_forward(b, kv, grid.repetitions);
-        row(t, b, 0, kv);
-      }
+      if (kv + 1 <= c.max_position_embeddings) profile(b, 0, kv);
   write_or_throw(dir / "attention.csv", attn);
   log->info("profiled attention at {} prefill and {} decode points", grid.prefill_chunks.size() * grid.prefill_kv.size(),
             grid.decode_batches.size() * grid.decode_kv.size());

@@ -2,8 +2,9 @@
 // Vidur-layout mlp.csv and attention.csv for (device, model, TP=1), so the simulator can be
 // calibrated on this engine (DESIGN.md §3). Extra columns beyond Vidur's: `lm_head` in
 // mlp.csv (final norm + LM head per iteration, keyed by sequences), `attn_kv_cache_save`, and
-// `decode_forward` (a whole decode iteration, from which the predictor learns the per-iteration
-// overhead the operators miss); Vidur's own predictor ignores what it does not know.
+// `forward` (the whole iteration of each attention row, prefill and decode alike, from which the
+// predictor learns the per-iteration overhead the operators miss); Vidur's own predictor
+// ignores what it does not know.
 #pragma once
 #include <filesystem>
 #include <vector>

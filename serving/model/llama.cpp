@@ -482,15 +482,15 @@ void set_num_threads(int n) {
 #endif
 }
 
-OpTime LlamaModel::profile_decode_forward(int64_t batch, int64_t kv, int reps) const {
-  const int64_t bs = 16, blocks_per_seq = (kv + 1 + bs - 1) / bs;
+OpTime LlamaModel::profile_forward(int64_t batch, int64_t chunk, int64_t kv, int reps) const {
+  const int64_t bs = 16, new_tokens = std::max<int64_t>(chunk, 1), blocks_per_seq = (kv + new_tokens + bs - 1) / bs;
   KvCache cache(cfg_, batch * blocks_per_seq, bs);
   std::vector<std::vector<int32_t>> tables(static_cast<size_t>(batch));
-  std::vector<int32_t> token(static_cast<size_t>(batch), 1);
+  std::vector<int32_t> tokens(static_cast<size_t>(new_tokens), 1);
   std::vector<ForwardItem> items;
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t i = 0; i < blocks_per_seq; ++i) tables[static_cast<size_t>(b)].push_back(static_cast<int32_t>(b * blocks_per_seq + i));
-    items.push_back({std::span<const int32_t>(&token[static_cast<size_t>(b)], 1), kv, &tables[static_cast<size_t>(b)]});
+    items.push_back({std::span<const int32_t>(tokens), kv, &tables[static_cast<size_t>(b)]});
   }
   return time_op(reps, [&] { forward(items, cache); });
 }

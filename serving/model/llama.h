@@ -90,9 +90,10 @@ class LlamaModel {
   // `kv` cached (chunk > 0) or `batch` decodes over `kv` cached tokens each (chunk = 0).
   std::map<std::string, OpTime> profile_token_ops(int64_t num_tokens, int reps) const;
   std::map<std::string, OpTime> profile_attention(int64_t batch, int64_t chunk, int64_t kv, int reps) const;
-  // A whole forward pass of `batch` decodes over `kv` cached tokens each: what the operators
-  // above leave out (embedding, gathers, thread fork/join, temporaries) shows up here.
-  OpTime profile_decode_forward(int64_t batch, int64_t kv, int reps) const;
+  // A whole forward pass, shaped as profile_attention's (`batch` decodes when chunk = 0, else
+  // one prefill of `chunk` tokens), over `kv` cached tokens each: what the operators above leave
+  // out (embedding, gathers, thread fork/join, temporaries) shows up here.
+  OpTime profile_forward(int64_t batch, int64_t chunk, int64_t kv, int reps) const;
 
  private:
   struct Impl;

@@ -227,11 +227,22 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
       }
     }
     if (!save_x.empty()) kv_save_ = Curve(save_x, save_y);
-    if (a.has_column(median_col("decode_forward"))) {
-      size_t tf = a.column(median_col("decode_forward"));
-      for (size_t r = 0; r < a.num_rows(); ++r)
-        if (a.cell(r, ap) != "True" && a.number(r, atp) == tp && !a.empty_cell(r, tf))
-          whole_decode_.emplace_back(a.number(r, ab), a.number(r, ak), a.number(r, tf));
+    // Whole iterations: `forward` on every row (older engine profiles: `decode_forward`, on
+    // decode rows).
+    for (const char* name : {"forward", "decode_forward"}) {
+      if (!a.has_column(median_col(name))) continue;
+      size_t tf = a.column(median_col(name));
+      for (size_t r = 0; r < a.num_rows(); ++r) {
+        if (a.number(r, atp) != tp || a.empty_cell(r, tf) || a.number(r, ae) != static_cast<double>(model_.embedding_dim))
+          continue;
+        BatchShape b;
+        if (a.cell(r, ap) == "True")
+          b.prefills.push_back({static_cast<int64_t>(a.number(r, ac)), static_cast<int64_t>(a.number(r, ak))});
+        else
+          b.decode_contexts.assign(static_cast<size_t>(a.number(r, ab)), static_cast<int64_t>(a.number(r, ak)));
+        whole_forwards_.emplace_back(std::move(b), a.number(r, tf));
+      }
+      break;
     }
     if (!atps.count(layout_.tensor_parallel))
       throw std::runtime_error(fmt::format("{}: no attention rows for {} at tensor parallelism {} (profiled: {})",
@@ -248,24 +259,25 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
   sources_["attn_kv_cache_save"] = kv_save_.empty() ? "not profiled (counted as 0, as Vidur does)"
                                                     : "profile " + attn_file.string();
 
-  // Per-iteration overhead the operators miss: whole decode forwards minus what the operators
-  // predict for the same batch, by batch size (averaged over KV lengths).
-  if (!whole_decode_.empty()) {
-    std::map<double, std::pair<double, int>> residual;
-    for (auto [batch, kv, ms] : whole_decode_) {
-      BatchShape b;
-      b.decode_contexts.assign(static_cast<size_t>(batch), static_cast<int64_t>(kv));
-      double predicted = operators_ms(b, /*last_stage=*/true);
-      residual[batch].first += ms - predicted;
-      residual[batch].second += 1;
+  // Per-iteration overhead the operators miss: whole forwards minus what the operators predict
+  // for the same batch, fitted by least squares as c0 + c1·tokens + c2·sequences (fork/join and
+  // setup per iteration, temporaries per token, gathers per sequence). Decode rows alone cannot
+  // tell tokens from sequences; the pivoted solve then uses one of them.
+  if (!whole_forwards_.empty()) {
+    const auto n = static_cast<Eigen::Index>(whole_forwards_.size());
+    Eigen::MatrixXd features(n, 3);
+    Eigen::VectorXd residual(n);
+    for (Eigen::Index i = 0; i < n; ++i) {
+      const auto& [b, ms] = whole_forwards_[static_cast<size_t>(i)];
+      features.row(i) << 1.0, static_cast<double>(b.num_tokens()),
+          static_cast<double>(b.prefills.size() + b.decode_contexts.size());
+      residual(i) = ms - operators_ms(b, /*last_stage=*/true);
     }
-    std::vector<double> xs, ys;
-    for (auto& [batch, sum] : residual) {
-      xs.push_back(batch);
-      ys.push_back(std::max(0.0, sum.first / sum.second));
-    }
-    overhead_ = Curve(xs, ys);
-    sources_["iteration_overhead"] = "whole decode forwards in " + attn_file.string() + " minus the operators";
+    Eigen::Vector3d c = features.colPivHouseholderQr().solve(residual);
+    overhead_coef_ = {c(0), c(1), c(2)};
+    sources_["iteration_overhead"] = fmt::format(
+        "whole forwards in {} minus the operators: {:.4f} ms + {:.5f} ms/token + {:.5f} ms/sequence", attn_file.string(),
+        c(0), c(1), c(2));
   }
 
   // Collectives: TP all-reduce inside a node, PP send/recv between stages.
@@ -412,7 +424,8 @@ double ExecutionPredictor::operators_ms(const BatchShape& b, bool last_stage) co
 double ExecutionPredictor::stage_time_s(const BatchShape& b, int64_t stage) const {
   bool last = stage == layout_.pipeline_parallel - 1;
   double sequences = static_cast<double>(b.prefills.size() + b.decode_contexts.size());
-  return (operators_ms(b, last) + (last ? overhead_.at(sequences) : 0.0)) * 1e-3;
+  double overhead = overhead_coef_[0] + overhead_coef_[1] * static_cast<double>(b.num_tokens()) + overhead_coef_[2] * sequences;
+  return (operators_ms(b, last) + (last ? std::max(0.0, overhead) : 0.0)) * 1e-3;
 }
 
 double ExecutionPredictor::stage_flops(const BatchShape& b) const {

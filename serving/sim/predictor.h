@@ -6,9 +6,9 @@
 // does exist stands in; sources() says which source each operator came from.
 // Immutable after construction; safe to share across threads.
 #pragma once
+#include <array>
 #include <filesystem>
 #include <map>
-#include <tuple>
 #include <string>
 #include <utility>
 #include <vector>
@@ -92,8 +92,9 @@ class ExecutionPredictor final : public StageTimer {
   Curve all_reduce_, send_recv_;  // by message bytes
   Curve lm_head_;                 // by sequences in the batch, once per iteration (engine profiles)
   Curve kv_save_;                 // by tokens written (engine profiles)
-  Curve overhead_;                // per-iteration overhead by sequences (engine profiles)
-  std::vector<std::tuple<double, double, double>> whole_decode_;  // (batch, kv, ms) of whole forwards
+  // Per-iteration overhead, c0 + c1·tokens + c2·sequences ms, from whole forwards (engine profiles).
+  std::array<double, 3> overhead_coef_ = {0, 0, 0};
+  std::vector<std::pair<BatchShape, double>> whole_forwards_;  // (batch, ms) of whole forwards
   double prefill_coef_[3] = {0, 0, 0}, decode_coef_[3] = {0, 0, 0};  // c0 + a·flop_s + b·byte_s
   std::map<std::string, std::string> sources_;
 };

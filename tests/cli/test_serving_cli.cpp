@@ -161,7 +161,7 @@ TEST_F(ServingCli, EngineProfileFeedsTheSimulatorAndFidelityReportsErrors) {
   EXPECT_NE(mlp.find("time_stats.attn_pre_proj.median"), std::string::npos);
   EXPECT_NE(mlp.find("time_stats.lm_head.median"), std::string::npos);
   EXPECT_EQ(std::count(mlp.begin(), mlp.end(), '\n'), 5);  // header + 4 sizes
-  EXPECT_NE(attn.find("time_stats.decode_forward.median"), std::string::npos);
+  EXPECT_NE(attn.find("time_stats.forward.median"), std::string::npos);
   r = exp("run " + kConfigs + "/experiment/engine_fidelity.yaml model_dir=" + (dir_ / "m").string() + grid +
           " workload.num_requests=30 workload.max_tokens=128 hydra.run.dir=fid");
   ASSERT_EQ(r.rc, 0) << r.err;

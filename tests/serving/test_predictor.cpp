@@ -1,6 +1,14 @@
-// serving.md §8 item 13 (feature derivation) and the predictor's data handling.
+// serving.md §8 item 13 (feature derivation) and the predictor's data handling, including the
+// per-iteration overhead it learns from an engine profile's whole forwards.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+#include "serving/engine/profiler.h"
 #include "serving/sim/predictor.h"
 #include "tests/support/temp_dir.h"
 
@@ -166,6 +174,88 @@ TEST(MemoryPlanner, CountsWeightsAndKvPerToken) {
   tiny.memory_gb = 10;
   EXPECT_EQ(plan_kv_blocks(m, tiny, ReplicaLayout{}, 16, &why), 0);
   EXPECT_NE(why.find("less than one 4096-token request"), std::string::npos) << why;
+}
+
+}  // namespace xp::serving
+
+namespace xp::serving {
+namespace {
+
+// Rewrites the `forward` median of every row of an engine profile's attention.csv with
+// value(shape of the row); "" leaves the row without a whole-forward time.
+void rewrite_forward(const std::filesystem::path& file, const std::function<std::string(const BatchShape&)>& value) {
+  std::ifstream in(file);
+  std::string line, out;
+  std::getline(in, line);
+  out = line + "\n";
+  std::vector<std::string> header;
+  for (std::stringstream ss(line); std::getline(ss, line, ',');) header.push_back(line);
+  auto col = [&](const std::string& name) { return static_cast<size_t>(std::find(header.begin(), header.end(), name) - header.begin()); };
+  const size_t forward = col("time_stats.forward.median"), batch = col("batch_size"), chunk = col("prefill_chunk_size"),
+               kv = col("kv_cache_size"), prefill = col("is_prefill");
+  ASSERT_LT(forward, header.size());
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;
+    for (std::stringstream ss(line); std::getline(ss, line, ',');) cells.push_back(line);
+    BatchShape b;
+    if (cells[prefill] == "True") b.prefills.push_back({std::stoll(cells[chunk]), std::stoll(cells[kv])});
+    else b.decode_contexts.assign(std::stoull(cells[batch]), std::stoll(cells[kv]));
+    cells[forward] = value(b);
+    for (size_t i = 0; i < cells.size(); ++i) out += cells[i] + (i + 1 < cells.size() ? "," : "\n");
+  }
+  in.close();
+  std::ofstream(file) << out;
+}
+
+}  // namespace
+
+TEST(Predictor, LearnsTheIterationOverheadFromWholeForwards) {
+  testing::TempDir d;
+  LlamaConfig c;
+  c.hidden_size = 64;
+  c.intermediate_size = 128;
+  c.num_hidden_layers = 1;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 2;
+  c.vocab_size = 100;
+  c.max_position_embeddings = 256;
+  write_random_llama(d.path() / "m", c, 1);
+  ProfileGrid grid;
+  grid.num_tokens = {1, 4, 16, 64, 128};
+  grid.prefill_chunks = {16, 64};
+  grid.prefill_kv = {0, 64};
+  grid.decode_batches = {1, 4};
+  grid.decode_kv = {16, 64};
+  grid.repetitions = 1;
+  const auto dir = d.path() / "profile" / "cpu" / "engine";
+  write_engine_profile(*LlamaModel::load(d.path() / "m"), grid, dir);
+  ModelSpec m;
+  m.name = m.profile_name = "engine";
+  m.num_layers = c.num_hidden_layers;
+  m.num_q_heads = c.num_attention_heads;
+  m.num_kv_heads = c.num_key_value_heads;
+  m.embedding_dim = c.hidden_size;
+  m.mlp_hidden_dim = c.intermediate_size;
+  m.vocab_size = c.vocab_size;
+  m.max_model_len = c.max_position_embeddings;
+  DeviceSpec cpu;
+  cpu.name = cpu.profile_dir = "cpu";
+  cpu.devices_per_node = 1;
+  cpu.token_rounding = cpu.kv_rounding = 1;
+  // Whole forwards that cost the operators plus 0.5 ms + 0.01 ms a token + 0.2 ms a sequence.
+  auto overhead_ms = [](const BatchShape& b) {
+    return 0.5 + 0.01 * static_cast<double>(b.num_tokens()) + 0.2 * static_cast<double>(b.prefills.size() + b.decode_contexts.size());
+  };
+  rewrite_forward(dir / "attention.csv", [](const BatchShape&) { return std::string(); });
+  ExecutionPredictor operators(m, cpu, ReplicaLayout{}, d.path() / "profile");
+  rewrite_forward(dir / "attention.csv", [&](const BatchShape& b) {
+    return fmt::format("{:.12g}", operators.stage_time_s(b, 0) * 1e3 + overhead_ms(b));
+  });
+  ExecutionPredictor learned(m, cpu, ReplicaLayout{}, d.path() / "profile");
+  BatchShape mixed;  // not a profiled shape: a chunk after a prefix, with three decodes
+  mixed.prefills.push_back({40, 20});
+  mixed.decode_contexts = {30, 50, 70};
+  EXPECT_NEAR(learned.stage_time_s(mixed, 0), operators.stage_time_s(mixed, 0) + overhead_ms(mixed) * 1e-3, 1e-9);
 }
 
 }  // namespace xp::serving
