@@ -41,7 +41,7 @@ void rope_kv_write(float* qkv, const int32_t* pos, const int32_t* slots, int64_t
 // attends over keys 0..pos[r] of its sequence, whose KV blocks are tables[table_offset[r] ...].
 // Prefill chunks go in tiles of up to kTileRows consecutive rows of one sequence (tensor-core
 // flash attention); every other row is a decode row, its keys split into `splits` ranges of
-// `keys_per_split` that run in parallel and are merged after.
+// `keys_per_split` that run in parallel; the last range to finish merges them.
 constexpr int64_t kTileRows = 64;
 struct AttentionWork {
   const int32_t *pos, *table_offset, *tables;
