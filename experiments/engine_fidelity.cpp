@@ -39,33 +39,6 @@ std::unique_ptr<LlamaModel> load_model(const std::string& dir) {
   }
 }
 
-// The simulator's view of the engine: its own profile, one CPU "device", TP1 × PP1.
-struct EngineAsSimulated {
-  ModelSpec model;
-  DeviceSpec device;
-  std::unique_ptr<ExecutionPredictor> predictor;
-
-  EngineAsSimulated(const LlamaConfig& c, const fs::path& profile_root) {
-    model.name = "engine";
-    model.profile_name = "engine";
-    model.num_layers = c.num_hidden_layers;
-    model.num_q_heads = c.num_attention_heads;
-    model.num_kv_heads = c.num_key_value_heads;
-    model.embedding_dim = c.hidden_size;
-    model.mlp_hidden_dim = c.intermediate_size;
-    model.vocab_size = c.vocab_size;
-    model.max_model_len = c.max_position_embeddings;
-    device.name = "cpu";
-    device.profile_dir = "cpu";
-    device.fp16_tflops = 0.1;
-    device.devices_per_node = 1;
-    // A CPU's cost grows with every token and KV entry: no GPU tile rounding.
-    device.token_rounding = 1;
-    device.kv_rounding = 1;
-    predictor = std::make_unique<ExecutionPredictor>(model, device, ReplicaLayout{}, profile_root);
-  }
-};
-
 class EngineProfile final : public Experiment {
  public:
   EngineProfile(std::string model_dir, ProfileGrid grid) : model_(load_model(model_dir)), grid_(grid) {}
@@ -102,7 +75,8 @@ class EngineFidelity final : public Experiment {
     auto log = runtime::logger();
     fs::path root = ctx.output_dir() / "profile";
     write_engine_profile(*model_, grid_, root / "cpu" / "engine");
-    EngineAsSimulated sim(model_->config(), root);
+    // The simulator's view of the engine: its own profile, one CPU "device", TP1 × PP1.
+    ExecutionPredictor predictor(engine_model_spec(model_->config()), engine_device_spec(), ReplicaLayout{}, root);
     MetricsConfig mc;
     mc.fluid_rate = false;
     mc.store_batches = false;
@@ -112,7 +86,7 @@ class EngineFidelity final : public Experiment {
       WorkloadConfig w = workload_;
       w.qps = qps;
       RequestGenerator gen(w, ctx.seed());
-      Simulator s({}, sched_, *sim.predictor, kv_blocks_, 1, gen, metrics, ctx.seed());
+      Simulator s({}, sched_, predictor, kv_blocks_, 1, gen, metrics, ctx.seed());
       return s.run();
     };
     CapacityResult cap = plan_.run([&](double qps) {
@@ -138,7 +112,7 @@ class EngineFidelity final : public Experiment {
       double measured = 0, predicted = 0;
       std::vector<double> ratios;
       engine.on_iteration([&](const Batch& b, double s) {
-        double p = sim.predictor->stage_time_s(BatchShape::of(b), 0);
+        double p = predictor.stage_time_s(BatchShape::of(b), 0);
         measured += s;
         predicted += p;
         ratios.push_back(p / s);

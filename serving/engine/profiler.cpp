@@ -77,4 +77,27 @@ void write_engine_profile(const LlamaModel& model, const ProfileGrid& grid, cons
             grid.decode_batches.size() * grid.decode_kv.size());
 }
 
+ModelSpec engine_model_spec(const LlamaConfig& c) {
+  ModelSpec m;
+  m.name = m.profile_name = "engine";
+  m.num_layers = c.num_hidden_layers;
+  m.num_q_heads = c.num_attention_heads;
+  m.num_kv_heads = c.num_key_value_heads;
+  m.embedding_dim = c.hidden_size;
+  m.mlp_hidden_dim = c.intermediate_size;
+  m.vocab_size = c.vocab_size;
+  m.max_model_len = c.max_position_embeddings;
+  return m;
+}
+
+DeviceSpec engine_device_spec() {
+  DeviceSpec d;
+  d.name = d.profile_dir = "cpu";
+  d.fp16_tflops = 0.1;
+  d.devices_per_node = 1;
+  d.token_rounding = 1;
+  d.kv_rounding = 1;
+  return d;
+}
+
 }  // namespace xp::serving

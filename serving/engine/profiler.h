@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "serving/model/llama.h"
+#include "serving/sim/deployment.h"
 
 namespace xp::serving {
 
@@ -25,5 +26,12 @@ struct ProfileGrid {
 // Writes <dir>/mlp.csv and <dir>/attention.csv (atomically); grid points past the model's
 // context are skipped.
 void write_engine_profile(const LlamaModel& model, const ProfileGrid& grid, const std::filesystem::path& dir);
+
+// The simulator's view of this engine: the model as a ModelSpec whose profiles live under
+// "engine", on one CPU "device" whose profiles live under "cpu" — write the profile to
+// <root>/cpu/engine and give the predictor <root>. A CPU's cost grows with every token and KV
+// entry, so there is no GPU tile rounding.
+ModelSpec engine_model_spec(const LlamaConfig& c);
+DeviceSpec engine_device_spec();
 
 }  // namespace xp::serving

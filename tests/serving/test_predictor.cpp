@@ -11,6 +11,7 @@
 #include "serving/engine/profiler.h"
 #include "serving/sim/predictor.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/tiny_llama.h"
 
 namespace xp::serving {
 namespace {
@@ -211,14 +212,7 @@ void rewrite_forward(const std::filesystem::path& file, const std::function<std:
 
 TEST(Predictor, LearnsTheIterationOverheadFromWholeForwards) {
   testing::TempDir d;
-  LlamaConfig c;
-  c.hidden_size = 64;
-  c.intermediate_size = 128;
-  c.num_hidden_layers = 1;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 2;
-  c.vocab_size = 100;
-  c.max_position_embeddings = 256;
+  const LlamaConfig c = testing::tiny_llama(256);
   write_random_llama(d.path() / "m", c, 1);
   ProfileGrid grid;
   grid.num_tokens = {1, 4, 16, 64, 128};
@@ -227,35 +221,26 @@ TEST(Predictor, LearnsTheIterationOverheadFromWholeForwards) {
   grid.decode_batches = {1, 4};
   grid.decode_kv = {16, 64};
   grid.repetitions = 1;
-  const auto dir = d.path() / "profile" / "cpu" / "engine";
-  write_engine_profile(*LlamaModel::load(d.path() / "m"), grid, dir);
-  ModelSpec m;
-  m.name = m.profile_name = "engine";
-  m.num_layers = c.num_hidden_layers;
-  m.num_q_heads = c.num_attention_heads;
-  m.num_kv_heads = c.num_key_value_heads;
-  m.embedding_dim = c.hidden_size;
-  m.mlp_hidden_dim = c.intermediate_size;
-  m.vocab_size = c.vocab_size;
-  m.max_model_len = c.max_position_embeddings;
-  DeviceSpec cpu;
-  cpu.name = cpu.profile_dir = "cpu";
-  cpu.devices_per_node = 1;
-  cpu.token_rounding = cpu.kv_rounding = 1;
+  write_engine_profile(*LlamaModel::load(d.path() / "m"), grid, d.path() / "profile" / "cpu" / "engine");
+  const auto attention = d.path() / "profile" / "cpu" / "engine" / "attention.csv";
+  auto predictor = [&] {
+    return std::make_unique<ExecutionPredictor>(engine_model_spec(c), engine_device_spec(), ReplicaLayout{},
+                                                d.path() / "profile");
+  };
   // Whole forwards that cost the operators plus 0.5 ms + 0.01 ms a token + 0.2 ms a sequence.
   auto overhead_ms = [](const BatchShape& b) {
     return 0.5 + 0.01 * static_cast<double>(b.num_tokens()) + 0.2 * static_cast<double>(b.prefills.size() + b.decode_contexts.size());
   };
-  rewrite_forward(dir / "attention.csv", [](const BatchShape&) { return std::string(); });
-  ExecutionPredictor operators(m, cpu, ReplicaLayout{}, d.path() / "profile");
-  rewrite_forward(dir / "attention.csv", [&](const BatchShape& b) {
-    return fmt::format("{:.12g}", operators.stage_time_s(b, 0) * 1e3 + overhead_ms(b));
+  rewrite_forward(attention, [](const BatchShape&) { return std::string(); });
+  auto operators = predictor();
+  rewrite_forward(attention, [&](const BatchShape& b) {
+    return fmt::format("{:.12g}", operators->stage_time_s(b, 0) * 1e3 + overhead_ms(b));
   });
-  ExecutionPredictor learned(m, cpu, ReplicaLayout{}, d.path() / "profile");
+  auto learned = predictor();
   BatchShape mixed;  // not a profiled shape: a chunk after a prefix, with three decodes
   mixed.prefills.push_back({40, 20});
   mixed.decode_contexts = {30, 50, 70};
-  EXPECT_NEAR(learned.stage_time_s(mixed, 0), operators.stage_time_s(mixed, 0) + overhead_ms(mixed) * 1e-3, 1e-9);
+  EXPECT_NEAR(learned->stage_time_s(mixed, 0), operators->stage_time_s(mixed, 0) + overhead_ms(mixed) * 1e-3, 1e-9);
 }
 
 }  // namespace xp::serving
