@@ -99,7 +99,6 @@ EngineResult Engine::run(const std::function<bool()>& should_stop) {
       items.push_back({std::span<const int32_t>(toks.data() + it.context, static_cast<size_t>(it.num_tokens)), it.context,
                        &scheduler_->blocks().table(it.seq_id)});
     }
-    double t0 = elapsed();
     std::vector<float> logits = runner_->forward(items);
     // Sample before the step is stamped: a token exists once it is sampled, so TTFT and TBT
     // include sampling. An item emits when it reaches the end of its sequence's tokens (a
@@ -118,7 +117,6 @@ EngineResult Engine::run(const std::function<bool()>& should_stop) {
       sampled.insert(it.seq_id);
     }
     StepResult step = scheduler_->on_step_completed(b, elapsed());
-    if (on_iteration_) on_iteration_(b, elapsed() - t0);
     if (std::set<uint64_t>(step.emitted.begin(), step.emitted.end()) != sampled)
       throw std::logic_error("the engine and the scheduler disagree on which sequences emitted a token");
     ++result.iterations;
@@ -130,6 +128,7 @@ EngineResult Engine::run(const std::function<bool()>& should_stop) {
       prompt_len_.erase(s.id());
       if (metrics_) metrics_->on_finished(s, 0);
     }
+    if (on_iteration_) on_iteration_(b, elapsed() - now);
   }
   result.preemptions = scheduler_->num_preemptions();
   result.wall_s = elapsed();

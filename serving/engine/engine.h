@@ -50,7 +50,8 @@ class Engine {
 
   // `r.arrival_s` is relative to the start of run().
   void add(const Request& r, std::vector<int32_t> prompt);
-  // Called after every iteration with its batch and its measured wall time (profiling hooks).
+  // Called after every iteration with its batch and its wall time: scheduling, the forward
+  // pass, sampling and bookkeeping — what one simulated iteration stands for (profiling hooks).
   void on_iteration(std::function<void(const Batch&, double seconds)> fn) { on_iteration_ = std::move(fn); }
   EngineResult run(const std::function<bool()>& should_stop = {});
 

@@ -202,6 +202,7 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
       if (fs::exists(attn_file)) break;
     }
   }
+  std::vector<std::pair<BatchShape, double>> whole_forwards;  // (batch, ms), engine profiles
   if (fs::exists(attn_file)) {
     data::CsvTable a = data::CsvTable::load(attn_file);
     size_t ae = a.column("n_embd"), aq = a.column("n_q_head"), akv = a.column("n_kv_head"),
@@ -240,7 +241,7 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
           b.prefills.push_back({static_cast<int64_t>(a.number(r, ac)), static_cast<int64_t>(a.number(r, ak))});
         else
           b.decode_contexts.assign(static_cast<size_t>(a.number(r, ab)), static_cast<int64_t>(a.number(r, ak)));
-        whole_forwards_.emplace_back(std::move(b), a.number(r, tf));
+        whole_forwards.emplace_back(std::move(b), a.number(r, tf));
       }
       break;
     }
@@ -259,26 +260,7 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
   sources_["attn_kv_cache_save"] = kv_save_.empty() ? "not profiled (counted as 0, as Vidur does)"
                                                     : "profile " + attn_file.string();
 
-  // Per-iteration overhead the operators miss: whole forwards minus what the operators predict
-  // for the same batch, fitted by least squares as c0 + c1·tokens + c2·sequences (fork/join and
-  // setup per iteration, temporaries per token, gathers per sequence). Decode rows alone cannot
-  // tell tokens from sequences; the pivoted solve then uses one of them.
-  if (!whole_forwards_.empty()) {
-    const auto n = static_cast<Eigen::Index>(whole_forwards_.size());
-    Eigen::MatrixXd features(n, 3);
-    Eigen::VectorXd residual(n);
-    for (Eigen::Index i = 0; i < n; ++i) {
-      const auto& [b, ms] = whole_forwards_[static_cast<size_t>(i)];
-      features.row(i) << 1.0, static_cast<double>(b.num_tokens()),
-          static_cast<double>(b.prefills.size() + b.decode_contexts.size());
-      residual(i) = ms - operators_ms(b, /*last_stage=*/true);
-    }
-    Eigen::Vector3d c = features.colPivHouseholderQr().solve(residual);
-    overhead_coef_ = {c(0), c(1), c(2)};
-    sources_["iteration_overhead"] = fmt::format(
-        "whole forwards in {} minus the operators: {:.4f} ms + {:.5f} ms/token + {:.5f} ms/sequence", attn_file.string(),
-        c(0), c(1), c(2));
-  }
+  if (!whole_forwards.empty()) fit_overhead(whole_forwards, "whole forwards in " + attn_file.string());
 
   // Collectives: TP all-reduce inside a node, PP send/recv between stages.
   fs::path net = data_root / device_.network_dir;
@@ -419,6 +401,27 @@ double ExecutionPredictor::operators_ms(const BatchShape& b, bool last_stage) co
   if (!last_stage) ms += send_recv_.at(bytes);
   else ms += lm_head_.at(sequences);
   return ms;
+}
+
+// Per-iteration overhead the operators miss: whole iterations minus what the operators predict
+// for the same batch, fitted by least squares as c0 + c1·tokens + c2·sequences (fork/join and
+// setup per iteration, temporaries per token, gathers per sequence). Decode rows alone cannot
+// tell tokens from sequences; the pivoted solve then uses one of them.
+void ExecutionPredictor::fit_overhead(const std::vector<std::pair<BatchShape, double>>& iterations_ms,
+                                      const std::string& source) {
+  if (iterations_ms.empty()) throw std::invalid_argument("fit_overhead: no iterations to fit");
+  const auto n = static_cast<Eigen::Index>(iterations_ms.size());
+  Eigen::MatrixXd features(n, 3);
+  Eigen::VectorXd residual(n);
+  for (Eigen::Index i = 0; i < n; ++i) {
+    const auto& [b, ms] = iterations_ms[static_cast<size_t>(i)];
+    features.row(i) << 1.0, static_cast<double>(b.num_tokens()), static_cast<double>(b.prefills.size() + b.decode_contexts.size());
+    residual(i) = ms - operators_ms(b, /*last_stage=*/true);
+  }
+  Eigen::Vector3d c = features.colPivHouseholderQr().solve(residual);
+  overhead_coef_ = {c(0), c(1), c(2)};
+  sources_["iteration_overhead"] = fmt::format("{} minus the operators: {:.4f} ms + {:.5f} ms/token + {:.5f} ms/sequence",
+                                               source, c(0), c(1), c(2));
 }
 
 double ExecutionPredictor::stage_time_s(const BatchShape& b, int64_t stage) const {

@@ -71,6 +71,12 @@ class ExecutionPredictor final : public StageTimer {
   double stage_flops(const BatchShape& b) const override;
   double peak_flops() const { return device_.fp16_tflops * 1e12; }
 
+  // Refits the per-iteration overhead (the last stage's time beyond the operators) from whole
+  // iterations of a single-stage replica, in milliseconds: the constructor does so from an
+  // engine profile's whole forwards; the engine fidelity experiment again from iterations timed
+  // while the engine serves (CPU overheads, as Vidur profiles them on the real system).
+  void fit_overhead(const std::vector<std::pair<BatchShape, double>>& iterations_ms, const std::string& source);
+
   // Operator -> where its numbers come from ("profile <file>" or "analytic ...").
   const std::map<std::string, std::string>& sources() const { return sources_; }
   int64_t layers_per_stage() const { return layers_per_stage_; }
@@ -94,7 +100,6 @@ class ExecutionPredictor final : public StageTimer {
   Curve kv_save_;                 // by tokens written (engine profiles)
   // Per-iteration overhead, c0 + c1·tokens + c2·sequences ms, from whole forwards (engine profiles).
   std::array<double, 3> overhead_coef_ = {0, 0, 0};
-  std::vector<std::pair<BatchShape, double>> whole_forwards_;  // (batch, ms) of whole forwards
   double prefill_coef_[3] = {0, 0, 0}, decode_coef_[3] = {0, 0, 0};  // c0 + a·flop_s + b·byte_s
   std::map<std::string, std::string> sources_;
 };
