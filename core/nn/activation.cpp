@@ -40,13 +40,12 @@ namespace {
 // The cuDNN activation of a CUDA tensor (forward), or of its gradient (backward from y).
 Tensor cuda_forward(cuda::Activation a, const Tensor& x) {
   Tensor y = Tensor::empty(x.shape(), tensor::DType::kF32, x.device());
-  cuda::activation_forward(a, static_cast<const float*>(x.raw_data()), static_cast<float*>(y.raw_data()), x.numel());
+  cuda::activation_forward(a, detail::device_floats(x), detail::device_floats(y), x.numel());
   return y;
 }
 Tensor cuda_backward(cuda::Activation a, const Tensor& y, const Tensor& gy) {
   Tensor gx = Tensor::empty(y.shape(), tensor::DType::kF32, y.device());
-  cuda::activation_backward(a, static_cast<const float*>(y.raw_data()), static_cast<const float*>(gy.raw_data()),
-                            static_cast<float*>(gx.raw_data()), y.numel());
+  cuda::activation_backward(a, detail::device_floats(y), detail::device_floats(gy), detail::device_floats(gx), y.numel());
   return gx;
 }
 bool on_cuda(const Tensor& t) { return t.device() == tensor::Device::kCUDA; }
@@ -65,8 +64,13 @@ Tensor ReLU::backward(const Tensor& grad_y) {
 
 Tensor Tanh::forward(const Tensor& x, Mode mode) {
   // Eigen's vectorised tanh: the sparse topology evaluation (networks/) uses the same one.
-  Tensor y = on_cuda(x) ? cuda_forward(cuda::Activation::kTanh, x) : empty_like(x);
-  if (!on_cuda(x)) detail::as_vector(y) = detail::as_vector(x).array().tanh().matrix();
+  Tensor y;
+  if (on_cuda(x)) {
+    y = cuda_forward(cuda::Activation::kTanh, x);
+  } else {
+    y = empty_like(x);
+    detail::as_vector(y) = detail::as_vector(x).array().tanh().matrix();
+  }
   if (mode == Mode::kTrain) y_ = y;
   return y;
 }

@@ -12,6 +12,8 @@
 
 namespace xp::nn {
 
+using detail::device_floats;
+
 namespace {
 
 struct Geometry {
@@ -20,11 +22,11 @@ struct Geometry {
   int64_t cols() const { return n * oh * ow; }
 };
 
-Geometry geometry(const Module& layer, const Tensor& x, int64_t channels, int64_t k, int64_t stride, int64_t pad) {
-  if (x.dim() != 4 || x.size(1) != channels)
+Geometry geometry(const Module& layer, const Shape& x, int64_t channels, int64_t k, int64_t stride, int64_t pad) {
+  if (x.size() != 4 || x[1] != channels)
     throw std::invalid_argument(fmt::format("{}: expects [batch, {}, h, w], got {}", layer.describe(), channels,
-                                            tensor::shape_str(x.shape())));
-  Geometry g{x.size(0), channels, x.size(2), x.size(3), k, stride, pad, 0, 0};
+                                            tensor::shape_str(x)));
+  Geometry g{x[0], channels, x[2], x[3], k, stride, pad, 0, 0};
   g.oh = (g.h + 2 * pad - k) / stride + 1;
   g.ow = (g.w + 2 * pad - k) / stride + 1;
   if (g.oh <= 0 || g.ow <= 0)
@@ -82,8 +84,6 @@ cuda::PoolGeometry pool_geometry(const Geometry& g, PoolKind kind) {
   return {kind == PoolKind::kMax, g.n, g.c, g.h, g.w, g.k, g.stride, g.oh, g.ow};
 }
 
-float* device_data(const Tensor& t) { return t.defined() ? static_cast<float*>(t.raw_data()) : nullptr; }
-
 }  // namespace
 
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, Conv2dOptions options)
@@ -106,12 +106,12 @@ std::string Conv2d::describe() const {
 }
 
 Tensor Conv2d::forward(const Tensor& x, Mode mode) {
-  const Geometry g = geometry(*this, x, in_, opt_.kernel, opt_.stride, opt_.padding);
+  const Geometry g = geometry(*this, x.shape(), in_, opt_.kernel, opt_.stride, opt_.padding);
   expect_device(*this, x, weight_->value);
   if (x.device() == tensor::Device::kCUDA) {
     Tensor y = Tensor::empty({g.n, out_, g.oh, g.ow}, tensor::DType::kF32, x.device());
-    cuda::conv2d_forward(conv_geometry(g, out_), device_data(x), device_data(weight_->value),
-                         bias_ ? device_data(bias_->value) : nullptr, device_data(y));
+    cuda::conv2d_forward(conv_geometry(g, out_), device_floats(x), device_floats(weight_->value),
+                         bias_ ? device_floats(bias_->value) : nullptr, device_floats(y));
     if (mode == Mode::kTrain) {
       x_ = x;
       x_shape_ = x.shape();
@@ -140,13 +140,12 @@ Tensor Conv2d::forward(const Tensor& x, Mode mode) {
 }
 
 Tensor Conv2d::backward(const Tensor& grad_y) {
-  Tensor probe = Tensor::empty(x_shape_, tensor::DType::kF32);
-  const Geometry g = geometry(*this, probe, in_, opt_.kernel, opt_.stride, opt_.padding);
+  const Geometry g = geometry(*this, x_shape_, in_, opt_.kernel, opt_.stride, opt_.padding);
   expect_same_shape(*this, grad_y, {g.n, out_, g.oh, g.ow});
   if (grad_y.device() == tensor::Device::kCUDA) {
     Tensor gx = Tensor::empty(x_shape_, tensor::DType::kF32, grad_y.device());
-    cuda::conv2d_backward(conv_geometry(g, out_), device_data(x_), device_data(weight_->value), device_data(grad_y),
-                          device_data(gx), device_data(weight_->grad), bias_ ? device_data(bias_->grad) : nullptr);
+    cuda::conv2d_backward(conv_geometry(g, out_), device_floats(x_), device_floats(weight_->value), device_floats(grad_y),
+                          device_floats(gx), device_floats(weight_->grad), bias_ ? device_floats(bias_->grad) : nullptr);
     return gx;
   }
   const int64_t plane = g.oh * g.ow;
@@ -176,10 +175,10 @@ Tensor Pool2d::forward(const Tensor& x, Mode mode) {
   if (x.dim() != 4)
     throw std::invalid_argument(fmt::format("{}: expects [batch, channels, h, w], got {}", describe(),
                                             tensor::shape_str(x.shape())));
-  const Geometry g = geometry(*this, x, x.size(1), kernel_, stride_, 0);
+  const Geometry g = geometry(*this, x.shape(), x.size(1), kernel_, stride_, 0);
   if (x.device() == tensor::Device::kCUDA) {
     Tensor y = Tensor::empty({g.n, g.c, g.oh, g.ow}, tensor::DType::kF32, x.device());
-    cuda::pool2d_forward(pool_geometry(g, kind_), device_data(x), device_data(y));
+    cuda::pool2d_forward(pool_geometry(g, kind_), device_floats(x), device_floats(y));
     if (mode == Mode::kTrain) {
       x_ = x;
       y_ = y;
@@ -224,10 +223,9 @@ Tensor Pool2d::forward(const Tensor& x, Mode mode) {
 Tensor Pool2d::backward(const Tensor& grad_y) {
   expect_same_shape(*this, grad_y, y_shape_);
   if (grad_y.device() == tensor::Device::kCUDA) {
-    Tensor probe = Tensor::empty(x_shape_, tensor::DType::kF32);
     Tensor gx = Tensor::empty(x_shape_, tensor::DType::kF32, grad_y.device());
-    cuda::pool2d_backward(pool_geometry(geometry(*this, probe, x_shape_[1], kernel_, stride_, 0), kind_), device_data(x_),
-                          device_data(y_), device_data(grad_y), device_data(gx));
+    cuda::pool2d_backward(pool_geometry(geometry(*this, x_shape_, x_shape_[1], kernel_, stride_, 0), kind_),
+                          device_floats(x_), device_floats(y_), device_floats(grad_y), device_floats(gx));
     return gx;
   }
   Tensor gx = Tensor::zeros(x_shape_, tensor::DType::kF32);

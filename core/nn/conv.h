@@ -1,6 +1,6 @@
 // 2-D convolution (im2col + one GEMM over the whole batch) and max/average pooling, on
-// [batch, channels, height, width] tensors; on CUDA tensors, cuDNN's. Square kernels, equal stride and zero padding on
-// both axes: all the LeNet-style models here need.
+// [batch, channels, height, width] tensors; on CUDA tensors, cuDNN's. Square kernels, equal
+// stride and zero padding on both axes: all the LeNet-style models here need.
 #pragma once
 #include "core/nn/module.h"
 #include "core/runtime/rng.h"

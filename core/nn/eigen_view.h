@@ -21,4 +21,8 @@ inline tensor::Tensor empty_like(const tensor::Tensor& t) {
   return tensor::Tensor::empty(t.shape(), tensor::DType::kF32);
 }
 
+// An f32 tensor's first element wherever it lives (device memory for CUDA tensors, which
+// data<float>() refuses), for the CUDA layers' pointer API; null for an undefined tensor.
+inline float* device_floats(const tensor::Tensor& t) { return t.defined() ? static_cast<float*>(t.raw_data()) : nullptr; }
+
 }  // namespace xp::nn::detail

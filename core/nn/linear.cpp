@@ -11,16 +11,13 @@
 namespace xp::nn {
 
 using detail::as_matrix;
-
-namespace {
-float* device_data(const Tensor& t) { return t.defined() ? static_cast<float*>(t.raw_data()) : nullptr; }
-}  // namespace
+using detail::device_floats;
 
 Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& b) {
   const int64_t n = x.size(0), out = w.size(0);
   if (x.device() == tensor::Device::kCUDA) {
     Tensor y = Tensor::empty({n, out}, tensor::DType::kF32, x.device());
-    cuda::linear_forward(device_data(x), device_data(w), device_data(b), device_data(y), n, w.size(1), out);
+    cuda::linear_forward(device_floats(x), device_floats(w), device_floats(b), device_floats(y), n, w.size(1), out);
     return y;
   }
   Tensor y = Tensor::empty({n, out}, tensor::DType::kF32);
@@ -35,8 +32,8 @@ Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& gy, const
   const int64_t n = x.size(0), out = w.size(0);
   if (x.device() == tensor::Device::kCUDA) {
     Tensor gx = Tensor::empty(x.shape(), tensor::DType::kF32, x.device());
-    cuda::linear_backward(device_data(x), device_data(w), device_data(gy), device_data(gx), device_data(grad_w),
-                          device_data(grad_b), n, w.size(1), out);
+    cuda::linear_backward(device_floats(x), device_floats(w), device_floats(gy), device_floats(gx), device_floats(grad_w),
+                          device_floats(grad_b), n, w.size(1), out);
     return gx;
   }
   auto gym = as_matrix(gy, n);

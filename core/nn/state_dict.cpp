@@ -21,7 +21,8 @@ std::vector<std::pair<std::string, Tensor*>> live_tensors(Module& model, Optimiz
 
 StateDict state_dict(Module& model, Optimizer* optimizer) {
   StateDict sd;
-  for (auto& [name, t] : live_tensors(model, optimizer)) sd.emplace_back(name, t->clone());
+  for (auto& [name, t] : live_tensors(model, optimizer))
+    sd.emplace_back(name, t->device() == tensor::Device::kCPU ? t->clone() : t->to(tensor::Device::kCPU));
   return sd;
 }
 
@@ -46,7 +47,11 @@ void load_state_dict(const StateDict& sd, Module& model, Optimizer* optimizer) {
       if (!known) throw StateDictError(fmt::format("state dict has a tensor '{}' this model does not (a checkpoint of a "
                                                    "different model?)", name));
     }
-  for (auto& [name, t] : live) std::memcpy(t->raw_data(), given[name]->contiguous().raw_data(), t->nbytes());
+  for (auto& [name, t] : live) {
+    Tensor source = given[name]->contiguous();
+    if (t->device() == tensor::Device::kCPU) std::memcpy(t->raw_data(), source.raw_data(), t->nbytes());
+    else *t = source.to(t->device());  // a model moved to the GPU (Module::to) loads there
+  }
 }
 
 void write_state_dict(jobs::ByteWriter& out, const StateDict& sd) {

@@ -22,9 +22,9 @@ class StateDictError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Deep copies of the current values.
+// Deep copies of the current values, on the CPU (so a model on the GPU saves the same bytes).
 StateDict state_dict(Module& model, Optimizer* optimizer = nullptr);
-// Copies `sd` into the model (and optimizer). All names and shapes are checked first and the
+// Copies `sd` into the model (and optimizer), each tensor onto the device it lives on. All names and shapes are checked first and the
 // first missing, unexpected or mis-shaped tensor is named in a StateDictError ("a checkpoint of
 // a different model?"); on error nothing is changed.
 void load_state_dict(const StateDict& sd, Module& model, Optimizer* optimizer = nullptr);

@@ -11,6 +11,7 @@
 #include "core/nn/conv.h"
 #include "core/nn/cuda/layers.h"
 #include "core/nn/linear.h"
+#include "core/nn/state_dict.h"
 #include "tests/nn/gradient_check.h"
 
 namespace xp::nn {
@@ -118,6 +119,20 @@ TEST_F(CudaLayers, ALeNetStyleStackMatchesTheCpuStack) {
   };
   auto cpu = build(), gpu = build();
   expect_cuda_matches_cpu(*cpu, *gpu, random_tensor({3, 1, 28, 28}, 10));
+}
+
+TEST_F(CudaLayers, AModelOnTheGpuSavesAndLoadsItsStateDict) {
+  auto [cpu, gpu] = twins<Linear>(12, 6, 3, true);
+  gpu->to(Device::kCUDA);
+  StateDict saved = state_dict(*gpu);
+  for (const auto& [name, t] : saved) EXPECT_EQ(t.device(), Device::kCPU) << name;
+  EXPECT_EQ(fingerprint(saved), fingerprint(state_dict(*cpu)));  // the same values as its CPU twin
+  auto [other, unused] = twins<Linear>(13, 6, 3, true);
+  other->to(Device::kCUDA);
+  load_state_dict(saved, *other);
+  EXPECT_EQ(other->weight().value.device(), Device::kCUDA);
+  expect_near(other->forward(random_tensor({2, 6}, 12).to(Device::kCUDA), Mode::kEval),
+              cpu->forward(random_tensor({2, 6}, 12), Mode::kEval), "reloaded output");
 }
 
 TEST_F(CudaLayers, AnInputOnTheOtherDeviceIsAClearError) {

@@ -126,8 +126,9 @@ __global__ void rmsnorm_kernel(const float* x, const float* w, int64_t hidden, f
 
 __device__ __forceinline__ float silu_times(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
-// RoPE for one (first, second) pair of a head's dims at position p: the same arithmetic as
-// rope_kv_write_kernel, so fused and unfused paths agree bit for bit.
+// RoPE for one (first, second) pair of a head's dims at position p: the formula of
+// rope_kv_write_kernel (the compiler may contract it into FMAs differently, so the fused and
+// unfused paths agree to rounding, as the tests' bounds allow).
 __device__ __forceinline__ void rotate(float& a0, float& a1, float p, float inv_freq) {
   float angle = p * inv_freq, c = cosf(angle), s = sinf(angle);
   float r0 = a0 * c - a1 * s, r1 = a1 * c + a0 * s;
