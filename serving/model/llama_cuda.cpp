@@ -8,6 +8,7 @@
 #include <functional>
 #include <stdexcept>
 
+#include "core/runtime/logging.h"
 #include "core/tensor/tensor.h"
 #include "serving/model/cuda/kernels.h"
 
@@ -117,16 +118,19 @@ struct LlamaCudaModel::Impl {
         ++replays;
         return;
       }
-    if (capture_failed || std::find(seen.begin(), seen.end(), key) == seen.end()) {
-      remember(seen, key);
+    if (capture_failed) return issue();
+    if (std::find(seen.begin(), seen.end(), key) == seen.end()) {
+      seen.push_back(key);
+      if (seen.size() > kGraphs) seen.erase(seen.begin());
       issue();
       return;
     }
     void* exec = nullptr;
     try {
       exec = cuda::graph_capture(issue);
-    } catch (const std::exception&) {
-      capture_failed = true;  // run eagerly from now on
+    } catch (const std::exception& e) {
+      runtime::logger()->warn("CUDA graph capture failed ({}); the CUDA model runs eagerly from now on", e.what());
+      capture_failed = true;
       issue();
       return;
     }
@@ -137,10 +141,6 @@ struct LlamaCudaModel::Impl {
     }
     cuda::graph_replay(exec);
     ++replays;
-  }
-  static void remember(std::vector<std::vector<int64_t>>& keys, const std::vector<int64_t>& key) {
-    keys.push_back(key);
-    if (keys.size() > kGraphs) keys.erase(keys.begin());
   }
   static constexpr size_t kGraphs = 16;
 };
