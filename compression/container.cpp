@@ -10,7 +10,7 @@ namespace xp::compression {
 namespace {
 
 constexpr char kMagic[4] = {'D', 'Q', 'C', 'K'};
-constexpr uint16_t kVersion = 1;
+constexpr uint16_t kVersion = 2;  // 2: compact code tables, run-length classes, varint sizes
 
 uint32_t crc_of(const std::byte* p, size_t n) {
   uLong crc = crc32(0L, Z_NULL, 0);

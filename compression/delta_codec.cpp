@@ -11,11 +11,11 @@ namespace xp::compression {
 namespace {
 
 void encode_rle_huffman(std::span<const uint16_t> values, jobs::ByteWriter& out) {
-  huffman_encode(rle_encode(values), out);
+  huffman_encode_runs(rle_encode(values), out);
 }
 
 std::vector<uint16_t> decode_rle_huffman(jobs::ByteReader& in, size_t count) {
-  return huffman_rle_decode(in, count);
+  return huffman_decode_runs(in, count);
 }
 
 }  // namespace
@@ -60,9 +60,12 @@ void encode_delta(std::span<const uint16_t> prev, std::span<const uint16_t> cur,
       std::vector<uint16_t> grouped(cur.size());
       std::vector<size_t> next(start.begin(), start.end() - 1);
       for (size_t i = 0; i < cur.size(); ++i) grouped[next[prev[i]]++] = delta(i);
+      // Each group: its size (redundant — the decoder counts the parent's symbols — but it
+      // catches a wrong parent cheaply), then its stream unless it is empty.
       for (size_t g = 0; g + 1 < start.size(); ++g) {
-        out.put<uint64_t>(start[g + 1] - start[g]);
-        encode_rle_huffman(std::span<const uint16_t>(grouped).subspan(start[g], start[g + 1] - start[g]), out);
+        const size_t n = start[g + 1] - start[g];
+        out.put_varint(n);
+        if (n) encode_rle_huffman(std::span<const uint16_t>(grouped).subspan(start[g], n), out);
       }
       break;
     }
@@ -105,9 +108,9 @@ std::vector<uint16_t> decode_delta(std::span<const uint16_t> prev, int b_prev, j
     case static_cast<uint8_t>(DeltaLayout::kRearranged): {
       std::vector<std::vector<uint16_t>> groups(static_cast<size_t>(b_prev));
       for (size_t g = 0; g < groups.size(); ++g) {
-        const auto n = in.get<uint64_t>();
+        const auto n = in.get_varint();
         if (n != per_group[g]) throw jobs::CheckpointError("delta: group sizes differ from the parent's (wrong parent?)");
-        groups[g] = decode_rle_huffman(in, n);
+        if (n) groups[g] = decode_rle_huffman(in, n);
       }
       // Walk the parent's symbols, popping each group's deltas in order.
       std::vector<const uint16_t*> cursor(groups.size());

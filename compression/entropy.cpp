@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <queue>
@@ -142,15 +143,54 @@ std::vector<uint8_t> huffman_code_lengths(std::span<const uint64_t> frequencies)
   }
 }
 
-void huffman_encode(std::span<const int32_t> stream, jobs::ByteWriter& out) {
+namespace {
+
+// Run lengths above kExactRuns are coded as a class — the bit width of L − kExactRuns — then the
+// bits below its leading one, raw (DEFLATE's length codes): run lengths are near uniform inside a
+// class, so little is lost, and a table holds a few classes instead of every length that occurs.
+// Small tables matter: the rearranged layout writes one per group, and late checkpoints are a
+// few kilobytes.
+constexpr int32_t kExactRuns = 8;
+constexpr int kMaxRunClass = 31;  // runs are < 2^31
+
+struct RunClass {
+  int32_t symbol;
+  uint32_t extra;
+  int extra_bits;
+};
+
+RunClass run_class(int32_t run) {  // run > kExactRuns
+  const auto over = static_cast<uint32_t>(run - kExactRuns);
+  const int k = std::bit_width(over);
+  return {kExactRuns + k, over - (1u << (k - 1)), k - 1};
+}
+
+// A table entry is one varint: the zigzagged symbol above five bits of code length.
+uint64_t table_entry(int32_t symbol, uint8_t length) {
+  const uint32_t zigzag = (static_cast<uint32_t>(symbol) << 1) ^ static_cast<uint32_t>(symbol >> 31);
+  return (uint64_t{zigzag} << 5) | length;
+}
+
+std::pair<int32_t, uint8_t> from_table_entry(uint64_t e) {
+  const uint64_t zigzag = e >> 5;
+  if (zigzag > UINT32_MAX) throw jobs::CheckpointError("huffman: code table symbol out of range (corrupt)");
+  const auto z = static_cast<uint32_t>(zigzag);
+  return {static_cast<int32_t>((z >> 1) ^ (0u - (z & 1u))), static_cast<uint8_t>(e & 31)};
+}
+
+// Writes the code table, the token count and the bit stream; with kRuns, positive tokens are run
+// lengths coded by class.
+template <bool kRuns>
+void encode_tokens(std::span<const int32_t> stream, jobs::ByteWriter& out) {
+  auto symbol_of = [](int32_t v) { return kRuns && v > kExactRuns ? run_class(v).symbol : v; };
   SymbolIndex index;
   std::vector<int32_t> symbols;
   std::vector<uint64_t> counts;
   for (int32_t v : stream) {
-    int32_t& i = index[v];
+    int32_t& i = index[symbol_of(v)];
     if (i < 0) {
       i = static_cast<int32_t>(symbols.size());
-      symbols.push_back(v);
+      symbols.push_back(symbol_of(v));
       counts.push_back(0);
     }
     ++counts[static_cast<size_t>(i)];
@@ -166,22 +206,29 @@ void huffman_encode(std::span<const int32_t> stream, jobs::ByteWriter& out) {
     code_of[i] = c.codes[k];
     length_of[i] = c.lengths[k];
   }
-  out.put<uint32_t>(static_cast<uint32_t>(c.symbols.size()));
-  for (size_t i = 0; i < c.symbols.size(); ++i) {
-    out.put<int32_t>(c.symbols[i]);
-    out.put<uint8_t>(c.lengths[i]);
-  }
+  out.put_varint(c.symbols.size());
+  for (size_t i = 0; i < c.symbols.size(); ++i) out.put_varint(table_entry(c.symbols[i], c.lengths[i]));
   BitWriter bits;
   uint64_t total_bits = 0;
   for (size_t i = 0; i < symbols.size(); ++i) total_bits += counts[i] * length_of[i];
   bits.reserve(total_bits / 8 + 8);
   for (int32_t v : stream) {
-    const auto i = static_cast<size_t>(index[v]);
+    const auto i = static_cast<size_t>(index[symbol_of(v)]);
     bits.put(code_of[i], length_of[i]);
+    if (kRuns && v > kExactRuns) {
+      const RunClass r = run_class(v);
+      if (r.extra_bits) bits.put(r.extra, r.extra_bits);
+    }
   }
-  out.put<uint64_t>(stream.size());
-  out.put_vector(bits.finish());
+  out.put_varint(stream.size());
+  out.put_blob(bits.finish());
 }
+
+}  // namespace
+
+void huffman_encode(std::span<const int32_t> stream, jobs::ByteWriter& out) { encode_tokens<false>(stream, out); }
+
+void huffman_encode_runs(std::span<const int32_t> rle_tokens, jobs::ByteWriter& out) { encode_tokens<true>(rle_tokens, out); }
 
 namespace {
 
@@ -231,27 +278,42 @@ std::vector<uint16_t> expand_runs(uint64_t tokens, Next&& next, size_t expected_
 // and the bits can hold the count) and decodes one value per next().
 class HuffmanDecoder {
  public:
-  explicit HuffmanDecoder(jobs::ByteReader& in) {
-    const auto n = in.get<uint32_t>();
-    if (n > in.remaining() / 5) throw jobs::CheckpointError("huffman: code table larger than the payload (corrupt)");
+  // `runs`: the stream is RLE tokens whose run-length classes are followed by raw bits.
+  HuffmanDecoder(jobs::ByteReader& in, bool runs) {
+    const auto n = in.get_varint();
+    if (n > in.remaining()) throw jobs::CheckpointError("huffman: code table larger than the payload (corrupt)");
     std::vector<std::pair<int32_t, uint8_t>> table(n);
-    for (auto& [s, l] : table) {
-      s = in.get<int32_t>();
-      l = in.get<uint8_t>();
-      if (l == 0 || l > kMaxCodeLength) throw jobs::CheckpointError(fmt::format("huffman: invalid code length {}", l));
+    for (auto& entry : table) {
+      entry = from_table_entry(in.get_varint());
+      if (entry.second == 0 || entry.second > kMaxCodeLength)
+        throw jobs::CheckpointError(fmt::format("huffman: invalid code length {}", entry.second));
     }
     c_ = canonical(table);
-    count_ = in.get<uint64_t>();
-    bytes_ = in.get_vector<uint8_t>();
+    count_ = in.get_varint();
+    bytes_ = in.get_blob();
     if (count_ > 0 && n == 0) throw jobs::CheckpointError("huffman: symbols but no code table (corrupt)");
     if (count_ > bytes_.size() * 8) throw jobs::CheckpointError("huffman: more symbols than bits (corrupt)");
     double kraft = 0;
     for (uint8_t l : c_.lengths) kraft += std::ldexp(1.0, -l);
     if (kraft > 1.0 + 1e-12) throw jobs::CheckpointError("huffman: code lengths do not form a prefix code (corrupt)");
-    // Short codes: one lookup of the next kLutBits bits gives the value and the code length.
-    for (size_t k = 0; k < c_.symbols.size() && c_.lengths[k] <= kLutBits; ++k) {
-      const int shift = kLutBits - c_.lengths[k];
-      for (uint32_t e = c_.codes[k] << shift; e < (c_.codes[k] + 1) << shift; ++e) lut_[e] = {c_.symbols[k], c_.lengths[k]};
+    // Short codes: one lookup of the next kLutBits bits gives the value and the code length. A
+    // run-length class whose raw bits fit too gets an entry per raw value holding the run itself.
+    for (size_t k = 0; k < c_.symbols.size(); ++k) {
+      const int32_t symbol = c_.symbols[k];
+      const int length = c_.lengths[k];
+      const int raw = runs && symbol > kExactRuns ? symbol - kExactRuns - 1 : 0;
+      if (raw >= kMaxRunClass) throw jobs::CheckpointError("rle: run-length class out of range (corrupt)");
+      if (length > kLutBits) continue;
+      auto fill = [&](uint32_t prefix, int bits, Entry entry) {
+        const int shift = kLutBits - bits;
+        for (uint32_t e = prefix << shift; e < (prefix + 1) << shift; ++e) lut_[e] = entry;
+      };
+      if (raw && length + raw <= kLutBits) {
+        for (uint32_t x = 0; x < (1u << raw); ++x)
+          fill((c_.codes[k] << raw) | x, length + raw, {kExactRuns + static_cast<int32_t>((1u << raw) + x), static_cast<uint8_t>(length + raw), 0});
+      } else {
+        fill(c_.codes[k], length, {symbol, static_cast<uint8_t>(length), static_cast<uint8_t>(raw)});
+      }
     }
     // Long codes: canonical decoding, per length the first code and the rank of its first symbol.
     for (uint8_t l : c_.lengths) ++per_length_[l];
@@ -278,6 +340,28 @@ class HuffmanDecoder {
       ended_early();
     return value;
   }
+  // An RLE token: a value (≤ 0) or a run length; a class the table could not expand is followed
+  // by its raw bits.
+  [[gnu::always_inline]] int32_t next_run_token() {
+    const Entry e = lut_[bits_.peek(kLutBits)];
+    int32_t value;
+    int raw;
+    if (e.length) {
+      bits_.skip(e.length);
+      value = e.value;
+      raw = e.raw;
+    } else {
+      value = next_long();
+      raw = value > kExactRuns ? value - kExactRuns - 1 : 0;
+    }
+    if (raw) [[unlikely]] {
+      value = kExactRuns + static_cast<int32_t>((1u << raw) + bits_.peek(raw));
+      bits_.skip(raw);
+    }
+    if (bits_.consumed() > total_bits_) [[unlikely]]
+      ended_early();
+    return value;
+  }
 
  private:
   [[noreturn, gnu::cold, gnu::noinline]] static void ended_early() {
@@ -297,6 +381,7 @@ class HuffmanDecoder {
   struct Entry {
     int32_t value = 0;
     uint8_t length = 0;  // 0: a longer code
+    uint8_t raw = 0;     // raw bits that follow (a run-length class not expanded in the table)
   };
   Canonical c_;
   uint64_t count_ = 0, total_bits_ = 0;
@@ -309,15 +394,15 @@ class HuffmanDecoder {
 }  // namespace
 
 std::vector<int32_t> huffman_decode(jobs::ByteReader& in) {
-  HuffmanDecoder d(in);
+  HuffmanDecoder d(in, /*runs=*/false);
   std::vector<int32_t> out(d.count());
   for (int32_t& v : out) v = d.next();
   return out;
 }
 
-std::vector<uint16_t> huffman_rle_decode(jobs::ByteReader& in, size_t expected_count) {
-  HuffmanDecoder d(in);
-  return expand_runs(d.count(), [&] { return d.next(); }, expected_count);
+std::vector<uint16_t> huffman_decode_runs(jobs::ByteReader& in, size_t expected_count) {
+  HuffmanDecoder d(in, /*runs=*/true);
+  return expand_runs(d.count(), [&] { return d.next_run_token(); }, expected_count);
 }
 
 std::vector<int32_t> rle_encode(std::span<const uint16_t> values) {

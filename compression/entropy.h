@@ -12,15 +12,18 @@
 
 namespace xp::compression {
 
-// Writes the code table (symbol, length pairs) and the bit stream.
+// Writes the code table (one varint per symbol: symbol and code length), the value count and the
+// bit stream.
 void huffman_encode(std::span<const int32_t> stream, jobs::ByteWriter& out);
 std::vector<int32_t> huffman_decode(jobs::ByteReader& in);
 
 // Values must be ≥ 0 (symbols or deltas); the RLE stream is what Huffman codes next.
 std::vector<int32_t> rle_encode(std::span<const uint16_t> values);
 std::vector<uint16_t> rle_decode(std::span<const int32_t> stream, size_t expected_count);
-// rle_decode(huffman_decode(in), expected_count) in one pass, without the token stream.
-std::vector<uint16_t> huffman_rle_decode(jobs::ByteReader& in, size_t expected_count);
+// Huffman coding of an RLE token stream, long run lengths coded as a class plus raw bits, and its
+// inverse fused with rle_decode (one pass, no token stream).
+void huffman_encode_runs(std::span<const int32_t> rle_tokens, jobs::ByteWriter& out);
+std::vector<uint16_t> huffman_decode_runs(jobs::ByteReader& in, size_t expected_count);
 
 // Canonical code lengths for `frequencies` (index = symbol rank), at most 30 bits.
 std::vector<uint8_t> huffman_code_lengths(std::span<const uint64_t> frequencies);

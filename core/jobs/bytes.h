@@ -1,6 +1,7 @@
 // ByteWriter / ByteReader: the little-endian binary encoding of checkpoint payloads. Plain
-// values and vectors of trivially copyable types; a reader that runs past the end throws
-// CheckpointError instead of reading garbage. No versioning here: the checkpoint header has it.
+// values and vectors of trivially copyable types, plus LEB128 varints and varint-sized byte blobs
+// for compact streams; a reader that runs past the end throws CheckpointError instead of reading
+// garbage. No versioning here: the checkpoint header has it.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -33,6 +34,19 @@ class ByteWriter {
   void put_vector(const std::vector<T>& v) {
     put<uint64_t>(v.size());
     append(v.data(), v.size() * sizeof(T));
+  }
+  // Seven bits a byte, least significant first; the high bit says "more follows".
+  void put_varint(uint64_t v) {
+    uint8_t b[10];
+    size_t n = 0;
+    for (; v >= 0x80; v >>= 7) b[n++] = static_cast<uint8_t>(v | 0x80);
+    b[n++] = static_cast<uint8_t>(v);
+    append(b, n);
+  }
+  // A varint byte count, then the bytes.
+  void put_blob(const std::vector<uint8_t>& v) {
+    put_varint(v.size());
+    append(v.data(), v.size());
   }
   const std::vector<std::byte>& bytes() const { return buf_; }
   std::vector<std::byte> take() { return std::move(buf_); }
@@ -72,6 +86,22 @@ class ByteReader {
     if (n > (size_ - pos_) / (sizeof(T) ? sizeof(T) : 1)) throw CheckpointError("checkpoint payload truncated");
     std::vector<T> v(n);
     copy(v.data(), n * sizeof(T));
+    return v;
+  }
+  uint64_t get_varint() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      const auto b = get<uint8_t>();
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) return v;
+    }
+    throw CheckpointError("checkpoint payload: varint longer than 64 bits (corrupt)");
+  }
+  std::vector<uint8_t> get_blob() {
+    const uint64_t n = get_varint();
+    need(n);
+    std::vector<uint8_t> v(n);
+    copy(v.data(), n);
     return v;
   }
   bool at_end() const { return pos_ == size_; }

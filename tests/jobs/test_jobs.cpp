@@ -45,6 +45,23 @@ TEST(Bytes, RoundTripAndTruncationIsDetected) {
   EXPECT_THROW(short_reader.get_string(), CheckpointError);
 }
 
+TEST(Bytes, VarintsTakeOneByteASevenBitsAndBlobsRoundTrip) {
+  ByteWriter w;
+  for (uint64_t v : {uint64_t{0}, uint64_t{127}, uint64_t{128}, uint64_t{300}, UINT64_MAX}) w.put_varint(v);
+  w.put_blob({1, 2, 3});
+  EXPECT_EQ(w.bytes().size(), 1u + 1 + 2 + 2 + 10 + (1 + 3));
+  ByteReader r(w.bytes());
+  for (uint64_t v : {uint64_t{0}, uint64_t{127}, uint64_t{128}, uint64_t{300}, UINT64_MAX}) EXPECT_EQ(r.get_varint(), v);
+  EXPECT_EQ(r.get_blob(), (std::vector<uint8_t>{1, 2, 3}));
+  EXPECT_TRUE(r.at_end());
+  // A varint that never ends and a blob longer than the payload are refused.
+  const std::vector<std::byte> endless(11, std::byte{0xff});
+  ByteReader e(endless);
+  EXPECT_THROW(e.get_varint(), CheckpointError);
+  ByteReader b(w.bytes().data() + w.bytes().size() - 4, 3);
+  EXPECT_THROW(b.get_blob(), CheckpointError);
+}
+
 TEST(CheckpointStore, SaveLoadKeepsTheNewestAndPrunes) {
   testing::TempDir d;
   CheckpointStore store(d / "ckpt", 2);
