@@ -94,7 +94,6 @@ class CnrCodec final : public CheckpointCodec {
   }
   nn::StateDict decode(const std::vector<std::vector<std::byte>>& chain) override { return decode_one(chain.back()); }
 
- private:
   static std::vector<std::byte> encode_with(const nn::StateDict& w, int bins) {
     jobs::ByteWriter out;
     out.put<int32_t>(bins);
@@ -185,6 +184,8 @@ class CnrCodec final : public CheckpointCodec {
     }
   }
 
+
+ private:
   Quality quality_;
   double keep_;
 };
@@ -356,6 +357,10 @@ class LcCodec final : public CheckpointCodec {
 const std::vector<std::string>& codec_names() {
   static const std::vector<std::string> names{"dynaquant", "none", "zstd", "uniform8_zstd", "cnr", "qd", "lc"};
   return names;
+}
+
+nn::StateDict cnr_quantized(const nn::StateDict& weights, int bins) {
+  return CnrCodec::decode_one(CnrCodec::encode_with(weights, bins));
 }
 
 std::unique_ptr<CheckpointCodec> make_codec(const std::string& method, const CompressorOptions& o,

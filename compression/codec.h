@@ -52,4 +52,8 @@ std::unique_ptr<CheckpointCodec> make_codec(const std::string& method, const Com
                                             CheckpointCodec::Quality quality);
 const std::vector<std::string>& codec_names();
 
+// Check-N-Run-style adaptive uniform quantization (the cnr codec) at `bins` levels, dequantized:
+// the comparison column of the one-shot bins table.
+nn::StateDict cnr_quantized(const nn::StateDict& weights, int bins);
+
 }  // namespace xp::compression

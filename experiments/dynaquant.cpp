@@ -39,7 +39,7 @@ struct Config {
   std::string optimizer_state = "fp32";   // compression::optimizer_state_policy_names()
   cz::CompressorOptions dq;
   std::string layout = "rearranged";      // rearranged | rle | huffman
-  bool bins_table = false;                // also measure the one-shot bins needed (ours vs uniform)
+  bool bins_table = false;                // also measure the one-shot bins needed (ours vs uniform and CNR)
 };
 
 Config parse(const config::ConfigNode& job) {
@@ -271,7 +271,8 @@ class Dynaquant final : public Experiment {
           {"step", ColumnType::kInt64, "steps", "checkpoint"},
           {"drop", ColumnType::kFloat64, "", "allowed relative validation-accuracy drop"},
           {"ours", ColumnType::kInt64, "bins", "fewest k-means levels meeting it (-1: none up to 256)"},
-          {"uniform", ColumnType::kInt64, "bins", "fewest uniform levels meeting it (-1: none up to 256)"},
+          {"uniform", ColumnType::kInt64, "bins", "fewest per-tensor uniform levels meeting it (-1: none up to 256)"},
+          {"cnr", ColumnType::kInt64, "bins", "fewest Check-N-Run adaptive uniform levels meeting it (-1: none up to 256)"},
       });
     epochs_ = &ctx.table("/epochs", {
         {"epoch", ColumnType::kInt64, "epochs", "epochs completed"},
@@ -342,7 +343,9 @@ class Dynaquant final : public Experiment {
   }
 
   // The one-shot table (training.md §2.3): for each per-checkpoint quality drop, the fewest bins
-  // that meet it with pruning and protection off — our k-means levels against uniform levels.
+  // that meet it with pruning and protection off — our k-means levels against per-tensor uniform
+  // levels (min to max, as QD-Compressor) and Check-N-Run's adaptive uniform ones (per row,
+  // clipped range), the paper's "uniform (CNR)".
   template <class Quality>
   void bins_needed(int64_t step, networks::Network& net, const Quality& quality) {
     const nn::StateDict w = weights_of(net.module());
@@ -350,23 +353,26 @@ class Dynaquant final : public Experiment {
     cz::QuantConfig c;
     c.protect_fraction = 0.0;
     for (double drop : {0.001, 0.01, 0.05}) {
-      auto fewest = [&](auto quantized) {  // binary search over 2..256, feasibility monotone in K
+      // Binary search over 2..256 for the fewest bins whose dequantized weights meet the drop
+      // (feasibility taken as monotone in the bin count); -1: none.
+      auto fewest = [&](auto dequantized) {
         int lo = 2, hi = 256;
-        if (quality(cz::dequantize(quantized(hi))) < live * (1 - drop)) return -1;  // none
+        if (quality(dequantized(hi)) < live * (1 - drop)) return -1;
         while (lo < hi) {
           const int mid = (lo + hi) / 2;
-          if (quality(cz::dequantize(quantized(mid))) >= live * (1 - drop)) hi = mid;
+          if (quality(dequantized(mid)) >= live * (1 - drop)) hi = mid;
           else lo = mid + 1;
         }
         return lo;
       };
       const int ours = fewest([&](int k) {
         c.bins = c.embedding_bins = k;
-        return cz::quantize(w, {}, c);
+        return cz::dequantize(cz::quantize(w, {}, c));
       });
-      const int uniform = fewest([&](int k) { return cz::quantize_uniform(w, k); });
-      bins_->append({step, drop, static_cast<int64_t>(ours), static_cast<int64_t>(uniform)});
-      if (ours > 0 && uniform > 0) bins_record_[drop].push_back({ours, uniform});
+      const int uniform = fewest([&](int k) { return cz::dequantize(cz::quantize_uniform(w, k)); });
+      const int cnr = fewest([&](int k) { return cz::cnr_quantized(w, k); });
+      bins_->append({step, drop, static_cast<int64_t>(ours), static_cast<int64_t>(uniform), static_cast<int64_t>(cnr)});
+      if (ours > 0 && uniform > 0 && cnr > 0) bins_record_[drop].push_back({ours, uniform, cnr});
     }
   }
 
@@ -412,7 +418,7 @@ class Dynaquant final : public Experiment {
     iterations_ = in.get<uint64_t>();
     for (auto n = in.get<uint64_t>(); n > 0; --n) {
       const double drop = in.get<double>();
-      bins_record_[drop] = in.get_vector<std::array<int, 2>>();
+      bins_record_[drop] = in.get_vector<std::array<int, 3>>();
     }
     std::map<std::string, std::vector<float>> values;
     for (auto n = in.get<uint64_t>(); n > 0; --n) {
@@ -444,12 +450,14 @@ class Dynaquant final : public Experiment {
     ctx.set_summary("train_seconds", train_s);
     ctx.set_summary("compression_time_share", compress_s_ / std::max(train_s + compress_s_, 1e-9));
     ctx.set_summary("failures", static_cast<int64_t>(failures_->rows()));
-    for (const auto& [drop, pairs] : bins_record_) {  // checkpoints where both met the drop
-      double ours = 0, uniform = 0;
-      for (auto [o, u] : pairs) ours += o, uniform += u;
-      const auto n = static_cast<double>(pairs.size());
-      ctx.set_summary(fmt::format("mean_bins_ours_drop_{}", drop), ours / n);
-      ctx.set_summary(fmt::format("mean_bins_uniform_drop_{}", drop), uniform / n);
+    for (const auto& [drop, rows] : bins_record_) {  // checkpoints where every quantizer met the drop
+      std::array<double, 3> sum{};
+      for (const auto& r : rows)
+        for (size_t k = 0; k < sum.size(); ++k) sum[k] += r[k];
+      const auto n = static_cast<double>(rows.size());
+      ctx.set_summary(fmt::format("mean_bins_ours_drop_{}", drop), sum[0] / n);
+      ctx.set_summary(fmt::format("mean_bins_uniform_drop_{}", drop), sum[1] / n);
+      ctx.set_summary(fmt::format("mean_bins_cnr_drop_{}", drop), sum[2] / n);
     }
   }
 
@@ -461,7 +469,7 @@ class Dynaquant final : public Experiment {
   results::Table* failures_ = nullptr;
   results::Table* epochs_ = nullptr;
   results::Table* bins_ = nullptr;
-  std::map<double, std::vector<std::array<int, 2>>> bins_record_;  // drop → (ours, uniform) per checkpoint
+  std::map<double, std::vector<std::array<int, 3>>> bins_record_;  // drop → (ours, uniform, cnr) per checkpoint
   int64_t total_bytes_ = 0, total_raw_ = 0, total_full_stored_ = 0, total_full_raw_ = 0, evaluations_ = 0;
   double peak_ratio_ = 0.0, compress_s_ = 0.0, train_s_ = 0.0;
   Saved saved_;              // the latest checkpoint: what a failure restores

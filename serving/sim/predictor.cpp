@@ -404,9 +404,12 @@ double ExecutionPredictor::operators_ms(const BatchShape& b, bool last_stage) co
 }
 
 // Per-iteration overhead the operators miss: whole iterations minus what the operators predict
-// for the same batch, fitted by least squares as c0 + c1·tokens + c2·sequences (fork/join and
-// setup per iteration, temporaries per token, gathers per sequence). Decode rows alone cannot
-// tell tokens from sequences; the pivoted solve then uses one of them.
+// for the same batch, fitted as c0 + c1·tokens + c2·sequences (fork/join and setup per
+// iteration, temporaries per token, gathers per sequence). Least squares on *relative* errors
+// (each row weighted by 1/time): latency metrics are compared relatively, and plain least squares
+// lets the few long prefill iterations set the coefficients at the expense of the many short
+// decodes that make up TBT. Decode rows alone cannot tell tokens from sequences; the pivoted
+// solve then uses one of them.
 void ExecutionPredictor::fit_overhead(const std::vector<std::pair<BatchShape, double>>& iterations_ms,
                                       const std::string& source) {
   if (iterations_ms.empty()) throw std::invalid_argument("fit_overhead: no iterations to fit");
@@ -415,8 +418,11 @@ void ExecutionPredictor::fit_overhead(const std::vector<std::pair<BatchShape, do
   Eigen::VectorXd residual(n);
   for (Eigen::Index i = 0; i < n; ++i) {
     const auto& [b, ms] = iterations_ms[static_cast<size_t>(i)];
+    if (!(ms > 0)) throw std::invalid_argument(fmt::format("fit_overhead: iteration {} took {} ms", i, ms));
     features.row(i) << 1.0, static_cast<double>(b.num_tokens()), static_cast<double>(b.prefills.size() + b.decode_contexts.size());
     residual(i) = ms - operators_ms(b, /*last_stage=*/true);
+    features.row(i) /= ms;
+    residual(i) /= ms;
   }
   Eigen::Vector3d c = features.colPivHouseholderQr().solve(residual);
   overhead_coef_ = {c(0), c(1), c(2)};

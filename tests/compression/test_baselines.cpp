@@ -3,6 +3,7 @@
 // ones exactly, and refuses a truncated encoding.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "compression/codec.h"
@@ -55,6 +56,26 @@ TEST(CodecTest, EveryCodecDecodesItsChainCloseToTheWeights) {
     chain.back() = truncated;
     EXPECT_ANY_THROW(codec->decode(chain)) << method;
   }
+}
+
+TEST(CnrQuantizedTest, EachRowTakesAtMostBinsValuesAndMoreBinsErrLess) {
+  const nn::StateDict w = weights(0);
+  double previous = INFINITY;
+  for (int bins : {2, 5, 16, 256}) {
+    const nn::StateDict q = cnr_quantized(w, bins);
+    ASSERT_EQ(q.size(), w.size());
+    EXPECT_EQ(q[1].second.to_vector(), w[1].second.to_vector()) << "1-D tensors stay fp32";
+    const nn::Tensor& t = q[0].second;
+    for (int64_t r = 0; r < t.size(0); ++r) {
+      std::vector<float> row(t.data<float>() + r * t.size(1), t.data<float>() + (r + 1) * t.size(1));
+      std::sort(row.begin(), row.end());
+      EXPECT_LE(std::unique(row.begin(), row.end()) - row.begin(), bins) << "row " << r;
+    }
+    const double err = max_error(w, q);
+    EXPECT_LT(err, previous) << bins << " bins";
+    previous = err;
+  }
+  EXPECT_LT(previous, 0.01);  // 256 levels over a ±0.4 row
 }
 
 }  // namespace
