@@ -21,7 +21,8 @@ from results import load_runs  # noqa: E402
 
 def main():
     out = sys.argv[1]
-    runs = load_runs(out)
+    # Only this experiment's runs (OUT_DIR may hold other things).
+    runs = {n: r for n, r in load_runs(out).items() if "weights_ratio" in r.summary}
     # Each model's rows compare with its own uncompressed run (mlp_none, cnn_none).
     refs = {m: runs[f"{m}_none"].summary["test_accuracy"] for m in ("mlp", "cnn") if f"{m}_none" in runs}
     lines = ["| run (Fashion-MNIST, 10 restores; cnn_* = LeNet-5, others the MLP) | weights-only ratio | full-state ratio | peak ratio | "
@@ -36,6 +37,18 @@ def main():
                      f"{s['compression_time_share'] * 100:.1f}% |")
     lines += ["", "Paper (training.md §2.3): 26-39x overall on large models, < 1% drop over 10 restores, peaks > 100x; "
               "project estimate for this MLP 10-25x overall, peaks > 50x."]
+    # The one-shot bins table: mean fewest bins per allowed drop, over the checkpoints where every
+    # quantizer met it.
+    for name, r in runs.items():
+        drops = sorted({k.rsplit("_", 1)[1] for k in r.summary if k.startswith("mean_bins_ours_drop_")}, key=float)
+        if not drops:
+            continue
+        lines += ["", f"One-shot bins ({name}): mean fewest bins meeting the drop, no pruning or protection", "",
+                  "| drop | ours (k-means) | per-tensor uniform | Check-N-Run adaptive uniform | uniform / ours | CNR / ours |",
+                  "|---|---|---|---|---|---|"]
+        for d in drops:
+            ours, uni, cnr = (r.summary[f"mean_bins_{q}_drop_{d}"] for q in ("ours", "uniform", "cnr"))
+            lines.append(f"| {float(d) * 100:g}% | {ours:.1f} | {uni:.1f} | {cnr:.1f} | {uni / ours:.2f}x | {cnr / ours:.2f}x |")
     with open(os.path.join(out, "table.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

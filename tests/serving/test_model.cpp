@@ -121,7 +121,8 @@ TEST_F(Model, GreedyDecodingIsDeterministic) {
 }
 
 TEST(ModelThreads, ResultsDoNotDependOnTheThreadCount) {
-  // Wide enough that every linear layer splits into several 256-column blocks.
+  // Wide enough that every linear layer splits into several column blocks (prefill) and weight-row
+  // blocks (decode).
   LlamaConfig c = tiny();
   c.hidden_size = 512;
   c.num_attention_heads = 8;
