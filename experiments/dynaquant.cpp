@@ -350,8 +350,8 @@ class Dynaquant final : public Experiment {
   void bins_needed(int64_t step, networks::Network& net, const Quality& quality) {
     const nn::StateDict w = weights_of(net.module());
     const double live = quality(w);
-    cz::QuantConfig c;
-    c.protect_fraction = 0.0;
+    cz::QuantConfig c = cfg_.dq.base;  // the run's σ, α and seed
+    c.prune_fraction = c.protect_fraction = 0.0;
     for (double drop : {0.001, 0.01, 0.05}) {
       // Binary search over 2..256 for the fewest bins whose dequantized weights meet the drop
       // (feasibility taken as monotone in the bin count); -1: none.
