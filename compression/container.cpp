@@ -46,7 +46,10 @@ ContainerHeader read_header(jobs::ByteReader& in, uint32_t* n_tensors) {
   for (char& c : magic) c = in.get<char>();
   if (std::memcmp(magic, kMagic, 4) != 0) throw ContainerError("not a DynaQuant checkpoint (bad magic)");
   const auto version = in.get<uint16_t>();
-  if (version != kVersion) throw ContainerError(fmt::format("DynaQuant checkpoint version {} (this build reads {})", version, kVersion));
+  if (version != kVersion)
+    throw ContainerError(fmt::format("DynaQuant checkpoint version {} (this build reads {}); hint: {}", version, kVersion,
+                                     version < kVersion ? "written by an older build: compress the source checkpoint again"
+                                                        : "written by a newer build: update exp"));
   ContainerHeader h;
   h.step = in.get<uint64_t>();
   h.parent_step = in.get<int64_t>();

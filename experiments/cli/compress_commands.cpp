@@ -52,14 +52,19 @@ int decompress_command(const CompressOptions& o) {
   }
   const std::string& s = content.value();
   std::vector<std::byte> bytes(reinterpret_cast<const std::byte*>(s.data()), reinterpret_cast<const std::byte*>(s.data()) + s.size());
-  compression::ContainerHeader h = compression::read_container_header(bytes);
-  if (h.parent_step >= 0) {
-    fmt::print(stderr, "error: {} is a delta against step {}; decompress a training run's chain with its experiment\n",
-               o.input, h.parent_step);
-    return 2;
-  }
   std::map<std::string, tensor::Tensor> tensors;
-  for (auto& [name, t] : compression::dequantize(compression::decode_container(bytes, nullptr))) tensors[name] = t;
+  try {
+    compression::ContainerHeader h = compression::read_container_header(bytes);
+    if (h.parent_step >= 0) {
+      fmt::print(stderr, "error: {} is a delta against step {}; decompress a training run's chain with its experiment\n",
+                 o.input, h.parent_step);
+      return 2;
+    }
+    for (auto& [name, t] : compression::dequantize(compression::decode_container(bytes, nullptr))) tensors[name] = t;
+  } catch (const std::runtime_error& e) {  // corrupt, truncated or of another version: name the file
+    fmt::print(stderr, "error: {}: {}\n", o.input, e.what());
+    return 1;
+  }
   serving::write_safetensors(o.output, tensors, {{"format", "pt"}, {"source", "exp decompress"}});
   print_table({{"tensors", std::to_string(tensors.size())}, {"output", o.output}});
   return 0;

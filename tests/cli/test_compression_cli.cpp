@@ -158,6 +158,7 @@ TEST_F(CompressionCli, CompressAndDecompressASafetensorsCheckpoint) {
   Ran bad = exp("decompress bad.dqck out.safetensors");
   EXPECT_EQ(bad.rc, 1);
   EXPECT_THAT(bad.err, HasSubstr("corrupt"));
+  EXPECT_THAT(bad.err, HasSubstr("bad.dqck"));
   EXPECT_FALSE(std::filesystem::exists(dir_ / "out.safetensors"));
 }
 

@@ -1,7 +1,7 @@
 // DynaQuant's quantizer and checkpoint container (training.md §2.5: partition, format, chains):
 // prune/protect counts match their fractions, thresholds are shared per layer type, delta chains
 // of 20 checkpoints decode bit-exactly, any flipped byte is refused, and a delta refuses a missing
-// or foreign parent.
+// or foreign parent, and a container of another format version is refused with a hint.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -153,6 +153,22 @@ TEST(ContainerTest, EveryFlippedByteIsRefused) {
   }
   auto truncated = std::vector<std::byte>(bytes.begin(), bytes.begin() + static_cast<long>(bytes.size() / 2));
   EXPECT_THROW(decode_container(truncated, nullptr), ContainerError);
+}
+
+TEST(ContainerTest, AnotherFormatVersionIsRefusedWithAHint) {
+  auto q = quantize(model(4), {}, {});
+  auto bytes = encode_container(header(7, -1), q, nullptr);
+  for (uint16_t version : {uint16_t{1}, uint16_t{99}}) {
+    auto other = std::vector<std::byte>(bytes.begin(), bytes.end() - 4);  // without the CRC trailer
+    std::memcpy(other.data() + 4, &version, sizeof version);               // after the magic
+    append_crc32(other);
+    try {
+      decode_container(other, nullptr);
+      ADD_FAILURE() << "version " << version << " was accepted";
+    } catch (const ContainerError& e) {
+      EXPECT_THAT(e.what(), ::testing::HasSubstr(version == 1 ? "older build" : "newer build"));
+    }
+  }
 }
 
 TEST(ContainerTest, DeltaRefusesAMissingOrForeignParent) {
