@@ -1,7 +1,7 @@
 // core/nn's CUDA layers: cuBLAS SGEMMs for the linear layer, cuDNN for convolution, pooling
 // and activations. Convolutions are pinned to FP32 FMA math (cuDNN may otherwise pick TF32
 // tensor-core algorithms, 10-bit mantissas) so results agree with the CPU layers to rounding.
-// Calls run on the default stream, as core/tensor's CUDA backend does.
+// Calls run on the default stream, with core/tensor's cuBLAS handle and checks.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -10,27 +10,14 @@
 #include <string>
 
 #include "core/nn/cuda/layers.h"
+#include "core/tensor/cuda/status.h"
 
 namespace xp::nn::cuda {
 namespace {
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("CUDA ") + what + ": " + cudaGetErrorString(e));
-}
-void check(cublasStatus_t s, const char* what) {
-  if (s != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(std::string("cuBLAS ") + what + " failed, status " + std::to_string(s));
-}
+using tensor::cuda::check;
 void check(cudnnStatus_t s, const char* what) {
   if (s != CUDNN_STATUS_SUCCESS) throw std::runtime_error(std::string("cuDNN ") + what + ": " + cudnnGetErrorString(s));
-}
-
-cublasHandle_t blas() {
-  static cublasHandle_t h = [] {
-    cublasHandle_t x;
-    check(cublasCreate(&x), "create");
-    return x;
-  }();
-  return h;
 }
 
 cudnnHandle_t dnn() {
@@ -55,37 +42,39 @@ void* workspace(size_t bytes) {
   return p;
 }
 
-struct TensorDesc {
-  cudnnTensorDescriptor_t d;
+// A cuDNN descriptor owned for one call: the derived constructor creates and sets it, this
+// destroys it (a null one, if creation threw, is refused by cuDNN and ignored).
+template <class T, cudnnStatus_t (*Destroy)(T)>
+struct Owned {
+  T d{};
+  Owned() = default;
+  ~Owned() { Destroy(d); }
+  Owned(const Owned&) = delete;
+  Owned& operator=(const Owned&) = delete;
+};
+
+struct TensorDesc : Owned<cudnnTensorDescriptor_t, cudnnDestroyTensorDescriptor> {
   TensorDesc(int64_t n, int64_t c, int64_t h, int64_t w) {
     check(cudnnCreateTensorDescriptor(&d), "tensor descriptor");
     check(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, static_cast<int>(n), static_cast<int>(c),
                                      static_cast<int>(h), static_cast<int>(w)),
           "tensor descriptor");
   }
-  ~TensorDesc() { cudnnDestroyTensorDescriptor(d); }
-  TensorDesc(const TensorDesc&) = delete;
-  TensorDesc& operator=(const TensorDesc&) = delete;
 };
 
-struct FilterDesc {
-  cudnnFilterDescriptor_t d;
+struct FilterDesc : Owned<cudnnFilterDescriptor_t, cudnnDestroyFilterDescriptor> {
   FilterDesc(int64_t out, int64_t in, int64_t k) {
     check(cudnnCreateFilterDescriptor(&d), "filter descriptor");
     check(cudnnSetFilter4dDescriptor(d, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, static_cast<int>(out), static_cast<int>(in),
                                      static_cast<int>(k), static_cast<int>(k)),
           "filter descriptor");
   }
-  ~FilterDesc() { cudnnDestroyFilterDescriptor(d); }
-  FilterDesc(const FilterDesc&) = delete;
-  FilterDesc& operator=(const FilterDesc&) = delete;
 };
 
 // Everything one convolution call needs.
-struct Conv {
+struct Conv : Owned<cudnnConvolutionDescriptor_t, cudnnDestroyConvolutionDescriptor> {
   TensorDesc x, y, bias;
   FilterDesc w;
-  cudnnConvolutionDescriptor_t d;
   explicit Conv(const ConvGeometry& g)
       : x(g.n, g.c, g.h, g.w), y(g.n, g.out, g.oh, g.ow), bias(1, g.out, 1, 1), w(g.out, g.c, g.kernel) {
     check(cudnnCreateConvolutionDescriptor(&d), "convolution descriptor");
@@ -94,9 +83,6 @@ struct Conv {
           "convolution descriptor");
     check(cudnnSetConvolutionMathType(d, CUDNN_FMA_MATH), "convolution math type");
   }
-  ~Conv() { cudnnDestroyConvolutionDescriptor(d); }
-  Conv(const Conv&) = delete;
-  Conv& operator=(const Conv&) = delete;
 };
 
 // The heuristics' best algorithm that runs in FP32 FMA math; `fallback` always exists.
@@ -135,7 +121,7 @@ bool available() { return true; }
 void linear_forward(const float* x, const float* w, const float* b, float* y, int64_t n, int64_t in, int64_t out) {
   // Row-major y[n, out] = x·wᵀ is column-major yᵀ[out, n] = wᵀᵀ·xᵀ: w read transposed.
   const int ni = static_cast<int>(n), ii = static_cast<int>(in), oi = static_cast<int>(out);
-  check(cublasSgemm(blas(), CUBLAS_OP_T, CUBLAS_OP_N, oi, ni, ii, &kOne, w, ii, x, ii, &kZero, y, oi), "linear forward");
+  check(cublasSgemm(tensor::cuda::default_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, oi, ni, ii, &kOne, w, ii, x, ii, &kZero, y, oi), "linear forward");
   if (b) {
     add_bias_rows<<<blocks_for(n * out), 256>>>(y, b, n, out);
     check(cudaGetLastError(), "bias");
@@ -146,9 +132,9 @@ void linear_backward(const float* x, const float* w, const float* gy, float* gx,
                      int64_t in, int64_t out) {
   const int ni = static_cast<int>(n), ii = static_cast<int>(in), oi = static_cast<int>(out);
   // gxᵀ[in, n] = wᵀ[in, out]·gyᵀ[out, n] (column-major views of the row-major matrices).
-  check(cublasSgemm(blas(), CUBLAS_OP_N, CUBLAS_OP_N, ii, ni, oi, &kOne, w, ii, gy, oi, &kZero, gx, ii), "linear dx");
+  check(cublasSgemm(tensor::cuda::default_cublas(), CUBLAS_OP_N, CUBLAS_OP_N, ii, ni, oi, &kOne, w, ii, gy, oi, &kZero, gx, ii), "linear dx");
   // gwᵀ[in, out] += xᵀ[in, n]·gy[n, out].
-  if (gw) check(cublasSgemm(blas(), CUBLAS_OP_N, CUBLAS_OP_T, ii, oi, ni, &kOne, x, ii, gy, oi, &kOne, gw, ii), "linear dw");
+  if (gw) check(cublasSgemm(tensor::cuda::default_cublas(), CUBLAS_OP_N, CUBLAS_OP_T, ii, oi, ni, &kOne, x, ii, gy, oi, &kOne, gw, ii), "linear dw");
   if (gb) {
     add_column_sums<<<static_cast<unsigned>((out + 255) / 256), 256>>>(gy, gb, n, out);
     check(cudaGetLastError(), "bias gradient");
@@ -197,9 +183,8 @@ void conv2d_backward(const ConvGeometry& g, const float* x, const float* w, cons
 }
 
 namespace {
-struct Pool {
+struct Pool : Owned<cudnnPoolingDescriptor_t, cudnnDestroyPoolingDescriptor> {
   TensorDesc x, y;
-  cudnnPoolingDescriptor_t d;
   explicit Pool(const PoolGeometry& g) : x(g.n, g.c, g.h, g.w), y(g.n, g.c, g.oh, g.ow) {
     check(cudnnCreatePoolingDescriptor(&d), "pooling descriptor");
     const int k = static_cast<int>(g.kernel), s = static_cast<int>(g.stride);
@@ -208,23 +193,16 @@ struct Pool {
                                       CUDNN_NOT_PROPAGATE_NAN, k, k, 0, 0, s, s),
           "pooling descriptor");
   }
-  ~Pool() { cudnnDestroyPoolingDescriptor(d); }
-  Pool(const Pool&) = delete;
-  Pool& operator=(const Pool&) = delete;
 };
 
-struct Act {
+struct Act : Owned<cudnnActivationDescriptor_t, cudnnDestroyActivationDescriptor> {
   TensorDesc t;
-  cudnnActivationDescriptor_t d;
   Act(Activation a, int64_t n) : t(1, 1, 1, n) {
     check(cudnnCreateActivationDescriptor(&d), "activation descriptor");
     check(cudnnSetActivationDescriptor(d, a == Activation::kReLU ? CUDNN_ACTIVATION_RELU : CUDNN_ACTIVATION_TANH,
                                        CUDNN_NOT_PROPAGATE_NAN, 0.0),
           "activation descriptor");
   }
-  ~Act() { cudnnDestroyActivationDescriptor(d); }
-  Act(const Act&) = delete;
-  Act& operator=(const Act&) = delete;
 };
 }  // namespace
 

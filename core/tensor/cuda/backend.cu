@@ -9,19 +9,11 @@
 #include <string>
 
 #include "core/tensor/cuda/backend.h"
+#include "core/tensor/cuda/status.h"
 
 namespace xp::tensor::cuda {
-namespace {
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("CUDA ") + what + ": " + cudaGetErrorString(e));
-}
-void check(cublasStatus_t s, const char* what) {
-  if (s != CUBLAS_STATUS_SUCCESS)
-    throw std::runtime_error(std::string("cuBLAS ") + what + ": status " + std::to_string(static_cast<int>(s)));
-}
-
-cublasHandle_t cublas() {
+cublasHandle_t default_cublas() {
   static cublasHandle_t handle = [] {
     cublasHandle_t h;
     check(cublasCreate(&h), "create handle");
@@ -29,6 +21,8 @@ cublasHandle_t cublas() {
   }();
   return handle;
 }
+
+namespace {
 
 // Element conversions through f32 (f16/bf16) or f64 (integers), rounding to nearest even.
 template <class T> __device__ __forceinline__ float to_f(T v) { return static_cast<float>(v); }
@@ -227,7 +221,7 @@ void matmul(const void* a, bool trans_a, const void* b, bool trans_b, void* c, D
   // Row-major C = A B is column-major C^T = B^T A^T: pass B first, swap m and n.
   float alpha = 1.0f, beta = 0.0f;
   cudaDataType_t ct = cuda_type(t);
-  check(cublasGemmEx(cublas(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+  check(cublasGemmEx(default_cublas(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
                      static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha, b, ct,
                      static_cast<int>(trans_b ? k : n), a, ct, static_cast<int>(trans_a ? m : k), &beta, c, ct,
                      static_cast<int>(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),

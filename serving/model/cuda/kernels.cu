@@ -126,14 +126,18 @@ __global__ void rmsnorm_kernel(const float* x, const float* w, int64_t hidden, f
 
 __device__ __forceinline__ float silu_times(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
-// RoPE for one (first, second) pair of a head's dims at position p: the formula of
-// rope_kv_write_kernel (the compiler may contract it into FMAs differently, so the fused and
-// unfused paths agree to rounding, as the tests' bounds allow).
-__device__ __forceinline__ void rotate(float& a0, float& a1, float p, float inv_freq) {
-  float angle = p * inv_freq, c = cosf(angle), s = sinf(angle);
+// RoPE for one (first, second) pair of a head's dims, by the angle's cosine and sine; every
+// RoPE path uses it (the compiler may still contract it into FMAs differently per call site,
+// so the fused and unfused paths agree to rounding, as the tests' bounds allow).
+__device__ __forceinline__ void rotate_by(float& a0, float& a1, float c, float s) {
   float r0 = a0 * c - a1 * s, r1 = a1 * c + a0 * s;
   a0 = r0;
   a1 = r1;
+}
+// ... at position p with frequency inv_freq.
+__device__ __forceinline__ void rotate(float& a0, float& a1, float p, float inv_freq) {
+  float angle = p * inv_freq;
+  rotate_by(a0, a1, cosf(angle), sinf(angle));
 }
 
 // What a matrix-vector kernel does with each warp's two dot products per row of x.
@@ -250,18 +254,16 @@ __global__ void rope_kv_write_kernel(float* qkv, const int32_t* pos, const int32
   __syncthreads();
   for (int idx = threadIdx.x; idx < (hq + hkv) * half; idx += blockDim.x) {
     int head = idx / half, i = idx % half;
-    float c = cos_t[i], s = sin_t[i];
+    const float* src = head < hq ? q + head * d : k + (head - hq) * d;
+    float a0 = src[2 * i], a1 = src[2 * i + 1];
+    rotate_by(a0, a1, cos_t[i], sin_t[i]);
     if (head < hq) {
-      float* b = q + head * d;
-      float a0 = b[2 * i], a1 = b[2 * i + 1];
-      b[2 * i] = a0 * c - a1 * s;
-      b[2 * i + 1] = a1 * c + a0 * s;
+      q[head * d + 2 * i] = a0;
+      q[head * d + 2 * i + 1] = a1;
     } else {
-      const float* b = k + (head - hq) * d;
       uint16_t* dst = kc + slot * width + (head - hq) * d;
-      float a0 = b[2 * i], a1 = b[2 * i + 1];
-      dst[2 * i] = to_bf(a0 * c - a1 * s);
-      dst[2 * i + 1] = to_bf(a1 * c + a0 * s);
+      dst[2 * i] = to_bf(a0);
+      dst[2 * i + 1] = to_bf(a1);
     }
   }
   for (int c = threadIdx.x; c < width; c += blockDim.x) vc[slot * width + c] = to_bf(v[c]);
