@@ -1,16 +1,26 @@
 #include "compression/container.h"
 
 #include <fmt/format.h>
+#include <xxhash.h>
 #include <zlib.h>
 
+#include <algorithm>
+#include <bit>
 #include <cstring>
+#include <memory>
+#include <span>
+
+#include "compression/float_codec.h"
 
 namespace xp::compression {
 
 namespace {
 
 constexpr char kMagic[4] = {'D', 'Q', 'C', 'K'};
-constexpr uint16_t kVersion = 2;  // 2: compact code tables, run-length classes, varint sizes
+// 2: compact code tables, run-length classes, varint sizes; 3: levels, protected and raw values
+// coded against the parent (float_codec.h), symbols before the protected values, the parent's
+// fingerprint instead of group sizes in the rearranged layout.
+constexpr uint16_t kVersion = 3;
 
 uint32_t crc_of(const std::byte* p, size_t n) {
   uLong crc = crc32(0L, Z_NULL, 0);
@@ -67,6 +77,97 @@ ContainerHeader read_header(jobs::ByteReader& in, uint32_t* n_tensors) {
   return h;
 }
 
+std::vector<uint32_t> float_bits(const std::vector<float>& v) {
+  std::vector<uint32_t> out(v.size());
+  std::memcpy(out.data(), v.data(), v.size() * sizeof(float));
+  return out;
+}
+
+std::vector<float> floats_of(const std::vector<uint32_t>& bits) {
+  std::vector<float> out(bits.size());
+  std::memcpy(out.data(), bits.data(), bits.size() * sizeof(float));
+  return out;
+}
+
+// What each stored float is coded against (float_codec.h): the parent's value at the same place
+// in a delta, nothing in a base. Encoder and decoder derive it alike from the parent.
+std::vector<int64_t> raw_reference(const QuantizedTensor* parent, size_t n) {
+  std::vector<int64_t> ref(n, kNoReference);
+  if (parent && parent->is_raw() && parent->raw.size() == n)
+    for (size_t i = 0; i < n; ++i) ref[i] = std::bit_cast<uint32_t>(parent->raw[i]);
+  return ref;
+}
+
+std::vector<int64_t> level_reference(const QuantizedTensor* parent, size_t n) {
+  std::vector<int64_t> ref(n, kNoReference);
+  if (parent && !parent->is_raw())
+    for (size_t i = 0; i < std::min(n, parent->levels.size()); ++i) ref[i] = std::bit_cast<uint32_t>(parent->levels[i]);
+  return ref;
+}
+
+// Positions of t's protected symbols, ascending; refuses a symbol outside t's alphabet. Protected
+// symbols are ~0.5% of a tensor: blocks without one are passed by a vectorized test.
+std::vector<size_t> protected_positions(const QuantizedTensor& t) {
+  const std::span<const uint16_t> symbols = t.symbols;
+  const auto alphabet = static_cast<uint16_t>(t.alphabet()), value = static_cast<uint16_t>(alphabet - 1);
+  std::vector<size_t> out;
+  size_t n = 0;
+  bool outside = false;
+  auto scan = [&](size_t from, size_t to) {  // branch-free: a hit is unpredictable
+    if (out.size() < n + (to - from)) out.resize(std::max(2 * out.size(), n + (to - from)));
+    for (size_t k = from; k < to; ++k) {
+      out[n] = k;
+      n += symbols[k] == value;
+      outside |= symbols[k] > value;
+    }
+  };
+  constexpr size_t kBlock = 16;  // one 32-byte compare
+  const size_t full = symbols.size() / kBlock * kBlock;
+  for (size_t b = 0; b < full; b += kBlock) {
+    unsigned hit = 0;
+    for (size_t k = 0; k < kBlock; ++k) hit |= symbols[b + k] >= value;
+    if (hit) scan(b, b + kBlock);
+  }
+  scan(full, symbols.size());
+  if (outside) throw ContainerError(fmt::format("tensor '{}': symbol outside its alphabet", t.name));
+  out.resize(n);
+  return out;
+}
+
+// At each of q's protected positions, the parent's reconstruction there as bf16: its protected
+// value or its level; none where it was pruned (a 0 says nothing about a large weight).
+std::vector<int64_t> protected_reference(const QuantizedTensor& q, const QuantizedTensor* parent) {
+  const std::vector<size_t> here = protected_positions(q);
+  std::vector<int64_t> ref(here.size(), kNoReference);
+  if (!parent) return ref;
+  // The parent's protected values are in tensor order: merge its protected positions with ours.
+  const std::vector<size_t> there = protected_positions(*parent);
+  if (there.size() != parent->protected_bf16.size()) throw ContainerError("parent has fewer protected values than symbols");
+  size_t j = 0;
+  for (size_t i = 0; i < here.size(); ++i) {
+    while (j < there.size() && there[j] < here[i]) ++j;
+    const uint16_t ps = parent->symbols[here[i]];
+    if (j < there.size() && there[j] == here[i]) ref[i] = parent->protected_bf16[j];
+    else if (ps > 0) ref[i] = to_bf16(parent->levels[ps - 1u]);
+  }
+  return ref;
+}
+
+// XXH3-64 of everything a delta is coded against — the parent's symbols and stored floats — so a
+// delta handed another parent of the same shapes is refused instead of decoded into garbage.
+uint64_t fingerprint(const std::vector<QuantizedTensor>& tensors) {
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> st(XXH3_createState(), &XXH3_freeState);
+  XXH3_64bits_reset(st.get());
+  auto add = [&](const auto& v) { XXH3_64bits_update(st.get(), v.data(), v.size() * sizeof(v[0])); };
+  for (const QuantizedTensor& t : tensors) {
+    add(t.symbols);
+    add(t.levels);
+    add(t.protected_bf16);
+    add(t.raw);
+  }
+  return XXH3_64bits_digest(st.get());
+}
+
 // Verifies the CRC trailer; returns the payload length.
 size_t checked_payload(const std::vector<std::byte>& bytes) {
   if (bytes.size() < 4 + 4) throw ContainerError("DynaQuant checkpoint truncated");
@@ -97,22 +198,25 @@ std::vector<std::byte> encode_container(const ContainerHeader& header, const std
     throw std::invalid_argument("encode_container: a delta needs its parent's tensors");
   jobs::ByteWriter out;
   write_header(out, header, static_cast<uint32_t>(tensors.size()));
+  if (delta) out.put<uint64_t>(fingerprint(*parent));
   for (size_t i = 0; i < tensors.size(); ++i) {
     const QuantizedTensor& q = tensors[i];
+    const QuantizedTensor* p = delta ? &(*parent)[i] : nullptr;
     out.put_string(q.name);
     out.put_vector(q.shape);
     out.put_string(q.layer_type);
     if (q.is_raw()) {
-      out.put_vector(q.raw);
+      encode_floats(float_bits(q.raw), raw_reference(p, q.raw.size()), FloatFormat::kF32, out);
       continue;
     }
-    out.put_vector(q.levels);
-    out.put_vector(q.protected_bf16);
-    const QuantizedTensor* p = delta ? &(*parent)[i] : nullptr;
     if (p && (p->name != q.name || p->symbols.size() != q.symbols.size() || p->is_raw()))
       throw std::invalid_argument(fmt::format("encode_container: parent tensor {} does not match '{}'", i, q.name));
+    out.put_varint(q.levels.size());
+    encode_floats(float_bits(q.levels), level_reference(p, q.levels.size()), FloatFormat::kF32, out);
     if (p) encode_delta(p->symbols, q.symbols, p->alphabet(), q.alphabet(), header.layout, out);
     else encode_base(q.symbols, out);
+    const std::vector<uint32_t> protected_bits(q.protected_bf16.begin(), q.protected_bf16.end());
+    encode_floats(protected_bits, protected_reference(q, p), FloatFormat::kBf16, out);
   }
   std::vector<std::byte> bytes = out.take();
   append_crc32(bytes);
@@ -141,6 +245,9 @@ std::vector<QuantizedTensor> decode_container(const std::vector<std::byte>& byte
     if (delta && parent->size() != n)
       throw ContainerError(fmt::format("checkpoint {} has {} tensors, its parent {} (a different model?)", h.step, n,
                                        parent->size()));
+    if (delta && in.get<uint64_t>() != fingerprint(*parent))
+      throw ContainerError(fmt::format("checkpoint {} is a delta against another step-{} checkpoint than the one given "
+                                       "(its contents differ: a different run or model?)", h.step, h.parent_step));
     std::vector<QuantizedTensor> out(n);
     for (uint32_t i = 0; i < n; ++i) {
       QuantizedTensor& q = out[i];
@@ -149,36 +256,27 @@ std::vector<QuantizedTensor> decode_container(const std::vector<std::byte>& byte
       q.layer_type = in.get_string();
       int64_t numel = 1;
       for (int64_t s : q.shape) {
-        if (s < 0) throw ContainerError(fmt::format("tensor '{}' has a negative dimension", q.name));
-        numel *= s;
+        if (s < 0 || s > (int64_t{1} << 40)) throw ContainerError(fmt::format("tensor '{}' has a dimension of {}", q.name, s));
+        numel = std::min(numel * s, int64_t{1} << 50);  // no overflow; still refused below
       }
+      const QuantizedTensor* p = delta ? &(*parent)[i] : nullptr;
       if (q.is_raw()) {
-        q.raw = in.get_vector<float>();
-        if (static_cast<int64_t>(q.raw.size()) != numel) throw ContainerError(fmt::format("tensor '{}': size mismatch", q.name));
+        // Every raw value costs at least a bit: a larger count is corrupt (and is not allocated).
+        if (numel > static_cast<int64_t>(in.remaining()) * 8)
+          throw ContainerError(fmt::format("tensor '{}': shape larger than the payload", q.name));
+        q.raw = floats_of(decode_floats(in, raw_reference(p, static_cast<size_t>(numel)), FloatFormat::kF32));
         continue;
       }
-      q.levels = in.get_vector<float>();
-      q.protected_bf16 = in.get_vector<uint16_t>();
-      if (q.levels.empty() || q.levels.size() > 65000) throw ContainerError(fmt::format("tensor '{}': bad level count", q.name));
-      if (delta) {
-        const QuantizedTensor& p = (*parent)[i];
-        if (p.name != q.name || p.shape != q.shape || p.is_raw())
-          throw ContainerError(fmt::format("tensor {} is '{}' {} here but '{}' {} in the parent (a different model?)", i,
-                                           q.name, tensor::shape_str(q.shape), p.name, tensor::shape_str(p.shape)));
-        q.symbols = decode_delta(p.symbols, p.alphabet(), in);
-      } else {
-        q.symbols = decode_base(in, static_cast<size_t>(numel));
-      }
-      size_t protected_count = 0, outside = 0;
-      const auto alphabet = static_cast<uint16_t>(q.alphabet());
-      for (uint16_t s : q.symbols) {
-        outside += s >= alphabet;
-        protected_count += s == alphabet - 1;
-      }
-      if (outside) throw ContainerError(fmt::format("tensor '{}': symbol outside its alphabet", q.name));
-      if (protected_count != q.protected_bf16.size())
-        throw ContainerError(fmt::format("tensor '{}': {} protected symbols but {} protected values", q.name,
-                                         protected_count, q.protected_bf16.size()));
+      if (p && (p->name != q.name || p->shape != q.shape || p->is_raw()))
+        throw ContainerError(fmt::format("tensor {} is '{}' {} here but '{}' {} in the parent (a different model?)", i,
+                                         q.name, tensor::shape_str(q.shape), p->name, tensor::shape_str(p->shape)));
+      const auto levels = in.get_varint();
+      if (levels == 0 || levels > 65000) throw ContainerError(fmt::format("tensor '{}': bad level count", q.name));
+      q.levels = floats_of(decode_floats(in, level_reference(p, levels), FloatFormat::kF32));
+      q.symbols = p ? decode_delta(p->symbols, p->alphabet(), in) : decode_base(in, static_cast<size_t>(numel));
+      // protected_reference() also refuses a symbol outside the alphabet.
+      for (uint32_t b : decode_floats(in, protected_reference(q, p), FloatFormat::kBf16))
+        q.protected_bf16.push_back(static_cast<uint16_t>(b));
     }
     if (!in.at_end()) throw ContainerError("trailing bytes after the last tensor");
     if (header_out) *header_out = h;

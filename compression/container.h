@@ -1,12 +1,15 @@
 // The DynaQuant checkpoint container (training.md §2.2 Step G; the layout is a project choice):
 //   header   magic "DQCK", u16 version, u64 step, i64 parent_step (−1 = base), u32 n_tensors,
-//            the QuantConfig chosen by the search, u8 delta layout
-//   tensor   name, shape, layer type; raw: f32 values; quantized: K levels (f32, ascending),
-//            the protected values (bf16), and the symbols — base: RLE + Huffman, delta against
-//            the parent's symbols (delta_codec.h)
+//            the QuantConfig chosen by the search, u8 delta layout; a delta: the XXH3-64 of its
+//            parent's symbols and stored floats
+//   tensor   name, shape, layer type; raw: the f32 values; quantized: K and the levels (f32,
+//            ascending), the symbols — base: RLE + Huffman, delta against the parent's symbols
+//            (delta_codec.h) — and the protected values (bf16, in tensor order). Every float is
+//            coded exactly by float_codec.h, in a delta against the parent's value at the same
+//            place (raw value, level, or the protected value or level at a protected position).
 //   trailer  CRC32 of everything above
 // decode() checks the CRC before anything else, so any flipped byte is refused; a delta needs
-// its parent's tensors (same names, shapes and parent step) and refuses any other parent.
+// its parent's tensors (same names, shapes, step and fingerprint) and refuses any other parent.
 #pragma once
 #include <cstdint>
 #include <optional>

@@ -10,12 +10,34 @@ namespace xp::compression {
 
 namespace {
 
+// The rearranged layout's two codes (encode_delta says when each wins).
+constexpr uint8_t kCodePerGroup = 0, kSharedCode = 1;
+
 void encode_rle_huffman(std::span<const uint16_t> values, jobs::ByteWriter& out) {
   huffman_encode_runs(rle_encode(values), out);
 }
 
 std::vector<uint16_t> decode_rle_huffman(jobs::ByteReader& in, size_t count) {
   return huffman_decode_runs(in, count);
+}
+
+// Appends an RLE token stream to another, joining the run that ends one and the run of the same
+// value that starts the other (as if the two sequences had been coded as one).
+void append_runs(std::vector<int32_t>& all, const std::vector<int32_t>& next) {
+  size_t from = 0;
+  if (!all.empty() && !next.empty()) {
+    const bool tail_run = all.back() > 0;
+    const int32_t tail_value = tail_run ? all[all.size() - 2] : all.back();
+    const int64_t tail_length = tail_run ? all.back() : 1;
+    const bool head_run = next.size() > 1 && next[1] > 0;
+    const int64_t joined = tail_length + (head_run ? next[1] : 1);
+    if (next[0] == tail_value && joined <= INT32_MAX) {
+      if (tail_run) all.back() = static_cast<int32_t>(joined);
+      else all.push_back(static_cast<int32_t>(joined));
+      from = head_run ? 2 : 1;
+    }
+  }
+  all.insert(all.end(), next.begin() + static_cast<std::ptrdiff_t>(from), next.end());
 }
 
 }  // namespace
@@ -60,12 +82,39 @@ void encode_delta(std::span<const uint16_t> prev, std::span<const uint16_t> cur,
       std::vector<uint16_t> grouped(cur.size());
       std::vector<size_t> next(start.begin(), start.end() - 1);
       for (size_t i = 0; i < cur.size(); ++i) grouped[next[prev[i]]++] = delta(i);
-      // Each group: its size (redundant — the decoder counts the parent's symbols — but it
-      // catches a wrong parent cheaply), then its stream unless it is empty.
+      // Two codes for the groups; the smaller is written, after a byte saying which:
+      //   per group  each non-empty group its own RLE + Huffman code, or one byte when all its D
+      //              are 0 — wins when groups migrate at very different rates and hold enough
+      //              symbols to pay for their tables;
+      //   shared     one code over the grouped sequence (runs continue across groups) — wins
+      //              when few symbols move (right after a restore), where per-group tables would
+      //              be most of the bytes.
+      // The decoder knows each group's size from the parent's symbols: none is stored.
+      std::vector<std::vector<int32_t>> group_tokens;
+      std::vector<TokenCode> group_codes;
+      std::vector<bool> unchanged;
+      size_t per_group_bytes = 0;
       for (size_t g = 0; g + 1 < start.size(); ++g) {
-        const size_t n = start[g + 1] - start[g];
-        out.put_varint(n);
-        if (n) encode_rle_huffman(std::span<const uint16_t>(grouped).subspan(start[g], n), out);
+        const auto group = std::span<const uint16_t>(grouped).subspan(start[g], start[g + 1] - start[g]);
+        if (group.empty()) continue;
+        group_tokens.push_back(rle_encode(group));
+        group_codes.emplace_back(group_tokens.back(), /*runs=*/true);
+        unchanged.push_back(std::all_of(group.begin(), group.end(), [](uint16_t d) { return d == 0; }));
+        per_group_bytes += 1 + (unchanged.back() ? 0 : group_codes.back().size());
+      }
+      // The shared code's size is estimated from the groups' histograms (its runs of zeros that
+      // join across groups only make it smaller).
+      const bool shared = TokenCode::joint_size(group_codes) < per_group_bytes;
+      out.put<uint8_t>(shared ? kSharedCode : kCodePerGroup);
+      if (shared) {
+        std::vector<int32_t> all_tokens;
+        for (const auto& tokens : group_tokens) append_runs(all_tokens, tokens);
+        huffman_encode_runs(all_tokens, out);
+        break;
+      }
+      for (size_t k = 0; k < group_tokens.size(); ++k) {
+        out.put<uint8_t>(unchanged[k] ? 0 : 1);
+        if (!unchanged[k]) group_codes[k].write(group_tokens[k], out);
       }
       break;
     }
@@ -106,15 +155,27 @@ std::vector<uint16_t> decode_delta(std::span<const uint16_t> prev, int b_prev, j
       break;
     }
     case static_cast<uint8_t>(DeltaLayout::kRearranged): {
-      std::vector<std::vector<uint16_t>> groups(static_cast<size_t>(b_prev));
-      for (size_t g = 0; g < groups.size(); ++g) {
-        const auto n = in.get_varint();
-        if (n != per_group[g]) throw jobs::CheckpointError("delta: group sizes differ from the parent's (wrong parent?)");
-        if (n) groups[g] = decode_rle_huffman(in, n);
+      // The grouped deltas, group after group, and where each group starts.
+      std::vector<size_t> start(static_cast<size_t>(b_prev) + 1, 0);
+      for (size_t g = 0; g < static_cast<size_t>(b_prev); ++g) start[g + 1] = start[g] + per_group[g];
+      std::vector<uint16_t> grouped(prev.size());
+      const auto code = in.get<uint8_t>();
+      if (code == kSharedCode) {
+        huffman_decode_runs(in, grouped);
+      } else if (code == kCodePerGroup) {
+        for (size_t g = 0; g < static_cast<size_t>(b_prev); ++g) {
+          if (per_group[g] == 0) continue;
+          const auto mode = in.get<uint8_t>();
+          if (mode > 1) throw jobs::CheckpointError(fmt::format("delta: unknown group mode {} (corrupt)", mode));
+          // An unchanged group's deltas are the zeros `grouped` starts with.
+          if (mode == 1) huffman_decode_runs(in, std::span<uint16_t>(grouped).subspan(start[g], per_group[g]));
+        }
+      } else {
+        throw jobs::CheckpointError(fmt::format("delta: unknown group code {} (corrupt)", code));
       }
       // Walk the parent's symbols, popping each group's deltas in order.
-      std::vector<const uint16_t*> cursor(groups.size());
-      for (size_t g = 0; g < groups.size(); ++g) cursor[g] = groups[g].data();
+      std::vector<const uint16_t*> cursor(static_cast<size_t>(b_prev));
+      for (size_t g = 0; g < cursor.size(); ++g) cursor[g] = grouped.data() + start[g];
       for (size_t i = 0; i < prev.size(); ++i) apply(i, *cursor[prev[i]]++);
       break;
     }

@@ -5,9 +5,13 @@
 // s_cur = (s_prev + D) mod B*. The layouts are the paper's ablation:
 //   kHuffmanOnly  Huffman over D in parameter order
 //   kRleHuffman   RLE (sign trick) then Huffman, in parameter order
-//   kRearranged   D grouped by s_prev (parameter order kept inside a group), each group RLE +
-//                 Huffman; the decoder walks s_prev and pops from that group, so no permutation
-//                 is stored. It wins because migration rates differ a lot between buckets.
+//   kRearranged   D grouped by s_prev (parameter order kept inside a group), RLE + Huffman with
+//                 a code per group (one byte for a group whose D are all 0) or one code for all,
+//                 whichever is smaller; the decoder walks s_prev and pops from that group, so no
+//                 permutation or group size is stored. It wins because migration rates differ a
+//                 lot between buckets.
+// A delta decoded against the wrong parent of the same size is not detected here: the container
+// checks the parent's fingerprint first.
 #pragma once
 #include <cstdint>
 #include <span>

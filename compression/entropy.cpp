@@ -7,6 +7,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <queue>
 #include <unordered_map>
 
@@ -178,57 +179,90 @@ std::pair<int32_t, uint8_t> from_table_entry(uint64_t e) {
   return {static_cast<int32_t>((z >> 1) ^ (0u - (z & 1u))), static_cast<uint8_t>(e & 31)};
 }
 
-// Writes the code table, the token count and the bit stream; with kRuns, positive tokens are run
-// lengths coded by class.
-template <bool kRuns>
-void encode_tokens(std::span<const int32_t> stream, jobs::ByteWriter& out) {
-  auto symbol_of = [](int32_t v) { return kRuns && v > kExactRuns ? run_class(v).symbol : v; };
-  SymbolIndex index;
-  std::vector<int32_t> symbols;
-  std::vector<uint64_t> counts;
-  for (int32_t v : stream) {
-    int32_t& i = index[symbol_of(v)];
-    if (i < 0) {
-      i = static_cast<int32_t>(symbols.size());
-      symbols.push_back(symbol_of(v));
-      counts.push_back(0);
-    }
-    ++counts[static_cast<size_t>(i)];
-  }
-  auto lengths = huffman_code_lengths(counts);
-  std::vector<std::pair<int32_t, uint8_t>> table;
-  for (size_t i = 0; i < symbols.size(); ++i) table.emplace_back(symbols[i], lengths[i]);
-  Canonical c = canonical(table);
-  std::vector<uint32_t> code_of(symbols.size());
-  std::vector<uint8_t> length_of(symbols.size());
-  for (size_t k = 0; k < c.symbols.size(); ++k) {
-    const auto i = static_cast<size_t>(index[c.symbols[k]]);
-    code_of[i] = c.codes[k];
-    length_of[i] = c.lengths[k];
-  }
-  out.put_varint(c.symbols.size());
-  for (size_t i = 0; i < c.symbols.size(); ++i) out.put_varint(table_entry(c.symbols[i], c.lengths[i]));
-  BitWriter bits;
-  uint64_t total_bits = 0;
-  for (size_t i = 0; i < symbols.size(); ++i) total_bits += counts[i] * length_of[i];
-  bits.reserve(total_bits / 8 + 8);
-  for (int32_t v : stream) {
-    const auto i = static_cast<size_t>(index[symbol_of(v)]);
-    bits.put(code_of[i], length_of[i]);
-    if (kRuns && v > kExactRuns) {
-      const RunClass r = run_class(v);
-      if (r.extra_bits) bits.put(r.extra, r.extra_bits);
-    }
-  }
-  out.put_varint(stream.size());
-  out.put_blob(bits.finish());
-}
+size_t varint_size(uint64_t v) { return static_cast<size_t>(std::bit_width(v | 1) + 6) / 7; }
 
 }  // namespace
 
-void huffman_encode(std::span<const int32_t> stream, jobs::ByteWriter& out) { encode_tokens<false>(stream, out); }
+TokenCode::TokenCode(std::span<const int32_t> stream, bool runs) : runs_(runs), tokens_(stream.size()) {
+  SymbolIndex index;
+  for (int32_t v : stream) {
+    const bool run = runs && v > kExactRuns;
+    const int32_t symbol = run ? run_class(v).symbol : v;
+    int32_t& i = index[symbol];
+    if (i < 0) {
+      i = static_cast<int32_t>(symbols_.size());
+      symbols_.push_back(symbol);
+      counts_.push_back(0);
+    }
+    ++counts_[static_cast<size_t>(i)];
+    if (run) raw_bits_ += static_cast<uint64_t>(run_class(v).extra_bits);
+  }
+  lengths_ = huffman_code_lengths(counts_);
+}
 
-void huffman_encode_runs(std::span<const int32_t> rle_tokens, jobs::ByteWriter& out) { encode_tokens<true>(rle_tokens, out); }
+size_t TokenCode::size() const {
+  uint64_t bits = raw_bits_;
+  for (size_t i = 0; i < symbols_.size(); ++i) bits += counts_[i] * lengths_[i];
+  size_t n = varint_size(symbols_.size()) + varint_size(tokens_) + varint_size((bits + 7) / 8) + (bits + 7) / 8;
+  for (size_t i = 0; i < symbols_.size(); ++i) n += varint_size(table_entry(symbols_[i], lengths_[i]));
+  return n;
+}
+
+size_t TokenCode::joint_size(std::span<const TokenCode> codes) {
+  std::map<int32_t, uint64_t> counts;
+  TokenCode joint;
+  for (const TokenCode& c : codes) {
+    for (size_t i = 0; i < c.symbols_.size(); ++i) counts[c.symbols_[i]] += c.counts_[i];
+    joint.tokens_ += c.tokens_;
+    joint.raw_bits_ += c.raw_bits_;
+  }
+  for (const auto& [symbol, count] : counts) {
+    joint.symbols_.push_back(symbol);
+    joint.counts_.push_back(count);
+  }
+  joint.lengths_ = huffman_code_lengths(joint.counts_);
+  return joint.size();
+}
+
+void TokenCode::write(std::span<const int32_t> stream, jobs::ByteWriter& out) const {
+  if (stream.size() != tokens_) throw std::invalid_argument("TokenCode::write: not the stream the code was built from");
+  std::vector<std::pair<int32_t, uint8_t>> table;
+  for (size_t i = 0; i < symbols_.size(); ++i) table.emplace_back(symbols_[i], lengths_[i]);
+  Canonical c = canonical(table);
+  // Symbol → (code, length), through the same dense index the histogram used.
+  SymbolIndex index;
+  std::vector<uint32_t> code_of(c.symbols.size());
+  std::vector<uint8_t> length_of(c.symbols.size());
+  for (size_t k = 0; k < c.symbols.size(); ++k) {
+    index[c.symbols[k]] = static_cast<int32_t>(k);
+    code_of[k] = c.codes[k];
+    length_of[k] = c.lengths[k];
+  }
+  out.put_varint(c.symbols.size());
+  for (size_t k = 0; k < c.symbols.size(); ++k) out.put_varint(table_entry(c.symbols[k], c.lengths[k]));
+  BitWriter writer;
+  uint64_t bits = raw_bits_;
+  for (size_t i = 0; i < symbols_.size(); ++i) bits += counts_[i] * lengths_[i];
+  writer.reserve(bits / 8 + 8);
+  for (int32_t v : stream) {
+    const bool run = runs_ && v > kExactRuns;
+    const RunClass r = run ? run_class(v) : RunClass{v, 0, 0};
+    const int32_t at = index[r.symbol];
+    if (at < 0) throw std::invalid_argument("TokenCode::write: not the stream the code was built from");
+    writer.put(code_of[static_cast<size_t>(at)], length_of[static_cast<size_t>(at)]);
+    if (r.extra_bits) writer.put(r.extra, r.extra_bits);
+  }
+  out.put_varint(stream.size());
+  out.put_blob(writer.finish());
+}
+
+void huffman_encode(std::span<const int32_t> stream, jobs::ByteWriter& out) {
+  TokenCode(stream, /*runs=*/false).write(stream, out);
+}
+
+void huffman_encode_runs(std::span<const int32_t> rle_tokens, jobs::ByteWriter& out) {
+  TokenCode(rle_tokens, /*runs=*/true).write(rle_tokens, out);
+}
 
 namespace {
 
@@ -236,8 +270,8 @@ namespace {
 // length when the next token is positive; a non-positive next token is the next value, held
 // back for the next round. `next()` yields the `tokens` tokens in order (a span or a decoder).
 template <class Next>
-std::vector<uint16_t> expand_runs(uint64_t tokens, Next&& next, size_t expected_count) {
-  std::vector<uint16_t> out(expected_count);
+void expand_runs(uint64_t tokens, Next&& next, std::span<uint16_t> out) {
+  const size_t expected_count = out.size();
   size_t filled = 0;
   bool held = false;
   int32_t held_token = 0;
@@ -271,7 +305,6 @@ std::vector<uint16_t> expand_runs(uint64_t tokens, Next&& next, size_t expected_
   }
   if (filled != expected_count)
     throw jobs::CheckpointError(fmt::format("rle: decoded {} values, the tensor holds {} (corrupt)", filled, expected_count));
-  return out;
 }
 
 // Reads a Huffman-coded stream's table, count and bits (checking that the table is a prefix code
@@ -400,9 +433,48 @@ std::vector<int32_t> huffman_decode(jobs::ByteReader& in) {
   return out;
 }
 
-std::vector<uint16_t> huffman_decode_runs(jobs::ByteReader& in, size_t expected_count) {
+void huffman_decode_runs(jobs::ByteReader& in, std::span<uint16_t> out) {
   HuffmanDecoder d(in, /*runs=*/true);
-  return expand_runs(d.count(), [&] { return d.next_run_token(); }, expected_count);
+  expand_runs(d.count(), [&] { return d.next_run_token(); }, out);
+}
+
+std::vector<uint16_t> huffman_decode_runs(jobs::ByteReader& in, size_t expected_count) {
+  std::vector<uint16_t> out(expected_count);
+  huffman_decode_runs(in, out);
+  return out;
+}
+
+std::vector<uint8_t> pack_bits(std::span<const uint32_t> values, std::span<const uint8_t> widths) {
+  if (values.size() != widths.size()) throw std::invalid_argument("pack_bits: one width per value");
+  BitWriter bits;
+  for (size_t i = 0; i < values.size(); ++i) {
+    const int w = widths[i];
+    if (w > 32) throw std::invalid_argument("pack_bits: width above 32");
+    const uint32_t v = w == 32 ? values[i] : values[i] & ((1u << w) - 1);
+    if (w > 16) {  // BitWriter::put takes at most 30 bits
+      bits.put(v >> 16, w - 16);
+      bits.put(v & 0xFFFFu, 16);
+    } else if (w > 0) {
+      bits.put(v, w);
+    }
+  }
+  return bits.finish();
+}
+
+std::vector<uint32_t> unpack_bits(const std::vector<uint8_t>& bytes, std::span<const uint8_t> widths) {
+  uint64_t needed = 0;
+  for (uint8_t w : widths) needed += w;
+  if (needed > bytes.size() * 8) throw jobs::CheckpointError("raw bits: fewer bits than the values need (corrupt)");
+  BitReader bits(bytes);
+  std::vector<uint32_t> out(widths.size());
+  for (size_t i = 0; i < widths.size(); ++i) {
+    const int w = widths[i];
+    if (w == 0) continue;
+    const uint32_t v = bits.peek(w);
+    bits.skip(w);
+    out[i] = v;
+  }
+  return out;
 }
 
 std::vector<int32_t> rle_encode(std::span<const uint16_t> values) {
@@ -429,7 +501,9 @@ std::vector<int32_t> rle_encode(std::span<const uint16_t> values) {
 
 std::vector<uint16_t> rle_decode(std::span<const int32_t> stream, size_t expected_count) {
   size_t next = 0;
-  return expand_runs(stream.size(), [&] { return stream[next++]; }, expected_count);
+  std::vector<uint16_t> out(expected_count);
+  expand_runs(stream.size(), [&] { return stream[next++]; }, std::span<uint16_t>(out));
+  return out;
 }
 
 }  // namespace xp::compression

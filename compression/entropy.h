@@ -24,6 +24,33 @@ std::vector<uint16_t> rle_decode(std::span<const int32_t> stream, size_t expecte
 // inverse fused with rle_decode (one pass, no token stream).
 void huffman_encode_runs(std::span<const int32_t> rle_tokens, jobs::ByteWriter& out);
 std::vector<uint16_t> huffman_decode_runs(jobs::ByteReader& in, size_t expected_count);
+void huffman_decode_runs(jobs::ByteReader& in, std::span<uint16_t> out);  // exactly out.size() values
+
+// The canonical Huffman code of a token stream, from a histogram pass: huffman_encode (runs =
+// false) and huffman_encode_runs (runs = true) in two steps, so a caller can weigh codes before
+// writing one.
+class TokenCode {
+ public:
+  TokenCode(std::span<const int32_t> stream, bool runs);
+  size_t size() const;  // the bytes write() adds
+  // Writes the code table, the token count and the bits of the stream the code was built from.
+  void write(std::span<const int32_t> stream, jobs::ByteWriter& out) const;
+  // The bytes of one code for several streams written back to back as one.
+  static size_t joint_size(std::span<const TokenCode> codes);
+
+ private:
+  TokenCode() = default;
+  bool runs_ = false;
+  std::vector<int32_t> symbols_;  // in order of first appearance
+  std::vector<uint64_t> counts_;
+  std::vector<uint8_t> lengths_;
+  uint64_t tokens_ = 0, raw_bits_ = 0;  // raw_bits_: the bits below long run lengths' classes
+};
+
+// Raw bits, most significant first: the low widths[i] bits of values[i] (widths ≤ 32), and the
+// inverse, which throws jobs::CheckpointError when `bytes` hold fewer bits than the widths need.
+std::vector<uint8_t> pack_bits(std::span<const uint32_t> values, std::span<const uint8_t> widths);
+std::vector<uint32_t> unpack_bits(const std::vector<uint8_t>& bytes, std::span<const uint8_t> widths);
 
 // Canonical code lengths for `frequencies` (index = symbol rank), at most 30 bits.
 std::vector<uint8_t> huffman_code_lengths(std::span<const uint64_t> frequencies);

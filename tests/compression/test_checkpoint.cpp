@@ -1,7 +1,8 @@
 // DynaQuant's quantizer and checkpoint container (training.md §2.5: partition, format, chains):
 // prune/protect counts match their fractions, thresholds are shared per layer type, delta chains
-// of 20 checkpoints decode bit-exactly, any flipped byte is refused, and a delta refuses a missing
-// or foreign parent, and a container of another format version is refused with a hint.
+// of 20 checkpoints decode bit-exactly, a delta of an unchanged model costs little, any flipped
+// byte is refused, a delta refuses a missing or foreign parent, and a container of another
+// format version is refused with a hint.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -143,6 +144,25 @@ TEST(ContainerTest, ChainOfTwentyDeltasDecodesBitExactly) {
   }
 }
 
+TEST(ContainerTest, ADeltaOfAnUnchangedModelIsSmallerThanItsFloatsStoredRaw) {
+  // Right after a restore the live model is its checkpoint's reconstruction: the next delta's
+  // symbols, levels, protected values and raw tensors all equal the parent's. Stored as they are,
+  // the floats alone (~390 protected bf16 values, 64 f32 biases, the levels) would exceed the
+  // whole delta: coded against the parent each costs about a bit.
+  auto q = quantize(model(6), {}, {.bins = 8, .protect_fraction = 0.05});
+  size_t raw_float_bytes = 0;
+  for (const auto& t : q) raw_float_bytes += 4 * (t.raw.size() + t.levels.size()) + 2 * t.protected_bf16.size();
+  const auto base = encode_container(header(1, -1), q, nullptr);
+  const auto delta = encode_container(header(2, 1), q, &q);
+  RecordProperty("delta_bytes", std::to_string(delta.size()));
+  RecordProperty("raw_float_bytes", std::to_string(raw_float_bytes));
+  EXPECT_GT(raw_float_bytes, 1000u);
+  EXPECT_LT(delta.size(), raw_float_bytes);
+  EXPECT_LT(delta.size() * 6, base.size());
+  const auto back = decode_container(delta, &q);
+  for (size_t i = 0; i < q.size(); ++i) EXPECT_EQ(back[i].protected_bf16, q[i].protected_bf16);
+}
+
 TEST(ContainerTest, EveryFlippedByteIsRefused) {
   auto q = quantize(model(4), {}, {});
   auto bytes = encode_container(header(7, -1), q, nullptr);
@@ -184,6 +204,16 @@ TEST(ContainerTest, DeltaRefusesAMissingOrForeignParent) {
   nn::StateDict other = {{"conv.weight", random_tensor({8, 4, 3, 3}, 9)}};
   auto foreign = quantize(other, {}, {});
   EXPECT_THROW(decode_container(bytes, &foreign), ContainerError);
+  // Another checkpoint of the same model (another run's step 1): same names and shapes, other
+  // contents — refused by the parent's fingerprint rather than decoded into wrong weights.
+  auto sibling = quantize(model(8), {}, {});
+  try {
+    decode_container(bytes, &sibling);
+    FAIL() << "a delta decoded against another parent";
+  } catch (const ContainerError& e) {
+    EXPECT_THAT(std::string(e.what()), HasSubstr("contents differ"));
+  }
+  EXPECT_EQ(decode_container(bytes, &base)[0].symbols, next[0].symbols);
   EXPECT_EQ(read_container_header(bytes).parent_step, 1);
 }
 

@@ -1,5 +1,6 @@
 // DynaQuant's building blocks (training.md §2.5 where they apply): the log-bucket histogram's
-// quantile error and merge, exact rank selection, k-means levels, canonical Huffman and RLE round trips, and the
+// quantile error and merge, exact rank selection, k-means levels, canonical Huffman and RLE round trips, the
+// exact-float codec (every bit pattern round trips; a value equal to its reference costs about a bit), and the
 // delta layouts — exact round trips when the alphabet grows or shrinks, and the rearranged layout
 // beating plain RLE when migration rates differ between buckets.
 #include <gtest/gtest.h>
@@ -10,8 +11,10 @@
 
 #include "compression/delta_codec.h"
 #include "compression/entropy.h"
+#include "compression/float_codec.h"
 #include "compression/kmeans.h"
 #include "compression/log_histogram.h"
+#include "compression/quantizer.h"
 #include "compression/rank_select.h"
 #include "core/runtime/rng.h"
 
@@ -227,6 +230,24 @@ TEST(RleTest, FusedHuffmanRleDecodeMatchesTheTwoStages) {
   }
 }
 
+TEST(RleTest, TheSizeWithoutCodingIsTheSizeCoded) {
+  runtime::RngStream rng(13, 2);
+  std::vector<TokenCode> codes;
+  std::vector<int32_t> all;
+  for (double zeros : {1.0, 0.99, 0.7, 0.0}) {
+    std::vector<uint16_t> v(30000);
+    for (auto& x : v) x = static_cast<uint16_t>(rng.uniform() < zeros ? 0 : rng.below(300));
+    const auto tokens = rle_encode(v);
+    jobs::ByteWriter w;
+    huffman_encode_runs(tokens, w);
+    codes.emplace_back(tokens, /*runs=*/true);
+    EXPECT_EQ(codes.back().size(), w.bytes().size()) << zeros;
+    all.insert(all.end(), tokens.begin(), tokens.end());
+  }
+  // One code for the four streams back to back, from their histograms alone.
+  EXPECT_EQ(TokenCode::joint_size(codes), TokenCode(all, /*runs=*/true).size());
+}
+
 TEST(RleTest, AConstantStreamCostsAFewBytes) {
   // One value repeated: a two-entry table, a count and a few bits. Late checkpoints are mostly
   // such streams (one per group in the rearranged layout), so their framing is the ratio.
@@ -236,6 +257,95 @@ TEST(RleTest, AConstantStreamCostsAFewBytes) {
   EXPECT_LE(w.bytes().size(), 10u);
   jobs::ByteReader in(w.bytes());
   EXPECT_EQ(huffman_decode_runs(in, zeros.size()), zeros);
+}
+
+TEST(BitPackingTest, RoundTripsWidthsZeroToThirtyTwoAndRefusesTooFewBits) {
+  std::vector<uint32_t> values;
+  std::vector<uint8_t> widths;
+  runtime::RngStream rng(17, 1);
+  for (int w = 0; w <= 32; ++w) {
+    const uint64_t v = rng.next_u64();
+    values.push_back(static_cast<uint32_t>(w == 32 ? v : v & ((uint64_t{1} << w) - 1)));
+    widths.push_back(static_cast<uint8_t>(w));
+  }
+  const auto bytes = pack_bits(values, widths);
+  EXPECT_EQ(bytes.size(), (33u * 32u / 2u + 7u) / 8u);  // Σ w = 528 bits
+  EXPECT_EQ(unpack_bits(bytes, widths), values);
+  widths.push_back(8);
+  EXPECT_THROW(unpack_bits(bytes, widths), jobs::CheckpointError);
+}
+
+std::vector<uint32_t> floats_round_trip(const std::vector<uint32_t>& bits, const std::vector<int64_t>& reference,
+                                        FloatFormat format, size_t* size = nullptr) {
+  jobs::ByteWriter w;
+  encode_floats(bits, reference, format, w);
+  if (size) *size = w.bytes().size();
+  jobs::ByteReader in(w.bytes());
+  auto back = decode_floats(in, reference, format);
+  EXPECT_TRUE(in.at_end());
+  return back;
+}
+
+TEST(FloatCodecTest, EveryBitPatternRoundTripsWithAndWithoutAReference) {
+  // Every bf16 pattern (±0, subnormals, ±inf, NaNs), against no reference and against the
+  // patterns farthest away (the difference spans the whole format).
+  std::vector<uint32_t> bf16(65536);
+  std::iota(bf16.begin(), bf16.end(), 0u);
+  std::vector<int64_t> none(bf16.size(), kNoReference), far(bf16.size());
+  for (size_t i = 0; i < far.size(); ++i) far[i] = i % 2 ? 0x7FFF : 0xFFFF;
+  EXPECT_EQ(floats_round_trip(bf16, none, FloatFormat::kBf16), bf16);
+  EXPECT_EQ(floats_round_trip(bf16, far, FloatFormat::kBf16), bf16);
+  // f32: the extremes and random patterns, each against a random reference or none.
+  runtime::RngStream rng(17, 2);
+  std::vector<uint32_t> f32{0u, 0x80000000u, 0x7FFFFFFFu, 0xFFFFFFFFu, 0x7F800000u, 0x00000001u, 0x80000001u};
+  while (f32.size() < 5000) f32.push_back(static_cast<uint32_t>(rng.next_u64()));
+  std::vector<int64_t> ref(f32.size());
+  for (size_t i = 0; i < ref.size(); ++i) ref[i] = i % 3 == 0 ? kNoReference : static_cast<int64_t>(static_cast<uint32_t>(rng.next_u64()));
+  ref[1] = 0x7FFFFFFF;  // −0 against the largest positive pattern: the widest difference
+  EXPECT_EQ(floats_round_trip(f32, ref, FloatFormat::kF32), f32);
+}
+
+TEST(FloatCodecTest, ValuesHeldByTheReferenceCostAboutABitAndSmallDriftsAFew) {
+  // Protected weights right after a restore equal the parent's; later they drift a few ulps.
+  const auto w = normal_values(2000, 9, 0.3);
+  std::vector<uint32_t> bits(w.size());
+  std::vector<int64_t> same(w.size()), none(w.size(), kNoReference);
+  for (size_t i = 0; i < w.size(); ++i) {
+    bits[i] = to_bf16(w[i]);
+    same[i] = bits[i];
+  }
+  size_t held = 0, unreferenced = 0, drifted = 0;
+  EXPECT_EQ(floats_round_trip(bits, same, FloatFormat::kBf16, &held), bits);
+  EXPECT_EQ(floats_round_trip(bits, none, FloatFormat::kBf16, &unreferenced), bits);
+  std::vector<int64_t> near(same);
+  runtime::RngStream rng(17, 3);
+  for (auto& r : near) r += static_cast<int64_t>(rng.below(7)) - 3;  // within 3 ulps, same sign
+  EXPECT_EQ(floats_round_trip(bits, near, FloatFormat::kBf16, &drifted), bits);
+  EXPECT_LE(held, w.size() / 8 + 16);             // one bit each and the framing
+  EXPECT_LT(drifted, w.size() * 5 / 8);           // under five bits each
+  EXPECT_LT(unreferenced, w.size() * 2 * 13 / 16);  // sign and exponent coded: under 13 of 16 bits
+}
+
+TEST(FloatCodecTest, ACorruptStreamIsRefused) {
+  std::vector<uint32_t> bits{0x3F80, 0x4000, 0xBF80};
+  std::vector<int64_t> ref{kNoReference, 0x3F80, kNoReference};
+  jobs::ByteWriter w;
+  encode_floats(bits, ref, FloatFormat::kBf16, w);
+  {
+    jobs::ByteReader in(w.bytes());
+    EXPECT_THROW(decode_floats(in, std::vector<int64_t>{kNoReference, 0x3F80}, FloatFormat::kBf16), jobs::CheckpointError);
+  }
+  {
+    // A referenced value read as unreferenced: its symbol (a bit width) is not a sign and exponent.
+    jobs::ByteReader in(w.bytes());
+    EXPECT_THROW(decode_floats(in, std::vector<int64_t>(3, kNoReference), FloatFormat::kBf16), jobs::CheckpointError);
+  }
+  {
+    auto truncated = w.bytes();
+    truncated.pop_back();
+    jobs::ByteReader in(truncated);
+    EXPECT_THROW(decode_floats(in, ref, FloatFormat::kBf16), jobs::CheckpointError);
+  }
 }
 
 // prev and cur symbols over a K-level alphabet: most keep their bucket; each bucket migrates at
@@ -282,6 +392,34 @@ TEST(DeltaCodecTest, RearrangedBeatsPlainRleWhenMigrationDiffersByBucket) {
   RecordProperty("rle_bytes", std::to_string(rle));
   RecordProperty("rearranged_bytes", std::to_string(rearranged));
   EXPECT_LT(rearranged, rle);
+}
+
+TEST(DeltaCodecTest, RearrangedCodesAFewMovesNoLargerThanPlainRle) {
+  // Right after a restore only a few symbols move, from a few buckets (here the top two): one
+  // code for all groups, whose runs of zeros join across the still buckets (per-group tables
+  // would be most of the bytes).
+  runtime::RngStream rng(5, 6);
+  std::vector<uint16_t> prev(200000), cur;
+  for (auto& p : prev) p = static_cast<uint16_t>(rng.below(10));
+  cur = prev;
+  for (int moved = 0; moved < 40;) {
+    const size_t i = rng.below(prev.size());
+    if (prev[i] >= 8 && cur[i] == prev[i]) {
+      cur[i] = static_cast<uint16_t>(prev[i] - 1);
+      ++moved;
+    }
+  }
+  // And a drifting pair, where each bucket gets its own code (bucket 0 does not move).
+  auto [drift_prev, drift_cur] = drifting(200000, 10);
+  for (const auto& [p, c] : {std::pair{prev, cur}, std::pair{drift_prev, drift_cur}}) {
+    jobs::ByteWriter rle, rearranged;
+    encode_delta(p, c, 10, 10, DeltaLayout::kRleHuffman, rle);
+    encode_delta(p, c, 10, 10, DeltaLayout::kRearranged, rearranged);
+    EXPECT_LE(rearranged.bytes().size(), rle.bytes().size());
+    jobs::ByteReader in(rearranged.bytes());
+    EXPECT_EQ(decode_delta(p, 10, in), c);
+    EXPECT_TRUE(in.at_end());
+  }
 }
 
 TEST(DeltaCodecTest, BaseSymbolsRoundTrip) {
