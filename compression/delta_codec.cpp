@@ -155,27 +155,31 @@ std::vector<uint16_t> decode_delta(std::span<const uint16_t> prev, int b_prev, j
       break;
     }
     case static_cast<uint8_t>(DeltaLayout::kRearranged): {
-      // The grouped deltas, group after group, and where each group starts.
-      std::vector<size_t> start(static_cast<size_t>(b_prev) + 1, 0);
-      for (size_t g = 0; g < static_cast<size_t>(b_prev); ++g) start[g + 1] = start[g] + per_group[g];
-      std::vector<uint16_t> grouped(prev.size());
+      // Each group's deltas: per group (one vector each, small enough for the allocator to
+      // recycle; one buffer of the whole tensor would be fresh pages on every decode) or, with
+      // the shared code, all in one buffer.
+      std::vector<std::vector<uint16_t>> groups(static_cast<size_t>(b_prev));
+      std::vector<const uint16_t*> cursor(static_cast<size_t>(b_prev));
       const auto code = in.get<uint8_t>();
       if (code == kSharedCode) {
-        huffman_decode_runs(in, grouped);
+        groups[0] = decode_rle_huffman(in, prev.size());
+        size_t at = 0;
+        for (size_t g = 0; g < cursor.size(); ++g) {
+          cursor[g] = groups[0].data() + at;
+          at += per_group[g];
+        }
       } else if (code == kCodePerGroup) {
-        for (size_t g = 0; g < static_cast<size_t>(b_prev); ++g) {
+        for (size_t g = 0; g < groups.size(); ++g) {
           if (per_group[g] == 0) continue;
           const auto mode = in.get<uint8_t>();
           if (mode > 1) throw jobs::CheckpointError(fmt::format("delta: unknown group mode {} (corrupt)", mode));
-          // An unchanged group's deltas are the zeros `grouped` starts with.
-          if (mode == 1) huffman_decode_runs(in, std::span<uint16_t>(grouped).subspan(start[g], per_group[g]));
+          groups[g] = mode == 0 ? std::vector<uint16_t>(per_group[g], 0) : decode_rle_huffman(in, per_group[g]);
+          cursor[g] = groups[g].data();
         }
       } else {
         throw jobs::CheckpointError(fmt::format("delta: unknown group code {} (corrupt)", code));
       }
       // Walk the parent's symbols, popping each group's deltas in order.
-      std::vector<const uint16_t*> cursor(static_cast<size_t>(b_prev));
-      for (size_t g = 0; g < cursor.size(); ++g) cursor[g] = grouped.data() + start[g];
       for (size_t i = 0; i < prev.size(); ++i) apply(i, *cursor[prev[i]]++);
       break;
     }

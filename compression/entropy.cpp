@@ -433,14 +433,10 @@ std::vector<int32_t> huffman_decode(jobs::ByteReader& in) {
   return out;
 }
 
-void huffman_decode_runs(jobs::ByteReader& in, std::span<uint16_t> out) {
-  HuffmanDecoder d(in, /*runs=*/true);
-  expand_runs(d.count(), [&] { return d.next_run_token(); }, out);
-}
-
 std::vector<uint16_t> huffman_decode_runs(jobs::ByteReader& in, size_t expected_count) {
+  HuffmanDecoder d(in, /*runs=*/true);
   std::vector<uint16_t> out(expected_count);
-  huffman_decode_runs(in, out);
+  expand_runs(d.count(), [&] { return d.next_run_token(); }, std::span<uint16_t>(out));
   return out;
 }
 

@@ -24,7 +24,6 @@ std::vector<uint16_t> rle_decode(std::span<const int32_t> stream, size_t expecte
 // inverse fused with rle_decode (one pass, no token stream).
 void huffman_encode_runs(std::span<const int32_t> rle_tokens, jobs::ByteWriter& out);
 std::vector<uint16_t> huffman_decode_runs(jobs::ByteReader& in, size_t expected_count);
-void huffman_decode_runs(jobs::ByteReader& in, std::span<uint16_t> out);  // exactly out.size() values
 
 // The canonical Huffman code of a token stream, from a histogram pass: huffman_encode (runs =
 // false) and huffman_encode_runs (runs = true) in two steps, so a caller can weigh codes before
