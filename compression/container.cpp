@@ -257,7 +257,8 @@ std::vector<QuantizedTensor> decode_container(const std::vector<std::byte>& byte
       int64_t numel = 1;
       for (int64_t s : q.shape) {
         if (s < 0 || s > (int64_t{1} << 40)) throw ContainerError(fmt::format("tensor '{}' has a dimension of {}", q.name, s));
-        numel = std::min(numel * s, int64_t{1} << 50);  // no overflow; still refused below
+        constexpr int64_t kCap = int64_t{1} << 50;  // saturate instead of overflowing; refused below
+        numel = s != 0 && numel > kCap / s ? kCap : numel * s;
       }
       const QuantizedTensor* p = delta ? &(*parent)[i] : nullptr;
       if (q.is_raw()) {
