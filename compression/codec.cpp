@@ -184,7 +184,6 @@ class CnrCodec final : public CheckpointCodec {
     }
   }
 
-
  private:
   Quality quality_;
   double keep_;

@@ -99,7 +99,9 @@ void encode_delta(std::span<const uint16_t> prev, std::span<const uint16_t> cur,
         if (group.empty()) continue;
         group_tokens.push_back(rle_encode(group));
         group_codes.emplace_back(group_tokens.back(), /*runs=*/true);
-        unchanged.push_back(std::all_of(group.begin(), group.end(), [](uint16_t d) { return d == 0; }));
+        // All zeros: one run of 0 (a single value, or the value and its length).
+        const auto& t = group_tokens.back();
+        unchanged.push_back(t.size() <= 2 && t[0] == 0);
         per_group_bytes += 1 + (unchanged.back() ? 0 : group_codes.back().size());
       }
       // The shared code's size is estimated from the groups' histograms (its runs of zeros that

@@ -183,11 +183,17 @@ size_t varint_size(uint64_t v) { return static_cast<size_t>(std::bit_width(v | 1
 
 }  // namespace
 
-TokenCode::TokenCode(std::span<const int32_t> stream, bool runs) : runs_(runs), tokens_(stream.size()) {
+TokenCode::TokenCode(std::span<const int32_t> stream, bool runs)
+    : runs_(runs), ranks_(stream.size()), tokens_(stream.size()) {
   SymbolIndex index;
-  for (int32_t v : stream) {
-    const bool run = runs && v > kExactRuns;
-    const int32_t symbol = run ? run_class(v).symbol : v;
+  for (size_t t = 0; t < stream.size(); ++t) {
+    const int32_t v = stream[t];
+    int32_t symbol = v;
+    if (runs && v > kExactRuns) {
+      const RunClass r = run_class(v);
+      symbol = r.symbol;
+      raw_bits_ += static_cast<uint64_t>(r.extra_bits);
+    }
     int32_t& i = index[symbol];
     if (i < 0) {
       i = static_cast<int32_t>(symbols_.size());
@@ -195,15 +201,20 @@ TokenCode::TokenCode(std::span<const int32_t> stream, bool runs) : runs_(runs), 
       counts_.push_back(0);
     }
     ++counts_[static_cast<size_t>(i)];
-    if (run) raw_bits_ += static_cast<uint64_t>(run_class(v).extra_bits);
+    ranks_[t] = static_cast<uint32_t>(i);
   }
   lengths_ = huffman_code_lengths(counts_);
 }
 
-size_t TokenCode::size() const {
+uint64_t TokenCode::payload_bits() const {
   uint64_t bits = raw_bits_;
   for (size_t i = 0; i < symbols_.size(); ++i) bits += counts_[i] * lengths_[i];
-  size_t n = varint_size(symbols_.size()) + varint_size(tokens_) + varint_size((bits + 7) / 8) + (bits + 7) / 8;
+  return bits;
+}
+
+size_t TokenCode::size() const {
+  const uint64_t bytes = (payload_bits() + 7) / 8;
+  size_t n = varint_size(symbols_.size()) + varint_size(tokens_) + varint_size(bytes) + bytes;
   for (size_t i = 0; i < symbols_.size(); ++i) n += varint_size(table_entry(symbols_[i], lengths_[i]));
   return n;
 }
@@ -225,32 +236,31 @@ size_t TokenCode::joint_size(std::span<const TokenCode> codes) {
 }
 
 void TokenCode::write(std::span<const int32_t> stream, jobs::ByteWriter& out) const {
-  if (stream.size() != tokens_) throw std::invalid_argument("TokenCode::write: not the stream the code was built from");
+  if (stream.size() != ranks_.size()) throw std::invalid_argument("TokenCode::write: not the stream the code was built from");
   std::vector<std::pair<int32_t, uint8_t>> table;
   for (size_t i = 0; i < symbols_.size(); ++i) table.emplace_back(symbols_[i], lengths_[i]);
   Canonical c = canonical(table);
-  // Symbol → (code, length), through the same dense index the histogram used.
-  SymbolIndex index;
-  std::vector<uint32_t> code_of(c.symbols.size());
-  std::vector<uint8_t> length_of(c.symbols.size());
-  for (size_t k = 0; k < c.symbols.size(); ++k) {
-    index[c.symbols[k]] = static_cast<int32_t>(k);
-    code_of[k] = c.codes[k];
-    length_of[k] = c.lengths[k];
+  // Each token's code through its symbol's rank of first appearance, recorded by the histogram.
+  std::unordered_map<int32_t, size_t> canonical_rank;
+  for (size_t k = 0; k < c.symbols.size(); ++k) canonical_rank[c.symbols[k]] = k;
+  std::vector<uint32_t> code_of(symbols_.size());
+  std::vector<uint8_t> length_of(symbols_.size());
+  for (size_t i = 0; i < symbols_.size(); ++i) {
+    const size_t k = canonical_rank.at(symbols_[i]);
+    code_of[i] = c.codes[k];
+    length_of[i] = c.lengths[k];
   }
   out.put_varint(c.symbols.size());
   for (size_t k = 0; k < c.symbols.size(); ++k) out.put_varint(table_entry(c.symbols[k], c.lengths[k]));
   BitWriter writer;
-  uint64_t bits = raw_bits_;
-  for (size_t i = 0; i < symbols_.size(); ++i) bits += counts_[i] * lengths_[i];
-  writer.reserve(bits / 8 + 8);
-  for (int32_t v : stream) {
-    const bool run = runs_ && v > kExactRuns;
-    const RunClass r = run ? run_class(v) : RunClass{v, 0, 0};
-    const int32_t at = index[r.symbol];
-    if (at < 0) throw std::invalid_argument("TokenCode::write: not the stream the code was built from");
-    writer.put(code_of[static_cast<size_t>(at)], length_of[static_cast<size_t>(at)]);
-    if (r.extra_bits) writer.put(r.extra, r.extra_bits);
+  writer.reserve(payload_bits() / 8 + 8);
+  for (size_t t = 0; t < stream.size(); ++t) {
+    const uint32_t i = ranks_[t];
+    writer.put(code_of[i], length_of[i]);
+    if (runs_ && stream[t] > kExactRuns) {
+      const RunClass r = run_class(stream[t]);
+      if (r.extra_bits) writer.put(r.extra, r.extra_bits);
+    }
   }
   out.put_varint(stream.size());
   out.put_blob(writer.finish());

@@ -39,11 +39,14 @@ class TokenCode {
 
  private:
   TokenCode() = default;
+  uint64_t payload_bits() const;  // codes and raw bits
   bool runs_ = false;
   std::vector<int32_t> symbols_;  // in order of first appearance
   std::vector<uint64_t> counts_;
   std::vector<uint8_t> lengths_;
-  uint64_t tokens_ = 0, raw_bits_ = 0;  // raw_bits_: the bits below long run lengths' classes
+  std::vector<uint32_t> ranks_;   // each token's symbol, as its index in symbols_
+  uint64_t tokens_ = 0;
+  uint64_t raw_bits_ = 0;         // the bits below long run lengths' classes
 };
 
 // Raw bits, most significant first: the low widths[i] bits of values[i] (widths ≤ 32), and the
