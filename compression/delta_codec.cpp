@@ -101,7 +101,7 @@ void encode_delta(std::span<const uint16_t> prev, std::span<const uint16_t> cur,
         group_codes.emplace_back(group_tokens.back(), /*runs=*/true);
         // All zeros: one run of 0 (a single value, or the value and its length).
         const auto& t = group_tokens.back();
-        unchanged.push_back(t.size() <= 2 && t[0] == 0);
+        unchanged.push_back(t[0] == 0 && (t.size() == 1 || (t.size() == 2 && t[1] > 0)));
         per_group_bytes += 1 + (unchanged.back() ? 0 : group_codes.back().size());
       }
       // The shared code's size is estimated from the groups' histograms (its runs of zeros that

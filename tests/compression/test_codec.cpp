@@ -422,6 +422,19 @@ TEST(DeltaCodecTest, RearrangedCodesAFewMovesNoLargerThanPlainRle) {
   }
 }
 
+TEST(DeltaCodecTest, ShortGroupsRoundTripWhetherOrNotTheyMoved) {
+  // Groups of one and two symbols: all zero deltas, a zero then a move, a move then a zero.
+  const std::vector<std::pair<std::vector<uint16_t>, std::vector<uint16_t>>> cases{
+      {{0, 0}, {0, 1}}, {{0, 0}, {1, 0}}, {{0, 0}, {0, 0}}, {{0, 1, 1}, {0, 1, 2}}, {{2}, {0}}};
+  for (const auto& [prev, cur] : cases) {
+    jobs::ByteWriter w;
+    encode_delta(prev, cur, 3, 3, DeltaLayout::kRearranged, w);
+    jobs::ByteReader in(w.bytes());
+    EXPECT_EQ(decode_delta(prev, 3, in), cur);
+    EXPECT_TRUE(in.at_end());
+  }
+}
+
 TEST(DeltaCodecTest, BaseSymbolsRoundTrip) {
   auto [prev, cur] = drifting(10000, 12);
   jobs::ByteWriter out;
