@@ -12,6 +12,7 @@
 
 #include "compression/codec.h"
 #include "compression/optimizer_state.h"
+#include "compression/search.h"
 #include "core/config/error.h"
 #include "core/runtime/files.h"
 #include "core/runtime/progress.h"
@@ -190,12 +191,13 @@ class Dynaquant final : public Experiment {
       const int64_t step = trainer.epoch() * per_epoch + trainer.batch();
       progress.set(step);
       const int64_t to_checkpoint = (every - step % every) % every;
-      if (cfg_.method == "dynaquant" && to_checkpoint < cfg_.ema_window) {
+      // The bins table's protected column needs the sensitivity scores even in an uncompressed run.
+      if ((cfg_.method == "dynaquant" || cfg_.bins_table) && to_checkpoint < cfg_.ema_window) {
         for (auto& [name, p] : net.module().parameters()) ema.update(name, p->grad);
       }
       if (step % every == 0) {
         checkpoint(ctx, net, trainer, ema.values(), step, dir);
-        if (cfg_.bins_table && (step / every) % std::max<int64_t>(1, total / every / 10) == 0) bins_needed(step, net, quality);
+        if (cfg_.bins_table && (step / every) % std::max<int64_t>(1, total / every / 10) == 0) bins_needed(step, net, quality, ema.values());
         ema.reset();
       }
       if (trainer.batch() == 0) epochs_->append({trainer.epoch(), networks::evaluate(net, test_).accuracy});
@@ -270,7 +272,8 @@ class Dynaquant final : public Experiment {
       bins_ = &ctx.table("/bins_needed", {
           {"step", ColumnType::kInt64, "steps", "checkpoint"},
           {"drop", ColumnType::kFloat64, "", "allowed relative validation-accuracy drop"},
-          {"ours", ColumnType::kInt64, "bins", "fewest k-means levels meeting it (-1: none up to 256)"},
+          {"ours", ColumnType::kInt64, "bins", "fewest k-means levels meeting it, nothing protected (-1: none up to 256)"},
+          {"ours_protected", ColumnType::kInt64, "bins", "the same with protection, fewest over the search's protect fractions"},
           {"uniform", ColumnType::kInt64, "bins", "fewest per-tensor uniform levels meeting it (-1: none up to 256)"},
           {"cnr", ColumnType::kInt64, "bins", "fewest Check-N-Run adaptive uniform levels meeting it (-1: none up to 256)"},
       });
@@ -347,7 +350,8 @@ class Dynaquant final : public Experiment {
   // levels (min to max, as QD-Compressor) and Check-N-Run's adaptive uniform ones (per row,
   // clipped range), the paper's "uniform (CNR)".
   template <class Quality>
-  void bins_needed(int64_t step, networks::Network& net, const Quality& quality) {
+  void bins_needed(int64_t step, networks::Network& net, const Quality& quality,
+                   const std::map<std::string, std::vector<float>>& ema) {
     const nn::StateDict w = weights_of(net.module());
     const double live = quality(w);
     cz::QuantConfig c = cfg_.dq.base;  // the run's σ, α and seed
@@ -369,10 +373,23 @@ class Dynaquant final : public Experiment {
         c.bins = c.embedding_bins = k;
         return cz::dequantize(cz::quantize(w, {}, c));
       });
+      // The paper's table disables pruning only: the method as searched, protection included
+      // (fewest over the search's protect fractions; the protected weights stay bf16).
+      int ours_protected = -1;
+      for (double protect : cz::ConfigCube{}.protect) {
+        cz::QuantConfig p = c;
+        p.protect_fraction = protect;
+        const int k = fewest([&](int bins) {
+          p.bins = p.embedding_bins = bins;
+          return cz::dequantize(cz::quantize(w, ema, p));
+        });
+        if (k > 0 && (ours_protected < 0 || k < ours_protected)) ours_protected = k;
+      }
       const int uniform = fewest([&](int k) { return cz::dequantize(cz::quantize_uniform(w, k)); });
       const int cnr = fewest([&](int k) { return cz::cnr_quantized(w, k); });
-      bins_->append({step, drop, static_cast<int64_t>(ours), static_cast<int64_t>(uniform), static_cast<int64_t>(cnr)});
-      if (ours > 0 && uniform > 0 && cnr > 0) bins_record_[drop].push_back({ours, uniform, cnr});
+      bins_->append({step, drop, static_cast<int64_t>(ours), static_cast<int64_t>(ours_protected),
+                     static_cast<int64_t>(uniform), static_cast<int64_t>(cnr)});
+      if (ours > 0 && ours_protected > 0 && uniform > 0 && cnr > 0) bins_record_[drop].push_back({ours, ours_protected, uniform, cnr});
     }
   }
 
@@ -418,7 +435,7 @@ class Dynaquant final : public Experiment {
     iterations_ = in.get<uint64_t>();
     for (auto n = in.get<uint64_t>(); n > 0; --n) {
       const double drop = in.get<double>();
-      bins_record_[drop] = in.get_vector<std::array<int, 3>>();
+      bins_record_[drop] = in.get_vector<std::array<int, 4>>();
     }
     std::map<std::string, std::vector<float>> values;
     for (auto n = in.get<uint64_t>(); n > 0; --n) {
@@ -451,13 +468,14 @@ class Dynaquant final : public Experiment {
     ctx.set_summary("compression_time_share", compress_s_ / std::max(train_s + compress_s_, 1e-9));
     ctx.set_summary("failures", static_cast<int64_t>(failures_->rows()));
     for (const auto& [drop, rows] : bins_record_) {  // checkpoints where every quantizer met the drop
-      std::array<double, 3> sum{};
+      std::array<double, 4> sum{};
       for (const auto& r : rows)
         for (size_t k = 0; k < sum.size(); ++k) sum[k] += r[k];
       const auto n = static_cast<double>(rows.size());
       ctx.set_summary(fmt::format("mean_bins_ours_drop_{}", drop), sum[0] / n);
-      ctx.set_summary(fmt::format("mean_bins_uniform_drop_{}", drop), sum[1] / n);
-      ctx.set_summary(fmt::format("mean_bins_cnr_drop_{}", drop), sum[2] / n);
+      ctx.set_summary(fmt::format("mean_bins_ours_protected_drop_{}", drop), sum[1] / n);
+      ctx.set_summary(fmt::format("mean_bins_uniform_drop_{}", drop), sum[2] / n);
+      ctx.set_summary(fmt::format("mean_bins_cnr_drop_{}", drop), sum[3] / n);
     }
   }
 
@@ -469,7 +487,7 @@ class Dynaquant final : public Experiment {
   results::Table* failures_ = nullptr;
   results::Table* epochs_ = nullptr;
   results::Table* bins_ = nullptr;
-  std::map<double, std::vector<std::array<int, 3>>> bins_record_;  // drop → (ours, uniform, cnr) per checkpoint
+  std::map<double, std::vector<std::array<int, 4>>> bins_record_;  // drop → (ours, ours protected, uniform, cnr) per checkpoint
   int64_t total_bytes_ = 0, total_raw_ = 0, total_full_stored_ = 0, total_full_raw_ = 0, evaluations_ = 0;
   double peak_ratio_ = 0.0, compress_s_ = 0.0, train_s_ = 0.0;
   Saved saved_;              // the latest checkpoint: what a failure restores

@@ -121,11 +121,11 @@ TEST_F(CompressionCli, TheBinsTableFindsTheFewestBinsForEachQuantizer) {
   Ran r = exp("run " + kDynaquant + kDigits + " train.epochs=4 train.failures=0 compression.method=none compression.bins_table=true hydra.run.dir=bins");
   ASSERT_EQ(r.rc, 0) << r.err;
   auto res = open("bins");
-  auto t = res->read_table("/bins_needed");  // step, drop, ours, uniform, cnr
+  auto t = res->read_table("/bins_needed");  // step, drop, ours, ours protected, uniform, cnr
   ASSERT_GE(t.rows, 3);
   ASSERT_EQ(t.rows % 3, 0);  // the three drops per measured checkpoint
   for (int64_t i = 0; i < t.rows; ++i)
-    for (size_t col : {2, 3, 4}) {
+    for (size_t col : {2, 3, 4, 5}) {
       const double bins = t.values[col][static_cast<size_t>(i)];
       EXPECT_TRUE(bins == -1 || (bins >= 2 && bins <= 256)) << "row " << i << " column " << col;
       // A larger allowed drop never needs more bins (rows go 0.1%, 1%, 5% per checkpoint).
@@ -133,7 +133,7 @@ TEST_F(CompressionCli, TheBinsTableFindsTheFewestBinsForEachQuantizer) {
         EXPECT_LE(bins, t.values[col][static_cast<size_t>(i - 1)]);
       }
     }
-  for (const char* q : {"ours", "uniform", "cnr"}) {
+  for (const char* q : {"ours", "ours_protected", "uniform", "cnr"}) {
     const double mean = summary(res, fmt::format("mean_bins_{}_drop_0.05", q).c_str());
     EXPECT_GE(mean, 2.0) << q;
     EXPECT_LE(mean, 256.0) << q;
