@@ -154,9 +154,19 @@ class EngineFidelity final : public Experiment {
       w.qps = qps;
       double measured = 0, predicted = 0;
       std::vector<double> ratios;
+      // Every engine iteration next to its prediction: where the simulator's time model errs.
+      auto& iterations = ctx.table(fmt::format("/fidelity/iterations_{:.0f}pct", 100 * f), {
+          {"decodes", ColumnType::kInt64, "sequences", "decode items in the batch"},
+          {"prefill_tokens", ColumnType::kInt64, "tokens", "prompt tokens in the batch's prefill chunks"},
+          {"measured_s", ColumnType::kFloat64, "s", "the engine's iteration: scheduling, forward, sampling, bookkeeping"},
+          {"predicted_s", ColumnType::kFloat64, "s", "the simulator's time for the same batch"},
+      });
       log->info("serving {} requests at {:.2f} QPS ({:.0f}% of capacity) on the engine", workload_.num_requests, qps, 100 * f);
       if (!serve(w, ctx.seed(), &eng_metrics, [&](const Batch& b, double s) {
-            double p = predictor.stage_time_s(BatchShape::of(b), 0);
+            const BatchShape shape = BatchShape::of(b);
+            const double p = predictor.stage_time_s(shape, 0);
+            iterations.append({static_cast<int64_t>(shape.decode_contexts.size()),
+                               shape.num_tokens() - static_cast<int64_t>(shape.decode_contexts.size()), s, p});
             measured += s;
             predicted += p;
             ratios.push_back(p / s);

@@ -1,5 +1,6 @@
 // The serving experiments end to end through `exp`: capacity search, config search, and the
 // bad-input cases of the serving issue (clear errors or clear results, never crashes).
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "core/results/results_file.h"
@@ -170,6 +171,17 @@ TEST_F(ServingCli, EngineProfileFeedsTheSimulatorAndFidelityReportsErrors) {
   EXPECT_EQ(errors.rows, 12);  // 2 loads x 6 metrics
   // The engine served each load twice: the second run's latencies are real measurements too.
   for (int64_t i = 0; i < errors.rows; ++i) EXPECT_GT(errors.values[6][static_cast<size_t>(i)], 0.0) << "row " << i;
+  // Every engine iteration of the first run at each load, next to the simulator's time for it.
+  for (const char* load : {"50", "85"}) {
+    auto it = res->read_table(fmt::format("/fidelity/iterations_{}pct", load));  // decodes, prefill tokens, measured, predicted
+    ASSERT_GT(it.rows, 0) << load;
+    for (int64_t i = 0; i < it.rows; ++i) {
+      const auto row = static_cast<size_t>(i);
+      EXPECT_GT(it.values[0][row] + it.values[1][row], 0) << load << "% row " << i;  // a batch holds some work
+      EXPECT_GT(it.values[2][row], 0) << load << "% row " << i;
+      EXPECT_GT(it.values[3][row], 0) << load << "% row " << i;
+    }
+  }
   EXPECT_GE(std::get<double>(*res->attr("/summary", "max_noise_pct")), 0);
   EXPECT_GT(std::get<double>(*res->attr("/summary", "simulated_capacity_qps")), 0);
   EXPECT_NE(r.out.find("p95_tbt_s"), std::string::npos) << r.out;
