@@ -39,12 +39,12 @@ Tensor zip(const Tensor& a, const Tensor& b, F f) {
 namespace {
 // The cuDNN activation of a CUDA tensor (forward), or of its gradient (backward from y).
 Tensor cuda_forward(cuda::Activation a, const Tensor& x) {
-  Tensor y = Tensor::empty(x.shape(), tensor::DType::kF32, x.device());
+  Tensor y = detail::empty_on_device_like(x);
   cuda::activation_forward(a, detail::device_floats(x), detail::device_floats(y), x.numel());
   return y;
 }
 Tensor cuda_backward(cuda::Activation a, const Tensor& y, const Tensor& gy) {
-  Tensor gx = Tensor::empty(y.shape(), tensor::DType::kF32, y.device());
+  Tensor gx = detail::empty_on_device_like(y);
   cuda::activation_backward(a, detail::device_floats(y), detail::device_floats(gy), detail::device_floats(gx), y.numel());
   return gx;
 }
@@ -82,10 +82,21 @@ Tensor Tanh::backward(const Tensor& grad_y) {
 
 Tensor Step::forward(const Tensor& x, Mode mode) {
   if (mode == Mode::kTrain) x_ = x;
+  if (on_cuda(x)) {
+    Tensor y = detail::empty_on_device_like(x);
+    cuda::pointwise_forward(cuda::Pointwise::kStep, detail::device_floats(x), detail::device_floats(y), x.numel());
+    return y;
+  }
   return map(x, [](float v) { return v >= 0.0f ? 1.0f : 0.0f; });
 }
 Tensor Step::backward(const Tensor& grad_y) {
   expect_same_shape(*this, grad_y, x_.shape());
+  if (on_cuda(grad_y)) {
+    Tensor gx = detail::empty_on_device_like(grad_y);
+    cuda::pointwise_backward(cuda::Pointwise::kStep, detail::device_floats(x_), detail::device_floats(grad_y),
+                             detail::device_floats(gx), grad_y.numel());
+    return gx;
+  }
   return zip(grad_y, x_, [](float g, float x) { return std::fabs(x) <= 1.0f ? g : 0.0f; });
 }
 
@@ -106,23 +117,40 @@ Tensor Dropout::forward(const Tensor& x, Mode mode) {
     mask_ = Tensor();
     return x;
   }
-  rng_.seek(static_cast<uint64_t>(position_->data<int64_t>()[0]));
+  // The mask is drawn on the host from the counter-based stream (the same mask on either device);
+  // the stream position is a buffer, so it lives wherever the module does.
+  Tensor position = position_->to(tensor::Device::kCPU);
+  rng_.seek(static_cast<uint64_t>(position.data<int64_t>()[0]));
   mask_ = empty_like(x);
   float* m = mask_.data<float>();
   const float keep_scale = static_cast<float>(1.0 / (1.0 - p_));
   for (int64_t i = 0; i < x.numel(); ++i) m[i] = rng_.uniform() < p_ ? 0.0f : keep_scale;
-  position_->data<int64_t>()[0] = static_cast<int64_t>(rng_.position());
-  return zip(x, mask_, [](float v, float k) { return v * k; });
+  position.data<int64_t>()[0] = static_cast<int64_t>(rng_.position());
+  *position_ = position.to(position_->device());
+  return times_mask(x);
 }
 Tensor Dropout::backward(const Tensor& grad_y) {
   if (!mask_.defined()) return grad_y;
   expect_same_shape(*this, grad_y, mask_.shape());
-  return zip(grad_y, mask_, [](float g, float k) { return g * k; });
+  return times_mask(grad_y);
+}
+Tensor Dropout::times_mask(const Tensor& t) {
+  if (!on_cuda(t)) return zip(t, mask_, [](float v, float k) { return v * k; });
+  if (!on_cuda(mask_)) mask_ = mask_.to(tensor::Device::kCUDA);
+  Tensor out = detail::empty_on_device_like(t);
+  cuda::multiply(detail::device_floats(t), detail::device_floats(mask_), detail::device_floats(out), t.numel());
+  return out;
 }
 
 Tensor LogSoftmax::forward(const Tensor& x, Mode mode) {
   if (x.dim() != 2) throw std::invalid_argument("LogSoftmax: expects [batch, classes], got " + tensor::shape_str(x.shape()));
   const int64_t n = x.size(0);
+  if (on_cuda(x)) {
+    Tensor y = detail::empty_on_device_like(x);
+    cuda::log_softmax_forward(detail::device_floats(x), detail::device_floats(y), n, x.size(1));
+    if (mode == Mode::kTrain) y_ = y;
+    return y;
+  }
   Tensor y = empty_like(x);
   auto xm = detail::as_matrix(x, n);
   auto ym = detail::as_matrix(y, n);
@@ -137,6 +165,12 @@ Tensor LogSoftmax::forward(const Tensor& x, Mode mode) {
 Tensor LogSoftmax::backward(const Tensor& grad_y) {
   expect_same_shape(*this, grad_y, y_.shape());
   const int64_t n = y_.size(0);
+  if (on_cuda(grad_y)) {
+    Tensor gx = detail::empty_on_device_like(grad_y);
+    cuda::log_softmax_backward(detail::device_floats(y_), detail::device_floats(grad_y), detail::device_floats(gx), n,
+                               y_.size(1));
+    return gx;
+  }
   Tensor gx = empty_like(y_);
   auto g = detail::as_matrix(grad_y, n);
   auto y = detail::as_matrix(y_, n);

@@ -59,6 +59,8 @@ class Dropout final : public Module {
   Tensor backward(const Tensor& grad_y) override;
 
  private:
+  Tensor times_mask(const Tensor& t);  // t · mask_, on t's device
+
   double p_;
   runtime::RngStream rng_;
   Tensor* position_;

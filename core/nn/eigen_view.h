@@ -20,6 +20,10 @@ inline VectorMap as_vector(const tensor::Tensor& t) { return VectorMap(t.data<fl
 inline tensor::Tensor empty_like(const tensor::Tensor& t) {
   return tensor::Tensor::empty(t.shape(), tensor::DType::kF32);
 }
+// The same on t's device (CUDA layers).
+inline tensor::Tensor empty_on_device_like(const tensor::Tensor& t) {
+  return tensor::Tensor::empty(t.shape(), tensor::DType::kF32, t.device());
+}
 
 // An f32 tensor's first element wherever it lives (device memory for CUDA tensors, which
 // data<float>() refuses), for the CUDA layers' pointer API; null for an undefined tensor.

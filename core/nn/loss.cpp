@@ -18,9 +18,18 @@ void check(const tensor::Tensor& x, std::span<const int32_t> labels, const char*
     if (labels[i] < 0 || labels[i] >= x.size(1))
       throw std::invalid_argument(fmt::format("{}: label {} of row {} is outside [0, {})", what, labels[i], i, x.size(1)));
 }
+
+// A batch's scores are a few thousand floats: losses of CUDA tensors are computed on the host and
+// their gradient handed back on the device.
+bool on_cuda(const tensor::Tensor& t) { return t.device() == tensor::Device::kCUDA; }
+LossResult gradient_to_cuda(LossResult r) {
+  r.grad = r.grad.to(tensor::Device::kCUDA);
+  return r;
+}
 }  // namespace
 
 std::vector<int32_t> argmax_rows(const tensor::Tensor& scores) {
+  if (on_cuda(scores)) return argmax_rows(scores.to(tensor::Device::kCPU));
   auto m = detail::as_matrix(scores, scores.size(0));
   std::vector<int32_t> out(static_cast<size_t>(m.rows()));
   for (int64_t r = 0; r < m.rows(); ++r) {
@@ -32,6 +41,7 @@ std::vector<int32_t> argmax_rows(const tensor::Tensor& scores) {
 }
 
 LossResult cross_entropy(const tensor::Tensor& logits, std::span<const int32_t> labels) {
+  if (on_cuda(logits)) return gradient_to_cuda(cross_entropy(logits.to(tensor::Device::kCPU), labels));
   check(logits, labels, "cross_entropy");
   const int64_t n = logits.size(0);
   LossResult r;
@@ -55,6 +65,7 @@ LossResult cross_entropy(const tensor::Tensor& logits, std::span<const int32_t> 
 }
 
 LossResult nll_loss(const tensor::Tensor& log_probs, std::span<const int32_t> labels) {
+  if (on_cuda(log_probs)) return gradient_to_cuda(nll_loss(log_probs.to(tensor::Device::kCPU), labels));
   check(log_probs, labels, "nll_loss");
   const int64_t n = log_probs.size(0);
   LossResult r;

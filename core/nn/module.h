@@ -45,9 +45,9 @@ class Module {
   std::vector<std::pair<std::string, Parameter*>> parameters();
   std::vector<std::pair<std::string, Tensor*>> buffers();
   void zero_grad();
-  // Moves every parameter (value and gradient) and buffer to `device`. Linear, Conv2d, Pool2d,
-  // ReLU, Tanh and Flatten then run there (cuBLAS, cuDNN) on inputs on that device; the other
-  // layers, the losses and the optimizers are CPU-only.
+  // Moves every parameter (value and gradient) and buffer to `device`. Every layer then runs there
+  // (cuBLAS, cuDNN, core/nn/cuda's kernels) on inputs on that device, and optimizers made after
+  // the move keep their moments there; losses of device scores are computed on the host.
   void to(tensor::Device device);
   int64_t num_parameters();
 

@@ -31,8 +31,8 @@ class BatchNorm final : public Module {
   Parameter* bias_ = nullptr;
   Tensor* running_mean_;
   Tensor* running_var_;
-  Tensor xhat_;                  // normalised input of the last training forward
-  std::vector<float> inv_std_;   // per channel, same forward
+  Tensor xhat_;     // normalised input of the last training forward
+  Tensor inv_std_;  // per channel, same forward (on the input's device)
 };
 
 class HardInvert final : public Module {

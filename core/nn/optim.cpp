@@ -3,6 +3,8 @@
 #include <cmath>
 #include <numbers>
 
+#include "core/nn/cuda/layers.h"
+
 namespace xp::nn {
 
 Optimizer::Optimizer(NamedParameters params) : params_(std::move(params)) {
@@ -19,7 +21,7 @@ std::vector<std::pair<std::string, Tensor*>> Optimizer::state() {
 std::vector<Tensor*> Optimizer::add_state_per_parameter(const std::string& kind) {
   std::vector<Tensor*> out;
   for (auto& [name, p] : params_) {
-    state_.emplace_back(kind + "." + name, Tensor::zeros(p->value.shape(), tensor::DType::kF32));
+    state_.emplace_back(kind + "." + name, Tensor::zeros(p->value.shape(), tensor::DType::kF32, p->value.device()));
     out.push_back(&state_.back().second);
   }
   return out;
@@ -35,6 +37,12 @@ void Sgd::step(double lr) {
              mu = static_cast<float>(opt_.momentum);
   for (size_t i = 0; i < params_.size(); ++i) {
     Parameter& p = *params_[i].second;
+    if (p.value.device() == tensor::Device::kCUDA) {
+      cuda::sgd_step(static_cast<float*>(p.value.raw_data()), static_cast<const float*>(p.grad.raw_data()),
+                     momentum_.empty() ? nullptr : static_cast<float*>(momentum_[i]->raw_data()), p.value.numel(), flr,
+                     wd, mu, first, opt_.nesterov);
+      continue;
+    }
     float* w = p.value.data<float>();
     const float* g = p.grad.data<float>();
     float* buf = momentum_.empty() ? nullptr : momentum_[i]->data<float>();
@@ -62,6 +70,12 @@ void Adam::step(double lr) {
              eps = static_cast<float>(opt_.eps), wd = static_cast<float>(opt_.weight_decay);
   for (size_t i = 0; i < params_.size(); ++i) {
     Parameter& p = *params_[i].second;
+    if (p.value.device() == tensor::Device::kCUDA) {
+      cuda::adam_step(static_cast<float*>(p.value.raw_data()), static_cast<const float*>(p.grad.raw_data()),
+                      static_cast<float*>(exp_avg_[i]->raw_data()), static_cast<float*>(exp_avg_sq_[i]->raw_data()),
+                      p.value.numel(), {step_size, sqrt_bc2, b1, b2, eps, wd});
+      continue;
+    }
     float* w = p.value.data<float>();
     const float* g = p.grad.data<float>();
     float* m = exp_avg_[i]->data<float>();
