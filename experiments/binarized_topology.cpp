@@ -18,6 +18,26 @@ using networks::Network;
 using networks::NetworkSpec;
 using networks::TrainOptions;
 
+// The measurements (active weights, invert parameters, the sparse topology and its sweeps) read
+// the weights on the host: a model training on the GPU visits the host for them and goes back.
+class OnHost {
+ public:
+  explicit OnHost(Network& net) : net_(net) {
+    auto params = net.module().parameters();
+    device_ = params.empty() ? tensor::Device::kCPU : params.front().second->value.device();
+    if (device_ != tensor::Device::kCPU) net_.module().to(tensor::Device::kCPU);
+  }
+  ~OnHost() {
+    if (device_ != tensor::Device::kCPU) net_.module().to(device_);
+  }
+  OnHost(const OnHost&) = delete;
+  OnHost& operator=(const OnHost&) = delete;
+
+ private:
+  Network& net_;
+  tensor::Device device_;
+};
+
 struct DataConfig {
   std::string dataset = "fashion_mnist";  // fashion_mnist | digits
   std::string path;                       // "" = where Debian installs it
@@ -69,6 +89,7 @@ Config parse(const config::ConfigNode& job) {
   t.get("momentum", c.train.momentum);
   t.get("weight_decay", c.train.weight_decay);
   t.get_enum("schedule", c.train.schedule, {"constant", "cosine"});
+  t.get_enum("device", c.train.device, {"cpu", "cuda"});
   t.get("checkpoint_every", c.checkpoint_every);
   t.finish();
   auto e = top.section("eval");
@@ -80,6 +101,9 @@ Config parse(const config::ConfigNode& job) {
   top.finish();
   if (c.train.epochs < 1) reject_key(job, "train.epochs", "must be at least 1", "set train.epochs=<1 or more>");
   if (c.train.batch_size < 1) reject_key(job, "train.batch_size", "must be positive", "set train.batch_size=200");
+  if (c.train.device == "cuda" && c.network.method == "edge_popup")
+    reject_key(job, "train.device", "edge_popup trains on the CPU only (its top-k layer has no CUDA version)",
+               "set train.device=cpu");
   if (c.network.layers.size() < 2)
     reject_key(job, "network.layers", "needs an input size and an output size", "e.g. network.layers=[784,1024,1024,10]");
   for (int64_t s : c.network.layers)
@@ -219,6 +243,7 @@ class BinarizedTopology final : public Experiment {
 
   void end_of_epoch(jobs::RunContext& ctx, Network& net, const Splits& data, int64_t epoch, double loss,
                     double train_acc, double seconds) {
+    OnHost host(net);
     const double test_acc = networks::evaluate(net, data.test).accuracy;
     int64_t active = 0, total = 0;
     auto activity = net.weight_activity();
@@ -236,6 +261,7 @@ class BinarizedTopology final : public Experiment {
 
   // The weight-invariance sweep on the sparse topology (cost ∝ active connections).
   std::vector<std::pair<double, double>> sweep(Network& net, const data::Dataset& test, int64_t epoch) {
+    OnHost host(net);
     networks::Topology topo(net);
     std::vector<std::pair<double, double>> points;
     const auto steps = static_cast<int64_t>(std::floor((cfg_.eval.on_max - cfg_.eval.on_min) / cfg_.eval.on_step + 1e-9));
@@ -249,6 +275,7 @@ class BinarizedTopology final : public Experiment {
   }
 
   void finish(jobs::RunContext& ctx, Network& net, const Splits& data, double train_seconds) {
+    OnHost host(net);
     networks::Evaluation e = networks::evaluate(net, data.test);
     int64_t active = 0, total = 0;
     for (const auto& l : net.weight_activity()) active += l.active, total += l.total;

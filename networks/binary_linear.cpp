@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "core/nn/cuda/layers.h"
 #include "core/nn/init.h"
 #include "core/nn/linear.h"
 
@@ -16,13 +17,22 @@ BinaryLinear::BinaryLinear(int64_t in, int64_t out) : in_(in), out_(out) {
 void BinaryLinear::reset(runtime::RngStream& rng, double p) { nn::init::bernoulli(weight_->value, rng, p); }
 
 void BinaryLinear::clip() {
+  if (weight_->value.device() == tensor::Device::kCUDA) {
+    nn::cuda::clamp(static_cast<float*>(weight_->value.raw_data()), 0.0f, 1.0f, weight_->value.numel());
+    return;
+  }
   float* w = weight_->value.data<float>();
   const int64_t n = weight_->value.numel();
   for (int64_t i = 0; i < n; ++i) w[i] = std::clamp(w[i], 0.0f, 1.0f);
 }
 
 nn::Tensor BinaryLinear::binary_weights() const {
-  nn::Tensor b = nn::Tensor::empty(weight_->value.shape(), tensor::DType::kF32);
+  nn::Tensor b = nn::Tensor::empty(weight_->value.shape(), tensor::DType::kF32, weight_->value.device());
+  if (b.device() == tensor::Device::kCUDA) {  // is_active's threshold
+    nn::cuda::threshold(static_cast<const float*>(weight_->value.raw_data()), 0.5f, on_, static_cast<float*>(b.raw_data()),
+                        b.numel());
+    return b;
+  }
   const float* w = weight_->value.data<float>();
   float* out = b.data<float>();
   const int64_t n = b.numel();

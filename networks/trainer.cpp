@@ -13,12 +13,25 @@ namespace xp::networks {
 namespace {
 constexpr uint64_t kOrderStream = 10000;  // + epoch: the batch order of each epoch
 constexpr const char* kPositionKey = "trainer.position";
+
+// A batch (built on the host) where the model's parameters are.
+nn::Tensor on_model_device(Network& net, const nn::Tensor& batch) {
+  auto params = net.module().parameters();
+  return params.empty() ? batch : batch.to(params.front().second->value.device());
+}
 }  // namespace
 
 Trainer::Trainer(Network& net, TrainOptions options, uint64_t seed) : net_(net), opt_(std::move(options)), seed_(seed) {
   if (opt_.epochs < 0 || opt_.batch_size <= 0)
     throw std::invalid_argument(fmt::format("train: epochs must be ≥ 0 and batch_size > 0 (got {}, {})", opt_.epochs,
                                             opt_.batch_size));
+  if (opt_.device != "cpu" && opt_.device != "cuda")
+    throw std::invalid_argument(fmt::format("train.device '{}' is not cpu or cuda", opt_.device));
+  if (opt_.device == "cuda") {
+    if (!tensor::cuda_available())
+      throw std::invalid_argument("train.device is cuda but no GPU is visible (or this build has no CUDA): set train.device=cpu");
+    net.module().to(tensor::Device::kCUDA);  // before the optimizer is made: its moments go there too
+  }
   if (opt_.optimizer == "adam")
     optimizer_ = std::make_unique<nn::Adam>(net.module().parameters(), nn::AdamOptions{.weight_decay = opt_.weight_decay});
   else if (opt_.optimizer == "sgd")
@@ -45,7 +58,7 @@ StepResult Trainer::step(const data::Dataset& train) {
   std::span<const int64_t> rows(order_.data() + begin, static_cast<size_t>(n));
   nn::Module& m = net_.module();
   m.zero_grad();
-  nn::LossResult r = nn::nll_loss(m.forward(data::batch_features(train, rows), nn::Mode::kTrain),
+  nn::LossResult r = nn::nll_loss(m.forward(on_model_device(net_, data::batch_features(train, rows)), nn::Mode::kTrain),
                                   data::batch_labels(train, rows));
   m.backward(r.grad);
   const int64_t total = opt_.epochs * batches_per_epoch(train);
@@ -90,7 +103,7 @@ Evaluation evaluate(Network& net, const data::Dataset& d, int64_t batch_size) {
     const int64_t n = std::min(batch_size, d.size() - begin);
     rows.resize(static_cast<size_t>(n));
     std::iota(rows.begin(), rows.end(), begin);
-    nn::Tensor logp = net.module().forward(data::batch_features(d, rows), nn::Mode::kEval);
+    nn::Tensor logp = net.module().forward(on_model_device(net, data::batch_features(d, rows)), nn::Mode::kEval);
     nn::LossResult r = nn::nll_loss(logp, data::batch_labels(d, rows));
     e.loss += r.loss * static_cast<double>(n);
     auto p = nn::argmax_rows(logp);

@@ -21,6 +21,7 @@ struct TrainOptions {
   double momentum = 0.9;              // sgd only
   double weight_decay = 0.0;
   std::string schedule = "constant";  // constant | cosine (over all steps)
+  std::string device = "cpu";         // cpu | cuda: where the model trains (the Trainer moves it)
 };
 
 struct StepResult {
@@ -54,7 +55,7 @@ class Trainer {
   int64_t order_epoch_ = -1;
 };
 
-// Dense evaluation in eval mode: accuracy and mean NLL over `d`.
+// Dense evaluation in eval mode (on the model's device): accuracy and mean NLL over `d`.
 struct Evaluation {
   double accuracy = 0.0;
   double loss = 0.0;

@@ -84,6 +84,20 @@ TEST_F(NetworksCli, UnknownNormIsRefusedWithTheChoices) {
   EXPECT_THAT(r.err, HasSubstr("hard_invert"));
 }
 
+TEST_F(NetworksCli, EdgePopupOnTheGpuIsRefusedNamingTheKey) {
+  Ran r = exp("run " + kTopology + " network.method=edge_popup train.device=cuda");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_THAT(r.err, HasSubstr("train.device"));
+  EXPECT_THAT(r.err, HasSubstr("edge_popup"));
+}
+
+TEST_F(NetworksCli, TrainingOnAMissingGpuSaysSo) {
+  Ran r = exp("run " + kTopology + " data.dataset=digits network.layers=[64,32,10] train.device=cuda train.epochs=1 "
+              "hydra.run.dir=r");
+  if (r.rc == 0) GTEST_SKIP() << "a GPU is present: the run trained there";
+  EXPECT_THAT(r.err, HasSubstr("train.device is cuda but no GPU is visible"));
+}
+
 TEST_F(NetworksCli, MissingDatasetNamesTheFile) {
   Ran r = exp("run " + kTopology + " data.path=/nonexistent train.epochs=1 hydra.run.dir=r");
   EXPECT_NE(r.rc, 0);

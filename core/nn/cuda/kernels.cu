@@ -1,5 +1,6 @@
 // core/nn's own CUDA kernels for what cuBLAS and cuDNN do not cover the way the CPU layers
-// compute it: the inverting norms and the step of the {0,1} networks, dropout's mask product,
+// compute it: the inverting norms, the step and the binarize/clip of the {0,1} networks,
+// dropout's mask product,
 // log-softmax, batch norm (PyTorch's statistics, any eps, no affine option in cuDNN's sense) and
 // the SGD and Adam updates. Each follows its CPU loop formula for formula; sums run in a
 // different order (tree reductions), so results agree to rounding. Default stream throughout.
@@ -31,6 +32,16 @@ __global__ void pointwise_backward_kernel(Pointwise p, const float* x, const flo
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   gx[i] = p == Pointwise::kHardInvert ? -gy[i] : (fabsf(x[i]) <= 1.0f ? gy[i] : 0.0f);
+}
+
+__global__ void threshold_kernel(const float* x, float threshold, float value, float* y, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) y[i] = fabsf(x[i]) >= threshold ? value : 0.0f;
+}
+
+__global__ void clamp_kernel(float* x, float lo, float hi, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) x[i] = fminf(fmaxf(x[i], lo), hi);
 }
 
 __global__ void multiply_kernel(const float* x, const float* mask, float* y, int64_t n) {
@@ -205,6 +216,16 @@ void pointwise_backward(Pointwise p, const float* x, const float* gy, float* gx,
   if (n == 0) return;
   pointwise_backward_kernel<<<blocks_for(n), kThreads>>>(p, x, gy, gx, n);
   launched("pointwise backward");
+}
+void threshold(const float* x, float threshold, float value, float* y, int64_t n) {
+  if (n == 0) return;
+  threshold_kernel<<<blocks_for(n), kThreads>>>(x, threshold, value, y, n);
+  launched("threshold");
+}
+void clamp(float* x, float lo, float hi, int64_t n) {
+  if (n == 0) return;
+  clamp_kernel<<<blocks_for(n), kThreads>>>(x, lo, hi, n);
+  launched("clamp");
 }
 void multiply(const float* x, const float* mask, float* y, int64_t n) {
   if (n == 0) return;

@@ -43,6 +43,9 @@ void activation_backward(Activation a, const float* y, const float* gy, float* g
 enum class Pointwise { kHardInvert, kStep };
 void pointwise_forward(Pointwise p, const float* x, float* y, int64_t n);
 void pointwise_backward(Pointwise p, const float* x, const float* gy, float* gx, int64_t n);
+// y = |x| ≥ threshold ? value : 0 (the {0,1} networks' binary weights); x clamped to [lo, hi] in place.
+void threshold(const float* x, float threshold, float value, float* y, int64_t n);
+void clamp(float* x, float lo, float hi, int64_t n);
 // y = x · mask (dropout: the mask, already scaled, is drawn on the host from the layer's stream).
 void multiply(const float* x, const float* mask, float* y, int64_t n);
 // SoftInvert with its scalar `a` in device memory (clamped to [0, 1] where used); backward adds

@@ -26,6 +26,8 @@ void activation_forward(Activation, const float*, float*, int64_t) { unavailable
 void activation_backward(Activation, const float*, const float*, float*, int64_t) { unavailable(); }
 void pointwise_forward(Pointwise, const float*, float*, int64_t) { unavailable(); }
 void pointwise_backward(Pointwise, const float*, const float*, float*, int64_t) { unavailable(); }
+void threshold(const float*, float, float, float*, int64_t) { unavailable(); }
+void clamp(float*, float, float, int64_t) { unavailable(); }
 void multiply(const float*, const float*, float*, int64_t) { unavailable(); }
 void soft_invert_forward(const float*, const float*, float*, int64_t) { unavailable(); }
 void soft_invert_backward(const float*, const float*, const float*, float*, float*, int64_t) { unavailable(); }
