@@ -22,9 +22,7 @@ using networks::TrainOptions;
 // the weights on the host: a model training on the GPU visits the host for them and goes back.
 class OnHost {
  public:
-  explicit OnHost(Network& net) : net_(net) {
-    auto params = net.module().parameters();
-    device_ = params.empty() ? tensor::Device::kCPU : params.front().second->value.device();
+  explicit OnHost(Network& net) : net_(net), device_(net.device()) {
     if (device_ != tensor::Device::kCPU) net_.module().to(tensor::Device::kCPU);
   }
   ~OnHost() {
@@ -35,7 +33,7 @@ class OnHost {
 
  private:
   Network& net_;
-  tensor::Device device_;
+  const tensor::Device device_;
 };
 
 struct DataConfig {

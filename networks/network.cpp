@@ -97,6 +97,11 @@ Network::Network(NetworkSpec spec, uint64_t seed) : spec_(std::move(spec)), modu
   module_->add(std::make_unique<nn::LogSoftmax>());
 }
 
+tensor::Device Network::device() {
+  auto params = module_->parameters();
+  return params.empty() ? tensor::Device::kCPU : params.front().second->value.device();
+}
+
 void Network::after_step() {
   for (BinaryLinear* l : binary_) l->clip();
 }

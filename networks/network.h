@@ -36,6 +36,8 @@ class Network {
   Network(NetworkSpec spec, uint64_t seed);
   const NetworkSpec& spec() const { return spec_; }
   nn::Sequential& module() { return *module_; }
+  // Where its parameters are (the Trainer moves them for train.device = cuda).
+  tensor::Device device();
 
   // Called after every optimizer step: clips the latent weights of a binarized net.
   void after_step();

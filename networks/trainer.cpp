@@ -13,12 +13,6 @@ namespace xp::networks {
 namespace {
 constexpr uint64_t kOrderStream = 10000;  // + epoch: the batch order of each epoch
 constexpr const char* kPositionKey = "trainer.position";
-
-// A batch (built on the host) where the model's parameters are.
-nn::Tensor on_model_device(Network& net, const nn::Tensor& batch) {
-  auto params = net.module().parameters();
-  return params.empty() ? batch : batch.to(params.front().second->value.device());
-}
 }  // namespace
 
 Trainer::Trainer(Network& net, TrainOptions options, uint64_t seed) : net_(net), opt_(std::move(options)), seed_(seed) {
@@ -58,7 +52,7 @@ StepResult Trainer::step(const data::Dataset& train) {
   std::span<const int64_t> rows(order_.data() + begin, static_cast<size_t>(n));
   nn::Module& m = net_.module();
   m.zero_grad();
-  nn::LossResult r = nn::nll_loss(m.forward(on_model_device(net_, data::batch_features(train, rows)), nn::Mode::kTrain),
+  nn::LossResult r = nn::nll_loss(m.forward(data::batch_features(train, rows).to(net_.device()), nn::Mode::kTrain),
                                   data::batch_labels(train, rows));
   m.backward(r.grad);
   const int64_t total = opt_.epochs * batches_per_epoch(train);
@@ -103,7 +97,7 @@ Evaluation evaluate(Network& net, const data::Dataset& d, int64_t batch_size) {
     const int64_t n = std::min(batch_size, d.size() - begin);
     rows.resize(static_cast<size_t>(n));
     std::iota(rows.begin(), rows.end(), begin);
-    nn::Tensor logp = net.module().forward(on_model_device(net, data::batch_features(d, rows)), nn::Mode::kEval);
+    nn::Tensor logp = net.module().forward(data::batch_features(d, rows).to(net.device()), nn::Mode::kEval);
     nn::LossResult r = nn::nll_loss(logp, data::batch_labels(d, rows));
     e.loss += r.loss * static_cast<double>(n);
     auto p = nn::argmax_rows(logp);
