@@ -56,19 +56,23 @@ __global__ void soft_invert_forward_kernel(const float* x, const float* a, float
   y[i] = x[i] * (1.0f - e) + (1.0f - x[i]) * e;
 }
 
-// Block sums in shared memory: the caller's threads each hold one value; thread 0 gets the sum.
-template <class T>
-__device__ T block_sum(T v) {
+// A block-wide reduction in shared memory: every thread brings one value and gets the result.
+template <class T, class Combine>
+__device__ T block_reduce(T v, Combine combine) {
   __shared__ T partial[kThreads];
   partial[threadIdx.x] = v;
   __syncthreads();
   for (unsigned s = blockDim.x / 2; s > 0; s /= 2) {
-    if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
+    if (threadIdx.x < s) partial[threadIdx.x] = combine(partial[threadIdx.x], partial[threadIdx.x + s]);
     __syncthreads();
   }
   T total = partial[0];
   __syncthreads();  // the buffer may be reused by the next call
   return total;
+}
+template <class T>
+__device__ T block_sum(T v) {
+  return block_reduce(v, [](T a, T b) { return a + b; });
 }
 
 // dy/dx = 1 − 2a; dy/da = 1 − 2x, summed into a's gradient (one atomic add per block).
@@ -89,20 +93,9 @@ __global__ void soft_invert_backward_kernel(const float* x, const float* gy, con
 __global__ void log_softmax_forward_kernel(const float* x, float* y, int64_t cols) {
   const float* in = x + blockIdx.x * cols;
   float* out = y + blockIdx.x * cols;
-  __shared__ float shared_max;
   float mx = -INFINITY;
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) mx = fmaxf(mx, in[c]);
-  // A max reduction through the same shared buffer as the sums.
-  __shared__ float partial[kThreads];
-  partial[threadIdx.x] = mx;
-  __syncthreads();
-  for (unsigned s = blockDim.x / 2; s > 0; s /= 2) {
-    if (threadIdx.x < s) partial[threadIdx.x] = fmaxf(partial[threadIdx.x], partial[threadIdx.x + s]);
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) shared_max = partial[0];
-  __syncthreads();
-  mx = shared_max;
+  mx = block_reduce(mx, [](float a, float b) { return fmaxf(a, b); });
   float s = 0.0f;
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) s += expf(in[c] - mx);
   const float lse = mx + logf(block_sum(s));
