@@ -82,7 +82,7 @@ Config parse(const config::ConfigNode& job) {
   auto t = top.section("train");
   t.get("epochs", c.train.epochs);
   t.get("batch_size", c.train.batch_size);
-  t.get_enum("optimizer", c.train.optimizer, {"adam", "sgd"});
+  t.get_enum("optimizer", c.train.optimizer, networks::optimizer_names());
   t.get("lr", c.train.lr);
   t.get("momentum", c.train.momentum);
   t.get("weight_decay", c.train.weight_decay);

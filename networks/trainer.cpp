@@ -26,15 +26,21 @@ Trainer::Trainer(Network& net, TrainOptions options, uint64_t seed) : net_(net),
       throw std::invalid_argument("train.device is cuda but no GPU is visible (or this build has no CUDA): set train.device=cpu");
     net.module().to(tensor::Device::kCUDA);  // before the optimizer is made: its moments go there too
   }
-  if (opt_.optimizer == "adam")
-    optimizer_ = std::make_unique<nn::Adam>(net.module().parameters(), nn::AdamOptions{.weight_decay = opt_.weight_decay});
+  if (opt_.optimizer == "adam" || opt_.optimizer == "adamw")
+    optimizer_ = std::make_unique<nn::Adam>(
+        net.module().parameters(), nn::AdamOptions{.weight_decay = opt_.weight_decay, .decoupled = opt_.optimizer == "adamw"});
   else if (opt_.optimizer == "sgd")
     optimizer_ = std::make_unique<nn::Sgd>(net.module().parameters(),
                                            nn::SgdOptions{.momentum = opt_.momentum, .weight_decay = opt_.weight_decay});
   else
-    throw std::invalid_argument(fmt::format("train.optimizer '{}' is not adam or sgd", opt_.optimizer));
+    throw std::invalid_argument(fmt::format("train.optimizer '{}' is not adam, adamw or sgd", opt_.optimizer));
   if (opt_.schedule != "constant" && opt_.schedule != "cosine")
     throw std::invalid_argument(fmt::format("train.schedule '{}' is not constant or cosine", opt_.schedule));
+}
+
+const std::vector<std::string>& optimizer_names() {
+  static const std::vector<std::string> names{"adam", "adamw", "sgd"};
+  return names;
 }
 
 int64_t Trainer::batches_per_epoch(const data::Dataset& train) const {

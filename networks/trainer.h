@@ -5,6 +5,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/data/dataset.h"
 #include "core/nn/optim.h"
@@ -16,10 +17,10 @@ namespace xp::networks {
 struct TrainOptions {
   int64_t epochs = 20;
   int64_t batch_size = 200;           // the notebook's batch
-  std::string optimizer = "adam";     // adam | sgd
+  std::string optimizer = "adam";     // optimizer_names(): adam | adamw (decoupled decay) | sgd
   double lr = 1e-3;
   double momentum = 0.9;              // sgd only
-  double weight_decay = 0.0;
+  double weight_decay = 0.0;          // L2 (adam, sgd) or AdamW's decoupled decay (adamw)
   std::string schedule = "constant";  // constant | cosine (over all steps)
   std::string device = "cpu";         // cpu | cuda: where the model trains (the Trainer moves it)
 };
@@ -29,6 +30,9 @@ struct StepResult {
   int64_t correct = 0;
   int64_t samples = 0;
 };
+
+// The values of TrainOptions::optimizer, for the experiments' config checks.
+const std::vector<std::string>& optimizer_names();
 
 class Trainer {
  public:

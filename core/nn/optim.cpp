@@ -67,13 +67,16 @@ void Adam::step(double lr) {
   const double bc1 = 1.0 - std::pow(opt_.beta1, t), bc2 = 1.0 - std::pow(opt_.beta2, t);
   const auto step_size = static_cast<float>(lr / bc1), sqrt_bc2 = static_cast<float>(std::sqrt(bc2));
   const auto b1 = static_cast<float>(opt_.beta1), b2 = static_cast<float>(opt_.beta2),
-             eps = static_cast<float>(opt_.eps), wd = static_cast<float>(opt_.weight_decay);
+             eps = static_cast<float>(opt_.eps);
+  // L2 adds wd·w to the gradient; AdamW multiplies w by `shrink` first.
+  const auto wd = static_cast<float>(opt_.decoupled ? 0.0 : opt_.weight_decay),
+             shrink = static_cast<float>(opt_.decoupled ? 1.0 - lr * opt_.weight_decay : 1.0);
   for (size_t i = 0; i < params_.size(); ++i) {
     Parameter& p = *params_[i].second;
     if (p.value.device() == tensor::Device::kCUDA) {
       cuda::adam_step(static_cast<float*>(p.value.raw_data()), static_cast<const float*>(p.grad.raw_data()),
                       static_cast<float*>(exp_avg_[i]->raw_data()), static_cast<float*>(exp_avg_sq_[i]->raw_data()),
-                      p.value.numel(), {step_size, sqrt_bc2, b1, b2, eps, wd});
+                      p.value.numel(), {step_size, sqrt_bc2, b1, b2, eps, wd, shrink});
       continue;
     }
     float* w = p.value.data<float>();
@@ -86,7 +89,7 @@ void Adam::step(double lr) {
       const float d = g[k] + wd * w[k];
       m[k] = b1 * m[k] + (1.0f - b1) * d;
       v[k] = b2 * v[k] + (1.0f - b2) * d * d;
-      w[k] -= step_size * m[k] / (std::sqrt(v[k]) / sqrt_bc2 + eps);
+      w[k] = w[k] * shrink - step_size * m[k] / (std::sqrt(v[k]) / sqrt_bc2 + eps);
     }
   }
 }

@@ -2,7 +2,7 @@
 // run in PyTorch follow the same trajectory up to float rounding), and the cosine schedule.
 // Optimizer state is a list of named tensors — moments plus the step count — so it goes into
 // the same state dict as the model. Weight decay is L2 added to the gradient (torch.optim.SGD and
-// torch.optim.Adam, not AdamW).
+// torch.optim.Adam) unless Adam's is decoupled (torch.optim.AdamW).
 #pragma once
 #include <deque>
 #include <string>
@@ -58,7 +58,11 @@ struct AdamOptions {
   double beta1 = 0.9;
   double beta2 = 0.999;
   double eps = 1e-8;
-  double weight_decay = 0.0;  // L2 coefficient
+  double weight_decay = 0.0;  // L2 coefficient, or with `decoupled` the AdamW shrink rate
+  // AdamW: w ← w·(1 − lr·weight_decay) before the step, the gradient left alone. L2 instead passes
+  // through Adam's normalisation, which turns even a tiny decay of a weight with little gradient
+  // into a full-size step.
+  bool decoupled = false;
 };
 
 class Adam final : public Optimizer {

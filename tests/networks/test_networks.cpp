@@ -81,6 +81,21 @@ TEST(TrainerTest, LatentWeightsStayInUnitIntervalAfterEveryStep) {
   EXPECT_TRUE(saw_a_bound);
 }
 
+TEST(TrainerTest, AdamwDecayPrunesConnectionsTheGradientDoesNotHoldUp) {
+  data::Dataset d = binary_digits();
+  auto trained = [&](double weight_decay) {
+    Network net(digits_spec(), 4);
+    Trainer t(net, {.epochs = 30, .batch_size = 50, .optimizer = "adamw", .lr = 3e-3, .weight_decay = weight_decay}, 4);
+    while (!t.done()) t.step(d);
+    const auto result = std::pair{Topology(net).active(), evaluate(net, d).accuracy};
+    std::printf("adamw decay %.1f: active %lld, accuracy %.4f\n", weight_decay, static_cast<long long>(result.first), result.second);
+    return result;
+  };
+  const auto plain = trained(0.0), decayed = trained(0.3);
+  EXPECT_LT(decayed.first, plain.first / 2);
+  EXPECT_GT(decayed.second, 0.75);  // pruned, not emptied (plain: ~0.9)
+}
+
 TEST(TopologyTest, SparseEvaluationEqualsDenseAtAnyConstantWeight) {
   data::Dataset d = binary_digits();
   for (const char* norm : {"hard_invert", "soft_invert", "batch_norm"}) {

@@ -200,12 +200,12 @@ TEST_F(CudaLayers, TrainingStepsWithSgdAndAdamMatchTheCpu) {
     return s;
   };
   const std::vector<int32_t> labels{0, 1, 2, 3, 1, 2, 0, 3};
-  for (int which = 0; which < 2; ++which) {
+  for (int which = 0; which < 3; ++which) {  // SGD, Adam (L2), AdamW
     auto cpu = build(), gpu = build();
     gpu->to(Device::kCUDA);
     auto optimizer = [&](Module& m) -> std::unique_ptr<Optimizer> {
       if (which == 0) return std::make_unique<Sgd>(m.parameters(), SgdOptions{.momentum = 0.9, .weight_decay = 1e-3, .nesterov = true});
-      return std::make_unique<Adam>(m.parameters(), AdamOptions{.weight_decay = 1e-3});
+      return std::make_unique<Adam>(m.parameters(), AdamOptions{.weight_decay = which == 1 ? 1e-3 : 0.5, .decoupled = which == 2});
     };
     auto opt_cpu = optimizer(*cpu), opt_gpu = optimizer(*gpu);
     for (int step = 0; step < 3; ++step) {
@@ -217,7 +217,7 @@ TEST_F(CudaLayers, TrainingStepsWithSgdAndAdamMatchTheCpu) {
         o->step(0.05);
       }
     }
-    const std::string name = which == 0 ? "SGD" : "Adam";
+    const std::string name = which == 0 ? "SGD" : which == 1 ? "Adam" : "AdamW";
     auto want = cpu->parameters(), got = gpu->parameters();
     for (size_t i = 0; i < got.size(); ++i) expect_near(got[i].second->value, want[i].second->value, name + " " + got[i].first);
     auto state_want = opt_cpu->state(), state_got = opt_gpu->state();

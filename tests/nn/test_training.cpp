@@ -77,6 +77,17 @@ TEST(OptimizerTest, AdamFirstStepMovesByLearningRateTimesSignOfGradient) {
   EXPECT_EQ(adam.steps(), 2);
 }
 
+TEST(OptimizerTest, AdamWShrinksTheWeightBeforeTheStepInsteadOfAddingL2) {
+  OneParameter m;
+  Adam adamw(m.parameters(), {.weight_decay = 0.5, .decoupled = true});
+  adamw.step(0.1);  // torch.optim.AdamW: p = 1·(1 − 0.1·0.5) − 0.1·g/|g| = 0.85
+  EXPECT_NEAR(m.p.value.data<float>()[0], 0.85, 1e-6);
+  OneParameter l2;
+  Adam adam(l2.parameters(), {.weight_decay = 0.5});
+  adam.step(0.1);  // L2: the gradient 0.5 + 0.5·1 goes through Adam's normalisation, a plain lr step
+  EXPECT_NEAR(l2.p.value.data<float>()[0], 0.9, 1e-6);
+}
+
 TEST(OptimizerTest, SgdMomentumAndWeightDecayFollowTorch) {
   OneParameter m;
   Sgd sgd(m.parameters(), {.momentum = 0.9, .weight_decay = 0.1});

@@ -193,7 +193,7 @@ __global__ void adam_kernel(float* w, const float* g, float* m, float* v, int64_
   const float d = g[k] + s.weight_decay * w[k];
   m[k] = s.beta1 * m[k] + (1.0f - s.beta1) * d;
   v[k] = s.beta2 * v[k] + (1.0f - s.beta2) * d * d;
-  w[k] -= s.step_size * m[k] / (sqrtf(v[k]) / s.sqrt_bias_correction2 + s.eps);
+  w[k] = w[k] * s.shrink - s.step_size * m[k] / (sqrtf(v[k]) / s.sqrt_bias_correction2 + s.eps);
 }
 
 void launched(const char* what) { check(cudaGetLastError(), what); }

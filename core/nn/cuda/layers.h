@@ -77,6 +77,7 @@ struct AdamStep {
   float step_size;              // lr / (1 − β1^t)
   float sqrt_bias_correction2;  // √(1 − β2^t)
   float beta1, beta2, eps, weight_decay;
+  float shrink;                 // AdamW's 1 − lr·decay (1 for L2 decay)
 };
 void adam_step(float* w, const float* g, float* exp_avg, float* exp_avg_sq, int64_t n, const AdamStep& step);
 
