@@ -1,6 +1,7 @@
 #include "networks/trainer.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <numeric>
 #include <stdexcept>
@@ -33,7 +34,7 @@ Trainer::Trainer(Network& net, TrainOptions options, uint64_t seed) : net_(net),
     optimizer_ = std::make_unique<nn::Sgd>(net.module().parameters(),
                                            nn::SgdOptions{.momentum = opt_.momentum, .weight_decay = opt_.weight_decay});
   else
-    throw std::invalid_argument(fmt::format("train.optimizer '{}' is not adam, adamw or sgd", opt_.optimizer));
+    throw std::invalid_argument(fmt::format("train.optimizer '{}' is not one of {}", opt_.optimizer, fmt::join(optimizer_names(), ", ")));
   if (opt_.schedule != "constant" && opt_.schedule != "cosine")
     throw std::invalid_argument(fmt::format("train.schedule '{}' is not constant or cosine", opt_.schedule));
 }
