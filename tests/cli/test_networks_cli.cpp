@@ -34,6 +34,13 @@ class NetworksCli : public ::testing::Test {
   // the CI's two cores, and spinning OpenMP teams would fight over them.
   NetworksCli() { setenv("OMP_NUM_THREADS", "1", 1); }
   Ran exp(const std::string& args) { return testing::run_exp(dir_, args); }
+  // A run of the topology experiment with `overrides` exits 2 (bad config), naming `key` and `hint`.
+  void expect_refused(const std::string& overrides, const char* key, const char* hint) {
+    Ran r = exp("run " + kTopology + " " + overrides);
+    EXPECT_EQ(r.rc, 2) << overrides;
+    EXPECT_THAT(r.err, HasSubstr(key));
+    EXPECT_THAT(r.err, HasSubstr(hint));
+  }
   std::filesystem::path path(const std::string& rel) const { return dir_ / rel; }
   xp::testing::TempDir dir_;
 };
@@ -71,24 +78,19 @@ TEST_F(NetworksCli, StoppedTopologyRunResumesBitForBit) {
 }
 
 TEST_F(NetworksCli, LayersThatDoNotFitTheDatasetAreRefusedNamingTheKey) {
-  Ran r = exp("run " + kTopology + " data.dataset=digits network.layers=[784,100,10]");
-  EXPECT_EQ(r.rc, 2);
-  EXPECT_THAT(r.err, HasSubstr("network.layers"));
-  EXPECT_THAT(r.err, HasSubstr("64"));
+  expect_refused("data.dataset=digits network.layers=[784,100,10]", "network.layers", "64");
 }
 
 TEST_F(NetworksCli, UnknownNormIsRefusedWithTheChoices) {
-  Ran r = exp("run " + kTopology + " network.norm=layer_norm");
-  EXPECT_EQ(r.rc, 2);
-  EXPECT_THAT(r.err, HasSubstr("network.norm"));
-  EXPECT_THAT(r.err, HasSubstr("hard_invert"));
+  expect_refused("network.norm=layer_norm", "network.norm", "hard_invert");
+}
+
+TEST_F(NetworksCli, UnknownOptimizerIsRefusedWithTheChoices) {
+  expect_refused("train.optimizer=lamb", "train.optimizer", "adamw");
 }
 
 TEST_F(NetworksCli, EdgePopupOnTheGpuIsRefusedNamingTheKey) {
-  Ran r = exp("run " + kTopology + " network.method=edge_popup train.device=cuda");
-  EXPECT_EQ(r.rc, 2);
-  EXPECT_THAT(r.err, HasSubstr("train.device"));
-  EXPECT_THAT(r.err, HasSubstr("edge_popup"));
+  expect_refused("network.method=edge_popup train.device=cuda", "train.device", "edge_popup");
 }
 
 TEST_F(NetworksCli, TrainingOnAMissingGpuSaysSo) {
