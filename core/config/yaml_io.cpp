@@ -7,6 +7,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -178,8 +179,17 @@ void check_utf8(std::string_view text, const std::string& source_name) {
     auto c = static_cast<unsigned char>(text[i]);
     size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
     bool ok = len > 0 && i + len <= text.size();
-    for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(text[i + k]) >> 6) == 0x2;
-    if (ok && len == 2) ok = c >= 0xc2;  // no overlong encodings
+    // Decode the code point: an emitter would replace anything outside Unicode's scalar values
+    // (overlong forms, UTF-16 surrogates, above U+10FFFF) with U+FFFD, so a dump would not read
+    // back as the config that was loaded.
+    uint32_t code = len == 1 ? c : len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
+    for (size_t k = 1; ok && k < len; ++k) {
+      auto next = static_cast<unsigned char>(text[i + k]);
+      ok = (next >> 6) == 0x2;
+      code = (code << 6) | (next & 0x3f);
+    }
+    static constexpr uint32_t kSmallestOfLength[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (ok) ok = code >= kSmallestOfLength[len] && code <= 0x10ffff && !(code >= 0xd800 && code <= 0xdfff);
     if (!ok)
       throw ConfigError(fmt::format("invalid UTF-8 byte 0x{:02x}", c), {source_name, line, column}, {},
                         "save the file as UTF-8 text");

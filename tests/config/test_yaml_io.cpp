@@ -59,6 +59,25 @@ TEST(LoadYaml, InvalidUtf8IsRejectedWithItsPosition) {
   EXPECT_NO_THROW(load_yaml_string("name: \xc3\xbcn\xc3\xaf\n", "utf8.yaml"));
 }
 
+TEST(LoadYaml, OverlongSurrogateAndOutOfRangeUtf8AreRejected) {
+  // Each is well-formed by its bit pattern alone but is no Unicode scalar value: a dump would
+  // write U+FFFD in its place (found by the config fuzzer).
+  for (const char* bad : {"k: \xf6\x9b\x9a\x80\n",  // above U+10FFFF
+                          "k: \xf4\x90\x80\x80\n",  // U+110000
+                          "k: \xed\xa0\x80\n",       // a UTF-16 surrogate
+                          "k: \xe0\x80\xaf\n",       // overlong '/'
+                          "k: \xf0\x80\x80\xaf\n"}) {  // overlong '/'
+    try {
+      load_yaml_string(bad, "odd.yaml");
+      ADD_FAILURE() << "accepted " << bad;
+    } catch (const ConfigError& e) {
+      EXPECT_EQ(e.loc().line, 1);
+      EXPECT_EQ(e.loc().column, 4);
+    }
+  }
+  EXPECT_NO_THROW(load_yaml_string("k: \xf4\x8f\xbf\xbf \xef\xbf\xbd \xe2\x82\xac\n", "edge.yaml"));
+}
+
 TEST(LoadYaml, DuplicateKeyIsAnError) {
   EXPECT_THROW(load_yaml_string("a: 1\na: 2\n", "dup.yaml"), ConfigError);
 }
