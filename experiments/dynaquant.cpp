@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <future>
 #include <mutex>
 
 #include <omp.h>
@@ -41,6 +42,7 @@ struct Config {
   cz::CompressorOptions dq;
   std::string layout = "rearranged";      // rearranged | rle | huffman
   bool bins_table = false;                // also measure the one-shot bins needed (ours vs uniform and CNR)
+  bool overlap = true;                    // compress on a background worker while training goes on
 };
 
 Config parse(const config::ConfigNode& job) {
@@ -88,6 +90,7 @@ Config parse(const config::ConfigNode& job) {
   if (c.dq.search_threads == 0) c.dq.search_threads = omp_get_max_threads();
   z.get_enum("layout", c.layout, {"rearranged", "rle", "huffman"});
   z.get("bins_table", c.bins_table);
+  z.get("overlap", c.overlap);
   c.dq.layout = c.layout == "rearranged" ? cz::DeltaLayout::kRearranged
                 : c.layout == "rle"      ? cz::DeltaLayout::kRleHuffman
                                          : cz::DeltaLayout::kHuffmanOnly;
@@ -163,23 +166,25 @@ class Dynaquant final : public Experiment {
     auto quality = [&](const nn::StateDict& w) { return evaluation_->accuracy(w, validation_); };
     codec_ = cz::make_codec(cfg_.method, cfg_.dq, quality);
     cz::GradientEma ema(cfg_.ema_beta);
-    if (auto payload = ctx.restore()) {
-      resume(*payload, trainer, ema);
+    const auto dir = ctx.output_dir() / "compressed";
+    std::filesystem::create_directories(dir);
+    auto payload = ctx.restore();
+    open_tables(ctx);  // after restore(): it cuts the tables back to the saved rows
+    if (payload) {
+      resume(*payload, net, trainer, ema, dir);
       ctx.log().info("resumed at epoch {} batch {}", trainer.epoch(), trainer.batch());
     }
-    open_tables(ctx);
 
     const int64_t per_epoch = trainer.batches_per_epoch(train_);
     const int64_t total = cfg_.train.epochs * per_epoch;
     const int64_t every = std::max<int64_t>(1, per_epoch / cfg_.checkpoints_per_epoch);
     std::vector<int64_t> failure_at;
     for (int64_t i = 0; i < cfg_.failures; ++i) failure_at.push_back(total * (i + 1) / (cfg_.failures + 1));
-    const auto dir = ctx.output_dir() / "compressed";
-    std::filesystem::create_directories(dir);
     runtime::Progress progress("train", total);
     progress.set(trainer.epoch() * per_epoch + trainer.batch());
     while (!trainer.done()) {
       if (ctx.should_stop()) {
+        wait_for_pending();
         save(ctx, trainer, ema);
         ctx.log().info("stop requested: saved at epoch {} batch {}", trainer.epoch(), trainer.batch());
         return jobs::RunOutcome::kPreempted;
@@ -196,17 +201,19 @@ class Dynaquant final : public Experiment {
         for (auto& [name, p] : net.module().parameters()) ema.update(name, p->grad);
       }
       if (step % every == 0) {
-        checkpoint(ctx, net, trainer, ema.values(), step, dir);
+        checkpoint(net, trainer, ema.values(), step, dir);
         if (cfg_.bins_table && (step / every) % std::max<int64_t>(1, total / every / 10) == 0) bins_needed(step, net, quality, ema.values());
         ema.reset();
       }
       if (trainer.batch() == 0) epochs_->append({trainer.epoch(), networks::evaluate(net, test_).accuracy});
-      if (next_failure_ < failure_at.size() && step >= failure_at[next_failure_] && saved_.step > 0) {
+      if (next_failure_ < failure_at.size() && step >= failure_at[next_failure_] && (saved_.step > 0 || pending_.valid())) {
+        wait_for_pending();  // the failure strikes once the checkpoint in flight is on disk
         restore(net, trainer, step);
         ++next_failure_;
       }
       if (step % every == 0 && !trainer.done()) save(ctx, trainer, ema);  // a crash resumes from here
     }
+    wait_for_pending();
     progress.finish();
     ctx.set_summary("final_weights_xxh3", nn::fingerprint(weights_of(net.module())));
     summarize(ctx, net, train_s_);
@@ -283,52 +290,113 @@ class Dynaquant final : public Experiment {
     });
   }
 
-  void checkpoint(jobs::RunContext& ctx, networks::Network& net, networks::Trainer& trainer,
-                  const std::map<std::string, std::vector<float>>& ema, int64_t step, const std::filesystem::path& dir) {
-    nn::StateDict w = weights_of(net.module());
+  // What one checkpoint's compression works on: copies, so training can go on meanwhile.
+  struct Snapshot {
+    int64_t step = 0;
+    nn::StateDict weights, trainer_state;
+    std::map<std::string, std::vector<float>> ema;
+  };
+  // What it hands back: the new chain and optimizer blob (on disk already) and the table row.
+  struct Compressed {
+    Saved saved;
+    cz::CompressedCheckpoint details;
+    int64_t optimizer_raw = 0;
+    double encode_s = 0.0, decode_s = 0.0;
+  };
+
+  void checkpoint(networks::Network& net, networks::Trainer& trainer, const std::map<std::string, std::vector<float>>& ema,
+                  int64_t step, const std::filesystem::path& dir) {
+    const auto t0 = Clock::now();
+    finish_pending();  // deltas form a chain: one checkpoint in flight at a time
+    launch(Snapshot{step, weights_of(net.module()), trainer.state(), ema}, dir);
+    stall_s_ += seconds_since(t0);
+  }
+
+  // Compresses `snap` on the background worker (compression.overlap) or here and now.
+  void launch(Snapshot snap, const std::filesystem::path& dir) {
+    in_flight_ = {snap.step, snap.ema, {}};
+    jobs::ByteWriter codec_state;
+    codec_->save_state(codec_state);
+    in_flight_.codec_state = codec_state.take();
+    auto work = [this, snap = std::move(snap), chain = saved_.chain, dir]() mutable {
+      return compress(std::move(snap), std::move(chain), dir);
+    };
+    if (cfg_.overlap) {
+      pending_ = std::async(std::launch::async, std::move(work));
+    } else {
+      std::promise<Compressed> done;
+      done.set_value(work());
+      pending_ = done.get_future();
+      finish_pending();
+    }
+  }
+
+  // Runs on the background worker when compression.overlap is on, so it touches no member the
+  // training loop changes: the codec (its delta parent; the loop uses it only after
+  // finish_pending) and the thread-safe evaluation nets. Writes both files atomically: a crash
+  // mid-write leaves the previous ones intact.
+  Compressed compress(Snapshot snap, std::vector<std::vector<std::byte>> chain, const std::filesystem::path& dir) {
+    Compressed out;
     auto t0 = Clock::now();
-    cz::EncodedCheckpoint e = codec_->encode(static_cast<uint64_t>(step), w, ema);
-    if (e.self_contained) saved_.chain.clear();
-    saved_.chain.push_back(e.bytes);
-    cz::CompressedCheckpoint c = e.details;
-    c.bytes = std::move(e.bytes);
-    c.raw_bytes = cz::fp32_bytes(w);
-    saved_.trainer_state = trainer.state();
-    saved_.optimizer = cz::encode_optimizer_state(saved_.trainer_state, cz::optimizer_state_policy(cfg_.optimizer_state), c.config);
-    const double encode_s = seconds_since(t0);
-    compress_s_ += encode_s;
-    // Both go to disk atomically: a crash mid-write leaves the previous ones intact.
-    for (const auto& [file, bytes] : {std::pair{fmt::format("step-{:08d}.bin", step), &c.bytes},
-                                      std::pair{fmt::format("step-{:08d}.optim.bin", step), &saved_.optimizer}}) {
+    cz::EncodedCheckpoint e = codec_->encode(static_cast<uint64_t>(snap.step), snap.weights, snap.ema);
+    if (e.self_contained) chain.clear();
+    chain.push_back(e.bytes);
+    out.details = e.details;
+    out.details.bytes = std::move(e.bytes);
+    out.details.raw_bytes = cz::fp32_bytes(snap.weights);
+    out.saved.optimizer = cz::encode_optimizer_state(snap.trainer_state, cz::optimizer_state_policy(cfg_.optimizer_state),
+                                                     out.details.config);
+    out.encode_s = seconds_since(t0);
+    for (const auto& [file, bytes] : {std::pair{fmt::format("step-{:08d}.bin", snap.step), &out.details.bytes},
+                                      std::pair{fmt::format("step-{:08d}.optim.bin", snap.step), &out.saved.optimizer}}) {
       auto status = runtime::write_file_atomic(dir / file, std::string(reinterpret_cast<const char*>(bytes->data()), bytes->size()));
       if (!status.is_ok()) throw std::runtime_error(status.message());
     }
-    saved_.step = step;
     t0 = Clock::now();
-    nn::StateDict restored = codec_->decode(saved_.chain);
-    const double decode_s = seconds_since(t0);
-    if (c.quality_live == 0.0) {  // baselines: measure what the search measured for DynaQuant
-      c.quality_live = evaluation_->accuracy(w, validation_);
-      c.quality_restored = evaluation_->accuracy(restored, validation_);
+    nn::StateDict restored = codec_->decode(chain);
+    out.decode_s = seconds_since(t0);
+    if (out.details.quality_live == 0.0) {  // baselines: measure what the search measured for DynaQuant
+      out.details.quality_live = evaluation_->accuracy(snap.weights, validation_);
+      out.details.quality_restored = evaluation_->accuracy(restored, validation_);
     }
-    int64_t optimizer_raw = 0;
-    for (const auto& [name, t] : saved_.trainer_state)
-      if (cz::is_optimizer_moment(name, t)) optimizer_raw += static_cast<int64_t>(t.nbytes());
+    for (const auto& [name, t] : snap.trainer_state)
+      if (cz::is_optimizer_moment(name, t)) out.optimizer_raw += static_cast<int64_t>(t.nbytes());
+    out.saved.step = snap.step;
+    out.saved.chain = std::move(chain);
+    out.saved.trainer_state = std::move(snap.trainer_state);
+    return out;
+  }
+
+  // Waits for the checkpoint in flight (rethrowing what its worker threw), makes it the one a
+  // failure restores, and records it.
+  void finish_pending() {
+    if (!pending_.valid()) return;
+    Compressed done = pending_.get();
+    saved_ = std::move(done.saved);
+    const cz::CompressedCheckpoint& c = done.details;
+    compress_s_ += done.encode_s;
     const auto optimizer_stored = static_cast<int64_t>(saved_.optimizer.size());
     const auto bytes = static_cast<int64_t>(c.bytes.size()), raw = static_cast<int64_t>(c.raw_bytes);
     total_bytes_ += bytes;
     total_raw_ += raw;
     total_full_stored_ += bytes + optimizer_stored;
-    total_full_raw_ += raw + optimizer_raw;
+    total_full_raw_ += raw + done.optimizer_raw;
     peak_ratio_ = std::max(peak_ratio_, static_cast<double>(raw) / static_cast<double>(bytes));
     evaluations_ += c.evaluations;
-    checkpoints_->append({step, bytes, raw, static_cast<double>(raw) / static_cast<double>(bytes), optimizer_stored,
-                          static_cast<double>(raw + optimizer_raw) / static_cast<double>(bytes + optimizer_stored),
+    checkpoints_->append({saved_.step, bytes, raw, static_cast<double>(raw) / static_cast<double>(bytes), optimizer_stored,
+                          static_cast<double>(raw + done.optimizer_raw) / static_cast<double>(bytes + optimizer_stored),
                           static_cast<int64_t>(c.config.bins), c.config.prune_fraction,
                           static_cast<int64_t>(c.config.prune_metric), c.config.protect_fraction,
                           static_cast<int64_t>(c.base), static_cast<int64_t>(c.exhaustive),
-                          static_cast<int64_t>(c.evaluations), c.quality_live, c.quality_restored, encode_s, decode_s});
-    ctx.log().debug("checkpoint {}: {} -> {} bytes", step, raw, bytes);
+                          static_cast<int64_t>(c.evaluations), c.quality_live, c.quality_restored, done.encode_s,
+                          done.decode_s});
+  }
+
+  // finish_pending for the training loop: the wait is the time compression holds training up.
+  void wait_for_pending() {
+    const auto t0 = Clock::now();
+    finish_pending();
+    stall_s_ += seconds_since(t0);
   }
 
   networks::NetworkSpec network_spec() const {
@@ -397,10 +465,15 @@ class Dynaquant final : public Experiment {
   // state and gradient EMA, the failure target's checkpoint (chain, optimizer blob, trainer
   // state), the codec's search position, and the running totals. Tables are cut back by the
   // run context.
+  //
+  // A checkpoint still in flight (compression.overlap) is saved as what it compresses: its EMA and
+  // the codec's state before it; its weights and trainer state are the live ones saved below, as
+  // this save comes right after the checkpoint. A resume compresses it again to the same bytes.
   void save(jobs::RunContext& ctx, networks::Trainer& trainer, const cz::GradientEma& ema) const {
     jobs::ByteWriter out;
     out.put<double>(train_s_);
     out.put<double>(compress_s_);
+    out.put<double>(stall_s_);
     out.put<double>(peak_ratio_);
     for (int64_t v : {total_bytes_, total_raw_, total_full_stored_, total_full_raw_, evaluations_}) out.put<int64_t>(v);
     out.put<uint64_t>(next_failure_);
@@ -410,25 +483,48 @@ class Dynaquant final : public Experiment {
       out.put<double>(drop);
       out.put_vector(pairs);
     }
-    out.put<uint64_t>(ema.values().size());
-    for (const auto& [name, v] : ema.values()) {
-      out.put_string(name);
-      out.put_vector(v);
-    }
+    write_ema(out, ema.values());
     out.put<int64_t>(saved_.step);
     out.put<uint64_t>(saved_.chain.size());
     for (const auto& link : saved_.chain) out.put_vector(link);
     out.put_vector(saved_.optimizer);
     nn::write_state_dict(out, saved_.trainer_state);
-    codec_->save_state(out);
+    const bool in_flight = pending_.valid();
+    out.put<int64_t>(in_flight ? in_flight_.step : 0);
+    if (in_flight) {
+      write_ema(out, in_flight_.ema);
+      out.put_vector(in_flight_.codec_state);
+    } else {
+      jobs::ByteWriter codec_state;
+      codec_->save_state(codec_state);
+      out.put_vector(codec_state.bytes());
+    }
     nn::write_state_dict(out, trainer.state());
     ctx.save_checkpoint(iterations_, out);  // not the trainer's step: failures move that back
   }
 
-  void resume(const std::vector<std::byte>& payload, networks::Trainer& trainer, cz::GradientEma& ema) {
+  static void write_ema(jobs::ByteWriter& out, const std::map<std::string, std::vector<float>>& ema) {
+    out.put<uint64_t>(ema.size());
+    for (const auto& [name, v] : ema) {
+      out.put_string(name);
+      out.put_vector(v);
+    }
+  }
+  static std::map<std::string, std::vector<float>> read_ema(jobs::ByteReader& in) {
+    std::map<std::string, std::vector<float>> ema;
+    for (auto n = in.get<uint64_t>(); n > 0; --n) {
+      std::string name = in.get_string();
+      ema[name] = in.get_vector<float>();
+    }
+    return ema;
+  }
+
+  void resume(const std::vector<std::byte>& payload, networks::Network& net, networks::Trainer& trainer,
+              cz::GradientEma& ema, const std::filesystem::path& dir) {
     jobs::ByteReader in(payload);
     train_s_ = in.get<double>();
     compress_s_ = in.get<double>();
+    stall_s_ = in.get<double>();
     peak_ratio_ = in.get<double>();
     for (int64_t* v : {&total_bytes_, &total_raw_, &total_full_stored_, &total_full_raw_, &evaluations_}) *v = in.get<int64_t>();
     next_failure_ = in.get<uint64_t>();
@@ -437,21 +533,22 @@ class Dynaquant final : public Experiment {
       const double drop = in.get<double>();
       bins_record_[drop] = in.get_vector<std::array<int, 4>>();
     }
-    std::map<std::string, std::vector<float>> values;
-    for (auto n = in.get<uint64_t>(); n > 0; --n) {
-      std::string name = in.get_string();
-      values[name] = in.get_vector<float>();
-    }
-    ema.restore(std::move(values));
+    ema.restore(read_ema(in));
     saved_.step = in.get<int64_t>();
     saved_.chain.resize(in.get<uint64_t>());
     for (auto& link : saved_.chain) link = in.get_vector<std::byte>();
     saved_.optimizer = in.get_vector<std::byte>();
     saved_.trainer_state = nn::read_state_dict(in);
-    codec_->load_state(in);
+    const auto in_flight_step = in.get<int64_t>();
+    std::map<std::string, std::vector<float>> in_flight_ema;
+    if (in_flight_step > 0) in_flight_ema = read_ema(in);
+    const auto codec_bytes = in.get_vector<std::byte>();
+    jobs::ByteReader codec_state(codec_bytes);
+    codec_->load_state(codec_state);
     if (!saved_.chain.empty()) codec_->restore(saved_.chain, static_cast<uint64_t>(saved_.step));  // the delta parent
     trainer.load(nn::read_state_dict(in));
     if (!in.at_end()) throw jobs::CheckpointError("dynaquant checkpoint: trailing bytes");
+    if (in_flight_step > 0) launch(Snapshot{in_flight_step, weights_of(net.module()), trainer.state(), std::move(in_flight_ema)}, dir);
   }
 
   void summarize(jobs::RunContext& ctx, networks::Network& net, double train_s) {
@@ -463,9 +560,13 @@ class Dynaquant final : public Experiment {
     ctx.set_summary("full_state_ratio", static_cast<double>(total_full_raw_) / static_cast<double>(total_full_stored_));
     ctx.set_summary("peak_ratio", peak_ratio_);
     ctx.set_summary("search_evaluations", evaluations_);
+    // The share of the training loop's time it waited on compression (all of the compression
+    // when it does not overlap), and the compression's own work as a share had it not overlapped.
     ctx.set_summary("compression_seconds", compress_s_);
+    ctx.set_summary("compression_stall_seconds", stall_s_);
     ctx.set_summary("train_seconds", train_s);
-    ctx.set_summary("compression_time_share", compress_s_ / std::max(train_s + compress_s_, 1e-9));
+    ctx.set_summary("compression_time_share", stall_s_ / std::max(train_s + stall_s_, 1e-9));
+    ctx.set_summary("compression_work_share", compress_s_ / std::max(train_s + compress_s_, 1e-9));
     ctx.set_summary("failures", static_cast<int64_t>(failures_->rows()));
     for (const auto& [drop, rows] : bins_record_) {  // checkpoints where every quantizer met the drop
       std::array<double, 4> sum{};
@@ -490,7 +591,14 @@ class Dynaquant final : public Experiment {
   std::map<double, std::vector<std::array<int, 4>>> bins_record_;  // drop → (ours, ours protected, uniform, cnr) per checkpoint
   int64_t total_bytes_ = 0, total_raw_ = 0, total_full_stored_ = 0, total_full_raw_ = 0, evaluations_ = 0;
   double peak_ratio_ = 0.0, compress_s_ = 0.0, train_s_ = 0.0;
-  Saved saved_;              // the latest checkpoint: what a failure restores
+  double stall_s_ = 0.0;     // the training loop's waits on compression
+  Saved saved_;              // the latest finished checkpoint: what a failure restores
+  std::future<Compressed> pending_;  // the checkpoint being compressed (valid until finish_pending)
+  struct {
+    int64_t step = 0;
+    std::map<std::string, std::vector<float>> ema;
+    std::vector<std::byte> codec_state;  // before this checkpoint
+  } in_flight_;              // what a save needs of the pending checkpoint
   size_t next_failure_ = 0;  // index into the evenly spaced failure steps
   uint64_t iterations_ = 0;  // training steps run, counting those redone after a failure
 };

@@ -10,6 +10,7 @@
 
 #include "core/config/yaml_io.h"
 #include "core/runtime/build_info.h"
+#include "core/runtime/files.h"
 #include "core/runtime/logging.h"
 #include "core/runtime/signals.h"
 
@@ -26,6 +27,22 @@ std::string env_or_empty(const char* name) {
   return v ? v : "";
 }
 
+// HDF5 is not crash-safe: a process killed mid-write (SIGKILL, the OOM killer, a node failure)
+// can leave results.h5 unreadable, as chunks written after the last flush may land where the
+// flushed metadata still points. So each checkpoint keeps a copy of the flushed file beside it,
+// and a resume starts from that copy (then cuts its tables back to the checkpoint's rows).
+std::filesystem::path saved_results(const std::filesystem::path& output_dir) {
+  return output_dir / "checkpoints" / "results.h5.saved";
+}
+
+void copy_atomically(const std::filesystem::path& from, const std::filesystem::path& to) {
+  auto content = runtime::read_file(from);
+  if (!content.is_ok()) throw std::runtime_error(content.status().message());
+  std::filesystem::create_directories(to.parent_path());
+  Status s = runtime::write_file_atomic(to, content.value());
+  if (!s.is_ok()) throw std::runtime_error(s.message());
+}
+
 std::string hostname() {
   char buf[256] = {};
   ::gethostname(buf, sizeof(buf) - 1);
@@ -39,6 +56,8 @@ RunContext::RunContext(RunSpec spec)
   if (const config::ConfigNode* s = spec_.config.find("seed"); s && s->kind() == config::ConfigNode::Kind::kInt)
     seed_ = static_cast<uint64_t>(s->as_int());
   std::filesystem::path file = spec_.output_dir / "results.h5";
+  if (spec_.resume && std::filesystem::exists(saved_results(spec_.output_dir)))
+    copy_atomically(saved_results(spec_.output_dir), file);
   auto opened = spec_.resume && std::filesystem::exists(file) ? results::ResultsWriter::open_existing(file)
                                                               : results::ResultsWriter::create(file);
   if (!opened.is_ok()) throw std::runtime_error(opened.status().message());
@@ -96,6 +115,7 @@ bool RunContext::should_stop() const { return runtime::stop_requested(); }
 
 void RunContext::save_checkpoint(uint64_t step, const ByteWriter& payload) {
   results_->flush();
+  copy_atomically(spec_.output_dir / "results.h5", saved_results(spec_.output_dir));
   ByteWriter all;
   auto rows = results_->table_rows();
   all.put<uint64_t>(rows.size());

@@ -1,7 +1,8 @@
 // The dynaquant experiment end to end through `exp` on the digits set: ten failures restored from
 // compressed checkpoints with both ratios reported, restores from uncompressed checkpoints
 // reproducing the uninterrupted run bit for bit (training.md §2.5, End to end), the
-// optimizer-state policies, a SIGTERM-stopped run resuming to the uninterrupted result, the
+// optimizer-state policies, a SIGTERM-stopped or SIGKILLed run resuming to the uninterrupted
+// result, compression overlapped with training giving the run of waiting for it, the
 // baselines, one-shot compress/decompress and bad input.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -33,6 +34,31 @@ class CompressionCli : public ::testing::Test {
   template <class R>
   double summary(R& r, const char* key) {
     return std::get<double>(*r->attr("/summary", key));
+  }
+  // Same final weights, ratios, search evaluations and table rows but the timing columns.
+  void expect_same_run(const std::string& run_a, const std::string& run_b) {
+    auto a = open(run_a), b = open(run_b);
+    ASSERT_TRUE(b->complete());
+    EXPECT_EQ(std::get<std::string>(*a->attr("/summary", "final_weights_xxh3")),
+              std::get<std::string>(*b->attr("/summary", "final_weights_xxh3")));
+    for (const char* key : {"test_accuracy", "weights_ratio", "full_state_ratio", "peak_ratio"})
+      EXPECT_EQ(summary(a, key), summary(b, key)) << key;
+    EXPECT_EQ(std::get<int64_t>(*a->attr("/summary", "search_evaluations")),
+              std::get<int64_t>(*b->attr("/summary", "search_evaluations")));
+    for (const char* table : {"/failures", "/epochs"}) EXPECT_EQ(a->read_table(table).values, b->read_table(table).values) << table;
+    auto ca = a->read_table("/checkpoints"), cb = b->read_table("/checkpoints");
+    ASSERT_EQ(ca.rows, cb.rows);
+    for (size_t col = 0; col < 15; ++col) EXPECT_EQ(ca.values[col], cb.values[col]) << "column " << col;  // 15, 16: seconds
+  }
+  // Runs the digits config as `run` until its compressed checkpoint of step 80 is on disk (after
+  // the first failure, at step 58), sends `signal`, and returns the exit status.
+  int run_until_step_80(const std::string& run, int signal) {
+    std::vector<std::string> argv{"run", kDynaquant};
+    std::istringstream overrides(kDigits);
+    for (std::string o; overrides >> o;) argv.push_back(o);
+    argv.push_back("hydra.run.dir=" + (dir_.path() / run).string());
+    return testing::run_exp_until_checkpoint(argv, dir_.path() / (run + ".err"),
+                                             dir_.path() / run / "compressed/step-00000080.bin", signal);
   }
   xp::testing::TempDir dir_;
 };
@@ -84,27 +110,31 @@ TEST_F(CompressionCli, SmallerOptimizerStatePoliciesRaiseTheFullStateRatio) {
 
 TEST_F(CompressionCli, AStoppedRunResumesToTheUninterruptedResult) {
   ASSERT_EQ(exp("run " + kDynaquant + kDigits + " hydra.run.dir=full").rc, 0);
-  std::vector<std::string> argv{"run", kDynaquant};
-  std::istringstream overrides(kDigits);
-  for (std::string o; overrides >> o;) argv.push_back(o);
-  argv.push_back("hydra.run.dir=" + (dir_.path() / "killed").string());
-  const int rc = testing::run_exp_until_checkpoint(argv, dir_.path() / "killed.err",
-                                                   dir_.path() / "killed/compressed/step-00000080.bin");  // after the first failure (step 58)
-  ASSERT_EQ(rc, 75) << "the run finished before it could be stopped: " << dir_.read("killed.err");
+  const int rc = run_until_step_80("stopped", SIGTERM);
+  ASSERT_EQ(rc, 75) << "the run finished before it could be stopped: " << dir_.read("stopped.err");
+  Ran resumed = exp("run --resume stopped");
+  ASSERT_EQ(resumed.rc, 0) << resumed.err;
+  expect_same_run("full", "stopped");
+}
+
+TEST_F(CompressionCli, AKilledRunRecompressesTheCheckpointThatWasInFlight) {
+  // With compression.overlap every periodic save is taken while its checkpoint is still being
+  // compressed; a resume from it compresses that checkpoint again, to the same bytes.
+  ASSERT_EQ(exp("run " + kDynaquant + kDigits + " hydra.run.dir=full").rc, 0);
+  const int rc = run_until_step_80("killed", SIGKILL);
+  ASSERT_EQ(rc, -1) << "the run finished before it could be killed: " << dir_.read("killed.err");
   Ran resumed = exp("run --resume killed");
   ASSERT_EQ(resumed.rc, 0) << resumed.err;
-  auto a = open("full"), b = open("killed");
-  ASSERT_TRUE(b->complete());
-  EXPECT_EQ(std::get<std::string>(*a->attr("/summary", "final_weights_xxh3")),
-            std::get<std::string>(*b->attr("/summary", "final_weights_xxh3")));
-  for (const char* key : {"test_accuracy", "weights_ratio", "full_state_ratio", "peak_ratio"})
-    EXPECT_EQ(summary(a, key), summary(b, key)) << key;
-  EXPECT_EQ(std::get<int64_t>(*a->attr("/summary", "search_evaluations")),
-            std::get<int64_t>(*b->attr("/summary", "search_evaluations")));
-  for (const char* table : {"/failures", "/epochs"}) EXPECT_EQ(a->read_table(table).values, b->read_table(table).values) << table;
-  auto ca = a->read_table("/checkpoints"), cb = b->read_table("/checkpoints");
-  ASSERT_EQ(ca.rows, cb.rows);
-  for (size_t col = 0; col < 15; ++col) EXPECT_EQ(ca.values[col], cb.values[col]) << "column " << col;  // 15, 16: seconds
+  expect_same_run("full", "killed");
+}
+
+TEST_F(CompressionCli, OverlappedCompressionGivesTheRunOfWaitingForIt) {
+  ASSERT_EQ(exp("run " + kDynaquant + kDigits + " compression.overlap=true hydra.run.dir=overlapped").rc, 0);
+  ASSERT_EQ(exp("run " + kDynaquant + kDigits + " compression.overlap=false hydra.run.dir=waiting").rc, 0);
+  expect_same_run("waiting", "overlapped");
+  // Waiting, the training loop stalls for all the compression work (plus the snapshots).
+  auto w = open("waiting");
+  EXPECT_GE(summary(w, "compression_stall_seconds"), summary(w, "compression_seconds"));
 }
 
 TEST_F(CompressionCli, BaselinesRunThroughTheSameLoop) {

@@ -112,42 +112,64 @@ TEST(CheckpointStore, EmptyDirectoryHasNothingToLoad) {
   EXPECT_FALSE(CheckpointStore(d / "none").load_latest().has_value());
 }
 
-TEST(RunContext, ResumeCutsTablesBackToTheCheckpoint) {
-  testing::TempDir d;
-  auto spec = [&](bool resume) {
-    RunSpec s;
-    s.config = config::load_yaml_string("seed: 3\n", "c");
-    s.output_dir = d.path();
-    s.experiment = "test";
-    s.resume = resume;
-    return s;
-  };
-  std::vector<results::ColumnSpec> cols = {{"x", results::ColumnType::kInt64, "", ""}};
-  {
-    RunContext ctx(spec(false));
-    EXPECT_EQ(ctx.seed(), 3u);
-    auto& t = ctx.table("/t", cols);
-    for (int64_t i = 0; i < 5; ++i) t.append({i});
-    ByteWriter w;
-    w.put<int64_t>(5);
-    ctx.save_checkpoint(5, w);
-    for (int64_t i = 5; i < 8; ++i) t.append({i});  // lost when the job is killed
-    ctx.finish(RunOutcome::kPreempted);
-  }
-  {
-    RunContext ctx(spec(true));
-    auto payload = ctx.restore();
-    ASSERT_TRUE(payload.has_value());
-    ByteReader r(*payload);
-    EXPECT_EQ(r.get<int64_t>(), 5);
-    auto& t = ctx.table("/t", cols);
-    EXPECT_EQ(t.rows(), 5);
-    t.append({int64_t{5}});
-    ctx.finish(RunOutcome::kDone);
-  }
-  auto reader = results::ResultsReader::open(d / "results.h5");
+namespace {
+RunSpec run_spec(const fs::path& dir, bool resume) {
+  RunSpec s;
+  s.config = config::load_yaml_string("seed: 3\n", "c");
+  s.output_dir = dir;
+  s.experiment = "test";
+  s.resume = resume;
+  return s;
+}
+const std::vector<results::ColumnSpec> kColumns = {{"x", results::ColumnType::kInt64, "", ""}};
+
+// A run that saves a checkpoint after five rows, writes three more and then stops (returning its
+// context, for the caller to end as the test needs).
+std::unique_ptr<RunContext> run_past_a_checkpoint(const fs::path& dir) {
+  auto ctx = std::make_unique<RunContext>(run_spec(dir, false));
+  auto& t = ctx->table("/t", kColumns);
+  for (int64_t i = 0; i < 5; ++i) t.append({i});
+  ByteWriter w;
+  w.put<int64_t>(5);
+  ctx->save_checkpoint(5, w);
+  for (int64_t i = 5; i < 8; ++i) t.append({i});  // lost when the job is killed
+  return ctx;
+}
+
+// Resumes in `dir`, checks the payload and the table cut back to five rows, adds a sixth, ends.
+void resume_and_finish(const fs::path& dir) {
+  RunContext ctx(run_spec(dir, true));
+  auto payload = ctx.restore();
+  ASSERT_TRUE(payload.has_value());
+  ByteReader r(*payload);
+  EXPECT_EQ(r.get<int64_t>(), 5);
+  auto& t = ctx.table("/t", kColumns);
+  EXPECT_EQ(t.rows(), 5);
+  t.append({int64_t{5}});
+  ctx.finish(RunOutcome::kDone);
+  auto reader = results::ResultsReader::open(dir / "results.h5");
   EXPECT_TRUE(reader->complete());
   EXPECT_EQ(reader->read_table("/t").values[0], (std::vector<double>{0, 1, 2, 3, 4, 5}));
+}
+}  // namespace
+
+TEST(RunContext, ResumeCutsTablesBackToTheCheckpoint) {
+  testing::TempDir d;
+  {
+    auto ctx = run_past_a_checkpoint(d.path());
+    EXPECT_EQ(ctx->seed(), 3u);
+    ctx->finish(RunOutcome::kPreempted);
+  }
+  resume_and_finish(d.path());
+}
+
+TEST(RunContext, AResultsFileTornByAKillResumesFromTheCopySavedWithTheCheckpoint) {
+  // HDF5 gives no crash safety: a SIGKILL mid-write can leave results.h5 unreadable.
+  testing::TempDir d;
+  run_past_a_checkpoint(d.path()).reset();
+  const auto size = fs::file_size(d / "results.h5");
+  fs::resize_file(d / "results.h5", size / 2);
+  resume_and_finish(d.path());
 }
 
 TEST(Slurm, SbatchScriptMatchesGoldenFile) {

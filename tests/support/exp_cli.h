@@ -35,10 +35,10 @@ inline Ran run_exp(const TempDir& dir, const std::string& args, const std::strin
 }
 
 // Starts `exp ARGS...` (stderr to `err_file`), waits until `checkpoint` exists (at most 60 s),
-// sends SIGTERM and returns the exit status (75 = stopped after saving a checkpoint; 0 = it
-// finished before it could be stopped).
+// sends `signal` and returns the exit status (75 = stopped after saving a checkpoint; 0 = it
+// finished before it could be stopped; -1 = killed by the signal, as SIGKILL does).
 inline int run_exp_until_checkpoint(std::vector<std::string> args, const std::filesystem::path& err_file,
-                                    const std::filesystem::path& checkpoint) {
+                                    const std::filesystem::path& checkpoint, int signal = SIGTERM) {
   args.insert(args.begin(), kExp);
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -52,7 +52,7 @@ inline int run_exp_until_checkpoint(std::vector<std::string> args, const std::fi
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!std::filesystem::exists(checkpoint) && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  kill(pid, SIGTERM);
+  kill(pid, signal);
   int status = 0;
   waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
