@@ -83,6 +83,10 @@ std::vector<std::vector<std::string>> expand_sweep(const std::vector<std::string
   if (total > static_cast<double>(kMaxSweepJobs))
     throw ConfigError(fmt::format("the sweep has {:.0f} jobs, more than the limit of {}", total, kMaxSweepJobs),
                       {"<command line>"}, {}, "sweep fewer values, or split the sweep into several runs");
+  if (total * static_cast<double>(dims.size()) > static_cast<double>(kMaxSweepOverrides))
+    throw ConfigError(fmt::format("the sweep has {:.0f} jobs of {} overrides each, more than {} overrides in all", total,
+                                  dims.size(), kMaxSweepOverrides),
+                      {"<command line>"}, {}, "sweep fewer values, or split the sweep into several runs");
   std::vector<std::vector<std::string>> jobs = {{}};
   for (const auto& dim : dims) {
     std::vector<std::vector<std::string>> next;

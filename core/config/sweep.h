@@ -12,6 +12,8 @@
 namespace xp::config {
 
 inline constexpr size_t kMaxSweepJobs = 100000;
+// Every job's override list is held in memory: at most this many override strings in all.
+inline constexpr size_t kMaxSweepOverrides = 500000;
 
 // Each job's override list, in job-number order. Non-sweep overrides appear in every job.
 std::vector<std::vector<std::string>> expand_sweep(const std::vector<std::string>& overrides,

@@ -42,6 +42,16 @@ TEST(ExpandSweep, HugeProductIsRefusedBeforeExpanding) {
   EXPECT_THROW(expand_sweep({"a=range(1000)", "b=range(1000)"}, SearchPath()), ConfigError);
 }
 
+TEST(ExpandSweep, ManyJobsTimesManyOverridesIsRefusedBeforeExpanding) {
+  // 3^10 = 59,049 jobs are under the job limit, but not with 20 overrides each (the fuzzer found
+  // this one holding 1.6 GB); 3^9 jobs of 9 overrides are.
+  std::vector<std::string> overrides(10, "y=1,2,3");
+  for (int i = 0; i < 10; ++i) overrides.push_back("k" + std::to_string(i) + "=1");
+  EXPECT_THROW(expand_sweep(overrides, SearchPath()), ConfigError);
+  overrides.resize(9);
+  EXPECT_EQ(expand_sweep(overrides, SearchPath()).size(), 19683u);
+}
+
 TEST(ExpandSweep, NoSweepIsOneJob) {
   EXPECT_EQ(expand_sweep({"a=1"}, SearchPath()).size(), 1u);
   EXPECT_TRUE(has_sweep({"a=1", "b=range(3)"}));
