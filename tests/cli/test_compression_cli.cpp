@@ -132,9 +132,13 @@ TEST_F(CompressionCli, OverlappedCompressionGivesTheRunOfWaitingForIt) {
   ASSERT_EQ(exp("run " + kDynaquant + kDigits + " compression.overlap=true hydra.run.dir=overlapped").rc, 0);
   ASSERT_EQ(exp("run " + kDynaquant + kDigits + " compression.overlap=false hydra.run.dir=waiting").rc, 0);
   expect_same_run("waiting", "overlapped");
-  // Waiting, the training loop stalls for all the compression work (plus the snapshots).
-  auto w = open("waiting");
+  // Waiting, the training loop stalls for all the compression work (plus the snapshots) and no
+  // step runs beside a compression; overlapped, steps do (40 checkpoints, each far longer to
+  // compress than a digits step).
+  auto w = open("waiting"), o = open("overlapped");
   EXPECT_GE(summary(w, "compression_stall_seconds"), summary(w, "compression_seconds"));
+  EXPECT_EQ(std::get<int64_t>(*w->attr("/summary", "steps_beside_compression")), 0);
+  EXPECT_GT(std::get<int64_t>(*o->attr("/summary", "steps_beside_compression")), 0);
 }
 
 TEST_F(CompressionCli, BaselinesRunThroughTheSameLoop) {
