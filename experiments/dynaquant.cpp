@@ -6,7 +6,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <future>
+#include <optional>
 #include <mutex>
 
 #include <omp.h>
@@ -211,12 +213,17 @@ class Dynaquant final : public Experiment {
         ema.reset();
       }
       if (trainer.batch() == 0) epochs_->append({trainer.epoch(), networks::evaluate(net, test_).accuracy});
-      if (next_failure_ < failure_at.size() && step >= failure_at[next_failure_] && (saved_.step > 0 || pending_.valid())) {
-        wait_for_pending();  // the failure strikes once the checkpoint in flight is on disk
+      if (next_failure_ < failure_at.size() && step >= failure_at[next_failure_] && (saved_.step > 0 || !pending_.empty())) {
+        // The failure strikes once the checkpoint in flight is on disk, so that what it restores
+        // does not depend on timing. A real failure would not wait (it would lose that
+        // checkpoint), so this wait is the simulation's, kept out of the compression's stall.
+        const auto wait_start = Clock::now();
+        finish_pending();
+        failure_wait_s_ += seconds_since(wait_start);
         restore(net, trainer, step);
         ++next_failure_;
       }
-      if (step % every == 0 && !trainer.done()) save(ctx, trainer, ema);  // a crash resumes from here
+      if (step % every == 0 && !trainer.done() && can_save()) save(ctx, trainer, ema);  // a crash resumes from here
     }
     wait_for_pending();
     progress.finish();
@@ -312,31 +319,38 @@ class Dynaquant final : public Experiment {
   void checkpoint(networks::Network& net, networks::Trainer& trainer, const std::map<std::string, std::vector<float>>& ema,
                   int64_t step, const std::filesystem::path& dir) {
     const auto t0 = Clock::now();
-    finish_pending();  // deltas form a chain: one checkpoint in flight at a time
+    while (!pending_.empty() && (pending_.size() >= kMaxInFlight || !compressing())) finish_oldest();
     launch(Snapshot{step, weights_of(net.module()), trainer.state(), ema}, dir);
     stall_s_ += seconds_since(t0);
   }
 
-  // Compresses `snap` on the background worker (compression.overlap) or here and now.
+  // Compresses `snap` on a background worker (compression.overlap) or here and now. Deltas form
+  // a chain, so each worker first waits for the one before it: the checkpoints in flight
+  // (up to kMaxInFlight, so a long search — the first one is exhaustive — does not hold training
+  // up) are compressed one after another, in order.
   void launch(Snapshot snap, const std::filesystem::path& dir) {
-    in_flight_ = {snap.step, snap.ema, {}};
-    jobs::ByteWriter codec_state;
-    codec_->save_state(codec_state);
-    in_flight_.codec_state = codec_state.take();
-    auto work = [this, snap = std::move(snap), chain = saved_.chain, dir]() mutable {
+    in_flight_ = {snap.step, snap.ema, std::nullopt};
+    if (pending_.empty()) {  // the codec is idle: its state is the one before this checkpoint
+      jobs::ByteWriter codec_state;
+      codec_->save_state(codec_state);
+      in_flight_.codec_state = codec_state.take();
+    }
+    std::shared_future<Compressed> previous = pending_.empty() ? std::shared_future<Compressed>() : pending_.back();
+    auto work = [this, snap = std::move(snap), chain = saved_.chain, previous, dir]() mutable {
+      if (previous.valid()) chain = previous.get().saved.chain;
       return compress(std::move(snap), std::move(chain), dir);
     };
     if (cfg_.overlap) {
-      pending_ = std::async(std::launch::async, [work = std::move(work)]() mutable {
+      pending_.push_back(std::async(std::launch::async, [work = std::move(work)]() mutable {
         // Training comes first: the worker (and the OpenMP threads it starts, which inherit
         // this) takes the cores training leaves idle. Failing to lower it only costs speed.
         (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
         return work();
-      });
+      }).share());
     } else {
       std::promise<Compressed> done;
       done.set_value(work());
-      pending_ = done.get_future();
+      pending_.push_back(done.get_future().share());
       finish_pending();
     }
   }
@@ -377,12 +391,11 @@ class Dynaquant final : public Experiment {
     return out;
   }
 
-  // Waits for the checkpoint in flight (rethrowing what its worker threw), makes it the one a
-  // failure restores, and records it.
-  void finish_pending() {
-    if (!pending_.valid()) return;
-    Compressed done = pending_.get();
-    saved_ = std::move(done.saved);
+  // Waits for the oldest checkpoint in flight (rethrowing what its worker threw), makes it the
+  // one a failure restores, and records it.
+  void finish_oldest() {
+    const Compressed& done = pending_.front().get();
+    saved_ = done.saved;
     const cz::CompressedCheckpoint& c = done.details;
     compress_s_ += done.encode_s;
     const auto optimizer_stored = static_cast<int64_t>(saved_.optimizer.size());
@@ -400,10 +413,21 @@ class Dynaquant final : public Experiment {
                           static_cast<int64_t>(c.base), static_cast<int64_t>(c.exhaustive),
                           static_cast<int64_t>(c.evaluations), c.quality_live, c.quality_restored, done.encode_s,
                           done.decode_s});
+    pending_.pop_front();
+  }
+  void finish_pending() {
+    while (!pending_.empty()) finish_oldest();
   }
 
   bool compressing() const {
-    return pending_.valid() && pending_.wait_for(std::chrono::seconds(0)) != std::future_status::ready;
+    return !pending_.empty() && pending_.front().wait_for(std::chrono::seconds(0)) != std::future_status::ready;
+  }
+
+  // A save can record one checkpoint in flight, the one just taken, and only with the codec's
+  // state from before it; while older ones are still in flight the periodic save waits for a
+  // later checkpoint (a crash would resume from the save before).
+  bool can_save() const {
+    return pending_.empty() || (pending_.size() == 1 && in_flight_.codec_state.has_value());
   }
 
   // finish_pending for the training loop: the wait is the time compression holds training up.
@@ -489,6 +513,7 @@ class Dynaquant final : public Experiment {
     for (const StepTimes* t : {&steps_alone_, &steps_beside_}) out.put(*t);
     out.put<double>(compress_s_);
     out.put<double>(stall_s_);
+    out.put<double>(failure_wait_s_);
     out.put<double>(peak_ratio_);
     for (int64_t v : {total_bytes_, total_raw_, total_full_stored_, total_full_raw_, evaluations_}) out.put<int64_t>(v);
     out.put<uint64_t>(next_failure_);
@@ -504,11 +529,11 @@ class Dynaquant final : public Experiment {
     for (const auto& link : saved_.chain) out.put_vector(link);
     out.put_vector(saved_.optimizer);
     nn::write_state_dict(out, saved_.trainer_state);
-    const bool in_flight = pending_.valid();
+    const bool in_flight = !pending_.empty();
     out.put<int64_t>(in_flight ? in_flight_.step : 0);
     if (in_flight) {
       write_ema(out, in_flight_.ema);
-      out.put_vector(in_flight_.codec_state);
+      out.put_vector(*in_flight_.codec_state);
     } else {
       jobs::ByteWriter codec_state;
       codec_->save_state(codec_state);
@@ -541,6 +566,7 @@ class Dynaquant final : public Experiment {
     for (StepTimes* t : {&steps_alone_, &steps_beside_}) *t = in.get<StepTimes>();
     compress_s_ = in.get<double>();
     stall_s_ = in.get<double>();
+    failure_wait_s_ = in.get<double>();
     peak_ratio_ = in.get<double>();
     for (int64_t* v : {&total_bytes_, &total_raw_, &total_full_stored_, &total_full_raw_, &evaluations_}) *v = in.get<int64_t>();
     next_failure_ = in.get<uint64_t>();
@@ -585,6 +611,7 @@ class Dynaquant final : public Experiment {
     const double loop = train_s_ + stall_s_;
     ctx.set_summary("compression_seconds", compress_s_);
     ctx.set_summary("compression_stall_seconds", stall_s_);
+    ctx.set_summary("failure_wait_seconds", failure_wait_s_);
     ctx.set_summary("compression_contention_seconds", contention);
     ctx.set_summary("steps_beside_compression", steps_beside_.count);
     ctx.set_summary("train_seconds", train_s_);
@@ -620,13 +647,15 @@ class Dynaquant final : public Experiment {
     void add(double s) { seconds += s, ++count; }
   } steps_alone_, steps_beside_;  // training steps taken with no compression running, and beside one
   double stall_s_ = 0.0;     // the training loop's waits on compression
+  double failure_wait_s_ = 0.0;  // a simulated failure's wait for the checkpoint in flight
   Saved saved_;              // the latest finished checkpoint: what a failure restores
-  std::future<Compressed> pending_;  // the checkpoint being compressed (valid until finish_pending)
+  static constexpr size_t kMaxInFlight = 4;
+  std::deque<std::shared_future<Compressed>> pending_;  // checkpoints being compressed, oldest first
   struct {
     int64_t step = 0;
     std::map<std::string, std::vector<float>> ema;
-    std::vector<std::byte> codec_state;  // before this checkpoint
-  } in_flight_;              // what a save needs of the pending checkpoint
+    std::optional<std::vector<std::byte>> codec_state;  // before this checkpoint, if the codec was idle
+  } in_flight_;              // what a save needs of the newest checkpoint in flight
   size_t next_failure_ = 0;  // index into the evenly spaced failure steps
   uint64_t iterations_ = 0;  // training steps run, counting those redone after a failure
 };
