@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 out=${1:-results/reproduce/dynaquant}
 shift || true
 exp=./build/exp
+# Training on one thread leaves the other cores to the compression, which overlaps with it
+# (compression.overlap) as the paper's GPU training leaves the CPU to it; with training on every
+# core the compression competes for them (bench/dynaquant_overhead.sh measures both).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 [ -x "$exp" ] || cmake --build build --target exp
 mkdir -p "$out"
 for cfg in configs/reproduce/dynaquant/*.yaml; do
