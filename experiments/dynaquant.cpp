@@ -214,9 +214,9 @@ class Dynaquant final : public Experiment {
       }
       if (trainer.batch() == 0) epochs_->append({trainer.epoch(), networks::evaluate(net, test_).accuracy});
       if (next_failure_ < failure_at.size() && step >= failure_at[next_failure_] && (saved_.step > 0 || !pending_.empty())) {
-        // The failure strikes once the checkpoint in flight is on disk, so that what it restores
-        // does not depend on timing. A real failure would not wait (it would lose that
-        // checkpoint), so this wait is the simulation's, kept out of the compression's stall.
+        // The failure strikes once the checkpoints in flight are on disk, so that what it
+        // restores does not depend on timing. A real failure would not wait (it would lose
+        // them), so this wait is the simulation's, kept out of the compression's stall.
         const auto wait_start = Clock::now();
         finish_pending();
         failure_wait_s_ += seconds_since(wait_start);
@@ -355,9 +355,9 @@ class Dynaquant final : public Experiment {
     }
   }
 
-  // Runs on the background worker when compression.overlap is on, so it touches no member the
-  // training loop changes: the codec (its delta parent; the loop uses it only after
-  // finish_pending) and the thread-safe evaluation nets. Writes both files atomically: a crash
+  // Runs on a background worker when compression.overlap is on, so it touches no member the
+  // training loop changes: the codec (its delta parent: one worker at a time uses it, each after
+  // the one before; the loop only once nothing is in flight) and the thread-safe evaluation nets. Writes both files atomically: a crash
   // mid-write leaves the previous ones intact.
   Compressed compress(Snapshot snap, std::vector<std::vector<std::byte>> chain, const std::filesystem::path& dir) {
     Compressed out;
