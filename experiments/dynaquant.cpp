@@ -8,6 +8,7 @@
 #include <cstring>
 #include <deque>
 #include <future>
+#include <memory>
 #include <optional>
 #include <mutex>
 
@@ -233,12 +234,13 @@ class Dynaquant final : public Experiment {
   }
 
  private:
+  using Chain = std::vector<std::vector<std::byte>>;  // a base checkpoint's encoding and its deltas'
   // What a restore needs: the compressed weights (a chain for DynaQuant), the optimizer's
   // moments as the optimizer_state policy stores them, and the rest of the trainer state (step,
   // loop position, RNG streams: bytes) exactly.
   struct Saved {
     int64_t step = 0;
-    std::vector<std::vector<std::byte>> chain;
+    Chain chain;
     std::vector<std::byte> optimizer;
     nn::StateDict trainer_state;
   };
@@ -302,7 +304,8 @@ class Dynaquant final : public Experiment {
     });
   }
 
-  // What one checkpoint's compression works on: copies, so training can go on meanwhile.
+  // What one checkpoint's compression works on: copies, so training can go on meanwhile; shared
+  // with a save taken while it is in flight, read-only.
   struct Snapshot {
     int64_t step = 0;
     nn::StateDict weights, trainer_state;
@@ -320,7 +323,7 @@ class Dynaquant final : public Experiment {
                   int64_t step, const std::filesystem::path& dir) {
     const auto t0 = Clock::now();
     while (!pending_.empty() && (pending_.size() >= kMaxInFlight || !compressing())) finish_oldest();
-    launch(Snapshot{step, weights_of(net.module()), trainer.state(), ema}, dir);
+    launch(std::make_shared<const Snapshot>(Snapshot{step, weights_of(net.module()), trainer.state(), ema}), dir);
     stall_s_ += seconds_since(t0);
   }
 
@@ -328,17 +331,12 @@ class Dynaquant final : public Experiment {
   // a chain, so each worker first waits for the one before it: the checkpoints in flight
   // (up to kMaxInFlight, so a long search — the first one is exhaustive — does not hold training
   // up) are compressed one after another, in order.
-  void launch(Snapshot snap, const std::filesystem::path& dir) {
-    in_flight_ = {snap.step, snap.ema, std::nullopt};
-    if (pending_.empty()) {  // the codec is idle: its state is the one before this checkpoint
-      jobs::ByteWriter codec_state;
-      codec_->save_state(codec_state);
-      in_flight_.codec_state = codec_state.take();
-    }
+  void launch(std::shared_ptr<const Snapshot> snap, const std::filesystem::path& dir) {
+    // While the codec is idle its state is the one before this checkpoint.
+    in_flight_ = {snap, pending_.empty() ? std::optional(codec_state()) : std::nullopt};
     std::shared_future<Compressed> previous = pending_.empty() ? std::shared_future<Compressed>() : pending_.back();
-    auto work = [this, snap = std::move(snap), chain = saved_.chain, previous, dir]() mutable {
-      if (previous.valid()) chain = previous.get().saved.chain;
-      return compress(std::move(snap), std::move(chain), dir);
+    auto work = [this, snap, previous, dir, chain = previous.valid() ? Chain{} : saved_.chain]() mutable {
+      return compress(*snap, previous.valid() ? previous.get().saved.chain : std::move(chain), dir);
     };
     if (cfg_.overlap) {
       pending_.push_back(std::async(std::launch::async, [work = std::move(work)]() mutable {
@@ -357,9 +355,9 @@ class Dynaquant final : public Experiment {
 
   // Runs on a background worker when compression.overlap is on, so it touches no member the
   // training loop changes: the codec (its delta parent: one worker at a time uses it, each after
-  // the one before; the loop only once nothing is in flight) and the thread-safe evaluation nets. Writes both files atomically: a crash
-  // mid-write leaves the previous ones intact.
-  Compressed compress(Snapshot snap, std::vector<std::vector<std::byte>> chain, const std::filesystem::path& dir) {
+  // the one before; the loop only once nothing is in flight) and the thread-safe evaluation
+  // nets. Writes both files atomically: a crash mid-write leaves the previous ones intact.
+  Compressed compress(const Snapshot& snap, Chain chain, const std::filesystem::path& dir) {
     Compressed out;
     auto t0 = Clock::now();
     cz::EncodedCheckpoint e = codec_->encode(static_cast<uint64_t>(snap.step), snap.weights, snap.ema);
@@ -387,7 +385,7 @@ class Dynaquant final : public Experiment {
       if (cz::is_optimizer_moment(name, t)) out.optimizer_raw += static_cast<int64_t>(t.nbytes());
     out.saved.step = snap.step;
     out.saved.chain = std::move(chain);
-    out.saved.trainer_state = std::move(snap.trainer_state);
+    out.saved.trainer_state = snap.trainer_state;  // tensors share their storage: no copy
     return out;
   }
 
@@ -426,6 +424,12 @@ class Dynaquant final : public Experiment {
   // A save can record one checkpoint in flight, the one just taken, and only with the codec's
   // state from before it; while older ones are still in flight the periodic save waits for a
   // later checkpoint (a crash would resume from the save before).
+  std::vector<std::byte> codec_state() const {
+    jobs::ByteWriter out;
+    codec_->save_state(out);
+    return out.take();
+  }
+
   bool can_save() const {
     return pending_.empty() || (pending_.size() == 1 && in_flight_.codec_state.has_value());
   }
@@ -530,15 +534,9 @@ class Dynaquant final : public Experiment {
     out.put_vector(saved_.optimizer);
     nn::write_state_dict(out, saved_.trainer_state);
     const bool in_flight = !pending_.empty();
-    out.put<int64_t>(in_flight ? in_flight_.step : 0);
-    if (in_flight) {
-      write_ema(out, in_flight_.ema);
-      out.put_vector(*in_flight_.codec_state);
-    } else {
-      jobs::ByteWriter codec_state;
-      codec_->save_state(codec_state);
-      out.put_vector(codec_state.bytes());
-    }
+    out.put<int64_t>(in_flight ? in_flight_.snapshot->step : 0);
+    if (in_flight) write_ema(out, in_flight_.snapshot->ema);
+    out.put_vector(in_flight ? *in_flight_.codec_state : codec_state());
     nn::write_state_dict(out, trainer.state());
     ctx.save_checkpoint(iterations_, out);  // not the trainer's step: failures move that back
   }
@@ -590,7 +588,10 @@ class Dynaquant final : public Experiment {
     if (!saved_.chain.empty()) codec_->restore(saved_.chain, static_cast<uint64_t>(saved_.step));  // the delta parent
     trainer.load(nn::read_state_dict(in));
     if (!in.at_end()) throw jobs::CheckpointError("dynaquant checkpoint: trailing bytes");
-    if (in_flight_step > 0) launch(Snapshot{in_flight_step, weights_of(net.module()), trainer.state(), std::move(in_flight_ema)}, dir);
+    if (in_flight_step > 0)
+      launch(std::make_shared<const Snapshot>(
+                 Snapshot{in_flight_step, weights_of(net.module()), trainer.state(), std::move(in_flight_ema)}),
+             dir);
   }
 
   void summarize(jobs::RunContext& ctx, networks::Network& net) {
@@ -652,8 +653,7 @@ class Dynaquant final : public Experiment {
   static constexpr size_t kMaxInFlight = 4;
   std::deque<std::shared_future<Compressed>> pending_;  // checkpoints being compressed, oldest first
   struct {
-    int64_t step = 0;
-    std::map<std::string, std::vector<float>> ema;
+    std::shared_ptr<const Snapshot> snapshot;
     std::optional<std::vector<std::byte>> codec_state;  // before this checkpoint, if the codec was idle
   } in_flight_;              // what a save needs of the newest checkpoint in flight
   size_t next_failure_ = 0;  // index into the evenly spaced failure steps
