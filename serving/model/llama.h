@@ -85,9 +85,11 @@ class LlamaModel {
   std::vector<float> forward(const std::vector<ForwardItem>& items, KvCache& cache) const;
 
   // Profile mode: the times of layer 0's operators, as forward() runs them, under Vidur's
-  // names. Token-level ops for `num_tokens` rows (plus "lm_head": final norm and LM head for
-  // that many sequences, once per iteration); attention for one prefill of `chunk` tokens after
-  // `kv` cached (chunk > 0) or `batch` decodes over `kv` cached tokens each (chunk = 0).
+  // names; before each repetition every weight a forward reads is read, so an operator finds its
+  // weights in cache only if the whole model fits there, as in a forward. Token-level ops for
+  // `num_tokens` rows (plus "lm_head": final norm and LM head for that many sequences, once per
+  // iteration); attention for one prefill of `chunk` tokens after `kv` cached (chunk > 0) or
+  // `batch` decodes over `kv` cached tokens each (chunk = 0).
   std::map<std::string, OpTime> profile_token_ops(int64_t num_tokens, int reps) const;
   std::map<std::string, OpTime> profile_attention(int64_t batch, int64_t chunk, int64_t kv, int reps) const;
   // A whole forward pass, shaped as profile_attention's (`batch` decodes when chunk = 0, else
@@ -96,6 +98,7 @@ class LlamaModel {
   OpTime profile_forward(int64_t batch, int64_t chunk, int64_t kv, int reps) const;
 
  private:
+  void read_weights_as_a_forward_does() const;  // between profile repetitions
   struct Impl;
   LlamaConfig cfg_;
   std::unique_ptr<Impl> impl_;
