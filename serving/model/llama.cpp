@@ -437,20 +437,26 @@ Mat random_rows(int64_t rows, int64_t cols, uint64_t seed) {
 }  // namespace
 
 // Reads every weight a forward pass reads (the layers and the LM head; the embedding only by
-// rows). Run between an operator's timed repetitions, it leaves the caches as a forward leaves
-// them when it comes back to that operator: a model that fits in the last-level cache finds its
-// weights there, a larger one reads them from memory. Repeating an operator back to back would
-// instead time layer 0's weights hot in cache, several times faster than a forward over a
-// model larger than the cache runs it.
+// rows), up to 256 MiB — more than any CPU's last-level cache, so a larger model's read evicts
+// everything without taking seconds per repetition. Run between an operator's timed
+// repetitions, it leaves the caches as a forward leaves them when it comes back to that
+// operator: a model that fits in the last-level cache finds its weights there, a larger one
+// reads them from memory. Repeating an operator back to back would instead time layer 0's
+// weights hot in cache, several times faster than a forward over a model larger than the cache
+// runs it.
 void LlamaModel::read_weights_as_a_forward_does() const {
+  constexpr int64_t kMaxFloats = (int64_t{256} << 20) / 4;
   const bool tied = impl_->lm_head.data<float>() == impl_->embed.data<float>();
   float sink = 0;
+  int64_t read = 0;
   for (const Tensor& t : impl_->all) {
     if (!tied && t.data<float>() == impl_->embed.data<float>()) continue;
     const float* p = t.data<float>();
+    const int64_t n = std::min(t.numel(), kMaxFloats - read);
     float acc = 0;
-    for (int64_t i = 0; i < t.numel(); i += 16) acc += p[i];  // one load per 64-byte line
+    for (int64_t i = 0; i < n; i += 16) acc += p[i];  // one load per 64-byte line
     sink += acc;
+    if ((read += n) == kMaxFloats) break;
   }
   volatile float keep = sink;
   (void)keep;
