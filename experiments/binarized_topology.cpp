@@ -307,6 +307,7 @@ class BinarizedTopology final : public Experiment {
     ctx.set_summary("circuit_agreement", networks::agreement(circuit.predicted, e.predictions));
     ctx.set_summary("circuit_agreement_up_to_ties", networks::agreement_up_to_ties(circuit, e.predictions));
     ctx.set_summary("circuit_tie_share", networks::tie_share(circuit));
+    ctx.set_summary("circuit_agreement_where_decisive", networks::agreement_where_decisive(circuit, e.predictions));
     using results::ColumnType;
     results::Table& nor = ctx.table("/nor", {
         {"layer", ColumnType::kInt64, "", "weight layer, 1-based"},

@@ -242,6 +242,16 @@ double tie_share(const Topology::CircuitPredictions& circuit) {
   return circuit.tied.empty() ? 0.0 : static_cast<double>(ties) / static_cast<double>(circuit.tied.size());
 }
 
+double agreement_where_decisive(const Topology::CircuitPredictions& circuit, const std::vector<int32_t>& predictions) {
+  int64_t decisive = 0, same = 0;
+  for (size_t i = 0; i < predictions.size(); ++i)
+    if (std::popcount(circuit.tied[i]) == 1) {
+      ++decisive;
+      same += circuit.predicted[i] == predictions[i];
+    }
+  return decisive ? static_cast<double>(same) / static_cast<double>(decisive) : 0.0;
+}
+
 double agreement(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
   int64_t same = 0;
   for (size_t i = 0; i < a.size(); ++i) same += a[i] == b[i];

@@ -67,5 +67,8 @@ double agreement(const std::vector<int32_t>& a, const std::vector<int32_t>& b);
 double agreement_up_to_ties(const Topology::CircuitPredictions& circuit, const std::vector<int32_t>& predictions);
 // Share of samples on which the circuit's best score is tied between two or more classes.
 double tie_share(const Topology::CircuitPredictions& circuit);
+// Agreement on the samples where the circuit is decisive (one best class): whether the float
+// net follows the circuit wherever the circuit decides, apart from how ties are broken.
+double agreement_where_decisive(const Topology::CircuitPredictions& circuit, const std::vector<int32_t>& predictions);
 
 }  // namespace xp::networks

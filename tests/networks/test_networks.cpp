@@ -131,22 +131,39 @@ TEST(TopologyTest, NorCircuitAgreesWithTheFloatNetOnDigits) {
   auto circuit = topo.predict_circuit(test);
   const double agree = agreement(circuit.predicted, e.predictions);
   const double up_to_ties = agreement_up_to_ties(circuit, e.predictions);
+  const double where_decisive = agreement_where_decisive(circuit, e.predictions);
   RecordProperty("float_accuracy", std::to_string(e.accuracy));
   RecordProperty("circuit_accuracy", std::to_string(accuracy(circuit.predicted, test)));
   RecordProperty("circuit_agreement", std::to_string(agree));
   RecordProperty("circuit_agreement_up_to_ties", std::to_string(up_to_ties));
-  std::printf("digits: float {0,1} net %.4f, Boolean circuit %.4f, agreement %.4f (%.4f up to ties; %.4f of samples "
-              "tie), active %lld of %lld\n", e.accuracy, accuracy(circuit.predicted, test), agree, up_to_ties,
-              tie_share(circuit), static_cast<long long>(topo.active()), static_cast<long long>(net.module().num_parameters()));
+  RecordProperty("circuit_agreement_where_decisive", std::to_string(where_decisive));
+  std::printf("digits: float {0,1} net %.4f, Boolean circuit %.4f, agreement %.4f (%.4f up to ties, %.4f where the "
+              "circuit is decisive; %.4f of samples tie), active %lld of %lld\n", e.accuracy, accuracy(circuit.predicted, test),
+              agree, up_to_ties, where_decisive, tie_share(circuit), static_cast<long long>(topo.active()),
+              static_cast<long long>(net.module().num_parameters()));
   EXPECT_GT(e.accuracy, 0.8);
   // training.md §3.6 asks for ≥ 99% agreement; measured here: ~84% strictly and ~97.5% when the
   // circuit's ties (a third of the samples) count as agreeing — the float net breaks those ties
-  // with the residues 1 − tanh(count ≥ 1) > 0 that the Boolean circuit drops. What must hold:
+  // with the residues 1 − tanh(count ≥ 1) > 0 that the Boolean circuit drops — and ~97.7% where
+  // the circuit is decisive (the residues of many near-miss inputs can outweigh a popcount of
+  // one). What must hold:
   EXPECT_GE(up_to_ties, 0.95);
+  EXPECT_GE(where_decisive, 0.95);  // measured 0.977 (seeds 4, 5: 0.958, 0.984)
   EXPECT_NEAR(accuracy(circuit.predicted, test), e.accuracy, 0.02);  // circuit within 2 points
   auto nor = topo.nor_agreement(test);
   EXPECT_EQ(nor[0].mean_agreement, 1.0);  // binary inputs: the first layer is exactly NOR
   for (const NorLayerReport& r : nor) EXPECT_GT(r.mean_agreement, 0.9);
+}
+
+TEST(TopologyTest, CircuitAgreementMeasuresSeparateTiesFromDecisions) {
+  // Four samples: decisive and agreeing, decisive and not, tied with the float pick among the
+  // tied classes, tied with the float pick outside them.
+  Topology::CircuitPredictions circuit{{2, 0, 1, 3}, {0b100, 0b001, 0b110, 0b1000 | 0b0001}};
+  const std::vector<int32_t> float_net{2, 1, 2, 2};
+  EXPECT_DOUBLE_EQ(agreement(circuit.predicted, float_net), 0.25);
+  EXPECT_DOUBLE_EQ(agreement_up_to_ties(circuit, float_net), 0.5);
+  EXPECT_DOUBLE_EQ(agreement_where_decisive(circuit, float_net), 0.5);
+  EXPECT_DOUBLE_EQ(tie_share(circuit), 0.5);
 }
 
 TEST(EdgePopupTest, KeepsTheTopFractionOfScoresAndPassesGradientsToAllScores) {
