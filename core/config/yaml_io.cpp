@@ -57,16 +57,56 @@ bool is_float_text(std::string_view s) {
   return i == s.size() && (dot || expo);
 }
 
+// The length of the valid UTF-8 sequence starting at text[i], or 0 if there is none. Valid means
+// a Unicode scalar value in its shortest form: an emitter replaces anything else (overlong
+// forms, UTF-16 surrogates, above U+10FFFF) with U+FFFD, so a dump would not read back.
+size_t utf8_sequence_length(std::string_view text, size_t i) {
+  auto c = static_cast<unsigned char>(text[i]);
+  size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+  if (len == 0 || i + len > text.size()) return 0;
+  uint32_t code = len == 1 ? c : len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
+  for (size_t k = 1; k < len; ++k) {
+    auto next = static_cast<unsigned char>(text[i + k]);
+    if ((next >> 6) != 0x2) return 0;
+    code = (code << 6) | (next & 0x3f);
+  }
+  static constexpr uint32_t kSmallestOfLength[] = {0, 0, 0x80, 0x800, 0x10000};
+  const bool scalar_value = code >= kSmallestOfLength[len] && code <= 0x10ffff && !(code >= 0xd800 && code <= 0xdfff);
+  return scalar_value ? len : 0;
+}
+
+// yaml-cpp decodes the escapes \_ (U+00A0) and \N (U+0085) of double-quoted scalars to the
+// single bytes 0xA0 and 0x85, which are not UTF-8 (found by the config fuzzer: the dump then held
+// U+FFFD). The text was checked to be UTF-8 and every other escape decodes to UTF-8, so a lone
+// 0xA0 or 0x85 can only come from those escapes: re-encode it.
+std::string fix_decoded_escapes(std::string s, const SourceLoc& loc) {
+  for (size_t i = 0; i < s.size();) {
+    if (size_t len = utf8_sequence_length(s, i)) {
+      i += len;
+      continue;
+    }
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c != 0xa0 && c != 0x85)
+      throw ConfigError(fmt::format("the scalar decodes to the invalid UTF-8 byte 0x{:02x}", c), loc, {},
+                        "write the character itself instead of an escape");
+    s.insert(i, 1, static_cast<char>(0xc2));
+    i += 2;
+  }
+  return s;
+}
+
 ConfigNode from_yaml(const YAML::Node& y, const std::string& file) {
   SourceLoc loc{file, y.Mark().line + 1, y.Mark().column + 1};
   ConfigNode out;
   switch (y.Type()) {
     case YAML::NodeType::Null:
     case YAML::NodeType::Undefined: break;
-    case YAML::NodeType::Scalar:
-      // yaml-cpp tags quoted scalars "!" and plain ones "?": quoted text is always a string.
-      out = y.Tag() == "!" ? ConfigNode::string(y.Scalar()) : infer_scalar(y.Scalar());
+    // yaml-cpp tags quoted scalars "!" and plain ones "?": quoted text is always a string.
+    case YAML::NodeType::Scalar: {
+      std::string text = fix_decoded_escapes(y.Scalar(), loc);
+      out = y.Tag() == "!" ? ConfigNode::string(std::move(text)) : infer_scalar(text);
       break;
+    }
     case YAML::NodeType::Sequence:
       out = ConfigNode::list();
       for (const auto& e : y) out.push_back(from_yaml(e, file));
@@ -78,7 +118,8 @@ ConfigNode from_yaml(const YAML::Node& y, const std::string& file) {
           throw ConfigError("map keys must be scalars",
                             {file, kv.first.Mark().line + 1, kv.first.Mark().column + 1}, {},
                             "use a plain name as the key, e.g. `name: value`");
-        std::string key = kv.first.Scalar();
+        std::string key =
+            fix_decoded_escapes(kv.first.Scalar(), {file, kv.first.Mark().line + 1, kv.first.Mark().column + 1});
         if (out.find(key))
           throw ConfigError(fmt::format("duplicate key '{}'", key),
                             {file, kv.first.Mark().line + 1, kv.first.Mark().column + 1}, key,
@@ -177,20 +218,8 @@ void check_utf8(std::string_view text, const std::string& source_name) {
   int line = 1, column = 1;
   for (size_t i = 0; i < text.size();) {
     auto c = static_cast<unsigned char>(text[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-    bool ok = len > 0 && i + len <= text.size();
-    // Decode the code point: an emitter would replace anything outside Unicode's scalar values
-    // (overlong forms, UTF-16 surrogates, above U+10FFFF) with U+FFFD, so a dump would not read
-    // back as the config that was loaded.
-    uint32_t code = len == 1 ? c : len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
-    for (size_t k = 1; ok && k < len; ++k) {
-      auto next = static_cast<unsigned char>(text[i + k]);
-      ok = (next >> 6) == 0x2;
-      code = (code << 6) | (next & 0x3f);
-    }
-    static constexpr uint32_t kSmallestOfLength[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (ok) ok = code >= kSmallestOfLength[len] && code <= 0x10ffff && !(code >= 0xd800 && code <= 0xdfff);
-    if (!ok)
+    const size_t len = utf8_sequence_length(text, i);
+    if (len == 0)
       throw ConfigError(fmt::format("invalid UTF-8 byte 0x{:02x}", c), {source_name, line, column}, {},
                         "save the file as UTF-8 text");
     // YAML forbids C0 control characters other than tab, LF and CR (yaml-cpp stops at NUL).

@@ -78,6 +78,16 @@ TEST(LoadYaml, OverlongSurrogateAndOutOfRangeUtf8AreRejected) {
   EXPECT_NO_THROW(load_yaml_string("k: \xf4\x8f\xbf\xbf \xef\xbf\xbd \xe2\x82\xac\n", "edge.yaml"));
 }
 
+TEST(LoadYaml, NbspAndNextLineEscapesDecodeToUtf8AndDumpBack) {
+  // yaml-cpp decodes \_ and \N to the Latin-1 bytes 0xA0 and 0x85; a dump then wrote U+FFFD
+  // (found by the config fuzzer).
+  ConfigNode n = load_yaml_string("\"k\\_\": \"a\\_b\\Nc\"\n", "esc.yaml");
+  const ConfigNode* v = n.find("k\xc2\xa0");
+  ASSERT_NE(v, nullptr);
+  EXPECT_EQ(v->as_string(), "a\xc2\xa0" "b\xc2\x85" "c");
+  EXPECT_EQ(load_yaml_string(dump_yaml(n), "dump"), n);
+}
+
 TEST(LoadYaml, DuplicateKeyIsAnError) {
   EXPECT_THROW(load_yaml_string("a: 1\na: 2\n", "dup.yaml"), ConfigError);
 }
