@@ -101,8 +101,8 @@ ConfigNode from_yaml(const YAML::Node& y, const std::string& file) {
   switch (y.Type()) {
     case YAML::NodeType::Null:
     case YAML::NodeType::Undefined: break;
-    // yaml-cpp tags quoted scalars "!" and plain ones "?": quoted text is always a string.
     case YAML::NodeType::Scalar: {
+      // yaml-cpp tags quoted scalars "!" and plain ones "?": quoted text is always a string.
       std::string text = fix_decoded_escapes(y.Scalar(), loc);
       out = y.Tag() == "!" ? ConfigNode::string(std::move(text)) : infer_scalar(text);
       break;
@@ -114,16 +114,12 @@ ConfigNode from_yaml(const YAML::Node& y, const std::string& file) {
     case YAML::NodeType::Map:
       out = ConfigNode::map();
       for (const auto& kv : y) {
+        const SourceLoc key_loc{file, kv.first.Mark().line + 1, kv.first.Mark().column + 1};
         if (!kv.first.IsScalar())
-          throw ConfigError("map keys must be scalars",
-                            {file, kv.first.Mark().line + 1, kv.first.Mark().column + 1}, {},
-                            "use a plain name as the key, e.g. `name: value`");
-        std::string key =
-            fix_decoded_escapes(kv.first.Scalar(), {file, kv.first.Mark().line + 1, kv.first.Mark().column + 1});
+          throw ConfigError("map keys must be scalars", key_loc, {}, "use a plain name as the key, e.g. `name: value`");
+        std::string key = fix_decoded_escapes(kv.first.Scalar(), key_loc);
         if (out.find(key))
-          throw ConfigError(fmt::format("duplicate key '{}'", key),
-                            {file, kv.first.Mark().line + 1, kv.first.Mark().column + 1}, key,
-                            "remove one of the two entries");
+          throw ConfigError(fmt::format("duplicate key '{}'", key), key_loc, key, "remove one of the two entries");
         out.set(key, from_yaml(kv.second, file));
       }
       break;
