@@ -416,18 +416,27 @@ void ExecutionPredictor::fit_overhead(const std::vector<std::pair<BatchShape, do
   const auto n = static_cast<Eigen::Index>(iterations_ms.size());
   Eigen::MatrixXd features(n, 3);
   Eigen::VectorXd residual(n);
+  std::vector<double> share(static_cast<size_t>(n));  // operators / whole iteration
   for (Eigen::Index i = 0; i < n; ++i) {
     const auto& [b, ms] = iterations_ms[static_cast<size_t>(i)];
     if (!(ms > 0)) throw std::invalid_argument(fmt::format("fit_overhead: iteration {} took {} ms", i, ms));
     features.row(i) << 1.0, static_cast<double>(b.num_tokens()), static_cast<double>(b.prefills.size() + b.decode_contexts.size());
-    residual(i) = ms - operators_ms(b, /*last_stage=*/true);
+    const double ops = operators_ms(b, /*last_stage=*/true);
+    share[static_cast<size_t>(i)] = ops / ms;
+    residual(i) = ms - ops;
     features.row(i) /= ms;
     residual(i) /= ms;
   }
   Eigen::Vector3d c = features.colPivHouseholderQr().solve(residual);
   overhead_coef_ = {c(0), c(1), c(2)};
-  sources_["iteration_overhead"] = fmt::format("{} minus the operators: {:.4f} ms + {:.5f} ms/token + {:.5f} ms/sequence",
-                                               source, c(0), c(1), c(2));
+  // How much of each iteration the operators account for: far from 1 means the profile did not
+  // time the operators as the iterations run them (e.g. weights hot in cache), and the overhead
+  // terms are then standing in for the difference.
+  std::sort(share.begin(), share.end());
+  sources_["iteration_overhead"] = fmt::format(
+      "{} minus the operators (which account for {:.2f}–{:.2f} of an iteration, median {:.2f}): {:.4f} ms + {:.5f} "
+      "ms/token + {:.5f} ms/sequence",
+      source, share.front(), share.back(), share[share.size() / 2], c(0), c(1), c(2));
 }
 
 double ExecutionPredictor::stage_time_s(const BatchShape& b, int64_t stage) const {

@@ -1,6 +1,7 @@
 // serving.md §8 item 13 (feature derivation) and the predictor's data handling, including the
 // per-iteration overhead it learns from an engine profile's whole forwards.
 #include <fmt/format.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -210,9 +211,8 @@ void rewrite_forward(const std::filesystem::path& file, const std::function<std:
 
 }  // namespace
 
-TEST(Predictor, LearnsTheIterationOverheadFromWholeForwards) {
-  testing::TempDir d;
-  const LlamaConfig c = testing::tiny_llama(256);
+// A tiny model's engine profile under <d>/profile (coarse grid, one repetition).
+std::filesystem::path write_tiny_engine_profile(const testing::TempDir& d, const LlamaConfig& c) {
   write_random_llama(d.path() / "m", c, 1);
   ProfileGrid grid;
   grid.num_tokens = {1, 4, 16, 64, 128};
@@ -222,10 +222,16 @@ TEST(Predictor, LearnsTheIterationOverheadFromWholeForwards) {
   grid.decode_kv = {16, 64};
   grid.repetitions = 1;
   write_engine_profile(*LlamaModel::load(d.path() / "m"), grid, d.path() / "profile" / "cpu" / "engine");
-  const auto attention = d.path() / "profile" / "cpu" / "engine" / "attention.csv";
+  return d.path() / "profile";
+}
+
+TEST(Predictor, LearnsTheIterationOverheadFromWholeForwards) {
+  testing::TempDir d;
+  const LlamaConfig c = testing::tiny_llama(256);
+  const auto profile = write_tiny_engine_profile(d, c);
+  const auto attention = profile / "cpu" / "engine" / "attention.csv";
   auto predictor = [&] {
-    return std::make_unique<ExecutionPredictor>(engine_model_spec(c), engine_device_spec(), ReplicaLayout{},
-                                                d.path() / "profile");
+    return std::make_unique<ExecutionPredictor>(engine_model_spec(c), engine_device_spec(), ReplicaLayout{}, profile);
   };
   // Whole forwards that cost the operators plus 0.5 ms + 0.01 ms a token + 0.2 ms a sequence.
   auto overhead_ms = [](const BatchShape& b) {
@@ -241,6 +247,24 @@ TEST(Predictor, LearnsTheIterationOverheadFromWholeForwards) {
   mixed.prefills.push_back({40, 20});
   mixed.decode_contexts = {30, 50, 70};
   EXPECT_NEAR(learned->stage_time_s(mixed, 0), operators->stage_time_s(mixed, 0) + overhead_ms(mixed) * 1e-3, 1e-9);
+}
+
+TEST(Predictor, OverheadFitReportsTheOperatorsShareOfAnIteration) {
+  testing::TempDir d;
+  const LlamaConfig c = testing::tiny_llama(256);
+  const auto profile = write_tiny_engine_profile(d, c);
+  rewrite_forward(profile / "cpu" / "engine" / "attention.csv", [](const BatchShape&) { return std::string(); });
+  ExecutionPredictor p(engine_model_spec(c), engine_device_spec(), ReplicaLayout{}, profile);
+  // Iterations that take twice what the operators predict: they account for half of each.
+  std::vector<std::pair<BatchShape, double>> iterations;
+  for (int64_t decodes : {1, 3, 8}) {
+    BatchShape b;
+    b.decode_contexts.assign(static_cast<size_t>(decodes), 40);
+    if (decodes == 3) b.prefills.push_back({32, 0});
+    iterations.emplace_back(b, 2 * p.stage_time_s(b, 0) * 1e3);
+  }
+  p.fit_overhead(iterations, "doubled iterations");
+  EXPECT_THAT(p.sources().at("iteration_overhead"), ::testing::HasSubstr("account for 0.50–0.50 of an iteration, median 0.50"));
 }
 
 }  // namespace xp::serving
