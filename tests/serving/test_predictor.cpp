@@ -209,8 +209,6 @@ void rewrite_forward(const std::filesystem::path& file, const std::function<std:
   std::ofstream(file) << out;
 }
 
-}  // namespace
-
 // A tiny model's engine profile under <d>/profile (coarse grid, one repetition).
 std::filesystem::path write_tiny_engine_profile(const testing::TempDir& d, const LlamaConfig& c) {
   write_random_llama(d.path() / "m", c, 1);
@@ -224,6 +222,8 @@ std::filesystem::path write_tiny_engine_profile(const testing::TempDir& d, const
   write_engine_profile(*LlamaModel::load(d.path() / "m"), grid, d.path() / "profile" / "cpu" / "engine");
   return d.path() / "profile";
 }
+
+}  // namespace
 
 TEST(Predictor, LearnsTheIterationOverheadFromWholeForwards) {
   testing::TempDir d;
