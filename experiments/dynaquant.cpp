@@ -9,8 +9,9 @@
 #include <deque>
 #include <future>
 #include <memory>
-#include <optional>
 #include <mutex>
+#include <optional>
+#include <stdexcept>
 
 #include <omp.h>
 #include <sys/resource.h>
@@ -421,15 +422,15 @@ class Dynaquant final : public Experiment {
     return !pending_.empty() && pending_.front().wait_for(std::chrono::seconds(0)) != std::future_status::ready;
   }
 
-  // A save can record one checkpoint in flight, the one just taken, and only with the codec's
-  // state from before it; while older ones are still in flight the periodic save waits for a
-  // later checkpoint (a crash would resume from the save before).
   std::vector<std::byte> codec_state() const {
     jobs::ByteWriter out;
     codec_->save_state(out);
     return out.take();
   }
 
+  // A save can record one checkpoint in flight, the one just taken, and only with the codec's
+  // state from before it; while older ones are still in flight the periodic save waits for a
+  // later checkpoint (a crash would resume from the save before).
   bool can_save() const {
     return pending_.empty() || (pending_.size() == 1 && in_flight_.codec_state.has_value());
   }
@@ -512,6 +513,7 @@ class Dynaquant final : public Experiment {
   // the codec's state before it; its weights and trainer state are the live ones saved below, as
   // this save comes right after the checkpoint. A resume compresses it again to the same bytes.
   void save(jobs::RunContext& ctx, networks::Trainer& trainer, const cz::GradientEma& ema) const {
+    if (!can_save()) throw std::logic_error("dynaquant: a save while older checkpoints are in flight");
     jobs::ByteWriter out;
     out.put<double>(train_s_);
     for (const StepTimes* t : {&steps_alone_, &steps_beside_}) out.put(*t);
