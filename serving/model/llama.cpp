@@ -436,65 +436,66 @@ Mat random_rows(int64_t rows, int64_t cols, uint64_t seed) {
 
 }  // namespace
 
-// Reads every weight a forward pass reads (the layers and the LM head; the embedding only by
-// rows), up to 256 MiB — more than any CPU's last-level cache, so a larger model's read evicts
-// everything without taking seconds per repetition. Run between an operator's timed
-// repetitions, it leaves the caches as a forward leaves them when it comes back to that
-// operator: a model that fits in the last-level cache finds its weights there, a larger one
-// reads them from memory. Repeating an operator back to back would instead time layer 0's
-// weights hot in cache, several times faster than a forward over a model larger than the cache
-// runs it.
-void LlamaModel::read_weights_as_a_forward_does() const {
-  constexpr int64_t kMaxFloats = (int64_t{256} << 20) / 4;
-  const bool tied = impl_->lm_head.data<float>() == impl_->embed.data<float>();
-  float sink = 0;
-  int64_t read = 0;
-  for (const Tensor& t : impl_->all) {
-    if (!tied && t.data<float>() == impl_->embed.data<float>()) continue;
-    const float* p = t.data<float>();
-    const int64_t n = std::min(t.numel(), kMaxFloats - read);
-    float acc = 0;
-    for (int64_t i = 0; i < n; i += 16) acc += p[i];  // one load per 64-byte line
-    sink += acc;
-    if ((read += n) == kMaxFloats) break;
-  }
-  volatile float keep = sink;
-  (void)keep;
+// Before each repetition, reads every weight a forward pass reads (the layers and the LM head;
+// the embedding only by rows), up to 256 MiB — more than any CPU's last-level cache, so a larger
+// model's read evicts everything without taking seconds per repetition. That leaves the caches
+// as a forward leaves them when it comes back to the operator: a model that fits in the
+// last-level cache finds its weights there, a larger one reads them from memory. Repeating an
+// operator back to back would instead time layer 0's weights hot in cache, several times faster
+// than a forward over a model larger than the cache runs it.
+OpTime LlamaModel::time_as_in_a_forward(int reps, const std::function<void()>& f) const {
+  auto read_weights = [this] {
+    constexpr int64_t kMaxFloats = (int64_t{256} << 20) / 4;
+    const bool tied = impl_->lm_head.data<float>() == impl_->embed.data<float>();
+    float sink = 0;
+    int64_t read = 0;
+    for (const Tensor& t : impl_->all) {
+      if (!tied && t.data<float>() == impl_->embed.data<float>()) continue;
+      const float* p = t.data<float>();
+      const int64_t n = std::min(t.numel(), kMaxFloats - read);
+      float acc = 0;
+      for (int64_t i = 0; i < n; i += 16) acc += p[i];  // one load per 64-byte line
+      sink += acc;
+      if ((read += n) == kMaxFloats) break;
+    }
+    volatile float keep = sink;
+    (void)keep;
+  };
+  return time_op(reps, f, read_weights);
 }
 
 std::map<std::string, OpTime> LlamaModel::profile_token_ops(int64_t num_tokens, int reps) const {
   const LlamaConfig& c = cfg_;
   const auto& L = impl_->layers[0];
   LayerOps ops{c, impl_->inv_freq};
-  auto time_as_in_a_forward = [&](auto&& f) { return time_op(reps, f, [&] { read_weights_as_a_forward_does(); }); };
   Mat x = random_rows(num_tokens, c.hidden_size, 1), xn, q, k, v, attn = random_rows(num_tokens, c.hidden_size, 2), g, u;
   std::vector<int64_t> pos(static_cast<size_t>(num_tokens));
   std::iota(pos.begin(), pos.end(), 0);
   std::map<std::string, OpTime> out;
-  out["input_layernorm"] = time_as_in_a_forward([&] { rmsnorm_rows(x, L.in_norm, c.rms_norm_eps, xn); });
-  out["attn_pre_proj"] = time_as_in_a_forward([&] {
+  out["input_layernorm"] = time_as_in_a_forward(reps, [&] { rmsnorm_rows(x, L.in_norm, c.rms_norm_eps, xn); });
+  out["attn_pre_proj"] = time_as_in_a_forward(reps, [&] {
     linear(xn, L.q, q, false);
     linear(xn, L.k, k, false);
     linear(xn, L.v, v, false);
   });
-  out["attn_rope"] = time_as_in_a_forward([&] { ops.rope(q, k, pos); });
-  out["attn_post_proj"] = time_as_in_a_forward([&] { linear(attn, L.o, x, true); });
-  out["post_attention_layernorm"] = time_as_in_a_forward([&] { rmsnorm_rows(x, L.post_norm, c.rms_norm_eps, xn); });
-  out["mlp_up_proj"] = time_as_in_a_forward([&] {
+  out["attn_rope"] = time_as_in_a_forward(reps, [&] { ops.rope(q, k, pos); });
+  out["attn_post_proj"] = time_as_in_a_forward(reps, [&] { linear(attn, L.o, x, true); });
+  out["post_attention_layernorm"] = time_as_in_a_forward(reps, [&] { rmsnorm_rows(x, L.post_norm, c.rms_norm_eps, xn); });
+  out["mlp_up_proj"] = time_as_in_a_forward(reps, [&] {
     linear(xn, L.gate, g, false);
     linear(xn, L.up, u, false);
   });
   Mat g0 = g;
-  out["mlp_act"] = time_as_in_a_forward([&] {
+  out["mlp_act"] = time_as_in_a_forward(reps, [&] {
     g = g0;
     swiglu(g, u);
   });
-  out["mlp_down_proj"] = time_as_in_a_forward([&] { linear(g, L.down, x, true); });
+  out["mlp_down_proj"] = time_as_in_a_forward(reps, [&] { linear(g, L.down, x, true); });
   out["add"] = OpTime{};  // fused into attn_post_proj and mlp_down_proj
   // Not a per-layer operator: the final norm and LM head for `num_tokens` sequences, paid once
   // per iteration (an extension of Vidur's columns; its predictor ignores unknown columns).
   Mat last = random_rows(num_tokens, c.hidden_size, 3), logits;
-  out["lm_head"] = time_as_in_a_forward([&] {
+  out["lm_head"] = time_as_in_a_forward(reps, [&] {
     rmsnorm_rows(last, impl_->final_norm, c.rms_norm_eps, xn);
     linear(xn, impl_->lm_head, logits, false);
   });
@@ -504,7 +505,6 @@ std::map<std::string, OpTime> LlamaModel::profile_token_ops(int64_t num_tokens, 
 std::map<std::string, OpTime> LlamaModel::profile_attention(int64_t batch, int64_t chunk, int64_t kv, int reps) const {
   const LlamaConfig& c = cfg_;
   LayerOps ops{c, impl_->inv_freq};
-  auto time_as_in_a_forward = [&](auto&& f) { return time_op(reps, f, [&] { read_weights_as_a_forward_does(); }); };
   const int64_t bs = 16, per_seq = kv + std::max<int64_t>(chunk, 1);
   const int64_t blocks_per_seq = (per_seq + bs - 1) / bs;
   KvCache cache(c, batch * blocks_per_seq, bs);
@@ -525,8 +525,8 @@ std::map<std::string, OpTime> LlamaModel::profile_attention(int64_t batch, int64
       slots.push_back((*it.block_table)[static_cast<size_t>(p / bs)] * bs + p % bs);
     }
   std::map<std::string, OpTime> out;
-  out["attn_kv_cache_save"] = time_as_in_a_forward([&] { ops.save_kv(k, v, slots, 0, cache); });
-  out[chunk > 0 ? "attn_prefill" : "attn_decode"] = time_as_in_a_forward([&] { ops.attend(items, q, 0, cache, attn); });
+  out["attn_kv_cache_save"] = time_as_in_a_forward(reps, [&] { ops.save_kv(k, v, slots, 0, cache); });
+  out[chunk > 0 ? "attn_prefill" : "attn_decode"] = time_as_in_a_forward(reps, [&] { ops.attend(items, q, 0, cache, attn); });
   return out;
 }
 

@@ -8,6 +8,7 @@
 // after loading; forward() writes only the KV cache.
 #pragma once
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -98,7 +99,9 @@ class LlamaModel {
   OpTime profile_forward(int64_t batch, int64_t chunk, int64_t kv, int reps) const;
 
  private:
-  void read_weights_as_a_forward_does() const;  // between profile repetitions
+  // Times `f` over `reps` repetitions, each after every weight a forward reads has been read
+  // (the profile's operators, with the caches as a forward leaves them).
+  OpTime time_as_in_a_forward(int reps, const std::function<void()>& f) const;
   struct Impl;
   LlamaConfig cfg_;
   std::unique_ptr<Impl> impl_;
