@@ -6,8 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
-#include <nlohmann/json.hpp>
-#include <numbers>
 #include <chrono>
 #include <numeric>
 #include <stdexcept>
@@ -26,106 +24,6 @@ using tensor::DType;
 using tensor::Tensor;
 using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using ConstMap = Eigen::Map<const Mat>;
-
-// ---------------------------------------------------------------------------------------------
-// config.json
-
-LlamaConfig LlamaConfig::from_json_file(const fs::path& path) {
-  auto text = runtime::read_file(path);
-  if (!text.is_ok()) throw std::runtime_error(fmt::format("{}: cannot read (a model folder needs config.json)", path.string()));
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text.value());
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(fmt::format("{}: not valid JSON: {}", path.string(), e.what()));
-  }
-  auto fail = [&](const std::string& field, const std::string& why) {
-    return std::runtime_error(fmt::format("{}: field '{}': {}", path.string(), field, why));
-  };
-  std::string arch = j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty()
-                         ? j["architectures"][0].get<std::string>()
-                         : "";
-  if (arch != "LlamaForCausalLM" && arch != "MistralForCausalLM")
-    throw fail("architectures", fmt::format("'{}' is not supported (supported: LlamaForCausalLM, MistralForCausalLM)", arch));
-  LlamaConfig c;
-  auto need_int = [&](const char* k, int64_t& out) {
-    if (!j.contains(k) || !j[k].is_number_integer()) throw fail(k, "missing or not an integer");
-    out = j[k].get<int64_t>();
-    if (out <= 0) throw fail(k, "must be positive");
-  };
-  need_int("hidden_size", c.hidden_size);
-  need_int("intermediate_size", c.intermediate_size);
-  need_int("num_hidden_layers", c.num_hidden_layers);
-  need_int("num_attention_heads", c.num_attention_heads);
-  need_int("vocab_size", c.vocab_size);
-  c.num_key_value_heads = c.num_attention_heads;
-  if (j.contains("num_key_value_heads") && !j["num_key_value_heads"].is_null()) need_int("num_key_value_heads", c.num_key_value_heads);
-  if (j.contains("max_position_embeddings")) need_int("max_position_embeddings", c.max_position_embeddings);
-  if (j.contains("rms_norm_eps")) c.rms_norm_eps = j["rms_norm_eps"].get<double>();
-  if (j.contains("rope_theta")) c.rope_theta = j["rope_theta"].get<double>();
-  if (j.contains("tie_word_embeddings")) c.tie_word_embeddings = j["tie_word_embeddings"].get<bool>();
-  if (j.contains("torch_dtype") && j["torch_dtype"].is_string()) c.torch_dtype = j["torch_dtype"].get<std::string>();
-  if (j.contains("hidden_act") && j["hidden_act"] != "silu") throw fail("hidden_act", "only silu (SwiGLU) is supported");
-  if (c.hidden_size % c.num_attention_heads || c.num_attention_heads % c.num_key_value_heads)
-    throw fail("num_attention_heads", "hidden_size must divide by the heads, and the heads by num_key_value_heads");
-  if (j.contains("head_dim") && !j["head_dim"].is_null() && j["head_dim"].get<int64_t>() != c.head_dim())
-    throw fail("head_dim", "only head_dim = hidden_size / num_attention_heads is supported");
-  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
-    const auto& r = j["rope_scaling"];
-    std::string type = r.value("rope_type", r.value("type", std::string()));
-    if (type != "llama3") throw fail("rope_scaling", fmt::format("type '{}' is not supported (supported: llama3)", type));
-    c.rope_factor = r.value("factor", 1.0);
-    c.rope_low_freq_factor = r.value("low_freq_factor", 1.0);
-    c.rope_high_freq_factor = r.value("high_freq_factor", 4.0);
-    c.rope_original_max_position = r.value("original_max_position_embeddings", int64_t{8192});
-  }
-  return c;
-}
-
-std::string LlamaConfig::to_json() const {
-  nlohmann::json j = {{"architectures", {"LlamaForCausalLM"}},
-                      {"model_type", "llama"},
-                      {"hidden_act", "silu"},
-                      {"hidden_size", hidden_size},
-                      {"intermediate_size", intermediate_size},
-                      {"num_hidden_layers", num_hidden_layers},
-                      {"num_attention_heads", num_attention_heads},
-                      {"num_key_value_heads", num_key_value_heads},
-                      {"vocab_size", vocab_size},
-                      {"max_position_embeddings", max_position_embeddings},
-                      {"rms_norm_eps", rms_norm_eps},
-                      {"rope_theta", rope_theta},
-                      {"tie_word_embeddings", tie_word_embeddings},
-                      {"torch_dtype", torch_dtype}};
-  if (rope_factor != 1.0)
-    j["rope_scaling"] = {{"rope_type", "llama3"},
-                         {"factor", rope_factor},
-                         {"low_freq_factor", rope_low_freq_factor},
-                         {"high_freq_factor", rope_high_freq_factor},
-                         {"original_max_position_embeddings", rope_original_max_position}};
-  return j.dump(2) + "\n";
-}
-
-std::vector<float> LlamaConfig::rope_inverse_frequencies() const {
-  int64_t d = head_dim();
-  std::vector<float> f(static_cast<size_t>(d / 2));
-  for (int64_t i = 0; i < d / 2; ++i)
-    f[static_cast<size_t>(i)] = 1.0f / std::pow(static_cast<float>(rope_theta), static_cast<float>(2 * i) / static_cast<float>(d));
-  if (rope_factor != 1.0) {  // Llama-3 frequency-dependent scaling
-    double old = static_cast<double>(rope_original_max_position);
-    double low_wl = old / rope_low_freq_factor, high_wl = old / rope_high_freq_factor;
-    for (float& v : f) {
-      double wl = 2 * std::numbers::pi / v;
-      double scaled = wl > low_wl ? v / rope_factor : v;
-      if (!(wl < high_wl) && !(wl > low_wl)) {
-        double smooth = (old / wl - rope_low_freq_factor) / (rope_high_freq_factor - rope_low_freq_factor);
-        scaled = (1 - smooth) * scaled / rope_factor + smooth * scaled;
-      }
-      v = static_cast<float>(scaled);
-    }
-  }
-  return f;
-}
 
 // ---------------------------------------------------------------------------------------------
 // KV cache

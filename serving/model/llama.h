@@ -13,6 +13,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/runtime/rng.h"
@@ -41,6 +42,8 @@ struct LlamaConfig {
   std::vector<float> rope_inverse_frequencies() const;
   // Throws naming the file and the field (unsupported architecture included).
   static LlamaConfig from_json_file(const std::filesystem::path& path);
+  // The same from config.json's text; `path` names it in errors.
+  static LlamaConfig from_json(std::string_view text, const std::filesystem::path& path);
   std::string to_json() const;
 };
 

@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include <cstring>
+#include <limits>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -44,15 +44,24 @@ std::string dtype_to(DType t) {
 
 void read_file_entries(const fs::path& file, std::map<std::string, SafetensorsEntry>& out,
                        const std::map<std::string, std::string>* expect_only = nullptr) {
+  if (!fs::is_regular_file(file)) fail(file, "missing or not a regular file");
   std::ifstream in(file, std::ios::binary);
   if (!in) fail(file, "cannot open");
-  uint64_t file_size = fs::file_size(file);
+  const uint64_t file_size = fs::file_size(file);
   uint64_t header_len = 0;
   if (file_size < 8 || !in.read(reinterpret_cast<char*>(&header_len), 8)) fail(file, "truncated: no header length");
   if (header_len > file_size - 8 || header_len > (100u << 20))
     fail(file, fmt::format("header length {} does not fit the {}-byte file", header_len, file_size));
   std::string header(header_len, '\0');
-  in.read(header.data(), static_cast<std::streamsize>(header_len));
+  if (!in.read(header.data(), static_cast<std::streamsize>(header_len))) fail(file, "truncated: header cut short");
+  for (auto& [name, e] : parse_safetensors_header(header, file_size, file))
+    if (!expect_only || expect_only->count(name)) out[name] = std::move(e);
+}
+
+}  // namespace
+
+std::map<std::string, SafetensorsEntry> parse_safetensors_header(std::string_view header, uint64_t file_size,
+                                                                 const fs::path& file) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(header);
@@ -60,35 +69,48 @@ void read_file_entries(const fs::path& file, std::map<std::string, SafetensorsEn
     fail(file, fmt::format("header is not valid JSON: {}", e.what()));
   }
   if (!j.is_object()) fail(file, "header is not a JSON object");
-  uint64_t data_start = 8 + header_len;
+  const uint64_t data_start = 8 + header.size();
+  if (data_start > file_size) fail(file, fmt::format("header length {} does not fit the {}-byte file", header.size(), file_size));
+  const uint64_t data_bytes = file_size - data_start;
+  std::map<std::string, SafetensorsEntry> out;
   for (auto it = j.begin(); it != j.end(); ++it) {
-    if (it.key() == "__metadata__") continue;
     const std::string& name = it.key();
-    const auto& v = it.value();
+    if (name == "__metadata__") continue;
+    const nlohmann::json& v = it.value();
+    auto bad = [&](const std::string& why) { fail(file, fmt::format("tensor '{}': {}", name, why)); };
     if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
-      fail(file, fmt::format("tensor '{}': needs dtype, shape and data_offsets", name));
+      bad("needs dtype, shape and data_offsets");
+    const nlohmann::json &dtype = v["dtype"], &shape = v["shape"], &offsets = v["data_offsets"];
+    if (!dtype.is_string()) bad(fmt::format("dtype {} is not a string such as \"F32\"", dtype.dump()));
     SafetensorsEntry e;
-    e.dtype = v["dtype"].get<std::string>();
-    DType dt = dtype_from(e.dtype, file, name);
-    e.shape = v["shape"].get<std::vector<int64_t>>();
-    auto offs = v["data_offsets"].get<std::vector<uint64_t>>();
-    if (offs.size() != 2 || offs[1] < offs[0]) fail(file, fmt::format("tensor '{}': bad data_offsets", name));
+    e.dtype = dtype.get<std::string>();
+    const DType dt = dtype_from(e.dtype, file, name);
+    // Sizes are checked for overflow as they multiply: a wrapped product could match the offsets.
+    if (!shape.is_array()) bad(fmt::format("shape {} is not a list of sizes", shape.dump()));
+    uint64_t bytes = tensor::dtype_size(dt);
+    bool overflow = false;
+    for (const nlohmann::json& n : shape) {
+      if (!n.is_number_unsigned()) bad(fmt::format("shape {} is not a list of non-negative integers", shape.dump()));
+      const uint64_t size = n.get<uint64_t>();
+      overflow = overflow || size > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) || __builtin_mul_overflow(bytes, size, &bytes);
+      e.shape.push_back(static_cast<int64_t>(size));
+    }
+    if (overflow) bad(fmt::format("shape {} of {} is larger than any file", shape.dump(), e.dtype));
+    if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned())
+      bad(fmt::format("data_offsets {} is not [begin, end] in bytes", offsets.dump()));
+    const uint64_t begin = offsets[0].get<uint64_t>(), end = offsets[1].get<uint64_t>();
+    if (end < begin) bad(fmt::format("data_offsets [{}, {}] end before they begin", begin, end));
     e.file = file;
-    e.offset = data_start + offs[0];
-    e.nbytes = offs[1] - offs[0];
-    uint64_t expect = static_cast<uint64_t>(tensor::numel_of(e.shape)) * tensor::dtype_size(dt);
-    if (e.nbytes != expect)
-      fail(file, fmt::format("tensor '{}': shape {} of {} needs {} bytes, offsets give {}", name, tensor::shape_str(e.shape),
-                             e.dtype, expect, e.nbytes));
-    if (e.offset + e.nbytes > file_size)
-      fail(file, fmt::format("tensor '{}': data ends at byte {}, past the end of the {}-byte file (truncated?)", name,
-                             e.offset + e.nbytes, file_size));
-    if (expect_only && !expect_only->count(name)) continue;
-    out[name] = e;
+    e.nbytes = end - begin;
+    if (e.nbytes != bytes)
+      bad(fmt::format("shape {} of {} needs {} bytes, offsets give {}", tensor::shape_str(e.shape), e.dtype, bytes, e.nbytes));
+    if (end > data_bytes)
+      bad(fmt::format("data ends at byte {} of the data section, past its {} bytes (truncated?)", end, data_bytes));
+    e.offset = data_start + begin;
+    out[name] = std::move(e);
   }
+  return out;
 }
-
-}  // namespace
 
 SafetensorsCheckpoint SafetensorsCheckpoint::open(const fs::path& path) {
   SafetensorsCheckpoint c;
@@ -110,8 +132,11 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const fs::path& path) {
     }
     if (!j.contains("weight_map") || !j["weight_map"].is_object()) fail(p, "no weight_map");
     std::map<std::string, std::map<std::string, std::string>> by_file;
-    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it)
+    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+      if (!it.value().is_string() || it.value().get<std::string>().empty())
+        fail(p, fmt::format("weight_map: tensor '{}' maps to {}, not to a file name", it.key(), it.value().dump()));
       by_file[it.value().get<std::string>()][it.key()] = it.value().get<std::string>();
+    }
     for (const auto& [file, names] : by_file) {
       read_file_entries(p.parent_path() / file, c.entries_, &names);
       for (const auto& [name, f] : names)

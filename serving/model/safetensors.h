@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/tensor/tensor.h"
@@ -36,6 +37,12 @@ class SafetensorsCheckpoint {
   std::map<std::string, SafetensorsEntry> entries_;
   std::filesystem::path origin_;
 };
+
+// The tensors described by a safetensors header (the JSON after the 8-byte length) in a file of
+// `file_size` bytes; throws naming `file` and the tensor on any inconsistency. open() reads
+// files through it; it takes text so that tests and the model-files fuzzer need no files.
+std::map<std::string, SafetensorsEntry> parse_safetensors_header(std::string_view header, uint64_t file_size,
+                                                                 const std::filesystem::path& file);
 
 // Writes `tensors` (CPU, contiguous) as one safetensors file, atomically.
 void write_safetensors(const std::filesystem::path& path, const std::map<std::string, tensor::Tensor>& tensors,

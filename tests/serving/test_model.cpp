@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <numeric>
+#include <tuple>
 
 #include "serving/model/llama.h"
 #include "serving/model/safetensors.h"
@@ -258,6 +260,87 @@ TEST(Safetensors, CorruptFilesAreErrorsNamingFileAndTensor) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("tensor 'v' is listed"), std::string::npos) << e.what();
   }
+}
+
+// `what` of the runtime_error `f` throws, or "" if it throws none.
+template <class F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Safetensors, MalformedHeaderFieldsAreErrorsNamingFileAndTensor) {
+  // Each header describes tensor 'w' in a file with 24 data bytes. The old reader let the JSON
+  // library's type errors escape without the file's name, and a shape whose byte size wraps
+  // around 2^64 to 0 passed the size check against offsets [0, 0].
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"dtype": 5, "shape": [6], "data_offsets": [0, 24]})", "dtype 5 is not a string"},
+      {R"({"dtype": "F64", "shape": [3], "data_offsets": [0, 24]})", "unsupported dtype 'F64'"},
+      {R"({"dtype": "F32", "shape": "6", "data_offsets": [0, 24]})", "shape \"6\" is not a list of sizes"},
+      {R"({"dtype": "F32", "shape": [-6], "data_offsets": [0, 24]})", "shape [-6] is not a list of non-negative integers"},
+      {R"({"dtype": "F32", "shape": [1.5], "data_offsets": [0, 24]})", "is not a list of non-negative integers"},
+      {R"({"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]})", "is larger than any file"},
+      {R"({"dtype": "F32", "shape": [6], "data_offsets": [0]})", "data_offsets [0] is not [begin, end] in bytes"},
+      {R"({"dtype": "F32", "shape": [6], "data_offsets": [-24, 0]})", "is not [begin, end] in bytes"},
+      {R"({"dtype": "F32", "shape": [0], "data_offsets": [24, 0]})", "data_offsets [24, 0] end before they begin"},
+      {R"({"dtype": "F32", "shape": [6], "data_offsets": [8, 32]})", "data ends at byte 32 of the data section, past its 24 bytes"},
+      {R"([1, 2])", "needs dtype, shape and data_offsets"},
+  };
+  for (const auto& [entry, expected] : cases) {
+    const std::string header = R"({"w": )" + entry + "}";
+    const std::string what = error_of([&] { parse_safetensors_header(header, 8 + header.size() + 24, "m.safetensors"); });
+    EXPECT_EQ(what.rfind("m.safetensors: tensor 'w': ", 0), 0u) << entry << " -> " << what;
+    EXPECT_NE(what.find(expected), std::string::npos) << entry << " -> " << what;
+  }
+  const std::string fine = R"({"__metadata__": {"format": "pt"}, "w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}})";
+  auto entries = parse_safetensors_header(fine, 8 + fine.size() + 24, "m.safetensors");
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries["w"].offset, 8 + fine.size());
+  EXPECT_EQ(entries["w"].nbytes, 24u);
+}
+
+TEST(Safetensors, IndexNamingNoFileOrAMissingShardIsAnErrorNamingIt) {
+  testing::TempDir d;
+  std::ofstream(d / "model.safetensors.index.json") << R"({"weight_map": {"w": 3}})";
+  std::string what = error_of([&] { SafetensorsCheckpoint::open(d.path()); });
+  EXPECT_NE(what.find("model.safetensors.index.json: weight_map: tensor 'w' maps to 3, not to a file name"), std::string::npos)
+      << what;
+  std::ofstream(d / "model.safetensors.index.json") << R"({"weight_map": {"w": "gone.safetensors"}})";
+  what = error_of([&] { SafetensorsCheckpoint::open(d.path()); });
+  EXPECT_NE(what.find("gone.safetensors: missing or not a regular file"), std::string::npos) << what;
+}
+
+TEST(LlamaConfig, FieldsOfTheWrongTypeOrRangeAreErrorsNamingTheField) {
+  nlohmann::json good = nlohmann::json::parse(tiny().to_json());
+  ASSERT_NO_THROW(LlamaConfig::from_json(good.dump(), "config.json"));
+  const std::vector<std::tuple<std::string, nlohmann::json, std::string>> cases = {
+      {"/architectures", nlohmann::json::array({5}), "field 'architectures': '[5]' is not supported"},
+      {"/hidden_size", "64", "field 'hidden_size': \"64\" is not a positive integer"},
+      {"/vocab_size", 0, "field 'vocab_size': 0 is not a positive integer"},
+      {"/rms_norm_eps", -1e-5, "field 'rms_norm_eps': -1e-05 is not a positive number"},
+      {"/rope_theta", "10000", "field 'rope_theta': \"10000\" is not a positive number"},
+      {"/tie_word_embeddings", "yes", "field 'tie_word_embeddings': is not true or false"},
+      {"/head_dim", "16", "field 'head_dim': only head_dim = hidden_size / num_attention_heads"},
+      {"/num_attention_heads", 64, "field 'num_attention_heads': head_dim 1 is odd"},
+      {"/rope_scaling", "llama3", "field 'rope_scaling': \"llama3\" is not an object"},
+      {"/rope_scaling", {{"rope_type", "yarn"}}, "field 'rope_scaling': type \"yarn\" is not supported"},
+      {"/rope_scaling", {{"rope_type", "llama3"}, {"factor", "8"}}, "field 'rope_scaling.factor': \"8\" is not a positive number"},
+      {"/rope_scaling", {{"rope_type", "llama3"}, {"factor", 8}, {"low_freq_factor", 4}, {"high_freq_factor", 4}},
+       "field 'rope_scaling': high_freq_factor must exceed low_freq_factor"},
+  };
+  for (const auto& [pointer, value, expected] : cases) {
+    nlohmann::json j = good;
+    j[nlohmann::json::json_pointer(pointer)] = value;
+    const std::string what = error_of([&] { LlamaConfig::from_json(j.dump(), "m/config.json"); });
+    EXPECT_EQ(what.rfind("m/config.json: ", 0), 0u) << pointer << " -> " << what;
+    EXPECT_NE(what.find(expected), std::string::npos) << pointer << " -> " << what;
+  }
+  EXPECT_NE(error_of([] { LlamaConfig::from_json("[1]", "m/config.json"); }).find("m/config.json: not a JSON object"),
+            std::string::npos);
 }
 
 TEST(LlamaConfig, UnsupportedArchitecturesAndShapesAreNamed) {

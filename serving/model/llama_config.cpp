@@ -1,0 +1,135 @@
+// LlamaConfig: Hugging Face config.json in and out, with every field's type and range checked
+// (an error names the file and the field), and the RoPE frequencies both backends use.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <numbers>
+#include <stdexcept>
+
+#include "core/runtime/files.h"
+#include "serving/model/llama.h"
+
+namespace xp::serving {
+namespace fs = std::filesystem;
+
+LlamaConfig LlamaConfig::from_json_file(const fs::path& path) {
+  auto text = runtime::read_file(path);
+  if (!text.is_ok()) throw std::runtime_error(fmt::format("{}: cannot read (a model folder needs config.json)", path.string()));
+  return from_json(text.value(), path);
+}
+
+LlamaConfig LlamaConfig::from_json(std::string_view text, const fs::path& path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(fmt::format("{}: not valid JSON: {}", path.string(), e.what()));
+  }
+  if (!j.is_object()) throw std::runtime_error(fmt::format("{}: not a JSON object of fields", path.string()));
+  auto fail = [&](const std::string& field, const std::string& why) {
+    return std::runtime_error(fmt::format("{}: field '{}': {}", path.string(), field, why));
+  };
+  // Typed reads that name the field: a wrong type is the file's error, never the JSON library's.
+  // `parent`: the enclosing object's key, for the error's field name.
+  auto positive_int = [&](const nlohmann::json& obj, const std::string& parent, const char* k, int64_t& out) {
+    if (!obj[k].is_number_integer() || obj[k].get<int64_t>() <= 0)
+      throw fail(parent + k, fmt::format("{} is not a positive integer", obj[k].dump()));
+    out = obj[k].get<int64_t>();
+  };
+  auto positive_number = [&](const nlohmann::json& obj, const std::string& parent, const char* k, double& out) {
+    if (!obj[k].is_number() || !(obj[k].get<double>() > 0) || !std::isfinite(obj[k].get<double>()))
+      throw fail(parent + k, fmt::format("{} is not a positive number", obj[k].dump()));
+    out = obj[k].get<double>();
+  };
+  auto given = [&](const nlohmann::json& obj, const char* k) { return obj.contains(k) && !obj[k].is_null(); };
+  const nlohmann::json& archs = j.contains("architectures") ? j["architectures"] : nlohmann::json();
+  std::string arch = archs.is_array() && !archs.empty() && archs[0].is_string() ? archs[0].get<std::string>() : archs.dump();
+  if (arch != "LlamaForCausalLM" && arch != "MistralForCausalLM")
+    throw fail("architectures", fmt::format("'{}' is not supported (supported: LlamaForCausalLM, MistralForCausalLM)", arch));
+  LlamaConfig c;
+  for (auto [k, out] : {std::pair{"hidden_size", &c.hidden_size}, {"intermediate_size", &c.intermediate_size},
+                        {"num_hidden_layers", &c.num_hidden_layers}, {"num_attention_heads", &c.num_attention_heads},
+                        {"vocab_size", &c.vocab_size}}) {
+    if (!given(j, k)) throw fail(k, "missing");
+    positive_int(j, "", k, *out);
+  }
+  c.num_key_value_heads = c.num_attention_heads;
+  if (given(j, "num_key_value_heads")) positive_int(j, "", "num_key_value_heads", c.num_key_value_heads);
+  if (given(j, "max_position_embeddings")) positive_int(j, "", "max_position_embeddings", c.max_position_embeddings);
+  if (given(j, "rms_norm_eps")) positive_number(j, "", "rms_norm_eps", c.rms_norm_eps);
+  if (given(j, "rope_theta")) positive_number(j, "", "rope_theta", c.rope_theta);
+  if (given(j, "tie_word_embeddings")) {
+    if (!j["tie_word_embeddings"].is_boolean()) throw fail("tie_word_embeddings", "is not true or false");
+    c.tie_word_embeddings = j["tie_word_embeddings"].get<bool>();
+  }
+  if (given(j, "torch_dtype") && j["torch_dtype"].is_string()) c.torch_dtype = j["torch_dtype"].get<std::string>();
+  if (given(j, "hidden_act") && j["hidden_act"] != "silu") throw fail("hidden_act", "only silu (SwiGLU) is supported");
+  if (c.hidden_size % c.num_attention_heads || c.num_attention_heads % c.num_key_value_heads)
+    throw fail("num_attention_heads", "hidden_size must divide by the heads, and the heads by num_key_value_heads");
+  if (c.head_dim() % 2) throw fail("num_attention_heads", fmt::format("head_dim {} is odd; RoPE rotates pairs", c.head_dim()));
+  if (given(j, "head_dim") && j["head_dim"] != c.head_dim())
+    throw fail("head_dim", "only head_dim = hidden_size / num_attention_heads is supported");
+  if (given(j, "rope_scaling")) {
+    const nlohmann::json& r = j["rope_scaling"];
+    if (!r.is_object()) throw fail("rope_scaling", fmt::format("{} is not an object", r.dump()));
+    const nlohmann::json& type = r.contains("rope_type") ? r["rope_type"] : r.contains("type") ? r["type"] : nlohmann::json("");
+    if (type != "llama3") throw fail("rope_scaling", fmt::format("type {} is not supported (supported: llama3)", type.dump()));
+    const std::string in = "rope_scaling.";
+    if (given(r, "factor")) positive_number(r, in, "factor", c.rope_factor);
+    if (given(r, "low_freq_factor")) positive_number(r, in, "low_freq_factor", c.rope_low_freq_factor);
+    if (given(r, "high_freq_factor")) positive_number(r, in, "high_freq_factor", c.rope_high_freq_factor);
+    if (given(r, "original_max_position_embeddings"))
+      positive_int(r, in, "original_max_position_embeddings", c.rope_original_max_position);
+    if (c.rope_high_freq_factor <= c.rope_low_freq_factor)
+      throw fail("rope_scaling", "high_freq_factor must exceed low_freq_factor (the smoothing divides by their difference)");
+  }
+  return c;
+}
+
+std::string LlamaConfig::to_json() const {
+  nlohmann::json j = {{"architectures", {"LlamaForCausalLM"}},
+                      {"model_type", "llama"},
+                      {"hidden_act", "silu"},
+                      {"hidden_size", hidden_size},
+                      {"intermediate_size", intermediate_size},
+                      {"num_hidden_layers", num_hidden_layers},
+                      {"num_attention_heads", num_attention_heads},
+                      {"num_key_value_heads", num_key_value_heads},
+                      {"vocab_size", vocab_size},
+                      {"max_position_embeddings", max_position_embeddings},
+                      {"rms_norm_eps", rms_norm_eps},
+                      {"rope_theta", rope_theta},
+                      {"tie_word_embeddings", tie_word_embeddings},
+                      {"torch_dtype", torch_dtype}};
+  if (rope_factor != 1.0)
+    j["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", rope_factor},
+                         {"low_freq_factor", rope_low_freq_factor},
+                         {"high_freq_factor", rope_high_freq_factor},
+                         {"original_max_position_embeddings", rope_original_max_position}};
+  return j.dump(2) + "\n";
+}
+
+std::vector<float> LlamaConfig::rope_inverse_frequencies() const {
+  int64_t d = head_dim();
+  std::vector<float> f(static_cast<size_t>(d / 2));
+  for (int64_t i = 0; i < d / 2; ++i)
+    f[static_cast<size_t>(i)] = 1.0f / std::pow(static_cast<float>(rope_theta), static_cast<float>(2 * i) / static_cast<float>(d));
+  if (rope_factor != 1.0) {  // Llama-3 frequency-dependent scaling
+    double old = static_cast<double>(rope_original_max_position);
+    double low_wl = old / rope_low_freq_factor, high_wl = old / rope_high_freq_factor;
+    for (float& v : f) {
+      double wl = 2 * std::numbers::pi / v;
+      double scaled = wl > low_wl ? v / rope_factor : v;
+      if (!(wl < high_wl) && !(wl > low_wl)) {
+        double smooth = (old / wl - rope_low_freq_factor) / (rope_high_freq_factor - rope_low_freq_factor);
+        scaled = (1 - smooth) * scaled / rope_factor + smooth * scaled;
+      }
+      v = static_cast<float>(scaled);
+    }
+  }
+  return f;
+}
+
+}  // namespace xp::serving
