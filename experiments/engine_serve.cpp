@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <climits>
+#include <cmath>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/config/error.h"
@@ -20,29 +23,57 @@ using results::ColumnType;
 
 struct PromptSet {
   std::vector<std::pair<Request, std::vector<int32_t>>> requests;
+  fs::path file;                         // empty: generated from the workload
+  std::map<uint64_t, int64_t> line_of;   // request id -> its line in `file`
+  // Where request `id` came from, for messages: "FILE:LINE" or "workload".
+  std::string origin(uint64_t id) const {
+    return file.empty() ? "workload" : fmt::format("{}:{}", file.string(), line_of.at(id));
+  }
 };
 
-// JSONL: one {"prompt": [ids...], "max_tokens": n, "arrival_s": t?} per line.
+// JSONL: one {"prompt": [ids...], "max_tokens": n, "arrival_s": t?} per line. A line that is not
+// such an object is an error naming the file and line; whether the model can serve a request
+// (its ids inside the vocabulary, its tokens inside the context) is the engine's call, per request.
 PromptSet read_prompts(const fs::path& file) {
   std::ifstream in(file);
   if (!in) throw std::runtime_error(fmt::format("{}: cannot open the prompts file", file.string()));
   PromptSet out;
+  out.file = file;
   std::string line;
-  for (int n = 1; std::getline(in, line); ++n) {
+  for (int64_t n = 1; std::getline(in, line); ++n) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    auto bad = [&](const std::string& why) { throw std::runtime_error(fmt::format("{}:{}: {}", file.string(), n, why)); };
+    nlohmann::json j;
     try {
-      auto j = nlohmann::json::parse(line);
-      Request r;
-      r.id = out.requests.size();
-      auto prompt = j.at("prompt").get<std::vector<int32_t>>();
-      r.prompt_tokens = static_cast<int64_t>(prompt.size());
-      r.decode_tokens = j.at("max_tokens").get<int64_t>();
-      r.arrival_s = j.value("arrival_s", 0.0);
-      if (prompt.empty() || r.decode_tokens < 1) throw std::runtime_error("needs a non-empty prompt and max_tokens >= 1");
-      out.requests.emplace_back(r, std::move(prompt));
-    } catch (const std::exception& e) {
-      throw std::runtime_error(fmt::format("{}:{}: {}", file.string(), n, e.what()));
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      bad(e.what());
     }
+    if (!j.is_object() || !j.contains("prompt") || !j.contains("max_tokens")) bad("needs \"prompt\" and \"max_tokens\"");
+    // Integers that fit: the JSON library would silently wrap 2^32 + 1 to the token id 1.
+    auto integer_in = [](const nlohmann::json& v, int64_t lo, int64_t hi) {
+      return v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(hi)
+                                    : v.is_number_integer() && v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+    };
+    if (!j["prompt"].is_array()) bad(fmt::format("\"prompt\": {} is not a list of token ids", j["prompt"].dump()));
+    std::vector<int32_t> prompt;
+    for (const nlohmann::json& t : j["prompt"]) {
+      if (!integer_in(t, INT32_MIN, INT32_MAX)) bad(fmt::format("\"prompt\": {} is not a token id", t.dump()));
+      prompt.push_back(t.get<int32_t>());
+    }
+    if (!integer_in(j["max_tokens"], INT64_MIN, INT64_MAX)) bad(fmt::format("\"max_tokens\": {} is not an integer", j["max_tokens"].dump()));
+    Request r;
+    r.id = out.requests.size();
+    r.prompt_tokens = static_cast<int64_t>(prompt.size());
+    r.decode_tokens = j["max_tokens"].get<int64_t>();
+    if (j.contains("arrival_s")) {
+      const nlohmann::json& a = j["arrival_s"];
+      if (!a.is_number() || !(a.get<double>() >= 0) || !std::isfinite(a.get<double>()))
+        bad(fmt::format("\"arrival_s\": {} is not a time in seconds >= 0", a.dump()));
+      r.arrival_s = a.get<double>();
+    }
+    out.line_of[r.id] = n;
+    out.requests.emplace_back(r, std::move(prompt));
   }
   return out;
 }
@@ -56,12 +87,17 @@ class EngineServe final : public Experiment {
     if (device_ == "cuda" && !llama_cuda_available())
       throw config::ConfigError("device=cuda, but no CUDA device is visible", {}, "device", "use device=cpu on this machine");
     model_ = LlamaModel::load(model_dir_);  // errors name the file and tensor, before any output
-    for (const auto& [r, p] : prompts_.requests)
-      for (int32_t t : p)
-        if (t < 0 || t >= model_->config().vocab_size)
-          throw config::ConfigError(fmt::format("request {}: token id {} is outside the vocabulary of {}", r.id, t,
-                                                model_->config().vocab_size),
-                                    {}, "prompts", "check the prompt token ids against the model's tokenizer");
+    // Requests the model cannot serve are left out and reported while the others are served;
+    // when that leaves nothing, the input is wrong as a whole and nothing runs.
+    std::string first_why;
+    for (const auto& [r, p] : prompts_.requests) {
+      std::string why = unservable(r, p, model_->config());
+      if (why.empty()) return;
+      if (first_why.empty()) first_why = fmt::format("{}: request {}: {}", prompts_.origin(r.id), r.id, why);
+    }
+    throw config::ConfigError(first_why.empty() ? "no request to serve" : fmt::format("no request can be served; the first: {}", first_why), {},
+                              prompts_.file.empty() ? "workload" : "prompts_file",
+                              "check the prompt token ids against the model's tokenizer and lengths against its context");
   }
 
   jobs::RunOutcome run(jobs::RunContext& ctx) override {
@@ -70,7 +106,13 @@ class EngineServe final : public Experiment {
     auto runner = device_ == "cuda" ? cuda_runner(*model_, kv_blocks_, sched_.block_size)
                                     : cpu_runner(*model_, kv_blocks_, sched_.block_size);
     Engine engine(std::move(runner), sched_, kv_blocks_, sampling_, ctx.seed(), &metrics);
-    for (auto& [r, p] : prompts_.requests) engine.add(r, p);
+    auto& rejected = ctx.table("/engine/rejected", {{"request_id", ColumnType::kUInt64, "", "request not served (why: the log)"},
+                                                    {"line", ColumnType::kInt64, "", "its line in prompts_file (0: workload)"}});
+    for (auto& [r, p] : prompts_.requests)
+      if (std::string why = engine.add(r, p); !why.empty()) {
+        runtime::logger()->error("{}: request {}: {}; not served (the other requests are)", prompts_.origin(r.id), r.id, why);
+        rejected.append({r.id, prompts_.file.empty() ? int64_t{0} : prompts_.line_of.at(r.id)});
+      }
     EngineResult r = engine.run([&] { return ctx.should_stop(); });
     if (r.stopped) return jobs::RunOutcome::kPreempted;  // a serving run restarts whole
     auto& out = ctx.table("/engine/outputs", {{"request_id", ColumnType::kUInt64, "", "request"},
@@ -81,6 +123,7 @@ class EngineServe final : public Experiment {
     summary_ = metrics.summary(r.preemptions, 1, 0);
     summary_.values.emplace_back("iterations", static_cast<double>(r.iterations));
     summary_.values.emplace_back("wall_s", r.wall_s);
+    summary_.values.emplace_back("rejected", static_cast<double>(r.rejected.size()));
     ServingMetrics::write_summary(ctx, summary_, "");
     metrics.write_cdf();
     return jobs::RunOutcome::kDone;
@@ -89,7 +132,8 @@ class EngineServe final : public Experiment {
   void report(const jobs::RunContext&) const override {
     fmt::print("engine ({} on {}, scheduler {}): {} requests in {:.2f} s\n", model_dir_.filename().string(), device_, sched_.type,
                prompts_.requests.size(), summary_.get("wall_s"));
-    for (const char* k : {"p50_ttft_s", "p99_ttft_s", "p50_tbt_s", "p99_tbt_s", "throughput_tok_s", "fluidity_index", "preemptions"})
+    for (const char* k :
+         {"p50_ttft_s", "p99_ttft_s", "p50_tbt_s", "p99_tbt_s", "throughput_tok_s", "fluidity_index", "preemptions", "rejected"})
       fmt::print("  {:<20} {:.4g}\n", k, summary_.get(k));
   }
 

@@ -57,10 +57,27 @@ Engine::Engine(std::unique_ptr<ModelRunner> runner, const SchedulerConfig& sched
     throw std::invalid_argument("the CPU engine runs one pipeline stage (deployment.pipeline_parallel=1)");
 }
 
-void Engine::add(const Request& r, std::vector<int32_t> prompt) {
+std::string unservable(const Request& r, const std::vector<int32_t>& prompt, const LlamaConfig& c) {
+  if (prompt.empty()) return "the prompt is empty";
+  if (r.decode_tokens < 1) return fmt::format("asks for {} output tokens (at least 1)", r.decode_tokens);
+  for (size_t i = 0; i < prompt.size(); ++i)
+    if (prompt[i] < 0 || prompt[i] >= c.vocab_size)
+      return fmt::format("token id {} at prompt position {} is outside the vocabulary [0, {})", prompt[i], i, c.vocab_size);
+  // Every token but the last output is fed back, each at its own position (written so that a
+  // huge decode_tokens cannot overflow).
+  if (r.decode_tokens - 1 > c.max_position_embeddings - r.prompt_tokens)
+    return fmt::format("{} prompt + {} output tokens need more positions than the model's context of {} (max_position_embeddings)",
+                       r.prompt_tokens, r.decode_tokens, c.max_position_embeddings);
+  return "";
+}
+
+std::string Engine::add(const Request& r, std::vector<int32_t> prompt) {
   if (static_cast<int64_t>(prompt.size()) != r.prompt_tokens)
     throw std::invalid_argument(fmt::format("request {}: {} prompt tokens given, {} declared", r.id, prompt.size(), r.prompt_tokens));
-  pending_.emplace_back(r, std::move(prompt));
+  std::string why = unservable(r, prompt, runner_->config());
+  if (why.empty()) pending_.emplace_back(r, std::move(prompt));
+  else rejected_[r.id] = why;
+  return why;
 }
 
 EngineResult Engine::run(const std::function<bool()>& should_stop) {
@@ -131,6 +148,7 @@ EngineResult Engine::run(const std::function<bool()>& should_stop) {
     if (on_iteration_) on_iteration_(b, elapsed() - now);
   }
   result.preemptions = scheduler_->num_preemptions();
+  result.rejected = rejected_;
   result.wall_s = elapsed();
   return result;
 }

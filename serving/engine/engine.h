@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "serving/metrics/collector.h"
@@ -38,7 +39,14 @@ struct EngineResult {
   double wall_s = 0;
   bool stopped = false;
   std::map<uint64_t, std::vector<int32_t>> outputs;  // request id -> generated tokens
+  // Requests the model cannot serve, left out while the others are served: request id -> why.
+  std::map<uint64_t, std::string> rejected;
 };
+
+// Why `c`'s forward pass would refuse request `r` partway through serving it — a token id
+// outside the vocabulary, more positions than the context, an empty prompt or no output — or ""
+// if it would not.
+std::string unservable(const Request& r, const std::vector<int32_t>& prompt, const LlamaConfig& c);
 
 class Engine {
  public:
@@ -48,8 +56,10 @@ class Engine {
   Engine(std::unique_ptr<ModelRunner> runner, const SchedulerConfig& scheduler, int64_t num_kv_blocks,
          SamplingParams sampling, uint64_t seed, ServingMetrics* metrics);
 
-  // `r.arrival_s` is relative to the start of run().
-  void add(const Request& r, std::vector<int32_t> prompt);
+  // Queues `r` (`r.arrival_s` is relative to the start of run()) and returns "", or returns why
+  // the model cannot serve it (unservable()) and leaves it out, listed in EngineResult::rejected,
+  // rather than fail mid-run with the other requests.
+  std::string add(const Request& r, std::vector<int32_t> prompt);
   // Called after every iteration with its batch and its wall time: scheduling, the forward
   // pass, sampling and bookkeeping — what one simulated iteration stands for (profiling hooks).
   void on_iteration(std::function<void(const Batch&, double seconds)> fn) { on_iteration_ = std::move(fn); }
@@ -64,6 +74,7 @@ class Engine {
   std::vector<std::pair<Request, std::vector<int32_t>>> pending_;  // not yet arrived, by arrival
   std::map<uint64_t, std::vector<int32_t>> tokens_;               // prompt + outputs of live requests
   std::map<uint64_t, int64_t> prompt_len_;
+  std::map<uint64_t, std::string> rejected_;
   std::function<void(const Batch&, double)> on_iteration_;
 };
 

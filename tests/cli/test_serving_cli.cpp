@@ -123,20 +123,56 @@ TEST_F(ServingCli, MakeModelThenServeItFromAPromptsFile) {
   EXPECT_NE(r.out.find("p99_tbt_s"), std::string::npos);
 }
 
+TEST_F(ServingCli, EngineServesTheOtherRequestsWhenOneCannotBeServed) {
+  ASSERT_EQ(exp("run " + kConfigs + "/experiment/make_model.yaml model.hidden_size=32 model.num_hidden_layers=1 "
+                "model.num_attention_heads=2 model.num_key_value_heads=2 model.intermediate_size=64 model.vocab_size=50 "
+                "model.max_position_embeddings=64 hydra.run.dir=made output_dir=" + (dir_ / "m").string()).rc, 0);
+  dir_.write("mixed.jsonl", "{\"prompt\": [1, 2, 3], \"max_tokens\": 4}\n\n"
+                            "{\"prompt\": [1, 2, 70], \"max_tokens\": 2}\n"
+                            "{\"prompt\": [5, 6], \"max_tokens\": 64}\n"
+                            "{\"prompt\": [7], \"max_tokens\": 3}\n");
+  Ran r = exp("run " + kConfigs + "/experiment/engine_serve.yaml model_dir=" + (dir_ / "m").string() +
+              " prompts_file=" + (dir_ / "mixed.jsonl").string() + " hydra.run.dir=serve");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const std::string log = r.out + r.err;
+  EXPECT_NE(log.find("mixed.jsonl:3: request 1: token id 70 at prompt position 2 is outside the vocabulary [0, 50); "
+                     "not served (the other requests are)"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("mixed.jsonl:4: request 2: 2 prompt + 64 output tokens need more positions than the model's context of 64"),
+            std::string::npos)
+      << log;
+  auto res = results::ResultsReader::open(dir_ / "serve/results.h5");
+  EXPECT_EQ(res->read_table("/engine/outputs").rows, 7);  // 4 + 3 tokens
+  EXPECT_EQ(res->read_table("/serving/requests").rows, 2);
+  auto rejected = res->read_table("/engine/rejected");
+  ASSERT_EQ(rejected.rows, 2);
+  EXPECT_EQ(rejected.values[1], (std::vector<double>{3, 4}));  // column "line"
+}
+
 TEST_F(ServingCli, EngineBadInputIsAClearError) {
   exp("run " + kConfigs + "/experiment/make_model.yaml model.hidden_size=32 model.num_hidden_layers=1 "
       "model.num_attention_heads=2 model.num_key_value_heads=2 model.intermediate_size=64 model.vocab_size=50 "
       "hydra.run.dir=made output_dir=" + (dir_ / "m").string());
+  // Nothing servable: an error before anything runs.
   dir_.write("bad.jsonl", "{\"prompt\": [1, 2, 70], \"max_tokens\": 2}\n");
   Ran r = exp("run " + kConfigs + "/experiment/engine_serve.yaml model_dir=" + (dir_ / "m").string() +
               " prompts_file=" + (dir_ / "bad.jsonl").string());
   EXPECT_EQ(r.rc, 2);
-  EXPECT_NE(r.err.find("token id 70 is outside the vocabulary of 50"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("bad.jsonl:1: request 0: token id 70 at prompt position 2 is outside the vocabulary [0, 50)"),
+            std::string::npos)
+      << r.err;
   dir_.write("broken.jsonl", "{\"prompt\": [1, 2]}\n");
   r = exp("run " + kConfigs + "/experiment/engine_serve.yaml model_dir=" + (dir_ / "m").string() +
           " prompts_file=" + (dir_ / "broken.jsonl").string());
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.err.find("broken.jsonl:1"), std::string::npos) << r.err;
+  // A token id beyond int32 is not wrapped into the vocabulary (2^32 + 1 would read as 1).
+  dir_.write("wide.jsonl", "{\"prompt\": [1, 4294967297], \"max_tokens\": 2}\n");
+  r = exp("run " + kConfigs + "/experiment/engine_serve.yaml model_dir=" + (dir_ / "m").string() +
+          " prompts_file=" + (dir_ / "wide.jsonl").string());
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("wide.jsonl:1: \"prompt\": 4294967297 is not a token id"), std::string::npos) << r.err;
   r = exp("run " + kConfigs + "/experiment/engine_serve.yaml model_dir=" + (dir_ / "nowhere").string());
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.err.find("config.json"), std::string::npos) << r.err;

@@ -83,4 +83,40 @@ TEST_F(EngineTest, MetricsComeFromWallClockTimestamps) {
   EXPECT_EQ(r.outputs.at(0).size(), 5u);
 }
 
+TEST_F(EngineTest, RequestsTheModelCannotServeAreRejectedAndTheOthersServed) {
+  // Before, the forward pass threw mid-run on the first such request, ending every request.
+  SchedulerConfig s;
+  s.max_model_len = 512;
+  auto serve = [&](bool with_bad) {
+    Engine e(*model_, s, 100, {}, 1, nullptr);
+    std::vector<std::string> why;
+    e.add({0, 0.0, 3, 5}, {1, 2, 3});
+    if (with_bad) {
+      why.push_back(e.add({1, 0.0, 3, 4}, {1, 97, 3}));               // vocabulary is [0, 97)
+      why.push_back(e.add({2, 0.0, 2, 4}, {-1, 3}));
+      why.push_back(e.add({3, 0.0, 500, 14}, std::vector<int32_t>(500, 7)));  // 513 positions > 512
+      why.push_back(e.add({4, 0.0, 0, 4}, {}));
+      why.push_back(e.add({5, 0.0, 2, 0}, {1, 2}));
+      EXPECT_EQ(e.add({6, 0.0, 500, 13}, std::vector<int32_t>(500, 7)), "");  // exactly 512 positions
+    }
+    e.add({7, 0.0, 4, 2}, {4, 5, 6, 7});
+    return std::pair{e.run(), why};
+  };
+  auto [r, why] = serve(true);
+  ASSERT_EQ(why.size(), 5u);
+  EXPECT_EQ(why[0], "token id 97 at prompt position 1 is outside the vocabulary [0, 97)");
+  EXPECT_EQ(why[1], "token id -1 at prompt position 0 is outside the vocabulary [0, 97)");
+  EXPECT_NE(why[2].find("500 prompt + 14 output tokens need more positions than the model's context of 512"), std::string::npos);
+  EXPECT_EQ(why[3], "the prompt is empty");
+  EXPECT_EQ(why[4], "asks for 0 output tokens (at least 1)");
+  EXPECT_EQ(r.rejected.size(), 5u);
+  EXPECT_EQ(r.rejected.at(3), why[2]);
+  ASSERT_EQ(r.outputs.size(), 3u);
+  EXPECT_EQ(r.outputs.at(6).size(), 13u);
+  auto [alone, none] = serve(false);
+  EXPECT_TRUE(alone.rejected.empty());
+  EXPECT_EQ(r.outputs.at(0), alone.outputs.at(0));  // greedy: the rejected ones changed nothing
+  EXPECT_EQ(r.outputs.at(7), alone.outputs.at(7));
+}
+
 }  // namespace xp::serving
