@@ -20,7 +20,7 @@ namespace fs = std::filesystem;
 using namespace xp::serving;
 using results::ColumnType;
 
-ProfileGrid read_grid(const config::ConfigReader& r) {
+ProfileGrid read_grid(const config::ConfigNode& job, const config::ConfigReader& r) {
   ProfileGrid g;
   r.get("num_tokens", g.num_tokens);
   r.get("prefill_chunks", g.prefill_chunks);
@@ -29,6 +29,7 @@ ProfileGrid read_grid(const config::ConfigReader& r) {
   r.get("decode_kv", g.decode_kv);
   r.get("repetitions", g.repetitions);
   r.finish();
+  if (g.repetitions < 1) reject_key(job, "profile.repetitions", "must be at least 1", "set profile.repetitions=5");
   return g;
 }
 
@@ -243,7 +244,7 @@ std::unique_ptr<Experiment> make_engine_profile(const config::ConfigNode& job) {
   auto top = top_level_reader(job);
   std::string model_dir;
   top.get("model_dir", model_dir);
-  ProfileGrid grid = read_grid(top.section("profile"));
+  ProfileGrid grid = read_grid(job, top.section("profile"));
   top.finish();
   return std::make_unique<EngineProfile>(model_dir, grid);
 }
@@ -252,7 +253,7 @@ std::unique_ptr<Experiment> make_engine_fidelity(const config::ConfigNode& job) 
   auto top = top_level_reader(job);
   std::string model_dir;
   top.get("model_dir", model_dir);
-  ProfileGrid grid = read_grid(top.section("profile"));
+  ProfileGrid grid = read_grid(job, top.section("profile"));
   SchedulerConfig sched = SchedulerConfig::from(top.section("scheduler"));
   int64_t kv_blocks = 1024;
   top.get("kv_blocks", kv_blocks);

@@ -61,7 +61,8 @@ PromptSet read_prompts(const fs::path& file) {
       if (!integer_in(t, INT32_MIN, INT32_MAX)) bad(fmt::format("\"prompt\": {} is not a token id", t.dump()));
       prompt.push_back(t.get<int32_t>());
     }
-    if (!integer_in(j["max_tokens"], INT64_MIN, INT64_MAX)) bad(fmt::format("\"max_tokens\": {} is not an integer", j["max_tokens"].dump()));
+    if (!integer_in(j["max_tokens"], INT64_MIN, INT64_MAX))
+      bad(fmt::format("\"max_tokens\": {} is not an integer", j["max_tokens"].dump()));
     Request r;
     r.id = out.requests.size();
     r.prompt_tokens = static_cast<int64_t>(prompt.size());
@@ -95,9 +96,10 @@ class EngineServe final : public Experiment {
       if (why.empty()) return;
       if (first_why.empty()) first_why = fmt::format("{}: request {}: {}", prompts_.origin(r.id), r.id, why);
     }
-    throw config::ConfigError(first_why.empty() ? "no request to serve" : fmt::format("no request can be served; the first: {}", first_why), {},
-                              prompts_.file.empty() ? "workload" : "prompts_file",
-                              "check the prompt token ids against the model's tokenizer and lengths against its context");
+    throw config::ConfigError(
+        first_why.empty() ? "no request to serve" : fmt::format("no request can be served; the first: {}", first_why), {},
+        prompts_.file.empty() ? "workload" : "prompts_file",
+        "check the prompt token ids against the model's tokenizer and lengths against its context");
   }
 
   jobs::RunOutcome run(jobs::RunContext& ctx) override {

@@ -66,8 +66,8 @@ std::string unservable(const Request& r, const std::vector<int32_t>& prompt, con
   // Every token but the last output is fed back, each at its own position (written so that a
   // huge decode_tokens cannot overflow).
   if (r.decode_tokens - 1 > c.max_position_embeddings - r.prompt_tokens)
-    return fmt::format("{} prompt + {} output tokens need more positions than the model's context of {} (max_position_embeddings)",
-                       r.prompt_tokens, r.decode_tokens, c.max_position_embeddings);
+    return fmt::format("{} prompt + {} output tokens need more positions than the model's context of {} "
+                       "(max_position_embeddings)", r.prompt_tokens, r.decode_tokens, c.max_position_embeddings);
   return "";
 }
 

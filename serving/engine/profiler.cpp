@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <map>
+#include <string>
+#include <vector>
+
 #include "core/runtime/files.h"
 #include "core/runtime/logging.h"
 
@@ -42,39 +46,64 @@ void write_engine_profile(const LlamaModel& model, const ProfileGrid& grid, cons
   const LlamaConfig& c = model.config();
   auto log = runtime::logger();
   std::filesystem::create_directories(dir);
+  std::vector<int64_t> token_points;
+  for (int64_t n : grid.num_tokens)
+    if (n <= c.max_position_embeddings) token_points.push_back(n);
+  struct AttnPoint {
+    int64_t batch, chunk, kv;  // chunk > 0: one prefill; chunk = 0: `batch` decodes
+  };
+  std::vector<AttnPoint> attn_points;
+  for (int64_t chunk : grid.prefill_chunks)
+    for (int64_t kv : grid.prefill_kv)
+      if (chunk + kv <= c.max_position_embeddings) attn_points.push_back({1, chunk, kv});
+  for (int64_t b : grid.decode_batches)
+    for (int64_t kv : grid.decode_kv)
+      if (kv + 1 <= c.max_position_embeddings) attn_points.push_back({b, 0, kv});
+
+  // Repetitions interleaved: each pass times every grid point once, and a point's statistics are
+  // taken over the passes. A burst of load from elsewhere on the machine (seconds long) then
+  // falls on one repetition of many points, which the median discards, instead of on every
+  // repetition of the few points timed back to back while it lasted.
+  using Samples = std::map<std::string, std::vector<double>>;  // op -> ms, one per pass
+  std::vector<Samples> token_ms(token_points.size()), attn_ms(attn_points.size());
+  auto add = [](Samples& to, const std::map<std::string, OpTime>& one_rep) {
+    for (const auto& [op, t] : one_rep) to[op].push_back(t.median);
+  };
+  for (int pass = 0; pass < grid.repetitions; ++pass) {
+    for (size_t i = 0; i < token_points.size(); ++i) add(token_ms[i], model.profile_token_ops(token_points[i], 1));
+    for (size_t i = 0; i < attn_points.size(); ++i) {
+      const AttnPoint& p = attn_points[i];
+      auto t = model.profile_attention(p.batch, p.chunk, p.kv, 1);
+      t["forward"] = model.profile_forward(p.batch, p.chunk, p.kv, 1);
+      add(attn_ms[i], t);
+    }
+  }
+  auto stats = [](const Samples& ms) {
+    std::map<std::string, OpTime> out;
+    for (const auto& [op, v] : ms) out[op] = OpTime::of(v);
+    return out;
+  };
+
   std::string mlp = stats_header(kTokenOps) +
                     "n_head,n_kv_head,n_embd,n_expanded_embd,vocab_size,use_gated_mlp,num_tokens,num_tensor_parallel_workers\n";
-  for (int64_t n : grid.num_tokens) {
-    if (n > c.max_position_embeddings) continue;
-    mlp += stats_cells(kTokenOps, model.profile_token_ops(n, grid.repetitions)) +
+  for (size_t i = 0; i < token_points.size(); ++i)
+    mlp += stats_cells(kTokenOps, stats(token_ms[i])) +
            fmt::format("{},{},{},{},{},True,{},1\n", c.num_attention_heads, c.num_key_value_heads, c.hidden_size,
-                       c.intermediate_size, c.vocab_size, n);
-  }
+                       c.intermediate_size, c.vocab_size, token_points[i]);
   write_or_throw(dir / "mlp.csv", mlp);
-  log->info("profiled token-level operators at {} sizes", grid.num_tokens.size());
 
   std::string attn = stats_header(kAttnOps) +
                      "n_embd,n_q_head,n_kv_head,block_size,num_tensor_parallel_workers,max_model_len,batch_size,"
                      "prefill_chunk_size,kv_cache_size,is_prefill\n";
-  auto row = [&](const std::map<std::string, OpTime>& t, int64_t batch, int64_t chunk, int64_t kv) {
-    attn += stats_cells(kAttnOps, t) + fmt::format("{},{},{},16,1,{},{},{},{},{}\n", c.hidden_size, c.num_attention_heads,
-                                                   c.num_key_value_heads, c.max_position_embeddings, batch, chunk, kv,
-                                                   chunk > 0 ? "True" : "False");
-  };
-  auto profile = [&](int64_t batch, int64_t chunk, int64_t kv) {
-    auto t = model.profile_attention(batch, chunk, kv, grid.repetitions);
-    t["forward"] = model.profile_forward(batch, chunk, kv, grid.repetitions);
-    row(t, batch, chunk, kv);
-  };
-  for (int64_t chunk : grid.prefill_chunks)
-    for (int64_t kv : grid.prefill_kv)
-      if (chunk + kv <= c.max_position_embeddings) profile(1, chunk, kv);
-  for (int64_t b : grid.decode_batches)
-    for (int64_t kv : grid.decode_kv)
-      if (kv + 1 <= c.max_position_embeddings) profile(b, 0, kv);
+  for (size_t i = 0; i < attn_points.size(); ++i) {
+    const AttnPoint& p = attn_points[i];
+    attn += stats_cells(kAttnOps, stats(attn_ms[i])) +
+            fmt::format("{},{},{},16,1,{},{},{},{},{}\n", c.hidden_size, c.num_attention_heads, c.num_key_value_heads,
+                        c.max_position_embeddings, p.batch, p.chunk, p.kv, p.chunk > 0 ? "True" : "False");
+  }
   write_or_throw(dir / "attention.csv", attn);
-  log->info("profiled attention at {} prefill and {} decode points", grid.prefill_chunks.size() * grid.prefill_kv.size(),
-            grid.decode_batches.size() * grid.decode_kv.size());
+  log->info("profiled {} token-level and {} attention points, {} interleaved repetitions each", token_points.size(),
+            attn_points.size(), grid.repetitions);
 }
 
 ModelSpec engine_model_spec(const LlamaConfig& c) {

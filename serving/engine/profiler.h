@@ -20,7 +20,7 @@ struct ProfileGrid {
   std::vector<int64_t> prefill_kv = {0, 256, 1024, 2048};
   std::vector<int64_t> decode_batches = {1, 2, 4, 8, 16, 32, 64};
   std::vector<int64_t> decode_kv = {64, 256, 1024, 2048};
-  int repetitions = 5;
+  int repetitions = 5;  // passes over the whole grid (interleaved, so a burst of load hits one)
 };
 
 // Writes <dir>/mlp.csv and <dir>/attention.csv (atomically); grid points past the model's

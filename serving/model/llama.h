@@ -70,6 +70,7 @@ struct ForwardItem {
 
 struct OpTime {
   double min = 0, max = 0, mean = 0, median = 0, std = 0;  // milliseconds over the repetitions
+  static OpTime of(std::vector<double> ms);                 // the statistics of `ms` (not empty)
 };
 
 class LlamaModel {

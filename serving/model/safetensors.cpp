@@ -92,7 +92,8 @@ std::map<std::string, SafetensorsEntry> parse_safetensors_header(std::string_vie
     for (const nlohmann::json& n : shape) {
       if (!n.is_number_unsigned()) bad(fmt::format("shape {} is not a list of non-negative integers", shape.dump()));
       const uint64_t size = n.get<uint64_t>();
-      overflow = overflow || size > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) || __builtin_mul_overflow(bytes, size, &bytes);
+      overflow = overflow || size > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
+                 __builtin_mul_overflow(bytes, size, &bytes);
       e.shape.push_back(static_cast<int64_t>(size));
     }
     if (overflow) bad(fmt::format("shape {} of {} is larger than any file", shape.dump(), e.dtype));

@@ -213,6 +213,15 @@ TEST(Sampling, GreedyTopKAndTopPBehave) {
   EXPECT_EQ(sample_token(logits, {0.7, 0, 1.0}, a), sample_token(logits, {0.7, 0, 1.0}, b));
 }
 
+TEST(OpTime, SummarizesRepetitionsInAnyOrder) {
+  const OpTime t = OpTime::of({4.0, 1.0, 100.0, 2.0, 3.0});  // one burst among five repetitions
+  EXPECT_EQ(t.min, 1.0);
+  EXPECT_EQ(t.max, 100.0);
+  EXPECT_EQ(t.median, 3.0);  // what the predictor reads: the burst does not move it
+  EXPECT_DOUBLE_EQ(t.mean, 22.0);
+  EXPECT_NEAR(t.std, std::sqrt((18.0 * 18 + 21 * 21 + 78 * 78 + 20 * 20 + 19 * 19) / 5), 1e-12);
+}
+
 TEST(Safetensors, RoundTripsAndShards) {
   testing::TempDir d;
   Tensor x = Tensor::from_values({1, 2, 3, 4, 5, 6}, {2, 3});
