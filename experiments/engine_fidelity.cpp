@@ -3,8 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <functional>
+#include <optional>
 
 #include "core/config/error.h"
 #include "core/runtime/logging.h"
@@ -164,13 +166,21 @@ class EngineFidelity final : public Experiment {
           {"prefill_tokens", ColumnType::kInt64, "tokens", "prompt tokens in the batch's prefill chunks"},
           {"measured_s", ColumnType::kFloat64, "s", "the engine's iteration: scheduling, forward, sampling, bookkeeping"},
           {"predicted_s", ColumnType::kFloat64, "s", "the simulator's time for the same batch"},
+          {"idle_before_s", ColumnType::kFloat64, "s", "the engine's wait for arrivals since its previous iteration"},
       });
+      // Each iteration's start (its end, when the callback runs, less its time) after the previous
+      // iteration's end: how long the engine sat idle before it.
+      std::optional<std::chrono::steady_clock::time_point> previous_end;
       log->info("serving {} requests at {:.2f} QPS ({:.0f}% of capacity) on the engine", workload_.num_requests, qps, 100 * f);
       if (!serve(w, ctx.seed(), &eng_metrics, [&](const Batch& b, double s) {
+            const auto end = std::chrono::steady_clock::now();
+            const double idle =
+                previous_end ? std::max(0.0, std::chrono::duration<double>(end - *previous_end).count() - s) : 0.0;
+            previous_end = end;
             const BatchShape shape = BatchShape::of(b);
             const double p = predictor.stage_time_s(shape, 0);
             iterations.append({static_cast<int64_t>(shape.decode_contexts.size()),
-                               shape.num_tokens() - static_cast<int64_t>(shape.decode_contexts.size()), s, p});
+                               shape.num_tokens() - static_cast<int64_t>(shape.decode_contexts.size()), s, p, idle});
             measured += s;
             predicted += p;
             ratios.push_back(p / s);

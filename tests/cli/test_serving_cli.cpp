@@ -209,13 +209,15 @@ TEST_F(ServingCli, EngineProfileFeedsTheSimulatorAndFidelityReportsErrors) {
   for (int64_t i = 0; i < errors.rows; ++i) EXPECT_GT(errors.values[6][static_cast<size_t>(i)], 0.0) << "row " << i;
   // Every engine iteration of the first run at each load, next to the simulator's time for it.
   for (const char* load : {"50", "85"}) {
-    auto it = res->read_table(fmt::format("/fidelity/iterations_{}pct", load));  // decodes, prefill tokens, measured, predicted
+    // decodes, prefill tokens, measured, predicted, idle before
+    auto it = res->read_table(fmt::format("/fidelity/iterations_{}pct", load));
     ASSERT_GT(it.rows, 0) << load;
     for (int64_t i = 0; i < it.rows; ++i) {
       const auto row = static_cast<size_t>(i);
       EXPECT_GT(it.values[0][row] + it.values[1][row], 0) << load << "% row " << i;  // a batch holds some work
       EXPECT_GT(it.values[2][row], 0) << load << "% row " << i;
       EXPECT_GT(it.values[3][row], 0) << load << "% row " << i;
+      EXPECT_GE(it.values[4][row], 0) << load << "% row " << i;
     }
   }
   EXPECT_GE(std::get<double>(*res->attr("/summary", "max_noise_pct")), 0);
