@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <numbers>
 #include <stdexcept>
@@ -37,9 +38,11 @@ LlamaConfig LlamaConfig::from_json(std::string_view text, const fs::path& path) 
       throw fail(parent + k, fmt::format("{} is not a positive integer", obj[k].dump()));
     out = obj[k].get<int64_t>();
   };
+  // Both backends compute in f32 (RoPE frequencies from rope_theta, the norms' eps): a larger
+  // value would become infinity there.
   auto positive_number = [&](const nlohmann::json& obj, const std::string& parent, const char* k, double& out) {
-    if (!obj[k].is_number() || !(obj[k].get<double>() > 0) || !std::isfinite(obj[k].get<double>()))
-      throw fail(parent + k, fmt::format("{} is not a positive number", obj[k].dump()));
+    if (!obj[k].is_number() || !(obj[k].get<double>() > 0) || !(obj[k].get<double>() <= std::numeric_limits<float>::max()))
+      throw fail(parent + k, fmt::format("{} is not a positive number in f32's range", obj[k].dump()));
     out = obj[k].get<double>();
   };
   auto given = [&](const nlohmann::json& obj, const char* k) { return obj.contains(k) && !obj[k].is_null(); };

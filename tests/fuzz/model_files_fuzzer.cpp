@@ -4,7 +4,8 @@
 // end as a std::runtime_error that names the file — what the engine reports before serving — so
 // any other exception (the JSON library's own type errors, bad_alloc), a crash, an over-read or
 // UB is a bug. What parses must hold together: a config round-trips through to_json and has
-// finite RoPE frequencies; every tensor of a header lies inside the file, sized by its shape.
+// finite, non-negative RoPE frequencies; every tensor of a header lies inside the file, sized
+// by its shape.
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -26,7 +27,7 @@ void check_config(std::string_view text) {
     __builtin_trap();
   if (c.head_dim() <= 4096)
     for (float f : c.rope_inverse_frequencies())
-      if (!std::isfinite(f) || f <= 0) __builtin_trap();
+      if (!std::isfinite(f) || f < 0) __builtin_trap();  // 0 (underflow) leaves a pair unrotated
   const LlamaConfig back = LlamaConfig::from_json(c.to_json(), kFile);
   if (back.to_json() != c.to_json()) __builtin_trap();
 }

@@ -332,6 +332,7 @@ TEST(LlamaConfig, FieldsOfTheWrongTypeOrRangeAreErrorsNamingTheField) {
       {"/vocab_size", 0, "field 'vocab_size': 0 is not a positive integer"},
       {"/rms_norm_eps", -1e-5, "field 'rms_norm_eps': -1e-05 is not a positive number"},
       {"/rope_theta", "10000", "field 'rope_theta': \"10000\" is not a positive number"},
+      {"/rope_theta", 5e119, "field 'rope_theta': 5e+119 is not a positive number in f32's range"},  // fuzzer
       {"/tie_word_embeddings", "yes", "field 'tie_word_embeddings': is not true or false"},
       {"/head_dim", "16", "field 'head_dim': only head_dim = hidden_size / num_attention_heads"},
       {"/num_attention_heads", 64, "field 'num_attention_heads': head_dim 1 is odd"},
