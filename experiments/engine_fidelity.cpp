@@ -152,7 +152,7 @@ class EngineFidelity final : public Experiment {
 
     for (double f : fractions_) {
       double qps = f * capacity_;
-      ServingMetrics sim_metrics(mc, nullptr, "");
+      ServingMetrics sim_metrics(mc, &ctx, fmt::format("/fidelity/simulator_{:.0f}pct", 100 * f));
       simulate(qps, sim_metrics);
       ServingMetrics eng_metrics(mc, &ctx, fmt::format("/fidelity/engine_{:.0f}pct", 100 * f));
       ServingMetrics again_metrics(mc, nullptr, "");

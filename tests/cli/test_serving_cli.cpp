@@ -207,8 +207,11 @@ TEST_F(ServingCli, EngineProfileFeedsTheSimulatorAndFidelityReportsErrors) {
   EXPECT_EQ(errors.rows, 12);  // 2 loads x 6 metrics
   // The engine served each load twice: the second run's latencies are real measurements too.
   for (int64_t i = 0; i < errors.rows; ++i) EXPECT_GT(errors.values[6][static_cast<size_t>(i)], 0.0) << "row " << i;
-  // Every engine iteration of the first run at each load, next to the simulator's time for it.
+  // Every engine iteration of the first run at each load, next to the simulator's time for it,
+  // and every request as the engine and the simulator served it.
   for (const char* load : {"50", "85"}) {
+    EXPECT_EQ(res->read_table(fmt::format("/fidelity/engine_{}pct/requests", load)).rows, 30) << load;
+    EXPECT_EQ(res->read_table(fmt::format("/fidelity/simulator_{}pct/requests", load)).rows, 30) << load;
     // decodes, prefill tokens, measured, predicted, idle before
     auto it = res->read_table(fmt::format("/fidelity/iterations_{}pct", load));
     ASSERT_GT(it.rows, 0) << load;
