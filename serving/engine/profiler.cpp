@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
@@ -42,6 +44,18 @@ void write_or_throw(const std::filesystem::path& p, const std::string& text) {
 
 }  // namespace
 
+OpTime OpTime::of(std::vector<double> ms) {
+  std::sort(ms.begin(), ms.end());
+  OpTime t;
+  t.min = ms.front();
+  t.max = ms.back();
+  t.median = ms[ms.size() / 2];
+  for (double v : ms) t.mean += v / static_cast<double>(ms.size());
+  for (double v : ms) t.std += (v - t.mean) * (v - t.mean) / static_cast<double>(ms.size());
+  t.std = std::sqrt(t.std);
+  return t;
+}
+
 void write_engine_profile(const LlamaModel& model, const ProfileGrid& grid, const std::filesystem::path& dir) {
   const LlamaConfig& c = model.config();
   auto log = runtime::logger();
@@ -66,15 +80,15 @@ void write_engine_profile(const LlamaModel& model, const ProfileGrid& grid, cons
   // repetition of the few points timed back to back while it lasted.
   using Samples = std::map<std::string, std::vector<double>>;  // op -> ms, one per pass
   std::vector<Samples> token_ms(token_points.size()), attn_ms(attn_points.size());
-  auto add = [](Samples& to, const std::map<std::string, OpTime>& one_rep) {
-    for (const auto& [op, t] : one_rep) to[op].push_back(t.median);
+  auto add = [](Samples& to, const std::map<std::string, double>& one_rep) {
+    for (const auto& [op, ms] : one_rep) to[op].push_back(ms);
   };
   for (int pass = 0; pass < grid.repetitions; ++pass) {
-    for (size_t i = 0; i < token_points.size(); ++i) add(token_ms[i], model.profile_token_ops(token_points[i], 1));
+    for (size_t i = 0; i < token_points.size(); ++i) add(token_ms[i], model.profile_token_ops(token_points[i]));
     for (size_t i = 0; i < attn_points.size(); ++i) {
       const AttnPoint& p = attn_points[i];
-      auto t = model.profile_attention(p.batch, p.chunk, p.kv, 1);
-      t["forward"] = model.profile_forward(p.batch, p.chunk, p.kv, 1);
+      auto t = model.profile_attention(p.batch, p.chunk, p.kv);
+      t["forward"] = model.profile_forward(p.batch, p.chunk, p.kv);
       add(attn_ms[i], t);
     }
   }

@@ -14,6 +14,12 @@
 
 namespace xp::serving {
 
+// One operator's times over the profile's repetitions, as Vidur's columns hold them.
+struct OpTime {
+  double min = 0, max = 0, mean = 0, median = 0, std = 0;  // milliseconds
+  static OpTime of(std::vector<double> ms);                 // the statistics of `ms` (not empty)
+};
+
 struct ProfileGrid {
   std::vector<int64_t> num_tokens = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048};
   std::vector<int64_t> prefill_chunks = {16, 32, 64, 128, 256, 512, 1024};

@@ -297,36 +297,17 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
 // ---------------------------------------------------------------------------------------------
 // Profiling (the engine's profile mode): times of layer 0's operators on synthetic inputs.
 
-OpTime OpTime::of(std::vector<double> ms) {
-  std::sort(ms.begin(), ms.end());
-  OpTime t;
-  t.min = ms.front();
-  t.max = ms.back();
-  t.median = ms[ms.size() / 2];
-  for (double v : ms) t.mean += v / static_cast<double>(ms.size());
-  for (double v : ms) t.std += (v - t.mean) * (v - t.mean) / static_cast<double>(ms.size());
-  t.std = std::sqrt(t.std);
-  return t;
-}
-
 namespace {
 
-// `before` runs ahead of each timed repetition, outside the timing.
+// One timed run of `f` in milliseconds, after an untimed warm-up (first-touch allocations) and
+// `before` (outside the timing).
 template <class F, class Before>
-OpTime time_op(int reps, F&& f, Before&& before) {
-  std::vector<double> ms;
-  f();  // warm-up
-  for (int i = 0; i < reps; ++i) {
-    before();
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return OpTime::of(std::move(ms));
-}
-template <class F>
-OpTime time_op(int reps, F&& f) {
-  return time_op(reps, std::forward<F>(f), [] {});
+double time_once_ms(F&& f, Before&& before) {
+  f();
+  before();
+  auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
 Mat random_rows(int64_t rows, int64_t cols, uint64_t seed) {
@@ -338,14 +319,14 @@ Mat random_rows(int64_t rows, int64_t cols, uint64_t seed) {
 
 }  // namespace
 
-// Before each repetition, reads every weight a forward pass reads (the layers and the LM head;
+// Before the timed run, reads every weight a forward pass reads (the layers and the LM head;
 // the embedding only by rows), up to 256 MiB — more than any CPU's last-level cache, so a larger
 // model's read evicts everything without taking seconds per repetition. That leaves the caches
 // as a forward leaves them when it comes back to the operator: a model that fits in the
 // last-level cache finds its weights there, a larger one reads them from memory. Repeating an
 // operator back to back would instead time layer 0's weights hot in cache, several times faster
 // than a forward over a model larger than the cache runs it.
-OpTime LlamaModel::time_as_in_a_forward(int reps, const std::function<void()>& f) const {
+double LlamaModel::time_as_in_a_forward(const std::function<void()>& f) const {
   auto read_weights = [this] {
     constexpr int64_t kMaxFloats = (int64_t{256} << 20) / 4;
     const bool tied = impl_->lm_head.data<float>() == impl_->embed.data<float>();
@@ -370,48 +351,48 @@ OpTime LlamaModel::time_as_in_a_forward(int reps, const std::function<void()>& f
     { (void)0; }
 #endif
   };
-  return time_op(reps, f, read_weights);
+  return time_once_ms(f, read_weights);
 }
 
-std::map<std::string, OpTime> LlamaModel::profile_token_ops(int64_t num_tokens, int reps) const {
+std::map<std::string, double> LlamaModel::profile_token_ops(int64_t num_tokens) const {
   const LlamaConfig& c = cfg_;
   const auto& L = impl_->layers[0];
   LayerOps ops{c, impl_->inv_freq};
   Mat x = random_rows(num_tokens, c.hidden_size, 1), xn, q, k, v, attn = random_rows(num_tokens, c.hidden_size, 2), g, u;
   std::vector<int64_t> pos(static_cast<size_t>(num_tokens));
   std::iota(pos.begin(), pos.end(), 0);
-  std::map<std::string, OpTime> out;
-  out["input_layernorm"] = time_as_in_a_forward(reps, [&] { rmsnorm_rows(x, L.in_norm, c.rms_norm_eps, xn); });
-  out["attn_pre_proj"] = time_as_in_a_forward(reps, [&] {
+  std::map<std::string, double> out;
+  out["input_layernorm"] = time_as_in_a_forward([&] { rmsnorm_rows(x, L.in_norm, c.rms_norm_eps, xn); });
+  out["attn_pre_proj"] = time_as_in_a_forward([&] {
     linear(xn, L.q, q, false);
     linear(xn, L.k, k, false);
     linear(xn, L.v, v, false);
   });
-  out["attn_rope"] = time_as_in_a_forward(reps, [&] { ops.rope(q, k, pos); });
-  out["attn_post_proj"] = time_as_in_a_forward(reps, [&] { linear(attn, L.o, x, true); });
-  out["post_attention_layernorm"] = time_as_in_a_forward(reps, [&] { rmsnorm_rows(x, L.post_norm, c.rms_norm_eps, xn); });
-  out["mlp_up_proj"] = time_as_in_a_forward(reps, [&] {
+  out["attn_rope"] = time_as_in_a_forward([&] { ops.rope(q, k, pos); });
+  out["attn_post_proj"] = time_as_in_a_forward([&] { linear(attn, L.o, x, true); });
+  out["post_attention_layernorm"] = time_as_in_a_forward([&] { rmsnorm_rows(x, L.post_norm, c.rms_norm_eps, xn); });
+  out["mlp_up_proj"] = time_as_in_a_forward([&] {
     linear(xn, L.gate, g, false);
     linear(xn, L.up, u, false);
   });
   Mat g0 = g;
-  out["mlp_act"] = time_as_in_a_forward(reps, [&] {
+  out["mlp_act"] = time_as_in_a_forward([&] {
     g = g0;
     swiglu(g, u);
   });
-  out["mlp_down_proj"] = time_as_in_a_forward(reps, [&] { linear(g, L.down, x, true); });
-  out["add"] = OpTime{};  // fused into attn_post_proj and mlp_down_proj
+  out["mlp_down_proj"] = time_as_in_a_forward([&] { linear(g, L.down, x, true); });
+  out["add"] = 0;  // fused into attn_post_proj and mlp_down_proj
   // Not a per-layer operator: the final norm and LM head for `num_tokens` sequences, paid once
   // per iteration (an extension of Vidur's columns; its predictor ignores unknown columns).
   Mat last = random_rows(num_tokens, c.hidden_size, 3), logits;
-  out["lm_head"] = time_as_in_a_forward(reps, [&] {
+  out["lm_head"] = time_as_in_a_forward([&] {
     rmsnorm_rows(last, impl_->final_norm, c.rms_norm_eps, xn);
     linear(xn, impl_->lm_head, logits, false);
   });
   return out;
 }
 
-std::map<std::string, OpTime> LlamaModel::profile_attention(int64_t batch, int64_t chunk, int64_t kv, int reps) const {
+std::map<std::string, double> LlamaModel::profile_attention(int64_t batch, int64_t chunk, int64_t kv) const {
   const LlamaConfig& c = cfg_;
   LayerOps ops{c, impl_->inv_freq};
   const int64_t bs = 16, per_seq = kv + std::max<int64_t>(chunk, 1);
@@ -433,9 +414,9 @@ std::map<std::string, OpTime> LlamaModel::profile_attention(int64_t batch, int64
       int64_t p = kv + i;
       slots.push_back((*it.block_table)[static_cast<size_t>(p / bs)] * bs + p % bs);
     }
-  std::map<std::string, OpTime> out;
-  out["attn_kv_cache_save"] = time_as_in_a_forward(reps, [&] { ops.save_kv(k, v, slots, 0, cache); });
-  out[chunk > 0 ? "attn_prefill" : "attn_decode"] = time_as_in_a_forward(reps, [&] { ops.attend(items, q, 0, cache, attn); });
+  std::map<std::string, double> out;
+  out["attn_kv_cache_save"] = time_as_in_a_forward([&] { ops.save_kv(k, v, slots, 0, cache); });
+  out[chunk > 0 ? "attn_prefill" : "attn_decode"] = time_as_in_a_forward([&] { ops.attend(items, q, 0, cache, attn); });
   return out;
 }
 
@@ -447,7 +428,7 @@ void set_num_threads(int n) {
 #endif
 }
 
-OpTime LlamaModel::profile_forward(int64_t batch, int64_t chunk, int64_t kv, int reps) const {
+double LlamaModel::profile_forward(int64_t batch, int64_t chunk, int64_t kv) const {
   const int64_t bs = 16, new_tokens = std::max<int64_t>(chunk, 1), blocks_per_seq = (kv + new_tokens + bs - 1) / bs;
   KvCache cache(cfg_, batch * blocks_per_seq, bs);
   std::vector<std::vector<int32_t>> tables(static_cast<size_t>(batch));
@@ -457,7 +438,7 @@ OpTime LlamaModel::profile_forward(int64_t batch, int64_t chunk, int64_t kv, int
     for (int64_t i = 0; i < blocks_per_seq; ++i) tables[static_cast<size_t>(b)].push_back(static_cast<int32_t>(b * blocks_per_seq + i));
     items.push_back({std::span<const int32_t>(tokens), kv, &tables[static_cast<size_t>(b)]});
   }
-  return time_op(reps, [&] { forward(items, cache); });
+  return time_once_ms([&] { forward(items, cache); }, [] {});
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -68,11 +68,6 @@ struct ForwardItem {
   const std::vector<int32_t>* block_table = nullptr;  // KV blocks of this sequence
 };
 
-struct OpTime {
-  double min = 0, max = 0, mean = 0, median = 0, std = 0;  // milliseconds over the repetitions
-  static OpTime of(std::vector<double> ms);                 // the statistics of `ms` (not empty)
-};
-
 class LlamaModel {
  public:
   // `path`: a folder with config.json and model.safetensors (or the sharded index).
@@ -89,23 +84,24 @@ class LlamaModel {
   // positions past max_position_embeddings throw std::invalid_argument naming the item.
   std::vector<float> forward(const std::vector<ForwardItem>& items, KvCache& cache) const;
 
-  // Profile mode: the times of layer 0's operators, as forward() runs them, under Vidur's
-  // names; before each repetition every weight a forward reads is read, so an operator finds its
-  // weights in cache only if the whole model fits there, as in a forward. Token-level ops for
-  // `num_tokens` rows (plus "lm_head": final norm and LM head for that many sequences, once per
-  // iteration); attention for one prefill of `chunk` tokens after `kv` cached (chunk > 0) or
-  // `batch` decodes over `kv` cached tokens each (chunk = 0).
-  std::map<std::string, OpTime> profile_token_ops(int64_t num_tokens, int reps) const;
-  std::map<std::string, OpTime> profile_attention(int64_t batch, int64_t chunk, int64_t kv, int reps) const;
+  // Profile mode: one timed run, in milliseconds, of layer 0's operators as forward() runs them,
+  // under Vidur's names (the profiler repeats and aggregates); before it every weight a forward
+  // reads is read, so an operator finds its weights in cache only if the whole model fits there,
+  // as in a forward. Token-level ops for `num_tokens` rows (plus "lm_head": final norm and LM
+  // head for that many sequences, once per iteration); attention for one prefill of `chunk`
+  // tokens after `kv` cached (chunk > 0) or `batch` decodes over `kv` cached tokens each
+  // (chunk = 0).
+  std::map<std::string, double> profile_token_ops(int64_t num_tokens) const;
+  std::map<std::string, double> profile_attention(int64_t batch, int64_t chunk, int64_t kv) const;
   // A whole forward pass, shaped as profile_attention's (`batch` decodes when chunk = 0, else
   // one prefill of `chunk` tokens), over `kv` cached tokens each: what the operators above leave
   // out (embedding, gathers, thread fork/join, temporaries) shows up here.
-  OpTime profile_forward(int64_t batch, int64_t chunk, int64_t kv, int reps) const;
+  double profile_forward(int64_t batch, int64_t chunk, int64_t kv) const;
 
  private:
-  // Times `f` over `reps` repetitions, each after every weight a forward reads has been read
-  // (the profile's operators, with the caches as a forward leaves them).
-  OpTime time_as_in_a_forward(int reps, const std::function<void()>& f) const;
+  // One timed run of `f` (ms) after every weight a forward reads has been read (the profile's
+  // operators, with the caches as a forward leaves them).
+  double time_as_in_a_forward(const std::function<void()>& f) const;
   struct Impl;
   LlamaConfig cfg_;
   std::unique_ptr<Impl> impl_;

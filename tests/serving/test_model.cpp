@@ -9,6 +9,7 @@
 #include <numeric>
 #include <tuple>
 
+#include "serving/engine/profiler.h"
 #include "serving/model/llama.h"
 #include "serving/model/safetensors.h"
 #include "tests/support/temp_dir.h"
