@@ -64,8 +64,7 @@ void linear(const Mat& x, const Tensor& w, Mat& out, bool accumulate) {
   // Eigen's GEMM would pack the whole weight block first, which for a few rows costs several
   // times the product (a 2-row decode of a small model took 7× as long as a 1-row one). The
   // block depends on the weight's shape only, so results stay independent of the thread count.
-  constexpr Eigen::Index kFewRows = 8;
-  if (x.rows() <= kFewRows) {
+  if (x.rows() <= LlamaModel::kMatVecRows) {
     const Eigen::Index rows_per_block = std::clamp<Eigen::Index>((256 << 10) / (4 * W.cols()), 16, 256);
     const Eigen::Index blocks = (n + rows_per_block - 1) / rows_per_block;
 #pragma omp parallel for schedule(static)

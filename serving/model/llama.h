@@ -76,6 +76,9 @@ class LlamaModel {
   ~LlamaModel();
 
   const LlamaConfig& config() const { return cfg_; }
+  // Linear layers over up to this many rows (decode batches) run as matrix-vector products,
+  // larger ones as GEMMs: the cost per row jumps past it, so the profile times both sides.
+  static constexpr int64_t kMatVecRows = 8;
   // The f32 weights in load order: embedding, final norm, LM head, then per layer input norm,
   // q, k, v, o, post-attention norm, gate, up, down (for other backends to upload).
   const std::vector<tensor::Tensor>& weights() const;

@@ -267,4 +267,20 @@ TEST(Predictor, OverheadFitReportsTheOperatorsShareOfAnIteration) {
   EXPECT_THAT(p.sources().at("iteration_overhead"), ::testing::HasSubstr("account for 0.50–0.50 of an iteration, median 0.50"));
 }
 
+TEST(EngineProfile, TimesBothSidesOfTheMatrixVectorLimit) {
+  testing::TempDir d;
+  const auto profile = write_tiny_engine_profile(d, testing::tiny_llama(256));  // grid: 1, 4, 16, 64, 128 tokens
+  std::ifstream in(profile / "cpu" / "engine" / "mlp.csv");
+  std::string line;
+  std::getline(in, line);
+  std::vector<int64_t> sizes;
+  while (std::getline(in, line)) {
+    // num_tokens is the second-to-last column.
+    const size_t last = line.rfind(','), before = line.rfind(',', last - 1);
+    sizes.push_back(std::stoll(line.substr(before + 1, last - before - 1)));
+  }
+  const int64_t limit = LlamaModel::kMatVecRows;
+  EXPECT_EQ(sizes, (std::vector<int64_t>{1, 4, limit, limit + 1, 16, 64, 128}));
+}
+
 }  // namespace xp::serving
