@@ -44,9 +44,10 @@ std::unique_ptr<LlamaModel> load_model(const std::string& dir) {
   }
 }
 
-double median_of(std::vector<double> v) {
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
-  return v[v.size() / 2];
+double median_of(std::vector<double> v) {  // of an even count, the mean of the middle two
+  std::sort(v.begin(), v.end());
+  const size_t h = v.size() / 2;
+  return v.size() % 2 ? v[h] : (v[h - 1] + v[h]) / 2;
 }
 
 class EngineProfile final : public Experiment {
@@ -64,25 +65,33 @@ class EngineProfile final : public Experiment {
   ProfileGrid grid_;
 };
 
+// One metric at one load: the engine's value in each of its runs of the same requests, and the
+// simulator's. The engine's reference is the median over the runs, so that a burst of load from
+// elsewhere on the host during one run does not decide the comparison; the runs' spread is the
+// noise floor under which a simulator error cannot be told apart from the machine's variation.
 struct FidelityRow {
   double fraction, qps;
   std::string metric;
-  double engine, simulator, engine_again;
+  std::vector<double> engine_runs;
+  double simulator;
   static double pct(double value, double reference) {
     return reference > 0 ? 100.0 * std::fabs(value - reference) / reference : 0.0;
   }
-  double error_pct() const { return pct(simulator, engine); }
-  // The same requests served a second time: how far the engine is from itself (the noise floor
-  // under which a simulator error cannot be told apart from the machine's run-to-run variation).
-  double noise_pct() const { return pct(engine_again, engine); }
+  double engine() const { return median_of(engine_runs); }
+  double error_pct() const { return pct(simulator, engine()); }
+  double noise_pct() const {  // the run farthest from the median
+    double worst = 0;
+    for (double v : engine_runs) worst = std::max(worst, pct(v, engine()));
+    return worst;
+  }
 };
 
 class EngineFidelity final : public Experiment {
  public:
   EngineFidelity(std::string model_dir, ProfileGrid grid, SchedulerConfig sched, int64_t kv_blocks, WorkloadConfig workload,
-                 CapacityPlan plan, std::vector<double> fractions, int64_t calibration_requests)
+                 CapacityPlan plan, std::vector<double> fractions, int64_t calibration_requests, int64_t engine_runs)
       : model_(load_model(model_dir)), grid_(grid), sched_(sched), kv_blocks_(kv_blocks), workload_(workload), plan_(plan),
-        fractions_(std::move(fractions)), calibration_requests_(calibration_requests) {
+        fractions_(std::move(fractions)), calibration_requests_(calibration_requests), engine_runs_(engine_runs) {
     sched_.max_model_len = std::min(sched_.max_model_len, model_->config().max_position_embeddings);
     workload_.max_tokens = std::min(workload_.max_tokens, model_->config().max_position_embeddings);
   }
@@ -137,7 +146,8 @@ class EngineFidelity final : public Experiment {
     capacity_ = find_capacity();
     if (calibration_requests_ > 0) {
       // The engine loop costs more per iteration than back-to-back forwards in the profile (its
-      // OpenMP workers wake from sleep, sampling, bookkeeping), so the overhead is refitted on
+      // OpenMP workers wake from sleep, sampling, bookkeeping), and the machine may run faster or
+      // slower than while profiling, so the operators' scale and the overhead are refitted on
       // iterations timed while the engine serves a calibration workload of its own seed at 70%
       // of the first estimate; the compared runs below use the experiment's seed.
       WorkloadConfig w = workload_;
@@ -151,6 +161,17 @@ class EngineFidelity final : public Experiment {
       predictor.fit_overhead(iterations, fmt::format("{} engine iterations serving {} calibration requests",
                                                      iterations.size(), w.num_requests));
       log->info("iteration overhead: {}", predictor.sources().at("iteration_overhead"));
+      // The calibration iterations next to the fitted times: how well the fit's form suits them.
+      auto& table = ctx.table("/fidelity/calibration_iterations", {
+          {"decodes", ColumnType::kInt64, "sequences", "decode items in the batch"},
+          {"prefill_tokens", ColumnType::kInt64, "tokens", "prompt tokens in the batch's prefill chunks"},
+          {"measured_s", ColumnType::kFloat64, "s", "the engine's iteration"},
+          {"fitted_s", ColumnType::kFloat64, "s", "the predictor's time for the batch after the fit"},
+      });
+      for (const auto& [shape, ms] : iterations) {
+        const auto decodes = static_cast<int64_t>(shape.decode_contexts.size());
+        table.append({decodes, shape.num_tokens() - decodes, ms * 1e-3, predictor.stage_time_s(shape, 0)});
+      }
       capacity_ = find_capacity();
     }
     ctx.set_summary("simulated_capacity_qps", capacity_);
@@ -161,7 +182,6 @@ class EngineFidelity final : public Experiment {
       ServingMetrics sim_metrics(mc, &ctx, fmt::format("/fidelity/simulator_{:.0f}pct", 100 * f));
       simulate(qps, sim_metrics);
       ServingMetrics eng_metrics(mc, &ctx, fmt::format("/fidelity/engine_{:.0f}pct", 100 * f));
-      ServingMetrics again_metrics(mc, nullptr, "");
       WorkloadConfig w = workload_;
       w.qps = qps;
       double measured = 0, predicted = 0;
@@ -192,7 +212,6 @@ class EngineFidelity final : public Experiment {
             ratios.push_back(p / s);
           }))
         return jobs::RunOutcome::kPreempted;
-      if (!serve(w, ctx.seed(), &again_metrics, nullptr)) return jobs::RunOutcome::kPreempted;
       // The machine's speed over the run: the median of predicted/measured in each tenth of it.
       // The profile is one snapshot; where these drift apart, the host's speed changed under the
       // engine within the run (other work on the machine), which no time model can predict
@@ -208,32 +227,49 @@ class EngineFidelity final : public Experiment {
       if (!tenths.empty())
         ctx.set_summary(fmt::format("iteration_time_drift_{:.0f}pct", 100 * f),
                         *std::max_element(tenths.begin(), tenths.end()) / *std::min_element(tenths.begin(), tenths.end()));
-      for (auto [name, q] : {std::pair{"p50", 0.5}, std::pair{"p95", 0.95}}) {
-        rows_.push_back({f, qps, std::string(name) + "_ttft_s", eng_metrics.ttft().quantile(q), sim_metrics.ttft().quantile(q),
-                         again_metrics.ttft().quantile(q)});
-        rows_.push_back({f, qps, std::string(name) + "_tbt_s", eng_metrics.tbt().quantile(q), sim_metrics.tbt().quantile(q),
-                         again_metrics.tbt().quantile(q)});
-        rows_.push_back({f, qps, std::string(name) + "_normalized_e2e_s", eng_metrics.normalized_e2e().quantile(q),
-                         sim_metrics.normalized_e2e().quantile(q), again_metrics.normalized_e2e().quantile(q)});
+      // The compared metrics, in the rows' order.
+      auto values = [](const ServingMetrics& m) {
+        std::vector<double> v;
+        for (double q : {0.5, 0.95})
+          for (const auto* d : {&m.ttft(), &m.tbt(), &m.normalized_e2e()}) v.push_back(d->quantile(q));
+        return v;
+      };
+      const size_t first = rows_.size();
+      for (const char* p : {"p50", "p95"})
+        for (const char* name : {"ttft_s", "tbt_s", "normalized_e2e_s"})
+          rows_.push_back({f, qps, fmt::format("{}_{}", p, name), {}, 0});
+      auto record = [&](const std::vector<double>& v, bool simulated) {
+        for (size_t i = 0; i < v.size(); ++i)
+          if (simulated) rows_[first + i].simulator = v[i];
+          else rows_[first + i].engine_runs.push_back(v[i]);
+      };
+      record(values(sim_metrics), true);
+      record(values(eng_metrics), false);
+      for (int64_t run = 1; run < engine_runs_; ++run) {  // the same requests again
+        ServingMetrics again(mc, nullptr, "");
+        if (!serve(w, ctx.seed(), &again, nullptr)) return jobs::RunOutcome::kPreempted;
+        record(values(again), false);
       }
     }
     auto& t = ctx.table("/fidelity/errors", {
         {"load_fraction", ColumnType::kFloat64, "", "share of the simulated capacity"},
         {"qps", ColumnType::kFloat64, "requests/s", "offered Poisson load"},
         {"metric_index", ColumnType::kUInt32, "", "index into the `metrics` attribute"},
-        {"engine", ColumnType::kFloat64, "s", "measured on the engine"},
+        {"engine", ColumnType::kFloat64, "s", "measured on the engine: the median over its runs of the same requests"},
         {"simulator", ColumnType::kFloat64, "s", "predicted by the simulator from the engine's profile"},
         {"error_pct", ColumnType::kFloat64, "%", "|simulator − engine| / engine"},
-        {"engine_again", ColumnType::kFloat64, "s", "the same requests served on the engine a second time"},
-        {"noise_pct", ColumnType::kFloat64, "%", "|engine_again − engine| / engine: the run-to-run noise floor"},
+        {"engine_min", ColumnType::kFloat64, "s", "the engine's lowest value over its runs"},
+        {"engine_max", ColumnType::kFloat64, "s", "the engine's highest value over its runs"},
+        {"noise_pct", ColumnType::kFloat64, "%", "the run farthest from the median, |run − engine| / engine: the noise floor"},
     });
     std::vector<std::string> metrics;
     double worst = 0, worst_noise = 0;
     for (const auto& r : rows_) {
       auto it = std::find(metrics.begin(), metrics.end(), r.metric);
       if (it == metrics.end()) metrics.push_back(r.metric), it = metrics.end() - 1;
-      t.append({r.fraction, r.qps, static_cast<int64_t>(it - metrics.begin()), r.engine, r.simulator, r.error_pct(),
-                r.engine_again, r.noise_pct()});
+      const auto [lo, hi] = std::minmax_element(r.engine_runs.begin(), r.engine_runs.end());
+      t.append({r.fraction, r.qps, static_cast<int64_t>(it - metrics.begin()), r.engine(), r.simulator, r.error_pct(), *lo, *hi,
+                r.noise_pct()});
       worst = std::max(worst, r.error_pct());
       worst_noise = std::max(worst_noise, r.noise_pct());
     }
@@ -244,12 +280,15 @@ class EngineFidelity final : public Experiment {
   }
 
   void report(const jobs::RunContext&) const override {
-    fmt::print("engine vs simulator (engine's own profile), simulated capacity {:.2f} QPS\n", capacity_);
-    fmt::print("  {:>6} {:>8}  {:<24} {:>11} {:>11} {:>8} {:>13} {:>8}\n", "load", "QPS", "metric", "engine", "simulator", "error",
-               "engine again", "noise");
-    for (const auto& r : rows_)
-      fmt::print("  {:>5.0f}% {:>8.2f}  {:<24} {:>11.5f} {:>11.5f} {:>7.1f}% {:>13.5f} {:>7.1f}%\n", 100 * r.fraction, r.qps, r.metric,
-                 r.engine, r.simulator, r.error_pct(), r.engine_again, r.noise_pct());
+    fmt::print("engine (median of {} runs) vs simulator (engine's own profile), simulated capacity {:.2f} QPS\n", engine_runs_,
+               capacity_);
+    fmt::print("  {:>6} {:>8}  {:<24} {:>11} {:>11} {:>8}  {:<23} {:>8}\n", "load", "QPS", "metric", "engine", "simulator", "error",
+               "engine runs", "noise");
+    for (const auto& r : rows_) {
+      const auto [lo, hi] = std::minmax_element(r.engine_runs.begin(), r.engine_runs.end());
+      fmt::print("  {:>5.0f}% {:>8.2f}  {:<24} {:>11.5f} {:>11.5f} {:>7.1f}%  {:>11.5f}–{:<11.5f} {:>7.1f}%\n", 100 * r.fraction, r.qps,
+                 r.metric, r.engine(), r.simulator, r.error_pct(), *lo, *hi, r.noise_pct());
+    }
   }
 
  private:
@@ -261,6 +300,7 @@ class EngineFidelity final : public Experiment {
   CapacityPlan plan_;
   std::vector<double> fractions_;
   int64_t calibration_requests_;
+  int64_t engine_runs_;
   double capacity_ = 0;
   std::vector<FidelityRow> rows_;
 };
@@ -290,10 +330,15 @@ std::unique_ptr<Experiment> make_engine_fidelity(const config::ConfigNode& job) 
   f.get("load_fractions", fractions);
   int64_t calibration_requests = 100;
   f.get("calibration_requests", calibration_requests);
+  int64_t engine_runs = 3;
+  f.get("engine_runs", engine_runs);
+  if (engine_runs < 2)
+    reject_key(job, "fidelity.engine_runs", "must be at least 2: the engine's runs of the same requests give the noise floor",
+               "set fidelity.engine_runs=3");
   CapacityPlan plan = CapacityPlan::from(f.section("capacity"));
   f.finish();
   top.finish();
-  return std::make_unique<EngineFidelity>(model_dir, grid, sched, kv_blocks, w, plan, fractions, calibration_requests);
+  return std::make_unique<EngineFidelity>(model_dir, grid, sched, kv_blocks, w, plan, fractions, calibration_requests, engine_runs);
 }
 
 }  // namespace xp::experiments

@@ -403,47 +403,47 @@ double ExecutionPredictor::operators_ms(const BatchShape& b, bool last_stage) co
   return ms;
 }
 
-// Per-iteration overhead the operators miss: whole iterations minus what the operators predict
-// for the same batch, fitted as c0 + c1·tokens + c2·sequences (fork/join and setup per
-// iteration, temporaries per token, gathers per sequence). Least squares on *relative* errors
+// Whole iterations against what the operators predict for the same batches, fitted as
+// s·operators + c0 + c1·sequences. The scale takes up a machine that ran faster or slower than
+// when the profile was taken (a shared host's speed drifts by 10–20% within minutes; as additive
+// terms alone, a profile slower than the engine needed a negative overhead); c0 is the per-
+// iteration cost (scheduling, fork/join, setup), c1 the per-sequence one (sampling, gathers,
+// bookkeeping). Per-token costs are the operators' own, and a per-token term next to the scale
+// made the fit unstable (the operators grow with tokens). Least squares on *relative* errors
 // (each row weighted by 1/time): latency metrics are compared relatively, and plain least squares
 // lets the few long prefill iterations set the coefficients at the expense of the many short
-// decodes that make up TBT. Decode rows alone cannot tell tokens from sequences; the pivoted
-// solve then uses one of them.
+// decodes that make up TBT.
 void ExecutionPredictor::fit_overhead(const std::vector<std::pair<BatchShape, double>>& iterations_ms,
                                       const std::string& source) {
   if (iterations_ms.empty()) throw std::invalid_argument("fit_overhead: no iterations to fit");
   const auto n = static_cast<Eigen::Index>(iterations_ms.size());
   Eigen::MatrixXd features(n, 3);
-  Eigen::VectorXd residual(n);
   std::vector<double> share(static_cast<size_t>(n));  // operators / whole iteration
   for (Eigen::Index i = 0; i < n; ++i) {
     const auto& [b, ms] = iterations_ms[static_cast<size_t>(i)];
     if (!(ms > 0)) throw std::invalid_argument(fmt::format("fit_overhead: iteration {} took {} ms", i, ms));
-    features.row(i) << 1.0, static_cast<double>(b.num_tokens()), static_cast<double>(b.prefills.size() + b.decode_contexts.size());
     const double ops = operators_ms(b, /*last_stage=*/true);
     share[static_cast<size_t>(i)] = ops / ms;
-    residual(i) = ms - ops;
-    features.row(i) /= ms;
-    residual(i) /= ms;
+    features.row(i) << ops / ms, 1.0 / ms, static_cast<double>(b.prefills.size() + b.decode_contexts.size()) / ms;
   }
-  Eigen::Vector3d c = features.colPivHouseholderQr().solve(residual);
-  overhead_coef_ = {c(0), c(1), c(2)};
+  Eigen::Vector3d c = features.colPivHouseholderQr().solve(Eigen::VectorXd::Ones(n));
+  operators_scale_ = c(0);
+  overhead_ms_ = {c(1), c(2)};
   // How much of each iteration the operators account for: far from 1 means the profile did not
-  // time the operators as the iterations run them (e.g. weights hot in cache), and the overhead
-  // terms are then standing in for the difference.
+  // time the operators as the iterations run them (weights hot in cache, a machine busier or
+  // quieter than while profiling), and the scale and overhead are standing in for the difference.
   std::sort(share.begin(), share.end());
   sources_["iteration_overhead"] = fmt::format(
-      "{} minus the operators (which account for {:.2f}–{:.2f} of an iteration, median {:.2f}): {:.4f} ms + {:.5f} "
-      "ms/token + {:.5f} ms/sequence",
+      "{} against the operators (which account for {:.2f}–{:.2f} of an iteration, median {:.2f}): {:.4f} × operators + "
+      "{:.4f} ms + {:.5f} ms/sequence",
       source, share.front(), share.back(), share[share.size() / 2], c(0), c(1), c(2));
 }
 
 double ExecutionPredictor::stage_time_s(const BatchShape& b, int64_t stage) const {
-  bool last = stage == layout_.pipeline_parallel - 1;
-  double sequences = static_cast<double>(b.prefills.size() + b.decode_contexts.size());
-  double overhead = overhead_coef_[0] + overhead_coef_[1] * static_cast<double>(b.num_tokens()) + overhead_coef_[2] * sequences;
-  return (operators_ms(b, last) + (last ? std::max(0.0, overhead) : 0.0)) * 1e-3;
+  const bool last = stage == layout_.pipeline_parallel - 1;
+  double ms = operators_scale_ * operators_ms(b, last);
+  if (last) ms += overhead_ms_[0] + overhead_ms_[1] * static_cast<double>(b.prefills.size() + b.decode_contexts.size());
+  return std::max(0.0, ms) * 1e-3;
 }
 
 double ExecutionPredictor::stage_flops(const BatchShape& b) const {

@@ -71,10 +71,11 @@ class ExecutionPredictor final : public StageTimer {
   double stage_flops(const BatchShape& b) const override;
   double peak_flops() const { return device_.fp16_tflops * 1e12; }
 
-  // Refits the per-iteration overhead (the last stage's time beyond the operators) from whole
-  // iterations of a single-stage replica, in milliseconds: the constructor does so from an
-  // engine profile's whole forwards; the engine fidelity experiment again from iterations timed
-  // while the engine serves (CPU overheads, as Vidur profiles them on the real system).
+  // Refits how whole iterations of a single-stage replica (milliseconds) relate to the
+  // operators: a scale on the operators and the last stage's overhead beyond them. The
+  // constructor does so from an engine profile's whole forwards; the engine fidelity experiment
+  // again from iterations timed while the engine serves (CPU overheads, as Vidur profiles them on
+  // the real system).
   void fit_overhead(const std::vector<std::pair<BatchShape, double>>& iterations_ms, const std::string& source);
 
   // Operator -> where its numbers come from ("profile <file>" or "analytic ...").
@@ -98,8 +99,10 @@ class ExecutionPredictor final : public StageTimer {
   Curve all_reduce_, send_recv_;  // by message bytes
   Curve lm_head_;                 // by sequences in the batch, once per iteration (engine profiles)
   Curve kv_save_;                 // by tokens written (engine profiles)
-  // Per-iteration overhead, c0 + c1·tokens + c2·sequences ms, from whole forwards (engine profiles).
-  std::array<double, 3> overhead_coef_ = {0, 0, 0};
+  // An iteration = operators_scale_ · operators + overhead_ms_[0] + overhead_ms_[1] · sequences
+  // (on the last stage), fitted to whole iterations (engine profiles; else 1 and none).
+  double operators_scale_ = 1;
+  std::array<double, 2> overhead_ms_ = {0, 0};
   double prefill_coef_[3] = {0, 0, 0}, decode_coef_[3] = {0, 0, 0};  // c0 + a·flop_s + b·byte_s
   std::map<std::string, std::string> sources_;
 };

@@ -205,8 +205,13 @@ TEST_F(ServingCli, EngineProfileFeedsTheSimulatorAndFidelityReportsErrors) {
   auto res = results::ResultsReader::open(dir_ / "fid/results.h5");
   auto errors = res->read_table("/fidelity/errors");
   EXPECT_EQ(errors.rows, 12);  // 2 loads x 6 metrics
-  // The engine served each load twice: the second run's latencies are real measurements too.
-  for (int64_t i = 0; i < errors.rows; ++i) EXPECT_GT(errors.values[6][static_cast<size_t>(i)], 0.0) << "row " << i;
+  // The engine served each load three times: the compared value is the median of real
+  // measurements, inside the runs' range.
+  for (size_t i = 0; i < static_cast<size_t>(errors.rows); ++i) {
+    EXPECT_GT(errors.values[6][i], 0.0) << "row " << i;             // engine_min
+    EXPECT_LE(errors.values[6][i], errors.values[3][i]) << "row " << i;  // ≤ engine (median)
+    EXPECT_LE(errors.values[3][i], errors.values[7][i]) << "row " << i;  // ≤ engine_max
+  }
   // Every engine iteration of the first run at each load, next to the simulator's time for it,
   // and every request as the engine and the simulator served it.
   for (const char* load : {"50", "85"}) {
@@ -223,12 +228,18 @@ TEST_F(ServingCli, EngineProfileFeedsTheSimulatorAndFidelityReportsErrors) {
       EXPECT_GE(it.values[4][row], 0) << load << "% row " << i;
     }
   }
+  EXPECT_GT(res->read_table("/fidelity/calibration_iterations").rows, 0);
   EXPECT_GE(std::get<double>(*res->attr("/summary", "max_noise_pct")), 0);
   // The machine's drift over each run: the largest tenth's predicted/measured over the smallest.
   for (const char* load : {"50", "85"})
     EXPECT_GE(std::get<double>(*res->attr("/summary", fmt::format("iteration_time_drift_{}pct", load))), 1.0) << load;
   EXPECT_GT(std::get<double>(*res->attr("/summary", "simulated_capacity_qps")), 0);
   EXPECT_NE(r.out.find("p95_tbt_s"), std::string::npos) << r.out;
+  // One engine run has no noise floor to compare against.
+  r = exp("run " + kConfigs + "/experiment/engine_fidelity.yaml model_dir=" + (dir_ / "m").string() + grid +
+          " fidelity.engine_runs=1 hydra.run.dir=fid1");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("fidelity.engine_runs"), std::string::npos) << r.err;
 }
 
 }  // namespace xp::cli
