@@ -227,28 +227,27 @@ class EngineFidelity final : public Experiment {
       if (!tenths.empty())
         ctx.set_summary(fmt::format("iteration_time_drift_{:.0f}pct", 100 * f),
                         *std::max_element(tenths.begin(), tenths.end()) / *std::min_element(tenths.begin(), tenths.end()));
-      // The compared metrics, in the rows' order.
+      // The compared metrics, in the order of the rows named below.
       auto values = [](const ServingMetrics& m) {
         std::vector<double> v;
         for (double q : {0.5, 0.95})
           for (const auto* d : {&m.ttft(), &m.tbt(), &m.normalized_e2e()}) v.push_back(d->quantile(q));
         return v;
       };
+      const std::vector<double> simulated = values(sim_metrics);
       const size_t first = rows_.size();
       for (const char* p : {"p50", "p95"})
         for (const char* name : {"ttft_s", "tbt_s", "normalized_e2e_s"})
-          rows_.push_back({f, qps, fmt::format("{}_{}", p, name), {}, 0});
-      auto record = [&](const std::vector<double>& v, bool simulated) {
-        for (size_t i = 0; i < v.size(); ++i)
-          if (simulated) rows_[first + i].simulator = v[i];
-          else rows_[first + i].engine_runs.push_back(v[i]);
+          rows_.push_back({f, qps, fmt::format("{}_{}", p, name), {}, simulated[rows_.size() - first]});
+      auto record = [&](const ServingMetrics& m) {
+        const std::vector<double> v = values(m);
+        for (size_t i = 0; i < v.size(); ++i) rows_[first + i].engine_runs.push_back(v[i]);
       };
-      record(values(sim_metrics), true);
-      record(values(eng_metrics), false);
+      record(eng_metrics);
       for (int64_t run = 1; run < engine_runs_; ++run) {  // the same requests again
         ServingMetrics again(mc, nullptr, "");
         if (!serve(w, ctx.seed(), &again, nullptr)) return jobs::RunOutcome::kPreempted;
-        record(values(again), false);
+        record(again);
       }
     }
     auto& t = ctx.table("/fidelity/errors", {
