@@ -91,12 +91,8 @@ void write_engine_profile(const LlamaModel& model, const ProfileGrid& grid, cons
   };
   for (int pass = 0; pass < grid.repetitions; ++pass) {
     for (size_t i = 0; i < token_points.size(); ++i) add(token_ms[i], model.profile_token_ops(token_points[i]));
-    for (size_t i = 0; i < attn_points.size(); ++i) {
-      const AttnPoint& p = attn_points[i];
-      auto t = model.profile_attention(p.batch, p.chunk, p.kv);
-      t["forward"] = model.profile_forward(p.batch, p.chunk, p.kv);
-      add(attn_ms[i], t);
-    }
+    for (size_t i = 0; i < attn_points.size(); ++i)
+      add(attn_ms[i], model.profile_attention(attn_points[i].batch, attn_points[i].chunk, attn_points[i].kv));
   }
   auto stats = [](const Samples& ms) {
     std::map<std::string, OpTime> out;

@@ -171,8 +171,7 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const fs::path& dir) {
 
 namespace {
 
-// The operators of one layer, shared by forward() and the profiler so that what is profiled is
-// exactly what runs.
+// The operators of one layer that are not a single library call.
 struct LayerOps {
   const LlamaConfig& c;
   const std::vector<float>& inv_freq;
@@ -236,6 +235,18 @@ void swiglu(Mat& g, const Mat& u) { g = (g.array() / (1.0f + (-g.array()).exp())
 }  // namespace
 
 std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, KvCache& cache) const {
+  return forward(items, cache, nullptr);
+}
+
+std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, KvCache& cache, OperatorMs* times) const {
+  // With `times`, each operator's wall time is added under its name (Vidur's); the clock reads
+  // cost about 50 ns an operator.
+  auto timed = [times](const char* op, auto&& f) {
+    if (!times) return f();
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    (*times)[op] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
   const LlamaConfig& c = cfg_;
   const int64_t H = c.hidden_size, bs = cache.block_size();
   int64_t T = 0;
@@ -266,30 +277,36 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
   Mat xn, q, k, v, attn, g, u;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const auto& L = impl_->layers[static_cast<size_t>(l)];
-    rmsnorm_rows(x, L.in_norm, c.rms_norm_eps, xn);
-    linear(xn, L.q, q, false);
-    linear(xn, L.k, k, false);
-    linear(xn, L.v, v, false);
-    ops.rope(q, k, pos);
-    ops.save_kv(k, v, slot, l, cache);
-    ops.attend(items, q, l, cache, attn);
-    linear(attn, L.o, x, true);  // the residual add is fused into the output projection
-    rmsnorm_rows(x, L.post_norm, c.rms_norm_eps, xn);
-    linear(xn, L.gate, g, false);
-    linear(xn, L.up, u, false);
-    swiglu(g, u);
-    linear(g, L.down, x, true);
+    timed("input_layernorm", [&] { rmsnorm_rows(x, L.in_norm, c.rms_norm_eps, xn); });
+    timed("attn_pre_proj", [&] {
+      linear(xn, L.q, q, false);
+      linear(xn, L.k, k, false);
+      linear(xn, L.v, v, false);
+    });
+    timed("attn_rope", [&] { ops.rope(q, k, pos); });
+    timed("attn_kv_cache_save", [&] { ops.save_kv(k, v, slot, l, cache); });
+    timed("attention", [&] { ops.attend(items, q, l, cache, attn); });
+    timed("attn_post_proj", [&] { linear(attn, L.o, x, true); });  // the residual add is fused in
+    timed("post_attention_layernorm", [&] { rmsnorm_rows(x, L.post_norm, c.rms_norm_eps, xn); });
+    timed("mlp_up_proj", [&] {
+      linear(xn, L.gate, g, false);
+      linear(xn, L.up, u, false);
+    });
+    timed("mlp_act", [&] { swiglu(g, u); });
+    timed("mlp_down_proj", [&] { linear(g, L.down, x, true); });  // and here
   }
   // Logits of each item's last token.
-  Mat last(static_cast<Eigen::Index>(items.size()), H);
-  int64_t row = -1;
-  for (size_t n = 0; n < items.size(); ++n) {
-    row += static_cast<int64_t>(items[n].tokens.size());
-    last.row(static_cast<Eigen::Index>(n)) = x.row(row);
-  }
-  rmsnorm_rows(last, impl_->final_norm, c.rms_norm_eps, xn);
   Mat logits;
-  linear(xn, impl_->lm_head, logits, false);
+  timed("lm_head", [&] {
+    Mat last(static_cast<Eigen::Index>(items.size()), H);
+    int64_t row = -1;
+    for (size_t n = 0; n < items.size(); ++n) {
+      row += static_cast<int64_t>(items[n].tokens.size());
+      last.row(static_cast<Eigen::Index>(n)) = x.row(row);
+    }
+    rmsnorm_rows(last, impl_->final_norm, c.rms_norm_eps, xn);
+    linear(xn, impl_->lm_head, logits, false);
+  });
   return std::vector<float>(logits.data(), logits.data() + logits.size());
 }
 
@@ -309,12 +326,6 @@ double time_once_ms(F&& f, Before&& before) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
-Mat random_rows(int64_t rows, int64_t cols, uint64_t seed) {
-  runtime::RngStream rng(seed, 7);
-  Mat m(rows, cols);
-  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<float>(rng.normal());
-  return m;
-}
 
 }  // namespace
 
@@ -353,70 +364,48 @@ double LlamaModel::time_as_in_a_forward(const std::function<void()>& f) const {
   return time_once_ms(f, read_weights);
 }
 
-std::map<std::string, double> LlamaModel::profile_token_ops(int64_t num_tokens) const {
-  const LlamaConfig& c = cfg_;
-  const auto& L = impl_->layers[0];
-  LayerOps ops{c, impl_->inv_freq};
-  Mat x = random_rows(num_tokens, c.hidden_size, 1), xn, q, k, v, attn = random_rows(num_tokens, c.hidden_size, 2), g, u;
-  std::vector<int64_t> pos(static_cast<size_t>(num_tokens));
-  std::iota(pos.begin(), pos.end(), 0);
-  std::map<std::string, double> out;
-  out["input_layernorm"] = time_as_in_a_forward([&] { rmsnorm_rows(x, L.in_norm, c.rms_norm_eps, xn); });
-  out["attn_pre_proj"] = time_as_in_a_forward([&] {
-    linear(xn, L.q, q, false);
-    linear(xn, L.k, k, false);
-    linear(xn, L.v, v, false);
+// A forward over `batch` sequences of `new_tokens` each after `kv` cached tokens (contents
+// irrelevant to the time), timed per operator inside the forward: per layer (the mean over the
+// layers) under Vidur's names and "attention", "lm_head" once, and "forward" for the whole pass.
+LlamaModel::OperatorMs LlamaModel::profile_forward(int64_t batch, int64_t new_tokens, int64_t kv) const {
+  const int64_t bs = 16, blocks_per_seq = (kv + new_tokens + bs - 1) / bs;
+  KvCache cache(cfg_, batch * blocks_per_seq, bs);
+  std::vector<std::vector<int32_t>> tables(static_cast<size_t>(batch));
+  std::vector<int32_t> tokens(static_cast<size_t>(new_tokens), 1);
+  std::vector<ForwardItem> items;
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t i = 0; i < blocks_per_seq; ++i) tables[static_cast<size_t>(b)].push_back(static_cast<int32_t>(b * blocks_per_seq + i));
+    items.push_back({std::span<const int32_t>(tokens), kv, &tables[static_cast<size_t>(b)]});
+  }
+  OperatorMs ms;
+  const double whole = time_as_in_a_forward([&] {
+    ms.clear();  // keep the timed run's, not the warm-up's
+    forward(items, cache, &ms);
   });
-  out["attn_rope"] = time_as_in_a_forward([&] { ops.rope(q, k, pos); });
-  out["attn_post_proj"] = time_as_in_a_forward([&] { linear(attn, L.o, x, true); });
-  out["post_attention_layernorm"] = time_as_in_a_forward([&] { rmsnorm_rows(x, L.post_norm, c.rms_norm_eps, xn); });
-  out["mlp_up_proj"] = time_as_in_a_forward([&] {
-    linear(xn, L.gate, g, false);
-    linear(xn, L.up, u, false);
-  });
-  Mat g0 = g;
-  out["mlp_act"] = time_as_in_a_forward([&] {
-    g = g0;
-    swiglu(g, u);
-  });
-  out["mlp_down_proj"] = time_as_in_a_forward([&] { linear(g, L.down, x, true); });
+  const auto layers = static_cast<double>(cfg_.num_hidden_layers);
+  OperatorMs out;
+  for (const auto& [op, t] : ms) out[op] = op == "lm_head" ? t : t / layers;
   out["add"] = 0;  // fused into attn_post_proj and mlp_down_proj
-  // Not a per-layer operator: the final norm and LM head for `num_tokens` sequences, paid once
-  // per iteration (an extension of Vidur's columns; its predictor ignores unknown columns).
-  Mat last = random_rows(num_tokens, c.hidden_size, 3), logits;
-  out["lm_head"] = time_as_in_a_forward([&] {
-    rmsnorm_rows(last, impl_->final_norm, c.rms_norm_eps, xn);
-    linear(xn, impl_->lm_head, logits, false);
-  });
+  out["forward"] = whole;
+  return out;
+}
+
+std::map<std::string, double> LlamaModel::profile_token_ops(int64_t num_tokens) const {
+  // `num_tokens` sequences of one token each: the token-level operators see `num_tokens` rows
+  // and the LM head as many sequences, whatever the attention does.
+  OperatorMs t = profile_forward(num_tokens, 1, 0);
+  std::map<std::string, double> out;
+  for (const char* op : {"input_layernorm", "attn_pre_proj", "attn_rope", "attn_post_proj", "post_attention_layernorm",
+                         "mlp_up_proj", "mlp_act", "mlp_down_proj", "add", "lm_head"})
+    out[op] = t.at(op);
   return out;
 }
 
 std::map<std::string, double> LlamaModel::profile_attention(int64_t batch, int64_t chunk, int64_t kv) const {
-  const LlamaConfig& c = cfg_;
-  LayerOps ops{c, impl_->inv_freq};
-  const int64_t bs = 16, per_seq = kv + std::max<int64_t>(chunk, 1);
-  const int64_t blocks_per_seq = (per_seq + bs - 1) / bs;
-  KvCache cache(c, batch * blocks_per_seq, bs);
-  std::vector<std::vector<int32_t>> tables(static_cast<size_t>(batch));
-  std::vector<std::vector<int32_t>> tokens(static_cast<size_t>(batch));
-  std::vector<ForwardItem> items;
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t i = 0; i < blocks_per_seq; ++i) tables[static_cast<size_t>(b)].push_back(static_cast<int32_t>(b * blocks_per_seq + i));
-    tokens[static_cast<size_t>(b)].assign(static_cast<size_t>(std::max<int64_t>(chunk, 1)), 0);
-    items.push_back({std::span<const int32_t>(tokens[static_cast<size_t>(b)]), kv, &tables[static_cast<size_t>(b)]});
-  }
-  int64_t rows = batch * std::max<int64_t>(chunk, 1);
-  Mat q = random_rows(rows, c.hidden_size, 4), k = random_rows(rows, c.num_key_value_heads * c.head_dim(), 5), v = k, attn;
-  std::vector<int64_t> slots;
-  for (const auto& it : items)
-    for (int64_t i = 0; i < static_cast<int64_t>(it.tokens.size()); ++i) {
-      int64_t p = kv + i;
-      slots.push_back((*it.block_table)[static_cast<size_t>(p / bs)] * bs + p % bs);
-    }
-  std::map<std::string, double> out;
-  out["attn_kv_cache_save"] = time_as_in_a_forward([&] { ops.save_kv(k, v, slots, 0, cache); });
-  out[chunk > 0 ? "attn_prefill" : "attn_decode"] = time_as_in_a_forward([&] { ops.attend(items, q, 0, cache, attn); });
-  return out;
+  OperatorMs t = profile_forward(batch, std::max<int64_t>(chunk, 1), kv);
+  return {{"attn_kv_cache_save", t.at("attn_kv_cache_save")},
+          {chunk > 0 ? "attn_prefill" : "attn_decode", t.at("attention")},
+          {"forward", t.at("forward")}};
 }
 
 void set_num_threads(int n) {
@@ -427,18 +416,6 @@ void set_num_threads(int n) {
 #endif
 }
 
-double LlamaModel::profile_forward(int64_t batch, int64_t chunk, int64_t kv) const {
-  const int64_t bs = 16, new_tokens = std::max<int64_t>(chunk, 1), blocks_per_seq = (kv + new_tokens + bs - 1) / bs;
-  KvCache cache(cfg_, batch * blocks_per_seq, bs);
-  std::vector<std::vector<int32_t>> tables(static_cast<size_t>(batch));
-  std::vector<int32_t> tokens(static_cast<size_t>(new_tokens), 1);
-  std::vector<ForwardItem> items;
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t i = 0; i < blocks_per_seq; ++i) tables[static_cast<size_t>(b)].push_back(static_cast<int32_t>(b * blocks_per_seq + i));
-    items.push_back({std::span<const int32_t>(tokens), kv, &tables[static_cast<size_t>(b)]});
-  }
-  return time_once_ms([&] { forward(items, cache); }, [] {});
-}
 
 // ---------------------------------------------------------------------------------------------
 // Sampling and random models

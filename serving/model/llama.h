@@ -87,23 +87,24 @@ class LlamaModel {
   // positions past max_position_embeddings throw std::invalid_argument naming the item.
   std::vector<float> forward(const std::vector<ForwardItem>& items, KvCache& cache) const;
 
-  // Profile mode: one timed run, in milliseconds, of layer 0's operators as forward() runs them,
-  // under Vidur's names (the profiler repeats and aggregates); before it every weight a forward
-  // reads is read, so an operator finds its weights in cache only if the whole model fits there,
-  // as in a forward. Token-level ops for `num_tokens` rows (plus "lm_head": final norm and LM
-  // head for that many sequences, once per iteration); attention for one prefill of `chunk`
-  // tokens after `kv` cached (chunk > 0) or `batch` decodes over `kv` cached tokens each
-  // (chunk = 0).
+  // Profile mode: one timed run, in milliseconds, of the operators under Vidur's names (the
+  // profiler repeats and aggregates), each timed inside a real forward pass and averaged over
+  // the layers, so that the caches, thread wake-ups and temporaries are as when serving; before
+  // it every weight a forward reads is read, so the weights are in cache only if the whole model
+  // fits there. Token-level ops for `num_tokens` rows (plus "lm_head": final norm and LM head for
+  // that many sequences, once per iteration); attention for one prefill of `chunk` tokens after
+  // `kv` cached (chunk > 0) or `batch` decodes over `kv` cached tokens each (chunk = 0), with
+  // "forward", the whole pass: what the operators leave out (embedding, gathers) shows there.
   std::map<std::string, double> profile_token_ops(int64_t num_tokens) const;
   std::map<std::string, double> profile_attention(int64_t batch, int64_t chunk, int64_t kv) const;
-  // A whole forward pass, shaped as profile_attention's (`batch` decodes when chunk = 0, else
-  // one prefill of `chunk` tokens), over `kv` cached tokens each: what the operators above leave
-  // out (embedding, gathers, thread fork/join, temporaries) shows up here.
-  double profile_forward(int64_t batch, int64_t chunk, int64_t kv) const;
 
  private:
-  // One timed run of `f` (ms) after every weight a forward reads has been read (the profile's
-  // operators, with the caches as a forward leaves them).
+  using OperatorMs = std::map<std::string, double>;
+  // forward(), adding each operator's time to `times` when given.
+  std::vector<float> forward(const std::vector<ForwardItem>& items, KvCache& cache, OperatorMs* times) const;
+  OperatorMs profile_forward(int64_t batch, int64_t new_tokens, int64_t kv) const;
+  // One timed run of `f` (ms) after every weight a forward reads has been read (the caches as a
+  // forward leaves them).
   double time_as_in_a_forward(const std::function<void()>& f) const;
   struct Impl;
   LlamaConfig cfg_;

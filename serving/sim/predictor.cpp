@@ -6,6 +6,7 @@
 #include <Eigen/Dense>
 #include <array>
 #include <algorithm>
+#include <limits>
 #include <cmath>
 #include <optional>
 #include <set>
@@ -408,8 +409,10 @@ double ExecutionPredictor::operators_ms(const BatchShape& b, bool last_stage) co
 // when the profile was taken (a shared host's speed drifts by 10–20% within minutes; as additive
 // terms alone, a profile slower than the engine needed a negative overhead); c0 is the per-
 // iteration cost (scheduling, fork/join, setup), c1 the per-sequence one (sampling, gathers,
-// bookkeeping). Per-token costs are the operators' own, and a per-token term next to the scale
-// made the fit unstable (the operators grow with tokens). Least squares on *relative* errors
+// bookkeeping); both are costs, so the fit keeps them non-negative (a negative one made tiny
+// batches take no time at all). Per-token costs are the operators' own, and a per-token term
+// next to the scale made the fit unstable (the operators grow with tokens). Least squares on
+// *relative* errors
 // (each row weighted by 1/time): latency metrics are compared relatively, and plain least squares
 // lets the few long prefill iterations set the coefficients at the expense of the many short
 // decodes that make up TBT.
@@ -426,7 +429,24 @@ void ExecutionPredictor::fit_overhead(const std::vector<std::pair<BatchShape, do
     share[static_cast<size_t>(i)] = ops / ms;
     features.row(i) << ops / ms, 1.0 / ms, static_cast<double>(b.prefills.size() + b.decode_contexts.size()) / ms;
   }
-  Eigen::Vector3d c = features.colPivHouseholderQr().solve(Eigen::VectorXd::Ones(n));
+  // The best fit among those that leave out any overhead term that would come out negative:
+  // with three unknowns, trying each subset of the two overheads is the exact constrained fit.
+  Eigen::Vector3d c(0, 0, 0);
+  double best = std::numeric_limits<double>::infinity();
+  for (int keep = 0; keep < 4; ++keep) {  // bit 0: c0, bit 1: c1
+    std::vector<Eigen::Index> cols = {0};
+    if (keep & 1) cols.push_back(1);
+    if (keep & 2) cols.push_back(2);
+    Eigen::MatrixXd f(n, static_cast<Eigen::Index>(cols.size()));
+    for (size_t j = 0; j < cols.size(); ++j) f.col(static_cast<Eigen::Index>(j)) = features.col(cols[j]);
+    const Eigen::VectorXd x = f.colPivHouseholderQr().solve(Eigen::VectorXd::Ones(n));
+    if ((x.tail(x.size() - 1).array() < 0).any()) continue;
+    const double residual = (f * x - Eigen::VectorXd::Ones(n)).squaredNorm();
+    if (residual >= best) continue;
+    best = residual;
+    c.setZero();
+    for (size_t j = 0; j < cols.size(); ++j) c(cols[j]) = x(static_cast<Eigen::Index>(j));
+  }
   operators_scale_ = c(0);
   overhead_ms_ = {c(1), c(2)};
   // How much of each iteration the operators account for: far from 1 means the profile did not

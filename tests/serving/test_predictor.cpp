@@ -290,6 +290,31 @@ TEST(Predictor, IterationsFasterThanTheProfileScaleTheOperatorsDown) {
   EXPECT_NEAR(p.stage_time_s(unseen, 0), 0.8 * before, 1e-9);
 }
 
+TEST(Predictor, FittedOverheadsAreNeverNegativeSoNoBatchTakesNoTime) {
+  // Iterations a fixed time (half a one-row decode's operators) shorter than their operators: a
+  // negative per-iteration overhead would fit them best, and would make a small enough batch
+  // take no time at all.
+  testing::TempDir d;
+  const LlamaConfig c = testing::tiny_llama(256);
+  const auto profile = write_tiny_engine_profile(d, c);
+  rewrite_forward(profile / "cpu" / "engine" / "attention.csv", [](const BatchShape&) { return std::string(); });
+  ExecutionPredictor p(engine_model_spec(c), engine_device_spec(), ReplicaLayout{}, profile);
+  BatchShape one;
+  one.decode_contexts = {40};
+  const double one_ms = p.stage_time_s(one, 0) * 1e3;
+  std::vector<std::pair<BatchShape, double>> iterations;
+  for (int64_t decodes : {1, 2, 4, 8, 16}) {
+    BatchShape b;
+    b.decode_contexts.assign(static_cast<size_t>(decodes), 40);
+    iterations.emplace_back(b, p.stage_time_s(b, 0) * 1e3 - 0.5 * one_ms);
+  }
+  p.fit_overhead(iterations, "shorter iterations");
+  EXPECT_THAT(p.sources().at("iteration_overhead"), ::testing::HasSubstr("× operators + 0.0000 ms +"));
+  // The scale (and a per-sequence cost, which may not be negative either) take the difference.
+  EXPECT_GT(p.stage_time_s(one, 0) * 1e3, 0.1 * one_ms);
+  EXPECT_LT(p.stage_time_s(one, 0) * 1e3, one_ms);
+}
+
 TEST(EngineProfile, TimesBothSidesOfTheMatrixVectorLimit) {
   testing::TempDir d;
   const auto profile = write_tiny_engine_profile(d, testing::tiny_llama(256));  // grid: 1, 4, 16, 64, 128 tokens
