@@ -440,7 +440,7 @@ void ExecutionPredictor::fit_overhead(const std::vector<std::pair<BatchShape, do
     Eigen::MatrixXd f(n, static_cast<Eigen::Index>(cols.size()));
     for (size_t j = 0; j < cols.size(); ++j) f.col(static_cast<Eigen::Index>(j)) = features.col(cols[j]);
     const Eigen::VectorXd x = f.colPivHouseholderQr().solve(Eigen::VectorXd::Ones(n));
-    if ((x.tail(x.size() - 1).array() < 0).any()) continue;
+    if (!(x(0) > 0) || (x.tail(x.size() - 1).array() < 0).any()) continue;  // the scale alone always is > 0
     const double residual = (f * x - Eigen::VectorXd::Ones(n)).squaredNorm();
     if (residual >= best) continue;
     best = residual;
