@@ -7,7 +7,6 @@
 #include <cmath>
 #include <fstream>
 #include <chrono>
-#include <numeric>
 #include <stdexcept>
 
 #ifdef _OPENMP
@@ -311,7 +310,7 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
 }
 
 // ---------------------------------------------------------------------------------------------
-// Profiling (the engine's profile mode): times of layer 0's operators on synthetic inputs.
+// Profiling (the engine's profile mode): operator times from forward passes of synthetic batches.
 
 namespace {
 
@@ -325,7 +324,6 @@ double time_once_ms(F&& f, Before&& before) {
   f();
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
-
 
 }  // namespace
 
@@ -415,7 +413,6 @@ void set_num_threads(int n) {
   (void)n;
 #endif
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Sampling and random models

@@ -223,6 +223,15 @@ std::filesystem::path write_tiny_engine_profile(const testing::TempDir& d, const
   return d.path() / "profile";
 }
 
+// A predictor from a tiny model's profile without its whole forwards: the operators alone,
+// nothing fitted yet (scale 1, no overhead).
+ExecutionPredictor operators_only_predictor(const testing::TempDir& d) {
+  const LlamaConfig c = testing::tiny_llama(256);
+  const auto profile = write_tiny_engine_profile(d, c);
+  rewrite_forward(profile / "cpu" / "engine" / "attention.csv", [](const BatchShape&) { return std::string(); });
+  return ExecutionPredictor(engine_model_spec(c), engine_device_spec(), ReplicaLayout{}, profile);
+}
+
 }  // namespace
 
 TEST(Predictor, LearnsTheIterationOverheadFromWholeForwards) {
@@ -251,10 +260,7 @@ TEST(Predictor, LearnsTheIterationOverheadFromWholeForwards) {
 
 TEST(Predictor, OverheadFitReportsTheOperatorsShareOfAnIteration) {
   testing::TempDir d;
-  const LlamaConfig c = testing::tiny_llama(256);
-  const auto profile = write_tiny_engine_profile(d, c);
-  rewrite_forward(profile / "cpu" / "engine" / "attention.csv", [](const BatchShape&) { return std::string(); });
-  ExecutionPredictor p(engine_model_spec(c), engine_device_spec(), ReplicaLayout{}, profile);
+  ExecutionPredictor p = operators_only_predictor(d);
   // Iterations that take twice what the operators predict: they account for half of each.
   std::vector<std::pair<BatchShape, double>> iterations;
   for (int64_t decodes : {1, 3, 8}) {
@@ -271,10 +277,7 @@ TEST(Predictor, IterationsFasterThanTheProfileScaleTheOperatorsDown) {
   // The machine ran 20% faster while serving than while profiling (a shared host's speed
   // drifts): the fit scales the operators by 0.8 instead of needing a negative overhead.
   testing::TempDir d;
-  const LlamaConfig c = testing::tiny_llama(256);
-  const auto profile = write_tiny_engine_profile(d, c);
-  rewrite_forward(profile / "cpu" / "engine" / "attention.csv", [](const BatchShape&) { return std::string(); });
-  ExecutionPredictor p(engine_model_spec(c), engine_device_spec(), ReplicaLayout{}, profile);
+  ExecutionPredictor p = operators_only_predictor(d);
   auto shape = [](int64_t decodes, int64_t chunk) {
     BatchShape b;
     b.decode_contexts.assign(static_cast<size_t>(decodes), 40);
@@ -295,10 +298,7 @@ TEST(Predictor, FittedOverheadsAreNeverNegativeSoNoBatchTakesNoTime) {
   // negative per-iteration overhead would fit them best, and would make a small enough batch
   // take no time at all.
   testing::TempDir d;
-  const LlamaConfig c = testing::tiny_llama(256);
-  const auto profile = write_tiny_engine_profile(d, c);
-  rewrite_forward(profile / "cpu" / "engine" / "attention.csv", [](const BatchShape&) { return std::string(); });
-  ExecutionPredictor p(engine_model_spec(c), engine_device_spec(), ReplicaLayout{}, profile);
+  ExecutionPredictor p = operators_only_predictor(d);
   BatchShape one;
   one.decode_contexts = {40};
   const double one_ms = p.stage_time_s(one, 0) * 1e3;
