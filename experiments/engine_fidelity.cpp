@@ -193,6 +193,8 @@ class EngineFidelity final : public Experiment {
           {"measured_s", ColumnType::kFloat64, "s", "the engine's iteration: scheduling, forward, sampling, bookkeeping"},
           {"predicted_s", ColumnType::kFloat64, "s", "the simulator's time for the same batch"},
           {"idle_before_s", ColumnType::kFloat64, "s", "the engine's wait for arrivals since its previous iteration"},
+          {"decode_context", ColumnType::kFloat64, "tokens", "mean cached tokens of the batch's decodes (0: none)"},
+          {"prefill_context", ColumnType::kInt64, "tokens", "cached tokens before the batch's prefill chunks, summed"},
       });
       // Each iteration's start (its end, when the callback runs, less its time) after the previous
       // iteration's end: how long the engine sat idle before it.
@@ -205,8 +207,12 @@ class EngineFidelity final : public Experiment {
             previous_end = end;
             const BatchShape shape = BatchShape::of(b);
             const double p = predictor.stage_time_s(shape, 0);
-            iterations.append({static_cast<int64_t>(shape.decode_contexts.size()),
-                               shape.num_tokens() - static_cast<int64_t>(shape.decode_contexts.size()), s, p, idle});
+            const auto decodes = static_cast<int64_t>(shape.decode_contexts.size());
+            double decode_context = 0;
+            for (int64_t c : shape.decode_contexts) decode_context += static_cast<double>(c) / static_cast<double>(decodes);
+            int64_t prefill_context = 0;
+            for (const auto& chunk : shape.prefills) prefill_context += chunk.context;
+            iterations.append({decodes, shape.num_tokens() - decodes, s, p, idle, decode_context, prefill_context});
             measured += s;
             predicted += p;
             ratios.push_back(p / s);

@@ -217,7 +217,7 @@ TEST_F(ServingCli, EngineProfileFeedsTheSimulatorAndFidelityReportsErrors) {
   for (const char* load : {"50", "85"}) {
     EXPECT_EQ(res->read_table(fmt::format("/fidelity/engine_{}pct/requests", load)).rows, 30) << load;
     EXPECT_EQ(res->read_table(fmt::format("/fidelity/simulator_{}pct/requests", load)).rows, 30) << load;
-    // decodes, prefill tokens, measured, predicted, idle before
+    // decodes, prefill tokens, measured, predicted, idle before, decode context, prefill context
     auto it = res->read_table(fmt::format("/fidelity/iterations_{}pct", load));
     ASSERT_GT(it.rows, 0) << load;
     for (int64_t i = 0; i < it.rows; ++i) {
@@ -226,6 +226,10 @@ TEST_F(ServingCli, EngineProfileFeedsTheSimulatorAndFidelityReportsErrors) {
       EXPECT_GT(it.values[2][row], 0) << load << "% row " << i;
       EXPECT_GT(it.values[3][row], 0) << load << "% row " << i;
       EXPECT_GE(it.values[4][row], 0) << load << "% row " << i;
+      // Decodes attend to at least their prompt; a batch without decodes has context 0.
+      if (it.values[0][row] > 0) EXPECT_GE(it.values[5][row], 1) << load << "% row " << i;
+      else EXPECT_EQ(it.values[5][row], 0) << load << "% row " << i;
+      EXPECT_GE(it.values[6][row], 0) << load << "% row " << i;
     }
   }
   EXPECT_GT(res->read_table("/fidelity/calibration_iterations").rows, 0);
