@@ -80,8 +80,9 @@ struct FidelityRow {
   double engine() const { return median_of(engine_runs); }
   double error_pct() const { return pct(simulator, engine()); }
   double noise_pct() const {  // the run farthest from the median
+    const double median = engine();
     double worst = 0;
-    for (double v : engine_runs) worst = std::max(worst, pct(v, engine()));
+    for (double v : engine_runs) worst = std::max(worst, pct(v, median));
     return worst;
   }
 };

@@ -90,9 +90,15 @@ void write_engine_profile(const LlamaModel& model, const ProfileGrid& grid, cons
     for (const auto& [op, ms] : one_rep) to[op].push_back(ms);
   };
   for (int pass = 0; pass < grid.repetitions; ++pass) {
-    for (size_t i = 0; i < token_points.size(); ++i) add(token_ms[i], model.profile_token_ops(token_points[i]));
-    for (size_t i = 0; i < attn_points.size(); ++i)
-      add(attn_ms[i], model.profile_attention(attn_points[i].batch, attn_points[i].chunk, attn_points[i].kv));
+    // Token-level operators: `n` sequences of one token each, so the layers see `n` rows and the
+    // LM head `n` sequences; the CSV keeps the columns it has (kTokenOps).
+    for (size_t i = 0; i < token_points.size(); ++i) add(token_ms[i], model.profile_forward(token_points[i], 1, 0));
+    for (size_t i = 0; i < attn_points.size(); ++i) {
+      const AttnPoint& p = attn_points[i];
+      auto t = model.profile_forward(p.batch, std::max<int64_t>(p.chunk, 1), p.kv);
+      t[p.chunk > 0 ? "attn_prefill" : "attn_decode"] = t.at("attention");
+      add(attn_ms[i], t);
+    }
   }
   auto stats = [](const Samples& ms) {
     std::map<std::string, OpTime> out;

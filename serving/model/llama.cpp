@@ -362,9 +362,6 @@ double LlamaModel::time_as_in_a_forward(const std::function<void()>& f) const {
   return time_once_ms(f, read_weights);
 }
 
-// A forward over `batch` sequences of `new_tokens` each after `kv` cached tokens (contents
-// irrelevant to the time), timed per operator inside the forward: per layer (the mean over the
-// layers) under Vidur's names and "attention", "lm_head" once, and "forward" for the whole pass.
 LlamaModel::OperatorMs LlamaModel::profile_forward(int64_t batch, int64_t new_tokens, int64_t kv) const {
   const int64_t bs = 16, blocks_per_seq = (kv + new_tokens + bs - 1) / bs;
   KvCache cache(cfg_, batch * blocks_per_seq, bs);
@@ -386,24 +383,6 @@ LlamaModel::OperatorMs LlamaModel::profile_forward(int64_t batch, int64_t new_to
   out["add"] = 0;  // fused into attn_post_proj and mlp_down_proj
   out["forward"] = whole;
   return out;
-}
-
-std::map<std::string, double> LlamaModel::profile_token_ops(int64_t num_tokens) const {
-  // `num_tokens` sequences of one token each: the token-level operators see `num_tokens` rows
-  // and the LM head as many sequences, whatever the attention does.
-  OperatorMs t = profile_forward(num_tokens, 1, 0);
-  std::map<std::string, double> out;
-  for (const char* op : {"input_layernorm", "attn_pre_proj", "attn_rope", "attn_post_proj", "post_attention_layernorm",
-                         "mlp_up_proj", "mlp_act", "mlp_down_proj", "add", "lm_head"})
-    out[op] = t.at(op);
-  return out;
-}
-
-std::map<std::string, double> LlamaModel::profile_attention(int64_t batch, int64_t chunk, int64_t kv) const {
-  OperatorMs t = profile_forward(batch, std::max<int64_t>(chunk, 1), kv);
-  return {{"attn_kv_cache_save", t.at("attn_kv_cache_save")},
-          {chunk > 0 ? "attn_prefill" : "attn_decode", t.at("attention")},
-          {"forward", t.at("forward")}};
 }
 
 void set_num_threads(int n) {

@@ -87,22 +87,20 @@ class LlamaModel {
   // positions past max_position_embeddings throw std::invalid_argument naming the item.
   std::vector<float> forward(const std::vector<ForwardItem>& items, KvCache& cache) const;
 
-  // Profile mode: one timed run, in milliseconds, of the operators under Vidur's names (the
-  // profiler repeats and aggregates), each timed inside a real forward pass and averaged over
-  // the layers, so that the caches, thread wake-ups and temporaries are as when serving; before
-  // it every weight a forward reads is read, so the weights are in cache only if the whole model
-  // fits there. Token-level ops for `num_tokens` rows (plus "lm_head": final norm and LM head for
-  // that many sequences, once per iteration); attention for one prefill of `chunk` tokens after
-  // `kv` cached (chunk > 0) or `batch` decodes over `kv` cached tokens each (chunk = 0), with
-  // "forward", the whole pass: what the operators leave out (embedding, gathers) shows there.
-  std::map<std::string, double> profile_token_ops(int64_t num_tokens) const;
-  std::map<std::string, double> profile_attention(int64_t batch, int64_t chunk, int64_t kv) const;
+  // Profile mode: one timed forward pass, in milliseconds per operator (the profiler repeats
+  // and aggregates), over `batch` sequences of `new_tokens` each after `kv` cached tokens. Each
+  // operator is timed inside the pass, so that caches, thread wake-ups and temporaries are as
+  // when serving, and averaged over the layers, under Vidur's names ("attention" for the
+  // attention itself); "lm_head" (final norm and LM head, once per pass) and "forward" (the
+  // whole pass: what the operators leave out, embedding and gathers, shows there). Before it
+  // every weight a forward reads is read, so the weights are in cache only if the whole model
+  // fits there.
+  using OperatorMs = std::map<std::string, double>;
+  OperatorMs profile_forward(int64_t batch, int64_t new_tokens, int64_t kv) const;
 
  private:
-  using OperatorMs = std::map<std::string, double>;
   // forward(), adding each operator's time to `times` when given.
   std::vector<float> forward(const std::vector<ForwardItem>& items, KvCache& cache, OperatorMs* times) const;
-  OperatorMs profile_forward(int64_t batch, int64_t new_tokens, int64_t kv) const;
   // One timed run of `f` (ms) after every weight a forward reads has been read (the caches as a
   // forward leaves them).
   double time_as_in_a_forward(const std::function<void()>& f) const;
