@@ -183,33 +183,72 @@ TEST(MemoryPlanner, CountsWeightsAndKvPerToken) {
 namespace xp::serving {
 namespace {
 
-// Rewrites the `forward` median of every row of an engine profile's attention.csv with
-// value(shape of the row); "" leaves the row without a whole-forward time.
-void rewrite_forward(const std::filesystem::path& file, const std::function<std::string(const BatchShape&)>& value) {
+// Rewrites every data row of a profile CSV: `edit` gets a column's index by name and the row's
+// cells.
+using ColumnIndex = std::function<size_t(const std::string&)>;
+void rewrite_rows(const std::filesystem::path& file,
+                  const std::function<void(const std::vector<std::string>& header, const ColumnIndex& col,
+                                           std::vector<std::string>& cells)>& edit) {
   std::ifstream in(file);
   std::string line, out;
   std::getline(in, line);
   out = line + "\n";
   std::vector<std::string> header;
   for (std::stringstream ss(line); std::getline(ss, line, ',');) header.push_back(line);
-  auto col = [&](const std::string& name) { return static_cast<size_t>(std::find(header.begin(), header.end(), name) - header.begin()); };
-  const size_t forward = col("time_stats.forward.median"), batch = col("batch_size"), chunk = col("prefill_chunk_size"),
-               kv = col("kv_cache_size"), prefill = col("is_prefill");
-  ASSERT_LT(forward, header.size());
+  const ColumnIndex col = [&](const std::string& name) {
+    const auto i = static_cast<size_t>(std::find(header.begin(), header.end(), name) - header.begin());
+    if (i == header.size()) throw std::runtime_error(file.string() + " has no column " + name);
+    return i;
+  };
   while (std::getline(in, line)) {
     std::vector<std::string> cells;
     for (std::stringstream ss(line); std::getline(ss, line, ',');) cells.push_back(line);
-    BatchShape b;
-    if (cells[prefill] == "True") b.prefills.push_back({std::stoll(cells[chunk]), std::stoll(cells[kv])});
-    else b.decode_contexts.assign(std::stoull(cells[batch]), std::stoll(cells[kv]));
-    cells[forward] = value(b);
+    edit(header, col, cells);
     for (size_t i = 0; i < cells.size(); ++i) out += cells[i] + (i + 1 < cells.size() ? "," : "\n");
   }
   in.close();
   std::ofstream(file) << out;
 }
 
-// A tiny model's engine profile under <d>/profile (coarse grid, one repetition).
+// The batch an attention.csv row describes.
+BatchShape attention_row_shape(const ColumnIndex& col, const std::vector<std::string>& cells) {
+  BatchShape b;
+  if (cells[col("is_prefill")] == "True")
+    b.prefills.push_back({std::stoll(cells[col("prefill_chunk_size")]), std::stoll(cells[col("kv_cache_size")])});
+  else b.decode_contexts.assign(std::stoull(cells[col("batch_size")]), std::stoll(cells[col("kv_cache_size")]));
+  return b;
+}
+
+// Rewrites the `forward` median of every row of an engine profile's attention.csv with
+// value(shape of the row); "" leaves the row without a whole-forward time.
+void rewrite_forward(const std::filesystem::path& file, const std::function<std::string(const BatchShape&)>& value) {
+  rewrite_rows(file, [&](const std::vector<std::string>&, const ColumnIndex& col, std::vector<std::string>& cells) {
+    cells[col("time_stats.forward.median")] = value(attention_row_shape(col, cells));
+  });
+}
+
+// Replaces the measured operator medians of an engine profile by times that grow linearly with
+// the tokens and the context, so that tests of fits to them do not depend on how busy the
+// machine was while it profiled (one repetition under load can time a one-row decode 20× slow).
+void make_operator_times_deterministic(const std::filesystem::path& profile) {
+  const auto dir = profile / "cpu" / "engine";
+  auto set_medians = [](const std::vector<std::string>& header, std::vector<std::string>& cells, double ms) {
+    for (size_t i = 0; i < header.size(); ++i)
+      if (header[i].starts_with("time_stats.") && header[i].ends_with(".median") && header[i] != "time_stats.forward.median")
+        cells[i] = fmt::format("{:.12g}", ms);
+  };
+  rewrite_rows(dir / "mlp.csv", [&](const std::vector<std::string>& header, const ColumnIndex& col, std::vector<std::string>& cells) {
+    set_medians(header, cells, 0.01 + 0.002 * std::stod(cells[col("num_tokens")]));
+  });
+  rewrite_rows(dir / "attention.csv", [&](const std::vector<std::string>& header, const ColumnIndex& col, std::vector<std::string>& cells) {
+    const BatchShape b = attention_row_shape(col, cells);
+    double ms = 0.01;
+    for (const auto& p : b.prefills) ms += 1e-5 * static_cast<double>(p.chunk * (p.context + p.chunk));
+    for (int64_t kv : b.decode_contexts) ms += 1e-4 * static_cast<double>(kv);
+    set_medians(header, cells, ms);
+  });
+}
+
 std::filesystem::path write_tiny_engine_profile(const testing::TempDir& d, const LlamaConfig& c) {
   write_random_llama(d.path() / "m", c, 1);
   ProfileGrid grid;
@@ -223,11 +262,12 @@ std::filesystem::path write_tiny_engine_profile(const testing::TempDir& d, const
   return d.path() / "profile";
 }
 
-// A predictor from a tiny model's profile without its whole forwards: the operators alone,
-// nothing fitted yet (scale 1, no overhead).
+// A predictor from a tiny model's profile without its whole forwards: the operators alone (at
+// deterministic times), nothing fitted yet (scale 1, no overhead).
 ExecutionPredictor operators_only_predictor(const testing::TempDir& d) {
   const LlamaConfig c = testing::tiny_llama(256);
   const auto profile = write_tiny_engine_profile(d, c);
+  make_operator_times_deterministic(profile);
   rewrite_forward(profile / "cpu" / "engine" / "attention.csv", [](const BatchShape&) { return std::string(); });
   return ExecutionPredictor(engine_model_spec(c), engine_device_spec(), ReplicaLayout{}, profile);
 }
