@@ -193,37 +193,60 @@ struct LayerOps {
   }
 
   // attn_prefill / attn_decode: each item attends over its cached sequence; query i sees keys
-  // 0..start+i (causal, aligned bottom-right).
+  // 0..start+i (causal, aligned bottom-right). The items' heads are split into OpenMP tasks: a
+  // decode is one task (its keys gathered as whole cache rows: a task per head would stride
+  // through the same rows once per head, 8% slower at 32 decodes), a prompt chunk one task per
+  // KV head (its products are large; one task would leave the other cores idle). The split
+  // depends on the batch alone and Eigen runs single-threaded inside a parallel region, so each
+  // head is computed the same way on any thread and results do not depend on the thread count.
   void attend(const std::vector<ForwardItem>& items, const Mat& q, int64_t layer, KvCache& cache, Mat& attn) const {
     const int64_t d = c.head_dim(), hq = c.num_attention_heads, hkv = c.num_key_value_heads, bs = cache.block_size();
     const int64_t group = hq / hkv;
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
     attn.resize(q.rows(), hq * d);
-    int64_t r0 = 0;
-    Mat kc, vc, s;
+    struct Task {
+      const ForwardItem* item;
+      int64_t first_row, kv_head, kv_heads;
+    };
+    std::vector<Task> tasks;
+    int64_t first_row = 0;
     for (const auto& it : items) {
-      int64_t n = static_cast<int64_t>(it.tokens.size()), len = it.start_position + n;
-      kc.resize(len, hkv * d);
-      vc.resize(len, hkv * d);
-      for (int64_t p = 0; p < len; ++p) {
-        int64_t slot = (*it.block_table)[static_cast<size_t>(p / bs)] * bs + p % bs;
-        std::copy_n(cache.k(layer, slot), hkv * d, kc.row(p).data());
-        std::copy_n(cache.v(layer, slot), hkv * d, vc.row(p).data());
-      }
-      for (int64_t h = 0; h < hq; ++h) {
-        int64_t kvh = h / group;
-        s.noalias() = (q.block(r0, h * d, n, d) * kc.block(0, kvh * d, len, d).transpose()) * scale;
-        for (int64_t i = 0; i < n; ++i) {
-          int64_t visible = it.start_position + i + 1;  // keys past it are masked out
-          auto row = s.row(i);
-          float m = row.head(visible).maxCoeff();
-          row.head(visible) = (row.head(visible).array() - m).exp().matrix();  // vectorised exp
-          row.tail(len - visible).setZero();
-          row /= row.head(visible).sum();
+      const auto n = static_cast<int64_t>(it.tokens.size());
+      if (n == 1) tasks.push_back({&it, first_row, 0, hkv});
+      else
+        for (int64_t h = 0; h < hkv; ++h) tasks.push_back({&it, first_row, h, 1});
+      first_row += n;
+    }
+#pragma omp parallel
+    {
+      Mat kc, vc, s;  // per thread, reused across its tasks
+#pragma omp for schedule(dynamic)
+      for (size_t t = 0; t < tasks.size(); ++t) {
+        const Task& task = tasks[t];
+        const ForwardItem& it = *task.item;
+        const int64_t n = static_cast<int64_t>(it.tokens.size()), len = it.start_position + n, width = task.kv_heads * d;
+        kc.resize(len, width);
+        vc.resize(len, width);
+        for (int64_t p = 0; p < len; ++p) {
+          const int64_t slot = (*it.block_table)[static_cast<size_t>(p / bs)] * bs + p % bs;
+          std::copy_n(cache.k(layer, slot) + task.kv_head * d, width, kc.row(p).data());
+          std::copy_n(cache.v(layer, slot) + task.kv_head * d, width, vc.row(p).data());
         }
-        attn.block(r0, h * d, n, d).noalias() = s * vc.block(0, kvh * d, len, d);
+        for (int64_t kvh = 0; kvh < task.kv_heads; ++kvh)
+          for (int64_t g = 0; g < group; ++g) {
+            const int64_t h = (task.kv_head + kvh) * group + g;
+            s.noalias() = (q.block(task.first_row, h * d, n, d) * kc.middleCols(kvh * d, d).transpose()) * scale;
+            for (int64_t i = 0; i < n; ++i) {
+              const int64_t visible = it.start_position + i + 1;  // keys past it are masked out
+              auto row = s.row(i);
+              const float m = row.head(visible).maxCoeff();
+              row.head(visible) = (row.head(visible).array() - m).exp().matrix();  // vectorised exp
+              row.tail(len - visible).setZero();
+              row /= row.head(visible).sum();
+            }
+            attn.block(task.first_row, h * d, n, d).noalias() = s * vc.middleCols(kvh * d, d);
+          }
       }
-      r0 += n;
     }
   }
 };
