@@ -416,52 +416,79 @@ double ExecutionPredictor::operators_ms(const BatchShape& b, bool last_stage) co
 // (each row weighted by 1/time): latency metrics are compared relatively, and plain least squares
 // lets the few long prefill iterations set the coefficients at the expense of the many short
 // decodes that make up TBT.
+namespace {
+bool has_prompt_chunk(const BatchShape& b) { return !b.prefills.empty(); }
+}  // namespace
+
+// Two scales, one for iterations with a prompt chunk and one for decode-only iterations: the
+// first are compute-bound GEMMs, the second stream the weights from memory, and the profile's
+// ratio between the two need not be the serving iterations' (a shared host's neighbours slow
+// one more than the other; in one run a single scale left the calibration iterations' prompt
+// chunks 10% fast and its decodes 6% slow). Residuals are weighted by 1/√time, between relative
+// errors (which let the many short decodes outvote the long prompt chunks: the fitted times
+// summed to 0.94–0.99 of the iterations they were fitted to, and every simulated latency came
+// out low) and absolute ones (which ignore the short decodes that decide TBT).
 void ExecutionPredictor::fit_overhead(const std::vector<std::pair<BatchShape, double>>& iterations_ms,
                                       const std::string& source) {
   if (iterations_ms.empty()) throw std::invalid_argument("fit_overhead: no iterations to fit");
   const auto n = static_cast<Eigen::Index>(iterations_ms.size());
-  Eigen::MatrixXd features(n, 3);
+  // Columns: operators of iterations with a prompt chunk, of decode-only ones, 1, sequences.
+  Eigen::MatrixXd features(n, 4);
+  Eigen::VectorXd target(n);
   std::vector<double> share(static_cast<size_t>(n));  // operators / whole iteration
+  bool kinds[2] = {false, false};
   for (Eigen::Index i = 0; i < n; ++i) {
     const auto& [b, ms] = iterations_ms[static_cast<size_t>(i)];
     if (!(ms > 0)) throw std::invalid_argument(fmt::format("fit_overhead: iteration {} took {} ms", i, ms));
-    const double ops = operators_ms(b, /*last_stage=*/true);
+    const double ops = operators_ms(b, /*last_stage=*/true), w = 1 / std::sqrt(ms);
+    const bool chunk = has_prompt_chunk(b);
+    kinds[chunk ? 0 : 1] = true;
     share[static_cast<size_t>(i)] = ops / ms;
-    features.row(i) << ops / ms, 1.0 / ms, static_cast<double>(b.prefills.size() + b.decode_contexts.size()) / ms;
+    features.row(i) << (chunk ? ops * w : 0), (chunk ? 0 : ops * w), w,
+        static_cast<double>(b.prefills.size() + b.decode_contexts.size()) * w;
+    target(i) = ms * w;
   }
+  // Only the kinds present get a scale of their own; a missing one takes the other's.
+  std::vector<Eigen::Index> scales;
+  if (kinds[0]) scales.push_back(0);
+  if (kinds[1]) scales.push_back(1);
   // The best fit among those that leave out any overhead term that would come out negative:
-  // with three unknowns, trying each subset of the two overheads is the exact constrained fit.
-  Eigen::Vector3d c(0, 0, 0);
+  // trying each subset of the two overheads is the exact constrained fit.
+  Eigen::Vector4d c(0, 0, 0, 0);
   double best = std::numeric_limits<double>::infinity();
   for (int keep = 0; keep < 4; ++keep) {  // bit 0: c0, bit 1: c1
-    std::vector<Eigen::Index> cols = {0};
-    if (keep & 1) cols.push_back(1);
-    if (keep & 2) cols.push_back(2);
+    std::vector<Eigen::Index> cols = scales;
+    if (keep & 1) cols.push_back(2);
+    if (keep & 2) cols.push_back(3);
     Eigen::MatrixXd f(n, static_cast<Eigen::Index>(cols.size()));
     for (size_t j = 0; j < cols.size(); ++j) f.col(static_cast<Eigen::Index>(j)) = features.col(cols[j]);
-    const Eigen::VectorXd x = f.colPivHouseholderQr().solve(Eigen::VectorXd::Ones(n));
-    if (!(x(0) > 0) || (x.tail(x.size() - 1).array() < 0).any()) continue;  // the scale alone always is > 0
-    const double residual = (f * x - Eigen::VectorXd::Ones(n)).squaredNorm();
+    const Eigen::VectorXd x = f.colPivHouseholderQr().solve(target);
+    const auto k = static_cast<Eigen::Index>(scales.size());
+    if (!(x.head(k).array() > 0).all() || (x.tail(x.size() - k).array() < 0).any()) continue;
+    const double residual = (f * x - target).squaredNorm();
     if (residual >= best) continue;
     best = residual;
     c.setZero();
     for (size_t j = 0; j < cols.size(); ++j) c(cols[j]) = x(static_cast<Eigen::Index>(j));
   }
-  operators_scale_ = c(0);
-  overhead_ms_ = {c(1), c(2)};
+  if (!(best < std::numeric_limits<double>::infinity()))
+    throw std::invalid_argument(fmt::format("fit_overhead: no positive scale fits the iterations of {}", source));
+  operators_scale_ = {kinds[0] ? c(0) : c(1), kinds[1] ? c(1) : c(0)};
+  overhead_ms_ = {c(2), c(3)};
   // How much of each iteration the operators account for: far from 1 means the profile did not
   // time the operators as the iterations run them (weights hot in cache, a machine busier or
-  // quieter than while profiling), and the scale and overhead are standing in for the difference.
+  // quieter than while profiling), and the scales and overhead are standing in for the difference.
   std::sort(share.begin(), share.end());
   sources_["iteration_overhead"] = fmt::format(
-      "{} against the operators (which account for {:.2f}–{:.2f} of an iteration, median {:.2f}): {:.4f} × operators + "
-      "{:.4f} ms + {:.5f} ms/sequence",
-      source, share.front(), share.back(), share[share.size() / 2], c(0), c(1), c(2));
+      "{} against the operators (which account for {:.2f}–{:.2f} of an iteration, median {:.2f}): {:.4f} × operators "
+      "(batches with a prompt chunk; decode-only batches: {:.4f} ×) + {:.4f} ms + {:.5f} ms/sequence",
+      source, share.front(), share.back(), share[share.size() / 2], operators_scale_[0], operators_scale_[1],
+      overhead_ms_[0], overhead_ms_[1]);
 }
 
 double ExecutionPredictor::stage_time_s(const BatchShape& b, int64_t stage) const {
   const bool last = stage == layout_.pipeline_parallel - 1;
-  double ms = operators_scale_ * operators_ms(b, last);
+  double ms = operators_scale_[has_prompt_chunk(b) ? 0 : 1] * operators_ms(b, last);
   if (last) ms += overhead_ms_[0] + overhead_ms_[1] * static_cast<double>(b.prefills.size() + b.decode_contexts.size());
   return std::max(0.0, ms) * 1e-3;
 }

@@ -72,7 +72,8 @@ class ExecutionPredictor final : public StageTimer {
   double peak_flops() const { return device_.fp16_tflops * 1e12; }
 
   // Refits how whole iterations of a single-stage replica (milliseconds) relate to the
-  // operators: a scale on the operators and the last stage's overhead beyond them. The
+  // operators: a scale on the operators (one for batches with a prompt chunk, one for
+  // decode-only batches) and the last stage's overhead beyond them. The
   // constructor does so from an engine profile's whole forwards; the engine fidelity experiment
   // again from iterations timed while the engine serves (CPU overheads, as Vidur profiles them on
   // the real system).
@@ -99,9 +100,10 @@ class ExecutionPredictor final : public StageTimer {
   Curve all_reduce_, send_recv_;  // by message bytes
   Curve lm_head_;                 // by sequences in the batch, once per iteration (engine profiles)
   Curve kv_save_;                 // by tokens written (engine profiles)
-  // An iteration = operators_scale_ · operators + overhead_ms_[0] + overhead_ms_[1] · sequences
-  // (on the last stage), fitted to whole iterations (engine profiles; else 1 and none).
-  double operators_scale_ = 1;
+  // An iteration = operators_scale_[k] · operators + overhead_ms_[0] + overhead_ms_[1] · sequences
+  // (on the last stage), k = 0 for batches with a prompt chunk, 1 for decode-only ones, fitted to
+  // whole iterations (engine profiles; else 1 and none).
+  std::array<double, 2> operators_scale_ = {1, 1};
   std::array<double, 2> overhead_ms_ = {0, 0};
   double prefill_coef_[3] = {0, 0, 0}, decode_coef_[3] = {0, 0, 0};  // c0 + a·flop_s + b·byte_s
   std::map<std::string, std::string> sources_;

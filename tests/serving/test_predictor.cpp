@@ -333,6 +333,52 @@ TEST(Predictor, IterationsFasterThanTheProfileScaleTheOperatorsDown) {
   EXPECT_NEAR(p.stage_time_s(unseen, 0), 0.8 * before, 1e-9);
 }
 
+TEST(Predictor, PromptChunksAndDecodesEachGetTheirOwnScale) {
+  // Serving ran the prompt chunks (compute-bound) 20% slower and the decodes (memory-bound) 10%
+  // faster than the profile timed their operators, as a shared host's neighbours can: one
+  // scale would leave both off.
+  testing::TempDir d;
+  ExecutionPredictor p = operators_only_predictor(d);
+  auto shape = [](int64_t decodes, int64_t chunk) {
+    BatchShape b;
+    b.decode_contexts.assign(static_cast<size_t>(decodes), 40);
+    if (chunk) b.prefills.push_back({chunk, 0});
+    return b;
+  };
+  auto slowdown = [](const BatchShape& b) { return b.prefills.empty() ? 0.9 : 1.2; };
+  std::vector<std::pair<BatchShape, double>> iterations;
+  for (auto [decodes, chunk] : {std::pair{1, 0}, {3, 0}, {8, 0}, {2, 32}, {0, 100}, {4, 64}}) {
+    const BatchShape b = shape(decodes, chunk);
+    iterations.emplace_back(b, slowdown(b) * p.stage_time_s(b, 0) * 1e3);
+  }
+  const BatchShape unseen_decodes = shape(5, 0), unseen_mixed = shape(5, 60);
+  const double decodes_before = p.stage_time_s(unseen_decodes, 0), mixed_before = p.stage_time_s(unseen_mixed, 0);
+  p.fit_overhead(iterations, "chunks slower, decodes faster");
+  EXPECT_NEAR(p.stage_time_s(unseen_decodes, 0), 0.9 * decodes_before, 1e-9);
+  EXPECT_NEAR(p.stage_time_s(unseen_mixed, 0), 1.2 * mixed_before, 1e-9);
+}
+
+TEST(Predictor, NoisyIterationsAreNotFittedAsLowAsRelativeErrorsWould) {
+  // Each batch timed twice, once 30% fast and once 30% slow (a shared host): least squares on
+  // relative errors would fit 0.84 of the mean (a slow iteration's error counts less than a fast
+  // one's), least squares weighted by 1/√time 0.91, plain least squares 1.0.
+  testing::TempDir d;
+  ExecutionPredictor p = operators_only_predictor(d);
+  std::vector<std::pair<BatchShape, double>> iterations;
+  double measured = 0;
+  for (int64_t decodes : {1, 2, 4, 8})
+    for (double noise : {0.7, 1.3}) {
+      BatchShape b;
+      b.decode_contexts.assign(static_cast<size_t>(decodes), 40);
+      iterations.emplace_back(b, noise * p.stage_time_s(b, 0) * 1e3);
+      measured += iterations.back().second;
+    }
+  p.fit_overhead(iterations, "noisy iterations");
+  double fitted = 0;
+  for (const auto& [b, ms] : iterations) fitted += p.stage_time_s(b, 0) * 1e3;
+  EXPECT_NEAR(fitted / measured, 0.91, 0.01);
+}
+
 TEST(Predictor, FittedOverheadsAreNeverNegativeSoNoBatchTakesNoTime) {
   // Iterations a fixed time (half a one-row decode's operators) shorter than their operators: a
   // negative per-iteration overhead would fit them best, and would make a small enough batch
@@ -349,7 +395,7 @@ TEST(Predictor, FittedOverheadsAreNeverNegativeSoNoBatchTakesNoTime) {
     iterations.emplace_back(b, p.stage_time_s(b, 0) * 1e3 - 0.5 * one_ms);
   }
   p.fit_overhead(iterations, "shorter iterations");
-  EXPECT_THAT(p.sources().at("iteration_overhead"), ::testing::HasSubstr("× operators + 0.0000 ms +"));
+  EXPECT_THAT(p.sources().at("iteration_overhead"), ::testing::HasSubstr("×) + 0.0000 ms +"));
   // The scale (and a per-sequence cost, which may not be negative either) take the difference.
   EXPECT_GT(p.stage_time_s(one, 0) * 1e3, 0.1 * one_ms);
   EXPECT_LT(p.stage_time_s(one, 0) * 1e3, one_ms);
