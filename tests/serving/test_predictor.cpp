@@ -272,6 +272,14 @@ ExecutionPredictor operators_only_predictor(const testing::TempDir& d) {
   return ExecutionPredictor(engine_model_spec(c), engine_device_spec(), ReplicaLayout{}, profile);
 }
 
+// `decodes` decodes over 40 cached tokens and, with `chunk`, a prompt chunk without a prefix.
+BatchShape batch_of(int64_t decodes, int64_t chunk = 0) {
+  BatchShape b;
+  b.decode_contexts.assign(static_cast<size_t>(decodes), 40);
+  if (chunk) b.prefills.push_back({chunk, 0});
+  return b;
+}
+
 }  // namespace
 
 TEST(Predictor, LearnsTheIterationOverheadFromWholeForwards) {
@@ -303,12 +311,8 @@ TEST(Predictor, OverheadFitReportsTheOperatorsShareOfAnIteration) {
   ExecutionPredictor p = operators_only_predictor(d);
   // Iterations that take twice what the operators predict: they account for half of each.
   std::vector<std::pair<BatchShape, double>> iterations;
-  for (int64_t decodes : {1, 3, 8}) {
-    BatchShape b;
-    b.decode_contexts.assign(static_cast<size_t>(decodes), 40);
-    if (decodes == 3) b.prefills.push_back({32, 0});
+  for (const BatchShape& b : {batch_of(1), batch_of(3, 32), batch_of(8)})
     iterations.emplace_back(b, 2 * p.stage_time_s(b, 0) * 1e3);
-  }
   p.fit_overhead(iterations, "doubled iterations");
   EXPECT_THAT(p.sources().at("iteration_overhead"), ::testing::HasSubstr("account for 0.50–0.50 of an iteration, median 0.50"));
 }
@@ -318,16 +322,10 @@ TEST(Predictor, IterationsFasterThanTheProfileScaleTheOperatorsDown) {
   // drifts): the fit scales the operators by 0.8 instead of needing a negative overhead.
   testing::TempDir d;
   ExecutionPredictor p = operators_only_predictor(d);
-  auto shape = [](int64_t decodes, int64_t chunk) {
-    BatchShape b;
-    b.decode_contexts.assign(static_cast<size_t>(decodes), 40);
-    if (chunk) b.prefills.push_back({chunk, 0});
-    return b;
-  };
   std::vector<std::pair<BatchShape, double>> iterations;
   for (auto [decodes, chunk] : {std::pair{1, 0}, {3, 0}, {8, 0}, {2, 32}, {0, 100}})
-    iterations.emplace_back(shape(decodes, chunk), 0.8 * p.stage_time_s(shape(decodes, chunk), 0) * 1e3);
-  const BatchShape unseen = shape(5, 60);
+    iterations.emplace_back(batch_of(decodes, chunk), 0.8 * p.stage_time_s(batch_of(decodes, chunk), 0) * 1e3);
+  const BatchShape unseen = batch_of(5, 60);
   const double before = p.stage_time_s(unseen, 0);
   p.fit_overhead(iterations, "faster iterations");
   EXPECT_NEAR(p.stage_time_s(unseen, 0), 0.8 * before, 1e-9);
@@ -339,19 +337,13 @@ TEST(Predictor, PromptChunksAndDecodesEachGetTheirOwnScale) {
   // scale would leave both off.
   testing::TempDir d;
   ExecutionPredictor p = operators_only_predictor(d);
-  auto shape = [](int64_t decodes, int64_t chunk) {
-    BatchShape b;
-    b.decode_contexts.assign(static_cast<size_t>(decodes), 40);
-    if (chunk) b.prefills.push_back({chunk, 0});
-    return b;
-  };
   auto slowdown = [](const BatchShape& b) { return b.prefills.empty() ? 0.9 : 1.2; };
   std::vector<std::pair<BatchShape, double>> iterations;
   for (auto [decodes, chunk] : {std::pair{1, 0}, {3, 0}, {8, 0}, {2, 32}, {0, 100}, {4, 64}}) {
-    const BatchShape b = shape(decodes, chunk);
+    const BatchShape b = batch_of(decodes, chunk);
     iterations.emplace_back(b, slowdown(b) * p.stage_time_s(b, 0) * 1e3);
   }
-  const BatchShape unseen_decodes = shape(5, 0), unseen_mixed = shape(5, 60);
+  const BatchShape unseen_decodes = batch_of(5), unseen_mixed = batch_of(5, 60);
   const double decodes_before = p.stage_time_s(unseen_decodes, 0), mixed_before = p.stage_time_s(unseen_mixed, 0);
   p.fit_overhead(iterations, "chunks slower, decodes faster");
   EXPECT_NEAR(p.stage_time_s(unseen_decodes, 0), 0.9 * decodes_before, 1e-9);
@@ -368,9 +360,7 @@ TEST(Predictor, NoisyIterationsAreNotFittedAsLowAsRelativeErrorsWould) {
   double measured = 0;
   for (int64_t decodes : {1, 2, 4, 8})
     for (double noise : {0.7, 1.3}) {
-      BatchShape b;
-      b.decode_contexts.assign(static_cast<size_t>(decodes), 40);
-      iterations.emplace_back(b, noise * p.stage_time_s(b, 0) * 1e3);
+      iterations.emplace_back(batch_of(decodes), noise * p.stage_time_s(batch_of(decodes), 0) * 1e3);
       measured += iterations.back().second;
     }
   p.fit_overhead(iterations, "noisy iterations");
@@ -385,15 +375,11 @@ TEST(Predictor, FittedOverheadsAreNeverNegativeSoNoBatchTakesNoTime) {
   // take no time at all.
   testing::TempDir d;
   ExecutionPredictor p = operators_only_predictor(d);
-  BatchShape one;
-  one.decode_contexts = {40};
+  const BatchShape one = batch_of(1);
   const double one_ms = p.stage_time_s(one, 0) * 1e3;
   std::vector<std::pair<BatchShape, double>> iterations;
-  for (int64_t decodes : {1, 2, 4, 8, 16}) {
-    BatchShape b;
-    b.decode_contexts.assign(static_cast<size_t>(decodes), 40);
-    iterations.emplace_back(b, p.stage_time_s(b, 0) * 1e3 - 0.5 * one_ms);
-  }
+  for (int64_t decodes : {1, 2, 4, 8, 16})
+    iterations.emplace_back(batch_of(decodes), p.stage_time_s(batch_of(decodes), 0) * 1e3 - 0.5 * one_ms);
   p.fit_overhead(iterations, "shorter iterations");
   EXPECT_THAT(p.sources().at("iteration_overhead"), ::testing::HasSubstr("×) + 0.0000 ms +"));
   // The scale (and a per-sequence cost, which may not be negative either) take the difference.
