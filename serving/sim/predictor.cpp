@@ -30,6 +30,9 @@ int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 std::string median_col(const std::string& op) { return "time_stats." + op + ".median"; }
 
+// The iteration fit's two kinds of batch: with a prompt chunk (index 0) or decode-only (1).
+bool has_prompt_chunk(const BatchShape& b) { return !b.prefills.empty(); }
+
 // Attention work of one layer shard, as the roofline fallback sees it.
 struct AttnShape {
   double hq, hkv, hd;
@@ -404,10 +407,6 @@ double ExecutionPredictor::operators_ms(const BatchShape& b, bool last_stage) co
   return ms;
 }
 
-namespace {
-bool has_prompt_chunk(const BatchShape& b) { return !b.prefills.empty(); }
-}  // namespace
-
 // Whole iterations against what the operators predict for the same batches, fitted as
 // s·operators + c0 + c1·sequences. The scale takes up a machine that ran faster or slower than
 // when the profile was taken (a shared host's speed drifts by 10–20% within minutes; as additive
@@ -432,13 +431,13 @@ void ExecutionPredictor::fit_overhead(const std::vector<std::pair<BatchShape, do
   Eigen::MatrixXd features(n, 4);
   Eigen::VectorXd target(n);
   std::vector<double> share(static_cast<size_t>(n));  // operators / whole iteration
-  bool kinds[2] = {false, false};
+  bool present[2] = {false, false};  // batches of each kind among the iterations
   for (Eigen::Index i = 0; i < n; ++i) {
     const auto& [b, ms] = iterations_ms[static_cast<size_t>(i)];
     if (!(ms > 0)) throw std::invalid_argument(fmt::format("fit_overhead: iteration {} took {} ms", i, ms));
     const double ops = operators_ms(b, /*last_stage=*/true), w = 1 / std::sqrt(ms);
     const bool chunk = has_prompt_chunk(b);
-    kinds[chunk ? 0 : 1] = true;
+    present[chunk ? 0 : 1] = true;
     share[static_cast<size_t>(i)] = ops / ms;
     features.row(i) << (chunk ? ops * w : 0), (chunk ? 0 : ops * w), w,
         static_cast<double>(b.prefills.size() + b.decode_contexts.size()) * w;
@@ -446,8 +445,8 @@ void ExecutionPredictor::fit_overhead(const std::vector<std::pair<BatchShape, do
   }
   // Only the kinds present get a scale of their own; a missing one takes the other's.
   std::vector<Eigen::Index> scales;
-  if (kinds[0]) scales.push_back(0);
-  if (kinds[1]) scales.push_back(1);
+  for (Eigen::Index kind : {0, 1})
+    if (present[kind]) scales.push_back(kind);
   // The best fit among those that leave out any overhead term that would come out negative:
   // trying each subset of the two overheads is the exact constrained fit.
   Eigen::Vector4d c(0, 0, 0, 0);
@@ -469,7 +468,7 @@ void ExecutionPredictor::fit_overhead(const std::vector<std::pair<BatchShape, do
   }
   if (!(best < std::numeric_limits<double>::infinity()))
     throw std::invalid_argument(fmt::format("fit_overhead: no positive scale fits the iterations of {}", source));
-  operators_scale_ = {kinds[0] ? c(0) : c(1), kinds[1] ? c(1) : c(0)};
+  operators_scale_ = {present[0] ? c(0) : c(1), present[1] ? c(1) : c(0)};
   overhead_ms_ = {c(2), c(3)};
   // How much of each iteration the operators account for: far from 1 means the profile did not
   // time the operators as the iterations run them (weights hot in cache, a machine busier or
