@@ -66,6 +66,16 @@ std::vector<uint16_t> bf16_bits(const tensor::Tensor& t) {
   return out;
 }
 
+// matrix[n, c] · norm[c]: an RMSNorm's weight folded into the matrix that follows it.
+tensor::Tensor columns_scaled(const tensor::Tensor& matrix, const tensor::Tensor& norm) {
+  tensor::Tensor out = matrix.to(tensor::DType::kF32).clone();
+  tensor::Tensor g = norm.to(tensor::DType::kF32).contiguous();
+  const int64_t cols = g.numel();
+  float* p = out.data<float>();
+  for (int64_t i = 0; i < out.numel(); ++i) p[i] *= g.data<float>()[i % cols];
+  return out;
+}
+
 std::vector<float> f32_values(const tensor::Tensor& t) {
   tensor::Tensor f = t.to(tensor::DType::kF32).contiguous();
   return {f.data<float>(), f.data<float>() + f.numel()};
@@ -74,8 +84,10 @@ std::vector<float> f32_values(const tensor::Tensor& t) {
 }  // namespace
 
 struct LlamaCudaModel::Impl {
-  struct Layer {  // qkv: rows of q, k (heads in RoPE pairs), v; gate_up: gate and up rows interleaved
-    DeviceArray in_norm, qkv, o, post_norm, gate_up, down;
+  // qkv: rows of q, k (heads in RoPE pairs), v; gate_up: gate and up rows interleaved. The
+  // RMSNorm weights before them are folded into their columns (kernels.h).
+  struct Layer {
+    DeviceArray qkv, o, gate_up, down;
   };
   DeviceArray embed, final_norm, lm_head, inv_freq;
   std::vector<std::unique_ptr<Layer>> layers;
@@ -196,13 +208,11 @@ LlamaCudaModel::LlamaCudaModel(const LlamaModel& cpu, int64_t num_kv_blocks, int
   upload(m.lm_head, bf16_bits(w[2]));
   size_t i = 3;
   for (auto& L : m.layers) {
-    upload(L->in_norm, f32_values(w[i]));
     const int64_t d = cfg_.head_dim(), H = cfg_.hidden_size;
-    upload(L->qkv, concat(concat(rope_pair_rows(bf16_bits(w[i + 1]), d, H), rope_pair_rows(bf16_bits(w[i + 2]), d, H)),
-                          bf16_bits(w[i + 3])));
+    auto normed = [&](size_t matrix, size_t norm) { return bf16_bits(columns_scaled(w[matrix], w[norm])); };
+    upload(L->qkv, concat(concat(rope_pair_rows(normed(i + 1, i), d, H), rope_pair_rows(normed(i + 2, i), d, H)), normed(i + 3, i)));
     upload(L->o, bf16_bits(w[i + 4]));
-    upload(L->post_norm, f32_values(w[i + 5]));
-    upload(L->gate_up, interleave_rows(bf16_bits(w[i + 6]), bf16_bits(w[i + 7]), cfg_.hidden_size));
+    upload(L->gate_up, interleave_rows(normed(i + 6, i + 5), normed(i + 7, i + 5), H));
     upload(L->down, bf16_bits(w[i + 8]));
     i += 9;
   }
@@ -225,11 +235,9 @@ LlamaCudaModel::LlamaCudaModel(const LlamaConfig& config, uint64_t seed, int64_t
   random(m.embed, c.vocab_size, H);
   ones(m.final_norm, H);
   random(m.lm_head, c.vocab_size, H);
-  for (auto& L : m.layers) {
-    ones(L->in_norm, H);
+  for (auto& L : m.layers) {  // the norms' weights are ones: folded, they change nothing
     random(L->qkv, qkv_rows(c), H);
     random(L->o, H, c.num_attention_heads * c.head_dim());
-    ones(L->post_norm, H);
     random(L->gate_up, 2 * I, H);
     random(L->down, H, I);
   }
@@ -321,12 +329,11 @@ std::vector<float> LlamaCudaModel::forward(const std::vector<ForwardItem>& items
     for (size_t l = 0; l < m.layers.size(); ++l) {
       const auto& L = *m.layers[l];
       uint16_t *kc = m.kc[l]->as<uint16_t>(), *vc = m.vc[l]->as<uint16_t>();
-      cuda::rmsnorm(x, L.in_norm.as<float>(), T, H, eps, xn);
-      cuda::gemm_qkv_rope(xn, L.qkv.as<uint16_t>(), qkv, T, H, dpos, dslot, hq, hkv, d, m.inv_freq.as<float>(), kc, vc);
+      cuda::norm_gemm_qkv_rope(x, eps, xn, L.qkv.as<uint16_t>(), qkv, T, H, dpos, dslot, hq, hkv, d, m.inv_freq.as<float>(), kc,
+                               vc);
       cuda::attention(qkv, kc, vc, attn, partial, counters, work, hq, hkv, d, bs);
       cuda::gemm(attn, L.o.as<uint16_t>(), x, T, H, hq * d, true);  // residual add fused (beta = 1)
-      cuda::rmsnorm(x, L.post_norm.as<float>(), T, H, eps, xn);
-      cuda::gemm_swiglu(xn, L.gate_up.as<uint16_t>(), gate_up, act, T, I, H);
+      cuda::norm_gemm_swiglu(x, eps, xn, L.gate_up.as<uint16_t>(), gate_up, act, T, I, H);
       cuda::gemm(act, L.down.as<uint16_t>(), x, T, H, I, true);
     }
     cuda::gather_rows(x, dlast, R, H, last);

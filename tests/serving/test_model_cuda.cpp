@@ -173,6 +173,27 @@ TEST_F(CudaModel, UnusualHeadSizesRunThePlainKernelAndMatchTheCpuReference) {
   expect_close(got, ref, 0.05, "head size 48");
 }
 
+TEST_F(CudaModel, NormWeightsFoldedIntoTheNextMatricesStillScaleEachColumn) {
+  // The GPU folds each layer's RMSNorm weights into the q/k/v and gate/up columns. Weights from
+  // 0.25 to 1.75 (the checkpoint's are ~1 ± 0.05) make a missed or misplaced fold visible.
+  std::vector<tensor::Tensor> w = cpu_->weights();
+  const int64_t layers = small().num_hidden_layers;
+  for (int64_t l = 0; l < layers; ++l)
+    for (size_t i : {3 + 9 * static_cast<size_t>(l), 8 + 9 * static_cast<size_t>(l)}) {  // input, post-attention norms
+      w[i] = w[i].clone();
+      float* g = w[i].data<float>();
+      for (int64_t c = 0; c < w[i].numel(); ++c) g[c] *= 0.25f + 0.25f * static_cast<float>((c * 5 + i) % 7);
+    }
+  LlamaModel cpu(small(), w);
+  auto [got, ref] = decode_after(cpu, {40, 3});  // prefills on cuBLAS, the decode on the fused kernel
+  expect_close(got, ref, 0.05, "decode with varied norm weights");
+  std::vector<int32_t> table = {0, 1, 2, 3};
+  KvCache cache(small(), 4, 16);
+  auto toks = prompt(50);
+  std::vector<ForwardItem> item = {{std::span<const int32_t>(toks), 0, &table}};
+  expect_close(LlamaCudaModel(cpu, 4, 16).forward(item), cpu.forward(item, cache), 0.05, "prefill with varied norm weights");
+}
+
 TEST_F(CudaModel, RandomDeviceWeightsAreDeterministicForASeed) {
   LlamaConfig c = wide_heads();
   LlamaCudaModel a(c, 7, 4, 16), b(c, 7, 4, 16), other(c, 8, 4, 16);

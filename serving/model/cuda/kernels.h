@@ -24,6 +24,7 @@ void fill_uniform_bf16(uint16_t* p, int64_t n, float scale, uint64_t seed);
 void fill_f32(float* p, int64_t n, float value);
 
 void embed(const uint16_t* table, const int32_t* tokens, int64_t rows, int64_t hidden, float* x);
+// out = x · rsqrt(mean(x²) + eps) · w; w may be null where the weight is folded into the next matrix.
 void rmsnorm(const float* x, const float* w, int64_t rows, int64_t hidden, float eps, uint16_t* out);
 // out[t, n] (+)= x[t, k] · w[n, k]ᵀ with bf16 inputs and f32 accumulation: our matrix-vector
 // kernel for t <= kGemvMaxRows (decode batches read each weight once, at full bandwidth), cuBLAS
@@ -58,16 +59,21 @@ bool fast_attention(int64_t head_dim);
 // Output bf16 [rows, hq·d].
 void attention(const float* qkv, const uint16_t* kc, const uint16_t* vc, uint16_t* out, float* partial,
                int* split_counters, const AttentionWork& work, int64_t hq, int64_t hkv, int64_t d, int64_t block_size);
-// qkv = x · wᵀ followed by rope_kv_write; decode batches fuse both into the matrix-vector kernel
-// (then the k and v parts of `qkv` are not written: they go straight to the cache).
-void gemm_qkv_rope(const uint16_t* x, const uint16_t* w, float* qkv, int64_t t, int64_t k, const int32_t* pos,
-                   const int32_t* slots, int64_t hq, int64_t hkv, int64_t d, const float* inv_freq, uint16_t* kc,
-                   uint16_t* vc);
+// The two products that follow an RMSNorm take the f32 residual stream x and the norm's eps; the
+// norm's weight must be folded into w's columns (w[n, c] · weight[c]). Decode batches fuse the
+// norm into the matrix-vector kernel; larger ones write the normed rows to `xn` (bf16 scratch,
+// t · k) for cuBLAS.
+// qkv = norm(x) · wᵀ followed by rope_kv_write; decode batches fuse both into the matrix-vector
+// kernel (then the k and v parts of `qkv` are not written: they go straight to the cache).
+void norm_gemm_qkv_rope(const float* x, float eps, uint16_t* xn, const uint16_t* w, float* qkv, int64_t t, int64_t k,
+                        const int32_t* pos, const int32_t* slots, int64_t hq, int64_t hkv, int64_t d, const float* inv_freq,
+                        uint16_t* kc, uint16_t* vc);
 // gate_up rows interleave gate and up (g0, u0, g1, u1, ...); out = silu(gate) · up, bf16.
 void swiglu(const float* gate_up, int64_t rows, int64_t inter, uint16_t* out);
-// act[t, inter] = silu(gate) · up of x[t, k] · wᵀ, w's rows interleaving gate and up. Decode
+// act[t, inter] = silu(gate) · up of norm(x) · wᵀ, w's rows interleaving gate and up. Decode
 // batches fuse it into the matrix-vector kernel; larger ones go through `gate_up` (f32 scratch).
-void gemm_swiglu(const uint16_t* x, const uint16_t* w, float* gate_up, uint16_t* act, int64_t t, int64_t inter, int64_t k);
+void norm_gemm_swiglu(const float* x, float eps, uint16_t* xn, const uint16_t* w, float* gate_up, uint16_t* act, int64_t t,
+                      int64_t inter, int64_t k);
 void gather_rows(const float* x, const int32_t* rows, int64_t n, int64_t width, float* out);
 
 // Probes for the benchmark: device-to-device copy rate (bytes read + written per second) and

@@ -108,13 +108,12 @@ std::string layer_ops(const LlamaConfig& c, int64_t rows, int64_t context) {
     return w;
   };
   auto *x = static_cast<float*>(buffer(T * H * 4)), *qkv = static_cast<float*>(buffer(T * nqkv * 4));
-  auto *gu = static_cast<float*>(buffer(T * 2 * I * 4)), *norm = static_cast<float*>(buffer(H * 4));
+  auto* gu = static_cast<float*>(buffer(T * 2 * I * 4));
   auto *xn = static_cast<uint16_t*>(buffer(T * H * 2)), *attn = static_cast<uint16_t*>(buffer(T * hq * d * 2));
   auto *act = static_cast<uint16_t*>(buffer(T * I * 2)), *kc = static_cast<uint16_t*>(buffer(slots * hkv * d * 2));
   auto* vc = static_cast<uint16_t*>(buffer(slots * hkv * d * 2));
   auto *wqkv = weight(nqkv, H), *wo = weight(H, hq * d), *wgu = weight(2 * I, H), *wdown = weight(H, I);
-  cuda::fill_f32(norm, H, 1.0f);
-  cuda::fill_uniform_bf16(xn, T * H, 1.0f, 5);
+  cuda::fill_f32(x, T * H, 1.0f);
   cuda::fill_uniform_bf16(act, T * I, 1.0f, 6);
   auto freq = c.rope_inverse_frequencies();
   auto* inv_freq = static_cast<float*>(buffer(static_cast<int64_t>(freq.size()) * 4));
@@ -160,12 +159,12 @@ std::string layer_ops(const LlamaConfig& c, int64_t rows, int64_t context) {
   auto add = [&](const char* name, double ms) {
     out += (out.empty() ? "" : ", ") + std::string("\"") + name + "\": " + std::to_string(ms);
   };
-  add("rmsnorm x2", 2 * time_ms([&] { cuda::rmsnorm(x, norm, T, H, 1e-5f, xn); }));
-  add("gemm qkv + rope + kv write",
-      time_ms([&] { cuda::gemm_qkv_rope(xn, wqkv, qkv, T, H, dm + at[0], dm + at[1], hq, hkv, d, inv_freq, kc, vc); }));
+  add("rmsnorm + gemm qkv + rope + kv write", time_ms([&] {
+        cuda::norm_gemm_qkv_rope(x, 1e-5f, xn, wqkv, qkv, T, H, dm + at[0], dm + at[1], hq, hkv, d, inv_freq, kc, vc);
+      }));
   add("attention", time_ms([&] { cuda::attention(qkv, kc, vc, attn, partial, counters, work, hq, hkv, d, kBlock); }));
   add("gemm o", time_ms([&] { cuda::gemm(attn, wo, x, T, H, hq * d, true); }));
-  add("gemm gate_up + swiglu", time_ms([&] { cuda::gemm_swiglu(xn, wgu, gu, act, T, I, H); }));
+  add("rmsnorm + gemm gate_up + swiglu", time_ms([&] { cuda::norm_gemm_swiglu(x, 1e-5f, xn, wgu, gu, act, T, I, H); }));
   add("gemm down", time_ms([&] { cuda::gemm(act, wdown, x, T, H, I, true); }));
   for (void* p : owned) cuda::release(p);
   return out;
