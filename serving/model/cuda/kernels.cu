@@ -154,22 +154,22 @@ struct RopeTarget {  // kRoPE only
   int hq, hkv, d;
 };
 
-// A group of kGemvSplit warps per two weight rows, all T rows of x at once, so each weight is read
-// exactly once; each warp takes every kGemvSplit-th stripe of 32 16-byte chunks of the rows, and
-// every lane keeps 8 loads in flight. The split keeps enough loads in flight where a matrix has
-// few, long rows (the down projection went 2.5 -> 3.6 TB/s on an H200). With kNorm, x is the f32
+// A group of kSplit warps per two weight rows, all T rows of x at once, so each weight is read
+// exactly once; each warp takes every kSplit-th stripe of 32 16-byte chunks of the rows, and every
+// lane keeps 8 loads in flight. Splitting keeps enough loads in flight where a matrix has few,
+// long rows (the down projection went 2.5 -> 3.6 TB/s on an H200). With kNorm, x is the f32
 // residual stream and the kernel is the RMSNorm too: the warps sum x² alongside the products and
 // scale both dot products by rsqrt(mean + eps), the norm's weight being folded into w's columns.
 // That saves a launch and a round trip of the normed row. The epilogue fuses what follows.
-constexpr int kGemvWarps = 8, kGemvSplit = 4;
-template <int T, Epilogue E, bool kNorm>
+constexpr int kGemvWarps = 8;
+template <int T, Epilogue E, bool kNorm, int kSplit>
 __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const void* __restrict__ x, const uint16_t* __restrict__ w,
                                                                 void* __restrict__ out, int n, int k, bool accumulate,
                                                                 float eps, RopeTarget rope) {
   constexpr int kSums = kNorm ? 3 : 2;  // the two rows' dot products, and Σx²
   __shared__ float sums[kGemvWarps][kSums][T];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, part = warp % kGemvSplit;
-  const int group = blockIdx.x * (kGemvWarps / kGemvSplit) + warp / kGemvSplit;  // weight rows 2·group, 2·group + 1
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, part = warp % kSplit;
+  const int group = blockIdx.x * (kGemvWarps / kSplit) + warp / kSplit;  // weight rows 2·group, 2·group + 1
   const bool active = 2 * group < n;                                                // n: rows of w
   const int chunks = k / 8;
   float acc[kSums][T];
@@ -180,7 +180,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const void* __res
   if (active) {
     const uint4* wr = reinterpret_cast<const uint4*>(w + static_cast<size_t>(group) * 2 * k);
 #pragma unroll 4
-    for (int i = part * 32 + lane; i < chunks; i += 32 * kGemvSplit) {
+    for (int i = part * 32 + lane; i < chunks; i += 32 * kSplit) {
       float wf[2][8], xf[8];
 #pragma unroll
       for (int r = 0; r < 2; ++r) unpack8(__ldg(wr + r * chunks + i), wf[r]);
@@ -218,7 +218,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const void* __res
 #pragma unroll
   for (int t = 0; t < T; ++t) {
     float total[kSums] = {};
-    for (int p = 0; p < kGemvSplit; ++p)
+    for (int p = 0; p < kSplit; ++p)
 #pragma unroll
       for (int q = 0; q < kSums; ++q) total[q] += sums[warp + p][q][t];
     float a0 = total[0], a1 = total[1];
@@ -256,18 +256,20 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const void* __res
 }
 
 // n: rows of w (twice the output columns for kSwiGLU). With kNorm, x is f32 (see gemv_kernel).
-template <Epilogue E, bool kNorm = false>
+// Four warps a row pair, except for the RoPE epilogue: there the split cost more than it gained
+// (q/k/v at batch 1 on an H200: 29.9 µs unsplit, 31.2 split in four; the batch-1 step 3.93 vs 3.98 ms).
+template <Epilogue E, bool kNorm = false, int kSplit = (E == Epilogue::kRoPE ? 1 : 4)>
 void launch_gemv(const void* x, const uint16_t* w, void* out, int64_t t, int64_t n, int64_t k, bool accumulate,
                  float eps = 0, RopeTarget rope = {}) {
-  constexpr int64_t kGroups = kGemvWarps / kGemvSplit;
+  constexpr int64_t kGroups = kGemvWarps / kSplit;
   const unsigned blocks = static_cast<unsigned>((n / 2 + kGroups - 1) / kGroups);
   const int ni = static_cast<int>(n), ki = static_cast<int>(k);
   constexpr unsigned threads = kGemvWarps * 32;
   switch (t) {
-    case 1: gemv_kernel<1, E, kNorm><<<blocks, threads, 0, stream()>>>(x, w, out, ni, ki, accumulate, eps, rope); break;
-    case 2: gemv_kernel<2, E, kNorm><<<blocks, threads, 0, stream()>>>(x, w, out, ni, ki, accumulate, eps, rope); break;
-    case 3: gemv_kernel<3, E, kNorm><<<blocks, threads, 0, stream()>>>(x, w, out, ni, ki, accumulate, eps, rope); break;
-    default: gemv_kernel<4, E, kNorm><<<blocks, threads, 0, stream()>>>(x, w, out, ni, ki, accumulate, eps, rope); break;
+    case 1: gemv_kernel<1, E, kNorm, kSplit><<<blocks, threads, 0, stream()>>>(x, w, out, ni, ki, accumulate, eps, rope); break;
+    case 2: gemv_kernel<2, E, kNorm, kSplit><<<blocks, threads, 0, stream()>>>(x, w, out, ni, ki, accumulate, eps, rope); break;
+    case 3: gemv_kernel<3, E, kNorm, kSplit><<<blocks, threads, 0, stream()>>>(x, w, out, ni, ki, accumulate, eps, rope); break;
+    default: gemv_kernel<4, E, kNorm, kSplit><<<blocks, threads, 0, stream()>>>(x, w, out, ni, ki, accumulate, eps, rope); break;
   }
   check_launch("gemv");
 }
