@@ -15,7 +15,7 @@ void copy_to_host(void* dst, const void* src, size_t bytes);  // synchronises
 void zero(void* p, size_t bytes);
 void synchronize();
 // CUDA graphs: capture records the work `issue` launches (nothing runs); replay reruns it with
-// one launch. A decode step is ~10 launches per layer, and launching costs more than running them.
+// one launch. A decode step is ~5 launches per layer, and launching costs more than running them.
 void* graph_capture(const std::function<void()>& issue);
 void graph_replay(void* exec);
 void graph_release(void* exec);
