@@ -70,9 +70,9 @@ std::vector<uint16_t> bf16_bits(const tensor::Tensor& t) {
 tensor::Tensor columns_scaled(const tensor::Tensor& matrix, const tensor::Tensor& norm) {
   tensor::Tensor out = matrix.to(tensor::DType::kF32).clone();
   tensor::Tensor g = norm.to(tensor::DType::kF32).contiguous();
-  const int64_t cols = g.numel();
+  const float* scale = g.data<float>();
   float* p = out.data<float>();
-  for (int64_t i = 0; i < out.numel(); ++i) p[i] *= g.data<float>()[i % cols];
+  for (int64_t i = 0; i < out.numel(); ++i) p[i] *= scale[i % g.numel()];
   return out;
 }
 

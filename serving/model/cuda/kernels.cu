@@ -170,7 +170,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const void* __res
   __shared__ float sums[kGemvWarps][kSums][T];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, part = warp % kSplit;
   const int group = blockIdx.x * (kGemvWarps / kSplit) + warp / kSplit;  // weight rows 2·group, 2·group + 1
-  const bool active = 2 * group < n;                                                // n: rows of w
+  const bool active = 2 * group < n;  // n: rows of w
   const int chunks = k / 8;
   float acc[kSums][T];
 #pragma unroll
