@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <numeric>
 #include <chrono>
 #include <stdexcept>
 
@@ -388,11 +389,18 @@ double LlamaModel::time_as_in_a_forward(const std::function<void()>& f) const {
 LlamaModel::OperatorMs LlamaModel::profile_forward(int64_t batch, int64_t new_tokens, int64_t kv) const {
   const int64_t bs = 16, blocks_per_seq = (kv + new_tokens + bs - 1) / bs;
   KvCache cache(cfg_, batch * blocks_per_seq, bs);
+  // The blocks in no particular order, as a paged cache holds them once requests have come and
+  // gone: decodes of 16-24 sequences over 250 keys ran 3-4% slower than over blocks in order.
+  std::vector<int32_t> blocks(static_cast<size_t>(batch * blocks_per_seq));
+  std::iota(blocks.begin(), blocks.end(), 0);
+  runtime::RngStream rng(0x6b76, 0);
+  for (size_t i = blocks.size(); i > 1; --i) std::swap(blocks[i - 1], blocks[rng.below(i)]);
   std::vector<std::vector<int32_t>> tables(static_cast<size_t>(batch));
   std::vector<int32_t> tokens(static_cast<size_t>(new_tokens), 1);
   std::vector<ForwardItem> items;
   for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t i = 0; i < blocks_per_seq; ++i) tables[static_cast<size_t>(b)].push_back(static_cast<int32_t>(b * blocks_per_seq + i));
+    auto first = blocks.begin() + b * blocks_per_seq;
+    tables[static_cast<size_t>(b)].assign(first, first + blocks_per_seq);
     items.push_back({std::span<const int32_t>(tokens), kv, &tables[static_cast<size_t>(b)]});
   }
   OperatorMs ms;
