@@ -32,6 +32,8 @@ std::string median_col(const std::string& op) { return "time_stats." + op + ".me
 
 // The iteration fit's two kinds of batch: with a prompt chunk (index 0) or decode-only (1).
 bool has_prompt_chunk(const BatchShape& b) { return !b.prefills.empty(); }
+// Sequences in the batch (the per-sequence overhead's unit).
+double sequences(const BatchShape& b) { return static_cast<double>(b.prefills.size() + b.decode_contexts.size()); }
 
 // Attention work of one layer shard, as the roofline fallback sees it.
 struct AttnShape {
@@ -401,9 +403,8 @@ double ExecutionPredictor::operators_ms(const BatchShape& b, bool last_stage) co
   double bytes = static_cast<double>(f.kv_save_tokens) * static_cast<double>(model_.embedding_dim) * 2;  // fp16
   if (layout_.tensor_parallel > 1) block += 2 * (all_reduce_.at(bytes) + kNcclLaunchMs);
   double ms = block * static_cast<double>(layers_per_stage_);
-  double sequences = static_cast<double>(b.prefills.size() + b.decode_contexts.size());
   if (!last_stage) ms += send_recv_.at(bytes);
-  else ms += lm_head_.at(sequences);
+  else ms += lm_head_.at(sequences(b));
   return ms;
 }
 
@@ -440,7 +441,7 @@ void ExecutionPredictor::fit_overhead(const std::vector<std::pair<BatchShape, do
     present[chunk ? 0 : 1] = true;
     share[static_cast<size_t>(i)] = ops / ms;
     features.row(i) << (chunk ? ops * w : 0), (chunk ? 0 : ops * w), w,
-        static_cast<double>(b.prefills.size() + b.decode_contexts.size()) * w;
+        sequences(b) * w;
     target(i) = ms * w;
   }
   // Only the kinds present get a scale of their own; a missing one takes the other's.
@@ -484,7 +485,7 @@ void ExecutionPredictor::fit_overhead(const std::vector<std::pair<BatchShape, do
 double ExecutionPredictor::stage_time_s(const BatchShape& b, int64_t stage) const {
   const bool last = stage == layout_.pipeline_parallel - 1;
   double ms = operators_scale_[has_prompt_chunk(b) ? 0 : 1] * operators_ms(b, last);
-  if (last) ms += overhead_ms_[0] + overhead_ms_[1] * static_cast<double>(b.prefills.size() + b.decode_contexts.size());
+  if (last) ms += overhead_ms_[0] + overhead_ms_[1] * sequences(b);
   return std::max(0.0, ms) * 1e-3;
 }
 
