@@ -66,35 +66,35 @@ Config parse(const config::ConfigNode& job) {
   d.get_enum("dataset", c.data.dataset, {"fashion_mnist", "digits"});
   d.get("path", c.data.path);
   d.get("binarize", c.data.binarize);
-  d.get("train_subset", c.data.train_subset);
-  d.get("digits_test", c.data.digits_test);
+  d.get("train_subset", c.data.train_subset, Range::non_negative());
+  d.get("digits_test", c.data.digits_test, Range::at_least(1));
   d.finish();
   auto n = top.section("network");
-  n.get("layers", c.network.layers);
+  n.get("layers", c.network.layers, Range::at_least(1));
   n.get_enum("method", c.network.method, {"binarized", "float_mlp", "edge_popup"});
   n.get_enum("norm", c.network.norm, {"hard_invert", "soft_invert", "batch_norm"});
-  n.get("init_p", c.network.init_p);
-  n.get("soft_invert_init", c.network.soft_invert_init);
-  n.get("bn_eps", c.network.bn_eps);
-  n.get("bn_momentum", c.network.bn_momentum);
-  n.get("keep", c.network.keep);
+  n.get("init_p", c.network.init_p, Range::fraction());
+  n.get("soft_invert_init", c.network.soft_invert_init, Range::any());
+  n.get("bn_eps", c.network.bn_eps, Range::positive());
+  n.get("bn_momentum", c.network.bn_momentum, Range::fraction());
+  n.get("keep", c.network.keep, Range::between(0, 1).open_below());
   n.finish();
   auto t = top.section("train");
-  t.get("epochs", c.train.epochs);
-  t.get("batch_size", c.train.batch_size);
+  t.get("epochs", c.train.epochs, Range::at_least(1));
+  t.get("batch_size", c.train.batch_size, Range::at_least(1));
   t.get_enum("optimizer", c.train.optimizer, networks::optimizer_names());
-  t.get("lr", c.train.lr);
-  t.get("momentum", c.train.momentum);
-  t.get("weight_decay", c.train.weight_decay);
+  t.get("lr", c.train.lr, Range::positive());
+  t.get("momentum", c.train.momentum, Range::between(0, 1).open_above());
+  t.get("weight_decay", c.train.weight_decay, Range::non_negative());
   t.get_enum("schedule", c.train.schedule, {"constant", "cosine"});
   t.get_enum("device", c.train.device, {"cpu", "cuda"});
-  t.get("checkpoint_every", c.checkpoint_every);
+  t.get("checkpoint_every", c.checkpoint_every, Range::non_negative());
   t.finish();
   auto e = top.section("eval");
-  e.get("sweep_every", c.eval.sweep_every);
-  e.get("on_min", c.eval.on_min);
-  e.get("on_max", c.eval.on_max);
-  e.get("on_step", c.eval.on_step);
+  e.get("sweep_every", c.eval.sweep_every, Range::non_negative());
+  e.get("on_min", c.eval.on_min, Range::any());
+  e.get("on_max", c.eval.on_max, Range::any());
+  e.get("on_step", c.eval.on_step, Range::positive());
   e.finish();
   top.finish();
   if (c.train.epochs < 1) reject_key(job, "train.epochs", "must be at least 1", "set train.epochs=<1 or more>");
@@ -145,6 +145,12 @@ Splits load_data(const DataConfig& c, uint64_t seed) {
   return s;
 }
 
+// Sums over the current epoch's mini-batches so far (loss is a per-batch mean, summed).
+struct EpochTally {
+  double loss_sum = 0.0;
+  int64_t correct = 0, seen = 0;
+};
+
 class BinarizedTopology final : public Experiment {
  public:
   explicit BinarizedTopology(Config c) : cfg_(std::move(c)) {}
@@ -154,9 +160,11 @@ class BinarizedTopology final : public Experiment {
     Network net(cfg_.network, ctx.seed());
     networks::Trainer trainer(net, cfg_.train, ctx.seed());
     double train_seconds = 0.0;
+    EpochTally tally;  // the current epoch's running figures: a mid-epoch checkpoint carries them
     if (auto payload = ctx.restore()) {
       jobs::ByteReader r(*payload);
       train_seconds = r.get<double>();
+      tally = {r.get<double>(), r.get<int64_t>(), r.get<int64_t>()};
       trainer.load(nn::read_state_dict(r));
       ctx.log().info("resumed at epoch {} batch {}", trainer.epoch(), trainer.batch());
     }
@@ -165,33 +173,30 @@ class BinarizedTopology final : public Experiment {
     const int64_t per_epoch = trainer.batches_per_epoch(data.train);
     runtime::Progress progress("train", cfg_.train.epochs * per_epoch);
     progress.set(trainer.epoch() * per_epoch + trainer.batch());
-    double loss_sum = 0.0;
-    int64_t correct = 0, seen = 0, since_checkpoint = 0;
+    int64_t since_checkpoint = 0;
     while (!trainer.done()) {
       if (ctx.should_stop()) {
-        save(ctx, trainer, train_seconds);
+        save(ctx, trainer, train_seconds, tally);
         ctx.log().info("stop requested: checkpoint saved at epoch {} batch {}", trainer.epoch(), trainer.batch());
         return jobs::RunOutcome::kPreempted;
       }
-      // A resumed run's first epoch reports only the batches after the checkpoint.
       const auto t0 = std::chrono::steady_clock::now();
       networks::StepResult s = trainer.step(data.train);
       train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      loss_sum += s.loss;
-      correct += s.correct;
-      seen += s.samples;
+      tally.loss_sum += s.loss;
+      tally.correct += s.correct;
+      tally.seen += s.samples;
       progress.advance();
       ++since_checkpoint;
       if (trainer.batch() == 0) {
-        end_of_epoch(ctx, net, data, trainer.epoch(), loss_sum / static_cast<double>(seen),
-                     static_cast<double>(correct) / static_cast<double>(seen), train_seconds);
-        loss_sum = 0.0;
-        correct = seen = 0;
+        end_of_epoch(ctx, net, data, trainer.epoch(), tally.loss_sum / static_cast<double>(tally.seen),
+                     static_cast<double>(tally.correct) / static_cast<double>(tally.seen), train_seconds);
+        tally = {};
         if (binarized && cfg_.eval.sweep_every > 0 && trainer.epoch() % cfg_.eval.sweep_every == 0 && !trainer.done())
           sweep(net, data.test, trainer.epoch());
       }
       if (!trainer.done() && (trainer.batch() == 0 || (cfg_.checkpoint_every > 0 && since_checkpoint >= cfg_.checkpoint_every))) {
-        save(ctx, trainer, train_seconds);
+        save(ctx, trainer, train_seconds, tally);
         since_checkpoint = 0;
       }
     }
@@ -336,9 +341,12 @@ class BinarizedTopology final : public Experiment {
     ctx.set_summary("sparse_eval_seconds", time([&] { topo.predict(data.test, 1.0f); }));
   }
 
-  static void save(jobs::RunContext& ctx, networks::Trainer& trainer, double train_seconds) {
+  static void save(jobs::RunContext& ctx, networks::Trainer& trainer, double train_seconds, const EpochTally& tally) {
     jobs::ByteWriter out;
     out.put<double>(train_seconds);
+    out.put<double>(tally.loss_sum);
+    out.put<int64_t>(tally.correct);
+    out.put<int64_t>(tally.seen);
     nn::write_state_dict(out, trainer.state());
     ctx.save_checkpoint(static_cast<uint64_t>(trainer.epoch() * 1000000 + trainer.batch()), out);
   }

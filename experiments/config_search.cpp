@@ -254,13 +254,13 @@ std::unique_ptr<Experiment> make_config_search(const config::ConfigNode& job_con
   CapacityPlan plan = CapacityPlan::from(top.section("capacity"));
   SearchSpace space;
   auto s = top.section("search");
-  s.get("gpu_budget", space.gpu_budget);
-  s.get("tensor_parallel", space.tensor_parallel);
-  s.get("pipeline_parallel", space.pipeline_parallel);
+  s.get("gpu_budget", space.gpu_budget, Range::at_least(1));
+  s.get("tensor_parallel", space.tensor_parallel, Range::at_least(1));
+  s.get("pipeline_parallel", space.pipeline_parallel, Range::at_least(1));
   s.get("schedulers", space.schedulers);
-  s.get("chunk_sizes", space.chunk_sizes);
-  s.get("batch_caps", space.batch_caps);
-  s.get("workers", space.workers);
+  s.get("chunk_sizes", space.chunk_sizes, Range::at_least(1));
+  s.get("batch_caps", space.batch_caps, Range::at_least(1));
+  s.get("workers", space.workers, Range::between(0, 4096));
   s.finish();
   for (const auto& name : space.schedulers)
     if (name != "vllm" && name != "sarathi_serve")

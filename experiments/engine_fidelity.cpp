@@ -25,12 +25,12 @@ using results::ColumnType;
 
 ProfileGrid read_grid(const config::ConfigNode& job, const config::ConfigReader& r) {
   ProfileGrid g;
-  r.get("num_tokens", g.num_tokens);
-  r.get("prefill_chunks", g.prefill_chunks);
-  r.get("prefill_kv", g.prefill_kv);
-  r.get("decode_batches", g.decode_batches);
-  r.get("decode_kv", g.decode_kv);
-  r.get("repetitions", g.repetitions);
+  r.get("num_tokens", g.num_tokens, Range::at_least(1));
+  r.get("prefill_chunks", g.prefill_chunks, Range::at_least(1));
+  r.get("prefill_kv", g.prefill_kv, Range::non_negative());
+  r.get("decode_batches", g.decode_batches, Range::at_least(1));
+  r.get("decode_kv", g.decode_kv, Range::at_least(1));
+  r.get("repetitions", g.repetitions, Range::between(1, 1000));
   r.finish();
   if (g.repetitions < 1) reject_key(job, "profile.repetitions", "must be at least 1", "set profile.repetitions=5");
   return g;
@@ -329,15 +329,15 @@ std::unique_ptr<Experiment> make_engine_fidelity(const config::ConfigNode& job) 
   ProfileGrid grid = read_grid(job, top.section("profile"));
   SchedulerConfig sched = SchedulerConfig::from(top.section("scheduler"));
   int64_t kv_blocks = 1024;
-  top.get("kv_blocks", kv_blocks);
+  top.get("kv_blocks", kv_blocks, Range::at_least(1));
   WorkloadConfig w = WorkloadConfig::from(top.section("workload"), fs::path(EXP_SOURCE_DIR) / "data");
   auto f = top.section("fidelity");
   std::vector<double> fractions = {0.5, 0.85};
-  f.get("load_fractions", fractions);
+  f.get("load_fractions", fractions, Range::between(0, 1).open_below());
   int64_t calibration_requests = 100;
-  f.get("calibration_requests", calibration_requests);
+  f.get("calibration_requests", calibration_requests, Range::at_least(1));
   int64_t engine_runs = 3;
-  f.get("engine_runs", engine_runs);
+  f.get("engine_runs", engine_runs, Range::between(2, 100));
   if (engine_runs < 2)
     reject_key(job, "fidelity.engine_runs", "must be at least 2: the engine's runs of the same requests give the noise floor",
                "set fidelity.engine_runs=3");

@@ -15,6 +15,8 @@
 
 namespace xp::experiments {
 
+using config::Range;  // every numeric config key is read with its declared range
+
 class Experiment {
  public:
   virtual ~Experiment() = default;

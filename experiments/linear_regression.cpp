@@ -39,15 +39,15 @@ Config parse(const config::ConfigNode& job) {
   Config c;
   auto top = top_level_reader(job);
   auto d = top.section("data");
-  d.get("samples", c.data.samples);
-  d.get("features", c.data.features);
-  d.get("noise", c.data.noise);
+  d.get("samples", c.data.samples, Range::at_least(1));
+  d.get("features", c.data.features, Range::at_least(1));
+  d.get("noise", c.data.noise, Range::non_negative());
   d.finish();
   auto t = top.section("train");
-  t.get("steps", c.train.steps);
-  t.get("batch_size", c.train.batch_size);
-  t.get("lr", c.train.lr);
-  t.get("checkpoint_every", c.train.checkpoint_every);
+  t.get("steps", c.train.steps, Range::non_negative());
+  t.get("batch_size", c.train.batch_size, Range::at_least(1));
+  t.get("lr", c.train.lr, Range::positive());
+  t.get("checkpoint_every", c.train.checkpoint_every, Range::non_negative());
   t.get_enum("device", c.train.device, {"cpu", "cuda"});
   t.finish();
   top.finish();
@@ -134,6 +134,10 @@ class LinearRegression final : public Experiment {
         save(ctx, step + 1, wd);
     }
     progress.finish();
+    // A finished run has one row per step; "complete" is never written over missing rows.
+    if (steps.rows() != t.steps)
+      throw std::runtime_error(fmt::format("{}: /train/steps holds {} rows where {} steps ran; not marking the run complete",
+                                           (ctx.output_dir() / "results.h5").string(), steps.rows(), t.steps));
 
     Tensor full_r = tensor::sub(tensor::matmul(xd, wd), yd);
     double mse = tensor::sum(tensor::mul(full_r, full_r)).to_vector()[0] / static_cast<double>(d.samples);

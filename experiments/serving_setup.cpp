@@ -27,12 +27,12 @@ ServingSetup ServingSetup::parse(const config::ConfigReader& top) {
   c.model = ModelSpec::from(top.section("model"));
   c.device = DeviceSpec::from(top.section("hardware"));
   auto d = top.section("deployment");
-  d.get("num_replicas", c.cluster.num_replicas);
+  d.get("num_replicas", c.cluster.num_replicas, Range::at_least(1));
   d.get_enum("global_scheduler", c.cluster.global_scheduler, {"round_robin", "random", "lor"});
-  d.get("time_limit_s", c.cluster.time_limit_s);
-  d.get("tensor_parallel", c.layout.tensor_parallel);
-  d.get("pipeline_parallel", c.layout.pipeline_parallel);
-  d.get("memory_margin_fraction", c.layout.memory_margin_fraction);
+  d.get("time_limit_s", c.cluster.time_limit_s, Range::non_negative());
+  d.get("tensor_parallel", c.layout.tensor_parallel, Range::at_least(1));
+  d.get("pipeline_parallel", c.layout.pipeline_parallel, Range::at_least(1));
+  d.get("memory_margin_fraction", c.layout.memory_margin_fraction, Range::fraction().open_above());
   d.finish();
   if (c.layout.tensor_parallel < 1 || c.layout.pipeline_parallel < 1 || c.cluster.num_replicas < 1)
     throw config::ConfigError("replicas, tensor_parallel and pipeline_parallel must be >= 1", {}, "deployment",

@@ -9,13 +9,13 @@ namespace xp::experiments {
 SloConfig SloConfig::from(const config::ConfigReader& r) {
   SloConfig c;
   r.get_enum("type", c.type, {"sarathi", "delay", "deadline", "tbt_ttft", "ttft_tpot"});
-  r.get("tbt_slo_s", c.tbt_slo_s);
-  r.get("scheduling_delay_slo_s", c.scheduling_delay_slo_s);
-  r.get("ttft_slo_s", c.ttft_slo_s);
-  r.get("tpot_slo_s", c.tpot_slo_s);
-  r.get("ttft_slack_s", c.ttft_slack_s);
-  r.get("tbt_deadline_s", c.tbt_deadline_s);
-  r.get("miss_rate_slo", c.miss_rate_slo);
+  r.get("tbt_slo_s", c.tbt_slo_s, config::Range::positive());
+  r.get("scheduling_delay_slo_s", c.scheduling_delay_slo_s, config::Range::positive());
+  r.get("ttft_slo_s", c.ttft_slo_s, config::Range::positive());
+  r.get("tpot_slo_s", c.tpot_slo_s, config::Range::positive());
+  r.get("ttft_slack_s", c.ttft_slack_s, config::Range::non_negative());
+  r.get("tbt_deadline_s", c.tbt_deadline_s, config::Range::positive());
+  r.get("miss_rate_slo", c.miss_rate_slo, config::Range::fraction());
   r.finish();
   return c;
 }
@@ -52,9 +52,9 @@ serving::MetricsConfig SloConfig::probe_metrics(serving::MetricsConfig m) const 
 CapacityPlan CapacityPlan::from(const config::ConfigReader& cap) {
   CapacityPlan p;
   p.slo = SloConfig::from(cap.section("slo"));
-  cap.get("start_qps", p.search.start_qps);
-  cap.get("max_iterations", p.search.max_iterations);
-  cap.get("granularity_pct", p.search.granularity_pct);
+  cap.get("start_qps", p.search.start_qps, config::Range::positive());
+  cap.get("max_iterations", p.search.max_iterations, config::Range::between(1, 1000));
+  cap.get("granularity_pct", p.search.granularity_pct, config::Range::between(0, 100).open_below());
   cap.finish();
   p.search.scheduling_delay_slo_s = p.slo.scheduling_delay_slo_s;
   if (!(p.search.start_qps > 0))

@@ -45,30 +45,53 @@ void ConfigReader::get(const std::string& key, bool& out) const {
   }
 }
 
-void ConfigReader::get(const std::string& key, int64_t& out) const {
+bool Range::contains(double v) const {
+  if (!std::isfinite(v)) return false;
+  bool above = min_open ? v > min : v >= min;
+  bool below = max_open ? v < max : v <= max;
+  return above && below;
+}
+
+std::string Range::describe() const {
+  const bool no_min = min <= -1e308, no_max = max >= 1e308;
+  if (no_min && no_max) return "a finite number";
+  if (no_max) return fmt::format("{} {}", min_open ? ">" : "≥", min);
+  if (no_min) return fmt::format("{} {}", max_open ? "<" : "≤", max);
+  return fmt::format("in {}{}, {}{}", min_open ? '(' : '[', min, max, max_open ? ')' : ']');
+}
+
+void ConfigReader::check_range(const std::string& key, const ConfigNode& n, double v, const Range& range) const {
+  if (range.contains(v)) return;
+  throw ConfigError(fmt::format("{} is out of range: must be {}", n.scalar_text(), range.describe()), n.loc(),
+                    join_path(path_, key), fmt::format("set {} to a value {}", join_path(path_, key), range.describe()));
+}
+
+void ConfigReader::get(const std::string& key, int64_t& out, const Range& range) const {
   if (const ConfigNode* n = lookup(key)) {
     if (n->kind() != ConfigNode::Kind::kInt) type_error(key, *n, "int");
+    check_range(key, *n, static_cast<double>(n->as_int()), range);
     out = n->as_int();
   }
 }
 
-void ConfigReader::get(const std::string& key, int& out) const {
+void ConfigReader::get(const std::string& key, int& out, const Range& range) const {
   int64_t v = out;
-  get(key, v);
+  get(key, v, range);
   if (v < INT32_MIN || v > INT32_MAX) type_error(key, *node_.find(key), "32-bit int");
   out = static_cast<int>(v);
 }
 
-void ConfigReader::get(const std::string& key, uint64_t& out) const {
+void ConfigReader::get(const std::string& key, uint64_t& out, const Range& range) const {
   int64_t v = static_cast<int64_t>(out);
-  get(key, v);
+  get(key, v, range);
   if (v < 0) type_error(key, *node_.find(key), "non-negative int");
   out = static_cast<uint64_t>(v);
 }
 
-void ConfigReader::get(const std::string& key, double& out) const {
+void ConfigReader::get(const std::string& key, double& out, const Range& range) const {
   if (const ConfigNode* n = lookup(key)) {
     if (n->kind() != ConfigNode::Kind::kFloat && n->kind() != ConfigNode::Kind::kInt) type_error(key, *n, "float");
+    check_range(key, *n, n->as_double(), range);
     out = n->as_double();
   }
 }
@@ -92,20 +115,22 @@ void get_list(const ConfigReader& r, const ConfigNode* n, const std::string& key
 }
 }  // namespace
 
-void ConfigReader::get(const std::string& key, std::vector<double>& out) const {
-  get_list(*this, lookup(key), key, out, [](const ConfigNode& e, const std::string& p) {
+void ConfigReader::get(const std::string& key, std::vector<double>& out, const Range& range) const {
+  get_list(*this, lookup(key), key, out, [&](const ConfigNode& e, const std::string& p) {
     if (e.kind() != ConfigNode::Kind::kFloat && e.kind() != ConfigNode::Kind::kInt)
       throw ConfigError(fmt::format("type mismatch: list element '{}' is not a number", e.scalar_text()), e.loc(), p,
                         "write a list of numbers, e.g. [0.1, 0.2]");
+    check_range(key, e, e.as_double(), range);
     return e.as_double();
   });
 }
 
-void ConfigReader::get(const std::string& key, std::vector<int64_t>& out) const {
-  get_list(*this, lookup(key), key, out, [](const ConfigNode& e, const std::string& p) {
+void ConfigReader::get(const std::string& key, std::vector<int64_t>& out, const Range& range) const {
+  get_list(*this, lookup(key), key, out, [&](const ConfigNode& e, const std::string& p) {
     if (e.kind() != ConfigNode::Kind::kInt)
       throw ConfigError(fmt::format("type mismatch: list element '{}' is not an int", e.scalar_text()), e.loc(), p,
                         "write a list of integers, e.g. [16, 32]");
+    check_range(key, e, static_cast<double>(e.as_int()), range);
     return e.as_int();
   });
 }

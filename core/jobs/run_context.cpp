@@ -126,6 +126,7 @@ void RunContext::save_checkpoint(uint64_t step, const ByteWriter& payload) {
   all.put_vector(payload.bytes());
   Status s = checkpoints_.save(step, all.bytes());
   if (!s.is_ok()) throw std::runtime_error(s.message());
+  has_checkpoint_ = true;
   runtime::logger()->debug("checkpoint saved at step {}", step);
 }
 
@@ -143,6 +144,7 @@ std::optional<std::vector<std::byte>> RunContext::restore() {
     restored_rows_[name] = r.get<int64_t>();
   }
   runtime::logger()->info("resuming from {} (step {})", loaded->path.string(), loaded->step);
+  has_checkpoint_ = true;
   return r.get_vector<std::byte>();
 }
 

@@ -67,6 +67,9 @@ class RunContext {
   bool should_stop() const;
 
   void save_checkpoint(uint64_t step, const ByteWriter& payload);
+  // Whether a resume continues from a checkpoint (one saved now, or restored and still valid)
+  // rather than starting over: what the CLI tells the user when a run stops on a signal.
+  bool has_checkpoint() const { return has_checkpoint_; }
   // The payload saved by the newest valid checkpoint (nullopt: start from the beginning).
   std::optional<std::vector<std::byte>> restore();
 
@@ -79,6 +82,7 @@ class RunContext {
   std::unique_ptr<results::ResultsWriter> results_;
   CheckpointStore checkpoints_;
   std::map<std::string, int64_t> restored_rows_;
+  bool has_checkpoint_ = false;
   std::vector<std::pair<std::string, results::AttrValue>> summary_;
 };
 

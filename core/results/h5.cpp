@@ -10,16 +10,37 @@ herr_t innermost_message(unsigned n, const H5E_error2_t* err, void* out) {
   return 0;
 }
 
+// A failed system call shows up as HDF5's long "file write failed: time = ..., filename = ...,
+// errno = 28, error message = 'No space left on device', ..."; a person needs the last part.
+std::string shorten(const std::string& detail) {
+  const std::string tag = "error message = '";
+  size_t b = detail.find(tag);
+  if (b == std::string::npos) return detail;
+  b += tag.size();
+  size_t e = detail.find('\'', b);
+  return detail.substr(b, e == std::string::npos ? std::string::npos : e - b);
+}
+
 }  // namespace
 
-void disable_hdf5_error_printing() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+void disable_hdf5_error_printing() {
+  // No HDF5 clean-up at exit: every file is closed by its Handle, and a file whose close failed
+  // (a full disk) stays half-open inside the library, where the exit-time clean-up crashed on it
+  // (a segfault in H5F__close_cb instead of exit code 1). Must come before any other HDF5 call.
+  static const bool once = [] {
+    H5dont_atexit();
+    return true;
+  }();
+  (void)once;
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
 
 hid_t h5_check(hid_t rc, const std::string& what) {
   if (rc >= 0) return rc;
   std::string detail;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_message, &detail);
   H5Eclear2(H5E_DEFAULT);
-  throw H5Error(detail.empty() ? what : fmt::format("{}: {}", what, detail));
+  throw H5Error(detail.empty() ? what : fmt::format("{}: {}", what, shorten(detail)));
 }
 
 Handle utf8_string_type() {

@@ -69,7 +69,8 @@ std::string dataset_name(const std::string& group, const std::string& col) {
 
 class H5Table final : public Table {
  public:
-  H5Table(hid_t file, std::string group, std::vector<ColumnSpec> cols) : group_(std::move(group)), cols_(std::move(cols)) {
+  H5Table(hid_t file, std::string file_name, std::string group, std::vector<ColumnSpec> cols)
+      : file_name_(std::move(file_name)), group_(std::move(group)), cols_(std::move(cols)) {
     Handle g = ensure_group(file, group_);
     for (const auto& c : cols_) {
       std::string path = dataset_name(group_, c.name);
@@ -112,7 +113,7 @@ class H5Table final : public Table {
     for (auto& c : columns_) {
       hsize_t old_n = static_cast<hsize_t>(c.written), add = static_cast<hsize_t>(buffered_);
       hsize_t new_n = old_n + add;
-      std::string what = dataset_name(group_, c.spec.name);
+      std::string what = file_name_ + ":" + dataset_name(group_, c.spec.name);
       h5_check(H5Dset_extent(c.ds.get(), &new_n), "extend " + what);
       Handle file_space = space_handle(H5Dget_space(c.ds.get()), "space " + what);
       h5_check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &old_n, nullptr, &add, nullptr), "select " + what);
@@ -145,6 +146,7 @@ class H5Table final : public Table {
     int64_t written = 0;
     std::vector<std::byte> buffer;
   };
+  std::string file_name_;  // for messages: a full disk should name the file it could not write
   std::string group_;
   std::vector<ColumnSpec> cols_;
   std::vector<Column> columns_;
@@ -212,7 +214,7 @@ class H5Writer final : public ResultsWriter {
   Table& table(const std::string& group_path, const std::vector<ColumnSpec>& columns) override {
     auto it = tables_.find(group_path);
     if (it != tables_.end()) return *it->second;
-    auto t = std::make_unique<H5Table>(file_.get(), group_path, columns);
+    auto t = std::make_unique<H5Table>(file_.get(), path_.string(), group_path, columns);
     return *tables_.emplace(group_path, std::move(t)).first->second;
   }
 

@@ -14,6 +14,7 @@ struct RunOptions {
   bool resolve = false;                  // --resolve with --cfg
   std::string package;                   // -p: print only this subtree
   std::string info;                      // --info defaults
+  bool check = false;                    // --check: build the experiment from the config, run nothing
   std::string resume_dir;                // --resume RUN_DIR
   int jobs = 1;                          // --jobs: local sweep processes at a time
   std::vector<std::string> config_dirs;  // -cd: extra search dirs (searched first)

@@ -48,6 +48,7 @@ int run_or_sweep(const std::vector<std::string>& args, bool sweep) {
       ("resolve", po::bool_switch(&o.resolve), "with --cfg: resolve interpolations")
       ("package,p", po::value<std::string>(&o.package), "with --cfg: print only this key's subtree")
       ("info", po::value<std::string>(&o.info), "print information instead of running: defaults")
+      ("check", po::bool_switch(&o.check), "check the config (every key, type and range) and exit; writes nothing")
       ("resume", po::value<std::string>(&o.resume_dir), "continue a stopped run in RUN_DIR from its checkpoint")
       ("config-dir,d", po::value<std::vector<std::string>>(&o.config_dirs), "extra config search directory (repeatable)")
       ("config-path", po::value<std::string>(&o.config_path), "config directory for --config-name")

@@ -19,6 +19,7 @@
 #include "core/config/yaml_io.h"
 #include "core/jobs/process.h"
 #include "core/jobs/run_context.h"
+#include "core/jobs/run_lock.h"
 #include "core/jobs/slurm.h"
 #include "core/results/results_file.h"
 #include "core/runtime/files.h"
@@ -92,6 +93,17 @@ void write_or_throw(const fs::path& p, const std::string& text) {
   if (!s.is_ok()) throw std::runtime_error(s.message());
 }
 
+// One process at a time in a run directory (see RunLock); a second is refused with exit 2.
+jobs::RunLock lock_run_dir(const fs::path& dir) {
+  fs::create_directories(dir);
+  std::string holder;
+  auto lock = jobs::RunLock::try_acquire(dir, &holder);
+  if (!lock)
+    throw ConfigError(fmt::format("the run directory {} is in use by {}", dir.string(), holder), {}, "hydra.run.dir",
+                      "wait for that run to end, or stop it (kill -TERM PID) and then resume it with --resume");
+  return std::move(*lock);
+}
+
 // Runs the experiment under a RunContext and reports; the config is already valid.
 int execute(experiments::Experiment& exp, jobs::RunSpec spec, const std::string& job_name) {
   fs::create_directories(spec.output_dir);
@@ -105,8 +117,12 @@ int execute(experiments::Experiment& exp, jobs::RunSpec spec, const std::string&
   jobs::RunOutcome outcome = exp.run(*ctx);
   ctx->finish(outcome);
   if (outcome == jobs::RunOutcome::kPreempted) {
-    log->warn("stopped by signal {}; checkpoint saved. Resume with: exp run --resume {}", runtime::stop_signal(),
-              dir.string());
+    if (ctx->has_checkpoint())
+      log->warn("stopped by signal {}; checkpoint saved. Resume with: exp run --resume {}", runtime::stop_signal(),
+                dir.string());
+    else  // e.g. a simulation stopped mid-run: it keeps no checkpoint, and must not claim one
+      log->warn("stopped by signal {}; this run keeps no checkpoint, so `exp run --resume {}` starts it again "
+                "from the beginning", runtime::stop_signal(), dir.string());
     std::string requeue = jobs::slurm_requeue_id();
     if (!requeue.empty() && std::getenv("EXP_SLURM_MANIFEST")) {
       auto r = jobs::capture_process({"scontrol", "requeue", requeue});
@@ -142,7 +158,12 @@ int run_single(const RunOptions& o) {
                       "add `experiment: NAME` (see `exp list`) or +experiment=NAME");
   const auto& info = experiments::find_experiment(name->as_string(), name->loc());
   auto exp = info.create(job);
+  if (o.check) {
+    fmt::print("{}: the config is valid ({})\n", o.config.empty() ? o.config_name : o.config, info.name);
+    return 0;
+  }
 
+  jobs::RunLock lock = lock_run_dir(out);
   bool resume = false;
   if (fs::exists(out / "results.h5")) {
     // A requeued Slurm task comes back to its own directory: continue where it stopped.
@@ -173,6 +194,10 @@ int run_single(const RunOptions& o) {
 
 int run_resume(const RunOptions& o) {
   fs::path dir = fs::absolute(o.resume_dir).lexically_normal();
+  if (!fs::is_directory(dir))
+    throw ConfigError(fmt::format("cannot resume {}: no such directory", dir.string()), {}, {},
+                      "--resume takes a run directory made by `exp run`");
+  jobs::RunLock lock = lock_run_dir(dir);
   ConfigNode job;
   {
     auto reader = results::ResultsReader::open(dir / "results.h5");  // closed before RunContext reopens it

@@ -12,10 +12,10 @@ using results::ColumnType;
 
 MetricsConfig MetricsConfig::from(const config::ConfigReader& r) {
   MetricsConfig c;
-  r.get("ttft_deadline_s", c.ttft_deadline_s);
-  r.get("ttft_slack_s", c.ttft_slack_s);
-  r.get("tbt_deadline_s", c.tbt_deadline_s);
-  r.get("target_miss_rate", c.target_miss_rate);
+  r.get("ttft_deadline_s", c.ttft_deadline_s, config::Range::positive());
+  r.get("ttft_slack_s", c.ttft_slack_s, config::Range::non_negative());
+  r.get("tbt_deadline_s", c.tbt_deadline_s, config::Range::positive());
+  r.get("target_miss_rate", c.target_miss_rate, config::Range::fraction());
   r.get("fluid_rate", c.fluid_rate);
   r.get("store_tokens", c.store_tokens);
   r.get("store_batches", c.store_batches);

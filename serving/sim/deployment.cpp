@@ -19,14 +19,14 @@ ModelSpec ModelSpec::from(const config::ConfigReader& r) {
   ModelSpec m;
   r.get("name", m.name);
   r.get("profile_name", m.profile_name);
-  r.get("num_layers", m.num_layers);
-  r.get("num_q_heads", m.num_q_heads);
-  r.get("num_kv_heads", m.num_kv_heads);
-  r.get("embedding_dim", m.embedding_dim);
-  r.get("mlp_hidden_dim", m.mlp_hidden_dim);
-  r.get("vocab_size", m.vocab_size);
+  r.get("num_layers", m.num_layers, config::Range::at_least(1));
+  r.get("num_q_heads", m.num_q_heads, config::Range::at_least(1));
+  r.get("num_kv_heads", m.num_kv_heads, config::Range::at_least(1));
+  r.get("embedding_dim", m.embedding_dim, config::Range::at_least(1));
+  r.get("mlp_hidden_dim", m.mlp_hidden_dim, config::Range::at_least(1));
+  r.get("vocab_size", m.vocab_size, config::Range::at_least(1));
   r.get("use_gated_mlp", m.use_gated_mlp);
-  r.get("max_model_len", m.max_model_len);
+  r.get("max_model_len", m.max_model_len, config::Range::at_least(2));
   r.finish();
   if (m.num_q_heads <= 0 || m.num_kv_heads <= 0 || m.embedding_dim % m.num_q_heads != 0)
     throw config::ConfigError("embedding_dim must be a multiple of num_q_heads, both positive", {}, r.path(),
@@ -40,13 +40,13 @@ DeviceSpec DeviceSpec::from(const config::ConfigReader& r) {
   r.get("profile_dir", d.profile_dir);
   r.get("network_dir", d.network_dir);
   r.get("extra_attention_profiles", d.extra_attention_profiles);
-  r.get("fp16_tflops", d.fp16_tflops);
-  r.get("memory_gb", d.memory_gb);
-  r.get("memory_bandwidth_gbps", d.memory_bandwidth_gbps);
-  r.get("devices_per_node", d.devices_per_node);
-  r.get("cost_per_hour", d.cost_per_hour);
-  r.get("token_rounding", d.token_rounding);
-  r.get("kv_rounding", d.kv_rounding);
+  r.get("fp16_tflops", d.fp16_tflops, config::Range::positive());
+  r.get("memory_gb", d.memory_gb, config::Range::positive());
+  r.get("memory_bandwidth_gbps", d.memory_bandwidth_gbps, config::Range::positive());
+  r.get("devices_per_node", d.devices_per_node, config::Range::at_least(1));
+  r.get("cost_per_hour", d.cost_per_hour, config::Range::non_negative());
+  r.get("token_rounding", d.token_rounding, config::Range::at_least(1));
+  r.get("kv_rounding", d.kv_rounding, config::Range::at_least(1));
   r.finish();
   return d;
 }

@@ -37,20 +37,20 @@ std::pair<int64_t, int64_t> clip_lengths(int64_t prompt, int64_t decode, int64_t
 
 WorkloadConfig WorkloadConfig::from(const config::ConfigReader& r, const std::filesystem::path& data_root) {
   WorkloadConfig c;
-  r.get("num_requests", c.num_requests);
+  r.get("num_requests", c.num_requests, config::Range::between(1, kMaxRequests));
   r.get_enum("lengths", c.lengths, {"trace", "fixed", "uniform", "zipf"});
   r.get("trace_file", c.trace_file);
   r.get("shuffle_trace", c.shuffle_trace);
-  r.get("prompt_tokens", c.prompt_tokens);
-  r.get("decode_tokens", c.decode_tokens);
-  r.get("min_tokens", c.min_tokens);
-  r.get("max_tokens", c.max_tokens);
-  r.get("prefill_to_decode", c.prefill_to_decode);
-  r.get("zipf_theta", c.zipf_theta);
+  r.get("prompt_tokens", c.prompt_tokens, config::Range::at_least(1));
+  r.get("decode_tokens", c.decode_tokens, config::Range::at_least(1));
+  r.get("min_tokens", c.min_tokens, config::Range::at_least(2));
+  r.get("max_tokens", c.max_tokens, config::Range::at_least(2));
+  r.get("prefill_to_decode", c.prefill_to_decode, config::Range::positive());
+  r.get("zipf_theta", c.zipf_theta, config::Range::non_negative());
   r.get_enum("arrivals", c.arrivals, {"poisson", "gamma", "static", "trace"});
-  r.get("qps", c.qps);
-  r.get("cv", c.cv);
-  r.get("time_scale", c.time_scale);
+  r.get("qps", c.qps, config::Range::positive());
+  r.get("cv", c.cv, config::Range::positive());
+  r.get("time_scale", c.time_scale, config::Range::positive());
   r.finish();
   auto fail = [&](const char* key, const std::string& why, const std::string& hint) {
     const config::ConfigNode* n = r.raw(key);

@@ -16,6 +16,10 @@
 
 namespace xp::serving {
 
+// A workload's request count is bounded so that every run ends: 10^8 requests simulate in about
+// half an hour at the simulator's rate. Larger studies are several runs (or a sweep over seeds).
+inline constexpr double kMaxRequests = 1e8;
+
 struct WorkloadConfig {
   int64_t num_requests = 1000;
   std::string lengths = "trace";        // trace | fixed | uniform | zipf

@@ -109,7 +109,7 @@ TEST_F(Cli, ExperimentSelectionAndValueErrorsExitTwo) {
   r = exp("run " + kLinReg + " data.samples=0");
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.err.find("data.samples"), std::string::npos);
-  EXPECT_NE(r.err.find("must be positive"), std::string::npos);
+  EXPECT_NE(r.err.find("must be ≥ 1"), std::string::npos) << r.err;
   r = exp("run " + kLinReg + " train.device=tpu");
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.err.find("cpu, cuda"), std::string::npos) << r.err;

@@ -116,13 +116,13 @@ TEST(ConfigErrorsReader, NotAMapListElementsAndRanges) {
   ConfigNode n = load_yaml_string("l: [1, a]\ns: 5\nbig: 5000000000\nneg: -1\nm: {a: 1}\n", "r.yaml");
   ConfigReader r(n, "sec");
   std::vector<double> l;
-  EXPECT_THROW(r.get("l", l), ConfigError);
+  EXPECT_THROW(r.get("l", l, Range::any()), ConfigError);
   std::vector<int64_t> not_list;
-  EXPECT_THROW(r.get("s", not_list), ConfigError);
+  EXPECT_THROW(r.get("s", not_list, Range::any()), ConfigError);
   int small = 0;
-  EXPECT_THROW(r.get("big", small), ConfigError);
+  EXPECT_THROW(r.get("big", small, Range::any()), ConfigError);
   uint64_t unsigned_value = 0;
-  EXPECT_THROW(r.get("neg", unsigned_value), ConfigError);
+  EXPECT_THROW(r.get("neg", unsigned_value, Range::any()), ConfigError);
   std::string str;
   EXPECT_THROW(r.get("m", str), ConfigError);
 }

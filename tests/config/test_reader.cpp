@@ -14,12 +14,12 @@ TEST(ConfigReader, ReadsTypedValuesAndKeepsDefaults) {
   std::string name;
   bool flag = false;
   std::vector<int64_t> sizes;
-  r.get("steps", steps);
-  r.get("lr", lr);  // ints widen to float
+  r.get("steps", steps, Range::at_least(1));
+  r.get("lr", lr, Range::positive());  // ints widen to float
   r.get("name", name);
   r.get("flag", flag);
-  r.get("sizes", sizes);
-  r.get("absent", missing);
+  r.get("sizes", sizes, Range::at_least(1));
+  r.get("absent", missing, Range::any());
   r.finish();
   EXPECT_EQ(steps, 10);
   EXPECT_DOUBLE_EQ(lr, 1.0);
@@ -34,8 +34,8 @@ TEST(ConfigReader, UnknownKeyIsRejectedWithSuggestion) {
   ConfigReader r(n, "train");
   int64_t steps;
   double lr;
-  r.get("steps", steps);
-  r.get("learning_rate", lr);
+  r.get("steps", steps, Range::any());
+  r.get("learning_rate", lr, Range::any());
   try {
     r.finish();
     FAIL();
@@ -51,13 +51,45 @@ TEST(ConfigReader, TypeMismatchNamesKeyAndLocation) {
   ConfigReader r(n, "train");
   int64_t steps;
   try {
-    r.get("steps", steps);
+    r.get("steps", steps, Range::any());
     FAIL();
   } catch (const ConfigError& e) {
     EXPECT_EQ(e.key(), "train.steps");
     EXPECT_EQ(e.loc().file, "c.yaml");
     EXPECT_NE(e.message().find("expected int, got string 'many'"), std::string::npos);
   }
+}
+
+TEST(ConfigReader, NumberOutsideItsRangeIsRejectedNamingKeyLineAndRange) {
+  ConfigNode n = load_yaml_string("lr: 0.1\nevery: -1\n", "c.yaml");
+  ConfigReader r(n, "train");
+  double lr = 0;
+  r.get("lr", lr, Range::positive());
+  int64_t every = 0;
+  try {
+    r.get("every", every, Range::non_negative());
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.key(), "train.every");
+    EXPECT_EQ(e.loc().line, 2);
+    EXPECT_NE(e.message().find("must be ≥ 0"), std::string::npos) << e.message();
+  }
+}
+
+TEST(ConfigReader, NanAndInfinityAreNeverAccepted) {
+  for (const char* text : {"x: .nan\n", "x: .inf\n", "x: -.inf\n"}) {
+    ConfigNode n = load_yaml_string(text, "c.yaml");
+    ConfigReader r(n, "train");
+    double x = 0;
+    EXPECT_THROW(r.get("x", x, Range::any()), ConfigError) << text;
+  }
+}
+
+TEST(ConfigReader, ListElementsAreCheckedAgainstTheRange) {
+  ConfigNode n = load_yaml_string("sizes: [4, 0]\n", "c.yaml");
+  ConfigReader r(n, "net");
+  std::vector<int64_t> sizes;
+  EXPECT_THROW(r.get("sizes", sizes, Range::at_least(1)), ConfigError);
 }
 
 TEST(ConfigReader, EnumMustBeAllowed) {
@@ -72,7 +104,7 @@ TEST(ConfigReader, SectionsNestPaths) {
   ConfigReader r(n, "outer");
   ConfigReader s = r.section("inner");
   int64_t x;
-  s.get("x", x);
+  s.get("x", x, Range::any());
   try {
     s.finish();
     FAIL();
