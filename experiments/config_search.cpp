@@ -261,6 +261,7 @@ std::unique_ptr<Experiment> make_config_search(const config::ConfigNode& job_con
   s.get("chunk_sizes", space.chunk_sizes, Range::at_least(1));
   s.get("batch_caps", space.batch_caps, Range::at_least(1));
   s.get("workers", space.workers, Range::between(0, 4096));
+  for (int64_t tp : space.tensor_parallel) check_tensor_parallel(setup.model, tp, s, "tensor_parallel");
   s.finish();
   for (const auto& name : space.schedulers)
     if (name != "vllm" && name != "sarathi_serve")

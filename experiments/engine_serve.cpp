@@ -31,8 +31,12 @@ struct PromptSet {
   }
 };
 
+// The latest arrival a prompts file may ask for: the engine waits for arrivals in real time, so a
+// typo such as 1e300 would make a run that never ends. 10^6 s is 11.6 days.
+constexpr double kMaxArrivalS = 1e6;
+
 // JSONL: one {"prompt": [ids...], "max_tokens": n, "arrival_s": t?} per line. A line that is not
-// such an object is an error naming the file and line; whether the model can serve a request
+// such an object, or has any other key, is an error naming the file and line; whether the model can serve a request
 // (its ids inside the vocabulary, its tokens inside the context) is the engine's call, per request.
 PromptSet read_prompts(const fs::path& file) {
   std::ifstream in(file);
@@ -50,6 +54,9 @@ PromptSet read_prompts(const fs::path& file) {
       bad(e.what());
     }
     if (!j.is_object() || !j.contains("prompt") || !j.contains("max_tokens")) bad("needs \"prompt\" and \"max_tokens\"");
+    for (const auto& [key, value] : j.items())
+      if (key != "prompt" && key != "max_tokens" && key != "arrival_s")
+        bad(fmt::format("unknown key \"{}\" (a line has \"prompt\", \"max_tokens\" and optionally \"arrival_s\")", key));
     // Integers that fit: the JSON library would silently wrap 2^32 + 1 to the token id 1.
     auto integer_in = [](const nlohmann::json& v, int64_t lo, int64_t hi) {
       return v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(hi)
@@ -69,8 +76,8 @@ PromptSet read_prompts(const fs::path& file) {
     r.decode_tokens = j["max_tokens"].get<int64_t>();
     if (j.contains("arrival_s")) {
       const nlohmann::json& a = j["arrival_s"];
-      if (!a.is_number() || !(a.get<double>() >= 0) || !std::isfinite(a.get<double>()))
-        bad(fmt::format("\"arrival_s\": {} is not a time in seconds >= 0", a.dump()));
+      if (!a.is_number() || !(a.get<double>() >= 0 && a.get<double>() <= kMaxArrivalS))
+        bad(fmt::format("\"arrival_s\": {} is not a time in seconds in [0, {:g}]", a.dump(), kMaxArrivalS));
       r.arrival_s = a.get<double>();
     }
     out.line_of[r.id] = n;

@@ -1,6 +1,7 @@
 #include "experiments/serving_setup.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <cstdio>
@@ -19,6 +20,21 @@ namespace xp::experiments {
 using namespace xp::serving;
 namespace fs = std::filesystem;
 
+void check_tensor_parallel(const ModelSpec& m, int64_t tp, const config::ConfigReader& r, const std::string& key) {
+  // Heads are split among the ranks: query heads evenly, KV heads evenly or replicated (fewer
+  // KV heads than ranks, as GQA models at high TP are served).
+  const bool kv_ok = m.num_kv_heads % tp == 0 || tp % m.num_kv_heads == 0;
+  if (m.num_q_heads % tp == 0 && kv_ok) return;
+  std::vector<int64_t> fit;
+  for (int64_t t = 1; t <= m.num_q_heads; ++t)
+    if (m.num_q_heads % t == 0 && (m.num_kv_heads % t == 0 || t % m.num_kv_heads == 0)) fit.push_back(t);
+  const config::ConfigNode* n = r.raw(key);
+  throw config::ConfigError(
+      m.num_q_heads % tp ? fmt::format("{}'s {} attention heads do not divide among {} tensor-parallel ranks", m.name, m.num_q_heads, tp)
+                         : fmt::format("{}'s {} KV heads neither divide among nor evenly replicate over {} ranks", m.name, m.num_kv_heads, tp),
+      n ? n->loc() : config::SourceLoc{}, config::join_path(r.path(), key), fmt::format("choose one of: {}", fmt::join(fit, ", ")));
+}
+
 ServingSetup ServingSetup::parse(const config::ConfigReader& top) {
   ServingSetup c;
   std::string data_dir;
@@ -34,9 +50,7 @@ ServingSetup ServingSetup::parse(const config::ConfigReader& top) {
   d.get("pipeline_parallel", c.layout.pipeline_parallel, Range::at_least(1));
   d.get("memory_margin_fraction", c.layout.memory_margin_fraction, Range::fraction().open_above());
   d.finish();
-  if (c.layout.tensor_parallel < 1 || c.layout.pipeline_parallel < 1 || c.cluster.num_replicas < 1)
-    throw config::ConfigError("replicas, tensor_parallel and pipeline_parallel must be >= 1", {}, "deployment",
-                              "set deployment.tensor_parallel=1 deployment.pipeline_parallel=1");
+  check_tensor_parallel(c.model, c.layout.tensor_parallel, d, "tensor_parallel");
   auto fill = [&](SchedulerConfig s) {
     s.max_model_len = c.model.max_model_len;
     s.pipeline_stages = c.layout.pipeline_parallel;

@@ -14,6 +14,10 @@
 
 namespace xp::experiments {
 
+// A ConfigError at `key` of `r` unless `tp` ranks can split the model's heads (query heads
+// evenly; KV heads evenly, or replicated when there are fewer than ranks); it lists the TPs that can.
+void check_tensor_parallel(const serving::ModelSpec& m, int64_t tp, const config::ConfigReader& r, const std::string& key);
+
 struct SchedulerVariant {
   std::string name;
   serving::SchedulerConfig scheduler;

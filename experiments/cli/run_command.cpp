@@ -93,6 +93,11 @@ void write_or_throw(const fs::path& p, const std::string& text) {
   if (!s.is_ok()) throw std::runtime_error(s.message());
 }
 
+// A sweep's jobs are written down before any runs (SWEEP_DIR/.sweep/jobs.yaml): every job, local
+// or a Slurm array task, runs from that manifest by index, and `exp run --resume SWEEP_DIR` or
+// the same sweep command again runs the jobs that have not finished, leaving finished ones be.
+fs::path manifest_path(const fs::path& sweep_dir) { return sweep_dir / ".sweep" / "jobs.yaml"; }
+
 // One process at a time in a run directory (see RunLock); a second is refused with exit 2.
 jobs::RunLock lock_run_dir(const fs::path& dir) {
   fs::create_directories(dir);
@@ -166,8 +171,13 @@ int run_single(const RunOptions& o) {
   jobs::RunLock lock = lock_run_dir(out);
   bool resume = false;
   if (fs::exists(out / "results.h5")) {
-    // A requeued Slurm task comes back to its own directory: continue where it stopped.
+    // A sweep job run again (a requeued Slurm task, a resumed or repeated sweep) comes back to
+    // its own directory: a finished job is left as it is, a stopped one continues.
     if (!o.manifest.empty()) {
+      if (auto r = results::ResultsReader::open(out / "results.h5"); r.is_ok() && r->complete()) {
+        fmt::print("{} finished already: nothing to do\n", out.string());
+        return 0;
+      }
       resume = true;
     } else {
       throw ConfigError(fmt::format("the run directory {} already holds results", out.string()), {},
@@ -192,8 +202,11 @@ int run_single(const RunOptions& o) {
   return execute(*exp, std::move(spec), resolved_text(resolved, "hydra.job.name"));
 }
 
+int resume_sweep(const RunOptions& o, const fs::path& dir);
+
 int run_resume(const RunOptions& o) {
   fs::path dir = fs::absolute(o.resume_dir).lexically_normal();
+  if (!fs::exists(dir / "results.h5") && fs::exists(manifest_path(dir))) return resume_sweep(o, dir);
   if (!fs::is_directory(dir))
     throw ConfigError(fmt::format("cannot resume {}: no such directory", dir.string()), {}, {},
                       "--resume takes a run directory made by `exp run`");
@@ -260,36 +273,51 @@ Sweep plan_sweep(const RunOptions& o) {
   return s;
 }
 
-std::vector<std::string> child_args(const RunOptions& o, const Sweep& s, size_t i) {
-  std::vector<std::string> a = {jobs::self_executable().string(), "run"};
-  for (const auto& d : o.config_dirs) a.insert(a.end(), {"-cd", d});
-  if (!s.request.primary.empty()) a.push_back(fs::absolute(s.request.primary).string());
-  for (const auto& ov : s.jobs[i]) a.push_back(ov);
-  a.push_back("hydra.mode=MULTIRUN");
-  a.push_back(fmt::format("hydra.job.num={}", i));
-  a.push_back(fmt::format("hydra.sweep.dir={}", s.dir.string()));
-  return a;
+void write_manifest(const RunOptions& o, const Sweep& s, const std::string& launcher) {
+  ConfigNode manifest = ConfigNode::map();
+  manifest.set("launcher", ConfigNode::string(launcher));
+  manifest.set("config", ConfigNode::string(s.request.primary.empty() ? "" : fs::absolute(s.request.primary).string()));
+  manifest.set("config_dirs", string_list(o.config_dirs));
+  manifest.set("sweep_dir", ConfigNode::string(s.dir.string()));
+  ConfigNode jobs_node = ConfigNode::list();
+  for (const auto& j : s.jobs) jobs_node.push_back(string_list(j));
+  manifest.set("jobs", jobs_node);
+  fs::create_directories(manifest_path(s.dir).parent_path());
+  write_or_throw(manifest_path(s.dir), config::dump_yaml(manifest));
 }
 
-int run_local_sweep(const RunOptions& o, const Sweep& s) {
+// Runs every job of a manifest as a child `exp run --from-manifest M --index I`, `parallel` at
+// a time. A SIGTERM/SIGINT to the sweep is passed on to the running jobs (each checkpoints and
+// stops), no further job starts, and the sweep exits 75 so that it can be resumed.
+int run_local_jobs(const fs::path& manifest, const std::vector<std::vector<std::string>>& job_overrides, const fs::path& sweep_dir,
+                   int parallel) {
   auto log = runtime::logger();
+  jobs::RunLock lock = lock_run_dir(sweep_dir);  // one sweep process at a time
+  const size_t num_jobs = job_overrides.size();
   runtime::install_stop_handlers();
   std::map<pid_t, size_t> running;
-  std::vector<int> codes(s.jobs.size(), -1);
+  std::vector<int> codes(num_jobs, -1);
   size_t next = 0;
-  int parallel = std::max(1, o.jobs);
-  while (next < s.jobs.size() || !running.empty()) {
-    while (next < s.jobs.size() && static_cast<int>(running.size()) < parallel && !runtime::stop_requested()) {
-      log->info("#{} : {}", next, fmt::join(task_overrides(s.jobs[next]), " "));
-      running[jobs::spawn_process(child_args(o, s, next))] = next;
+  bool forwarded = false;
+  parallel = std::max(1, parallel);
+  while (next < num_jobs || !running.empty()) {
+    while (next < num_jobs && static_cast<int>(running.size()) < parallel && !runtime::stop_requested()) {
+      log->info("#{} : {}", next, fmt::join(task_overrides(job_overrides[next]), " "));
+      running[jobs::spawn_process({jobs::self_executable().string(), "run", "--from-manifest", manifest.string(),
+                                   "--index", std::to_string(next)})] = next;
       ++next;
     }
+    if (runtime::stop_requested() && !forwarded) {
+      log->warn("sweep stopped by signal {}: stopping {} running job(s)", runtime::stop_signal(), running.size());
+      for (auto& [p, i] : running) kill(p, SIGTERM);  // pass the preemption on to every job
+      forwarded = true;
+    }
     if (running.empty()) break;
+    // Polled, not a blocking waitpid: the stop handler restarts interrupted calls (SA_RESTART).
     int status = 0;
-    pid_t pid = waitpid(-1, &status, 0);
-    if (pid < 0) {
-      if (errno == EINTR && runtime::stop_requested())
-        for (auto& [p, i] : running) kill(p, SIGTERM);  // pass the preemption on to every job
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) {
+      usleep(20000);
       continue;
     }
     auto it = running.find(pid);
@@ -297,30 +325,26 @@ int run_local_sweep(const RunOptions& o, const Sweep& s) {
     codes[it->second] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     running.erase(it);
   }
-  size_t ok = static_cast<size_t>(std::count(codes.begin(), codes.end(), 0));
-  size_t preempted = static_cast<size_t>(std::count(codes.begin(), codes.end(), runtime::kExitPreempted));
-  fmt::print("\nsweep {}: {} of {} jobs finished", s.dir.string(), ok, s.jobs.size());
-  if (preempted) fmt::print(", {} preempted (resume each with exp run --resume DIR)", preempted);
-  fmt::print("\nsummarise it with: exp collect {}\n", s.dir.string());
-  if (ok == s.jobs.size()) return 0;
-  return preempted + ok == s.jobs.size() ? runtime::kExitPreempted : 1;
+  auto count = [&](int code) { return static_cast<size_t>(std::count(codes.begin(), codes.end(), code)); };
+  size_t ok = count(0), preempted = count(runtime::kExitPreempted), not_started = count(-1);
+  size_t failed = num_jobs - ok - preempted - not_started;
+  fmt::print("\nsweep {}: {} of {} jobs finished", sweep_dir.string(), ok, num_jobs);
+  if (preempted) fmt::print(", {} stopped after a checkpoint", preempted);
+  if (not_started) fmt::print(", {} not started", not_started);
+  if (failed) fmt::print(", {} failed", failed);
+  if (ok < num_jobs) fmt::print("\nrun the unfinished ones with: exp run --resume {}", sweep_dir.string());
+  fmt::print("\nsummarise it with: exp collect {}\n", sweep_dir.string());
+  if (failed) return 1;
+  return ok == num_jobs ? 0 : runtime::kExitPreempted;
 }
 
-int run_slurm_sweep(const RunOptions& o, const Sweep& s) {
+int run_slurm_sweep(const Sweep& s) {
   ConfigNode launcher = config::resolve_at(s.base, "hydra.launcher");
   jobs::SlurmParams params = jobs::slurm_params_from(launcher);
   fs::path slurm_dir = s.dir / ".slurm";
   fs::create_directories(slurm_dir);
-  ConfigNode manifest = ConfigNode::map();
-  manifest.set("config", ConfigNode::string(s.request.primary.empty() ? "" : fs::absolute(s.request.primary).string()));
-  manifest.set("config_dirs", string_list(o.config_dirs));
-  manifest.set("sweep_dir", ConfigNode::string(s.dir.string()));
-  ConfigNode jobs_node = ConfigNode::list();
-  for (const auto& j : s.jobs) jobs_node.push_back(string_list(j));
-  manifest.set("jobs", jobs_node);
-  write_or_throw(slurm_dir / "jobs.yaml", config::dump_yaml(manifest));
   std::string script = jobs::sbatch_script(params, resolved_text(s.base, "hydra.job.name"), s.dir, s.jobs.size(),
-                                           jobs::self_executable(), slurm_dir / "jobs.yaml");
+                                           jobs::self_executable(), manifest_path(s.dir));
   write_or_throw(slurm_dir / "submit.sh", script);
   auto out = jobs::capture_process({"sbatch", "--parsable", (slurm_dir / "submit.sh").string()});
   if (!out.is_ok()) {
@@ -333,13 +357,45 @@ int run_slurm_sweep(const RunOptions& o, const Sweep& s) {
   return 0;
 }
 
+// multirun.yaml: the composed config as Hydra writes it, with the sweep's axes recorded under
+// hydra.sweeper.params (key -> values as typed) and every override under hydra.overrides.task.
+ConfigNode multirun_record(const RunOptions& o, const Sweep& s) {
+  ConfigNode record = s.base;
+  ConfigNode& params = record.ensure_path("hydra.sweeper.params");
+  if (!params.is_map()) params = ConfigNode::map();
+  for (const auto& text : o.overrides) {
+    config::Override ov = config::parse_override(text);
+    if (!ov.is_sweep()) continue;
+    std::string key = text.substr(0, text.find('='));
+    params.set(key, ConfigNode::string(ov.value_text));
+  }
+  record.ensure_path("hydra.overrides.task") = string_list(task_overrides(o.overrides));
+  return record;
+}
+
 int run_multirun(const RunOptions& o) {
   Sweep s = plan_sweep(o);
   fs::create_directories(s.dir);
-  write_or_throw(s.dir / "multirun.yaml", config::dump_yaml(s.base));
+  write_or_throw(s.dir / "multirun.yaml", config::dump_yaml(multirun_record(o, s)));
   std::string launcher = resolved_text(s.base, "hydra.launcher.name");
-  if (launcher == "slurm") return run_slurm_sweep(o, s);
-  return run_local_sweep(o, s);
+  write_manifest(o, s, launcher == "slurm" ? "slurm" : "local");
+  if (launcher == "slurm") return run_slurm_sweep(s);
+  return run_local_jobs(manifest_path(s.dir), s.jobs, s.dir, o.jobs);
+}
+
+// `exp run --resume SWEEP_DIR`: the sweep's jobs again, from its manifest, on this machine.
+int resume_sweep(const RunOptions& o, const fs::path& dir) {
+  ConfigNode m = config::load_yaml_file(manifest_path(dir));
+  const ConfigNode* jobs_node = m.find("jobs");
+  if (!jobs_node || !jobs_node->is_list())
+    throw ConfigError("the sweep manifest lists no jobs", {manifest_path(dir).string()}, "jobs",
+                      "it is written by `exp run -m`; rerun the sweep command");
+  std::vector<std::vector<std::string>> job_overrides;
+  for (const auto& j : jobs_node->elements()) {
+    job_overrides.emplace_back();
+    for (const auto& e : j.elements()) job_overrides.back().push_back(e.scalar_text());
+  }
+  return run_local_jobs(manifest_path(dir), job_overrides, dir, o.jobs);
 }
 
 int run_from_manifest(const RunOptions& o) {
@@ -359,7 +415,8 @@ int run_from_manifest(const RunOptions& o) {
   child.overrides.push_back("hydra.mode=MULTIRUN");
   child.overrides.push_back(fmt::format("hydra.job.num={}", o.index));
   child.overrides.push_back(fmt::format("hydra.sweep.dir={}", m.find("sweep_dir")->scalar_text()));
-  setenv("EXP_SLURM_MANIFEST", o.manifest.c_str(), 1);
+  const ConfigNode* launcher = m.find("launcher");
+  if (!launcher || launcher->scalar_text() == "slurm") setenv("EXP_SLURM_MANIFEST", o.manifest.c_str(), 1);
   return run_single(child);
 }
 

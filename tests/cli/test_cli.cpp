@@ -271,13 +271,13 @@ TEST_F(Cli, SlurmLauncherSubmitsOneArrayAndTasksRunFromTheManifest) {
   EXPECT_NE(script.find("--from-manifest"), std::string::npos);
   EXPECT_NE(dir_.read("bin/sbatch.args").find("--parsable"), std::string::npos);
   // What the array task does when Slurm starts it:
-  r = exp("run --from-manifest sw/.slurm/jobs.yaml --index 1", "SLURM_ARRAY_TASK_ID=1");
+  r = exp("run --from-manifest sw/.sweep/jobs.yaml --index 1", "SLURM_ARRAY_TASK_ID=1");
   ASSERT_EQ(r.rc, 0) << r.err;
   auto res = results::ResultsReader::open(path("sw/1/results.h5"));
   ASSERT_TRUE(res.is_ok());
   EXPECT_TRUE(res->complete());
   EXPECT_NE(dir_.read("sw/1/.hydra/overrides.yaml").find("train.lr=0.2"), std::string::npos);
-  EXPECT_EQ(exp("run --from-manifest sw/.slurm/jobs.yaml --index 5").rc, 2);
+  EXPECT_EQ(exp("run --from-manifest sw/.sweep/jobs.yaml --index 5").rc, 2);
 }
 
 }  // namespace xp::cli
