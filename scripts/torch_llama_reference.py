@@ -1,8 +1,11 @@
 #!/usr/bin/python3
 """An independent Llama forward pass in PyTorch (Debian's python3-torch, run with /usr/bin/python3)
-over a Hugging Face folder (config.json + model.safetensors), written from the Hugging Face
-modeling semantics: RMSNorm, rotate-half RoPE (with Llama-3 scaling), grouped-query attention,
-SwiGLU. Prints the last token's logits of a prompt as JSON, for comparison with exp's engine.
+over a Hugging Face folder (config.json + model.safetensors, or shards listed in
+model.safetensors.index.json), written from the Hugging Face modeling semantics: RMSNorm,
+rotate-half RoPE (with Llama-3 scaling; rope_theta/rope_scaling as transformers 4 writes them or
+rope_parameters as transformers 5 does), grouped-query attention, SwiGLU, and the optional bias
+terms (attention_bias, mlp_bias). Prints the last token's logits of a prompt as JSON, for
+comparison with exp's engine.
 
     /usr/bin/python3 scripts/torch_llama_reference.py MODEL_DIR 1,2,3,4
 """
@@ -39,10 +42,34 @@ def load_safetensors(path):
     return out
 
 
+def load_checkpoint(model_dir):
+    index = os.path.join(model_dir, "model.safetensors.index.json")
+    if not os.path.exists(index):
+        return load_safetensors(os.path.join(model_dir, "model.safetensors"))
+    out = {}
+    for shard in sorted(set(json.load(open(index))["weight_map"].values())):
+        out.update(load_safetensors(os.path.join(model_dir, shard)))
+    return out
+
+
+def rope_settings(cfg):
+    """(theta, llama3 scaling or None) from either config layout."""
+    rp = cfg.get("rope_parameters")
+    if rp:
+        theta = rp.get("rope_theta", cfg.get("rope_theta", 10000.0))
+        scaling = rp
+    else:
+        theta = cfg.get("rope_theta", 10000.0)
+        scaling = cfg.get("rope_scaling")
+    kind = (scaling or {}).get("rope_type", (scaling or {}).get("type", "default"))
+    if kind not in ("default", "llama3"):
+        raise ValueError(f"rope_type {kind} is not implemented by this reference")
+    return theta, scaling if kind == "llama3" else None
+
+
 def inv_freq(cfg, d):
-    theta = cfg.get("rope_theta", 10000.0)
+    theta, rs = rope_settings(cfg)
     f = 1.0 / (theta ** (torch.arange(0, d, 2, dtype=torch.int64).float() / d))
-    rs = cfg.get("rope_scaling")
     if rs:
         factor, lo, hi = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
         old = rs["original_max_position_embeddings"]
@@ -66,7 +93,12 @@ def rmsnorm(x, w, eps):
 
 def forward(model_dir, tokens):
     cfg = json.load(open(os.path.join(model_dir, "config.json")))
-    w = load_safetensors(os.path.join(model_dir, "model.safetensors"))
+    w = load_checkpoint(model_dir)
+
+    def linear(h, name):  # a projection with its bias when the checkpoint has one
+        y = h @ w[name + ".weight"].T
+        return y + w[name + ".bias"] if name + ".bias" in w else y
+
     H, nh = cfg["hidden_size"], cfg["num_attention_heads"]
     nkv = cfg.get("num_key_value_heads") or nh
     d, eps = H // nh, cfg.get("rms_norm_eps", 1e-5)
@@ -79,16 +111,16 @@ def forward(model_dir, tokens):
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         h = rmsnorm(x, w[p + "input_layernorm.weight"], eps)
-        q = (h @ w[p + "self_attn.q_proj.weight"].T).view(T, nh, d).transpose(0, 1)
-        k = (h @ w[p + "self_attn.k_proj.weight"].T).view(T, nkv, d).transpose(0, 1)
-        v = (h @ w[p + "self_attn.v_proj.weight"].T).view(T, nkv, d).transpose(0, 1)
+        q = linear(h, p + "self_attn.q_proj").view(T, nh, d).transpose(0, 1)
+        k = linear(h, p + "self_attn.k_proj").view(T, nkv, d).transpose(0, 1)
+        v = linear(h, p + "self_attn.v_proj").view(T, nkv, d).transpose(0, 1)
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
         k, v = k.repeat_interleave(nh // nkv, dim=0), v.repeat_interleave(nh // nkv, dim=0)
         att = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(d) + mask, dim=-1) @ v
-        x = x + att.transpose(0, 1).reshape(T, H) @ w[p + "self_attn.o_proj.weight"].T
+        x = x + linear(att.transpose(0, 1).reshape(T, H), p + "self_attn.o_proj")
         h = rmsnorm(x, w[p + "post_attention_layernorm.weight"], eps)
-        g = torch.nn.functional.silu(h @ w[p + "mlp.gate_proj.weight"].T) * (h @ w[p + "mlp.up_proj.weight"].T)
-        x = x + g @ w[p + "mlp.down_proj.weight"].T
+        g = torch.nn.functional.silu(linear(h, p + "mlp.gate_proj")) * linear(h, p + "mlp.up_proj")
+        x = x + linear(g, p + "mlp.down_proj")
     head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
     return (rmsnorm(x[-1], w["model.norm.weight"], eps) @ head.T).tolist()
 

@@ -61,31 +61,74 @@ LlamaConfig LlamaConfig::from_json(std::string_view text, const fs::path& path) 
   if (given(j, "num_key_value_heads")) positive_int(j, "", "num_key_value_heads", c.num_key_value_heads);
   if (given(j, "max_position_embeddings")) positive_int(j, "", "max_position_embeddings", c.max_position_embeddings);
   if (given(j, "rms_norm_eps")) positive_number(j, "", "rms_norm_eps", c.rms_norm_eps);
-  if (given(j, "rope_theta")) positive_number(j, "", "rope_theta", c.rope_theta);
   if (given(j, "tie_word_embeddings")) {
     if (!j["tie_word_embeddings"].is_boolean()) throw fail("tie_word_embeddings", "is not true or false");
     c.tie_word_embeddings = j["tie_word_embeddings"].get<bool>();
   }
-  if (given(j, "torch_dtype") && j["torch_dtype"].is_string()) c.torch_dtype = j["torch_dtype"].get<std::string>();
+  for (const char* k : {"torch_dtype", "dtype"})  // transformers 5 renamed it
+    if (given(j, k) && j[k].is_string()) c.torch_dtype = j[k].get<std::string>();
   if (given(j, "hidden_act") && j["hidden_act"] != "silu") throw fail("hidden_act", "only silu (SwiGLU) is supported");
   if (c.hidden_size % c.num_attention_heads || c.num_attention_heads % c.num_key_value_heads)
     throw fail("num_attention_heads", "hidden_size must divide by the heads, and the heads by num_key_value_heads");
   if (c.head_dim() % 2) throw fail("num_attention_heads", fmt::format("head_dim {} is odd; RoPE rotates pairs", c.head_dim()));
   if (given(j, "head_dim") && j["head_dim"] != c.head_dim())
     throw fail("head_dim", "only head_dim = hidden_size / num_attention_heads is supported");
-  if (given(j, "rope_scaling")) {
-    const nlohmann::json& r = j["rope_scaling"];
-    if (!r.is_object()) throw fail("rope_scaling", fmt::format("{} is not an object", r.dump()));
-    const nlohmann::json& type = r.contains("rope_type") ? r["rope_type"] : r.contains("type") ? r["type"] : nlohmann::json("");
-    if (type != "llama3") throw fail("rope_scaling", fmt::format("type {} is not supported (supported: llama3)", type.dump()));
-    const std::string in = "rope_scaling.";
-    if (given(r, "factor")) positive_number(r, in, "factor", c.rope_factor);
-    if (given(r, "low_freq_factor")) positive_number(r, in, "low_freq_factor", c.rope_low_freq_factor);
-    if (given(r, "high_freq_factor")) positive_number(r, in, "high_freq_factor", c.rope_high_freq_factor);
+
+  // RoPE: transformers ≤ 4 writes rope_theta and rope_scaling at the top level; transformers 5
+  // writes both inside rope_parameters ({"rope_type": "default"|"llama3", "rope_theta": ...}).
+  // Either layout is read; a file with both must agree.
+  auto read_rope = [&](const nlohmann::json& r, const std::string& in) {
+    if (!r.is_object()) throw fail(in, fmt::format("{} is not an object", r.dump()));
+    const nlohmann::json& type = r.contains("rope_type") ? r["rope_type"] : r.contains("type") ? r["type"] : nlohmann::json("default");
+    if (type != "default" && type != "llama3")
+      throw fail(in + ".rope_type", fmt::format("{} is not supported (supported: default, llama3)", type.dump()));
+    const std::string at = in + ".";
+    if (given(r, "rope_theta")) positive_number(r, at, "rope_theta", c.rope_theta);
+    if (type != "llama3") return;
+    if (!given(r, "factor")) throw fail(at + "factor", "missing (llama3 scaling needs it)");
+    positive_number(r, at, "factor", c.rope_factor);
+    if (given(r, "low_freq_factor")) positive_number(r, at, "low_freq_factor", c.rope_low_freq_factor);
+    if (given(r, "high_freq_factor")) positive_number(r, at, "high_freq_factor", c.rope_high_freq_factor);
     if (given(r, "original_max_position_embeddings"))
-      positive_int(r, in, "original_max_position_embeddings", c.rope_original_max_position);
+      positive_int(r, at, "original_max_position_embeddings", c.rope_original_max_position);
     if (c.rope_high_freq_factor <= c.rope_low_freq_factor)
-      throw fail("rope_scaling", "high_freq_factor must exceed low_freq_factor (the smoothing divides by their difference)");
+      throw fail(in, "high_freq_factor must exceed low_freq_factor (the smoothing divides by their difference)");
+  };
+  if (given(j, "rope_theta")) positive_number(j, "", "rope_theta", c.rope_theta);
+  if (given(j, "rope_scaling")) read_rope(j["rope_scaling"], "rope_scaling");
+  if (given(j, "rope_parameters")) {
+    const double top_theta = c.rope_theta;
+    read_rope(j["rope_parameters"], "rope_parameters");
+    if (given(j, "rope_theta") && c.rope_theta != top_theta)
+      throw fail("rope_parameters.rope_theta", fmt::format("{} disagrees with the top-level rope_theta {}", c.rope_theta, top_theta));
+  }
+
+  // Keys of the Llama family's configs that change the computation in ways this engine does not
+  // implement: each is refused by name unless it has its neutral value, never ignored.
+  auto refuse_unless = [&](const char* k, auto&& neutral, const std::string& why) {
+    if (given(j, k) && !neutral(j[k])) throw fail(k, fmt::format("{} is not supported: {}", j[k].dump(), why));
+  };
+  auto is_false = [](const nlohmann::json& v) { return v == false; };
+  refuse_unless("attention_bias", is_false, "the attention projections here have no bias terms");
+  refuse_unless("mlp_bias", is_false, "the MLP projections here have no bias terms");
+  refuse_unless("partial_rotary_factor", [](const nlohmann::json& v) { return v == 1 || v == 1.0; },
+                "RoPE rotates the whole head here");
+  refuse_unless("layer_types", [](const nlohmann::json& v) {
+    if (!v.is_array()) return false;
+    for (const auto& t : v) if (t != "full_attention") return false;
+    return true;
+  }, "every layer attends to the full context here");
+  for (const char* k : {"attn_logit_softcapping", "final_logit_softcapping", "query_pre_attn_scalar", "logits_scaling",
+                        "embedding_multiplier", "residual_multiplier", "attention_multiplier", "num_local_experts",
+                        "num_experts", "no_rope_layers", "use_qk_norm"})
+    refuse_unless(k, [](const nlohmann::json& v) { return v.is_null() || v == false; }, "not implemented by this engine");
+  // A sliding window only changes attention past its length: the model serves contexts up to it
+  // (an exact result), and a longer request is refused as past the context.
+  const bool window_used = !given(j, "use_sliding_window") || j["use_sliding_window"] != false;
+  if (given(j, "sliding_window") && window_used) {
+    int64_t window = 0;
+    positive_int(j, "", "sliding_window", window);
+    c.max_position_embeddings = std::min(c.max_position_embeddings, window);
   }
   return c;
 }

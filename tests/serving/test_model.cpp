@@ -1,5 +1,6 @@
 // serving.md §8 item 1 (chunked prefill equals one-shot prefill) and the engine issue's
 // exactness and bad-input cases on a tiny random Llama (f32; bounds stated per test).
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -169,6 +170,26 @@ TEST_F(Model, BadTokensAndPositionsAreErrorsNamingTheItem) {
   EXPECT_THROW(model_->forward({{std::span<const int32_t>(&ok, 1), 300, &table}}, cache), std::invalid_argument);
 }
 
+// The last token's logits of `toks` from scripts/torch_llama_reference.py over the folder `dir`.
+std::vector<float> torch_reference_logits(const testing::TempDir& d, const std::filesystem::path& dir,
+                                          const std::vector<int32_t>& toks) {
+  std::string list;
+  for (int32_t t : toks) list += (list.empty() ? "" : ",") + std::to_string(t);
+  std::string cmd = "/usr/bin/python3 " + std::string(EXP_SOURCE_DIR) + "/scripts/torch_llama_reference.py " +
+                    dir.string() + " " + list + " > " + (d / "ref.json").string() + " 2> " + (d / "err.txt").string();
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << d.read("err.txt");
+  std::vector<float> theirs;
+  for (float v : nlohmann::json::parse(d.read("ref.json"))) theirs.push_back(v);
+  return theirs;
+}
+
+std::vector<float> our_logits(const std::filesystem::path& dir, const std::vector<int32_t>& toks) {
+  auto model = LlamaModel::load(dir);
+  KvCache cache(model->config(), 4, 16);
+  std::vector<int32_t> table = {0, 1};
+  return model->forward({{std::span<const int32_t>(toks), 0, &table}}, cache);
+}
+
 TEST(TorchReference, AgreesWithAnIndependentPyTorchForwardPass) {
   // f32 and bf16 checkpoints, Llama-3 RoPE scaling on, GQA; bound 1e-4 on the logits (two
   // float32 implementations with different summation orders).
@@ -178,26 +199,56 @@ TEST(TorchReference, AgreesWithAnIndependentPyTorchForwardPass) {
     c.rope_factor = 8.0;
     c.rope_original_max_position = 64;
     write_random_llama(d.path(), c, 11, dtype);
-    auto model = LlamaModel::load(d.path());
     auto toks = prompt(23, 12);
-    KvCache cache(c, 4, 16);
-    std::vector<int32_t> table = {0, 1};
-    auto ours = model->forward({{std::span<const int32_t>(toks), 0, &table}}, cache);
-    std::string list;
-    for (int32_t t : toks) list += (list.empty() ? "" : ",") + std::to_string(t);
-    std::string cmd = "/usr/bin/python3 " + std::string(EXP_SOURCE_DIR) + "/scripts/torch_llama_reference.py " +
-                      d.path().string() + " " + list + " > " + (d / "ref.json").string() + " 2> " + (d / "err.txt").string();
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << d.read("err.txt");
-    std::string ref = d.read("ref.json");
-    std::vector<float> theirs;
-    for (size_t i = ref.find_first_of("-0123456789"); i != std::string::npos; i = ref.find_first_of("-0123456789", i)) {
-      size_t end = ref.find_first_of(",]", i);
-      theirs.push_back(std::stof(ref.substr(i, end - i)));
-      i = end;
-    }
+    auto ours = our_logits(d.path(), toks);
+    auto theirs = torch_reference_logits(d, d.path(), toks);
     ASSERT_EQ(theirs.size(), ours.size());
     EXPECT_LE(max_abs_diff(ours, theirs), 1e-4) << tensor::dtype_name(dtype);
   }
+}
+
+// transformers 5 writes RoPE settings under rope_parameters (and `dtype` for torch_dtype), and
+// large checkpoints come in shards: the same weights in that layout compute the same logits.
+TEST(TorchReference, Transformers5RopeParametersAndShardedCheckpointsComputeTheSameLogits) {
+  testing::TempDir d;
+  LlamaConfig c = tiny();
+  c.rope_theta = 500000.0;  // Llama-3's, far from the default, so ignoring it shows
+  c.rope_factor = 8.0;
+  c.rope_original_max_position = 64;
+  write_random_llama(d / "v4", c, 13);
+  // The v5 folder: config moved into rope_parameters, weights split over two shards + index.
+  nlohmann::json j = nlohmann::json::parse(c.to_json());
+  nlohmann::json rope = j["rope_scaling"];
+  rope["rope_theta"] = j["rope_theta"];
+  j.erase("rope_scaling");
+  j.erase("rope_theta");
+  j["dtype"] = j["torch_dtype"];
+  j.erase("torch_dtype");
+  j["rope_parameters"] = rope;
+  std::filesystem::create_directories(d / "v5");
+  std::ofstream(d / "v5" / "config.json") << j.dump(2);
+  auto ckpt = SafetensorsCheckpoint::open(d / "v4");
+  std::map<std::string, Tensor> shard[2];
+  nlohmann::json index = {{"metadata", nlohmann::json::object()}, {"weight_map", nlohmann::json::object()}};
+  size_t i = 0;
+  for (const auto& name : ckpt.names()) {
+    const size_t s = i++ % 2;
+    shard[s][name] = ckpt.load(name);
+    index["weight_map"][name] = fmt::format("model-0000{}-of-00002.safetensors", s + 1);
+  }
+  for (size_t s = 0; s < 2; ++s) write_safetensors(d / "v5" / fmt::format("model-0000{}-of-00002.safetensors", s + 1), shard[s]);
+  std::ofstream(d / "v5" / "model.safetensors.index.json") << index.dump(2);
+
+  const LlamaConfig read = LlamaConfig::from_json_file(d / "v5" / "config.json");
+  EXPECT_EQ(read.rope_theta, 500000.0);
+  EXPECT_EQ(read.rope_factor, 8.0);
+  EXPECT_EQ(read.rope_original_max_position, 64);
+  auto toks = prompt(23, 14);
+  auto v4 = our_logits(d / "v4", toks), v5 = our_logits(d / "v5", toks);
+  EXPECT_EQ(v4, v5);  // the same model, bit for bit
+  auto theirs = torch_reference_logits(d, d / "v5", toks);
+  ASSERT_EQ(theirs.size(), v5.size());
+  EXPECT_LE(max_abs_diff(v5, theirs), 1e-4);
 }
 
 TEST(Sampling, GreedyTopKAndTopPBehave) {
@@ -338,7 +389,7 @@ TEST(LlamaConfig, FieldsOfTheWrongTypeOrRangeAreErrorsNamingTheField) {
       {"/head_dim", "16", "field 'head_dim': only head_dim = hidden_size / num_attention_heads"},
       {"/num_attention_heads", 64, "field 'num_attention_heads': head_dim 1 is odd"},
       {"/rope_scaling", "llama3", "field 'rope_scaling': \"llama3\" is not an object"},
-      {"/rope_scaling", {{"rope_type", "yarn"}}, "field 'rope_scaling': type \"yarn\" is not supported"},
+      {"/rope_scaling", {{"rope_type", "yarn"}}, "field 'rope_scaling.rope_type': \"yarn\" is not supported"},
       {"/rope_scaling", {{"rope_type", "llama3"}, {"factor", "8"}}, "field 'rope_scaling.factor': \"8\" is not a positive number"},
       {"/rope_scaling", {{"rope_type", "llama3"}, {"factor", 8}, {"low_freq_factor", 4}, {"high_freq_factor", 4}},
        "field 'rope_scaling': high_freq_factor must exceed low_freq_factor"},
@@ -387,6 +438,37 @@ TEST(LlamaConfig, BfloatCheckpointsLoadAndAgreeWithTheirWidenedValues) {
   auto logits = m->forward({{std::span<const int32_t>(toks), 0, &table}}, cache);
   EXPECT_EQ(logits.size(), 97u);
   for (float v : logits) EXPECT_TRUE(std::isfinite(v));
+}
+
+// A config key that changes the computation and that the engine does not implement is refused
+// by name; the reference implements the bias terms, so they are real differences, not noise.
+TEST(LlamaConfig, KeysThatChangeTheMathButAreNotImplementedAreErrorsNamingThem) {
+  nlohmann::json good = nlohmann::json::parse(tiny().to_json());
+  const std::vector<std::tuple<std::string, nlohmann::json, std::string>> cases = {
+      {"attention_bias", true, "field 'attention_bias': true is not supported"},
+      {"mlp_bias", true, "field 'mlp_bias': true is not supported"},
+      {"partial_rotary_factor", 0.5, "field 'partial_rotary_factor': 0.5 is not supported"},
+      {"layer_types", {"full_attention", "sliding_attention"}, "field 'layer_types'"},
+      {"final_logit_softcapping", 30.0, "field 'final_logit_softcapping'"},
+      {"rope_parameters", {{"rope_type", "yarn"}, {"factor", 4}}, "field 'rope_parameters.rope_type': \"yarn\""},
+      {"rope_parameters", {{"rope_type", "llama3"}}, "field 'rope_parameters.factor': missing"},
+      {"rope_parameters", {{"rope_type", "default"}, {"rope_theta", 20000.0}}, "disagrees with the top-level rope_theta"},
+  };
+  for (const auto& [key, value, expected] : cases) {
+    nlohmann::json j = good;
+    j[key] = value;
+    const std::string what = error_of([&] { LlamaConfig::from_json(j.dump(), "m/config.json"); });
+    EXPECT_NE(what.find(expected), std::string::npos) << key << " -> " << what;
+  }
+  // Their neutral values load, and a sliding window limits the context it is exact for.
+  nlohmann::json neutral = good;
+  neutral["attention_bias"] = false;
+  neutral["mlp_bias"] = false;
+  neutral["layer_types"] = {"full_attention", "full_attention"};
+  neutral["sliding_window"] = 128;
+  EXPECT_EQ(LlamaConfig::from_json(neutral.dump(), "m/config.json").max_position_embeddings, 128);
+  neutral["use_sliding_window"] = false;
+  EXPECT_EQ(LlamaConfig::from_json(neutral.dump(), "m/config.json").max_position_embeddings, 256);
 }
 
 }  // namespace xp::serving
