@@ -50,7 +50,7 @@ class ZstdCodec final : public CheckpointCodec {
  public:
   explicit ZstdCodec(bool uniform8) : uniform8_(uniform8) {}
   EncodedCheckpoint encode(uint64_t, const nn::StateDict& w, const std::map<std::string, std::vector<float>>&) override {
-    return {uniform8_ ? encode_uniform8_zstd(w) : encode_zstd(w), true, {}};
+    return {uniform8_ ? encode_uniform8_zstd(w) : encode_zstd(w), true, {}, uniform8_ ? 256 : -1};
   }
   nn::StateDict decode(const std::vector<std::vector<std::byte>>& chain) override {
     return uniform8_ ? decode_uniform8_zstd(chain.back()) : decode_zstd(chain.back());
@@ -65,7 +65,7 @@ class DynaQuantCodec final : public CheckpointCodec {
   DynaQuantCodec(const CompressorOptions& o, Quality q) : compressor_(o, std::move(q)) {}
   EncodedCheckpoint encode(uint64_t step, const nn::StateDict& w, const std::map<std::string, std::vector<float>>& ema) override {
     CompressedCheckpoint c = compressor_.compress(step, w, ema);
-    return {c.bytes, c.base, c};
+    return {c.bytes, c.base, c, c.config.bins};
   }
   nn::StateDict decode(const std::vector<std::vector<std::byte>>& chain) override { return dequantize(decode_chain(chain)); }
   nn::StateDict restore(const std::vector<std::vector<std::byte>>& chain, uint64_t step) override {
@@ -81,6 +81,10 @@ class DynaQuantCodec final : public CheckpointCodec {
   DynaQuantCompressor compressor_;
 };
 
+// The level counts the quantizing baselines search, fewest first: DynaQuant's own bin range
+// (search.h: 4 to 32) and below it, then up to 8 bits, so a baseline can match or beat it.
+const std::vector<int> kBaselineLevels = {2, 4, 6, 8, 12, 16, 32, 64, 128, 256};
+
 // Check-N-Run's adaptive uniform quantizer: per row, `bins` uniform levels over [lo, hi] clipped
 // by the ratio (of 0, 0.1, …, 0.5 of the range, split evenly between the ends) with the least
 // squared error; codes stored at ceil(log2 bins) bits. Tensors below 2-D stay fp32.
@@ -89,8 +93,8 @@ class CnrCodec final : public CheckpointCodec {
   CnrCodec(Quality q, double floor_fraction) : quality_(std::move(q)), keep_(floor_fraction) {}
   EncodedCheckpoint encode(uint64_t, const nn::StateDict& w, const std::map<std::string, std::vector<float>>&) override {
     const double floor = quality_(w) * keep_;
-    const int bins = smallest_feasible({8, 16, 32, 64, 128, 256}, [&](int b) { return quality_(decode_one(encode_with(w, b))) >= floor; });
-    return {encode_with(w, bins), true, {}};
+    const int bins = smallest_feasible(kBaselineLevels, [&](int b) { return quality_(decode_one(encode_with(w, b))) >= floor; });
+    return {encode_with(w, bins), true, {}, bins};
   }
   nn::StateDict decode(const std::vector<std::vector<std::byte>>& chain) override { return decode_one(chain.back()); }
 
@@ -197,7 +201,7 @@ class QdCodec final : public CheckpointCodec {
   QdCodec(Quality q, double floor_fraction) : quality_(std::move(q)), keep_(floor_fraction) {}
   EncodedCheckpoint encode(uint64_t step, const nn::StateDict& w, const std::map<std::string, std::vector<float>>&) override {
     const double floor = quality_(w) * keep_;
-    const int bins = smallest_feasible({8, 16, 32, 64, 128, 256}, [&](int b) { return quality_(dequantize(quantize_uniform(w, b))) >= floor; });
+    const int bins = smallest_feasible(kBaselineLevels, [&](int b) { return quality_(dequantize(quantize_uniform(w, b))) >= floor; });
     auto q = quantize_uniform(w, bins);
     ContainerHeader h;
     h.step = step;
@@ -205,7 +209,7 @@ class QdCodec final : public CheckpointCodec {
     h.config.bins = bins;
     h.config.protect_fraction = 0.0;
     h.layout = DeltaLayout::kHuffmanOnly;
-    EncodedCheckpoint e{encode_container(h, q, parent_ ? &*parent_ : nullptr), !parent_, {}};
+    EncodedCheckpoint e{encode_container(h, q, parent_ ? &*parent_ : nullptr), !parent_, {}, bins};
     parent_ = std::move(q);
     parent_step_ = step;
     return e;
@@ -238,7 +242,7 @@ class LcCodec final : public CheckpointCodec {
     auto bytes = encode_with(w, b);
     const bool first = !previous_;
     previous_ = apply(reference(w), bytes);
-    return {bytes, first, {}};
+    return {bytes, first, {}, (1 << b) - 1};  // 2^b − 1 buckets (and zero)
   }
   nn::StateDict decode(const std::vector<std::vector<std::byte>>& chain) override {
     std::optional<nn::StateDict> current;

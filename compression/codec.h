@@ -28,6 +28,7 @@ struct EncodedCheckpoint {
   std::vector<std::byte> bytes;
   bool self_contained = true;  // false: decoding needs the earlier encodings of the chain
   CompressedCheckpoint details;  // DynaQuant's search details (zero for the baselines)
+  int levels = -1;               // quantization levels chosen (DynaQuant's K, a baseline's); -1: none
 };
 
 class CheckpointCodec {

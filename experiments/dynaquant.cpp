@@ -51,6 +51,8 @@ struct Config {
   bool overlap = true;                    // compress on a background worker while training goes on
 };
 
+constexpr int64_t kFashionMnistTrain = 60000;  // the training split's size
+
 Config parse(const config::ConfigNode& job) {
   Config c;
   auto top = top_level_reader(job);
@@ -106,10 +108,20 @@ Config parse(const config::ConfigNode& job) {
   if (c.layers.size() < 2 || c.layers.front() != in || c.layers.back() != 10)
     reject_key(job, "network.layers", fmt::format("must start with the {} input size {} and end with 10 classes", c.dataset, in),
         fmt::format("e.g. network.layers=[{},256,128,10]", in));
-  if (c.train.epochs < 1) reject_key(job, "train.epochs", "must be at least 1", "");
-  if (c.checkpoints_per_epoch < 1) reject_key(job, "train.checkpoints_per_epoch", "must be at least 1", "the plan uses 2");
-  if (c.failures < 0) reject_key(job, "train.failures", "must not be negative", "the plan uses 10");
-  if (!(c.dq.epsilon >= 0 && c.dq.epsilon < 1)) reject_key(job, "compression.epsilon", "must be in [0, 1)", "e.g. 0.01");
+  // The held-out sets must leave training samples: checked here, before a run directory exists.
+  int64_t available = kFashionMnistTrain;
+  if (c.dataset == "digits") {
+    const int64_t all =
+        data::load_digits(c.path.empty() ? data::default_digits_path() : std::filesystem::path(c.path)).size();
+    if (c.digits_test >= all)
+      reject_key(job, "data.digits_test", fmt::format("holds out {} of the {} digits samples for testing", c.digits_test, all),
+                 "the default is 497");
+    available = all - c.digits_test;
+  }
+  if (c.validation >= available)
+    reject_key(job, "data.validation",
+               fmt::format("cannot hold out {} of the {} {} training samples for validation", c.validation, available, c.dataset),
+               fmt::format("e.g. data.validation={}", available / 4));
   return c;
 }
 
@@ -219,10 +231,12 @@ class Dynaquant final : public Experiment {
         // The failure strikes once the checkpoints in flight are on disk, so that what it
         // restores does not depend on timing. A real failure would not wait (it would lose
         // them), so this wait is the simulation's, kept out of the compression's stall.
+        const int64_t on_disk = saved_.step;
         const auto wait_start = Clock::now();
         finish_pending();
         failure_wait_s_ += seconds_since(wait_start);
-        restore(net, trainer, step);
+        real_failure_lost_steps_ += step - on_disk;
+        restore(net, trainer, step, on_disk);
         ++next_failure_;
       }
       if (step % every == 0 && !trainer.done() && can_save()) save(ctx, trainer, ema);  // a crash resumes from here
@@ -272,10 +286,10 @@ class Dynaquant final : public Experiment {
         {"ratio", ColumnType::kFloat64, "", "weights-only compression ratio"},
         {"optimizer_bytes", ColumnType::kInt64, "bytes", "optimizer state as stored (policy optimizer_state)"},
         {"full_state_ratio", ColumnType::kFloat64, "", "(weights + optimizer state) fp32 / stored"},
-        {"bins", ColumnType::kInt64, "", "DynaQuant: K chosen"},
-        {"prune_fraction", ColumnType::kFloat64, "", "DynaQuant: chosen"},
-        {"prune_metric", ColumnType::kInt64, "", "DynaQuant: 0 magnitude, 1 sensitivity"},
-        {"protect_fraction", ColumnType::kFloat64, "", "DynaQuant: chosen"},
+        {"bins", ColumnType::kInt64, "", "quantization levels chosen (DynaQuant's K; cnr/qd levels; lc buckets; -1: none)"},
+        {"prune_fraction", ColumnType::kFloat64, "", "DynaQuant: chosen (NaN for the baselines)"},
+        {"prune_metric", ColumnType::kInt64, "", "DynaQuant: 0 magnitude, 1 sensitivity (-1 for the baselines)"},
+        {"protect_fraction", ColumnType::kFloat64, "", "DynaQuant: chosen (NaN for the baselines)"},
         {"base", ColumnType::kInt64, "", "1: a base checkpoint (no parent)"},
         {"exhaustive", ColumnType::kInt64, "", "1: the guided exhaustive search ran"},
         {"evaluations", ColumnType::kInt64, "", "quality evaluations of the search"},
@@ -287,6 +301,8 @@ class Dynaquant final : public Experiment {
     failures_ = &ctx.table("/failures", {
         {"step", ColumnType::kInt64, "steps", "step at which the failure struck"},
         {"restored_step", ColumnType::kInt64, "steps", "step of the checkpoint restored"},
+        {"on_disk_step", ColumnType::kInt64, "steps",
+         "newest checkpoint finished when it struck: a real failure restores this one (in-flight ones are lost)"},
         {"test_accuracy_before", ColumnType::kFloat64, "", "live weights just before the failure"},
         {"test_accuracy_restored", ColumnType::kFloat64, "", "right after the restore"},
     });
@@ -316,6 +332,7 @@ class Dynaquant final : public Experiment {
   struct Compressed {
     Saved saved;
     cz::CompressedCheckpoint details;
+    int levels = -1;
     int64_t optimizer_raw = 0;
     double encode_s = 0.0, decode_s = 0.0;
   };
@@ -365,6 +382,7 @@ class Dynaquant final : public Experiment {
     if (e.self_contained) chain.clear();
     chain.push_back(e.bytes);
     out.details = e.details;
+    out.levels = e.levels;
     out.details.bytes = std::move(e.bytes);
     out.details.raw_bytes = cz::fp32_bytes(snap.weights);
     out.saved.optimizer = cz::encode_optimizer_state(snap.trainer_state, cz::optimizer_state_policy(cfg_.optimizer_state),
@@ -394,6 +412,8 @@ class Dynaquant final : public Experiment {
   // one a failure restores, and records it.
   void finish_oldest() {
     const Compressed& done = pending_.front().get();
+    const bool ours = cfg_.method == "dynaquant";  // the baselines have no pruning or protection
+    const double kNone = std::nan("");
     saved_ = done.saved;
     const cz::CompressedCheckpoint& c = done.details;
     compress_s_ += done.encode_s;
@@ -407,8 +427,9 @@ class Dynaquant final : public Experiment {
     evaluations_ += c.evaluations;
     checkpoints_->append({saved_.step, bytes, raw, static_cast<double>(raw) / static_cast<double>(bytes), optimizer_stored,
                           static_cast<double>(raw + done.optimizer_raw) / static_cast<double>(bytes + optimizer_stored),
-                          static_cast<int64_t>(c.config.bins), c.config.prune_fraction,
-                          static_cast<int64_t>(c.config.prune_metric), c.config.protect_fraction,
+                          static_cast<int64_t>(done.levels), ours ? c.config.prune_fraction : kNone,
+                          ours ? static_cast<int64_t>(c.config.prune_metric) : int64_t{-1},
+                          ours ? c.config.protect_fraction : kNone,
                           static_cast<int64_t>(c.base), static_cast<int64_t>(c.exhaustive),
                           static_cast<int64_t>(c.evaluations), c.quality_live, c.quality_restored, done.encode_s,
                           done.decode_s});
@@ -449,11 +470,11 @@ class Dynaquant final : public Experiment {
     return spec;
   }
 
-  void restore(networks::Network& net, networks::Trainer& trainer, int64_t step) {
+  void restore(networks::Network& net, networks::Trainer& trainer, int64_t step, int64_t on_disk) {
     const double before = networks::evaluate(net, test_).accuracy;
     trainer.load(cz::decode_optimizer_state(saved_.optimizer, saved_.trainer_state));
     load_weights(net.module(), codec_->restore(saved_.chain, static_cast<uint64_t>(saved_.step)));
-    failures_->append({step, saved_.step, before, networks::evaluate(net, test_).accuracy});
+    failures_->append({step, saved_.step, on_disk, before, networks::evaluate(net, test_).accuracy});
   }
 
   // The one-shot table (training.md §2.3): for each per-checkpoint quality drop, the fewest bins
@@ -520,6 +541,7 @@ class Dynaquant final : public Experiment {
     out.put<double>(compress_s_);
     out.put<double>(stall_s_);
     out.put<double>(failure_wait_s_);
+    out.put<int64_t>(real_failure_lost_steps_);
     out.put<double>(peak_ratio_);
     for (int64_t v : {total_bytes_, total_raw_, total_full_stored_, total_full_raw_, evaluations_}) out.put<int64_t>(v);
     out.put<uint64_t>(next_failure_);
@@ -567,6 +589,7 @@ class Dynaquant final : public Experiment {
     compress_s_ = in.get<double>();
     stall_s_ = in.get<double>();
     failure_wait_s_ = in.get<double>();
+    real_failure_lost_steps_ = in.get<int64_t>();
     peak_ratio_ = in.get<double>();
     for (int64_t* v : {&total_bytes_, &total_raw_, &total_full_stored_, &total_full_raw_, &evaluations_}) *v = in.get<int64_t>();
     next_failure_ = in.get<uint64_t>();
@@ -615,12 +638,19 @@ class Dynaquant final : public Experiment {
     ctx.set_summary("compression_seconds", compress_s_);
     ctx.set_summary("compression_stall_seconds", stall_s_);
     ctx.set_summary("failure_wait_seconds", failure_wait_s_);
-    ctx.set_summary("compression_contention_seconds", contention);
+    // Steps beside compression are timed against the mean step alone; the difference is noise
+    // around zero when compression costs training nothing, so the raw value can be negative.
+    ctx.set_summary("compression_contention_seconds", std::max(contention, 0.0));
+    ctx.set_summary("compression_contention_seconds_raw", contention);
     ctx.set_summary("steps_beside_compression", steps_beside_.count);
     ctx.set_summary("train_seconds", train_s_);
     ctx.set_summary("compression_time_share", (stall_s_ + std::max(contention, 0.0)) / std::max(loop, 1e-9));
     ctx.set_summary("compression_work_share", compress_s_ / std::max(train_s_ + compress_s_, 1e-9));
     ctx.set_summary("failures", static_cast<int64_t>(failures_->rows()));
+    // The simulated failures wait for checkpoints in flight (failure_wait_seconds, outside the
+    // time share); a real one would not, and would redo the steps since the last finished one.
+    ctx.set_summary("real_failure_lost_steps", real_failure_lost_steps_);
+    ctx.set_summary("real_failure_lost_seconds", static_cast<double>(real_failure_lost_steps_) * alone_mean);
     for (const auto& [drop, rows] : bins_record_) {  // checkpoints where every quantizer met the drop
       std::array<double, 4> sum{};
       for (const auto& r : rows)
@@ -651,6 +681,7 @@ class Dynaquant final : public Experiment {
   } steps_alone_, steps_beside_;  // training steps taken with no compression running, and beside one
   double stall_s_ = 0.0;     // the training loop's waits on compression
   double failure_wait_s_ = 0.0;  // a simulated failure's wait for the checkpoint in flight
+  int64_t real_failure_lost_steps_ = 0;  // steps a real failure would redo: from the last finished checkpoint
   Saved saved_;              // the latest finished checkpoint: what a failure restores
   static constexpr size_t kMaxInFlight = 4;
   std::deque<std::shared_future<Compressed>> pending_;  // checkpoints being compressed, oldest first

@@ -43,6 +43,19 @@ void copy_atomically(const std::filesystem::path& from, const std::filesystem::p
   if (!s.is_ok()) throw std::runtime_error(s.message());
 }
 
+// Reads every table of the saved copy before a resume trusts it: a corrupt copy (a damaged disk,
+// a partial copy from elsewhere) is an error naming it, not a decompression failure later on.
+void verify_saved_results(const std::filesystem::path& saved) {
+  try {
+    auto reader = results::ResultsReader::open(saved);
+    if (!reader.is_ok()) throw std::runtime_error(reader.status().message());
+    for (const auto& t : reader->tables()) reader->read_table(t);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(fmt::format("{} is corrupt ({}): the run cannot continue from its checkpoint; "
+                                         "start it again in a new run directory", saved.string(), e.what()));
+  }
+}
+
 std::string hostname() {
   char buf[256] = {};
   ::gethostname(buf, sizeof(buf) - 1);
@@ -56,8 +69,10 @@ RunContext::RunContext(RunSpec spec)
   if (const config::ConfigNode* s = spec_.config.find("seed"); s && s->kind() == config::ConfigNode::Kind::kInt)
     seed_ = static_cast<uint64_t>(s->as_int());
   std::filesystem::path file = spec_.output_dir / "results.h5";
-  if (spec_.resume && std::filesystem::exists(saved_results(spec_.output_dir)))
+  if (spec_.resume && std::filesystem::exists(saved_results(spec_.output_dir))) {
+    verify_saved_results(saved_results(spec_.output_dir));
     copy_atomically(saved_results(spec_.output_dir), file);
+  }
   auto opened = spec_.resume && std::filesystem::exists(file) ? results::ResultsWriter::open_existing(file)
                                                               : results::ResultsWriter::create(file);
   if (!opened.is_ok()) throw std::runtime_error(opened.status().message());
