@@ -99,6 +99,10 @@ namespace {
 // The framework's own config, composed first (so every config may override it) at `hydra`.
 constexpr const char* kHydraDefaults = R"(defaults:
   - optional hydra/launcher: local
+  - optional hydra/job_logging: default
+output_subdir: .hydra
+verbose: false
+searchpath: []
 run:
   dir: results/outputs/${now:%Y-%m-%d}/${now:%H-%M-%S}
 sweep:
@@ -108,6 +112,7 @@ job:
   name: ???
   num: 0
   chdir: false
+  env_set: {}
   override_dirname: ''
 mode: RUN
 checkpoint_signal: USR1
@@ -198,6 +203,31 @@ struct Entry {
   SourceLoc loc;
 };
 
+// Several options of one group (`db: [mysql, extras]`, `db=[mysql,extras]`) are merged in order,
+// as Hydra does; such a choice travels as the text "[mysql,extras]".
+std::string option_list_text(const ConfigNode& list) {
+  std::vector<std::string> names;
+  for (const auto& e : list.elements()) {
+    if (!e.is_scalar() || e.is_null())
+      throw ConfigError("a list of config options must hold names", e.loc(), {}, "e.g. db=[mysql,extras]");
+    names.push_back(e.scalar_text());
+  }
+  return fmt::format("[{}]", fmt::join(names, ","));
+}
+
+std::vector<std::string> options_of(const std::string& choice) {
+  if (!(choice.starts_with("[") && choice.ends_with("]"))) return {choice};
+  std::vector<std::string> out;
+  std::string inner = choice.substr(1, choice.size() - 2);
+  for (size_t b = 0; b <= inner.size();) {
+    size_t e = inner.find(',', b);
+    if (e == std::string::npos) e = inner.size();
+    if (e > b) out.push_back(inner.substr(b, e - b));
+    b = e + 1;
+  }
+  return out;
+}
+
 Entry parse_entry(const ConfigNode& e, const LoadedConfig& parent) {
   Entry out;
   out.loc = e.loc();
@@ -239,7 +269,8 @@ Entry parse_entry(const ConfigNode& e, const LoadedConfig& parent) {
   out.group = absolute_group(g, parent.group);
   if (value.is_null()) out.option = std::nullopt;
   else if (value.is_scalar()) out.option = value.scalar_text();
-  else throw bad("the option must be a single name (lists of options are not supported)");
+  else if (value.is_list()) out.option = option_list_text(value);
+  else throw bad("the option must be a name or a list of names");
   return out;
 }
 
@@ -285,18 +316,19 @@ class Composer {
                           o.key, "add -m (or use `exp sweep`) to run every value");
       // `group=option` picks a config; `group={...}` or `group.key=v` edits values.
       bool group = sp_.is_group(o.key) && o.key.find('.') == std::string::npos &&
-                   (!o.value || o.value->is_scalar());
+                   (!o.value || o.value->is_scalar() || o.value->is_list());
       if (!group) {
         value_overrides_.push_back(std::move(o));
         continue;
       }
       std::optional<std::string> option;
-      if (o.value && !o.value->is_null()) option = o.value->scalar_text();
+      if (o.value && o.value->is_list()) option = option_list_text(*o.value);
+      else if (o.value && !o.value->is_null()) option = o.value->scalar_text();
       if (o.op == Override::Op::kAdd || o.op == Override::Op::kForceAdd) {
         appended_.push_back({option, text, o.package});
         appended_groups_.push_back(o.key);
       } else if (o.op == Override::Op::kDelete) {
-        deleted_.insert(o.key);
+        deleted_.insert(choice_key(o.key, o.package));  // `~db` leaves `db@backup` alone
       } else {
         cli_choices_[choice_key(o.key, o.package)] = {option, text, o.package};
       }
@@ -428,23 +460,25 @@ class Composer {
         collected_[key] = e.option;
         continue;
       }
-      if (deleted_.count(e.group)) continue;
+      if (deleted_.count(key)) continue;
       std::optional<std::string> option = e.is_group ? effective_choice(e, key) : e.option;
       if (!option) {
         record_choice(key, "null");
         continue;
       }
-      std::string opt = interpolate_option(*option, e.loc);
-      std::string config_path = e.group.empty() ? opt : e.group + "/" + opt;
-      auto path = sp_.find(config_path);
-      if (!path) {
-        if (e.optional) continue;
-        throw missing_option(e, key, opt);
+      std::string choice = interpolate_option(*option, e.loc);
+      for (const std::string& opt : options_of(choice)) {
+        std::string config_path = e.group.empty() ? opt : e.group + "/" + opt;
+        auto path = sp_.find(config_path);
+        if (!path) {
+          if (e.optional) continue;
+          throw missing_option(e, key, opt);
+        }
+        if (e.is_group) record_choice(key, choice);  // once; before the option's own defaults
+        LoadedConfig child = load_config_file(*path, config_path, e.group);
+        std::string pkg = package_of(child, e.package, dotted(e.group), package);
+        process(child, pkg, cfg.name, depth + 1);
       }
-      if (e.is_group) record_choice(key, opt);
-      LoadedConfig child = load_config_file(*path, config_path, e.group);
-      std::string pkg = package_of(child, e.package, dotted(e.group), package);
-      process(child, pkg, cfg.name, depth + 1);
     }
   }
 
@@ -562,6 +596,28 @@ class Composer {
 
 }  // namespace
 
-ComposedConfig compose(const ComposeRequest& request) { return Composer(request).run(); }
+// hydra.searchpath (set in the primary config or on the command line) adds config folders: the
+// config is composed once to read it and again with those folders after the primary's.
+ComposedConfig compose(const ComposeRequest& request) {
+  ComposedConfig first = Composer(request).run();
+  const ConfigNode* extra = first.root.at_path("hydra.searchpath");
+  if (!extra || !extra->is_list() || extra->elements().empty()) return first;
+  std::vector<fs::path> dirs = request.search_path.dirs();
+  size_t at = dirs.empty() ? 0 : 1;
+  for (const auto& e : extra->elements()) {
+    std::string entry = e.scalar_text();
+    if (entry.starts_with("pkg://"))
+      throw ConfigError(fmt::format("search path entry '{}' names a Python package", entry), e.loc(), "hydra.searchpath",
+                        "exp has no Python packages to search: give a folder as file://DIR");
+    if (entry.starts_with("file://")) entry = entry.substr(7);
+    if (!fs::is_directory(entry))
+      throw ConfigError(fmt::format("search path entry '{}' is not a folder", e.scalar_text()), e.loc(), "hydra.searchpath",
+                        "give an existing folder of configs as file://DIR");
+    dirs.insert(dirs.begin() + static_cast<std::ptrdiff_t>(at++), fs::path(entry));
+  }
+  ComposeRequest again = request;
+  again.search_path = SearchPath(dirs);
+  return Composer(again).run();
+}
 
 }  // namespace xp::config

@@ -2,8 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <fmt/ranges.h>
+
+#include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <random>
 
 #include "core/config/error.h"
 #include "core/config/yaml_io.h"
@@ -48,7 +52,7 @@ class ValueParser {
     if (peek() == '\'' || peek() == '"') out = ConfigNode::string(quoted());
     else if (peek() == '[') out = list();
     else if (peek() == '{') out = dict();
-    else out = infer_scalar(primitive_text(/*stop_at_colon=*/false));
+    else out = typed_primitive(primitive_text(/*stop_at_colon=*/false));
     skip_ws();
     return out;
   }
@@ -107,6 +111,16 @@ class ValueParser {
       ++pos_;
     }
     return trim(out);  // Hydra drops surrounding whitespace of unquoted values
+  }
+
+  // Hydra's grammar: an integer has no leading zero (010 is the string '010', as a zip code or
+  // an id would be), and an empty value is the empty string.
+  static ConfigNode typed_primitive(const std::string& t) {
+    const size_t digits = t.find_first_not_of("+-");
+    if (digits != std::string::npos && t.size() > digits + 1 && t[digits] == '0' &&
+        t.find_first_not_of("0123456789_", digits) == std::string::npos)
+      return ConfigNode::string(t);
+    return infer_scalar(t);
   }
 
   ConfigNode list() {
@@ -216,6 +230,209 @@ std::vector<std::string> expand_range(const std::vector<std::string>& args, cons
   return out;
 }
 
+
+// The override functions of Hydra's grammar, nested as Hydra allows: sweeps (range, choice),
+// their order (sort, shuffle), sweeper tags (tag; kept for sweepers that sample, ignored by this
+// one), and casts (str, int, float, bool) of a value, a list, a dict or each value of a sweep.
+struct Evaluated {
+  bool is_sweep = false;
+  std::vector<std::string> sweep;  // each value as override text
+  ConfigNode value;
+};
+
+const std::vector<std::string> kFunctions = {"range", "choice", "sort", "shuffle", "tag", "str",
+                                             "int", "float", "bool", "interval", "glob"};
+
+// The function name when `t` is one whole call `name(...)`, else "".
+std::string call_of(const std::string& t) {
+  size_t paren = t.find('(');
+  if (paren == std::string::npos || !t.ends_with(")")) return "";
+  std::string name = t.substr(0, paren);
+  if (std::find(kFunctions.begin(), kFunctions.end(), name) == kFunctions.end()) return "";
+  int depth = 0;  // the parenthesis opened after the name must close at the very end
+  for (size_t i = paren; i < t.size(); ++i) {
+    if (t[i] == '(') ++depth;
+    if (t[i] == ')' && --depth == 0 && i + 1 != t.size()) return "";
+  }
+  return name;
+}
+
+// Override text for a value: what parses back to it.
+std::string override_text(const ConfigNode& n) {
+  switch (n.kind()) {
+    case ConfigNode::Kind::kString: {
+      std::string out = "'";
+      for (char c : n.as_string()) {
+        if (c == '\'' || c == '\\') out += '\\';
+        out += c;
+      }
+      return out + "'";
+    }
+    case ConfigNode::Kind::kList: {
+      std::vector<std::string> parts;
+      for (const auto& e : n.elements()) parts.push_back(override_text(e));
+      return fmt::format("[{}]", fmt::join(parts, ","));
+    }
+    case ConfigNode::Kind::kMap: {
+      std::vector<std::string> parts;
+      for (const auto& [k, v] : n.items()) parts.push_back(fmt::format("{}:{}", k, override_text(v)));
+      return fmt::format("{{{}}}", fmt::join(parts, ","));
+    }
+    default: return n.scalar_text();
+  }
+}
+
+ConfigNode cast_to(const std::string& type, const ConfigNode& v, const std::string& whole) {
+  auto bad = [&] {
+    return ConfigError(fmt::format("cannot cast '{}' to {} in override '{}'", override_text(v), type, whole),
+                       {"<command line>"}, {}, "str() casts anything; int(), float() and bool() need a value of that meaning");
+  };
+  if (v.is_list()) {
+    ConfigNode out = ConfigNode::list();
+    for (const auto& e : v.elements()) out.push_back(cast_to(type, e, whole));
+    return out;
+  }
+  if (v.is_map()) {
+    ConfigNode out = ConfigNode::map();
+    for (const auto& [k, e] : v.items()) out.set(k, cast_to(type, e, whole));
+    return out;
+  }
+  if (type == "str") return ConfigNode::string(v.scalar_text());
+  ConfigNode typed = v.is_string() ? infer_scalar(v.as_string()) : v;
+  const bool number = typed.kind() == ConfigNode::Kind::kInt || typed.kind() == ConfigNode::Kind::kFloat;
+  if (type == "int") {
+    if (typed.kind() == ConfigNode::Kind::kBool) return ConfigNode::integer(typed.as_bool() ? 1 : 0);
+    if (!number || !std::isfinite(typed.as_double())) throw bad();
+    return ConfigNode::integer(static_cast<int64_t>(typed.as_double()));  // truncates, as Python's int()
+  }
+  if (type == "float") {
+    if (typed.kind() == ConfigNode::Kind::kBool) return ConfigNode::real(typed.as_bool() ? 1.0 : 0.0);
+    if (!number) throw bad();
+    return ConfigNode::real(typed.as_double());
+  }
+  // bool
+  if (typed.kind() == ConfigNode::Kind::kBool) return typed;
+  if (!number) throw bad();
+  return ConfigNode::boolean(typed.as_double() != 0.0);
+}
+
+// Sorts values of one kind: numbers by value, strings by text.
+void sort_values(std::vector<ConfigNode>& v, bool reverse, const std::string& whole) {
+  auto is_number = [](const ConfigNode& n) {
+    return n.kind() == ConfigNode::Kind::kInt || n.kind() == ConfigNode::Kind::kFloat;
+  };
+  const bool numbers = std::all_of(v.begin(), v.end(), is_number);
+  if (!numbers && !std::all_of(v.begin(), v.end(), [](const ConfigNode& n) { return n.is_string(); }))
+    throw ConfigError(fmt::format("sort() needs all numbers or all strings in override '{}'", whole), {"<command line>"}, {},
+                      "cast them first, e.g. sort(str(...))");
+  std::stable_sort(v.begin(), v.end(), [&](const ConfigNode& a, const ConfigNode& b) {
+    return numbers ? a.as_double() < b.as_double() : a.as_string() < b.as_string();
+  });
+  if (reverse) std::reverse(v.begin(), v.end());
+}
+
+Evaluated evaluate(const std::string& text, const std::string& whole);
+
+// The values a function's arguments stand for: one argument that is a sweep or a list gives its
+// elements (`sort(choice(3,1))`, `sort([3,1])`); several arguments are a sweep of them.
+Evaluated arguments_as_values(const std::vector<std::string>& args, const std::string& whole) {
+  if (args.size() == 1) return evaluate(args[0], whole);
+  Evaluated e;
+  e.is_sweep = true;
+  for (const auto& a : args) {
+    Evaluated one = evaluate(a, whole);
+    if (one.is_sweep) throw ConfigError(fmt::format("a sweep inside a list of values in override '{}'", whole),
+                                        {"<command line>"}, {}, "write choice(a,b) or a,b alone");
+    e.sweep.push_back(call_of(trim(a)).empty() ? trim(a) : override_text(one.value));  // as typed, when it can be
+  }
+  return e;
+}
+
+Evaluated evaluate(const std::string& raw, const std::string& whole) {
+  const std::string text = trim(raw);
+  const std::string fn = call_of(text);
+  Evaluated out;
+  if (fn.empty()) {
+    ValueParser p(text, whole, 0);
+    auto items = p.elements();
+    if (items.size() == 1) {
+      out.value = std::move(items.front().second);
+      return out;
+    }
+    out.is_sweep = true;
+    for (auto& [src, v] : items) out.sweep.push_back(src);
+    return out;
+  }
+  std::vector<std::string> args = split_args(text.substr(fn.size() + 1, text.size() - fn.size() - 2));
+  auto no_args = [&] {
+    return ConfigError(fmt::format("{}() needs at least one value in override '{}'", fn, whole), {"<command line>"}, {},
+                       fmt::format("e.g. {}(1,2)", fn));
+  };
+  if (fn == "glob")
+    throw ConfigError(fmt::format("glob() must be the whole value in override '{}'", whole), {"<command line>"}, {},
+                      "write group=glob(*,exclude=x)");
+  if (fn == "interval")
+    throw ConfigError(fmt::format("interval() in override '{}' is for sweepers that sample (Optuna, Ax, Nevergrad)", whole),
+                      {"<command line>"}, {}, "exp's sweeper enumerates values: use range(start,stop,step) or choice(...)");
+  if (fn == "range") {
+    out.is_sweep = true;
+    out.sweep = expand_range(args, whole);
+    return out;
+  }
+  if (fn == "choice") {
+    if (args.empty()) throw no_args();
+    Evaluated all = arguments_as_values(args, whole);
+    out.is_sweep = true;
+    out.sweep = all.is_sweep ? all.sweep : std::vector<std::string>{override_text(all.value)};
+    return out;
+  }
+  if (fn == "tag") {  // tag(t1, ..., value): the tags are for sweepers that use them
+    if (args.empty()) throw no_args();
+    return evaluate(args.back(), whole);
+  }
+  bool reverse = false;
+  if (fn == "sort" && !args.empty() && args.back().starts_with("reverse=")) {
+    ConfigNode r = parse_override_value(args.back().substr(8));
+    if (r.kind() != ConfigNode::Kind::kBool)
+      throw ConfigError(fmt::format("sort(reverse=...) takes true or false in override '{}'", whole), {"<command line>"});
+    reverse = r.as_bool();
+    args.pop_back();
+  }
+  if (args.empty()) throw no_args();
+  Evaluated in = arguments_as_values(args, whole);
+  if (fn == "str" || fn == "int" || fn == "float" || fn == "bool") {
+    if (!in.is_sweep) {
+      out.value = cast_to(fn, in.value, whole);
+      return out;
+    }
+    out.is_sweep = true;
+    for (const auto& item : in.sweep) out.sweep.push_back(override_text(cast_to(fn, parse_override_value(item), whole)));
+    return out;
+  }
+  // sort / shuffle over a sweep's values or a list's elements
+  std::vector<ConfigNode> values;
+  if (in.is_sweep)
+    for (const auto& item : in.sweep) values.push_back(parse_override_value(item));
+  else if (in.value.is_list())
+    values = in.value.elements();
+  else
+    values = {in.value};
+  if (fn == "sort") {
+    sort_values(values, reverse, whole);
+  } else {  // shuffle: Hydra's is unseeded; so is this one (the sweep manifest records the order run)
+    std::mt19937_64 rng(std::random_device{}());
+    std::shuffle(values.begin(), values.end(), rng);
+  }
+  if (!in.is_sweep && in.value.is_list()) {
+    out.value = ConfigNode::list();
+    for (auto& v : values) out.value.push_back(std::move(v));
+    return out;
+  }
+  out.is_sweep = true;
+  for (const auto& v : values) out.sweep.push_back(override_text(v));
+  return out;
+}
+
 }  // namespace
 
 ConfigNode parse_override_value(const std::string& text) {
@@ -260,32 +477,33 @@ Override parse_override(const std::string& text) {
   size_t value_offset = i + 1;
   std::string value = trim(o.value_text);
 
-  for (std::string fn : {"range", "choice", "glob"}) {
-    if (!value.starts_with(fn + "(") || !value.ends_with(")")) continue;
-    std::vector<std::string> args = split_args(value.substr(fn.size() + 1, value.size() - fn.size() - 2));
-    if (fn == "range") {
-      o.sweep = expand_range(args, text);
-    } else if (fn == "choice") {
-      if (args.empty()) fail_at(value_offset, "choice() needs at least one value", "write choice(a,b,...)");
-      o.sweep = args;
-    } else {
-      o.is_glob = true;
-      for (const auto& a : args) {
-        if (a.starts_with("exclude=")) {
-          ConfigNode ex = parse_override_value(a.substr(8));
-          if (ex.is_list())
-            for (const auto& e : ex.elements()) o.glob_exclude.push_back(e.scalar_text());
-          else
-            o.glob_exclude.push_back(ex.scalar_text());
-        } else {
-          o.glob_include.push_back(a);
-        }
+  if (value.empty()) {  // `key=` sets the empty string, as in Hydra
+    o.value = ConfigNode::string("");
+    return o;
+  }
+  if (value.starts_with("glob(") && value.ends_with(")")) {
+    o.is_glob = true;
+    for (const auto& a : split_args(value.substr(5, value.size() - 6))) {
+      if (a.starts_with("exclude=")) {
+        ConfigNode ex = parse_override_value(a.substr(8));
+        if (ex.is_list())
+          for (const auto& e : ex.elements()) o.glob_exclude.push_back(e.scalar_text());
+        else
+          o.glob_exclude.push_back(ex.scalar_text());
+      } else {
+        o.glob_include.push_back(a);
       }
-      if (o.glob_include.empty()) o.glob_include.push_back("*");
     }
-    if (o.sweep.empty() && !o.is_glob)
-      fail_at(value_offset, fmt::format("{}() produced no values", fn),
+    if (o.glob_include.empty()) o.glob_include.push_back("*");
+    return o;
+  }
+  if (!call_of(value).empty()) {
+    Evaluated v = evaluate(value, text);
+    if (v.is_sweep && v.sweep.empty())
+      fail_at(value_offset, "the sweep produced no values",
               "check the bounds: range(start, stop, step) stops before `stop`, and a negative step counts down");
+    if (v.is_sweep) o.sweep = std::move(v.sweep);
+    else o.value = std::move(v.value);
     return o;
   }
 

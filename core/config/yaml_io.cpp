@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <fstream>
 #include <limits>
+#include <regex>
 #include <sstream>
 
 #include "core/config/error.h"
@@ -128,10 +129,22 @@ ConfigNode from_yaml(const YAML::Node& y, const std::string& file) {
   return out;
 }
 
+// Plain scalars that YAML 1.1 readers (PyYAML, and so OmegaConf/Hydra and most scripts that read
+// .hydra/config.yaml) resolve to something other than a string, though YAML 1.2 reads them as
+// strings: hex, octal and binary integers, sexagesimal numbers, dates, yes/no/on/off, floats
+// without a digit before the dot, and '='.
+bool yaml11_reads_as_non_string(const std::string& s) {
+  static const std::regex typed(
+      R"(^([-+]?0[xX][0-9a-fA-F_]+|[-+]?0[oO]?[0-7_]+|[-+]?0[bB][01_]+|[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?)"
+      R"(|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([Tt ].*)?|yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF|y|Y|n|N)"
+      R"(|[-+]?([0-9][0-9_]*)?\.[0-9_]*([eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|=)$)");
+  return std::regex_match(s, typed);
+}
+
 bool needs_quotes(const std::string& s) {
   if (s.empty()) return true;
   ConfigNode typed = infer_scalar(s);
-  if (!typed.is_string()) return true;
+  if (!typed.is_string() || yaml11_reads_as_non_string(s)) return true;
   // A plain scalar starting with a document marker ("---" or "..." then a space or the end)
   // would be read back as the start or end of a document (found by the config fuzzer).
   const bool document_marker = (s.starts_with("---") || s.starts_with("...")) &&

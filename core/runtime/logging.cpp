@@ -24,6 +24,11 @@ void log_to_file(const std::filesystem::path& path) {
   logger()->sinks().push_back(file);
 }
 
+void set_console_level(spdlog::level::level_enum level) {
+  for (auto& sink : logger()->sinks())
+    if (std::dynamic_pointer_cast<spdlog::sinks::basic_file_sink_mt>(sink) == nullptr) sink->set_level(level);
+}
+
 void stop_logging_to_file() {
   auto& sinks = logger()->sinks();
   std::erase_if(sinks, [](const auto& s) {

@@ -13,5 +13,7 @@ std::shared_ptr<spdlog::logger> logger();
 void log_to_file(const std::filesystem::path& path);
 // Removes file sinks (used between sweep jobs run in one process and by tests).
 void stop_logging_to_file();
+// The console's threshold (the file, when there is one, keeps the logger's level).
+void set_console_level(spdlog::level::level_enum level);
 
 }  // namespace xp::runtime

@@ -110,9 +110,28 @@ jobs::RunLock lock_run_dir(const fs::path& dir) {
 }
 
 // Runs the experiment under a RunContext and reports; the config is already valid.
+// The job's side of the `hydra` config: logging (hydra/job_logging, hydra.verbose), environment
+// variables (hydra.job.env_set) and the working directory (hydra.job.chdir).
+void apply_job_settings(const ConfigNode& hydra, const fs::path& dir, const std::string& job_name) {
+  const ConfigNode* file = hydra.at_path("job_logging.file");
+  if (!file || file->kind() != ConfigNode::Kind::kBool || file->as_bool())
+    runtime::log_to_file(dir / (job_name + ".log"));
+  if (const ConfigNode* level = hydra.at_path("job_logging.console_level"))
+    runtime::set_console_level(spdlog::level::from_str(level->scalar_text()));
+  // hydra.verbose: true, or a logger name or list of names; exp has one logger, "exp".
+  if (const ConfigNode* v = hydra.find("verbose"); v && !v->is_null() && !(v->kind() == ConfigNode::Kind::kBool && !v->as_bool())) {
+    runtime::logger()->set_level(spdlog::level::debug);
+    runtime::set_console_level(spdlog::level::debug);
+  }
+  if (const ConfigNode* env = hydra.at_path("job.env_set"); env && env->is_map())
+    for (const auto& [k, v] : env->items()) setenv(k.c_str(), v.scalar_text().c_str(), 1);
+  if (const ConfigNode* chdir = hydra.at_path("job.chdir"); chdir && chdir->kind() == ConfigNode::Kind::kBool && chdir->as_bool())
+    fs::current_path(dir);
+}
+
 int execute(experiments::Experiment& exp, jobs::RunSpec spec, const std::string& job_name) {
   fs::create_directories(spec.output_dir);
-  runtime::log_to_file(spec.output_dir / (job_name + ".log"));
+  apply_job_settings(spec.hydra, spec.output_dir, job_name);
   auto log = runtime::logger();
   ConfigNode signal = spec.hydra.find("checkpoint_signal") ? *spec.hydra.find("checkpoint_signal") : ConfigNode();
   runtime::install_stop_handlers(signal.scalar_text() == "USR2" ? SIGUSR2 : SIGUSR1);
@@ -146,6 +165,27 @@ int execute(experiments::Experiment& exp, jobs::RunSpec spec, const std::string&
   return 0;
 }
 
+// hydra.output_subdir: where the run's composed config goes (.hydra). `exp run --resume` reads
+// it back, so it cannot be switched off (Hydra's null).
+fs::path hydra_subdir(const ConfigNode& resolved) {
+  const ConfigNode* sub = resolved.at_path("hydra.output_subdir");
+  if (!sub || sub->is_null() || sub->scalar_text().empty() || fs::path(sub->scalar_text()).is_absolute() ||
+      sub->scalar_text().find("..") != std::string::npos)
+    throw ConfigError("hydra.output_subdir must name a folder inside the run directory", sub ? sub->loc() : config::SourceLoc{},
+                      "hydra.output_subdir",
+                      "exp keeps the composed config there for `exp run --resume`, so it cannot be null; the default is .hydra");
+  return sub->scalar_text();
+}
+
+// The folder a run wrote its composed config to (.hydra unless hydra.output_subdir moved it).
+fs::path find_hydra_subdir(const fs::path& dir) {
+  if (fs::exists(dir / ".hydra" / "hydra.yaml")) return dir / ".hydra";
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.is_directory() && fs::exists(e.path() / "hydra.yaml") && fs::exists(e.path() / "overrides.yaml")) return e.path();
+  return dir / ".hydra";
+}
+
 int run_single(const RunOptions& o) {
   config::ComposedConfig composed = config::compose(make_request(o));
   ConfigNode& root = composed.root;
@@ -163,6 +203,7 @@ int run_single(const RunOptions& o) {
                       "add `experiment: NAME` (see `exp list`) or +experiment=NAME");
   const auto& info = experiments::find_experiment(name->as_string(), name->loc());
   auto exp = info.create(job);
+  const fs::path subdir = out / hydra_subdir(resolved);
   if (o.check) {
     fmt::print("{}: the config is valid ({})\n", o.config.empty() ? o.config_name : o.config, info.name);
     return 0;
@@ -184,12 +225,12 @@ int run_single(const RunOptions& o) {
                         "hydra.run.dir", fmt::format("resume it with `exp run --resume {}` or choose another hydra.run.dir", out.string()));
     }
   }
-  fs::create_directories(out / ".hydra");
+  fs::create_directories(subdir);
   ConfigNode hydra_file = ConfigNode::map();
   hydra_file.set("hydra", *resolved.find("hydra"));
-  write_or_throw(out / ".hydra" / "config.yaml", config::dump_yaml(composed.job()));
-  write_or_throw(out / ".hydra" / "hydra.yaml", config::dump_yaml(hydra_file));
-  write_or_throw(out / ".hydra" / "overrides.yaml", config::dump_yaml(string_list(task)));
+  write_or_throw(subdir / "config.yaml", config::dump_yaml(composed.job()));
+  write_or_throw(subdir / "hydra.yaml", config::dump_yaml(hydra_file));
+  write_or_throw(subdir / "overrides.yaml", config::dump_yaml(string_list(task)));
 
   jobs::RunSpec spec;
   spec.config = job;
@@ -224,9 +265,10 @@ int run_resume(const RunOptions& o) {
     // The resolved config stored at the start is exactly what this run was.
     job = config::load_yaml_string(reader->text("/config").value_or(""), (dir / "results.h5:/config").string());
   }
-  ConfigNode unresolved = config::load_yaml_file(dir / ".hydra" / "config.yaml");
-  ConfigNode hydra_file = config::load_yaml_file(dir / ".hydra" / "hydra.yaml");
-  ConfigNode overrides = config::load_yaml_file(dir / ".hydra" / "overrides.yaml");
+  const fs::path subdir = find_hydra_subdir(dir);
+  ConfigNode unresolved = config::load_yaml_file(subdir / "config.yaml");
+  ConfigNode hydra_file = config::load_yaml_file(subdir / "hydra.yaml");
+  ConfigNode overrides = config::load_yaml_file(subdir / "overrides.yaml");
   const ConfigNode* name = job.find("experiment");
   const auto& info = experiments::find_experiment(name ? name->scalar_text() : "", {});
   auto exp = info.create(job);
