@@ -596,15 +596,23 @@ class Composer {
 
 }  // namespace
 
-// hydra.searchpath (set in the primary config or on the command line) adds config folders: the
-// config is composed once to read it and again with those folders after the primary's.
+// hydra.searchpath adds config folders after the primary config's. It is read, as Hydra reads
+// it, before composing: from the primary config file and from the command line (the last
+// override of it wins), so that the folders it names can supply the defaults themselves.
 ComposedConfig compose(const ComposeRequest& request) {
-  ComposedConfig first = Composer(request).run();
-  const ConfigNode* extra = first.root.at_path("hydra.searchpath");
-  if (!extra || !extra->is_list() || extra->elements().empty()) return first;
+  ConfigNode entries = ConfigNode::list();
+  if (!request.primary.empty() && fs::is_regular_file(request.primary)) {
+    ConfigNode primary = load_config_file(request.primary, "", "").body;
+    if (const ConfigNode* sp = primary.at_path("hydra.searchpath"); sp && sp->is_list()) entries = *sp;
+  }
+  for (const auto& text : request.overrides) {
+    Override o = parse_override(text);
+    if (o.key == "hydra.searchpath" && o.value && o.value->is_list()) entries = *o.value;
+  }
+  if (entries.elements().empty()) return Composer(request).run();
   std::vector<fs::path> dirs = request.search_path.dirs();
   size_t at = dirs.empty() ? 0 : 1;
-  for (const auto& e : extra->elements()) {
+  for (const auto& e : entries.elements()) {
     std::string entry = e.scalar_text();
     if (entry.starts_with("pkg://"))
       throw ConfigError(fmt::format("search path entry '{}' names a Python package", entry), e.loc(), "hydra.searchpath",
@@ -615,9 +623,9 @@ ComposedConfig compose(const ComposeRequest& request) {
                         "give an existing folder of configs as file://DIR");
     dirs.insert(dirs.begin() + static_cast<std::ptrdiff_t>(at++), fs::path(entry));
   }
-  ComposeRequest again = request;
-  again.search_path = SearchPath(dirs);
-  return Composer(again).run();
+  ComposeRequest with_path = request;
+  with_path.search_path = SearchPath(dirs);
+  return Composer(with_path).run();
 }
 
 }  // namespace xp::config

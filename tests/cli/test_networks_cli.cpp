@@ -45,7 +45,11 @@ class NetworksCli : public ::testing::Test {
   xp::testing::TempDir dir_;
 };
 
-TEST_F(NetworksCli, StoppedTopologyRunResumesBitForBit) {
+// A run killed (SIGKILL: no chance to save) after a checkpoint inside an epoch resumes to the
+// uninterrupted run bit for bit, that epoch's training loss and accuracy included: the
+// checkpoint carries the epoch's running sums (it once held only the weights, and the resumed
+// epoch reported the batches after the checkpoint alone: 0.896 against 0.935).
+TEST_F(NetworksCli, KilledMidEpochTopologyRunResumesBitForBit) {
   Ran full = exp("run " + kTopology + joined(kDigits) + " hydra.run.dir=full");
   ASSERT_EQ(full.rc, 0) << full.err;
   EXPECT_THAT(full.out, HasSubstr("circuit_accuracy"));
@@ -53,10 +57,10 @@ TEST_F(NetworksCli, StoppedTopologyRunResumesBitForBit) {
   std::vector<std::string> argv = {"run", kTopology};
   argv.insert(argv.end(), kDigits.begin(), kDigits.end());
   argv.push_back("hydra.run.dir=" + path("killed").string());
-  // Epoch 3's checkpoint (step id epoch·10⁶ + batch).
+  // The checkpoint 7 batches into epoch 3 (step id epoch·10⁶ + batch).
   const int rc = testing::run_exp_until_checkpoint(argv, path("killed.err"),
-                                                   path("killed/checkpoints/ckpt-000003000000.ckpt"));
-  ASSERT_EQ(rc, 75) << "the run finished before it could be stopped: " << dir_.read("killed.err");
+                                                   path("killed/checkpoints/ckpt-000003000007.ckpt"), SIGKILL);
+  ASSERT_EQ(rc, -1) << "the run finished before it could be killed: " << dir_.read("killed.err");
   Ran resumed = exp("run --resume killed");
   ASSERT_EQ(resumed.rc, 0) << resumed.err;
 
@@ -69,12 +73,11 @@ TEST_F(NetworksCli, StoppedTopologyRunResumesBitForBit) {
     EXPECT_EQ(std::get<double>(*a->attr("/summary", key)), std::get<double>(*b->attr("/summary", key))) << key;
   for (const char* table : {"/train/layers", "/sweep", "/nor"})
     EXPECT_EQ(a->read_table(table).values, b->read_table(table).values) << table;
-  // Per-epoch rows match except the timing column and the first epoch after the resume point,
-  // whose training-loss mean covers only the batches after it.
+  // Every per-epoch column but the timing one (train_seconds, the last).
   auto ea = a->read_table("/train/epochs"), eb = b->read_table("/train/epochs");
   ASSERT_EQ(ea.rows, 60);
   ASSERT_EQ(eb.rows, 60);
-  for (size_t col : {0u, 3u, 4u}) EXPECT_EQ(ea.values[col], eb.values[col]) << col;
+  for (size_t col = 0; col + 1 < ea.values.size(); ++col) EXPECT_EQ(ea.values[col], eb.values[col]) << col;
 }
 
 TEST_F(NetworksCli, LayersThatDoNotFitTheDatasetAreRefusedNamingTheKey) {

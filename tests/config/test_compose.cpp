@@ -115,6 +115,32 @@ TEST_F(Compose, DeleteGroupFromDefaults) {
   EXPECT_EQ(run({"~scheduler"}).job().at_path("scheduler.name"), nullptr);
 }
 
+TEST_F(Compose, AListOfGroupOptionsMergesThemInOrder) {
+  dir_.write("configs/db/extras.yaml", "pool: 8\ndriver: mysql-extras\n");
+  ConfigNode c = resolved({"+db=[mysql,extras]"});
+  EXPECT_EQ(c.at_path("db.driver")->as_string(), "mysql-extras");  // the later option wins
+  EXPECT_EQ(c.at_path("db.pool")->as_int(), 8);
+  dir_.write("configs/listed.yaml", "defaults:\n  - db: [extras, postgres]\n");
+  ConfigNode listed = resolve(run({}, "configs/listed.yaml").job());
+  EXPECT_EQ(listed.at_path("db.driver")->as_string(), "pg");
+  EXPECT_EQ(listed.at_path("db.pool")->as_int(), 8);
+}
+
+TEST_F(Compose, DeletingAGroupKeepsTheSameGroupUnderAnotherPackage) {
+  ConfigNode c = resolved({"+db@backup=postgres", "+db=mysql", "~db"});
+  EXPECT_EQ(c.at_path("db"), nullptr);
+  ASSERT_NE(c.at_path("backup.driver"), nullptr);
+  EXPECT_EQ(c.at_path("backup.driver")->as_string(), "pg");
+  EXPECT_EQ(resolved({"+db@backup=postgres", "~db@backup"}).at_path("backup"), nullptr);
+}
+
+TEST_F(Compose, SearchPathEntriesAddConfigFolders) {
+  dir_.write("more/db/oracle.yaml", "driver: oracle\n");
+  ConfigNode c = resolved({"+db=oracle", "hydra.searchpath=[file://" + (dir_ / "more").string() + "]"});
+  EXPECT_EQ(c.at_path("db.driver")->as_string(), "oracle");
+  EXPECT_THROW(run({"+db=oracle", "hydra.searchpath=[pkg://somewhere.conf]"}), ConfigError);
+}
+
 TEST_F(Compose, ValueOverrideForms) {
   ConfigNode c = resolved({"seed=5", "+new.key=[1,2]", "++scheduler.batch_cap=64", "++other=x", "~name"});
   EXPECT_EQ(c.at_path("seed")->as_int(), 5);

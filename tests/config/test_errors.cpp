@@ -31,7 +31,7 @@ std::vector<ErrorCase> cases() {
       {"DefaultsNotAList", "defaults: x\n", {}, "'defaults' must be a list", "defaults", 1},
       {"DefaultsEntryTwoKeys", "defaults:\n  - {g: x, h: y}\n", {}, "one-key map", "defaults", 2},
       {"DefaultsUnknownKeyword", "defaults:\n  - optinal g: x\n", {}, "unknown keyword 'optinal'", "defaults", 2},
-      {"DefaultsListOfOptions", "defaults:\n  - g: [x, y]\n", {}, "single name", "defaults", 2},
+      {"DefaultsOptionIsAMap", "defaults:\n  - g: {x: 1}\n", {}, "a name or a list of names", "defaults", 2},
       {"DefaultsSelfInclusion", "defaults:\n  - loop/self\n", {}, "nest too deeply", "defaults"},
       {"DefaultsMissingGroup", "defaults:\n  - nogroup: x\n", {}, "no config group 'nogroup'", "nogroup", 2},
       {"DefaultsMissingOption", "defaults:\n  - g: z\n", {}, "no option 'z' in config group 'g'", "g", 2},

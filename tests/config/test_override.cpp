@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "core/config/error.h"
 #include "core/config/override.h"
 
@@ -91,6 +93,45 @@ TEST(ParseOverride, ErrorsPointAtTheColumn) {
   EXPECT_THROW(parse_override("a b=3"), ConfigError);     // space in key
   EXPECT_THROW(parse_override("a='x"), ConfigError);      // unterminated quote
   EXPECT_THROW(parse_override("a=range(0,x)"), ConfigError);
+}
+
+TEST(ParseOverride, AnEmptyValueIsTheEmptyStringAndLeadingZerosKeepAString) {
+  ASSERT_TRUE(parse_override("+f=").value.has_value());
+  EXPECT_EQ(*parse_override("+f=").value, ConfigNode::string(""));
+  EXPECT_EQ(*parse_override("seed=010").value, ConfigNode::string("010"));
+  EXPECT_EQ(*parse_override("seed=10").value, ConfigNode::integer(10));
+  EXPECT_EQ(*parse_override("x=0").value, ConfigNode::integer(0));
+  EXPECT_EQ(*parse_override("x=-07").value, ConfigNode::string("-07"));
+  EXPECT_EQ(*parse_override("x=0.5").value, ConfigNode::real(0.5));
+}
+
+TEST(ParseOverride, CastFunctionsConvertValuesListsAndSweeps) {
+  EXPECT_EQ(*parse_override("x=str(10)").value, ConfigNode::string("10"));
+  EXPECT_EQ(*parse_override("x=int('3')").value, ConfigNode::integer(3));
+  EXPECT_EQ(*parse_override("x=int(3.9)").value, ConfigNode::integer(3));  // truncates, as Python
+  EXPECT_EQ(*parse_override("x=float(2)").value, ConfigNode::real(2.0));
+  EXPECT_EQ(*parse_override("x=bool(0)").value, ConfigNode::boolean(false));
+  EXPECT_EQ(*parse_override("x=bool('true')").value, ConfigNode::boolean(true));
+  ConfigNode list = *parse_override("x=str([1,2])").value;
+  ASSERT_TRUE(list.is_list());
+  EXPECT_EQ(list.elements()[1], ConfigNode::string("2"));
+  EXPECT_EQ(parse_override("x=str(1,2)").sweep, (std::vector<std::string>{"'1'", "'2'"}));
+  EXPECT_EQ(parse_override("x=int(range(1,3))").sweep, (std::vector<std::string>{"1", "2"}));
+  EXPECT_THROW(parse_override("x=int(abc)"), ConfigError);
+}
+
+TEST(ParseOverride, SortShuffleAndTagReorderOrLabelSweeps) {
+  EXPECT_EQ(parse_override("x=sort(3,1,2)").sweep, (std::vector<std::string>{"1", "2", "3"}));
+  EXPECT_EQ(parse_override("x=sort(3,1,2,reverse=true)").sweep, (std::vector<std::string>{"3", "2", "1"}));
+  EXPECT_EQ(parse_override("x=sort(choice(b,a,c))").sweep, (std::vector<std::string>{"'a'", "'b'", "'c'"}));
+  ConfigNode sorted = *parse_override("x=sort([3,1,2])").value;  // a list stays a value
+  ASSERT_TRUE(sorted.is_list());
+  EXPECT_EQ(sorted.elements()[0], ConfigNode::integer(1));
+  std::vector<std::string> shuffled = parse_override("x=shuffle(1,2,3,4,5,6,7,8)").sweep;
+  std::sort(shuffled.begin(), shuffled.end());
+  EXPECT_EQ(shuffled, (std::vector<std::string>{"1", "2", "3", "4", "5", "6", "7", "8"}));
+  EXPECT_EQ(parse_override("x=tag(log,choice(1,2))").sweep, (std::vector<std::string>{"1", "2"}));
+  EXPECT_THROW(parse_override("x=interval(0,1)"), ConfigError);  // a sampling sweeper's, named as such
 }
 
 }  // namespace xp::config

@@ -119,4 +119,19 @@ TEST(DumpYaml, ScalarsThatLookLikeDocumentMarkersAreQuoted) {
   for (const ConfigNode& n : {a, b}) EXPECT_EQ(load_yaml_string(dump_yaml(n), "again"), n) << dump_yaml(n);
 }
 
+TEST(YamlIo, StringsThatYaml11ReadersTypeAreQuotedOnOutput) {
+  // PyYAML (and so OmegaConf and h5py users' scripts) reads these plain scalars as numbers,
+  // dates or booleans; written as strings they must stay strings for every reader.
+  for (const char* s : {"0x10", "0o17", "017", "0b101", "1:30", "2024-01-01", "yes", "off", "Y", ".5", "1e3", "="}) {
+    ConfigNode n = ConfigNode::map();
+    n.set("v", ConfigNode::string(s));
+    const std::string text = dump_yaml(n);
+    EXPECT_NE(text.find(std::string("'") + s + "'"), std::string::npos) << text;
+    EXPECT_EQ(load_yaml_string(text, "dump"), n);
+  }
+  ConfigNode plain = ConfigNode::map();
+  plain.set("v", ConfigNode::string("sarathi"));
+  EXPECT_EQ(dump_yaml(plain), "v: sarathi\n");
+}
+
 }  // namespace xp::config
