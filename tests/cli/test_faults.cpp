@@ -188,6 +188,20 @@ TEST_F(Faults, ASecondProcessInARunDirectoryIsRefusedAndNoRowIsLost) {
   EXPECT_THAT(again.out, HasSubstr("finished already"));
 }
 
+// A damaged copy of the results at the checkpoint is named, not met later as "inflate() failed".
+TEST_F(Faults, ACorruptSavedResultsCopyIsAnErrorNamingIt) {
+  std::vector<std::string> argv = {"run", kLinReg, "train.steps=200000", "train.checkpoint_every=1000",
+                                   "hydra.run.dir=" + path("r").string()};
+  ASSERT_EQ(testing::run_exp_until_checkpoint(argv, path("r.err"), path("r/checkpoints/ckpt-000000002000.ckpt")), 75);
+  const fs::path saved = path("r/checkpoints/results.h5.saved");
+  std::string bytes = dir_.read("r/checkpoints/results.h5.saved");
+  for (size_t i = bytes.size() / 2; i + 100 < bytes.size(); i += 97) bytes[i] = static_cast<char>(~bytes[i]);
+  std::ofstream(saved, std::ios::binary) << bytes;
+  Ran r = exp("run --resume r");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_THAT(r.err, HasSubstr(saved.string() + " is corrupt"));
+}
+
 // 3 is NetworksCli.KilledMidEpochTopologyRunResumesBitForBit (tests/cli/test_networks_cli.cpp).
 
 // 4. A simulation stopped by SIGTERM keeps no checkpoint: it says so (never "checkpoint saved"),

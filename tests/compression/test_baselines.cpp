@@ -58,6 +58,27 @@ TEST(CodecTest, EveryCodecDecodesItsChainCloseToTheWeights) {
   }
 }
 
+// The quantizing baselines search the same level counts DynaQuant does (down to 2), so where
+// a few levels meet the quality floor they choose a few, as DynaQuant would; each reports its
+// choice (they once could not go below 8 while DynaQuant chose 4).
+TEST(CodecTest, QuantizingBaselinesChooseFewerThanEightLevelsWhenTheyMeetTheFloor) {
+  auto indifferent = [](const nn::StateDict&) { return 1.0; };  // any quantization meets the floor
+  CompressorOptions o;
+  o.epsilon = 0.05;
+  for (const std::string method : {"cnr", "qd"}) {
+    auto codec = make_codec(method, o, indifferent);
+    EXPECT_EQ(codec->encode(0, weights(0), {}).levels, 2) << method;
+  }
+  auto exacting = [](const nn::StateDict& w) {  // the floor needs the weights to within 0.01
+    return 1.0 - 10 * max_error(w, weights(0));
+  };
+  auto cnr = make_codec("cnr", o, exacting);
+  const int levels = cnr->encode(0, weights(0), {}).levels;
+  EXPECT_GT(levels, 2);
+  EXPECT_LE(levels, 256);
+  EXPECT_EQ(make_codec("zstd", o, indifferent)->encode(0, weights(0), {}).levels, -1);  // not a quantizer
+}
+
 TEST(CnrQuantizedTest, EachRowTakesAtMostBinsValuesAndMoreBinsErrLess) {
   const nn::StateDict w = weights(0);
   double previous = INFINITY;
