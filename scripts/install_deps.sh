@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev           # libFuzzer for the config fuzzer (label slow)
   python3 python3-h5py python3-pandas python3-numpy python3-matplotlib
+  python3-yaml                       # a YAML 1.1 reader, as Hydra users read .hydra/config.yaml
   python3-torch                      # the independent reference forward pass in the engine tests
   libopenblas0-pthread               # an optimised BLAS for that PyTorch (else it uses the reference BLAS)
   zlib1g-dev                         # gzipped IDX datasets

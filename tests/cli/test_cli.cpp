@@ -10,6 +10,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using testing::kConfigs;
 using testing::kExp;
 using testing::Ran;
 const std::string kLinReg = std::string(EXP_SOURCE_DIR) + "/configs/experiment/linear_regression.yaml";
@@ -151,6 +152,67 @@ TEST_F(Cli, SweepMakesOneRunDirPerJobAndCollectOneRowEach) {
                    "'); print(sorted(f.keys()), f['2/summary'].attrs['steps'])\" > " + path("py.txt").string();
   ASSERT_EQ(std::system(py.c_str()), 0);
   EXPECT_EQ(dir_.read("py.txt"), "['0', '1', '2', '3'] 20\n");
+}
+
+// Hydra's job settings are applied, not just accepted: where the composed config goes, the log
+// (hydra/job_logging, hydra.verbose), environment variables and the working directory.
+TEST_F(Cli, HydraJobSettingsAreApplied) {
+  Ran r = exp("run " + kLinReg + " " + kSmall + " hydra.run.dir=r hydra.output_subdir=meta hydra.verbose=true "
+              "'+hydra.job.env_set.SLURM_JOB_ID=4242'");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(fs::exists(path("r/meta/config.yaml")));
+  EXPECT_FALSE(fs::exists(path("r/.hydra")));
+  EXPECT_NE(dir_.read("r/linear_regression.log").find("[debug] checkpoint saved at step 5"), std::string::npos);
+  auto res = results::ResultsReader::open(path("r/results.h5"));
+  EXPECT_EQ(std::get<std::string>(*res->attr("/", "slurm_job_id")), "4242");  // read from the job's environment
+  // --resume finds the moved config folder.
+  EXPECT_NE(exp("run --resume r").out.find("finished already"), std::string::npos);
+
+  r = exp("run " + kLinReg + " " + kSmall + " hydra.run.dir=quiet hydra/job_logging=disabled");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_FALSE(fs::exists(path("quiet/linear_regression.log")));
+  EXPECT_EQ(r.err.find("info"), std::string::npos) << r.err;
+
+  // hydra.job.chdir: the job runs in its run directory, so a relative output lands there.
+  r = exp("run " + kConfigs + "/experiment/make_model.yaml model.hidden_size=32 model.num_hidden_layers=1 "
+          "model.num_attention_heads=2 model.num_key_value_heads=2 model.intermediate_size=64 model.vocab_size=50 "
+          "output_dir=m hydra.run.dir=cd hydra.job.chdir=true");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(fs::exists(path("cd/m/config.json")));
+
+  r = exp("run " + kLinReg + " hydra.run.dir=x hydra.output_subdir=null");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("--resume"), std::string::npos) << r.err;
+}
+
+// Strings a YAML 1.1 reader would type (hex, dates) stay strings in .hydra/config.yaml, and an
+// override with a leading zero is a string, as in Hydra.
+TEST_F(Cli, ConfigFilesReadBackAsTheStringsTheyHold) {
+  Ran r = exp("run " + kLinReg + " +tag=0x10 +day=2024-01-01 +zip=010 +empty= --cfg job");  // what .hydra/config.yaml holds
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::string py = "/usr/bin/python3 -c \"import yaml; c = yaml.safe_load(open('" + path("out.txt").string() +
+                   "')); print(repr(c['tag']), repr(c['day']), repr(c['zip']), repr(c['empty']))\" > " + path("py.txt").string();
+  ASSERT_EQ(std::system(py.c_str()), 0);
+  EXPECT_EQ(dir_.read("py.txt"), "'0x10' '2024-01-01' '010' ''\n");
+}
+
+// Every shipped config passes its own checks (keys, types, declared ranges) without running.
+TEST_F(Cli, EveryShippedConfigIsValid) {
+  ASSERT_EQ(exp("run " + kConfigs + "/experiment/make_model.yaml model.hidden_size=32 model.num_hidden_layers=1 "
+                "model.num_attention_heads=2 model.num_key_value_heads=2 model.intermediate_size=64 model.vocab_size=50 "
+                "output_dir=" + path("m").string() + " hydra.run.dir=made").rc, 0);
+  int checked = 0;
+  for (const auto& e : fs::recursive_directory_iterator(kConfigs)) {
+    const std::string p = e.path().string();
+    if (e.path().extension() != ".yaml" || dir_.read_file(e.path()).find("experiment:") == std::string::npos) continue;
+    const bool engine = dir_.read_file(e.path()).find("experiment: engine_") != std::string::npos;
+    Ran r = exp("run " + p + " --check" + (engine ? " model_dir=" + path("m").string() : ""));
+    EXPECT_EQ(r.rc, 0) << p << "\n" << r.err;
+    EXPECT_NE(r.out.find("the config is valid"), std::string::npos) << p;
+    ++checked;
+  }
+  EXPECT_GE(checked, 30);
+  EXPECT_FALSE(fs::exists(path("results")));  // --check writes nothing
 }
 
 TEST_F(Cli, SweepWithoutMultirunIsRefused) {
