@@ -69,17 +69,20 @@ RunContext::RunContext(RunSpec spec)
   if (const config::ConfigNode* s = spec_.config.find("seed"); s && s->kind() == config::ConfigNode::Kind::kInt)
     seed_ = static_cast<uint64_t>(s->as_int());
   std::filesystem::path file = spec_.output_dir / "results.h5";
-  if (spec_.resume && std::filesystem::exists(saved_results(spec_.output_dir))) {
+  // A resume continues from the results saved with the last checkpoint. A run stopped or killed
+  // before its first checkpoint has nothing worth keeping (its results.h5 may even be cut short
+  // mid-write), so it starts again from a new file.
+  const bool continues = spec_.resume && std::filesystem::exists(saved_results(spec_.output_dir));
+  if (continues) {
     verify_saved_results(saved_results(spec_.output_dir));
     copy_atomically(saved_results(spec_.output_dir), file);
   }
-  auto opened = spec_.resume && std::filesystem::exists(file) ? results::ResultsWriter::open_existing(file)
-                                                              : results::ResultsWriter::create(file);
+  auto opened = continues ? results::ResultsWriter::open_existing(file) : results::ResultsWriter::create(file);
   if (!opened.is_ok()) throw std::runtime_error(opened.status().message());
   results_ = std::move(opened).value();
 
   auto& r = *results_;
-  if (!spec_.resume) {
+  if (!continues) {
     const auto& bi = runtime::build_info();
     r.set_attr("/", "created_utc", utc_now());
     r.set_attr("/", "git_sha", bi.git_sha);

@@ -252,28 +252,44 @@ int run_resume(const RunOptions& o) {
     throw ConfigError(fmt::format("cannot resume {}: no such directory", dir.string()), {}, {},
                       "--resume takes a run directory made by `exp run`");
   jobs::RunLock lock = lock_run_dir(dir);
-  ConfigNode job;
-  {
-    auto reader = results::ResultsReader::open(dir / "results.h5");  // closed before RunContext reopens it
-    if (!reader.is_ok())
-      throw ConfigError(fmt::format("cannot resume {}: {}", dir.string(), reader.status().message()), {}, {},
-                        "--resume takes a run directory made by `exp run`");
-    if (reader->complete()) {
-      fmt::print("{} finished already: nothing to resume\n", dir.string());
-      return 0;
-    }
-    // The resolved config stored at the start is exactly what this run was.
-    job = config::load_yaml_string(reader->text("/config").value_or(""), (dir / "results.h5:/config").string());
-  }
   const fs::path subdir = find_hydra_subdir(dir);
+  if (!fs::exists(subdir / "hydra.yaml"))
+    throw ConfigError(fmt::format("cannot resume {}: it holds no composed config (.hydra)", dir.string()), {}, {},
+                      "--resume takes a run directory made by `exp run`");
   ConfigNode unresolved = config::load_yaml_file(subdir / "config.yaml");
   ConfigNode hydra_file = config::load_yaml_file(subdir / "hydra.yaml");
   ConfigNode overrides = config::load_yaml_file(subdir / "overrides.yaml");
-  const ConfigNode* name = job.find("experiment");
+  // The resolved config stored at the start is exactly what this run was: read from results.h5,
+  // or from the copy saved with the last checkpoint when a kill cut results.h5 short; a run
+  // killed before both were written resolves .hydra's config again.
+  std::optional<ConfigNode> job;
+  for (const fs::path& file : {dir / "results.h5", dir / "checkpoints" / "results.h5.saved"}) {
+    try {
+      auto reader = results::ResultsReader::open(file);  // closed before RunContext reopens it
+      if (!reader.is_ok()) continue;
+      if (file.filename() == "results.h5" && reader->complete()) {
+        fmt::print("{} finished already: nothing to resume\n", dir.string());
+        return 0;
+      }
+      if (auto text = reader->text("/config")) {
+        job = config::load_yaml_string(*text, (file.string() + ":/config"));
+        break;
+      }
+    } catch (const std::exception&) {
+      // unreadable: try the next source
+    }
+  }
+  if (!job) {
+    ConfigNode root = unresolved;
+    root.set("hydra", hydra_file.find("hydra") ? *hydra_file.find("hydra") : ConfigNode::map());
+    job = config::resolve(root);
+    job->erase("hydra");
+  }
+  const ConfigNode* name = job->find("experiment");
   const auto& info = experiments::find_experiment(name ? name->scalar_text() : "", {});
-  auto exp = info.create(job);
+  auto exp = info.create(*job);
   jobs::RunSpec spec;
-  spec.config = job;
+  spec.config = *job;
   spec.config_unresolved = unresolved;
   spec.hydra = hydra_file.find("hydra") ? *hydra_file.find("hydra") : ConfigNode::map();
   spec.output_dir = dir;
