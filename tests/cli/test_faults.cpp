@@ -202,6 +202,24 @@ TEST_F(Faults, ACorruptSavedResultsCopyIsAnErrorNamingIt) {
   EXPECT_THAT(r.err, HasSubstr(saved.string() + " is corrupt"));
 }
 
+// A run killed before its first checkpoint, its results.h5 cut short mid-write, resumes by
+// starting again (it once failed: the resume read its config from the damaged file).
+TEST_F(Faults, ARunKilledBeforeItsFirstCheckpointStartsAgainOnResume) {
+  const std::string args = " train.steps=20000 train.checkpoint_every=0";
+  ASSERT_EQ(exp("run " + kLinReg + args + " hydra.run.dir=clean").rc, 0);
+  std::vector<std::string> argv = {"run", kLinReg, "train.steps=20000", "train.checkpoint_every=0",
+                                   "hydra.run.dir=" + path("r").string()};
+  testing::run_exp_until_checkpoint(argv, path("r.err"), path("r/results.h5"), SIGKILL);
+  fs::remove_all(path("r/checkpoints"));
+  fs::resize_file(path("r/results.h5"), fs::file_size(path("r/results.h5")) / 2);
+  Ran resumed = exp("run --resume r");
+  ASSERT_EQ(resumed.rc, 0) << resumed.err;
+  auto a = results::ResultsReader::open(path("clean/results.h5"));
+  auto b = results::ResultsReader::open(path("r/results.h5"));
+  ASSERT_TRUE(b->complete());
+  EXPECT_EQ(a->read_table("/train/steps").values, b->read_table("/train/steps").values);
+}
+
 // 3 is NetworksCli.KilledMidEpochTopologyRunResumesBitForBit (tests/cli/test_networks_cli.cpp).
 
 // 4. A simulation stopped by SIGTERM keeps no checkpoint: it says so (never "checkpoint saved"),
