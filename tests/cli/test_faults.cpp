@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <spawn.h>
 
 #include <fstream>
 #include <thread>
@@ -72,23 +71,6 @@ class Faults : public ::testing::Test {
   }
   testing::TempDir dir_;
 };
-
-// Starts `exp ARGS` in the background (stdout and stderr to files); returns its pid.
-pid_t start_exp(const std::vector<std::string>& args, const fs::path& out, const fs::path& err) {
-  std::vector<std::string> a = {testing::kExp};
-  a.insert(a.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& s : a) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = -1;
-  posix_spawn(&pid, testing::kExp.c_str(), &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  return pid;
-}
 
 int wait_exit(pid_t pid) {
   int status = 0;
@@ -173,7 +155,7 @@ TEST_F(Faults, ASecondProcessInARunDirectoryIsRefusedAndNoRowIsLost) {
   std::vector<std::string> argv = {"run", kLinReg, "train.steps=200000", "train.checkpoint_every=1000",
                                    "hydra.run.dir=" + path("r").string()};
   ASSERT_EQ(testing::run_exp_until_checkpoint(argv, path("first.err"), path("r/checkpoints/ckpt-000000001000.ckpt")), 75);
-  pid_t first = start_exp({"run", "--resume", path("r").string()}, path("a.out"), path("a.err"));
+  pid_t first = testing::spawn_exp({"run", "--resume", path("r").string()}, path("a.err"), path("a.out"));
   ASSERT_TRUE(wait_for(path("r/.exp.lock"), fmt::format("pid {} ", first)));
   Ran second = exp("run --resume r", env);
   EXPECT_EQ(second.rc, 2) << second.err;

@@ -34,21 +34,31 @@ inline Ran run_exp(const TempDir& dir, const std::string& args, const std::strin
   return {WEXITSTATUS(status), dir.read("out.txt"), dir.read("err.txt")};
 }
 
-// Starts `exp ARGS...` (stderr to `err_file`), waits until `checkpoint` exists (at most 60 s),
-// sends `signal` and returns the exit status (75 = stopped after saving a checkpoint; 0 = it
-// finished before it could be stopped; -1 = killed by the signal, as SIGKILL does).
-inline int run_exp_until_checkpoint(std::vector<std::string> args, const std::filesystem::path& err_file,
-                                    const std::filesystem::path& checkpoint, int signal = SIGTERM) {
+// Starts `exp ARGS...` in the background, stderr to `err_file` (and stdout to `out_file` when
+// given); returns its pid, -1 if it could not start.
+inline pid_t spawn_exp(std::vector<std::string> args, const std::filesystem::path& err_file,
+                       const std::filesystem::path& out_file = {}) {
   args.insert(args.begin(), kExp);
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
+  if (!out_file.empty()) posix_spawn_file_actions_addopen(&fa, 1, out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&fa, 2, err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid;
-  if (posix_spawn(&pid, kExp.c_str(), &fa, nullptr, argv.data(), environ) != 0) return -1;
+  pid_t pid = -1;
+  if (posix_spawn(&pid, kExp.c_str(), &fa, nullptr, argv.data(), environ) != 0) pid = -1;
   posix_spawn_file_actions_destroy(&fa);
+  return pid;
+}
+
+// Starts `exp ARGS...` (stderr to `err_file`), waits until `checkpoint` exists (at most 60 s),
+// sends `signal` and returns the exit status (75 = stopped after saving a checkpoint; 0 = it
+// finished before it could be stopped; -1 = killed by the signal, as SIGKILL does).
+inline int run_exp_until_checkpoint(std::vector<std::string> args, const std::filesystem::path& err_file,
+                                    const std::filesystem::path& checkpoint, int signal = SIGTERM) {
+  pid_t pid = spawn_exp(std::move(args), err_file);
+  if (pid < 0) return -1;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!std::filesystem::exists(checkpoint) && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
