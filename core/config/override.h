@@ -1,7 +1,8 @@
 // The command-line override grammar (conventions.md §1.2, Hydra's):
 //   key=value  +key=value  ++key=value  ~key  ~key=value  group=option  group@pkg=option
 // Values are typed (null, int, float, bool, quoted string, [list], {dict}, ${interp}) and may be
-// sweeps: comma lists `a,b`, `range(0,10,2)`, `choice(a,b)`, `glob(*,exclude=x*)`.
+// sweeps: comma lists `a,b`, `range(0,10,2)`, `choice(a,b)`, `glob(*,exclude=x*)`; and Hydra's other
+// functions, nested: sort(), shuffle(), tag(), and the casts str(), int(), float(), bool().
 #pragma once
 #include <optional>
 #include <string>

@@ -109,7 +109,6 @@ jobs::RunLock lock_run_dir(const fs::path& dir) {
   return std::move(*lock);
 }
 
-// Runs the experiment under a RunContext and reports; the config is already valid.
 // The job's side of the `hydra` config: logging (hydra/job_logging, hydra.verbose), environment
 // variables (hydra.job.env_set) and the working directory (hydra.job.chdir).
 void apply_job_settings(const ConfigNode& hydra, const fs::path& dir, const std::string& job_name) {
@@ -129,6 +128,7 @@ void apply_job_settings(const ConfigNode& hydra, const fs::path& dir, const std:
     fs::current_path(dir);
 }
 
+// Runs the experiment under a RunContext and reports; the config is already valid.
 int execute(experiments::Experiment& exp, jobs::RunSpec spec, const std::string& job_name) {
   fs::create_directories(spec.output_dir);
   apply_job_settings(spec.hydra, spec.output_dir, job_name);
@@ -163,6 +163,16 @@ int execute(experiments::Experiment& exp, jobs::RunSpec spec, const std::string&
   exp.after_close(dir);
   runtime::stop_logging_to_file();
   return 0;
+}
+
+// Whether `file` is results a run finished (a file cut short by a kill is not).
+bool finished(const fs::path& file) {
+  try {
+    auto r = results::ResultsReader::open(file);
+    return r.is_ok() && r->complete();
+  } catch (const std::exception&) {
+    return false;
+  }
 }
 
 // hydra.output_subdir: where the run's composed config goes (.hydra). `exp run --resume` reads
@@ -215,7 +225,7 @@ int run_single(const RunOptions& o) {
     // A sweep job run again (a requeued Slurm task, a resumed or repeated sweep) comes back to
     // its own directory: a finished job is left as it is, a stopped one continues.
     if (!o.manifest.empty()) {
-      if (auto r = results::ResultsReader::open(out / "results.h5"); r.is_ok() && r->complete()) {
+      if (finished(out / "results.h5")) {
         fmt::print("{} finished already: nothing to do\n", out.string());
         return 0;
       }
@@ -265,12 +275,12 @@ int run_resume(const RunOptions& o) {
   std::optional<ConfigNode> job;
   for (const fs::path& file : {dir / "results.h5", dir / "checkpoints" / "results.h5.saved"}) {
     try {
-      auto reader = results::ResultsReader::open(file);  // closed before RunContext reopens it
-      if (!reader.is_ok()) continue;
-      if (file.filename() == "results.h5" && reader->complete()) {
+      if (file.filename() == "results.h5" && finished(file)) {
         fmt::print("{} finished already: nothing to resume\n", dir.string());
         return 0;
       }
+      auto reader = results::ResultsReader::open(file);  // closed before RunContext reopens it
+      if (!reader.is_ok()) continue;
       if (auto text = reader->text("/config")) {
         job = config::load_yaml_string(*text, (file.string() + ":/config"));
         break;
