@@ -17,6 +17,7 @@ MetricsConfig MetricsConfig::from(const config::ConfigReader& r) {
   r.get("tbt_deadline_s", c.tbt_deadline_s, config::Range::positive());
   r.get("target_miss_rate", c.target_miss_rate, config::Range::fraction());
   r.get("fluid_rate", c.fluid_rate);
+  r.get_enum("min_tbt_search", c.min_tbt_search, {"ttft_ignored", "ttft_counted"});
   r.get("store_tokens", c.store_tokens);
   r.get("store_batches", c.store_batches);
   r.finish();
@@ -79,7 +80,9 @@ void ServingMetrics::on_finished(const Sequence& s, int64_t replica) {
   DeadlineMisses dm = deadline_misses(itt, d_p, cfg_.tbt_deadline_s);
   double min_tbt = 0;
   if (!ignored && cfg_.fluid_rate && itt.size() > 1) {
-    min_tbt = min_tbt_deadline(std::vector<double>(itt.begin() + 1, itt.end()), cfg_.target_miss_rate);
+    min_tbt = cfg_.min_tbt_search == "ttft_counted"
+                  ? min_tbt_deadline_counting_ttft(itt, d_p, cfg_.target_miss_rate)
+                  : min_tbt_deadline(std::vector<double>(itt.begin() + 1, itt.end()), cfg_.target_miss_rate);
     min_tbt_.add(min_tbt);
   }
   double delay = s.first_scheduled_s >= 0 ? s.first_scheduled_s - s.arrival() : 0;

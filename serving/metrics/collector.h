@@ -23,6 +23,9 @@ struct MetricsConfig {
   double tbt_deadline_s = 0.05;    // D_d
   double target_miss_rate = 0.1;   // for the per-request minimum TBT deadline (fluid rate)
   bool fluid_rate = true;          // compute per-request min TBT deadlines (a binary search each)
+  // How that search treats the first token: ttft_ignored as Metron's get_throughput_metrics (its
+  // capacity figures), ttft_counted as Metron's MetricStore (the TTFT against its deadline D_p).
+  std::string min_tbt_search = "ttft_ignored";
   bool store_tokens = false;       // write /tokens (one row per output token: large)
   bool store_batches = true;       // write /batches (one row per iteration)
   static MetricsConfig from(const config::ConfigReader& r);

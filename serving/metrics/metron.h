@@ -1,7 +1,9 @@
 // Metron's metrics (serving.md §5), computed from per-request inter-token times `itt` so the
 // simulator and the engine share one implementation: itt[0] is the TTFT (first token minus
-// arrival), itt[k] the gap before token k. All arithmetic is IEEE double, as in Metron, so the
-// float-floor edge cases match it bit for bit.
+// arrival), itt[k] the gap before token k. They follow Metron's metric_utils.py operation for
+// operation in IEEE double — Python's float floor division included (python_floor_div) and its
+// bisection's bounds — so that they agree with it bit for bit (tests/serving/test_metron.cpp
+// holds worked examples computed by Metron's functions).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -23,9 +25,18 @@ struct DeadlineMisses {
 DeadlineMisses deadline_misses(const std::vector<double>& itt, double ttft_deadline, double tbt_deadline,
                                bool ignore_first = false);
 
+// a // b for doubles as Python computes it (1.0 // 0.1 == 9.0, not floor(1.0 / 0.1) == 10).
+double python_floor_div(double a, double b);
+
 // §5.4: the smallest TBT deadline whose miss rate (TTFT ignored) is <= target, by Metron's
-// binary search over [0, 1e10] s at 1e-4 s granularity. `tbts` are itt[1:].
+// binary search over [0, 1e10] s at 1e-4 s granularity, as its get_throughput_metrics calls it
+// (on [0] + tbts). `tbts` are itt[1:]. 1e10 when no deadline meets the target.
 double min_tbt_deadline(const std::vector<double>& tbts, double target_miss_rate = 0.1);
+
+// The same search as Metron's MetricStore runs it per request: on the whole itt, the TTFT
+// counted against `ttft_deadline` (the prefill deadline), so a late first token can keep any
+// TBT deadline from meeting the target (then 1e10).
+double min_tbt_deadline_counting_ttft(const std::vector<double>& itt, double ttft_deadline, double target_miss_rate = 0.1);
 
 struct RequestLatency {
   double ttft = 0, tpot = 0, e2e = 0, normalized_e2e = 0;

@@ -62,6 +62,38 @@ TEST(FluidRate, ConstantGapStreamGivesItsGap) {
   EXPECT_NEAR(min_tbt_deadline(std::vector<double>(100, 0.02)), 0.020079, 1e-4);
 }
 
+// Worked examples from Metron's metric_utils.py (its functions run on these inputs; values as
+// Python printed them): floor division as Python's, the bisection's bounds as Metron's.
+TEST(MetronAgreement, FloorDivisionIsPythons) {
+  EXPECT_EQ(python_floor_div(1.0, 0.1), 9.0);  // std::floor(1.0 / 0.1) is 10
+  EXPECT_EQ(python_floor_div(0.3, 0.1), 2.0);
+  EXPECT_EQ(python_floor_div(0.7, 0.1), 6.0);
+  EXPECT_EQ(python_floor_div(-1.0, 0.3), -4.0);
+  EXPECT_EQ(python_floor_div(6.0, 2.0), 3.0);
+  // A stall of 1.0 s against a 0.1 s deadline misses 9 deadlines in Metron, not 10.
+  DeadlineMisses m = deadline_misses({0.0, 1.0}, 0.0, 0.1, /*ignore_first=*/true);
+  EXPECT_EQ(m.missed, 9);
+  EXPECT_EQ(m.total, 9);
+  m = deadline_misses({0.35, 0.3, 0.7}, 0.1, 0.1);  // 1 + 0.25 // 0.1, 0.3 // 0.1, 0.7 // 0.1
+  EXPECT_EQ(m.missed, 11);
+  EXPECT_EQ(m.total, 11);
+}
+
+TEST(MetronAgreement, MinimumTbtDeadlineIsMetronsBitForBit) {
+  EXPECT_EQ(min_tbt_deadline({0.02, 0.03, 0.5, 0.02}), 0.18350424292041356);
+  std::vector<double> steady(10, 0.05);
+  steady.push_back(0.31);
+  EXPECT_EQ(min_tbt_deadline(steady), 0.0675436684443629);
+  EXPECT_EQ(min_tbt_deadline({0.012, 0.013, 0.011, 0.2, 0.014}), 0.05901715561524152);
+}
+
+TEST(MetronAgreement, TheMetricStoreVariantCountsTheTtftAgainstThePrefillDeadline) {
+  const std::vector<double> itt = {0.3, 0.02, 0.03, 0.5, 0.02};
+  // A first token later than its 0.25 s deadline is a miss no TBT deadline can undo.
+  EXPECT_EQ(min_tbt_deadline_counting_ttft(itt, 0.25), 1e10);
+  EXPECT_EQ(min_tbt_deadline_counting_ttft(itt, 0.35), 0.1667354343564748);
+}
+
 TEST(RequestMetrics, ComeFromInterTokenTimes) {
   std::vector<double> itt = inter_token_times(1.0, {1.5, 1.6, 1.8});
   ASSERT_EQ(itt.size(), 3u);
