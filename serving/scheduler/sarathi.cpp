@@ -26,10 +26,11 @@ class Sarathi final : public ReplicaScheduler {
   void build(double now, Batch& b) override {
     int64_t n_tok = 0, chunks = 0;
     std::deque<Sequence*> order = running_by_priority();
+    const auto micro_cap = static_cast<size_t>(cfg_.micro_batch_cap());
 
-    // Phase 1a: decodes first; the budget never drops one.
+    // Phase 1a: decodes first; the budget never drops one (the micro-batch cap, as Vidur's, does).
     std::vector<Sequence*> partial;
-    while (!order.empty()) {
+    while (!order.empty() && b.items.size() < micro_cap) {
       Sequence* s = order.front();
       order.pop_front();
       if (!paused(s)) continue;
@@ -52,7 +53,7 @@ class Sarathi final : public ReplicaScheduler {
       }
     }
     // Phase 2: admit new requests FCFS; stop at the first that cannot start.
-    while (!waiting_.empty() && !chunk_cap_reached(chunks)) {
+    while (!waiting_.empty() && !chunk_cap_reached(chunks) && b.items.size() < micro_cap) {
       Admit a = check_admission(now, static_cast<int64_t>(running_.size()) + 1);
       if (a == Admit::kIgnored) continue;
       if (a != Admit::kOk) break;

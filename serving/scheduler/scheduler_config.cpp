@@ -35,6 +35,7 @@ SchedulerConfig SchedulerConfig::from(const config::ConfigReader& r) {
   q.get("head_of_line_admission", c.quirks.head_of_line_admission);
   q.get("chunk_schedule_assert", c.quirks.chunk_schedule_assert);
   q.get("negative_chunk_budget", c.quirks.negative_chunk_budget);
+  q.get("padded_prefill_tokens", c.quirks.padded_prefill_tokens);
   q.finish();
   r.finish();
   auto positive = [&](int64_t v, const char* key) {

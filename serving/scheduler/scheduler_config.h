@@ -2,6 +2,7 @@
 // `scheduler:` config section; `type` picks the policy (scheduler=NAME selects a
 // configs/scheduler/NAME.yaml that sets it).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -35,6 +36,9 @@ struct Quirks {
   bool head_of_line_admission = true;    // admission stops at the first request that does not fit
   bool chunk_schedule_assert = false;    // true: a prompt past max_tokens is an error (reference)
   bool negative_chunk_budget = false;    // true: only c == 0 stops admission (reference)
+  // vLLM's prefill token cap counted as Vidur counts it, as a padded batch: requests × the
+  // longest prompt (false: the sum of the prompts, as vLLM's token budget counts them).
+  bool padded_prefill_tokens = false;
 };
 
 struct SchedulerConfig {
@@ -52,6 +56,10 @@ struct SchedulerConfig {
   // Filled by the caller from the model and the deployment, not from this section:
   int64_t max_model_len = 4096;
   int64_t pipeline_stages = 1;
+
+  // Requests in one micro-batch: with pipeline stages in flight at once, each holds at most
+  // max_num_seqs / stages (Vidur's vLLM and Sarathi replica schedulers; 1 stage: no change).
+  int64_t micro_batch_cap() const { return std::max<int64_t>(1, max_num_seqs / std::max<int64_t>(1, pipeline_stages)); }
 
   static SchedulerConfig from(const config::ConfigReader& r);
 };

@@ -2,6 +2,7 @@
 // executor: each iteration takes 10 ms and every item completes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
@@ -354,6 +355,38 @@ TEST(PipelineGating, AtMostStagesBatchesInFlightAndNoSequenceTwice) {
   for (const auto& it : b.items) EXPECT_EQ(ids.count(it.seq_id), 0u) << "sequence in two in-flight batches";
   s->on_step_completed(a, t + 0.01);
   EXPECT_FALSE(s->schedule(t + 0.01).empty());
+}
+
+// With pipeline stages, a micro-batch holds at most max_num_seqs / stages requests (Vidur's vLLM
+// and Sarathi replica schedulers), while max_num_seqs still bounds the requests admitted.
+TEST(PipelineGating, AMicroBatchHoldsAtMostItsShareOfTheBatchCap) {
+  for (const char* type : {"sarathi", "vllm"}) {
+    SchedulerConfig c = config(type);
+    c.pipeline_stages = 2;
+    c.max_num_seqs = 8;
+    c.chunk_size = 4096;
+    auto s = ReplicaScheduler::create(c, 100000);
+    Trace run = drive(*s, workload(21, 60, 40, 30, 0.0001));
+    size_t largest = 0;
+    for (const auto& b : run.batches) largest = std::max(largest, b.items.size());
+    EXPECT_EQ(largest, 4u) << type;
+    EXPECT_EQ(run.finished.size(), 60u) << type;
+  }
+}
+
+// vLLM's prefill token cap: the sum of the prompts, or, as Vidur counts it (a padded batch),
+// requests × the longest prompt.
+TEST(Vllm, PaddedPrefillTokensCountRequestsTimesTheLongestPrompt) {
+  for (bool padded : {false, true}) {
+    SchedulerConfig c = config("vllm");
+    c.max_batched_tokens = 500;
+    c.quirks.padded_prefill_tokens = padded;
+    auto s = ReplicaScheduler::create(c, 100000);
+    s->add_request({0, 0.0, 100, 4});
+    s->add_request({1, 0.0, 300, 4});
+    Batch b = s->schedule(0.0);
+    EXPECT_EQ(b.items.size(), padded ? 1u : 2u);  // 100 + 300 = 400 fits; 2 × 300 = 600 does not
+  }
 }
 
 }  // namespace xp::serving
