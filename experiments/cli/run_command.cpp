@@ -130,11 +130,13 @@ void apply_job_settings(const ConfigNode& hydra, const fs::path& dir, const std:
 
 // Runs the experiment under a RunContext and reports; the config is already valid.
 int execute(experiments::Experiment& exp, jobs::RunSpec spec, const std::string& job_name) {
+  // The stop handlers come before the log file: whoever sees the log (a test, a wrapper script)
+  // may signal the run at once.
+  ConfigNode signal = spec.hydra.find("checkpoint_signal") ? *spec.hydra.find("checkpoint_signal") : ConfigNode();
+  runtime::install_stop_handlers(signal.scalar_text() == "USR2" ? SIGUSR2 : SIGUSR1);
   fs::create_directories(spec.output_dir);
   apply_job_settings(spec.hydra, spec.output_dir, job_name);
   auto log = runtime::logger();
-  ConfigNode signal = spec.hydra.find("checkpoint_signal") ? *spec.hydra.find("checkpoint_signal") : ConfigNode();
-  runtime::install_stop_handlers(signal.scalar_text() == "USR2" ? SIGUSR2 : SIGUSR1);
   fs::path dir = spec.output_dir;
   auto ctx = std::make_unique<jobs::RunContext>(std::move(spec));
   log->info("{} {} -> {}", ctx->resuming() ? "resuming" : "running", job_name, dir.string());
