@@ -40,7 +40,7 @@ struct Range {
   Range open_below() const { Range r = *this; r.min_open = true; return r; }
 
   bool contains(double v) const;
-  std::string describe() const;  // "in [0, 1)", "> 0", "≥ 1", "finite"
+  std::string describe() const;  // "in [0, 1)", "> 0", "≥ 1", "a finite number"
 };
 
 class ConfigReader {
