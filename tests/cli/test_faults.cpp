@@ -1,7 +1,7 @@
 // The fault cases of the reliability promise, end to end through the `exp` binary: a full disk,
 // two processes in one run directory, kills and stops mid-run, values that must be refused,
-// and sweeps stopped and resumed. Label: faults (each case once failed; see the README's
-// reliability section for what is promised).
+// and sweeps stopped and resumed. Label: faults (each case once failed; docs/reliability.md
+// says what is promised).
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
