@@ -9,6 +9,7 @@ packages=(
   libhdf5-dev hdf5-tools
   libeigen3-dev libfmt-dev libspdlog-dev nlohmann-json3-dev
   libzstd-dev libxxhash-dev
+  libopenmpi-dev openmpi-bin         # process groups across processes (mpirun; tests labelled mpi)
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev           # libFuzzer for the config fuzzer (label slow)
   python3 python3-h5py python3-pandas python3-numpy python3-matplotlib
