@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 #include <stdexcept>
 #include <thread>
@@ -11,9 +12,10 @@ namespace xp::serving {
 
 namespace {
 
-class CpuRunner final : public ModelRunner {
+class CpuRunner : public ModelRunner {
  public:
-  CpuRunner(const LlamaModel& m, int64_t blocks, int64_t block_size) : model_(m), cache_(m.config(), blocks, block_size) {}
+  CpuRunner(const LlamaModel& m, int64_t blocks, int64_t block_size)
+      : model_(m), cache_(m.config(), blocks, block_size, m.kv_heads_held()) {}
   const LlamaConfig& config() const override { return model_.config(); }
   std::vector<float> forward(const std::vector<ForwardItem>& items) override { return model_.forward(items, cache_); }
 
@@ -22,9 +24,35 @@ class CpuRunner final : public ModelRunner {
   KvCache cache_;
 };
 
+class TensorParallelRunner final : public CpuRunner {
+ public:
+  TensorParallelRunner(const LlamaModel& m, dist::ProcessGroup& tp, int64_t blocks, int64_t block_size)
+      : CpuRunner(m, blocks, block_size), tp_(tp) {}
+  ~TensorParallelRunner() override {
+    try {
+      send(StepPlan{StepPlan::Kind::kStop, {}});
+    } catch (const std::exception&) {  // the workers are gone already; their own timeouts end them
+    }
+  }
+  std::vector<float> forward(const std::vector<ForwardItem>& items) override {
+    send(StepPlan::of(items));
+    return CpuRunner::forward(items);
+  }
+  void keep_alive() override { send(StepPlan{StepPlan::Kind::kKeepAlive, {}}); }
+
+ private:
+  void send(const StepPlan& p) {
+    std::vector<std::byte> bytes = p.encode();
+    tp_.broadcast_bytes(bytes, 0);
+  }
+  dist::ProcessGroup& tp_;
+};
+
 class CudaRunner final : public ModelRunner {
  public:
-  CudaRunner(const LlamaModel& m, int64_t blocks, int64_t block_size) : model_(m, blocks, block_size) {}
+  CudaRunner(const LlamaModel& m, int64_t blocks, int64_t block_size) : model_(m, blocks, block_size) {
+    if (m.tensor_parallel() != 1) throw std::invalid_argument("the CUDA engine runs tensor_parallel=1");
+  }
   const LlamaConfig& config() const override { return model_.config(); }
   std::vector<float> forward(const std::vector<ForwardItem>& items) override { return model_.forward(items); }
 
@@ -36,6 +64,98 @@ class CudaRunner final : public ModelRunner {
 
 std::unique_ptr<ModelRunner> cpu_runner(const LlamaModel& model, int64_t num_kv_blocks, int64_t block_size) {
   return std::make_unique<CpuRunner>(model, num_kv_blocks, block_size);
+}
+
+std::unique_ptr<ModelRunner> tensor_parallel_runner(const LlamaModel& shard, dist::ProcessGroup& tp, int64_t num_kv_blocks,
+                                                    int64_t block_size) {
+  if (tp.rank() != 0) throw std::logic_error("the tensor-parallel controller is rank 0");
+  return std::make_unique<TensorParallelRunner>(shard, tp, num_kv_blocks, block_size);
+}
+
+void serve_tensor_parallel_worker(const LlamaModel& shard, dist::ProcessGroup& tp, int64_t num_kv_blocks, int64_t block_size) {
+  KvCache cache(shard.config(), num_kv_blocks, block_size, shard.kv_heads_held());
+  for (;;) {
+    std::vector<std::byte> bytes;
+    tp.broadcast_bytes(bytes, 0);
+    const StepPlan plan = StepPlan::decode(bytes);
+    if (plan.kind == StepPlan::Kind::kStop) return;
+    if (plan.kind == StepPlan::Kind::kForward) shard.forward(plan.forward_items(), cache);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// StepPlan's wire format: kind (u8), item count (u32), then per item seq_id (u64), start
+// position (i64), token count (u32) and tokens (i32), block count (u32) and block ids (i32);
+// native byte order (the ranks of one launch share an architecture).
+
+StepPlan StepPlan::of(const std::vector<ForwardItem>& items) {
+  StepPlan p;
+  for (size_t i = 0; i < items.size(); ++i)
+    p.items.push_back({i, items[i].start_position, {items[i].tokens.begin(), items[i].tokens.end()},
+                       items[i].block_table ? *items[i].block_table : std::vector<int32_t>{}});
+  return p;
+}
+
+std::vector<ForwardItem> StepPlan::forward_items() const {
+  std::vector<ForwardItem> out;
+  for (const Item& it : items) out.push_back({std::span<const int32_t>(it.tokens), it.start_position, &it.block_table});
+  return out;
+}
+
+std::vector<std::byte> StepPlan::encode() const {
+  std::vector<std::byte> out;
+  auto put = [&](const auto& v) {
+    const auto* b = reinterpret_cast<const std::byte*>(&v);
+    out.insert(out.end(), b, b + sizeof v);
+  };
+  auto put_ids = [&](const std::vector<int32_t>& v) {
+    put(static_cast<uint32_t>(v.size()));
+    const auto* b = reinterpret_cast<const std::byte*>(v.data());
+    out.insert(out.end(), b, b + v.size() * sizeof(int32_t));
+  };
+  put(static_cast<uint8_t>(kind));
+  put(static_cast<uint32_t>(items.size()));
+  for (const Item& it : items) {
+    put(it.seq_id);
+    put(it.start_position);
+    put_ids(it.tokens);
+    put_ids(it.block_table);
+  }
+  return out;
+}
+
+StepPlan StepPlan::decode(std::span<const std::byte> bytes) {
+  size_t at = 0;
+  auto get = [&](auto& v) {
+    if (bytes.size() - at < sizeof v) throw std::runtime_error(fmt::format("step plan cut short at byte {} of {}", at, bytes.size()));
+    std::memcpy(&v, bytes.data() + at, sizeof v);
+    at += sizeof v;
+  };
+  auto get_ids = [&](std::vector<int32_t>& v) {
+    uint32_t n = 0;
+    get(n);
+    if ((bytes.size() - at) / sizeof(int32_t) < n) throw std::runtime_error(fmt::format("step plan cut short at byte {}", at));
+    v.resize(n);
+    std::memcpy(v.data(), bytes.data() + at, n * sizeof(int32_t));
+    at += n * sizeof(int32_t);
+  };
+  StepPlan p;
+  uint8_t kind = 0;
+  uint32_t n = 0;
+  get(kind);
+  if (kind < 1 || kind > 3) throw std::runtime_error(fmt::format("step plan of unknown kind {}", kind));
+  p.kind = static_cast<Kind>(kind);
+  get(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    Item it;
+    get(it.seq_id);
+    get(it.start_position);
+    get_ids(it.tokens);
+    get_ids(it.block_table);
+    p.items.push_back(std::move(it));
+  }
+  if (at != bytes.size()) throw std::runtime_error(fmt::format("step plan has {} bytes past its end", bytes.size() - at));
+  return p;
 }
 
 std::unique_ptr<ModelRunner> cuda_runner(const LlamaModel& model, int64_t num_kv_blocks, int64_t block_size) {
@@ -101,8 +221,10 @@ EngineResult Engine::run(const std::function<bool()>& should_stop) {
     }
     Batch b = scheduler_->schedule(now);
     if (b.empty()) {
-      if (next < pending_.size()) {  // idle until the next arrival
-        std::this_thread::sleep_for(std::chrono::duration<double>(std::max(0.0, pending_[next].first.arrival_s - elapsed())));
+      if (next < pending_.size()) {  // idle until the next arrival, saying so to any workers
+        const double wait = std::max(0.0, pending_[next].first.arrival_s - elapsed());
+        std::this_thread::sleep_for(std::chrono::duration<double>(std::min(wait, ModelRunner::kKeepAliveS)));
+        if (wait > ModelRunner::kKeepAliveS) runner_->keep_alive();
         continue;
       }
       if (!scheduler_->has_work()) break;

@@ -26,10 +26,43 @@ class ModelRunner {
   virtual ~ModelRunner() = default;
   virtual const LlamaConfig& config() const = 0;
   virtual std::vector<float> forward(const std::vector<ForwardItem>& items) = 0;
+  // Called while the engine waits for arrivals, at least every kKeepAliveS: a runner with
+  // workers tells them it is alive, so that their wait for the next step can time out on a
+  // controller that died.
+  virtual void keep_alive() {}
+  static constexpr double kKeepAliveS = 1.0;
 };
 
-// The CPU reference with a paged KV cache of `num_kv_blocks`.
+// One forward pass as a value: what the controller (tensor-parallel rank 0, which schedules,
+// samples and writes results) sends to its workers, which run the same pass on their shards, as
+// vLLM's driver worker broadcasts its model input. Sampling stays on the controller, which
+// receives the gathered logits, so the plan carries no sampling parameters.
+struct StepPlan {
+  enum class Kind : uint8_t { kForward = 1, kKeepAlive = 2, kStop = 3 };
+  struct Item {
+    uint64_t seq_id = 0;
+    int64_t start_position = 0;
+    std::vector<int32_t> tokens, block_table;
+  };
+  Kind kind = Kind::kForward;
+  std::vector<Item> items;
+
+  static StepPlan of(const std::vector<ForwardItem>& items);  // seq ids 0, 1, … (the pass needs none)
+  std::vector<ForwardItem> forward_items() const;             // views into this plan
+  std::vector<std::byte> encode() const;
+  static StepPlan decode(std::span<const std::byte> bytes);   // throws std::runtime_error if malformed
+};
+
+// The CPU reference with a paged KV cache of `num_kv_blocks` (for a tensor-parallel shard, its
+// own KV heads).
 std::unique_ptr<ModelRunner> cpu_runner(const LlamaModel& model, int64_t num_kv_blocks, int64_t block_size);
+// The controller's runner for a model sharded over `shard`'s tensor-parallel group (rank 0):
+// each pass is broadcast to the workers, then run here; destroying it tells them to stop.
+std::unique_ptr<ModelRunner> tensor_parallel_runner(const LlamaModel& shard, dist::ProcessGroup& tp, int64_t num_kv_blocks,
+                                                    int64_t block_size);
+// What ranks ≥ 1 of the group run: each pass the controller sends, on their shard, until it says
+// stop. A controller silent past the group's timeout is a CollectiveError naming it.
+void serve_tensor_parallel_worker(const LlamaModel& shard, dist::ProcessGroup& tp, int64_t num_kv_blocks, int64_t block_size);
 // The CUDA backend (throws where no GPU is visible or the build has no CUDA).
 std::unique_ptr<ModelRunner> cuda_runner(const LlamaModel& model, int64_t num_kv_blocks, int64_t block_size);
 

@@ -28,8 +28,8 @@ using ConstMap = Eigen::Map<const Mat>;
 // ---------------------------------------------------------------------------------------------
 // KV cache
 
-KvCache::KvCache(const LlamaConfig& c, int64_t num_blocks, int64_t block_size)
-    : num_blocks_(num_blocks), block_size_(block_size), row_(c.num_key_value_heads * c.head_dim()) {
+KvCache::KvCache(const LlamaConfig& c, int64_t num_blocks, int64_t block_size, int64_t kv_heads)
+    : num_blocks_(num_blocks), block_size_(block_size), row_((kv_heads ? kv_heads : c.num_key_value_heads) * c.head_dim()) {
   size_t n = static_cast<size_t>(num_blocks * block_size * row_);
   k_.assign(static_cast<size_t>(c.num_hidden_layers), std::vector<float>(n, 0.0f));
   v_ = k_;
@@ -46,7 +46,32 @@ struct LlamaModel::Impl {
   std::vector<Layer> layers;
   std::vector<Tensor> all;  // every weight, in load order
   std::vector<float> inv_freq;  // head_dim / 2, float32 as Hugging Face computes it
+  dist::ProcessGroup* tp = nullptr;
+  TensorShard shard;
 };
+
+TensorShard TensorShard::of(const LlamaConfig& c, int rank, int size) {
+  const int64_t n = size, hq = c.num_attention_heads, hkv = c.num_key_value_heads;
+  if (n < 1 || rank < 0 || rank >= n) throw std::invalid_argument(fmt::format("rank {} of {}", rank, size));
+  if (hq % n)
+    throw std::invalid_argument(fmt::format("{} attention heads do not split {} ways (tensor parallelism splits by heads)", hq, n));
+  if (hkv % n && n % hkv)
+    throw std::invalid_argument(fmt::format("{} KV heads neither split {} ways nor divide it (replicated KV heads)", hkv, n));
+  if (c.intermediate_size % n)
+    throw std::invalid_argument(fmt::format("intermediate_size {} does not split {} ways", c.intermediate_size, n));
+  if (c.vocab_size < n) throw std::invalid_argument(fmt::format("a vocabulary of {} does not split {} ways", c.vocab_size, n));
+  TensorShard s{};
+  s.heads = hq / n;
+  s.head0 = rank * s.heads;
+  s.kv_heads = hkv >= n ? hkv / n : 1;
+  s.kv_head0 = hkv >= n ? rank * s.kv_heads : s.head0 / (hq / hkv);  // the KV head its query heads read
+  s.inter = c.intermediate_size / n;
+  s.inter0 = rank * s.inter;
+  s.vocab0 = c.vocab_size * rank / n;
+  s.vocab = c.vocab_size * (rank + 1) / n - s.vocab0;
+  s.vocab_max = (c.vocab_size + n - 1) / n;
+  return s;
+}
 
 namespace {
 
@@ -119,7 +144,10 @@ void rope_row(float* row, int64_t heads, int64_t d, int64_t pos, const std::vect
 
 }  // namespace
 
-LlamaModel::LlamaModel(LlamaConfig config, std::vector<Tensor> weights) : cfg_(std::move(config)), impl_(new Impl) {
+LlamaModel::LlamaModel(LlamaConfig config, std::vector<Tensor> weights, dist::ProcessGroup* tp)
+    : cfg_(std::move(config)), impl_(new Impl) {
+  impl_->tp = tp && tp->size() > 1 ? tp : nullptr;
+  impl_->shard = TensorShard::of(cfg_, impl_->tp ? tp->rank() : 0, impl_->tp ? tp->size() : 1);
   impl_->all = weights;
   // weights: embed, final_norm, lm_head, then 9 per layer (in_norm, q, k, v, o, post_norm, gate, up, down).
   size_t i = 0;
@@ -137,36 +165,47 @@ LlamaModel::LlamaModel(LlamaConfig config, std::vector<Tensor> weights) : cfg_(s
 LlamaModel::~LlamaModel() = default;
 
 const std::vector<Tensor>& LlamaModel::weights() const { return impl_->all; }
+int64_t LlamaModel::kv_heads_held() const { return impl_->shard.kv_heads; }
+int LlamaModel::tensor_parallel() const { return impl_->tp ? impl_->tp->size() : 1; }
 
-std::unique_ptr<LlamaModel> LlamaModel::load(const fs::path& dir) {
+std::unique_ptr<LlamaModel> LlamaModel::load(const fs::path& dir, dist::ProcessGroup* tp) {
   LlamaConfig c = LlamaConfig::from_json_file(dir / "config.json");
   SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(dir);
+  const bool sharded = tp && tp->size() > 1;
+  TensorShard s;
+  try {
+    s = TensorShard::of(c, sharded ? tp->rank() : 0, sharded ? tp->size() : 1);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(fmt::format("{}: {}", (dir / "config.json").string(), e.what()));
+  }
   int64_t h = c.hidden_size, d = c.head_dim(), kv = c.num_key_value_heads * d, inter = c.intermediate_size;
   std::vector<Tensor> w;
-  auto take = [&](const std::string& name, std::vector<int64_t> shape) {
+  // A whole tensor, or rows (dim 0) / columns (dim 1) [start, start + count) of it.
+  auto take = [&](const std::string& name, std::vector<int64_t> shape, int dim = 0, int64_t start = 0, int64_t count = -1) {
     const SafetensorsEntry& e = ckpt.entry(name);
     if (e.shape != shape)
       throw std::runtime_error(fmt::format("{}: tensor '{}' has shape {}, but config.json implies {}", e.file.string(), name,
                                            tensor::shape_str(e.shape), tensor::shape_str(shape)));
-    w.push_back(ckpt.load(name, DType::kF32));
+    w.push_back(count < 0 || !sharded ? ckpt.load(name, DType::kF32) : ckpt.load_slice(name, dim, start, count, DType::kF32));
   };
   take("model.embed_tokens.weight", {c.vocab_size, h});
   take("model.norm.weight", {h});
-  if (c.tie_word_embeddings || !ckpt.has("lm_head.weight")) w.push_back(w[0]);
-  else take("lm_head.weight", {c.vocab_size, h});
+  const std::string head = c.tie_word_embeddings || !ckpt.has("lm_head.weight") ? "model.embed_tokens.weight" : "lm_head.weight";
+  if (!sharded && head != "lm_head.weight") w.push_back(w[0]);
+  else take(head, {c.vocab_size, h}, 0, s.vocab0, s.vocab);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     std::string p = fmt::format("model.layers.{}.", l);
     take(p + "input_layernorm.weight", {h});
-    take(p + "self_attn.q_proj.weight", {h, h});
-    take(p + "self_attn.k_proj.weight", {kv, h});
-    take(p + "self_attn.v_proj.weight", {kv, h});
-    take(p + "self_attn.o_proj.weight", {h, h});
+    take(p + "self_attn.q_proj.weight", {h, h}, 0, s.head0 * d, s.heads * d);
+    take(p + "self_attn.k_proj.weight", {kv, h}, 0, s.kv_head0 * d, s.kv_heads * d);
+    take(p + "self_attn.v_proj.weight", {kv, h}, 0, s.kv_head0 * d, s.kv_heads * d);
+    take(p + "self_attn.o_proj.weight", {h, h}, 1, s.head0 * d, s.heads * d);
     take(p + "post_attention_layernorm.weight", {h});
-    take(p + "mlp.gate_proj.weight", {inter, h});
-    take(p + "mlp.up_proj.weight", {inter, h});
-    take(p + "mlp.down_proj.weight", {h, inter});
+    take(p + "mlp.gate_proj.weight", {inter, h}, 0, s.inter0, s.inter);
+    take(p + "mlp.up_proj.weight", {inter, h}, 0, s.inter0, s.inter);
+    take(p + "mlp.down_proj.weight", {h, inter}, 1, s.inter0, s.inter);
   }
-  return std::make_unique<LlamaModel>(c, std::move(w));
+  return std::make_unique<LlamaModel>(c, std::move(w), tp);
 }
 
 namespace {
@@ -175,18 +214,19 @@ namespace {
 struct LayerOps {
   const LlamaConfig& c;
   const std::vector<float>& inv_freq;
+  int64_t hq, hkv;  // the query and KV heads this rank holds (all of them without tensor parallelism)
 
   // attn_rope: rotate-half RoPE of every query and key row at its position.
   void rope(Mat& q, Mat& k, const std::vector<int64_t>& pos) const {
     for (Eigen::Index t = 0; t < q.rows(); ++t) {
-      rope_row(q.row(t).data(), c.num_attention_heads, c.head_dim(), pos[static_cast<size_t>(t)], inv_freq);
-      rope_row(k.row(t).data(), c.num_key_value_heads, c.head_dim(), pos[static_cast<size_t>(t)], inv_freq);
+      rope_row(q.row(t).data(), hq, c.head_dim(), pos[static_cast<size_t>(t)], inv_freq);
+      rope_row(k.row(t).data(), hkv, c.head_dim(), pos[static_cast<size_t>(t)], inv_freq);
     }
   }
 
   // attn_kv_cache_save: each new token's K and V into its paged slot.
   void save_kv(const Mat& k, const Mat& v, const std::vector<int64_t>& slots, int64_t layer, KvCache& cache) const {
-    const int64_t row = c.num_key_value_heads * c.head_dim();
+    const int64_t row = hkv * c.head_dim();
     for (Eigen::Index t = 0; t < k.rows(); ++t) {
       std::copy_n(k.row(t).data(), row, cache.k(layer, slots[static_cast<size_t>(t)]));
       std::copy_n(v.row(t).data(), row, cache.v(layer, slots[static_cast<size_t>(t)]));
@@ -201,7 +241,7 @@ struct LayerOps {
   // depends on the batch alone and Eigen runs single-threaded inside a parallel region, so each
   // head is computed the same way on any thread and results do not depend on the thread count.
   void attend(const std::vector<ForwardItem>& items, const Mat& q, int64_t layer, KvCache& cache, Mat& attn) const {
-    const int64_t d = c.head_dim(), hq = c.num_attention_heads, hkv = c.num_key_value_heads, bs = cache.block_size();
+    const int64_t d = c.head_dim(), bs = cache.block_size();
     const int64_t group = hq / hkv;
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
     attn.resize(q.rows(), hq * d);
@@ -252,6 +292,23 @@ struct LayerOps {
   }
 };
 
+// Each rank's [items, its vocabulary rows] logits, padded to the largest share, gathered and
+// laid side by side in vocabulary order: [items, vocab] on every rank.
+void gather_vocabulary(const LlamaConfig& c, const TensorShard& s, dist::ProcessGroup& tp, Mat& logits) {
+  const int n = tp.size();
+  const Eigen::Index items = logits.rows();
+  Mat padded = Mat::Zero(items, s.vocab_max);
+  padded.leftCols(s.vocab) = logits;
+  std::vector<float> all = tp.all_gather(std::span<const float>(padded.data(), static_cast<size_t>(padded.size())));
+  logits.resize(items, c.vocab_size);
+  for (int r = 0; r < n; ++r) {
+    const TensorShard o = TensorShard::of(c, r, n);
+    logits.middleCols(o.vocab0, o.vocab) =
+        Eigen::Map<const Mat>(all.data() + static_cast<size_t>(r) * static_cast<size_t>(padded.size()), items, s.vocab_max)
+            .leftCols(o.vocab);
+  }
+}
+
 // mlp_act: SiLU(gate) ⊙ up, in place in `g`.
 void swiglu(Mat& g, const Mat& u) { g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix(); }
 
@@ -260,6 +317,7 @@ void swiglu(Mat& g, const Mat& u) { g = (g.array() / (1.0f + (-g.array()).exp())
 std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, KvCache& cache) const {
   return forward(items, cache, nullptr);
 }
+
 
 std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, KvCache& cache, OperatorMs* times) const {
   // With `times`, each operator's wall time is added under its name (Vidur's); the clock reads
@@ -296,8 +354,16 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
       x.row(r) = mat(impl_->embed).row(tok);
     }
   }
-  LayerOps ops{c, impl_->inv_freq};
-  Mat xn, q, k, v, attn, g, u;
+  LayerOps ops{c, impl_->inv_freq, impl_->shard.heads, impl_->shard.kv_heads};
+  Mat xn, q, k, v, attn, g, u, part;
+  // out += in · Wᵀ; under tensor parallelism each rank holds W's columns for its heads (or MLP
+  // columns), so the partial products are summed across the group first.
+  auto row_parallel = [&](const Mat& in, const Tensor& w, Mat& out) {
+    if (!impl_->tp) return linear(in, w, out, true);  // the residual add fused in
+    linear(in, w, part, false);
+    impl_->tp->all_reduce_sum(std::span<float>(part.data(), static_cast<size_t>(part.size())));
+    out += part;
+  };
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const auto& L = impl_->layers[static_cast<size_t>(l)];
     timed("input_layernorm", [&] { rmsnorm_rows(x, L.in_norm, c.rms_norm_eps, xn); });
@@ -309,14 +375,14 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
     timed("attn_rope", [&] { ops.rope(q, k, pos); });
     timed("attn_kv_cache_save", [&] { ops.save_kv(k, v, slot, l, cache); });
     timed("attention", [&] { ops.attend(items, q, l, cache, attn); });
-    timed("attn_post_proj", [&] { linear(attn, L.o, x, true); });  // the residual add is fused in
+    timed("attn_post_proj", [&] { row_parallel(attn, L.o, x); });
     timed("post_attention_layernorm", [&] { rmsnorm_rows(x, L.post_norm, c.rms_norm_eps, xn); });
     timed("mlp_up_proj", [&] {
       linear(xn, L.gate, g, false);
       linear(xn, L.up, u, false);
     });
     timed("mlp_act", [&] { swiglu(g, u); });
-    timed("mlp_down_proj", [&] { linear(g, L.down, x, true); });  // and here
+    timed("mlp_down_proj", [&] { row_parallel(g, L.down, x); });
   }
   // Logits of each item's last token.
   Mat logits;
@@ -329,6 +395,7 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
     }
     rmsnorm_rows(last, impl_->final_norm, c.rms_norm_eps, xn);
     linear(xn, impl_->lm_head, logits, false);
+    if (impl_->tp) gather_vocabulary(c, impl_->shard, *impl_->tp, logits);
   });
   return std::vector<float>(logits.data(), logits.data() + logits.size());
 }
@@ -387,6 +454,7 @@ double LlamaModel::time_as_in_a_forward(const std::function<void()>& f) const {
 }
 
 LlamaModel::OperatorMs LlamaModel::profile_forward(int64_t batch, int64_t new_tokens, int64_t kv) const {
+  if (impl_->tp) throw std::logic_error("profile mode times one process's whole model (tensor_parallel=1)");
   const int64_t bs = 16, blocks_per_seq = (kv + new_tokens + bs - 1) / bs;
   KvCache cache(cfg_, batch * blocks_per_seq, bs);
   // The blocks in no particular order, as a paged cache holds them once requests have come and

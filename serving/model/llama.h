@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/dist/process_group.h"
 #include "core/runtime/rng.h"
 #include "core/tensor/tensor.h"
 
@@ -47,10 +48,24 @@ struct LlamaConfig {
   std::string to_json() const;
 };
 
-// K and V for every layer: [num_blocks, block_size, kv_heads, head_dim] f32 each.
+// Which part of a model one tensor-parallel rank holds (Megatron-style): its query heads, the
+// KV heads they read (each rank its own when kv heads ≥ TP, else the one its query heads share,
+// replicated), its columns of the MLP, its rows of the vocabulary. Throws std::invalid_argument
+// saying why `c` cannot be split `size` ways.
+struct TensorShard {
+  int64_t heads, head0;        // query heads [head0, head0 + heads)
+  int64_t kv_heads, kv_head0;  // KV heads held
+  int64_t inter, inter0;       // MLP columns
+  int64_t vocab, vocab0;       // LM-head rows (the split may be uneven by one)
+  int64_t vocab_max;           // the largest rank's share, for the gather
+  static TensorShard of(const LlamaConfig& c, int rank, int size);
+};
+
+// K and V for every layer: [num_blocks, block_size, kv_heads, head_dim] f32 each; `kv_heads` = 0
+// for the config's (a tensor-parallel rank holds only its own).
 class KvCache {
  public:
-  KvCache(const LlamaConfig& c, int64_t num_blocks, int64_t block_size);
+  KvCache(const LlamaConfig& c, int64_t num_blocks, int64_t block_size, int64_t kv_heads = 0);
   float* k(int64_t layer, int64_t slot) { return k_[static_cast<size_t>(layer)].data() + slot * row_; }
   float* v(int64_t layer, int64_t slot) { return v_[static_cast<size_t>(layer)].data() + slot * row_; }
   int64_t block_size() const { return block_size_; }
@@ -70,12 +85,17 @@ struct ForwardItem {
 
 class LlamaModel {
  public:
-  // `path`: a folder with config.json and model.safetensors (or the sharded index).
-  static std::unique_ptr<LlamaModel> load(const std::filesystem::path& path);
-  LlamaModel(LlamaConfig config, std::vector<tensor::Tensor> weights);
+  // `path`: a folder with config.json and model.safetensors (or the sharded index). With a
+  // tensor-parallel group of several ranks, this rank reads only its TensorShard's slices.
+  static std::unique_ptr<LlamaModel> load(const std::filesystem::path& path, dist::ProcessGroup* tp = nullptr);
+  // `weights` in load order (weights()), shaped as `tp`'s rank's shard when a group is given;
+  // forward() then takes part in the group's collectives, which every rank must call alike.
+  LlamaModel(LlamaConfig config, std::vector<tensor::Tensor> weights, dist::ProcessGroup* tp = nullptr);
   ~LlamaModel();
 
-  const LlamaConfig& config() const { return cfg_; }
+  const LlamaConfig& config() const { return cfg_; }  // the whole model's, also on a shard
+  int64_t kv_heads_held() const;
+  int tensor_parallel() const;
   // Linear layers over up to this many rows (decode batches) run as matrix-vector products,
   // larger ones as GEMMs: the cost per row jumps past it, so the profile times both sides.
   static constexpr int64_t kMatVecRows = 8;
@@ -83,7 +103,8 @@ class LlamaModel {
   // q, k, v, o, post-attention norm, gate, up, down (for other backends to upload).
   const std::vector<tensor::Tensor>& weights() const;
   // Runs the batch, writing each new token's K and V into `cache`; returns the logits of each
-  // item's last token ([items, vocab], row-major). Token ids outside the vocabulary and
+  // item's last token ([items, vocab], row-major; every tensor-parallel rank gets them all:
+  // o_proj and down_proj end in an all-reduce, the LM head's vocabulary slices in an all-gather). Token ids outside the vocabulary and
   // positions past max_position_embeddings throw std::invalid_argument naming the item.
   std::vector<float> forward(const std::vector<ForwardItem>& items, KvCache& cache) const;
 

@@ -2,6 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <limits>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -169,6 +175,34 @@ Tensor SafetensorsCheckpoint::load(const std::string& name, DType dtype) const {
   in.seekg(static_cast<std::streamoff>(e.offset));
   if (!in.read(static_cast<char*>(raw.raw_data()), static_cast<std::streamsize>(e.nbytes)))
     fail(e.file, fmt::format("tensor '{}': read failed", name));
+  return raw.to(dtype);
+}
+
+Tensor SafetensorsCheckpoint::load_slice(const std::string& name, int dim, int64_t start, int64_t count, DType dtype) const {
+  const SafetensorsEntry& e = entry(name);
+  if (e.shape.size() != 2 || dim < 0 || dim > 1 || start < 0 || count < 1 || start + count > e.shape[static_cast<size_t>(dim)])
+    fail(e.file, fmt::format("tensor '{}' of shape {}: no slice [{}, {}) along dimension {}", name, tensor::shape_str(e.shape),
+                             start, start + count, dim));
+  const DType stored = dtype_from(e.dtype, e.file, name);
+  const size_t elem = tensor::dtype_size(stored);
+  const int64_t rows = e.shape[0], cols = e.shape[1];
+  Tensor raw = Tensor::empty(dim == 0 ? std::vector<int64_t>{count, cols} : std::vector<int64_t>{rows, count}, stored);
+  const int fd = ::open(e.file.c_str(), O_RDONLY);
+  if (fd < 0) fail(e.file, fmt::format("tensor '{}': cannot open: {}", name, std::strerror(errno)));
+  const size_t length = static_cast<size_t>(e.offset + e.nbytes);
+  void* map = ::mmap(nullptr, length, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) fail(e.file, fmt::format("tensor '{}': cannot map: {}", name, std::strerror(errno)));
+  const auto* base = static_cast<const char*>(map) + e.offset;
+  auto* out = static_cast<char*>(raw.raw_data());
+  if (dim == 0) {
+    std::memcpy(out, base + static_cast<size_t>(start * cols) * elem, static_cast<size_t>(count * cols) * elem);
+  } else {
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(out + static_cast<size_t>(r * count) * elem, base + static_cast<size_t>(r * cols + start) * elem,
+                  static_cast<size_t>(count) * elem);
+  }
+  ::munmap(map, length);
   return raw.to(dtype);
 }
 

@@ -32,6 +32,11 @@ class SafetensorsCheckpoint {
   std::vector<std::string> names() const;
   // Reads a tensor converted to `dtype` (f16/bf16 -> f32 widens exactly).
   tensor::Tensor load(const std::string& name, tensor::DType dtype = tensor::DType::kF32) const;
+  // Rows [start, start + count) of a 2-D tensor (dim 0), or those columns of every row (dim 1),
+  // converted to `dtype`: a tensor-parallel rank reads its slice through a memory map of the
+  // file, never the whole tensor.
+  tensor::Tensor load_slice(const std::string& name, int dim, int64_t start, int64_t count,
+                            tensor::DType dtype = tensor::DType::kF32) const;
 
  private:
   std::map<std::string, SafetensorsEntry> entries_;

@@ -1,0 +1,84 @@
+// Tensor parallelism against one process, written once over the ProcessGroup interface and run
+// on threads (test_tensor_parallel.cpp) and under mpirun -np 2 and 4 (test_tensor_parallel_mpi.cpp).
+// Every rank also loads the whole model and computes the reference itself.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include "core/dist/process_group.h"
+#include "serving/engine/engine.h"
+#include "tests/support/tiny_llama.h"
+
+namespace xp::serving::tp_checks {
+
+// Two layers, 4 query heads over 2 KV heads (TP = 4 replicates KV heads), a prime vocabulary of
+// 97 (the LM head splits unevenly).
+inline LlamaConfig model_config() { return testing::tiny_llama(512); }
+
+inline std::vector<int32_t> tokens(int n, uint64_t seed) {
+  runtime::RngStream r(seed, 0);
+  std::vector<int32_t> t;
+  for (int i = 0; i < n; ++i) t.push_back(static_cast<int32_t>(r.below(97)));
+  return t;
+}
+
+inline size_t argmax(const float* p, size_t n) { return static_cast<size_t>(std::max_element(p, p + n) - p); }
+
+// A prefill in two chunks, then a mixed batch of a decode and another prompt, then decodes:
+// the shard's logits are the whole model's within 1e-4, with the same argmax, on every rank.
+inline void forward_matches_the_whole_model(dist::ProcessGroup& g, const std::filesystem::path& dir) {
+  auto whole = LlamaModel::load(dir);
+  auto shard = LlamaModel::load(dir, &g);
+  ASSERT_EQ(shard->tensor_parallel(), g.size());
+  KvCache cw(whole->config(), 16, 16), cs(shard->config(), 16, 16, shard->kv_heads_held());
+  const std::vector<int32_t> a = tokens(37, 1), b = tokens(20, 2), ta = {3, 1, 4}, tb = {9, 2};
+  std::vector<std::vector<ForwardItem>> passes = {
+      {{std::span<const int32_t>(a.data(), 30), 0, &ta}},
+      {{std::span<const int32_t>(a.data() + 30, 7), 30, &ta}},
+      {{std::span<const int32_t>(a.data() + 36, 1), 37, &ta}, {std::span<const int32_t>(b), 0, &tb}},
+      {{std::span<const int32_t>(b.data() + 5, 1), 20, &tb}, {std::span<const int32_t>(a.data() + 2, 1), 38, &ta}},
+  };
+  const size_t vocab = 97;
+  for (size_t p = 0; p < passes.size(); ++p) {
+    std::vector<float> want = whole->forward(passes[p], cw), got = shard->forward(passes[p], cs);
+    ASSERT_EQ(got.size(), want.size());
+    double worst = 0;
+    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, static_cast<double>(std::fabs(got[i] - want[i])));
+    EXPECT_LE(worst, 1e-4) << "pass " << p << " on rank " << g.rank() << " of " << g.size();
+    for (size_t i = 0; i < got.size() / vocab; ++i)
+      EXPECT_EQ(argmax(got.data() + i * vocab, vocab), argmax(want.data() + i * vocab, vocab)) << "pass " << p << " item " << i;
+  }
+}
+
+inline EngineResult serve(std::unique_ptr<ModelRunner> runner) {
+  SchedulerConfig s;
+  s.type = "sarathi";
+  s.chunk_size = 32;
+  s.max_model_len = 512;
+  s.max_num_seqs = 8;
+  Engine e(std::move(runner), s, 120, SamplingParams{}, 7, nullptr);
+  runtime::RngStream rng(5, 0);
+  for (uint64_t i = 0; i < 8; ++i) {
+    int64_t p = 5 + static_cast<int64_t>(rng.below(60)), d = 3 + static_cast<int64_t>(rng.below(30));
+    std::vector<int32_t> prompt;
+    for (int64_t k = 0; k < p; ++k) prompt.push_back(static_cast<int32_t>(rng.below(97)));
+    e.add({i, 0.0, p, d}, prompt);
+  }
+  return e.run();
+}
+
+// The engine on rank 0 with workers on the other ranks serves the greedy tokens one process does.
+inline void engine_serves_the_same_greedy_tokens(dist::ProcessGroup& g, const std::filesystem::path& dir) {
+  auto shard = LlamaModel::load(dir, &g);
+  if (g.rank() != 0) return serve_tensor_parallel_worker(*shard, g, 120, 16);
+  EngineResult got = serve(tensor_parallel_runner(*shard, g, 120, 16));
+  auto whole = LlamaModel::load(dir);
+  EngineResult want = serve(cpu_runner(*whole, 120, 16));
+  ASSERT_EQ(got.outputs.size(), 8u);
+  EXPECT_EQ(got.outputs, want.outputs);
+}
+
+}  // namespace xp::serving::tp_checks

@@ -1,0 +1,133 @@
+// Tensor parallelism on the thread backend (TP = 2 and 4, GQA with KV heads < TP at 4), the
+// shard layout, and the step plan the controller sends its workers.
+#include <gtest/gtest.h>
+
+#include "core/dist/thread_group.h"
+#include "serving/model/safetensors.h"
+#include "tests/serving/tensor_parallel_checks.h"
+#include "tests/support/temp_dir.h"
+
+namespace xp::serving {
+namespace {
+
+class TensorParallel : public ::testing::TestWithParam<int> {
+ protected:
+  void SetUp() override { write_random_llama(dir_.path(), tp_checks::model_config(), 11); }
+  testing::TempDir dir_;
+};
+
+TEST_P(TensorParallel, ForwardMatchesTheWholeModel) {
+  dist::run_threads(GetParam(), dist::Seconds(30), [&](dist::ProcessGroup& g) { tp_checks::forward_matches_the_whole_model(g, dir_.path()); });
+}
+
+TEST_P(TensorParallel, EngineServesTheSameGreedyTokens) {
+  dist::run_threads(GetParam(), dist::Seconds(30),
+                    [&](dist::ProcessGroup& g) { tp_checks::engine_serves_the_same_greedy_tokens(g, dir_.path()); });
+}
+
+INSTANTIATE_TEST_SUITE_P(Degrees, TensorParallel, ::testing::Values(2, 4));
+
+TEST(TensorShard, SplitsHeadsMlpAndAnUnevenVocabulary) {
+  LlamaConfig c = tp_checks::model_config();  // 4 heads, 2 KV heads, MLP 128, vocabulary 97
+  TensorShard s = TensorShard::of(c, 1, 2);
+  EXPECT_EQ(s.heads, 2);
+  EXPECT_EQ(s.head0, 2);
+  EXPECT_EQ(s.kv_heads, 1);
+  EXPECT_EQ(s.kv_head0, 1);
+  EXPECT_EQ(s.inter, 64);
+  EXPECT_EQ(s.inter0, 64);
+  EXPECT_EQ(s.vocab0 + s.vocab, 97);
+  EXPECT_EQ(TensorShard::of(c, 0, 2).vocab + s.vocab, 97);
+  EXPECT_EQ(s.vocab_max, 49);
+}
+
+TEST(TensorShard, KvHeadsFewerThanRanksAreReplicatedToTheRanksThatReadThem) {
+  LlamaConfig c = tp_checks::model_config();  // query heads 0,1 read KV head 0; 2,3 read KV head 1
+  for (int r = 0; r < 4; ++r) {
+    TensorShard s = TensorShard::of(c, r, 4);
+    EXPECT_EQ(s.heads, 1);
+    EXPECT_EQ(s.kv_heads, 1);
+    EXPECT_EQ(s.kv_head0, r / 2) << "rank " << r;
+  }
+}
+
+TEST(TensorShard, ALayoutThatDoesNotSplitSaysWhy) {
+  LlamaConfig c = tp_checks::model_config();
+  EXPECT_THROW(
+      {
+        try {
+          TensorShard::of(c, 0, 3);
+        } catch (const std::invalid_argument& e) {
+          EXPECT_NE(std::string(e.what()).find("4 attention heads do not split 3 ways"), std::string::npos) << e.what();
+          throw;
+        }
+      },
+      std::invalid_argument);
+  c.num_attention_heads = 8;
+  c.num_key_value_heads = 8;
+  c.intermediate_size = 100;
+  EXPECT_THROW(TensorShard::of(c, 0, 8), std::invalid_argument);  // 100 MLP columns
+}
+
+TEST(TensorParallelLoading, EachRankReadsOnlyItsSlices) {
+  testing::TempDir dir;
+  write_random_llama(dir.path(), tp_checks::model_config(), 11);
+  SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(dir.path());
+  dist::run_threads(2, dist::Seconds(30), [&](dist::ProcessGroup& g) {
+    auto shard = LlamaModel::load(dir.path(), &g);
+    const auto& w = shard->weights();  // embed, norm, lm_head, then per layer in_norm q k v o …
+    EXPECT_EQ(w[2].shape(), (std::vector<int64_t>{g.rank() == 0 ? 48 : 49, 64}));  // 97 rows split 48 + 49
+    EXPECT_EQ(w[4].shape(), (std::vector<int64_t>{32, 64}));                         // q: 2 heads of 16
+    EXPECT_EQ(w[5].shape(), (std::vector<int64_t>{16, 64}));                         // k: 1 KV head
+    EXPECT_EQ(w[7].shape(), (std::vector<int64_t>{64, 32}));                         // o: its heads' columns
+    EXPECT_EQ(w[11].shape(), (std::vector<int64_t>{64, 64}));                        // down: its MLP columns
+    // o's columns are the checkpoint's, bit for bit.
+    tensor::Tensor o = ckpt.load("model.layers.0.self_attn.o_proj.weight");
+    for (int64_t r = 0; r < 64; ++r)
+      for (int64_t c = 0; c < 32; ++c)
+        ASSERT_EQ(w[7].data<float>()[r * 32 + c], o.data<float>()[r * 64 + g.rank() * 32 + c]);
+  });
+}
+
+TEST(StepPlan, RoundTripsThroughItsBytes) {
+  std::vector<int32_t> a = {5, 6, 7}, b = {8}, ta = {0, 3}, tb = {9};
+  StepPlan p = StepPlan::of({{std::span<const int32_t>(a), 0, &ta}, {std::span<const int32_t>(b), 40, &tb}});
+  StepPlan q = StepPlan::decode(p.encode());
+  ASSERT_EQ(q.items.size(), 2u);
+  EXPECT_EQ(q.kind, StepPlan::Kind::kForward);
+  EXPECT_EQ(q.items[0].tokens, a);
+  EXPECT_EQ(q.items[1].start_position, 40);
+  EXPECT_EQ(q.items[1].block_table, tb);
+  std::vector<ForwardItem> items = q.forward_items();
+  EXPECT_EQ(items[0].tokens.size(), 3u);
+  EXPECT_EQ(*items[0].block_table, ta);
+}
+
+TEST(StepPlan, MalformedBytesAreRefusedNotRead) {
+  std::vector<int32_t> a = {5, 6, 7}, ta = {0};
+  std::vector<std::byte> bytes = StepPlan::of({{std::span<const int32_t>(a), 0, &ta}}).encode();
+  EXPECT_THROW(StepPlan::decode(std::span<const std::byte>(bytes.data(), bytes.size() - 1)), std::runtime_error);
+  bytes.push_back(std::byte{0});
+  EXPECT_THROW(StepPlan::decode(bytes), std::runtime_error);
+  bytes[0] = std::byte{9};
+  EXPECT_THROW(StepPlan::decode(bytes), std::runtime_error);
+}
+
+TEST(TensorParallelFaults, AControllerThatStopsSendingIsNamedByItsWorkers) {
+  testing::TempDir dir;
+  write_random_llama(dir.path(), tp_checks::model_config(), 11);
+  try {
+    dist::run_threads(2, dist::Seconds(0.5), [&](dist::ProcessGroup& g) {
+      auto shard = LlamaModel::load(dir.path(), &g);
+      if (g.rank() == 1) return serve_tensor_parallel_worker(*shard, g, 8, 16);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a controller stuck before its first step
+    });
+    FAIL() << "no error";
+  } catch (const dist::CollectiveError& e) {
+    EXPECT_NE(std::string(e.what()).find("broadcast on group 'world (threads)', rank 1 of 2 timed out after 0.5 s waiting for rank 0"),
+              std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace xp::serving
