@@ -7,11 +7,15 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <omp.h>
 
 #include "core/config/error.h"
+#include "core/dist/launch.h"
+#include "core/dist/thread_group.h"
 #include "core/runtime/logging.h"
 #include "serving/engine/engine.h"
 #include "serving/model/llama_cuda.h"
+#include "serving/model/safetensors.h"
 #include "serving/workload/workload.h"
 
 namespace xp::experiments {
@@ -86,20 +90,63 @@ PromptSet read_prompts(const fs::path& file) {
   return out;
 }
 
+// deployment: how the model is laid over ranks. tensor_parallel ranks are threads of this process,
+// or the ranks of an mpirun/srun launch (which must number the same).
+struct Deployment {
+  int64_t tensor_parallel = 1;
+  double collective_timeout_s = 60;
+};
+
+// OpenMP threads for each of `ranks` sharing this machine's cores (unless OMP_NUM_THREADS says).
+int threads_per_rank(int ranks) {
+  if (std::getenv("OMP_NUM_THREADS")) return omp_get_max_threads();
+  return std::max(1, omp_get_num_procs() / ranks);
+}
+
 class EngineServe final : public Experiment {
  public:
   EngineServe(fs::path model_dir, std::string device, SchedulerConfig sched, int64_t kv_blocks, SamplingParams sampling,
-              MetricsConfig metrics, PromptSet prompts)
+              MetricsConfig metrics, PromptSet prompts, Deployment dep)
       : model_dir_(std::move(model_dir)), device_(std::move(device)), sched_(sched), kv_blocks_(kv_blocks),
-        sampling_(sampling), metrics_(metrics), prompts_(std::move(prompts)) {
+        sampling_(sampling), metrics_(metrics), prompts_(std::move(prompts)), dep_(dep) {
     if (device_ == "cuda" && !llama_cuda_available())
       throw config::ConfigError("device=cuda, but no CUDA device is visible", {}, "device", "use device=cpu on this machine");
-    model_ = LlamaModel::load(model_dir_);  // errors name the file and tensor, before any output
+    const int tp = static_cast<int>(dep_.tensor_parallel);
+    const dist::LaunchInfo launch = dist::detect_launch();
+    if (launch.size > 1 && launch.size != tp)
+      throw config::ConfigError(fmt::format("{} started {} ranks, but deployment.tensor_parallel is {}", launch.launcher,
+                                            launch.size, tp),
+                                {}, "deployment.tensor_parallel", fmt::format("set deployment.tensor_parallel={}", launch.size));
+    config_ = LlamaConfig::from_json_file(model_dir_ / "config.json");
+    if (tp > 1) {
+      if (device_ == "cuda")
+        throw config::ConfigError("the CUDA engine runs on one GPU (NCCL tensor parallelism is not built yet)", {},
+                                  "deployment.tensor_parallel", "use device=cpu, or tensor_parallel=1");
+      try {
+        TensorShard::of(config_, 0, tp);
+      } catch (const std::invalid_argument& e) {
+        throw config::ConfigError(fmt::format("{}: {}", (model_dir_ / "config.json").string(), e.what()), {},
+                                  "deployment.tensor_parallel", "choose a degree that divides the heads and the MLP");
+      }
+    }
+    // Errors name the file and tensor, before any output. Ranks of a launch read their shard now;
+    // threads read theirs when the run starts.
+    if (launch.size > 1) {
+      omp_set_num_threads(threads_per_rank(launch.local_size));
+      dist::ProcessGroup* world = dist::launched_world();
+      tp_group_ = world->split(0, "tensor_parallel", dist::Seconds(dep_.collective_timeout_s));
+      model_ = LlamaModel::load(model_dir_, tp_group_.get());
+      world->barrier();  // under the world's start-up timeout: ranks load at their own pace
+    } else if (tp == 1) {
+      model_ = LlamaModel::load(model_dir_);
+    } else {
+      SafetensorsCheckpoint::open(model_dir_);
+    }
     // Requests the model cannot serve are left out and reported while the others are served;
     // when that leaves nothing, the input is wrong as a whole and nothing runs.
     std::string first_why;
     for (const auto& [r, p] : prompts_.requests) {
-      std::string why = unservable(r, p, model_->config());
+      std::string why = unservable(r, p, config_);
       if (why.empty()) return;
       if (first_why.empty()) first_why = fmt::format("{}: request {}: {}", prompts_.origin(r.id), r.id, why);
     }
@@ -109,20 +156,52 @@ class EngineServe final : public Experiment {
         "check the prompt token ids against the model's tokenizer and lengths against its context");
   }
 
+  bool runs_across_processes() const override { return true; }
+  void run_worker() override { serve_tensor_parallel_worker(*model_, *tp_group_, kv_blocks_, sched_.block_size); }
+
   jobs::RunOutcome run(jobs::RunContext& ctx) override {
+    if (tp_group_) return serve(ctx, tensor_parallel_runner(*model_, *tp_group_, kv_blocks_, sched_.block_size));
+    if (dep_.tensor_parallel == 1)
+      return serve(ctx, device_ == "cuda" ? cuda_runner(*model_, kv_blocks_, sched_.block_size)
+                                          : cpu_runner(*model_, kv_blocks_, sched_.block_size));
+    // Tensor parallelism over threads of this process: rank 0 (this thread) serves, the others work.
+    const int tp = static_cast<int>(dep_.tensor_parallel), threads = threads_per_rank(tp), before = omp_get_max_threads();
+    jobs::RunOutcome outcome = jobs::RunOutcome::kDone;
+    dist::run_threads(tp, dist::Seconds(dep_.collective_timeout_s), [&](dist::ProcessGroup& g) {
+      omp_set_num_threads(threads);  // per thread: each rank's OpenMP team
+      auto shard = LlamaModel::load(model_dir_, &g);
+      if (g.rank() == 0) outcome = serve(ctx, tensor_parallel_runner(*shard, g, kv_blocks_, sched_.block_size));
+      else serve_tensor_parallel_worker(*shard, g, kv_blocks_, sched_.block_size);
+    });
+    omp_set_num_threads(before);
+    return outcome;
+  }
+
+  void report(const jobs::RunContext&) const override {
+    fmt::print("engine ({} on {}{}, scheduler {}): {} requests in {:.2f} s\n", model_dir_.filename().string(), device_,
+               dep_.tensor_parallel > 1 ? fmt::format(" × {} (tensor parallel)", dep_.tensor_parallel) : "", sched_.type,
+               prompts_.requests.size(), summary_.get("wall_s"));
+    for (const char* k :
+         {"p50_ttft_s", "p99_ttft_s", "p50_tbt_s", "p99_tbt_s", "throughput_tok_s", "fluidity_index", "preemptions", "rejected"})
+      fmt::print("  {:<20} {:.4g}\n", k, summary_.get(k));
+  }
+
+ private:
+  jobs::RunOutcome serve(jobs::RunContext& ctx, std::unique_ptr<ModelRunner> runner) {
     ServingMetrics metrics(metrics_, &ctx, "/serving");
-    sched_.max_model_len = std::min(sched_.max_model_len, model_->config().max_position_embeddings);
-    auto runner = device_ == "cuda" ? cuda_runner(*model_, kv_blocks_, sched_.block_size)
-                                    : cpu_runner(*model_, kv_blocks_, sched_.block_size);
-    Engine engine(std::move(runner), sched_, kv_blocks_, sampling_, ctx.seed(), &metrics);
+    sched_.max_model_len = std::min(sched_.max_model_len, config_.max_position_embeddings);
+    // The engine (and with it the runner, whose end stops any workers) goes before the results
+    // are written, so no worker waits on a controller busy writing.
+    auto engine = std::make_unique<Engine>(std::move(runner), sched_, kv_blocks_, sampling_, ctx.seed(), &metrics);
     auto& rejected = ctx.table("/engine/rejected", {{"request_id", ColumnType::kUInt64, "", "request not served (why: the log)"},
                                                     {"line", ColumnType::kInt64, "", "its line in prompts_file (0: workload)"}});
     for (auto& [r, p] : prompts_.requests)
-      if (std::string why = engine.add(r, p); !why.empty()) {
+      if (std::string why = engine->add(r, p); !why.empty()) {
         runtime::logger()->error("{}: request {}: {}; not served (the other requests are)", prompts_.origin(r.id), r.id, why);
         rejected.append({r.id, prompts_.file.empty() ? int64_t{0} : prompts_.line_of.at(r.id)});
       }
-    EngineResult r = engine.run([&] { return ctx.should_stop(); });
+    EngineResult r = engine->run([&] { return ctx.should_stop(); });
+    engine.reset();
     if (r.stopped) return jobs::RunOutcome::kPreempted;  // a serving run restarts whole
     auto& out = ctx.table("/engine/outputs", {{"request_id", ColumnType::kUInt64, "", "request"},
                                               {"token_index", ColumnType::kUInt32, "", "0 = first output token"},
@@ -133,20 +212,12 @@ class EngineServe final : public Experiment {
     summary_.values.emplace_back("iterations", static_cast<double>(r.iterations));
     summary_.values.emplace_back("wall_s", r.wall_s);
     summary_.values.emplace_back("rejected", static_cast<double>(r.rejected.size()));
+    summary_.values.emplace_back("tensor_parallel", static_cast<double>(dep_.tensor_parallel));
     ServingMetrics::write_summary(ctx, summary_, "");
     metrics.write_cdf();
     return jobs::RunOutcome::kDone;
   }
 
-  void report(const jobs::RunContext&) const override {
-    fmt::print("engine ({} on {}, scheduler {}): {} requests in {:.2f} s\n", model_dir_.filename().string(), device_, sched_.type,
-               prompts_.requests.size(), summary_.get("wall_s"));
-    for (const char* k :
-         {"p50_ttft_s", "p99_ttft_s", "p50_tbt_s", "p99_tbt_s", "throughput_tok_s", "fluidity_index", "preemptions", "rejected"})
-      fmt::print("  {:<20} {:.4g}\n", k, summary_.get(k));
-  }
-
- private:
   fs::path model_dir_;
   std::string device_;
   SchedulerConfig sched_;
@@ -154,7 +225,10 @@ class EngineServe final : public Experiment {
   SamplingParams sampling_;
   MetricsConfig metrics_;
   PromptSet prompts_;
-  std::unique_ptr<LlamaModel> model_;
+  Deployment dep_;
+  LlamaConfig config_;
+  std::unique_ptr<dist::ProcessGroup> tp_group_;  // ranks of an mpirun/srun launch
+  std::unique_ptr<LlamaModel> model_;             // this process's model or shard (none when threads hold shards)
   ServingSummary summary_;
 };
 
@@ -197,6 +271,11 @@ std::unique_ptr<Experiment> make_engine_serve(const config::ConfigNode& job) {
   s.get("top_p", sp.top_p, Range::between(0, 1).open_below());
   s.finish();
   MetricsConfig mc = MetricsConfig::from(top.section("metrics"));
+  Deployment dep;
+  auto d = top.section("deployment");
+  d.get("tensor_parallel", dep.tensor_parallel, Range::between(1, 1024));
+  d.get("collective_timeout_s", dep.collective_timeout_s, Range::between(0.01, 86400));
+  d.finish();
   PromptSet prompts;
   auto w = top.section("workload");  // unused (and unchecked) when a prompts file is given
   if (!prompts_file.empty()) {
@@ -224,7 +303,7 @@ std::unique_ptr<Experiment> make_engine_serve(const config::ConfigNode& job) {
   }
   top.finish();
   try {
-    return std::make_unique<EngineServe>(model_dir, device, sched, kv_blocks, sp, mc, std::move(prompts));
+    return std::make_unique<EngineServe>(model_dir, device, sched, kv_blocks, sp, mc, std::move(prompts), dep);
   } catch (const config::ConfigError&) {
     throw;
   } catch (const std::runtime_error& e) {

@@ -25,6 +25,11 @@ class Experiment {
   virtual void report(const jobs::RunContext& ctx) const;
   // Runs once results.h5 is closed (e.g. plotting scripts that read it).
   virtual void after_close(const std::filesystem::path& /*run_dir*/) const {}
+
+  // Launched as several ranks (mpirun, srun): whether this experiment uses them. Rank 0 runs
+  // run() and alone writes the run directory; the others run run_worker() meanwhile.
+  virtual bool runs_across_processes() const { return false; }
+  virtual void run_worker() {}
 };
 
 // Prints `name  value` rows, aligned.

@@ -11,12 +11,18 @@ namespace xp::dist {
 struct LaunchInfo {
   int rank = 0;           // from the launcher's environment, before MPI starts
   int size = 1;
+  int local_size = 1;     // ranks on this node (they share its cores)
   std::string launcher;   // "mpirun", "srun" or "" (not launched as a job of several ranks)
 };
 
 // Reads OMPI_COMM_WORLD_RANK/SIZE (mpirun), PMI_RANK/PMI_SIZE (other MPI launchers) or
 // SLURM_PROCID with SLURM_STEP_NUM_TASKS (srun; a batch script alone is not a launch of several).
 LaunchInfo detect_launch();
+
+// The launch's world, started on first use (every rank must ask, as for any collective), with a
+// generous timeout for start-up (ranks load their shards at their own pace); nullptr when this
+// process was not launched as one of several ranks. Split it for work with a tighter timeout.
+ProcessGroup* launched_world();
 
 // Whether this build has the MPI backend.
 bool mpi_available();

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dist/launch.h"
 #include "core/runtime/logging.h"
 #include "core/runtime/signals.h"
 #include "experiments/cli/commands.h"
@@ -167,6 +168,7 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const std::exception& e) {
     xp::runtime::logger()->error("{}", e.what());
+    xp::dist::abort_launch(1);  // one rank of an MPI launch failed: its peers must not wait for it
     return 1;
   }
 }

@@ -17,6 +17,7 @@
 #include "core/config/resolve.h"
 #include "core/config/sweep.h"
 #include "core/config/yaml_io.h"
+#include "core/dist/launch.h"
 #include "core/jobs/process.h"
 #include "core/jobs/run_context.h"
 #include "core/jobs/run_lock.h"
@@ -219,6 +220,15 @@ int run_single(const RunOptions& o) {
   if (o.check) {
     fmt::print("{}: the config is valid ({})\n", o.config.empty() ? o.config_name : o.config, info.name);
     return 0;
+  }
+  if (const dist::LaunchInfo launch = dist::detect_launch(); launch.size > 1) {
+    if (!exp->runs_across_processes())
+      throw ConfigError(fmt::format("{} started {} ranks, but {} runs in one process", launch.launcher, launch.size, info.name),
+                        {}, {}, "run it without mpirun/srun (engine_serve uses them: deployment.tensor_parallel)");
+    if (launch.rank != 0) {  // a worker: rank 0 writes the run directory
+      exp->run_worker();
+      return 0;
+    }
   }
 
   jobs::RunLock lock = lock_run_dir(out);
@@ -539,6 +549,9 @@ int print_config(const RunOptions& o) {
 
 int run_command(const RunOptions& o) {
   try {
+    if (dist::detect_launch().size > 1 && (!o.manifest.empty() || !o.resume_dir.empty() || o.multirun))
+      throw ConfigError("a launch of several ranks runs one job", {"<command line>"}, {},
+                        "sweeps and --resume run without mpirun/srun (an engine run restarts whole)");
     if (!o.manifest.empty()) return run_from_manifest(o);
     if (!o.resume_dir.empty()) return run_resume(o);
     if (!o.cfg.empty() || !o.info.empty()) return print_config(o);
@@ -548,7 +561,9 @@ int run_command(const RunOptions& o) {
                         {"<command line>"}, {}, "add -m (or use `exp sweep`) to run every combination");
     return run_single(o);
   } catch (const ConfigError& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
+    const int rank = dist::detect_launch().rank;  // every rank of a launch composes the same config
+    fmt::print(stderr, "error{}: {}\n", rank ? fmt::format(" (rank {})", rank) : "", e.what());
+    dist::abort_launch(runtime::kExitUsage);  // peers may be waiting for this rank: end them too
     return runtime::kExitUsage;
   }
 }
