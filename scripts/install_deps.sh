@@ -10,6 +10,7 @@ packages=(
   libeigen3-dev libfmt-dev libspdlog-dev nlohmann-json3-dev
   libzstd-dev libxxhash-dev
   libopenmpi-dev openmpi-bin         # process groups across processes (mpirun; tests labelled mpi)
+  slurm-wlm munge                    # the one-node cluster the tests labelled slurm start (srun, sbatch)
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev           # libFuzzer for the config fuzzer (label slow)
   python3 python3-h5py python3-pandas python3-numpy python3-matplotlib
