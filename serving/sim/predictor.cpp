@@ -191,26 +191,29 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
 
   // Sequence-level attention.
   fs::path attn_file = dir / "attention.csv";
-  if (!fs::exists(attn_file)) {
+  std::optional<data::CsvTable> attention;  // read once (the historical A100 file is 3 MB)
+  if (fs::exists(attn_file)) {
+    attention = data::CsvTable::load(attn_file);
+  } else {
     // Device-wide attention profiles (Vidur's historical A100 file) serve any model whose shape
     // and TP degree they hold.
     for (const auto& extra : device_.extra_attention_profiles) {
       data::CsvTable a = data::CsvTable::load(data_root / extra);
       size_t ae = a.column("n_embd"), aq = a.column("n_q_head"), akv = a.column("n_kv_head"),
              atp = a.column("num_tensor_parallel_workers");
-      for (size_t r = 0; r < a.num_rows(); ++r)
+      for (size_t r = 0; r < a.num_rows() && !attention; ++r)
         if (a.number(r, ae) == static_cast<double>(model_.embedding_dim) &&
             a.number(r, aq) == static_cast<double>(model_.num_q_heads) &&
             a.number(r, akv) == static_cast<double>(model_.num_kv_heads) && a.number(r, atp) == tp) {
           attn_file = data_root / extra;
-          break;
+          attention = std::move(a);
         }
-      if (fs::exists(attn_file)) break;
+      if (attention) break;
     }
   }
   std::vector<std::pair<BatchShape, double>> whole_forwards;  // (batch, ms), engine profiles
-  if (fs::exists(attn_file)) {
-    data::CsvTable a = data::CsvTable::load(attn_file);
+  if (attention) {
+    const data::CsvTable& a = *attention;
     size_t ae = a.column("n_embd"), aq = a.column("n_q_head"), akv = a.column("n_kv_head"),
            atp = a.column("num_tensor_parallel_workers"), ab = a.column("batch_size"),
            ac = a.column("prefill_chunk_size"), ak = a.column("kv_cache_size"), ap = a.column("is_prefill"),

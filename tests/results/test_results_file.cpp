@@ -113,7 +113,7 @@ TEST(ResultsFile, ColumnsAreChunkedCompressedAndExtendible) {
   std::string cmd = "h5dump -p -H -d /t/loss " + (d / "r.h5").string() + " > " + (d / "dump.txt").string();
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   std::string dump = d.read("dump.txt");
-  EXPECT_NE(dump.find("CHUNKED ( 65536 )"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("CHUNKED ( 8192 )"), std::string::npos) << dump;  // small tables stay cheap to close
   EXPECT_NE(dump.find("SHUFFLE"), std::string::npos);
   EXPECT_NE(dump.find("DEFLATE"), std::string::npos);
   EXPECT_NE(dump.find("H5S_UNLIMITED"), std::string::npos);
