@@ -3,36 +3,23 @@
 // CPU-only `exp --help` included (measured 2026-12-05; the CUDA runtime and cuDNN cost under a
 // millisecond each and stay linked). These definitions stand in for the five cuBLAS entry points
 // exp calls: the first opens the library (dlopen) and each forwards to the real symbol, so the
-// call sites are unchanged and a run that never touches a GPU never loads it.
+// call sites are unchanged and a run that never touches a GPU never loads it
+// (core/runtime/shared_library.h).
 // Adding a cuBLAS call elsewhere: add its forwarder here (the link fails until one exists).
 #include <cublas_v2.h>
-#include <dlfcn.h>
 
-#include <filesystem>
-#include <mutex>
-#include <stdexcept>
 #include <string>
 
-namespace {
+#include "core/runtime/shared_library.h"
 
-void* library() {
-  static void* lib = [] {
-    const std::string name = "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR);
-    void* h = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!h) h = dlopen((std::filesystem::path(EXP_CUDA_LIBRARY_DIR) / name).c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!h)
-      throw std::runtime_error("cannot load cuBLAS (" + name + ", also looked in " EXP_CUDA_LIBRARY_DIR "): " + dlerror());
-    return h;
-  }();
-  return lib;
-}
+namespace {
 
 // The real `name`, of the type of our forwarder `F`.
 template <class F>
 F real(const char* name) {
-  void* s = dlsym(library(), name);
-  if (!s) throw std::runtime_error(std::string("cuBLAS has no symbol ") + name);
-  return reinterpret_cast<F>(s);
+  static const std::string soname = "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR);
+  return reinterpret_cast<F>(
+      xp::runtime::library_symbol(xp::runtime::shared_library(soname, EXP_CUDA_LIBRARY_DIR), name, soname));
 }
 
 }  // namespace
