@@ -11,6 +11,7 @@
 
 #include "core/results/results_file.h"
 #include "tests/support/exp_cli.h"
+#include "tests/support/run_results.h"
 
 namespace xp::cli {
 namespace fs = std::filesystem;
@@ -58,17 +59,7 @@ class Faults : public ::testing::Test {
     ASSERT_EQ(exp("run " + kConfigs + "/experiment/make_model.yaml" + kTinyModel + " hydra.run.dir=made_" + out +
                   " output_dir=" + path(out).string()).rc, 0);
   }
-  // Results that a reader can open and that say they are complete (a file the full disk cut
-  // short may not open at all).
-  static bool complete(const fs::path& file) {
-    if (!fs::exists(file)) return false;
-    try {
-      auto r = results::ResultsReader::open(file);
-      return r.is_ok() && r->complete();
-    } catch (const std::exception&) {
-      return false;
-    }
-  }
+  static bool complete(const fs::path& file) { return testing::run_complete(file); }
   testing::TempDir dir_;
 };
 

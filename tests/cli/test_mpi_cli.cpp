@@ -8,8 +8,8 @@
 #include <fstream>
 #include <thread>
 
-#include "core/results/results_file.h"
 #include "tests/support/exp_cli.h"
+#include "tests/support/run_results.h"
 
 namespace xp::cli {
 namespace fs = std::filesystem;
@@ -43,23 +43,8 @@ class MpiLaunch : public ::testing::Test {
   std::string serve_args(const std::string& run_dir, const std::string& extra = "") const {
     return kServe + " model_dir=" + (dir_ / "m").string() + " hydra.run.dir=" + run_dir + " workload.num_requests=12 " + extra;
   }
-  std::vector<double> tokens(const std::string& run_dir) const {
-    auto r = results::ResultsReader::open(dir_ / run_dir / "results.h5");
-    EXPECT_TRUE(r.is_ok());
-    auto t = r->read_table("/engine/outputs");
-    std::vector<double> out = t.values[0];  // request ids, then the tokens
-    out.insert(out.end(), t.values[2].begin(), t.values[2].end());
-    return out;
-  }
-  static bool complete(const fs::path& file) {
-    if (!fs::exists(file)) return false;
-    try {
-      auto r = results::ResultsReader::open(file);
-      return r.is_ok() && r->complete();
-    } catch (const std::exception&) {
-      return false;
-    }
-  }
+  std::vector<double> tokens(const std::string& run_dir) const { return testing::engine_outputs(dir_ / run_dir); }
+  static bool complete(const fs::path& file) { return testing::run_complete(file); }
   testing::TempDir dir_;
 };
 

@@ -7,8 +7,8 @@
 
 #include <iostream>
 
-#include "core/results/results_file.h"
 #include "tests/support/exp_cli.h"
+#include "tests/support/run_results.h"
 
 namespace xp::cli {
 namespace fs = std::filesystem;
@@ -51,12 +51,8 @@ class SlurmLaunch : public ::testing::Test {
                        testing::kExp, kConfigs, (dir_ / "m").string(), tp, (dir_ / run_dir).string());
   }
   std::vector<double> tokens(const std::string& run_dir) const {
-    auto r = results::ResultsReader::open(dir_ / run_dir / "results.h5");
-    EXPECT_TRUE(r.is_ok() && r->complete()) << run_dir;
-    auto t = r->read_table("/engine/outputs");
-    std::vector<double> out = t.values[0];
-    out.insert(out.end(), t.values[2].begin(), t.values[2].end());
-    return out;
+    EXPECT_TRUE(testing::run_complete(dir_ / run_dir / "results.h5")) << run_dir;
+    return testing::engine_outputs(dir_ / run_dir);
   }
   testing::TempDir dir_;
   bool started_ = false;
