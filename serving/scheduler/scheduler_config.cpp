@@ -32,7 +32,6 @@ SchedulerConfig SchedulerConfig::from(const config::ConfigReader& r) {
   lt.finish();
   auto q = r.section("quirks");
   q.get("append_needs_free_block", c.quirks.append_needs_free_block);
-  q.get("head_of_line_admission", c.quirks.head_of_line_admission);
   q.get("chunk_schedule_assert", c.quirks.chunk_schedule_assert);
   q.get("negative_chunk_budget", c.quirks.negative_chunk_budget);
   q.get("padded_prefill_tokens", c.quirks.padded_prefill_tokens);

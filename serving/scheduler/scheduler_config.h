@@ -33,7 +33,6 @@ struct LatencyTargetChunking {
 // reference where the spec says it is the reference rule, and clamp where it says "our default".
 struct Quirks {
   bool append_needs_free_block = true;   // can_append_slot needs a whole free block
-  bool head_of_line_admission = true;    // admission stops at the first request that does not fit
   bool chunk_schedule_assert = false;    // true: a prompt past max_tokens is an error (reference)
   bool negative_chunk_budget = false;    // true: only c == 0 stops admission (reference)
   // vLLM's prefill token cap counted as Vidur counts it, as a padded batch: requests × the
