@@ -1,10 +1,15 @@
 // Sarathi-Serve: stall-free batching under a token budget τ = chunk_size (serving.md §3.6), with
 // SARATHI's decode-maximal variant (max_prefill_chunks_per_batch = 1, §3.5), the dynamic chunk
-// schedule (§3.7) and the latency-predictor-driven budget (§3.8). Every paused decode joins every iteration; partial prefills continue,
-// then new requests are admitted FCFS, all within the budget left after the decodes.
+// schedule (§3.7), the latency-predictor-driven budget (§3.8) and Mnemosyne's adaptive chunks
+// (§4.1). Every paused decode joins every iteration; partial prefills continue, then new requests
+// are admitted FCFS, all within the budget left after the decodes.
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
 #include <deque>
+#include <map>
+#include <set>
 #include <stdexcept>
 
 #include "core/runtime/check.h"
@@ -45,7 +50,7 @@ class Sarathi final : public ReplicaScheduler {
     // phase 1a is WAITING now and skipped).
     for (Sequence* s : partial) {
       if (!paused(s) || chunk_cap_reached(chunks)) continue;
-      int64_t c = next_chunk(*s, n_tok);
+      int64_t c = next_chunk(*s, n_tok, b);
       if (c > 0) {
         add_prefill(s, c, b);
         n_tok += c;
@@ -57,7 +62,7 @@ class Sarathi final : public ReplicaScheduler {
       Admit a = check_admission(now, static_cast<int64_t>(running_.size()) + 1);
       if (a == Admit::kIgnored) continue;
       if (a != Admit::kOk) break;
-      int64_t c = next_chunk(*waiting_.front(), n_tok);
+      int64_t c = next_chunk(*waiting_.front(), n_tok, b);
       if (c == 0 || (c < 0 && !cfg_.quirks.negative_chunk_budget)) break;
       if (c < 0) c = 0;  // reference quirk: a negative budget admits with an empty chunk
       Sequence* s = admit_front(now);
@@ -111,14 +116,61 @@ class Sarathi final : public ReplicaScheduler {
   }
 
   // min(remaining prompt, budget − tokens already in the batch); may be negative when the
-  // decodes alone exceed the budget.
-  int64_t next_chunk(const Sequence& s, int64_t n_tok) const {
+  // decodes alone exceed the budget. Adaptive chunking sizes the chunk by time instead.
+  int64_t next_chunk(const Sequence& s, int64_t n_tok, const Batch& b) {
+    if (cfg_.adaptive.enabled) return adaptive_chunk(s, b);
     return std::min(s.remaining_stage_prefill(), budget(s) - n_tok);
+  }
+
+  // §4.1, as the reference's get_max_chunk_size_for_request: 0 when the batch already takes
+  // target·(1 − slack); else a binary search in steps of `granularity` for a chunk whose batch time
+  // lands within target·(1 ± slack), keeping the closest one tried.
+  int64_t adaptive_chunk(const Sequence& s, const Batch& b) {
+    EXP_CHECK(time_model_, "adaptive chunking needs a time model (ReplicaScheduler::set_time_model)");
+    const AdaptiveChunking& a = cfg_.adaptive;
+    const double target = a.target_batch_time_s, low_t = target * (1 - a.slack), high_t = target * (1 + a.slack);
+    const BatchShape shape = BatchShape::of(b);
+    if (!b.items.empty() && time_model_->predict_s(shape) > low_t) return 0;
+    const int64_t remaining = std::max<int64_t>(s.remaining_stage_prefill(), 0);
+    auto round_down = [&](int64_t v) { return v / a.granularity * a.granularity; };
+    const auto last = last_chunk_.find(s.id());
+    int64_t high = round_down(2 * (a.grow_from_last_chunk && last != last_chunk_.end() ? last->second : a.start_chunk));
+    high = std::min({remaining, high, a.max_chunk});
+    int64_t low = 0, closest = 0;
+    double closest_t = -1;
+    std::set<int64_t> seen;
+    while (low <= high) {
+      int64_t mid = (low + high) / 2;
+      if (mid < remaining) {
+        mid = round_down(mid);
+        if (mid == 0) mid = std::min(remaining, a.min_chunk);
+      } else {
+        mid = remaining;
+      }
+      mid = std::min(mid, a.max_chunk);
+      if (mid == 0 || !seen.insert(mid).second) break;
+      BatchShape candidate = shape;
+      candidate.prefills.push_back({mid, s.stage_processed()});
+      const double t = time_model_->predict_s(candidate);
+      if (t >= low_t && t <= high_t) {
+        closest = mid;
+        break;
+      }
+      (t < low_t ? low : high) = mid;
+      if (closest_t < 0 || std::abs(t - target) < std::abs(closest_t - target)) {
+        closest = mid;
+        closest_t = t;
+      }
+    }
+    if (closest > 0) last_chunk_[s.id()] = closest;
+    if (closest >= remaining) last_chunk_.erase(s.id());  // its prefill ends with this chunk
+    return closest;
   }
 
   std::vector<int64_t> sizes_;
   int64_t tokens_per_stage_ = 1;
   int64_t iteration_budget_ = 0;  // §3.8 budget of the iteration being built
+  std::map<uint64_t, int64_t> last_chunk_;  // §4.1: each prefilling request's previous chunk
 };
 
 }  // namespace

@@ -30,6 +30,23 @@ SchedulerConfig SchedulerConfig::from(const config::ConfigReader& r) {
   lt.get("safety_factor", c.latency_target.safety_factor, config::Range::positive());
   lt.get("low_free_kv_fraction", c.latency_target.low_free_kv_fraction, config::Range::fraction());
   lt.finish();
+  auto ad = r.section("adaptive_chunking");
+  ad.get("enabled", c.adaptive.enabled);
+  ad.get("target_batch_time_s", c.adaptive.target_batch_time_s, config::Range::positive());
+  ad.get("slack", c.adaptive.slack, config::Range::fraction().open_above());
+  ad.get("start_chunk", c.adaptive.start_chunk, config::Range::at_least(1));
+  ad.get("granularity", c.adaptive.granularity, config::Range::at_least(1));
+  ad.get("min_chunk", c.adaptive.min_chunk, config::Range::at_least(1));
+  ad.get("max_chunk", c.adaptive.max_chunk, config::Range::at_least(1));
+  ad.get("grow_from_last_chunk", c.adaptive.grow_from_last_chunk);
+  ad.finish();
+  if (c.adaptive.enabled && (c.latency_target.enabled || c.dynamic.enabled || c.type != "sarathi"))
+    throw config::ConfigError("adaptive_chunking replaces the sarathi scheduler's budget: it cannot run with "
+                              "latency_target or dynamic_chunking, nor under another scheduler type", {},
+                              "scheduler.adaptive_chunking.enabled", "enable one way of sizing chunks, with type: sarathi");
+  if (c.adaptive.min_chunk > c.adaptive.max_chunk)
+    throw config::ConfigError("adaptive_chunking.min_chunk is above max_chunk", {}, "scheduler.adaptive_chunking.min_chunk",
+                              "the reference uses 32 and 4096");
   auto q = r.section("quirks");
   q.get("append_needs_free_block", c.quirks.append_needs_free_block);
   q.get("chunk_schedule_assert", c.quirks.chunk_schedule_assert);

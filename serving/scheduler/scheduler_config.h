@@ -29,6 +29,21 @@ struct LatencyTargetChunking {
   double low_free_kv_fraction = 0.1;  // below this share of free KV blocks, totals stop at 512
 };
 
+// Mnemosyne's adaptive chunking (§4.1): each prefill's chunk is the largest whose predicted batch
+// time (the time model's, over all pipeline stages) meets the TBT target, found by the reference's
+// binary search (the Vidur fork's get_max_chunk_size_for_request): chunks start large and shrink
+// as the prefix grows. Needs an IterationTimeModel (set_time_model); replaces the token budget.
+struct AdaptiveChunking {
+  bool enabled = false;
+  double target_batch_time_s = 0.05;  // the TBT target
+  double slack = 0.1;                 // a time within target·(1 ± slack) is accepted at once
+  int64_t start_chunk = 512, granularity = 32, min_chunk = 32, max_chunk = 4096;
+  // The search's upper bound is 2 × the request's previous chunk. The reference stores that chunk
+  // under a name Python mangles and looks it up unmangled, so it never finds it and always starts
+  // from 2 × start_chunk: false (default) is the reference, true the rule as its comment says.
+  bool grow_from_last_chunk = false;
+};
+
 // Reference behaviours that look like bugs, kept switchable (§3.9). Defaults follow the
 // reference where the spec says it is the reference rule, and clamp where it says "our default".
 struct Quirks {
@@ -50,6 +65,7 @@ struct SchedulerConfig {
   double watermark = 0.01;                // fraction of blocks kept free at admission (vllm/sarathi)
   DynamicChunking dynamic;
   LatencyTargetChunking latency_target;
+  AdaptiveChunking adaptive;
   Quirks quirks;
 
   // Filled by the caller from the model and the deployment, not from this section:

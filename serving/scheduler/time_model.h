@@ -7,6 +7,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "serving/scheduler/sequence.h"
@@ -36,6 +37,20 @@ class IterationTimeModel {
  public:
   virtual ~IterationTimeModel() = default;
   virtual double predict_s(const BatchShape& b) const = 0;
+};
+
+// A StageTimer read as the Mnemosyne reference predicts a batch for adaptive chunking (§4.1):
+// stage 0's time × the number of stages (a pipeline's TBT spans all of them).
+class StageTimerModel final : public IterationTimeModel {
+ public:
+  StageTimerModel(std::shared_ptr<const StageTimer> timer, int64_t stages) : timer_(std::move(timer)), stages_(stages) {}
+  double predict_s(const BatchShape& b) const override {
+    return timer_->stage_time_s(b, 0) * static_cast<double>(stages_);
+  }
+
+ private:
+  std::shared_ptr<const StageTimer> timer_;
+  int64_t stages_;
 };
 
 // §3.8's predictor: time = c · (1, batch tokens, prefill tokens, decode tokens, Σ decode

@@ -389,4 +389,75 @@ TEST(Vllm, PaddedPrefillTokensCountRequestsTimesTheLongestPrompt) {
   }
 }
 
+// Mnemosyne's adaptive chunking (§4.1).
+namespace {
+SchedulerConfig adaptive(double target, bool grow) {
+  SchedulerConfig c = config("sarathi");
+  c.max_model_len = 65536;
+  c.adaptive.enabled = true;
+  c.adaptive.target_batch_time_s = target;
+  c.adaptive.grow_from_last_chunk = grow;
+  return c;
+}
+}  // namespace
+
+TEST(Sarathi, AdaptiveChunksMeetTheTargetAndShrinkAsThePrefixGrows) {
+  auto model = std::make_shared<ToyTimeModel>();
+  auto s = ReplicaScheduler::create(adaptive(0.03, true), 100000);
+  s->set_time_model(model);
+  Trace run = drive(*s, {{0, 0.0, 40000, 4}});
+  const auto& ch = run.chunks[0];
+  ASSERT_GT(ch.size(), 10u);
+  EXPECT_GT(ch[1], 2 * ch[ch.size() - 2]);  // large early, small once the prefix is long
+  for (size_t i = 0; i + 1 < ch.size(); ++i) EXPECT_EQ(ch[i] % 32, 0) << "chunk " << i;  // the search's granularity
+  for (const auto& b : run.batches) {
+    // Within the target's slack, or over it by less than one step of the search's granularity
+    // (the reference keeps the closest size it tried, which may lie just above the window).
+    BatchShape shape = BatchShape::of(b);
+    if (shape.prefills.empty() || shape.prefills[0].chunk <= 32) continue;  // the smallest chunk goes whatever it costs
+    const double t = model->predict_s(shape);
+    shape.prefills[0].chunk -= 32;
+    EXPECT_TRUE(t <= 0.03 * 1.1 || model->predict_s(shape) < 0.03 * 0.9) << t;
+  }
+}
+
+TEST(Sarathi, AdaptiveChunksStartEachSearchFromTwiceTheStartChunkAsTheReferenceDoes) {
+  // The reference's remembered chunk is never found (a Python name-mangling slip), so no chunk
+  // passes 2 × 512 however loose the target; grow_from_last_chunk follows the rule as written.
+  auto model = std::make_shared<ToyTimeModel>();
+  for (bool grow : {false, true}) {
+    auto s = ReplicaScheduler::create(adaptive(0.2, grow), 100000);
+    s->set_time_model(model);
+    Trace run = drive(*s, {{0, 0.0, 20000, 2}});
+    const int64_t largest = *std::max_element(run.chunks[0].begin(), run.chunks[0].end());
+    if (grow) {
+      EXPECT_GT(largest, 1024);
+    } else {  // the search over [0, 1024] in steps of 32 stops at 992: its midpoints round down
+      EXPECT_EQ(largest, 992);
+    }
+  }
+}
+
+TEST(Sarathi, AdaptiveChunkingGivesNoChunkWhileTheDecodesAloneReachTheTarget) {
+  // Any batch with a decode already takes the whole target: a prompt waits until none decodes.
+  class DecodesFillTheTarget final : public IterationTimeModel {
+   public:
+    double predict_s(const BatchShape& b) const override {
+      return b.decode_contexts.empty() ? 0.001 * static_cast<double>(b.num_tokens()) / 64 : 0.05;
+    }
+  };
+  auto s = ReplicaScheduler::create(adaptive(0.05, false), 100000);
+  s->set_time_model(std::make_shared<DecodesFillTheTarget>());
+  Trace run = drive(*s, {{0, 0.0, 10, 20}, {1, 0.0, 3000, 2}});
+  for (const auto& b : run.batches) {
+    bool decode = false, prefill_of_1 = false;
+    for (const auto& it : b.items) {
+      decode |= !it.is_prefill;
+      prefill_of_1 |= it.seq_id == 1 && it.is_prefill;
+    }
+    EXPECT_FALSE(decode && prefill_of_1);
+  }
+  EXPECT_EQ(run.finished.size(), 2u);
+}
+
 }  // namespace xp::serving
