@@ -48,12 +48,18 @@ ServingSetup ServingSetup::parse(const config::ConfigReader& top) {
   d.get("time_limit_s", c.cluster.time_limit_s, Range::non_negative());
   d.get("tensor_parallel", c.layout.tensor_parallel, Range::at_least(1));
   d.get("pipeline_parallel", c.layout.pipeline_parallel, Range::at_least(1));
+  d.get("sequence_pipeline_parallel", c.layout.sequence_pipeline_parallel);
   d.get("memory_margin_fraction", c.layout.memory_margin_fraction, Range::fraction().open_above());
   d.finish();
+  if (c.layout.sequence_pipeline_parallel && c.layout.pipeline_parallel < 2)
+    throw config::ConfigError("sequence_pipeline_parallel pipelines a prompt's chunks across stages, but there is one stage",
+                              d.raw("sequence_pipeline_parallel") ? d.raw("sequence_pipeline_parallel")->loc() : config::SourceLoc{},
+                              "deployment.sequence_pipeline_parallel", "set deployment.pipeline_parallel to 2 or more");
   check_tensor_parallel(c.model, c.layout.tensor_parallel, d, "tensor_parallel");
   auto fill = [&](SchedulerConfig s) {
     s.max_model_len = c.model.max_model_len;
     s.pipeline_stages = c.layout.pipeline_parallel;
+    s.sequence_pipeline_parallel = c.layout.sequence_pipeline_parallel;
     return s;
   };
   if (top.has("schedulers")) {

@@ -71,22 +71,39 @@ Batch ReplicaScheduler::schedule(double now) {
   for (const auto& it : b.items) {
     Sequence& s = seqs_.at(it.seq_id);
     s.status = SeqStatus::kRunning;
+    ++s.batches_in_flight;
     if (s.first_scheduled_s < 0) s.first_scheduled_s = now;
   }
   ++in_flight_;
   return b;
 }
 
+void ReplicaScheduler::on_stage_completed(const Batch& b, int64_t stage, double /*now*/) {
+  if (!cfg_.sequence_pipeline_parallel || stage != 0) return;
+  // §4.2, sarathi-serve's SPP state machine: the chunk's tokens count as stage-processed, and a
+  // prompt with more to prefill is PAUSED, i.e. schedulable for its next chunk at once.
+  for (const auto& it : b.items) {
+    if (!it.is_prefill) continue;
+    Sequence& s = seqs_.at(it.seq_id);
+    s.complete_stage_chunk(it.num_tokens);
+    if (!s.stage_prefill_done()) s.status = SeqStatus::kPaused;
+  }
+}
+
 StepResult ReplicaScheduler::on_step_completed(const Batch& b, double now) {
   StepResult r;
   --in_flight_;
+  const bool spp = cfg_.sequence_pipeline_parallel;
   for (const auto& it : b.items) {
     Sequence& s = seqs_.at(it.seq_id);
+    --s.batches_in_flight;
     if (it.is_prefill) {
-      s.complete_prefill_chunk(it.num_tokens);
+      s.complete_prefill_chunk(it.num_tokens, spp);
       // The sample after a non-final chunk is discarded (§2.2); the final chunk yields a token.
+      // Under SPP a prompt's status is stage 0's business until its last chunk is through: it is
+      // PAUSED already, or RUNNING with a later chunk, or waiting for the whole prefill.
       if (!s.prefill_done()) {
-        s.status = SeqStatus::kPaused;
+        if (!spp) s.status = SeqStatus::kPaused;
         continue;
       }
       if (s.prefill_done_s < 0) s.prefill_done_s = now;
@@ -170,8 +187,9 @@ bool ReplicaScheduler::schedule_decode(Sequence* s, std::deque<Sequence*>& remai
     if (!remaining.empty()) {
       Sequence* victim = remaining.back();  // lowest priority: the most recent arrival
       remaining.pop_back();
-      // A sequence inside an in-flight micro-batch (PP) cannot give its blocks back mid-step.
-      if (victim->status != SeqStatus::kRunning) preempt(victim);
+      // A sequence inside an in-flight micro-batch (PP) cannot give its blocks back mid-step
+      // (under SPP one may be PAUSED for its next chunk while earlier ones are in flight).
+      if (victim->status != SeqStatus::kRunning && victim->batches_in_flight == 0) preempt(victim);
     } else {
       preempt(s);
       return false;

@@ -35,6 +35,10 @@ class ReplicaScheduler {
   void add_request(const Request& r);  // requests must be added in arrival order
   Batch schedule(double now);
   StepResult on_step_completed(const Batch& batch, double now);
+  // `batch` left pipeline stage `stage` (executors report every stage; only stage 0 under
+  // sequence pipeline parallelism changes anything: its unfinished prompts become schedulable
+  // for their next chunk).
+  void on_stage_completed(const Batch& batch, int64_t stage, double now);
   // Finished (all tokens out) and ignored (too long) sequences since the last call.
   std::vector<Sequence> take_finished();
 

@@ -71,6 +71,9 @@ struct SchedulerConfig {
   // Filled by the caller from the model and the deployment, not from this section:
   int64_t max_model_len = 4096;
   int64_t pipeline_stages = 1;
+  // Mnemosyne's sequence pipeline parallelism (§4.2): a prompt's next chunk is schedulable once
+  // its previous one leaves stage 0 (on_stage_completed), not the last stage.
+  bool sequence_pipeline_parallel = false;
 
   // Requests in one micro-batch: with pipeline stages in flight at once, each holds at most
   // max_num_seqs / stages (Vidur's vLLM and Sarathi replica schedulers; 1 stage: no change).

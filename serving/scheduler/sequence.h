@@ -40,17 +40,21 @@ class Sequence {
   int64_t remaining_stage_prefill() const { return prompt_len() - stage_processed_; }
 
   SeqStatus status = SeqStatus::kWaiting;
+  int batches_in_flight = 0;  // scheduled and not through the last stage (SPP: while PAUSED too)
   int num_restarts = 0;
   double first_scheduled_s = -1;  // first time any of its work was scheduled
   double prefill_done_s = -1;     // first time its prompt completed (TTFT instant)
   double completed_s = -1;
   std::vector<double> token_times;  // emit time of every output token, in order
 
-  // Called when an iteration holding this sequence has passed the whole model.
-  void complete_prefill_chunk(int64_t chunk) {
+  // Called when an iteration holding this sequence has passed the whole model. With sequence
+  // pipeline parallelism the stage counter moved already, when the chunk left stage 0.
+  void complete_prefill_chunk(int64_t chunk, bool sequence_pipeline = false) {
     prompt_processed_ += chunk;
-    stage_processed_ = prompt_processed_;
+    if (!sequence_pipeline) stage_processed_ = prompt_processed_;
   }
+  // SPP (§4.2): a chunk has left pipeline stage 0.
+  void complete_stage_chunk(int64_t chunk) { stage_processed_ += chunk; }
   void emit_token(double now) {
     ++emitted_;
     token_times.push_back(now);

@@ -45,6 +45,7 @@ struct DeviceSpec {
 struct ReplicaLayout {
   int64_t tensor_parallel = 1;
   int64_t pipeline_parallel = 1;
+  bool sequence_pipeline_parallel = false;  // Mnemosyne's SPP (§4.2); needs pipeline_parallel > 1
   double memory_margin_fraction = 0.1;  // Vidur's planner keeps 10% of device memory free
   int64_t num_gpus() const { return tensor_parallel * pipeline_parallel; }
 };

@@ -51,6 +51,26 @@ TEST_F(ServingCli, AModelThatDoesNotFitIsCapacityZeroWithTheReason) {
   EXPECT_NE(r.out.find("less than one 4096-token request"), std::string::npos) << r.out;
 }
 
+// Mnemosyne's SPP: one long prompt over 4 stages streams its chunks through the pipeline, so
+// its TTFT falls by about (n·P)/(n + P − 1) (n = 32 chunks here; the stages' times differ).
+TEST_F(ServingCli, SequencePipelineParallelismCutsALongPromptsTtft) {
+  double ttft[2];
+  for (int spp = 0; spp < 2; ++spp) {
+    const std::string run = spp ? "spp" : "pp";
+    Ran r = exp("run " + kConfigs + "/experiment/serving_sim.yaml model=llama2_70b hardware=a100 "
+                "deployment.tensor_parallel=2 deployment.pipeline_parallel=4 deployment.sequence_pipeline_parallel=" +
+                (spp ? "true" : "false") + " workload=synthetic workload.num_requests=1 workload.lengths=fixed "
+                "workload.prompt_tokens=16384 workload.decode_tokens=4 hydra.run.dir=" + run);
+    ASSERT_EQ(r.rc, 0) << r.err;
+    auto res = results::ResultsReader::open(dir_ / run / "results.h5");
+    ttft[spp] = std::get<double>(*res->attr("/summary", "p50_ttft_s"));
+  }
+  EXPECT_GT(ttft[0] / ttft[1], 2.5) << ttft[0] << " s without SPP, " << ttft[1] << " s with";
+  Ran bad = exp("run " + kConfigs + "/experiment/serving_sim.yaml deployment.sequence_pipeline_parallel=true");
+  EXPECT_EQ(bad.rc, 2);
+  EXPECT_NE(bad.err.find("set deployment.pipeline_parallel to 2 or more"), std::string::npos) << bad.err;
+}
+
 TEST_F(ServingCli, ConfigSearchWritesPointsCsvAndParetoFrontier) {
   Ran r = exp("run " + kConfigs + "/experiment/config_search.yaml model=llama2_7b search.gpu_budget=2 "
               "'search.tensor_parallel=[1,2]' 'search.pipeline_parallel=[1]' 'search.chunk_sizes=[512]' "

@@ -460,4 +460,47 @@ TEST(Sarathi, AdaptiveChunkingGivesNoChunkWhileTheDecodesAloneReachTheTarget) {
   EXPECT_EQ(run.finished.size(), 2u);
 }
 
+// Mnemosyne's sequence pipeline parallelism (§4.2), step by step through the state machine.
+TEST(SequencePipeline, ANextChunkFollowsItsPredecessorOutOfStageZeroAndTheTokenWaitsForTheLastStage) {
+  SchedulerConfig c = config("sarathi");
+  c.chunk_size = 512;
+  c.pipeline_stages = 4;
+  c.sequence_pipeline_parallel = true;
+  auto s = ReplicaScheduler::create(c, 1000);
+  s->add_request({0, 0.0, 2048, 3});
+  std::vector<Batch> chunks;
+  chunks.push_back(s->schedule(0));
+  ASSERT_EQ(chunks[0].items.size(), 1u);
+  EXPECT_TRUE(s->schedule(0).empty()) << "the next chunk waits for this one to leave stage 0";
+  for (int i = 1; i < 4; ++i) {
+    s->on_stage_completed(chunks.back(), 0, 0);
+    chunks.push_back(s->schedule(0));
+    ASSERT_EQ(chunks.back().items.size(), 1u) << "chunk " << i;
+    EXPECT_EQ(chunks.back().items[0].context, 512 * i);  // positions from the stage counter
+  }
+  s->on_stage_completed(chunks.back(), 0, 0);  // the whole prompt is past stage 0
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(s->on_step_completed(chunks[static_cast<size_t>(i)], 0).emitted.empty());
+    EXPECT_TRUE(s->schedule(0).empty()) << "no decode before the last chunk leaves the last stage";
+  }
+  EXPECT_EQ(s->on_step_completed(chunks[3], 0).emitted, std::vector<uint64_t>{0});
+  Batch decode = s->schedule(0);
+  ASSERT_EQ(decode.items.size(), 1u);
+  EXPECT_FALSE(decode.items[0].is_prefill);
+  EXPECT_EQ(decode.items[0].context, 2048);
+}
+
+TEST(SequencePipeline, WithoutItTheNextChunkWaitsForTheLastStage) {
+  SchedulerConfig c = config("sarathi");
+  c.chunk_size = 512;
+  c.pipeline_stages = 4;
+  auto s = ReplicaScheduler::create(c, 1000);
+  s->add_request({0, 0.0, 2048, 3});
+  Batch first = s->schedule(0);
+  s->on_stage_completed(first, 0, 0);
+  EXPECT_TRUE(s->schedule(0).empty());
+  s->on_step_completed(first, 0);
+  EXPECT_EQ(s->schedule(0).items.at(0).context, 512);
+}
+
 }  // namespace xp::serving
