@@ -130,8 +130,11 @@ class ThreadGroup final : public ProcessGroup {
     }
     // Spin a little before sleeping: tensor-parallel ranks meet twice a layer, microseconds
     // apart, and a futex wake-up costs tens of microseconds — a tenth of a small decode's layer.
+    // Bounded in time, not in turns: on a loaded machine each yield may give the core away for
+    // milliseconds.
     lock.unlock();
-    for (int spin = 0; spin < 20000 && s.generation == gen; ++spin) std::this_thread::yield();
+    const auto spin_until = Clock::now() + std::chrono::microseconds(200);
+    while (s.generation == gen && Clock::now() < spin_until) std::this_thread::yield();
     lock.lock();
     wait(lock, op, [&] { return s.generation != gen; }, [&] {
       std::vector<int> out;

@@ -7,10 +7,18 @@
 
 namespace xp::serving {
 
-TEST(Workload, ClippingFollowsVidur) {
-  EXPECT_EQ(clip_lengths(5000, 100, 4096), (std::pair<int64_t, int64_t>{4095, 1}));
-  EXPECT_EQ(clip_lengths(3000, 2000, 4096), (std::pair<int64_t, int64_t>{3000, 1096}));
+TEST(Workload, ClippingTrimsPromptAndOutputInProportionAsVidur) {
+  // 5100 − 4096 = 1004 over: the prompt gives ceil(1004 · 5000/5100) = 985, the output ceil(19.7) = 20.
+  EXPECT_EQ(clip_lengths(5000, 100, 4096), (std::pair<int64_t, int64_t>{4015, 80}));
+  EXPECT_EQ(clip_lengths(3000, 2000, 4096), (std::pair<int64_t, int64_t>{2457, 1638}));  // 904 over: 543 + 362
   EXPECT_EQ(clip_lengths(10, 20, 4096), (std::pair<int64_t, int64_t>{10, 20}));
+  EXPECT_EQ(clip_lengths(5000, 1, 4096), (std::pair<int64_t, int64_t>{4095, 1}));  // at least one output token
+  for (auto [p, d] : {std::pair<int64_t, int64_t>{9000, 7}, {1, 9000}, {4096, 4096}}) {
+    auto [cp, cd] = clip_lengths(p, d, 4096);
+    EXPECT_LE(cp + cd, 4096);
+    EXPECT_GE(cp, 1);
+    EXPECT_GE(cd, 1);
+  }
 }
 
 TEST(Workload, PoissonHasTheMeanGapAndIsClippedAtThreeMeans) {
