@@ -44,7 +44,8 @@ ServingMetrics::ServingMetrics(const MetricsConfig& cfg, jobs::RunContext* ctx, 
       {"decode_tokens", ColumnType::kUInt32, "tokens", "output tokens produced"},
       {"num_restarts", ColumnType::kUInt16, "", "recompute preemptions"},
       {"ttft_s", ColumnType::kFloat64, "s", "time to first token (first token − arrival)"},
-      {"tpot_s", ColumnType::kFloat64, "s", "mean time between output tokens"},
+      {"tpot_s", ColumnType::kFloat64, "s", "mean time between output tokens (Metron: decode time / (N - 1))"},
+      {"decode_time_normalized_s", ColumnType::kFloat64, "s", "decode time / N (Vidur's decode_time_execution_plus_preemption_normalized)"},
       {"e2e_s", ColumnType::kFloat64, "s", "last token − arrival"},
       {"normalized_e2e_s", ColumnType::kFloat64, "s", "e2e / output tokens (normalized latency)"},
       {"scheduling_delay_s", ColumnType::kFloat64, "s", "first scheduled − arrival"},
@@ -95,6 +96,7 @@ void ServingMetrics::on_finished(const Sequence& s, int64_t replica) {
     ttft_.add(lat.ttft);
     for (size_t i = 1; i < itt.size(); ++i) tbt_.add(itt[i]);
     if (itt.size() > 1) tpot_.add(lat.tpot);
+    decode_norm_.add(lat.decode_time_normalized);
     e2e_.add(lat.e2e);
     norm_e2e_.add(lat.normalized_e2e);
     sched_delay_.add(std::max(0.0, delay));
@@ -107,7 +109,7 @@ void ServingMetrics::on_finished(const Sequence& s, int64_t replica) {
   if (requests_)
     requests_->append({s.id(), replica, s.arrival(), s.first_scheduled_s, s.token_times.empty() ? -1.0 : s.token_times[0],
                        s.completed_s, s.request().prompt_tokens, static_cast<int64_t>(s.token_times.size()),
-                       int64_t{s.num_restarts}, lat.ttft, lat.tpot, lat.e2e, lat.normalized_e2e, delay,
+                       int64_t{s.num_restarts}, lat.ttft, lat.tpot, lat.decode_time_normalized, lat.e2e, lat.normalized_e2e, delay,
                        dm.fluidity_index(), min_tbt, int64_t{ignored ? 1 : 0}});
   if (tokens_)
     for (size_t i = 0; i < s.token_times.size(); ++i)
@@ -141,6 +143,7 @@ ServingSummary ServingMetrics::summary(int64_t num_preemptions, int64_t gpus, do
   q("ttft_s", ttft_);
   q("tbt_s", tbt_);
   q("tpot_s", tpot_);
+  q("decode_time_normalized_s", decode_norm_);
   q("e2e_s", e2e_);
   q("normalized_e2e_s", norm_e2e_);
   q("scheduling_delay_s", sched_delay_);

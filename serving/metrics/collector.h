@@ -70,7 +70,7 @@ class ServingMetrics {
   jobs::RunContext* ctx_;
   std::string group_;
   results::Table *requests_ = nullptr, *tokens_ = nullptr, *batches_ = nullptr;
-  stats::QuantileSketch ttft_, tbt_, tpot_, e2e_, norm_e2e_, sched_delay_, miss_rate_, min_tbt_, batch_size_,
+  stats::QuantileSketch ttft_, tbt_, tpot_, decode_norm_, e2e_, norm_e2e_, sched_delay_, miss_rate_, min_tbt_, batch_size_,
       batch_tokens_;
   int64_t finished_ = 0, ignored_ = 0, output_tokens_ = 0, restarts_ = 0;
   int64_t missed_ = 0, deadlines_ = 0;

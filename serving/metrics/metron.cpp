@@ -98,6 +98,7 @@ RequestLatency request_latency(const std::vector<double>& itt) {
   for (size_t i = 1; i < itt.size(); ++i) decode += itt[i];
   r.e2e = itt[0] + decode;
   if (itt.size() >= 2) r.tpot = decode / static_cast<double>(itt.size() - 1);
+  r.decode_time_normalized = decode / static_cast<double>(itt.size());
   r.normalized_e2e = r.e2e / static_cast<double>(itt.size());
   return r;
 }

@@ -40,8 +40,11 @@ double min_tbt_deadline_counting_ttft(const std::vector<double>& itt, double ttf
 
 struct RequestLatency {
   double ttft = 0, tpot = 0, e2e = 0, normalized_e2e = 0;
+  double decode_time_normalized = 0;  // Vidur's name: the same decode time over all N tokens
 };
-// §5.2: TTFT = itt[0], TPOT = mean(itt[1:]), E2E = Σ itt, normalized E2E = E2E / tokens.
+// §5.2: TTFT = itt[0], TPOT = mean(itt[1:]) (Metron: the decode time over the N − 1 gaps after
+// the first token), E2E = Σ itt, normalized E2E = E2E / tokens. Vidur's per-request decode figure
+// (decode_time_execution_plus_preemption_normalized) divides the same time by N.
 RequestLatency request_latency(const std::vector<double>& itt);
 
 // A streamed chunk carrying m tokens counts as one gap followed by m-1 zero gaps (§5.1).

@@ -103,6 +103,7 @@ TEST(RequestMetrics, ComeFromInterTokenTimes) {
   EXPECT_NEAR(l.tpot, 0.15, 1e-12);
   EXPECT_NEAR(l.e2e, 0.8, 1e-12);
   EXPECT_NEAR(l.normalized_e2e, 0.8 / 3, 1e-12);
+  EXPECT_NEAR(l.decode_time_normalized, 0.3 / 3, 1e-12);  // Vidur: the decode time over all 3 tokens
   EXPECT_EQ(request_latency({}).ttft, 0.0);
 }
 
