@@ -64,8 +64,11 @@ ServingMetrics::ServingMetrics(const MetricsConfig& cfg, jobs::RunContext* ctx, 
     batches_ = &ctx_->table(group + "/batches", {
         {"replica", ColumnType::kUInt32, "", "replica"},
         {"batch_id", ColumnType::kUInt64, "", "iteration number within the replica"},
+        {"scheduled_s", ColumnType::kFloat64, "s", "when the scheduler formed it"},
         {"start_s", ColumnType::kFloat64, "s", "when its first stage started"},
-        {"time_s", ColumnType::kFloat64, "s", "start of the first stage to end of the last"},
+        {"time_s", ColumnType::kFloat64, "s", "start of the first stage to end of the last (execution)"},
+        {"time_since_scheduled_s", ColumnType::kFloat64, "s",
+         "scheduled to end of the last stage: execution plus waiting for stage 0 (Vidur's batch time)"},
         {"num_prefill_tokens", ColumnType::kUInt32, "tokens", "prefill tokens"},
         {"num_decodes", ColumnType::kUInt32, "tokens", "decode tokens"},
         {"batch_size", ColumnType::kUInt32, "", "requests in the batch"},
@@ -126,7 +129,7 @@ void ServingMetrics::on_batch(const Batch& b, int64_t replica, double start_s, d
     time_weighted_ += dt;
   }
   if (batches_)
-    batches_->append({replica, b.id, start_s, dt, b.num_prefill_tokens(), b.num_decodes(),
+    batches_->append({replica, b.id, b.scheduled_s, start_s, dt, end_s - b.scheduled_s, b.num_prefill_tokens(), b.num_decodes(),
                       static_cast<int64_t>(b.items.size()), kv_used});
 }
 

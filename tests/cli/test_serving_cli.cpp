@@ -71,6 +71,30 @@ TEST_F(ServingCli, SequencePipelineParallelismCutsALongPromptsTtft) {
   EXPECT_NE(bad.err.find("set deployment.pipeline_parallel to 2 or more"), std::string::npos) << bad.err;
 }
 
+// Vidur times a batch from when it is scheduled, queueing for stage 0 included; we time its
+// execution. The batches table holds both, named.
+TEST_F(ServingCli, BatchesRecordTheirWaitForStageZeroBesideTheirExecution) {
+  Ran r = exp("run " + kConfigs + "/experiment/serving_sim.yaml model=llama2_70b hardware=a100 deployment.tensor_parallel=2 "
+              "deployment.pipeline_parallel=4 workload.num_requests=50 hydra.run.dir=b");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto t = results::ResultsReader::open(dir_ / "b/results.h5")->read_table("/serving/batches");
+  auto col = [&](const std::string& name) {
+    for (size_t i = 0; i < t.columns.size(); ++i)
+      if (t.columns[i].name == name) return t.values[i];
+    ADD_FAILURE() << "no column " << name;
+    return std::vector<double>{};
+  };
+  std::vector<double> exec = col("time_s"), since = col("time_since_scheduled_s"), sched = col("scheduled_s"), start = col("start_s");
+  ASSERT_EQ(exec.size(), since.size());
+  int waited = 0;
+  for (size_t i = 0; i < exec.size(); ++i) {
+    EXPECT_NEAR(since[i] - exec[i], start[i] - sched[i], 1e-9);
+    EXPECT_GE(start[i], sched[i]);
+    waited += start[i] > sched[i];
+  }
+  EXPECT_GT(waited, 0) << "with 4 stages some batch waits for stage 0";
+}
+
 TEST_F(ServingCli, ConfigSearchWritesPointsCsvAndParetoFrontier) {
   Ran r = exp("run " + kConfigs + "/experiment/config_search.yaml model=llama2_7b search.gpu_budget=2 "
               "'search.tensor_parallel=[1,2]' 'search.pipeline_parallel=[1]' 'search.chunk_sizes=[512]' "
