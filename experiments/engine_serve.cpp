@@ -120,7 +120,7 @@ class EngineServe final : public Experiment {
     config_ = LlamaConfig::from_json_file(model_dir_ / "config.json");
     if (tp > 1) {
       if (device_ == "cuda")
-        throw config::ConfigError("the CUDA engine runs on one GPU (NCCL tensor parallelism is not built yet)", {},
+        throw config::ConfigError("the CUDA engine runs on one GPU (its tensor parallelism over NCCL is not built yet)", {},
                                   "deployment.tensor_parallel", "use device=cpu, or tensor_parallel=1");
       try {
         TensorShard::of(config_, 0, tp);
