@@ -1,8 +1,12 @@
 #include "serving/metrics/collector.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
+#include <nlohmann/json.hpp>
 
+#include "core/runtime/files.h"
 #include "serving/metrics/metron.h"
 
 namespace xp::serving {
@@ -20,6 +24,7 @@ MetricsConfig MetricsConfig::from(const config::ConfigReader& r) {
   r.get_enum("min_tbt_search", c.min_tbt_search, {"ttft_ignored", "ttft_counted"});
   r.get("store_tokens", c.store_tokens);
   r.get("store_batches", c.store_batches);
+  r.get("trace_iterations", c.trace_iterations, config::Range::between(0, 1e6));
   r.finish();
   return c;
 }
@@ -133,6 +138,34 @@ void ServingMetrics::on_batch(const Batch& b, int64_t replica, double start_s, d
                       static_cast<int64_t>(b.items.size()), kv_used});
 }
 
+void ServingMetrics::add_stage_time(int64_t replica, int64_t stage, double busy_s, double bubble_s, double idle_s) {
+  stage_bubble_s_ += bubble_s;
+  stage_total_s_ += busy_s + bubble_s + idle_s;
+  if (!ctx_) return;
+  if (!stages_)
+    stages_ = &ctx_->table(group_ + "/stages", {
+        {"replica", ColumnType::kUInt32, "", "replica"},
+        {"stage", ColumnType::kUInt32, "", "pipeline stage"},
+        {"busy_s", ColumnType::kFloat64, "s", "running batches"},
+        {"bubble_s", ColumnType::kFloat64, "s", "idle while work waited elsewhere in the pipeline"},
+        {"idle_s", ColumnType::kFloat64, "s", "idle with no work"},
+    });
+  stages_->append({replica, stage, busy_s, bubble_s, idle_s});
+}
+
+void ServingMetrics::on_stage_run(const Batch& b, int64_t replica, int64_t stage, double start_s, double end_s) {
+  if (b.id >= static_cast<uint64_t>(cfg_.trace_iterations)) return;
+  trace_events_.push_back(nlohmann::json{{"name", fmt::format("batch {}", b.id)},
+                                         {"cat", "batch"},
+                                         {"ph", "X"},
+                                         {"ts", start_s * 1e6},
+                                         {"dur", (end_s - start_s) * 1e6},
+                                         {"pid", replica},
+                                         {"tid", stage},
+                                         {"args", {{"prefill_tokens", b.num_prefill_tokens()}, {"decodes", b.num_decodes()}}}}
+                              .dump());
+}
+
 ServingSummary ServingMetrics::summary(int64_t num_preemptions, int64_t gpus, double peak_flops) const {
   ServingSummary s;
   auto q = [&](const char* name, const stats::QuantileSketch& k) {
@@ -160,6 +193,7 @@ ServingSummary ServingMetrics::summary(int64_t num_preemptions, int64_t gpus, do
   s.values.emplace_back("kv_utilization", time_weighted_ > 0 ? kv_weighted_ / time_weighted_ : 0.0);
   s.values.emplace_back("mfu", span > 0 && gpus > 0 && peak_flops > 0
                                    ? flops_ / (span * static_cast<double>(gpus) * peak_flops) : 0.0);
+  if (stage_total_s_ > 0) s.values.emplace_back("pipeline_bubble_fraction", stage_bubble_s_ / stage_total_s_);
   s.values.emplace_back("busy_fraction", span > 0 && gpus > 0 ? busy_gpu_s_ / (span * static_cast<double>(gpus)) : 0.0);
   s.values.emplace_back("p50_batch_size", batch_size_.quantile(0.5));
   s.values.emplace_back("p50_batch_tokens", batch_tokens_.quantile(0.5));
@@ -173,6 +207,14 @@ void ServingMetrics::write_summary(jobs::RunContext& ctx, const ServingSummary& 
 
 void ServingMetrics::write_cdf() {
   if (!ctx_) return;
+  if (!trace_events_.empty()) {
+    const std::string name = group_ == "/serving" ? "trace.json" : "trace_" + group_.substr(group_.rfind('/') + 1) + ".json";
+    std::string text = "{\"traceEvents\": [\n";
+    for (size_t i = 0; i < trace_events_.size(); ++i) text += trace_events_[i] + (i + 1 < trace_events_.size() ? ",\n" : "\n");
+    text += "], \"displayTimeUnit\": \"ms\"}\n";
+    Status st = runtime::write_file_atomic(ctx_->output_dir() / name, text);
+    if (!st.is_ok()) throw std::runtime_error(st.message());
+  }
   // Vidur-style CDFs at 1% steps from the sketches (relative accuracy 0.1%).
   auto& cdf = ctx_->table(group_ + "/cdf", {
       {"quantile", ColumnType::kFloat64, "", "0 to 1 in steps of 0.01"},

@@ -28,6 +28,7 @@ struct MetricsConfig {
   std::string min_tbt_search = "ttft_ignored";
   bool store_tokens = false;       // write /tokens (one row per output token: large)
   bool store_batches = true;       // write /batches (one row per iteration)
+  int64_t trace_iterations = 0;    // > 0: a Chrome trace (trace.json) of the first N batches' stages
   static MetricsConfig from(const config::ConfigReader& r);
 };
 
@@ -50,9 +51,18 @@ class ServingMetrics {
     flops_ += flops;
   }
 
+  // One pipeline stage of one replica over a whole run: busy (running batches), in a bubble
+  // (idle while work waits elsewhere in the pipeline: a batch still upstream of it, or, at stage
+  // 0, requests the scheduler holds but cannot batch while theirs are in flight), idle (no
+  // work). Written to /stages; the summary's pipeline_bubble_fraction is Σ bubble / Σ time.
+  void add_stage_time(int64_t replica, int64_t stage, double busy_s, double bubble_s, double idle_s);
+  // A batch on a stage, for the Chrome trace (kept for the first trace_iterations batches).
+  void on_stage_run(const Batch& b, int64_t replica, int64_t stage, double start_s, double end_s);
+
   // P50/P90/P99 and the rest; `gpus` and `peak_flops` scale MFU.
   ServingSummary summary(int64_t num_preemptions, int64_t gpus, double peak_flops) const;
-  // Writes the 101-row CDF table (Vidur's 1% steps) of this run's sketches.
+  // Writes the 101-row CDF table (Vidur's 1% steps) of this run's sketches, and the Chrome trace
+  // (trace.json, or trace_<scheduler>.json beside others; open in chrome://tracing or Perfetto).
   void write_cdf();
   // Writes a summary as /summary attributes, names prefixed.
   static void write_summary(jobs::RunContext& ctx, const ServingSummary& s, const std::string& prefix);
@@ -76,6 +86,9 @@ class ServingMetrics {
   int64_t missed_ = 0, deadlines_ = 0;
   double first_arrival_ = -1, last_completion_ = 0;
   double kv_weighted_ = 0, time_weighted_ = 0, busy_gpu_s_ = 0, flops_ = 0;
+  double stage_bubble_s_ = 0, stage_total_s_ = 0;
+  results::Table* stages_ = nullptr;
+  std::vector<std::string> trace_events_;  // Chrome trace events, JSON
 };
 
 }  // namespace xp::serving

@@ -26,6 +26,7 @@ struct Event {
 struct InFlight {
   Batch batch;
   BatchShape shape;
+  int64_t stage = 0;  // the stage it runs on or waits for
   double start_s = 0;
   int64_t kv_used = 0;
   // Predicted once per batch: every stage but the last costs the same (the last adds the LM head).
@@ -37,6 +38,24 @@ struct Replica {
   std::vector<bool> stage_busy;
   std::vector<std::deque<uint64_t>> stage_queue;
   std::unordered_map<uint64_t, InFlight> in_flight;
+  // Per stage: time busy, in a bubble, idle (ServingMetrics::add_stage_time), up to accounted_s.
+  std::vector<double> busy_s, bubble_s, idle_s;
+  double accounted_s = 0;
+
+  // Adds the time since the last call to each stage's state, which holds since then (called
+  // before every change to this replica).
+  void account(double now) {
+    const double dt = now - accounted_s;
+    accounted_s = now;
+    if (dt <= 0) return;
+    for (size_t s = 0; s < stage_busy.size(); ++s) {
+      bool waiting = false;  // work this stage will run is elsewhere
+      if (s == 0) waiting = scheduler->has_work();
+      else
+        for (const auto& [id, f] : in_flight) waiting |= f.stage < static_cast<int64_t>(s);
+      (stage_busy[s] ? busy_s : waiting ? bubble_s : idle_s)[s] += dt;
+    }
+  }
 };
 
 }  // namespace
@@ -112,6 +131,7 @@ struct Simulator::Impl {
       f.stage_flops = predictor.stage_flops(f.shape);
     }
     double t = s == pp - 1 ? f.last_stage_s : f.inner_stage_s;
+    metrics.on_stage_run(f.batch, r, s, now, now + t);
     metrics.add_busy(t * static_cast<double>(gpus_per_replica) / static_cast<double>(pp),
                      f.stage_flops * static_cast<double>(gpus_per_replica) / static_cast<double>(pp));
     rep.stage_busy[us] = true;
@@ -120,8 +140,10 @@ struct Simulator::Impl {
 
   void on_stage_end(const Event& e) {
     Replica& rep = replicas[static_cast<size_t>(e.replica)];
+    rep.account(e.time);
     rep.stage_busy[static_cast<size_t>(e.stage)] = false;
     if (e.stage + 1 < pp) {
+      rep.in_flight.at(e.batch).stage = e.stage + 1;
       rep.stage_queue[static_cast<size_t>(e.stage + 1)].push_back(e.batch);
       try_start_stage(e.replica, e.stage + 1, e.time);
       // SPP: a prompt whose chunk left stage 0 may send its next chunk now.
@@ -155,6 +177,8 @@ Simulator::Simulator(const ClusterConfig& cluster, const SchedulerConfig& schedu
     r.scheduler->set_time_model(time_model);
     r.stage_busy.assign(static_cast<size_t>(scheduler.pipeline_stages), false);
     r.stage_queue.resize(static_cast<size_t>(scheduler.pipeline_stages));
+    r.busy_s.assign(static_cast<size_t>(scheduler.pipeline_stages), 0.0);
+    r.bubble_s = r.idle_s = r.busy_s;
     impl_->replicas.push_back(std::move(r));
   }
 }
@@ -180,6 +204,7 @@ SimulationResult Simulator::run(const std::function<bool()>& should_stop) {
       Request r = s.pending_arrival;
       ++s.result.requests_arrived;
       int64_t replica = s.route();
+      s.replicas[static_cast<size_t>(replica)].account(e.time);
       s.replicas[static_cast<size_t>(replica)].scheduler->add_request(r);
       s.schedule_next_arrival();  // before scheduling: same-time arrivals stay FIFO
       s.try_schedule(replica, e.time);
@@ -187,7 +212,13 @@ SimulationResult Simulator::run(const std::function<bool()>& should_stop) {
       s.on_stage_end(e);
     }
   }
-  for (const auto& r : s.replicas) s.result.preemptions += r.scheduler->num_preemptions();
+  for (size_t i = 0; i < s.replicas.size(); ++i) {
+    Replica& r = s.replicas[i];
+    s.result.preemptions += r.scheduler->num_preemptions();
+    r.account(s.result.simulated_s);
+    for (size_t st = 0; st < r.busy_s.size(); ++st)
+      s.metrics.add_stage_time(static_cast<int64_t>(i), static_cast<int64_t>(st), r.busy_s[st], r.bubble_s[st], r.idle_s[st]);
+  }
   return s.result;
 }
 

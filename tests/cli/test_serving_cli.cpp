@@ -95,6 +95,32 @@ TEST_F(ServingCli, BatchesRecordTheirWaitForStageZeroBesideTheirExecution) {
   EXPECT_GT(waited, 0) << "with 4 stages some batch waits for stage 0";
 }
 
+// SARATHI's pipeline argument needs the bubbles measured: each stage's time splits into busy,
+// bubble (idle while its work waits elsewhere in the pipeline) and idle, summing to the run; and
+// a Chrome trace shows the first batches on each stage.
+TEST_F(ServingCli, PipelineStagesReportBusyBubbleAndIdleTimeAndATrace) {
+  Ran r = exp("run " + kConfigs + "/experiment/serving_sim.yaml model=llama2_70b hardware=a100 deployment.tensor_parallel=2 "
+              "deployment.pipeline_parallel=4 workload.num_requests=100 metrics.trace_iterations=10 hydra.run.dir=p");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto res = results::ResultsReader::open(dir_ / "p/results.h5");
+  auto t = res->read_table("/serving/stages");
+  ASSERT_EQ(t.rows, 4);
+  double total0 = -1;
+  for (int64_t i = 0; i < 4; ++i) {
+    const auto row = static_cast<size_t>(i);
+    const double total = t.values[2][row] + t.values[3][row] + t.values[4][row];
+    if (total0 < 0) total0 = total;
+    EXPECT_NEAR(total, total0, 1e-6 * total0) << "stage " << i << ": every stage spans the same run";
+    EXPECT_GT(t.values[2][row], 0) << "stage " << i << " never ran";
+  }
+  const double bubble = std::get<double>(*res->attr("/summary", "pipeline_bubble_fraction"));
+  EXPECT_GT(bubble, 0.01);
+  EXPECT_LT(bubble, 0.9);
+  const std::string trace = dir_.read("p/trace.json");
+  EXPECT_EQ(std::count(trace.begin(), trace.end(), '\n'), 10 * 4 + 2) << "one event per batch and stage";
+  EXPECT_NE(trace.find("\"ph\":\"X\""), std::string::npos);
+}
+
 TEST_F(ServingCli, ConfigSearchWritesPointsCsvAndParetoFrontier) {
   Ran r = exp("run " + kConfigs + "/experiment/config_search.yaml model=llama2_7b search.gpu_budget=2 "
               "'search.tensor_parallel=[1,2]' 'search.pipeline_parallel=[1]' 'search.chunk_sizes=[512]' "
