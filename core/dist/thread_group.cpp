@@ -33,10 +33,10 @@ struct World {
 // One group's meeting point: a two-phase barrier around each exchange (deposit, then everyone
 // reads, then everyone leaves before the next deposit), and a mailbox per ordered pair.
 struct GroupState {
-  GroupState(std::shared_ptr<World> w, int n, std::string nm)
-      : world(std::move(w)), id(world->groups++), size(n), name(std::move(nm)), slots(static_cast<size_t>(n)),
+  GroupState(World* w, int n, std::string nm)
+      : world(w), id(world->groups++), size(n), name(std::move(nm)), slots(static_cast<size_t>(n)),
         arrived(static_cast<size_t>(n)) {}
-  std::shared_ptr<World> world;
+  World* world;  // outlives its groups: run_threads holds it until every rank has returned
   uint64_t id;
   int size;
   std::string name;
@@ -165,8 +165,8 @@ class ThreadGroup final : public ProcessGroup {
 }  // namespace
 
 void run_threads(int size, Seconds timeout, const std::function<void(ProcessGroup&)>& fn) {
-  auto world = std::make_shared<World>();
-  auto state = std::make_shared<GroupState>(world, size, "world");
+  auto world = std::make_unique<World>();  // owns the sub-groups' states (no cycle through them)
+  auto state = std::make_shared<GroupState>(world.get(), size, "world");
   std::vector<std::exception_ptr> errors(static_cast<size_t>(size));
   auto body = [&](int rank) {
     try {
