@@ -15,7 +15,7 @@ namespace {
 class CpuRunner : public ModelRunner {
  public:
   CpuRunner(const LlamaModel& m, int64_t blocks, int64_t block_size)
-      : model_(m), cache_(m.config(), blocks, block_size, m.kv_heads_held()) {}
+      : model_(m), cache_(m.make_kv_cache(blocks, block_size)) {}
   const LlamaConfig& config() const override { return model_.config(); }
   std::vector<float> forward(const std::vector<ForwardItem>& items) override { return model_.forward(items, cache_); }
 
@@ -73,7 +73,7 @@ std::unique_ptr<ModelRunner> tensor_parallel_runner(const LlamaModel& shard, dis
 }
 
 void serve_tensor_parallel_worker(const LlamaModel& shard, dist::ProcessGroup& tp, int64_t num_kv_blocks, int64_t block_size) {
-  KvCache cache(shard.config(), num_kv_blocks, block_size, shard.kv_heads_held());
+  KvCache cache = shard.make_kv_cache(num_kv_blocks, block_size);
   for (;;) {
     std::vector<std::byte> bytes;
     tp.broadcast_bytes(bytes, 0);

@@ -165,7 +165,9 @@ LlamaModel::LlamaModel(LlamaConfig config, std::vector<Tensor> weights, dist::Pr
 LlamaModel::~LlamaModel() = default;
 
 const std::vector<Tensor>& LlamaModel::weights() const { return impl_->all; }
-int64_t LlamaModel::kv_heads_held() const { return impl_->shard.kv_heads; }
+KvCache LlamaModel::make_kv_cache(int64_t num_blocks, int64_t block_size) const {
+  return KvCache(cfg_, num_blocks, block_size, impl_->shard.kv_heads);
+}
 int LlamaModel::tensor_parallel() const { return impl_->tp ? impl_->tp->size() : 1; }
 
 std::unique_ptr<LlamaModel> LlamaModel::load(const fs::path& dir, dist::ProcessGroup* tp) {
@@ -317,7 +319,6 @@ void swiglu(Mat& g, const Mat& u) { g = (g.array() / (1.0f + (-g.array()).exp())
 std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, KvCache& cache) const {
   return forward(items, cache, nullptr);
 }
-
 
 std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, KvCache& cache, OperatorMs* times) const {
   // With `times`, each operator's wall time is added under its name (Vidur's); the clock reads

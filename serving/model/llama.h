@@ -94,7 +94,8 @@ class LlamaModel {
   ~LlamaModel();
 
   const LlamaConfig& config() const { return cfg_; }  // the whole model's, also on a shard
-  int64_t kv_heads_held() const;
+  // A paged KV cache for this model's KV heads (a tensor-parallel shard holds only its own).
+  KvCache make_kv_cache(int64_t num_blocks, int64_t block_size) const;
   int tensor_parallel() const;
   // Linear layers over up to this many rows (decode batches) run as matrix-vector products,
   // larger ones as GEMMs: the cost per row jumps past it, so the profile times both sides.

@@ -143,11 +143,12 @@ struct Simulator::Impl {
     rep.account(e.time);
     rep.stage_busy[static_cast<size_t>(e.stage)] = false;
     if (e.stage + 1 < pp) {
-      rep.in_flight.at(e.batch).stage = e.stage + 1;
+      InFlight& f = rep.in_flight.at(e.batch);  // valid until try_schedule adds a batch
+      f.stage = e.stage + 1;
       rep.stage_queue[static_cast<size_t>(e.stage + 1)].push_back(e.batch);
       try_start_stage(e.replica, e.stage + 1, e.time);
       // SPP: a prompt whose chunk left stage 0 may send its next chunk now.
-      rep.scheduler->on_stage_completed(rep.in_flight.at(e.batch).batch, e.stage, e.time);
+      rep.scheduler->on_stage_completed(f.batch, e.stage, e.time);
       if (e.stage == 0 && rep.scheduler->config().sequence_pipeline_parallel) try_schedule(e.replica, e.time);
     } else {
       auto node = rep.in_flight.extract(e.batch);

@@ -33,7 +33,7 @@ inline void forward_matches_the_whole_model(dist::ProcessGroup& g, const std::fi
   auto whole = LlamaModel::load(dir);
   auto shard = LlamaModel::load(dir, &g);
   ASSERT_EQ(shard->tensor_parallel(), g.size());
-  KvCache cw(whole->config(), 16, 16), cs(shard->config(), 16, 16, shard->kv_heads_held());
+  KvCache cw = whole->make_kv_cache(16, 16), cs = shard->make_kv_cache(16, 16);
   const std::vector<int32_t> a = tokens(37, 1), b = tokens(20, 2), ta = {3, 1, 4}, tb = {9, 2};
   std::vector<std::vector<ForwardItem>> passes = {
       {{std::span<const int32_t>(a.data(), 30), 0, &ta}},
