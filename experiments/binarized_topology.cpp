@@ -54,6 +54,7 @@ struct EvalConfig {
 struct Config {
   DataConfig data;
   NetworkSpec network;
+  std::string init_from;  // a saved final_model.bin to start from ("" = the seeded initialisation)
   TrainOptions train;
   int64_t checkpoint_every = 200;  // steps between checkpoints (also at every epoch end)
   EvalConfig eval;
@@ -72,15 +73,17 @@ Config parse(const config::ConfigNode& job) {
   auto n = top.section("network");
   n.get("layers", c.network.layers, Range::at_least(1));
   n.get_enum("method", c.network.method, {"binarized", "float_mlp", "edge_popup"});
-  n.get_enum("norm", c.network.norm, {"hard_invert", "soft_invert", "batch_norm"});
+  n.get_enum("norm", c.network.norm, {"hard_invert", "soft_invert", "batch_norm", "neg_batch_norm"});
+  n.get("on", c.network.on, Range::positive());
   n.get("init_p", c.network.init_p, Range::fraction());
   n.get("soft_invert_init", c.network.soft_invert_init, Range::any());
   n.get("bn_eps", c.network.bn_eps, Range::positive());
   n.get("bn_momentum", c.network.bn_momentum, Range::fraction());
   n.get("keep", c.network.keep, Range::between(0, 1).open_below());
+  n.get("init_from", c.init_from);
   n.finish();
   auto t = top.section("train");
-  t.get("epochs", c.train.epochs, Range::at_least(1));
+  t.get("epochs", c.train.epochs, Range::non_negative());
   t.get("batch_size", c.train.batch_size, Range::at_least(1));
   t.get_enum("optimizer", c.train.optimizer, networks::optimizer_names());
   t.get("lr", c.train.lr, Range::positive());
@@ -89,6 +92,8 @@ Config parse(const config::ConfigNode& job) {
   t.get_enum("schedule", c.train.schedule, {"constant", "cosine"});
   t.get_enum("device", c.train.device, {"cpu", "cuda"});
   t.get("checkpoint_every", c.checkpoint_every, Range::non_negative());
+  t.get("logical_ranks", c.train.logical_ranks, Range::between(1, 1024));
+  t.get("workers", c.train.workers, Range::between(0, 1024));
   t.finish();
   auto e = top.section("eval");
   e.get("sweep_every", c.eval.sweep_every, Range::non_negative());
@@ -97,7 +102,9 @@ Config parse(const config::ConfigNode& job) {
   e.get("on_step", c.eval.on_step, Range::positive());
   e.finish();
   top.finish();
-  if (c.train.epochs < 1) reject_key(job, "train.epochs", "must be at least 1", "set train.epochs=<1 or more>");
+  if (c.train.epochs < 1 && c.init_from.empty())
+    reject_key(job, "train.epochs", "must be at least 1 (0 only re-analyses a saved net)",
+               "set train.epochs=<1 or more>, or network.init_from=<run dir>/final_model.bin");
   if (c.train.batch_size < 1) reject_key(job, "train.batch_size", "must be positive", "set train.batch_size=200");
   if (c.train.device == "cuda" && c.network.method == "edge_popup")
     reject_key(job, "train.device", "edge_popup trains on the CPU only (its top-k layer has no CUDA version)",
@@ -158,6 +165,7 @@ class BinarizedTopology final : public Experiment {
   jobs::RunOutcome run(jobs::RunContext& ctx) override {
     Splits data = load_data(cfg_.data, ctx.seed());
     Network net(cfg_.network, ctx.seed());
+    if (!cfg_.init_from.empty()) networks::load_model(net, cfg_.init_from);
     networks::Trainer trainer(net, cfg_.train, ctx.seed());
     double train_seconds = 0.0;
     EpochTally tally;  // the current epoch's running figures: a mid-epoch checkpoint carries them
@@ -292,43 +300,53 @@ class BinarizedTopology final : public Experiment {
     ctx.set_summary("train_seconds", train_seconds);
     ctx.set_summary("train_samples_per_s",
                     static_cast<double>(cfg_.train.epochs * data.train.size()) / std::max(train_seconds, 1e-9));
-    if (cfg_.network.method != "binarized") return;
+    networks::save_model(net, ctx.output_dir() / "final_model.bin");
+    if (cfg_.network.method != "binarized") {
+      write_predictions(ctx, data.test, e.predictions, nullptr);
+      return;
+    }
 
     auto points = sweep(net, data.test, cfg_.train.epochs);
-    // The widest run of constant weights around on = 1 whose accuracy stays within 2 points of it.
-    double at_one = networks::accuracy(networks::Topology(net).predict(data.test, 1.0f), data.test);
-    double lo = 1.0, hi = 1.0;
-    for (auto [on, acc] : points)
-      if (on >= 1.0 && std::fabs(acc - at_one) <= 0.02 && on - hi <= cfg_.eval.on_step * 1.5) hi = on;
-    for (auto it = points.rbegin(); it != points.rend(); ++it)
-      if (it->first <= 1.0 && std::fabs(it->second - at_one) <= 0.02 && lo - it->first <= cfg_.eval.on_step * 1.5)
-        lo = it->first;
-    ctx.set_summary("flat_on_min", lo);
-    ctx.set_summary("flat_on_max", hi);
-
+    // Weight invariance: the band of constants around the trained one whose accuracy stays within
+    // 2 points below it (better is inside).
     networks::Topology topo(net);
+    const double trained_on = topo.on();
+    const double at_trained = networks::accuracy(topo.predict(data.test, topo.on()), data.test);
+    const networks::WeightBand band = networks::flat_band(points, trained_on, at_trained, 0.02, cfg_.eval.on_step);
+    ctx.set_summary("flat_on_min", band.lo);
+    ctx.set_summary("flat_on_max", band.hi);
+
+    // The Boolean circuit at network level: ties broken class-symmetrically (expected accuracy
+    // under a random tie-break), the share of tied samples and the ceiling if every tie were won.
     auto circuit = topo.predict_circuit(data.test);
-    ctx.set_summary("circuit_accuracy", networks::accuracy(circuit.predicted, data.test));
-    ctx.set_summary("circuit_agreement", networks::agreement(circuit.predicted, e.predictions));
-    ctx.set_summary("circuit_agreement_up_to_ties", networks::agreement_up_to_ties(circuit, e.predictions));
+    ctx.set_summary("circuit_accuracy", networks::circuit_accuracy_random_ties(circuit, data.test));
+    ctx.set_summary("circuit_accuracy_ceiling", networks::circuit_accuracy_ceiling(circuit, data.test));
     ctx.set_summary("circuit_tie_share", networks::tie_share(circuit));
-    ctx.set_summary("circuit_agreement_where_decisive", networks::agreement_where_decisive(circuit, e.predictions));
+    ctx.set_summary("circuit_agreement_up_to_ties", networks::agreement_up_to_ties(circuit, e.predictions));
+    write_predictions(ctx, data.test, e.predictions, &circuit);
+
     using results::ColumnType;
     results::Table& nor = ctx.table("/nor", {
-        {"layer", ColumnType::kInt64, "", "weight layer, 1-based"},
+        {"layer", ColumnType::kInt64, "", "weight layer, 1-based (the last is the output layer)"},
         {"units", ColumnType::kInt64, "", "units with at least one active input"},
+        {"counted", ColumnType::kInt64, "", "of those: output varies over the test set and reaches an output"},
+        {"agreement", ColumnType::kFloat64, "", "P(output > 0.5 == NOR(inputs ≥ 0.5)) pooled over counted units × samples"},
+        {"share_at_99", ColumnType::kFloat64, "", "share of counted units agreeing on ≥ 99% of test samples"},
+        {"nor_but_low", ColumnType::kInt64, "unit·samples", "disagreements with NOR = 1 and output ≤ 0.5"},
+        {"not_nor_but_high", ColumnType::kInt64, "unit·samples", "disagreements with NOR = 0 and output > 0.5"},
+        {"mean_over_all", ColumnType::kFloat64, "", "mean agreement over every unit with an input (inflatable)"},
         {"inverting_units", ColumnType::kInt64, "", "units whose folded norm inverts (α < 0)"},
-        {"mean_agreement", ColumnType::kFloat64, "", "mean over units of P(NOR(inputs ≥ 0.5) == output > 0.5)"},
-        {"share_at_99", ColumnType::kFloat64, "", "share of units agreeing on ≥ 99% of test samples"},
     });
     auto reports = topo.nor_agreement(data.test);
-    double mean = 0.0;
     for (size_t l = 0; l < reports.size(); ++l) {
-      nor.append({static_cast<int64_t>(l + 1), reports[l].units, reports[l].inverting, reports[l].mean_agreement,
-                  reports[l].share_at_99});
-      mean += reports[l].mean_agreement / static_cast<double>(reports.size());
+      const auto& r = reports[l];
+      nor.append({static_cast<int64_t>(l + 1), r.units, r.counted, r.agreement, r.share_at_99, r.nor_but_low,
+                  r.not_nor_but_high, r.mean_over_all, r.inverting});
     }
-    ctx.set_summary("nor_agreement", mean);
+    const networks::NorCriterion criterion = networks::nor_criterion(reports);
+    ctx.set_summary("nor_criterion_met", criterion.met);
+    ctx.set_summary("nor_agreement_min", criterion.min_agreement);
+    ctx.set_summary("nor_share_at_99_min", criterion.min_share_at_99);
     if (auto* s = dynamic_cast<nn::SoftInvert*>(net.norms().front())) ctx.set_summary("soft_invert_a_layer1", s->effective_a());
 
     // Sparse vs dense evaluation time at on = 1 over the test set.
@@ -338,7 +356,27 @@ class BinarizedTopology final : public Experiment {
       return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     };
     ctx.set_summary("dense_eval_seconds", time([&] { networks::evaluate(net, data.test); }));
-    ctx.set_summary("sparse_eval_seconds", time([&] { topo.predict(data.test, 1.0f); }));
+    ctx.set_summary("sparse_eval_seconds", time([&] { topo.predict(data.test, topo.on()); }));
+  }
+
+  // Per test sample: its label, the float net's prediction and (binarized) the circuit's tied
+  // best classes, so a reported net's figures can be recomputed from the results file alone.
+  static void write_predictions(jobs::RunContext& ctx, const data::Dataset& test, const std::vector<int32_t>& predicted,
+                                const networks::Topology::CircuitPredictions* circuit) {
+    using results::ColumnType;
+    std::vector<results::ColumnSpec> columns{
+        {"sample", ColumnType::kInt64, "", "index in the test set"},
+        {"label", ColumnType::kInt32, "", "true class"},
+        {"predicted", ColumnType::kInt32, "", "the float net's class"},
+    };
+    if (circuit) columns.push_back({"circuit_tied", ColumnType::kUInt64, "", "the circuit's best classes (bit c = class c)"});
+    results::Table& t = ctx.table("/predictions", columns);
+    for (int64_t i = 0; i < test.size(); ++i) {
+      const auto k = static_cast<size_t>(i);
+      const auto label = static_cast<int64_t>(test.labels[k]), guess = static_cast<int64_t>(predicted[k]);
+      if (circuit) t.append({i, label, guess, circuit->tied[k]});
+      else t.append({i, label, guess});
+    }
   }
 
   static void save(jobs::RunContext& ctx, networks::Trainer& trainer, double train_seconds, const EpochTally& tally) {

@@ -2,13 +2,18 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 #include "core/nn/activation.h"
 #include "core/nn/conv.h"
+#include "core/nn/cuda/layers.h"
 #include "core/nn/linear.h"
 #include "core/nn/norm.h"
+#include "core/nn/state_dict.h"
+#include "core/runtime/files.h"
 #include "networks/edge_popup.h"
 
 namespace xp::networks {
@@ -22,8 +27,10 @@ void validate(const NetworkSpec& s) {
         fmt::format("network.method '{}' is not binarized, float_mlp, edge_popup or lenet", s.method));
   if (s.method == "lenet" && s.layers.front() != 784)
     throw std::invalid_argument("network.method=lenet takes 28x28 single-channel images (network.layers must start with 784)");
-  if (s.norm != "hard_invert" && s.norm != "soft_invert" && s.norm != "batch_norm")
-    throw std::invalid_argument(fmt::format("network.norm '{}' is not hard_invert, soft_invert or batch_norm", s.norm));
+  if (s.norm != "hard_invert" && s.norm != "soft_invert" && s.norm != "batch_norm" && s.norm != "neg_batch_norm")
+    throw std::invalid_argument(
+        fmt::format("network.norm '{}' is not hard_invert, soft_invert, batch_norm or neg_batch_norm", s.norm));
+  if (!(s.on > 0.0)) throw std::invalid_argument(fmt::format("network.on must be positive, got {}", s.on));
   if (!(s.init_p >= 0.0 && s.init_p <= 1.0))
     throw std::invalid_argument(fmt::format("network.init_p must be a probability, got {}", s.init_p));
   if (!(s.keep > 0.0 && s.keep <= 1.0))
@@ -76,9 +83,17 @@ Network::Network(NetworkSpec spec, uint64_t seed) : spec_(std::move(spec)), modu
       if (spec_.norm == "hard_invert") norms_.push_back(&module_->add(std::make_unique<nn::HardInvert>()));
       else if (spec_.norm == "soft_invert")
         norms_.push_back(&module_->add(std::make_unique<nn::SoftInvert>(spec_.soft_invert_init)));
-      else
-        norms_.push_back(&module_->add(std::make_unique<nn::BatchNorm>(
-            out, nn::BatchNormOptions{.eps = spec_.bn_eps, .momentum = spec_.bn_momentum})));
+      else {
+        auto& bn = module_->add(
+            std::make_unique<nn::BatchNorm>(out, nn::BatchNormOptions{.eps = spec_.bn_eps, .momentum = spec_.bn_momentum}));
+        norms_.push_back(&bn);
+        if (spec_.norm == "neg_batch_norm") {
+          // An inverting threshold per unit with a learned threshold: NOR where it falls between
+          // fan-in counts 0 and 1 (issue: the negative-scale norm).
+          std::fill_n(bn.weight()->value.data<float>(), out, -1.0f);
+          non_positive_scale_.push_back(&bn);
+        }
+      }
     } else if (spec_.method == "float_mlp") {
       auto& layer = module_->add(std::make_unique<nn::Linear>(in, out));
       layer.reset(rng);
@@ -95,6 +110,7 @@ Network::Network(NetworkSpec spec, uint64_t seed) : spec_(std::move(spec)), modu
     }
   }
   module_->add(std::make_unique<nn::LogSoftmax>());
+  set_on(static_cast<float>(spec_.on));
 }
 
 tensor::Device Network::device() {
@@ -104,6 +120,15 @@ tensor::Device Network::device() {
 
 void Network::after_step() {
   for (BinaryLinear* l : binary_) l->clip();
+  for (nn::BatchNorm* bn : non_positive_scale_) {
+    nn::Tensor& g = bn->weight()->value;
+    if (g.device() == tensor::Device::kCUDA) {
+      nn::cuda::clamp(static_cast<float*>(g.raw_data()), std::numeric_limits<float>::lowest(), 0.0f, g.numel());
+      continue;
+    }
+    float* p = g.data<float>();
+    for (int64_t i = 0; i < g.numel(); ++i) p[i] = std::min(p[i], 0.0f);
+  }
 }
 
 void Network::set_on(float on) {
@@ -132,6 +157,28 @@ std::vector<Network::LayerWeights> Network::weight_activity() {
     out.push_back(lw);
   }
   return out;
+}
+
+void save_model(Network& net, const std::filesystem::path& path) {
+  const tensor::Device device = net.device();
+  if (device != tensor::Device::kCPU) net.module().to(tensor::Device::kCPU);
+  jobs::ByteWriter out;
+  nn::write_state_dict(out, nn::state_dict(net.module()));
+  if (device != tensor::Device::kCPU) net.module().to(device);
+  const auto& b = out.bytes();
+  Status st = runtime::write_file_atomic(path, std::string(reinterpret_cast<const char*>(b.data()), b.size()));
+  if (!st.is_ok()) throw std::runtime_error(st.message());
+}
+
+void load_model(Network& net, const std::filesystem::path& path) {
+  auto content = runtime::read_file(path);
+  if (!content.is_ok()) throw std::runtime_error(content.status().message());
+  try {
+    jobs::ByteReader in(reinterpret_cast<const std::byte*>(content->data()), content->size());
+    nn::load_state_dict(nn::read_state_dict(in), net.module());
+  } catch (const std::exception& e) {
+    throw std::runtime_error(fmt::format("{}: not a saved model of this network ({})", path.string(), e.what()));
+  }
 }
 
 }  // namespace xp::networks

@@ -95,6 +95,7 @@ Topology::Topology(Network& net) {
     fold_norm(*net.norms()[l], L);
     layers_.push_back(std::move(L));
   }
+  on_ = net.on();
 }
 
 int64_t Topology::active() const {
@@ -162,7 +163,7 @@ Topology::CircuitPredictions Topology::predict_circuit(const data::Dataset& d) c
   out.predicted.resize(static_cast<size_t>(d.size()));
   out.tied.resize(static_cast<size_t>(d.size()));
   std::vector<uint8_t> bits;
-  std::vector<float> scores(static_cast<size_t>(classes));
+  std::vector<double> scores(static_cast<size_t>(classes));
   for (int64_t s = 0; s < d.size(); ++s) {
     // Input bits, then each layer's bits; the last layer maps integer popcounts to scores.
     const float* x = d.features.data() + s * d.sample_size();
@@ -177,7 +178,10 @@ Topology::CircuitPredictions Topology::predict_circuit(const data::Dataset& d) c
         for (int64_t k = L.start[static_cast<size_t>(j)]; k < L.start[static_cast<size_t>(j) + 1]; ++k)
           popcount += bits[static_cast<size_t>(L.inputs[static_cast<size_t>(k)])];
         const float a = L.alpha[static_cast<size_t>(j)], b = L.beta[static_cast<size_t>(j)];
-        if (last) scores[static_cast<size_t>(j)] = a * std::tanh(static_cast<float>(popcount)) + b;
+        if (last) {
+          const double residue = 2.0 / (std::exp(2.0 * on_ * popcount) + 1.0);  // 1 − tanh(on·popcount)
+          scores[static_cast<size_t>(j)] = (static_cast<double>(a) + b) - static_cast<double>(a) * residue;
+        }
         else next[static_cast<size_t>(j)] = a < 0.0f ? popcount == 0 : popcount > 0;  // NOR or OR
       }
       bits = std::move(next);
@@ -190,38 +194,95 @@ Topology::CircuitPredictions Topology::predict_circuit(const data::Dataset& d) c
   return out;
 }
 
-std::vector<NorLayerReport> Topology::nor_agreement(const data::Dataset& d) const {
-  std::vector<std::vector<int64_t>> agree(layers_.size());
-  for (size_t l = 0; l < layers_.size(); ++l) agree[l].assign(static_cast<size_t>(layers_[l].out), 0);
-  propagate(d, 1.0f, /*parallel=*/false, [&](size_t l, const std::vector<float>& x, const std::vector<float>& y, int64_t, int64_t n) {
+std::vector<std::vector<bool>> Topology::units_on_path_to_output() const {
+  std::vector<std::vector<bool>> on_path(layers_.size());
+  std::vector<bool> feeds;  // inputs of the layer above that feed one of its units on a path
+  for (size_t l = layers_.size(); l-- > 0;) {
     const TopologyLayer& L = layers_[l];
+    std::vector<bool>& path = on_path[l];
+    path.resize(static_cast<size_t>(L.out));
+    for (int64_t j = 0; j < L.out; ++j) {
+      const bool has_input = L.start[static_cast<size_t>(j) + 1] > L.start[static_cast<size_t>(j)];
+      path[static_cast<size_t>(j)] = has_input && (l + 1 == layers_.size() || feeds[static_cast<size_t>(j)]);
+    }
+    feeds.assign(static_cast<size_t>(L.in), false);
     for (int64_t j = 0; j < L.out; ++j)
+      if (path[static_cast<size_t>(j)])
+        for (int64_t k = L.start[static_cast<size_t>(j)]; k < L.start[static_cast<size_t>(j) + 1]; ++k)
+          feeds[static_cast<size_t>(L.inputs[static_cast<size_t>(k)])] = true;
+  }
+  return on_path;
+}
+
+std::vector<NorLayerReport> Topology::nor_agreement(const data::Dataset& d) const {
+  struct UnitTally {
+    int64_t agree = 0, nor_but_low = 0, not_nor_but_high = 0;
+    bool seen_high = false, seen_low = false;
+  };
+  std::vector<std::vector<UnitTally>> tally(layers_.size());
+  for (size_t l = 0; l < layers_.size(); ++l) tally[l].resize(static_cast<size_t>(layers_[l].out));
+  propagate(d, on_, /*parallel=*/false, [&](size_t l, const std::vector<float>& x, const std::vector<float>& y, int64_t, int64_t n) {
+    const TopologyLayer& L = layers_[l];
+    for (int64_t j = 0; j < L.out; ++j) {
+      UnitTally& t = tally[l][static_cast<size_t>(j)];
       for (int64_t s = 0; s < n; ++s) {
         bool any = false;
         for (int64_t k = L.start[static_cast<size_t>(j)]; k < L.start[static_cast<size_t>(j) + 1] && !any; ++k)
           any = x[static_cast<size_t>(L.inputs[static_cast<size_t>(k)] * n + s)] >= 0.5f;
-        agree[l][static_cast<size_t>(j)] += (!any) == (y[static_cast<size_t>(j * n + s)] > 0.5f);
+        const bool high = y[static_cast<size_t>(j * n + s)] > 0.5f;
+        (high ? t.seen_high : t.seen_low) = true;
+        if (high == !any) ++t.agree;
+        else if (high) ++t.not_nor_but_high;
+        else ++t.nor_but_low;
       }
+    }
   });
+  const auto on_path = units_on_path_to_output();
+  const double samples = static_cast<double>(d.size());
   std::vector<NorLayerReport> out;
   for (size_t l = 0; l < layers_.size(); ++l) {
     const TopologyLayer& L = layers_[l];
     NorLayerReport r;
+    int64_t agree = 0;
     for (int64_t j = 0; j < L.out; ++j) {
+      const UnitTally& t = tally[l][static_cast<size_t>(j)];
       r.inverting += L.alpha[static_cast<size_t>(j)] < 0.0f;
       if (L.start[static_cast<size_t>(j) + 1] == L.start[static_cast<size_t>(j)]) continue;
-      const double a = static_cast<double>(agree[l][static_cast<size_t>(j)]) / static_cast<double>(d.size());
       ++r.units;
-      r.mean_agreement += a;
-      r.share_at_99 += a >= 0.99;
+      r.mean_over_all += static_cast<double>(t.agree) / samples;
+      if (!t.seen_high || !t.seen_low || !on_path[l][static_cast<size_t>(j)]) continue;
+      ++r.counted;
+      agree += t.agree;
+      r.nor_but_low += t.nor_but_low;
+      r.not_nor_but_high += t.not_nor_but_high;
+      r.share_at_99 += static_cast<double>(t.agree) >= 0.99 * samples;
     }
-    if (r.units) {
-      r.mean_agreement /= static_cast<double>(r.units);
-      r.share_at_99 /= static_cast<double>(r.units);
-    }
+    if (r.units) r.mean_over_all /= static_cast<double>(r.units);
+    r.agreement = r.counted ? static_cast<double>(agree) / (static_cast<double>(r.counted) * samples) : std::nan("");
+    if (r.counted) r.share_at_99 /= static_cast<double>(r.counted);
     out.push_back(r);
   }
   return out;
+}
+
+NorCriterion nor_criterion(const std::vector<NorLayerReport>& reports) {
+  NorCriterion c;
+  c.min_agreement = c.min_share_at_99 = 1.0;
+  c.met = true;
+  // Hidden layers past the first: every weight layer but the first and the output layer.
+  for (size_t l = 1; l + 1 < reports.size(); ++l) {
+    ++c.layers;
+    const NorLayerReport& r = reports[l];
+    if (r.counted == 0) {
+      c.met = false;
+      c.min_agreement = c.min_share_at_99 = 0.0;
+      continue;
+    }
+    c.min_agreement = std::min(c.min_agreement, r.agreement);
+    c.min_share_at_99 = std::min(c.min_share_at_99, r.share_at_99);
+  }
+  c.met = c.met && c.layers > 0 && c.min_agreement >= 0.99 && c.min_share_at_99 >= 0.9;
+  return c;
 }
 
 double accuracy(const std::vector<int32_t>& predictions, const data::Dataset& d) {
@@ -250,6 +311,36 @@ double agreement_where_decisive(const Topology::CircuitPredictions& circuit, con
       same += circuit.predicted[i] == predictions[i];
     }
   return decisive ? static_cast<double>(same) / static_cast<double>(decisive) : 0.0;
+}
+
+double circuit_accuracy_random_ties(const Topology::CircuitPredictions& circuit, const data::Dataset& d) {
+  double expected = 0.0;
+  for (size_t i = 0; i < circuit.tied.size(); ++i)
+    if ((circuit.tied[i] >> d.labels[i]) & 1u) expected += 1.0 / std::popcount(circuit.tied[i]);
+  return circuit.tied.empty() ? 0.0 : expected / static_cast<double>(circuit.tied.size());
+}
+
+double circuit_accuracy_ceiling(const Topology::CircuitPredictions& circuit, const data::Dataset& d) {
+  int64_t inside = 0;
+  for (size_t i = 0; i < circuit.tied.size(); ++i) inside += (circuit.tied[i] >> d.labels[i]) & 1u;
+  return circuit.tied.empty() ? 0.0 : static_cast<double>(inside) / static_cast<double>(circuit.tied.size());
+}
+
+WeightBand flat_band(const std::vector<std::pair<double, double>>& sweep, double centre, double accuracy_at_centre,
+                     double tolerance, double step) {
+  WeightBand band{centre, centre};
+  const double floor = accuracy_at_centre - tolerance;
+  for (auto [on, acc] : sweep)
+    if (on >= centre && on - band.hi <= step * 1.5) {
+      if (acc < floor) break;
+      band.hi = on;
+    }
+  for (auto it = sweep.rbegin(); it != sweep.rend(); ++it)
+    if (it->first <= centre && band.lo - it->first <= step * 1.5) {
+      if (it->second < floor) break;
+      band.lo = it->first;
+    }
+  return band;
 }
 
 double agreement(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {

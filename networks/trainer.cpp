@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <omp.h>
+
+#include <algorithm>
 #include <numeric>
 #include <stdexcept>
 
@@ -17,14 +20,21 @@ constexpr const char* kPositionKey = "trainer.position";
 }  // namespace
 
 Trainer::Trainer(Network& net, TrainOptions options, uint64_t seed) : net_(net), opt_(std::move(options)), seed_(seed) {
+  if (opt_.workers == 0) opt_.workers = std::clamp<int64_t>(omp_get_max_threads(), 1, std::max<int64_t>(opt_.logical_ranks, 1));
   if (opt_.epochs < 0 || opt_.batch_size <= 0)
     throw std::invalid_argument(fmt::format("train: epochs must be ≥ 0 and batch_size > 0 (got {}, {})", opt_.epochs,
                                             opt_.batch_size));
   if (opt_.device != "cpu" && opt_.device != "cuda")
     throw std::invalid_argument(fmt::format("train.device '{}' is not cpu or cuda", opt_.device));
+  if (opt_.logical_ranks < 1 || opt_.workers < 1 || opt_.workers > opt_.logical_ranks)
+    throw std::invalid_argument(fmt::format("train: workers must be between 1 and logical_ranks (got {} and {})",
+                                            opt_.workers, opt_.logical_ranks));
   if (opt_.device == "cuda") {
     if (!tensor::cuda_available())
       throw std::invalid_argument("train.device is cuda but no GPU is visible (or this build has no CUDA): set train.device=cpu");
+    if (opt_.logical_ranks > 1 || opt_.workers > 1)
+      throw std::invalid_argument(
+          "train.device is cuda: logical ranks and workers run on the CPU only (set train.logical_ranks=1 train.workers=1)");
     net.module().to(tensor::Device::kCUDA);  // before the optimizer is made: its moments go there too
   }
   if (opt_.optimizer == "adam" || opt_.optimizer == "adamw")
@@ -37,6 +47,14 @@ Trainer::Trainer(Network& net, TrainOptions options, uint64_t seed) : net_(net),
     throw std::invalid_argument(fmt::format("train.optimizer '{}' is not one of {}", opt_.optimizer, fmt::join(optimizer_names(), ", ")));
   if (opt_.schedule != "constant" && opt_.schedule != "cosine")
     throw std::invalid_argument(fmt::format("train.schedule '{}' is not constant or cosine", opt_.schedule));
+  if (opt_.device == "cpu") {
+    std::vector<nn::Module*> models{&net.module()};
+    for (int64_t w = 1; w < opt_.workers; ++w) {
+      replicas_.push_back(std::make_unique<Network>(net.spec(), seed));
+      models.push_back(&replicas_.back()->module());
+    }
+    data_parallel_ = std::make_unique<nn::DataParallel>(std::move(models), opt_.logical_ranks);
+  }
 }
 
 const std::vector<std::string>& optimizer_names() {
@@ -57,20 +75,40 @@ StepResult Trainer::step(const data::Dataset& train) {
   const int64_t begin = batch_ * opt_.batch_size;
   const int64_t n = std::min(opt_.batch_size, train.size() - begin);
   std::span<const int64_t> rows(order_.data() + begin, static_cast<size_t>(n));
-  nn::Module& m = net_.module();
-  m.zero_grad();
-  nn::LossResult r = nn::nll_loss(m.forward(data::batch_features(train, rows).to(net_.device()), nn::Mode::kTrain),
-                                  data::batch_labels(train, rows));
-  m.backward(r.grad);
+  StepResult result{0.0, 0, n};
+  if (data_parallel_) {
+    // Logical rank r trains on the batch's r-th contiguous share.
+    const int64_t ranks = opt_.logical_ranks;
+    auto total_of = data_parallel_->run([&](int64_t rank, nn::Module& m) -> nn::DataParallel::ShardResult {
+      const int64_t lo = rank * n / ranks, hi = (rank + 1) * n / ranks;
+      if (hi == lo) return {0.0, 0, 0.0f};
+      auto shard = rows.subspan(static_cast<size_t>(lo), static_cast<size_t>(hi - lo));
+      nn::LossResult r = nn::nll_loss(m.forward(data::batch_features(train, shard), nn::Mode::kTrain),
+                                      data::batch_labels(train, shard));
+      m.backward(r.grad);
+      return {r.loss * static_cast<double>(hi - lo), r.correct, static_cast<float>(hi - lo) / static_cast<float>(n)};
+    });
+    result.loss = total_of.loss_sum;
+    result.correct = total_of.correct;
+  } else {
+    nn::Module& m = net_.module();
+    m.zero_grad();
+    nn::LossResult r = nn::nll_loss(m.forward(data::batch_features(train, rows).to(net_.device()), nn::Mode::kTrain),
+                                    data::batch_labels(train, rows));
+    m.backward(r.grad);
+    result.loss = r.loss * static_cast<double>(n);
+    result.correct = r.correct;
+  }
   const int64_t total = opt_.epochs * batches_per_epoch(train);
   const double lr = opt_.schedule == "cosine" ? nn::cosine_lr(opt_.lr, optimizer_->steps(), total) : opt_.lr;
   optimizer_->step(lr);
   net_.after_step();
+  if (data_parallel_) data_parallel_->broadcast_parameters();
   if (++batch_ == batches_per_epoch(train)) {
     batch_ = 0;
     ++epoch_;
   }
-  return {r.loss * static_cast<double>(n), r.correct, n};
+  return result;
 }
 
 nn::StateDict Trainer::state() {
@@ -94,6 +132,7 @@ void Trainer::load(const nn::StateDict& sd) {
   nn::load_state_dict(rest, net_.module(), optimizer_.get());
   epoch_ = position.data<int64_t>()[0];
   batch_ = position.data<int64_t>()[1];
+  if (data_parallel_) data_parallel_->broadcast_parameters();
 }
 
 Evaluation evaluate(Network& net, const data::Dataset& d, int64_t batch_size) {

@@ -1,13 +1,15 @@
-// The mini-batch training loop of the topology experiments, resumable exactly: the batch order
-// of epoch e is a seeded permutation that depends on (seed, e) alone, and state() captures the
-// model, the optimizer and the loop position, so a run restored from state() continues bit for
-// bit. One Trainer per Network; not thread-safe (layers use OpenMP inside).
+// The mini-batch training loop of the topology and DynaQuant experiments, resumable exactly: the
+// batch order of epoch e is a seeded permutation that depends on (seed, e) alone, and state()
+// captures the model, the optimizer and the loop position, so a run restored from state()
+// continues bit for bit — with any number of workers (TrainOptions::workers), since on the CPU
+// each batch runs as a logical data-parallel world. One Trainer per Network; not thread-safe.
 #pragma once
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/data/dataset.h"
+#include "core/nn/data_parallel.h"
 #include "core/nn/optim.h"
 #include "core/nn/state_dict.h"
 #include "networks/network.h"
@@ -23,6 +25,11 @@ struct TrainOptions {
   double weight_decay = 0.0;          // L2 (adam, sgd) or AdamW's decoupled decay (adamw)
   std::string schedule = "constant";  // constant | cosine (over all steps)
   std::string device = "cpu";         // cpu | cuda: where the model trains (the Trainer moves it)
+  // The logical data-parallel world (core/nn/data_parallel.h): each batch is split into
+  // `logical_ranks` contiguous shards whose gradients are summed in rank order, run by `workers`
+  // threads (1 ≤ workers ≤ logical_ranks). Results depend on logical_ranks, never on workers.
+  int64_t logical_ranks = 1;
+  int64_t workers = 1;  // 0: as many as this process has cores for, up to logical_ranks
 };
 
 struct StepResult {
@@ -53,6 +60,8 @@ class Trainer {
   TrainOptions opt_;
   uint64_t seed_;
   std::unique_ptr<nn::Optimizer> optimizer_;
+  std::vector<std::unique_ptr<Network>> replicas_;  // workers 1 … W−1 (worker 0 trains net_)
+  std::unique_ptr<nn::DataParallel> data_parallel_;  // CPU only
   int64_t epoch_ = 0, batch_ = 0;
   int64_t total_steps_ = 0;  // for the cosine schedule; set on the first step
   std::vector<int64_t> order_;

@@ -4,13 +4,18 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
 #include <cmath>
 #include <cstring>
 #include <numeric>
 
 #include "core/nn/init.h"
 #include "core/nn/linear.h"
+#include "core/nn/norm.h"
+#include "core/nn/state_dict.h"
 #include "networks/edge_popup.h"
+#include "tests/support/temp_dir.h"
 #include "networks/topology.h"
 #include "networks/trainer.h"
 
@@ -121,38 +126,154 @@ TEST(TopologyTest, SparseEvaluationEqualsDenseAtAnyConstantWeight) {
   }
 }
 
-TEST(TopologyTest, NorCircuitAgreesWithTheFloatNetOnDigits) {
+// The restated criterion (NOR per unit, counted over varying units on a path to an output) on
+// digits, for the net that meets it: hard_invert trained at on = 2, where a near-miss input
+// leaves a residue 1 − tanh(2) ≈ 0.036 (at on = 1, 0.24: two or three add past atanh 0.5 and
+// layer 2 agrees on ~88.5% only).
+TEST(TopologyTest, UnitsTrainedAtOnTwoActAsNorGatesOnDigits) {
   auto [train, test] = data::split(binary_digits(), 1400, runtime::RngStream(3, 1));
-  Network net(digits_spec(), 3);
-  Trainer t(net, {.epochs = 30, .batch_size = 50}, 3);
+  NetworkSpec spec = digits_spec();
+  spec.on = 2.0;
+  Network net(spec, 3);
+  Trainer t(net, {.epochs = 60, .batch_size = 50, .lr = 3e-3}, 3);
   while (!t.done()) t.step(train);
   Evaluation e = evaluate(net, test);
   Topology topo(net);
-  auto circuit = topo.predict_circuit(test);
-  const double agree = agreement(circuit.predicted, e.predictions);
-  const double up_to_ties = agreement_up_to_ties(circuit, e.predictions);
-  const double where_decisive = agreement_where_decisive(circuit, e.predictions);
-  RecordProperty("float_accuracy", std::to_string(e.accuracy));
-  RecordProperty("circuit_accuracy", std::to_string(accuracy(circuit.predicted, test)));
-  RecordProperty("circuit_agreement", std::to_string(agree));
-  RecordProperty("circuit_agreement_up_to_ties", std::to_string(up_to_ties));
-  RecordProperty("circuit_agreement_where_decisive", std::to_string(where_decisive));
-  std::printf("digits: float {0,1} net %.4f, Boolean circuit %.4f, agreement %.4f (%.4f up to ties, %.4f where the "
-              "circuit is decisive; %.4f of samples tie), active %lld of %lld\n", e.accuracy, accuracy(circuit.predicted, test),
-              agree, up_to_ties, where_decisive, tie_share(circuit), static_cast<long long>(topo.active()),
-              static_cast<long long>(net.module().num_parameters()));
-  EXPECT_GT(e.accuracy, 0.8);
-  // training.md §3.6 asks for ≥ 99% agreement; measured here: ~84% strictly and ~97.5% when the
-  // circuit's ties (a third of the samples) count as agreeing — the float net breaks those ties
-  // with the residues 1 − tanh(count ≥ 1) > 0 that the Boolean circuit drops — and ~97.7% where
-  // the circuit is decisive (the residues of many near-miss inputs can outweigh a popcount of
-  // one). What must hold:
-  EXPECT_GE(up_to_ties, 0.95);
-  EXPECT_GE(where_decisive, 0.95);  // measured 0.977 (seeds 4, 5: 0.958, 0.984)
-  EXPECT_NEAR(accuracy(circuit.predicted, test), e.accuracy, 0.02);  // circuit within 2 points
+  EXPECT_EQ(topo.on(), 2.0f);
   auto nor = topo.nor_agreement(test);
-  EXPECT_EQ(nor[0].mean_agreement, 1.0);  // binary inputs: the first layer is exactly NOR
-  for (const NorLayerReport& r : nor) EXPECT_GT(r.mean_agreement, 0.9);
+  ASSERT_EQ(nor.size(), 3u);
+  EXPECT_EQ(nor[0].agreement, 1.0);  // binary inputs: the first layer is exactly NOR
+  for (const NorLayerReport& r : nor) {
+    RecordProperty("agreement", std::to_string(r.agreement));
+    std::printf("layer: %lld units, %lld counted, agreement %.4f, %.3f of units at 99%%\n",
+                static_cast<long long>(r.units), static_cast<long long>(r.counted), r.agreement, r.share_at_99);
+  }
+  EXPECT_GE(nor[1].counted, 20);  // not met by leaving layer 2 nearly empty
+  const NorCriterion c = nor_criterion(nor);
+  EXPECT_TRUE(c.met) << "layer 2: " << c.min_agreement << ", share at 99%: " << c.min_share_at_99;  // measured 0.9985, 0.951
+  EXPECT_EQ(c.layers, 1);
+  EXPECT_GT(e.accuracy, 0.75);  // measured 0.781
+  // Up to the circuit's ties (a third of the samples) the float net decides as the circuit does.
+  auto circuit = topo.predict_circuit(test);
+  EXPECT_GE(agreement_up_to_ties(circuit, e.predictions), 0.95);
+  EXPECT_GE(circuit_accuracy_ceiling(circuit, test), e.accuracy);
+}
+
+// A tiny net whose units are set by hand: layer 1 u0{x0} u1{x1} u2{} u3{x0} u4{x0}; layer 2
+// v0{u0,u1,u4} v1{u3}; outputs c0{v0} c1{v0}. u3 and v1 vary but reach no output.
+Network hand_built_net() {
+  NetworkSpec spec;
+  spec.layers = {2, 5, 2, 2};
+  spec.init_p = 0.0;
+  Network net(spec, 1);
+  auto connect = [&](size_t layer, int64_t unit, int64_t input) {
+    BinaryLinear& b = *net.binary_layers()[layer];
+    b.latent().value.data<float>()[unit * b.in_features() + input] = 1.0f;
+  };
+  connect(0, 0, 0), connect(0, 1, 1), connect(0, 3, 0), connect(0, 4, 0);
+  connect(1, 0, 0), connect(1, 0, 1), connect(1, 0, 4), connect(1, 1, 3);
+  connect(2, 0, 0), connect(2, 1, 0);
+  return net;
+}
+
+data::Dataset samples(std::vector<float> features, int64_t width) {
+  data::Dataset d;
+  d.sample_shape = {width};
+  d.num_classes = 2;
+  d.labels.assign(features.size() / static_cast<size_t>(width), 0);
+  d.features = std::move(features);
+  return d;
+}
+
+TEST(TopologyTest, NorAgreementCountsOnlyVaryingUnitsOnAPathToAnOutput) {
+  Network net = hand_built_net();
+  Topology topo(net);
+  // x = 5 drives u ≈ 0; x = 1 leaves u = 1 − tanh 1 ≈ 0.24, a near miss; x = 0 gives u = 1.
+  // (5,5): v0 ≈ 1, NOR = 1, agrees. (1,1): three near misses sum to 0.71 > atanh 0.5, v0 = 0.39
+  // while NOR = 1: a disagreement. (0,0): v0 low, NOR = 0, agrees.
+  auto nor = topo.nor_agreement(samples({5, 5, 1, 1, 0, 0}, 2));
+  ASSERT_EQ(nor.size(), 3u);
+  EXPECT_EQ(nor[0].units, 4);
+  EXPECT_EQ(nor[0].counted, 3);  // u3 reaches no output
+  EXPECT_EQ(nor[0].agreement, 1.0);
+  EXPECT_EQ(nor[1].units, 2);
+  EXPECT_EQ(nor[1].counted, 1);  // v1 reaches no output
+  EXPECT_DOUBLE_EQ(nor[1].agreement, 2.0 / 3.0);
+  EXPECT_EQ(nor[1].nor_but_low, 1);
+  EXPECT_EQ(nor[1].not_nor_but_high, 0);
+  EXPECT_DOUBLE_EQ(nor[1].share_at_99, 0.0);
+  EXPECT_DOUBLE_EQ(nor[1].mean_over_all, (2.0 / 3.0 + 1.0) / 2.0);  // the inflatable reading
+  const NorCriterion c = nor_criterion(nor);
+  EXPECT_FALSE(c.met);
+  EXPECT_DOUBLE_EQ(c.min_agreement, 2.0 / 3.0);
+}
+
+TEST(TopologyTest, ConstantUnitsAreNotCounted) {
+  Network net = hand_built_net();
+  // Every sample (0,0): every unit is constant, so nothing is counted and the criterion fails.
+  auto nor = Topology(net).nor_agreement(samples({0, 0, 0, 0}, 2));
+  EXPECT_EQ(nor[1].counted, 0);
+  EXPECT_TRUE(std::isnan(nor[1].agreement));
+  EXPECT_FALSE(nor_criterion(nor).met);
+}
+
+// Output popcounts 10 and 11 must not tie: tanhf rounds both to 1.0.
+TEST(TopologyTest, CircuitSeparatesLargePopcounts) {
+  NetworkSpec spec;
+  spec.layers = {11, 11, 2};
+  spec.init_p = 0.0;
+  Network net(spec, 1);
+  auto latent = [&](size_t l) { return net.binary_layers()[l]->latent().value.data<float>(); };
+  for (int64_t i = 0; i < 11; ++i) latent(0)[i * 11 + i] = 1.0f;  // hidden i = NOR(x_i)
+  for (int64_t i = 0; i < 11; ++i) latent(1)[0 * 11 + i] = i < 10 ? 1.0f : 0.0f;
+  for (int64_t i = 0; i < 11; ++i) latent(1)[1 * 11 + i] = 1.0f;
+  data::Dataset zeros = samples(std::vector<float>(11, 0.0f), 11);
+  auto circuit = Topology(net).predict_circuit(zeros);
+  EXPECT_EQ(circuit.tied[0], 0b01u);  // class 0 (popcount 10) alone scores best under hard_invert
+  EXPECT_EQ(circuit.predicted[0], 0);
+}
+
+TEST(TopologyTest, CircuitAccuracyBreaksTiesClassSymmetrically) {
+  data::Dataset d = samples(std::vector<float>(4, 0.0f), 1);
+  d.labels = {0, 2, 0, 1};
+  d.num_classes = 3;
+  Topology::CircuitPredictions circuit{{0, 2, 1, 0}, {0b011, 0b100, 0b110, 0b111}};
+  EXPECT_DOUBLE_EQ(circuit_accuracy_random_ties(circuit, d), (0.5 + 1.0 + 0.0 + 1.0 / 3.0) / 4.0);
+  EXPECT_DOUBLE_EQ(circuit_accuracy_ceiling(circuit, d), 0.75);
+}
+
+TEST(TopologyTest, FlatBandKeepsConstantsThatDoBetter) {
+  const std::vector<std::pair<double, double>> sweep{{0.0, 0.50}, {0.5, 0.69}, {1.0, 0.70}, {1.5, 0.80}, {2.0, 0.69}, {2.5, 0.60}};
+  WeightBand band = flat_band(sweep, 1.0, 0.70, 0.02, 0.5);
+  EXPECT_EQ(band.lo, 0.5);
+  EXPECT_EQ(band.hi, 2.0);  // 1.5 is 10 points better: still flat
+}
+
+TEST(NetworkTest, SavedModelLoadsBitForBitAndAnotherShapeIsRefusedNamingTheFile) {
+  xp::testing::TempDir dir;
+  Network a(digits_spec(), 1), b(digits_spec(), 2);
+  save_model(a, dir.path() / "final_model.bin");
+  load_model(b, dir.path() / "final_model.bin");
+  EXPECT_EQ(nn::fingerprint(nn::state_dict(a.module())), nn::fingerprint(nn::state_dict(b.module())));
+  NetworkSpec other = digits_spec();
+  other.layers = {64, 32, 10};
+  Network c(other, 1);
+  EXPECT_THAT([&] { load_model(c, dir.path() / "final_model.bin"); },
+              ::testing::ThrowsMessage<std::runtime_error>(::testing::HasSubstr("final_model.bin")));
+}
+
+TEST(NetworkTest, NegativeScaleNormKeepsEveryUnitInverting) {
+  data::Dataset d = binary_digits();
+  Network net(digits_spec("neg_batch_norm"), 2);
+  Trainer t(net, {.epochs = 1, .batch_size = 100, .lr = 1e-2}, 2);
+  while (!t.done()) t.step(d);
+  for (nn::Module* m : net.norms()) {
+    const nn::Tensor& g = static_cast<nn::BatchNorm*>(m)->weight()->value;
+    for (int64_t i = 0; i < g.numel(); ++i) ASSERT_LE(g.data<float>()[i], 0.0f);
+  }
+  Topology topo(net);
+  for (const TopologyLayer& L : topo.layers())
+    for (float a : L.alpha) EXPECT_LE(a, 0.0f);
 }
 
 TEST(TopologyTest, CircuitAgreementMeasuresSeparateTiesFromDecisions) {
@@ -212,23 +333,27 @@ TEST(EdgePopupTest, LearnsDigitsKeepingTenPercentOfTheWeights) {
   EXPECT_GT(evaluate(net, test).accuracy, 0.85);
 }
 
-TEST(TrainerTest, ResumeFromStateIsBitIdentical) {
+// Resized as well as resumed: the run before the stop on 3 workers, after it on 1, against an
+// uninterrupted run on 2 (logical ranks fixed at 3; the last batch of an epoch is uneven).
+TEST(TrainerTest, ResumeFromStateOnAnotherWorkerCountIsBitIdentical) {
   data::Dataset d = binary_digits();
   for (const char* method : {"binarized", "edge_popup", "float_mlp"}) {
     NetworkSpec spec = digits_spec("batch_norm");
     spec.method = method;
-    TrainOptions opt{.epochs = 2, .batch_size = 100, .schedule = "cosine"};
+    TrainOptions opt{.epochs = 2, .batch_size = 100, .schedule = "cosine", .logical_ranks = 3, .workers = 2};
     Network a(spec, 4);
     Trainer ta(a, opt, 4);
     while (!ta.done()) ta.step(d);
 
     Network b(spec, 4);
+    opt.workers = 3;
     Trainer tb(b, opt, 4);
     for (int i = 0; i < 23; ++i) tb.step(d);
     jobs::ByteWriter out;
     nn::write_state_dict(out, tb.state());
     auto bytes = out.take();
     Network c(spec, 5);
+    opt.workers = 1;
     Trainer tc(c, opt, 4);
     jobs::ByteReader in(bytes);
     tc.load(nn::read_state_dict(in));
@@ -240,6 +365,32 @@ TEST(TrainerTest, ResumeFromStateIsBitIdentical) {
       EXPECT_EQ(0, std::memcmp(want[i].second.raw_data(), got[i].second.raw_data(), want[i].second.nbytes()))
           << method << " " << want[i].first;
   }
+}
+
+// Training.md §4.4.1: the same logical ranks on any number of worker threads, and any OpenMP
+// thread count, train to the same bits (Eigen's GEMM alone once moved with its thread count).
+TEST(TrainerTest, WorkerAndThreadCountsDoNotChangeTheResult) {
+  data::Dataset d = binary_digits();
+  auto fingerprint_after = [&](int64_t workers, int threads) {
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    Network net(digits_spec(), 6);
+    Trainer t(net, {.epochs = 2, .batch_size = 64, .logical_ranks = 4, .workers = workers}, 6);
+    while (!t.done()) t.step(d);
+    omp_set_num_threads(before);
+    return nn::fingerprint(t.state());
+  };
+  const std::string one = fingerprint_after(1, 1);
+  EXPECT_EQ(fingerprint_after(2, 2), one);
+  EXPECT_EQ(fingerprint_after(3, 1), one);
+  EXPECT_EQ(fingerprint_after(4, 4), one);
+  EXPECT_EQ(fingerprint_after(1, 4), one);
+}
+
+TEST(TrainerTest, MoreWorkersThanLogicalRanksIsRefused) {
+  Network net(digits_spec(), 1);
+  EXPECT_THAT([&] { Trainer(net, {.logical_ranks = 2, .workers = 3}, 1); },
+              ::testing::ThrowsMessage<std::invalid_argument>(::testing::HasSubstr("between 1 and logical_ranks")));
 }
 
 TEST(NetworkTest, LenetIsTheSmallCnnAndLearns) {
