@@ -75,6 +75,8 @@ Config parse(const config::ConfigNode& job) {
   t.get("lr", c.train.lr, Range::positive());
   t.get("momentum", c.train.momentum, Range::between(0, 1).open_above());
   t.get("checkpoints_per_epoch", c.checkpoints_per_epoch, Range::at_least(1));
+  t.get("logical_ranks", c.train.logical_ranks, Range::between(1, 1024));
+  t.get("workers", c.train.workers, Range::between(0, 1024));
   t.get("failures", c.failures, Range::non_negative());
   t.get("ema_window", c.ema_window, Range::at_least(1));
   t.get("ema_beta", c.ema_beta, Range::between(0, 1).open_above());

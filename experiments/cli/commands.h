@@ -22,6 +22,7 @@ struct RunOptions {
   std::string config_name;               // -cn
   std::string manifest;                  // --from-manifest (Slurm array tasks)
   int index = -1;                        // --index
+  int workers = 0;                       // --workers with --resume: train.workers for the rest of the run
 };
 
 int run_command(const RunOptions& options);

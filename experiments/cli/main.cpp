@@ -51,6 +51,7 @@ int run_or_sweep(const std::vector<std::string>& args, bool sweep) {
       ("info", po::value<std::string>(&o.info), "print information instead of running: defaults")
       ("check", po::bool_switch(&o.check), "check the config (every key, type and range) and exit; writes nothing")
       ("resume", po::value<std::string>(&o.resume_dir), "continue a stopped run in RUN_DIR from its checkpoint")
+      ("workers", po::value<int>(&o.workers), "with --resume: continue a training run on this many workers (same results)")
       ("config-dir,d", po::value<std::vector<std::string>>(&o.config_dirs), "extra config search directory (repeatable)")
       ("config-path", po::value<std::string>(&o.config_path), "config directory for --config-name")
       ("config-name", po::value<std::string>(&o.config_name), "primary config name within --config-path")

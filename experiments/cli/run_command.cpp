@@ -307,6 +307,17 @@ int run_resume(const RunOptions& o) {
     job = config::resolve(root);
     job->erase("hydra");
   }
+  if (o.workers != 0) {
+    // Resizing: the worker count never changes a training run's results, so the run continues
+    // on another count as the same run (training.md §4.4.1).
+    ConfigNode* workers = job->at_path("train.workers");
+    if (!workers)
+      throw ConfigError(fmt::format("cannot resume {} on {} workers: its experiment has no train.workers", dir.string(), o.workers),
+                        {}, "--workers", "--workers applies to training experiments (binarized_topology, dynaquant)");
+    if (o.workers < 0)
+      throw ConfigError(fmt::format("--workers must be positive, got {}", o.workers), {}, "--workers", "e.g. --workers 2");
+    *workers = ConfigNode::integer(o.workers);
+  }
   const ConfigNode* name = job->find("experiment");
   const auto& info = experiments::find_experiment(name ? name->scalar_text() : "", {});
   auto exp = info.create(*job);

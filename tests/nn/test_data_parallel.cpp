@@ -1,0 +1,126 @@
+// The logical data-parallel world (core/nn/data_parallel.h): the summed gradient is the rank-order
+// sum of the ranks' gradients, bit for bit the same for any number of workers and OpenMP threads,
+// and the buffers after a step are rank 0's.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cstring>
+
+#include "core/nn/activation.h"
+#include "core/nn/data_parallel.h"
+#include "core/nn/linear.h"
+#include "core/nn/loss.h"
+#include "core/nn/norm.h"
+#include "tests/nn/gradient_check.h"
+
+namespace xp::nn {
+namespace {
+
+using testing::random_tensor;
+
+constexpr int64_t kRanks = 6, kRows = 9, kIn = 200, kOut = 150;
+
+// Linear → BatchNorm (running statistics are buffers) → Tanh, each replica from the same seed.
+std::unique_ptr<Sequential> model() {
+  auto m = std::make_unique<Sequential>();
+  runtime::RngStream rng(3, 1);
+  m->add(std::make_unique<Linear>(kIn, kOut)).reset(rng);
+  m->add(std::make_unique<BatchNorm>(kOut));
+  m->add(std::make_unique<Tanh>());
+  return m;
+}
+
+// Rank r's shard: kRows rows of its own input; the gradient of the sum of its outputs.
+DataParallel::ShardResult shard(int64_t rank, Module& m) {
+  Tensor x = random_tensor({kRows, kIn}, 100 + static_cast<uint64_t>(rank));
+  Tensor y = m.forward(x, Mode::kTrain);
+  m.backward(random_tensor(y.shape(), 200 + static_cast<uint64_t>(rank)));
+  return {static_cast<double>(rank), rank, 1.0f / static_cast<float>(kRanks)};
+}
+
+std::vector<std::vector<float>> grads_after_step(int64_t workers) {
+  std::vector<std::unique_ptr<Sequential>> replicas;
+  std::vector<Module*> pointers;
+  for (int64_t w = 0; w < workers; ++w) {
+    replicas.push_back(model());
+    pointers.push_back(replicas.back().get());
+  }
+  DataParallel dp(pointers, kRanks);
+  DataParallel::ShardResult total = dp.run(shard);
+  EXPECT_EQ(total.correct, 0 + 1 + 2 + 3 + 4 + 5);
+  std::vector<std::vector<float>> out;
+  for (auto& [name, p] : pointers[0]->parameters())
+    out.emplace_back(p->grad.data<float>(), p->grad.data<float>() + p->grad.numel());
+  for (auto& [name, b] : pointers[0]->buffers())
+    if (b->dtype() == tensor::DType::kF32) out.emplace_back(b->data<float>(), b->data<float>() + b->numel());
+  return out;
+}
+
+TEST(DataParallelTest, GradientIsTheRankOrderSumOfEachRanksGradient) {
+  auto dp = grads_after_step(1);
+  // By hand: each rank alone from the same start, scaled, added in rank order.
+  std::vector<std::vector<float>> sum;
+  for (int64_t rank = 0; rank < kRanks; ++rank) {
+    auto m = model();
+    m->zero_grad();
+    shard(rank, *m);
+    size_t k = 0;
+    for (auto& [name, p] : m->parameters()) {
+      if (rank == 0) sum.emplace_back(p->grad.numel(), 0.0f);
+      for (int64_t i = 0; i < p->grad.numel(); ++i) {
+        const float scaled = p->grad.data<float>()[i] * (1.0f / static_cast<float>(kRanks));
+        sum[k][static_cast<size_t>(i)] = rank == 0 ? scaled : sum[k][static_cast<size_t>(i)] + scaled;
+      }
+      ++k;
+    }
+  }
+  for (size_t k = 0; k < sum.size(); ++k) EXPECT_EQ(dp[k], sum[k]) << k;
+}
+
+TEST(DataParallelTest, AnyWorkerCountGivesBitIdenticalGradientsAndBuffers) {
+  auto one = grads_after_step(1);
+  for (int64_t workers : {2, 3, 4, 6}) EXPECT_EQ(grads_after_step(workers), one) << workers << " workers";
+}
+
+TEST(DataParallelTest, OpenMpThreadCountDoesNotChangeTheGradient) {
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(1);
+  auto one = grads_after_step(2);
+  omp_set_num_threads(4);
+  auto four = grads_after_step(2);
+  omp_set_num_threads(before);
+  EXPECT_EQ(one, four);
+}
+
+TEST(DataParallelTest, BuffersAfterAStepAreRankZeros) {
+  auto replica = model();
+  DataParallel dp({replica.get()}, kRanks);
+  dp.run(shard);
+  auto alone = model();
+  alone->zero_grad();
+  shard(0, *alone);
+  auto a = replica->buffers(), b = alone->buffers();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t k = 0; k < a.size(); ++k)
+    EXPECT_EQ(std::memcmp(a[k].second->raw_data(), b[k].second->raw_data(), a[k].second->nbytes()), 0) << a[k].first;
+}
+
+TEST(DataParallelTest, MoreWorkersThanRanksIsRefused) {
+  auto a = model(), b = model(), c = model();
+  EXPECT_THAT([&] { DataParallel({a.get(), b.get(), c.get()}, 2); },
+              ::testing::ThrowsMessage<std::invalid_argument>(::testing::HasSubstr("between 1 and the 2 logical ranks")));
+}
+
+TEST(DataParallelTest, AFailingShardIsReportedNotSwallowed) {
+  auto a = model(), b = model();
+  DataParallel dp({a.get(), b.get()}, 4);
+  EXPECT_THROW(dp.run([](int64_t rank, Module& m) -> DataParallel::ShardResult {
+    if (rank == 3) throw std::runtime_error("shard 3 failed");
+    return shard(rank, m);
+  }),
+               std::runtime_error);
+}
+
+}  // namespace
+}  // namespace xp::nn
