@@ -94,6 +94,7 @@ Config parse(const config::ConfigNode& job) {
   t.get("checkpoint_every", c.checkpoint_every, Range::non_negative());
   t.get("logical_ranks", c.train.logical_ranks, Range::between(1, 1024));
   t.get("workers", c.train.workers, Range::between(0, 1024));
+  t.get("collective_timeout_s", c.train.collective_timeout_s, Range::between(0.1, 86400));
   t.finish();
   auto e = top.section("eval");
   e.get("sweep_every", c.eval.sweep_every, Range::non_negative());
@@ -161,12 +162,14 @@ struct EpochTally {
 class BinarizedTopology final : public Experiment {
  public:
   explicit BinarizedTopology(Config c) : cfg_(std::move(c)) {}
+  // Under mpirun/srun every process trains its share of the logical ranks (train.logical_ranks).
+  bool runs_as_spmd() const override { return true; }
 
   jobs::RunOutcome run(jobs::RunContext& ctx) override {
     Splits data = load_data(cfg_.data, ctx.seed());
     Network net(cfg_.network, ctx.seed());
     if (!cfg_.init_from.empty()) networks::load_model(net, cfg_.init_from);
-    networks::Trainer trainer(net, cfg_.train, ctx.seed());
+    networks::Trainer trainer(net, cfg_.train, ctx.seed(), ctx.processes());
     double train_seconds = 0.0;
     EpochTally tally;  // the current epoch's running figures: a mid-epoch checkpoint carries them
     if (auto payload = ctx.restore()) {
@@ -183,13 +186,8 @@ class BinarizedTopology final : public Experiment {
     progress.set(trainer.epoch() * per_epoch + trainer.batch());
     int64_t since_checkpoint = 0;
     while (!trainer.done()) {
-      if (ctx.should_stop()) {
-        save(ctx, trainer, train_seconds, tally);
-        ctx.log().info("stop requested: checkpoint saved at epoch {} batch {}", trainer.epoch(), trainer.batch());
-        return jobs::RunOutcome::kPreempted;
-      }
       const auto t0 = std::chrono::steady_clock::now();
-      networks::StepResult s = trainer.step(data.train);
+      networks::StepResult s = trainer.step(data.train, ctx.should_stop());
       train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       tally.loss_sum += s.loss;
       tally.correct += s.correct;
@@ -202,6 +200,11 @@ class BinarizedTopology final : public Experiment {
         tally = {};
         if (binarized && cfg_.eval.sweep_every > 0 && trainer.epoch() % cfg_.eval.sweep_every == 0 && !trainer.done())
           sweep(net, data.test, trainer.epoch());
+      }
+      if (s.stop && !trainer.done()) {  // every process stops after this same step
+        save(ctx, trainer, train_seconds, tally);
+        ctx.log().info("stop requested: checkpoint saved at epoch {} batch {}", trainer.epoch(), trainer.batch());
+        return jobs::RunOutcome::kPreempted;
       }
       if (!trainer.done() && (trainer.batch() == 0 || (cfg_.checkpoint_every > 0 && since_checkpoint >= cfg_.checkpoint_every))) {
         save(ctx, trainer, train_seconds, tally);
@@ -300,7 +303,7 @@ class BinarizedTopology final : public Experiment {
     ctx.set_summary("train_seconds", train_seconds);
     ctx.set_summary("train_samples_per_s",
                     static_cast<double>(cfg_.train.epochs * data.train.size()) / std::max(train_seconds, 1e-9));
-    networks::save_model(net, ctx.output_dir() / "final_model.bin");
+    if (ctx.writes()) networks::save_model(net, ctx.output_dir() / "final_model.bin");
     if (cfg_.network.method != "binarized") {
       write_predictions(ctx, data.test, e.predictions, nullptr);
       return;

@@ -30,6 +30,10 @@ class Experiment {
   // run() and alone writes the run directory; the others run run_worker() meanwhile.
   virtual bool runs_across_processes() const { return false; }
   virtual void run_worker() {}
+  // Launched as several ranks: whether every rank runs run() itself (SPMD), with a context that
+  // writes only on rank 0 (RunContext::writes) — training on logical ranks. Such a run can also
+  // be resumed under a launch, on any number of ranks.
+  virtual bool runs_as_spmd() const { return false; }
 };
 
 // Prints `name  value` rows, aligned.

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "core/dist/launch.h"
 #include "core/nn/loss.h"
 #include "networks/topology.h"
 
@@ -19,16 +20,24 @@ constexpr uint64_t kOrderStream = 10000;  // + epoch: the batch order of each ep
 constexpr const char* kPositionKey = "trainer.position";
 }  // namespace
 
-Trainer::Trainer(Network& net, TrainOptions options, uint64_t seed) : net_(net), opt_(std::move(options)), seed_(seed) {
-  if (opt_.workers == 0) opt_.workers = std::clamp<int64_t>(omp_get_max_threads(), 1, std::max<int64_t>(opt_.logical_ranks, 1));
+Trainer::Trainer(Network& net, TrainOptions options, uint64_t seed, dist::ProcessGroup* processes)
+    : net_(net), opt_(std::move(options)), seed_(seed) {
+  const int64_t process_count = processes ? processes->size() : 1;
+  if (process_count > opt_.logical_ranks)
+    throw std::invalid_argument(fmt::format("train: {} processes but only {} logical ranks: each process runs at least one "
+                                            "(set train.logical_ranks to {} or more)", process_count, opt_.logical_ranks, process_count));
+  // Auto: this process's share of its node's cores, at most the ranks it runs.
+  const int64_t owned = (opt_.logical_ranks - (processes ? processes->rank() : 0) + process_count - 1) / process_count;
+  const int64_t cores = omp_get_max_threads() / (processes ? std::max(1, dist::detect_launch().local_size) : 1);
+  if (opt_.workers == 0) opt_.workers = std::clamp<int64_t>(cores, 1, std::max<int64_t>(owned, 1));
   if (opt_.epochs < 0 || opt_.batch_size <= 0)
     throw std::invalid_argument(fmt::format("train: epochs must be ≥ 0 and batch_size > 0 (got {}, {})", opt_.epochs,
                                             opt_.batch_size));
   if (opt_.device != "cpu" && opt_.device != "cuda")
     throw std::invalid_argument(fmt::format("train.device '{}' is not cpu or cuda", opt_.device));
-  if (opt_.logical_ranks < 1 || opt_.workers < 1 || opt_.workers > opt_.logical_ranks)
-    throw std::invalid_argument(fmt::format("train: workers must be between 1 and logical_ranks (got {} and {})",
-                                            opt_.workers, opt_.logical_ranks));
+  if (opt_.logical_ranks < 1 || opt_.workers < 1 || opt_.workers > owned)
+    throw std::invalid_argument(fmt::format("train: workers must be between 1 and the logical_ranks this process runs "
+                                            "({} of {}), got {}", owned, opt_.logical_ranks, opt_.workers));
   if (opt_.device == "cuda") {
     if (!tensor::cuda_available())
       throw std::invalid_argument("train.device is cuda but no GPU is visible (or this build has no CUDA): set train.device=cpu");
@@ -53,7 +62,9 @@ Trainer::Trainer(Network& net, TrainOptions options, uint64_t seed) : net_(net),
       replicas_.push_back(std::make_unique<Network>(net.spec(), seed));
       models.push_back(&replicas_.back()->module());
     }
-    data_parallel_ = std::make_unique<nn::DataParallel>(std::move(models), opt_.logical_ranks);
+    if (processes && processes->size() > 1)
+      processes_ = processes->split(0, "data parallel", dist::Seconds(opt_.collective_timeout_s));
+    data_parallel_ = std::make_unique<nn::DataParallel>(std::move(models), opt_.logical_ranks, processes_.get());
   }
 }
 
@@ -66,7 +77,7 @@ int64_t Trainer::batches_per_epoch(const data::Dataset& train) const {
   return (train.size() + opt_.batch_size - 1) / opt_.batch_size;
 }
 
-StepResult Trainer::step(const data::Dataset& train) {
+StepResult Trainer::step(const data::Dataset& train, bool stop) {
   if (done()) throw std::logic_error("Trainer::step after the last epoch");
   if (order_epoch_ != epoch_) {
     order_ = data::permutation(train.size(), runtime::RngStream(seed_, kOrderStream + static_cast<uint64_t>(epoch_)));
@@ -75,7 +86,7 @@ StepResult Trainer::step(const data::Dataset& train) {
   const int64_t begin = batch_ * opt_.batch_size;
   const int64_t n = std::min(opt_.batch_size, train.size() - begin);
   std::span<const int64_t> rows(order_.data() + begin, static_cast<size_t>(n));
-  StepResult result{0.0, 0, n};
+  StepResult result{0.0, 0, n, stop};
   if (data_parallel_) {
     // Logical rank r trains on the batch's r-th contiguous share.
     const int64_t ranks = opt_.logical_ranks;
@@ -87,7 +98,7 @@ StepResult Trainer::step(const data::Dataset& train) {
                                       data::batch_labels(train, shard));
       m.backward(r.grad);
       return {r.loss * static_cast<double>(hi - lo), r.correct, static_cast<float>(hi - lo) / static_cast<float>(n)};
-    });
+    }, &result.stop);
     result.loss = total_of.loss_sum;
     result.correct = total_of.correct;
   } else {

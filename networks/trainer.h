@@ -30,12 +30,14 @@ struct TrainOptions {
   // threads (1 ≤ workers ≤ logical_ranks). Results depend on logical_ranks, never on workers.
   int64_t logical_ranks = 1;
   int64_t workers = 1;  // 0: as many as this process has cores for, up to logical_ranks
+  double collective_timeout_s = 600;  // launched: a process silent this long ends the run, named
 };
 
 struct StepResult {
   double loss = 0.0;
   int64_t correct = 0;
   int64_t samples = 0;
+  bool stop = false;  // some process asked to stop: every process sees it after the same step
 };
 
 // The values of TrainOptions::optimizer, for the experiments' config checks.
@@ -43,13 +45,17 @@ const std::vector<std::string>& optimizer_names();
 
 class Trainer {
  public:
-  Trainer(Network& net, TrainOptions options, uint64_t seed);
+  // `processes`: the launch's processes training this net together (null: this process alone);
+  // logical ranks are spread over them, and every process holds the same parameters.
+  Trainer(Network& net, TrainOptions options, uint64_t seed, dist::ProcessGroup* processes = nullptr);
   int64_t epoch() const { return epoch_; }  // epochs completed
   int64_t batch() const { return batch_; }  // batches done in the current epoch
   int64_t batches_per_epoch(const data::Dataset& train) const;
   bool done() const { return epoch_ >= opt_.epochs; }
   // One optimizer step on the next mini-batch; moves to the next epoch after its last batch.
-  StepResult step(const data::Dataset& train);
+  // `stop`: this process wants to stop (a signal); the result says whether any process does,
+  // the vote riding on the step's gradient exchange (the consistent cut, training.md §4.4.4).
+  StepResult step(const data::Dataset& train, bool stop = false);
 
   nn::StateDict state();
   // Throws nn::StateDictError when the state belongs to another network or optimizer.
@@ -61,6 +67,7 @@ class Trainer {
   uint64_t seed_;
   std::unique_ptr<nn::Optimizer> optimizer_;
   std::vector<std::unique_ptr<Network>> replicas_;  // workers 1 … W−1 (worker 0 trains net_)
+  std::unique_ptr<dist::ProcessGroup> processes_;    // the launch's processes, with our timeout
   std::unique_ptr<nn::DataParallel> data_parallel_;  // CPU only
   int64_t epoch_ = 0, batch_ = 0;
   int64_t total_steps_ = 0;  // for the cosine schedule; set on the first step

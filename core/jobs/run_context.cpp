@@ -68,6 +68,7 @@ RunContext::RunContext(RunSpec spec)
     : spec_(std::move(spec)), checkpoints_(spec_.output_dir / "checkpoints") {
   if (const config::ConfigNode* s = spec_.config.find("seed"); s && s->kind() == config::ConfigNode::Kind::kInt)
     seed_ = static_cast<uint64_t>(s->as_int());
+  if (!writes()) return;
   std::filesystem::path file = spec_.output_dir / "results.h5";
   // A resume continues from the results saved with the last checkpoint. A run stopped or killed
   // before its first checkpoint has nothing worth keeping (its results.h5 may even be cut short
@@ -110,7 +111,29 @@ RunContext::~RunContext() = default;
 
 spdlog::logger& RunContext::log() const { return *runtime::logger(); }
 
+namespace {
+// What a table is on a process that does not write: rows counted, nothing kept.
+class DiscardedTable final : public results::Table {
+ public:
+  explicit DiscardedTable(std::vector<results::ColumnSpec> columns) : columns_(std::move(columns)) {}
+  void append(const std::vector<results::Cell>&) override { ++rows_; }
+  int64_t rows() const override { return rows_; }
+  void flush() override {}
+  void truncate(int64_t rows) override { rows_ = std::min(rows_, rows); }
+  const std::vector<results::ColumnSpec>& columns() const override { return columns_; }
+
+ private:
+  std::vector<results::ColumnSpec> columns_;
+  int64_t rows_ = 0;
+};
+}  // namespace
+
 results::Table& RunContext::table(const std::string& group_path, const std::vector<results::ColumnSpec>& columns) {
+  if (!writes()) {
+    auto& t = discarded_[group_path];
+    if (!t) t = std::make_unique<DiscardedTable>(columns);
+    return *t;
+  }
   results::Table& t = results_->table(group_path, columns);
   if (spec_.resume) {
     auto it = restored_rows_.find(group_path);
@@ -120,7 +143,7 @@ results::Table& RunContext::table(const std::string& group_path, const std::vect
 }
 
 void RunContext::set_summary(const std::string& name, const results::AttrValue& value) {
-  results_->set_attr("/summary", name, value);
+  if (results_) results_->set_attr("/summary", name, value);
   for (auto& [k, v] : summary_)
     if (k == name) {
       v = value;
@@ -132,6 +155,8 @@ void RunContext::set_summary(const std::string& name, const results::AttrValue& 
 bool RunContext::should_stop() const { return runtime::stop_requested(); }
 
 void RunContext::save_checkpoint(uint64_t step, const ByteWriter& payload) {
+  has_checkpoint_ = true;
+  if (!writes()) return;
   results_->flush();
   copy_atomically(spec_.output_dir / "results.h5", saved_results(spec_.output_dir));
   ByteWriter all;
@@ -149,6 +174,21 @@ void RunContext::save_checkpoint(uint64_t step, const ByteWriter& payload) {
 }
 
 std::optional<std::vector<std::byte>> RunContext::restore() {
+  if (!spec_.processes || spec_.processes->size() == 1) return restore_here();
+  // Process 0 reads; every process gets its answer (a leading byte: 1 = a payload follows).
+  std::vector<std::byte> message{std::byte{0}};
+  if (writes())
+    if (auto payload = restore_here()) {
+      message[0] = std::byte{1};
+      message.insert(message.end(), payload->begin(), payload->end());
+    }
+  spec_.processes->broadcast_bytes(message, 0);
+  if (message.at(0) == std::byte{0}) return std::nullopt;
+  has_checkpoint_ = true;
+  return std::vector<std::byte>(message.begin() + 1, message.end());
+}
+
+std::optional<std::vector<std::byte>> RunContext::restore_here() {
   if (!spec_.resume) return std::nullopt;
   auto loaded = checkpoints_.load_latest();
   if (!loaded) {
@@ -167,6 +207,7 @@ std::optional<std::vector<std::byte>> RunContext::restore() {
 }
 
 void RunContext::finish(RunOutcome outcome) {
+  if (!results_) return;
   results_->set_attr("/", "end_utc", utc_now());
   if (outcome == RunOutcome::kDone) results_->mark_complete();
   else results_->flush();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "core/config/error.h"
 #include "core/config/reader.h"
 
 namespace xp::jobs {
@@ -32,6 +33,14 @@ SlurmParams slurm_params_from(const config::ConfigNode& launcher) {
   if (const config::ConfigNode* extra = r.raw("additional_parameters"); extra && extra->is_map())
     for (const auto& [k, v] : extra->items()) p.additional_parameters[k] = v.scalar_text();
   r.finish();
+  if (p.timeout_min * 60 <= p.signal_delay_s) {
+    const config::ConfigNode* at = launcher.find("signal_delay_s");
+    throw config::ConfigError(
+        fmt::format("the time limit ({} min) is not longer than signal_delay_s ({} s): every task would be signalled "
+                    "at once, checkpoint and requeue without end", p.timeout_min, p.signal_delay_s),
+        at ? at->loc() : config::SourceLoc{}, "hydra.launcher.signal_delay_s",
+        fmt::format("raise hydra.launcher.timeout_min above {} or lower signal_delay_s", (p.signal_delay_s + 59) / 60));
+  }
   return p;
 }
 
@@ -46,7 +55,7 @@ std::string sbatch_script(const SlurmParams& p, const std::string& job_name, con
   flags["error"] = (sweep_dir / ".slurm" / "%A_%a.err").string();
   flags["open-mode"] = "append";  // logs survive requeue
   flags["time"] = std::to_string(p.timeout_min);
-  flags["signal"] = fmt::format("B:USR1@{}", p.signal_delay_s);
+  flags["signal"] = fmt::format("B:{}@{}", p.checkpoint_signal, p.signal_delay_s);
   flags["nodes"] = std::to_string(p.nodes);
   flags["ntasks-per-node"] = std::to_string(p.tasks_per_node);
   flags["cpus-per-task"] = std::to_string(p.cpus_per_task);
@@ -63,7 +72,7 @@ std::string sbatch_script(const SlurmParams& p, const std::string& job_name, con
   s += "# Each file has one writer, so HDF5 file locks (which NFS/Lustre often refuse) are not needed.\n";
   s += "export HDF5_USE_FILE_LOCKING=FALSE\n";
   for (const auto& line : p.setup) s += line + "\n";
-  // exec: exp becomes the batch shell, so B:USR1 reaches it directly.
+  // exec: exp becomes the batch shell, so the B: signal reaches it directly.
   s += fmt::format("exec {} run --from-manifest {} --index \"$SLURM_ARRAY_TASK_ID\"\n", exe.string(),
                    manifest.string());
   return s;
@@ -75,6 +84,11 @@ std::string slurm_requeue_id() {
   if (array && task && *array && *task) return fmt::format("{}_{}", array, task);
   const char* job = std::getenv("SLURM_JOB_ID");
   return job ? job : "";
+}
+
+Requeue requeue_after_stop(int stop_signal, int checkpoint_signal, int64_t restarts, int64_t max_num_timeout) {
+  if (stop_signal != checkpoint_signal) return Requeue::kNotOnThisSignal;
+  return restarts < max_num_timeout ? Requeue::kYes : Requeue::kTimeoutsSpent;
 }
 
 }  // namespace xp::jobs

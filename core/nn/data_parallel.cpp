@@ -38,30 +38,53 @@ void set_buffers(Module& m, const std::vector<std::byte>& bytes) {
 
 }  // namespace
 
-DataParallel::DataParallel(std::vector<Module*> replicas, int64_t logical_ranks)
-    : replicas_(std::move(replicas)), logical_ranks_(logical_ranks) {
+namespace {
+constexpr size_t kHeader = 8;  // the stop byte, padded so the records stay 8-byte aligned
+}  // namespace
+
+DataParallel::DataParallel(std::vector<Module*> replicas, int64_t logical_ranks, dist::ProcessGroup* processes)
+    : replicas_(std::move(replicas)), logical_ranks_(logical_ranks), processes_(processes) {
   if (logical_ranks_ < 1) throw std::invalid_argument(fmt::format("logical ranks must be ≥ 1, got {}", logical_ranks_));
-  if (replicas_.empty() || workers() > logical_ranks_)
-    throw std::invalid_argument(
-        fmt::format("workers must be between 1 and the {} logical ranks, got {}", logical_ranks_, workers()));
-  int64_t total = 0;
+  const int64_t owned = static_cast<int64_t>(owned_ranks().size());
+  if (replicas_.empty() || workers() > owned)
+    throw std::invalid_argument(fmt::format(
+        "workers must be between 1 and the {} logical ranks{}, got {}", owned,
+        processes_ && processes_->size() > 1 ? fmt::format(" this process runs (of {}, over {} processes)", logical_ranks_,
+                                                           processes_->size())
+                                             : "",
+        workers()));
   for (auto& [name, p] : replicas_[0]->parameters()) {
     if (p->value.device() != tensor::Device::kCPU)
       throw std::invalid_argument(fmt::format("data parallelism over logical ranks runs on the CPU ('{}' is not)", name));
-    total += p->value.numel();
+    slot_floats_ += p->value.numel();
   }
   for (Module* r : replicas_)
     if (r->parameters().size() != replicas_[0]->parameters().size())
       throw std::invalid_argument("data-parallel replicas differ in their parameters");
-  slots_.assign(static_cast<size_t>(logical_ranks_), std::vector<float>(static_cast<size_t>(total)));
   fix_gemm_blocking();
   broadcast_parameters();
 }
 
-DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int64_t rank, Module& model)>& shard) {
+std::vector<int64_t> DataParallel::owned_ranks() const {
+  const int64_t n = processes_ ? processes_->size() : 1, p = processes_ ? processes_->rank() : 0;
+  std::vector<int64_t> out;
+  for (int64_t r = p; r < logical_ranks_; r += n) out.push_back(r);
+  return out;
+}
+
+DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int64_t rank, Module& model)>& shard, bool* stop) {
+  const int64_t n_proc = processes_ ? processes_->size() : 1;
+  const std::vector<int64_t> owned = owned_ranks();
   const std::vector<std::byte> step_buffers = copy_buffers(*replicas_[0]);
-  std::vector<std::byte> rank0_buffers;
-  std::vector<ShardResult> results(static_cast<size_t>(logical_ranks_));
+  // The block this process contributes: header, the buffers its first rank leaves (rank 0's on
+  // process 0), then one record per rank, as many records on every process.
+  const size_t record = 16 + static_cast<size_t>(slot_floats_) * sizeof(float);
+  const size_t per_process = static_cast<size_t>((logical_ranks_ + n_proc - 1) / n_proc);
+  const size_t block = kHeader + step_buffers.size() + per_process * record;
+  local_.assign(block, std::byte{0});
+  local_[0] = std::byte{stop && *stop ? uint8_t{1} : uint8_t{0}};
+  std::byte* records = local_.data() + kHeader + step_buffers.size();
+
   std::exception_ptr failure;
   const int64_t w_count = workers();
   // One thread per worker; the layers' own OpenMP loops run serially inside (nested regions are
@@ -70,19 +93,24 @@ DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int6
   for (int64_t w = 0; w < w_count; ++w) {
     try {
       Module& m = *replicas_[static_cast<size_t>(w)];
-      for (int64_t rank = w; rank < logical_ranks_; rank += w_count) {
+      for (size_t i = static_cast<size_t>(w); i < owned.size(); i += static_cast<size_t>(w_count)) {
         set_buffers(m, step_buffers);
         m.zero_grad();
-        ShardResult r = shard(rank, m);
-        results[static_cast<size_t>(rank)] = r;
-        float* slot = slots_[static_cast<size_t>(rank)].data();
+        const ShardResult r = shard(owned[i], m);
+        std::byte* rec = records + i * record;
+        std::memcpy(rec, &r.loss_sum, 8);
+        std::memcpy(rec + 8, &r.correct, 8);
+        auto* slot = reinterpret_cast<float*>(rec + 16);
         for (auto& [name, p] : m.parameters()) {
           const float* g = p->grad.data<float>();
           const int64_t n = p->grad.numel();
-          for (int64_t i = 0; i < n; ++i) slot[i] = g[i] * r.grad_scale;
+          for (int64_t k = 0; k < n; ++k) slot[k] = g[k] * r.grad_scale;
           slot += n;
         }
-        if (rank == 0) rank0_buffers = copy_buffers(m);
+        if (i == 0) {
+          const std::vector<std::byte> left = copy_buffers(m);
+          std::memcpy(local_.data() + kHeader, left.data(), left.size());
+        }
       }
     } catch (...) {
 #pragma omp critical
@@ -91,24 +119,46 @@ DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int6
   }
   if (failure) std::rethrow_exception(failure);
 
+  // Every process's block, in process order (alone: this one).
+  const std::byte* blocks = local_.data();
+  if (n_proc > 1) {
+    gathered_.resize(block * static_cast<size_t>(n_proc));
+    processes_->all_gather_bytes(local_, gathered_);
+    blocks = gathered_.data();
+  }
+  auto record_of = [&](int64_t rank) {
+    return blocks + static_cast<size_t>(rank % n_proc) * block + kHeader + step_buffers.size() +
+           static_cast<size_t>(rank / n_proc) * record;
+  };
   // Σ over ranks in rank order, element by element (the same additions for any worker count).
+  std::vector<const float*> slots(static_cast<size_t>(logical_ranks_));
+  for (int64_t rank = 0; rank < logical_ranks_; ++rank)
+    slots[static_cast<size_t>(rank)] = reinterpret_cast<const float*>(record_of(rank) + 16);
   int64_t offset = 0;
   for (auto& [name, p] : replicas_[0]->parameters()) {
     float* g = p->grad.data<float>();
     const int64_t n = p->grad.numel();
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; ++i) {
-      float sum = slots_[0][static_cast<size_t>(offset + i)];
-      for (int64_t rank = 1; rank < logical_ranks_; ++rank) sum += slots_[static_cast<size_t>(rank)][static_cast<size_t>(offset + i)];
+      float sum = slots[0][offset + i];
+      for (int64_t rank = 1; rank < logical_ranks_; ++rank) sum += slots[static_cast<size_t>(rank)][offset + i];
       g[i] = sum;
     }
     offset += n;
   }
-  set_buffers(*replicas_[0], rank0_buffers);
+  set_buffers(*replicas_[0], std::vector<std::byte>(blocks + kHeader, blocks + kHeader + step_buffers.size()));
   ShardResult total{0.0, 0, 1.0f};
-  for (const ShardResult& r : results) {
-    total.loss_sum += r.loss_sum;
-    total.correct += r.correct;
+  for (int64_t rank = 0; rank < logical_ranks_; ++rank) {
+    double loss = 0.0;
+    int64_t correct = 0;
+    std::memcpy(&loss, record_of(rank), 8);
+    std::memcpy(&correct, record_of(rank) + 8, 8);
+    total.loss_sum += loss;
+    total.correct += correct;
+  }
+  if (stop) {
+    *stop = false;
+    for (int64_t p = 0; p < n_proc; ++p) *stop = *stop || blocks[static_cast<size_t>(p) * block] != std::byte{0};
   }
   return total;
 }

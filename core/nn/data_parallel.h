@@ -1,8 +1,13 @@
 // A logical data-parallel world (training.md §4.4.1, Singularity's replica splicing without a
-// device): a job fixes L logical ranks for its life; W workers (threads here) each run a fixed
-// round-robin subset of them, rank by rank. Every rank's gradient lands in its own slot and the
-// slots are summed in rank order 0, 1, …, L−1, so the summed gradient — and with it every
-// parameter — is bit-identical for any W: a run can continue on more or fewer workers.
+// device): a job fixes L logical ranks for its life; physical workers — N processes of a
+// launch (mpirun, srun), each with W threads — run fixed round-robin subsets of them (rank r on
+// process r mod N), rank by rank. Every rank's gradient lands in its own slot, the processes
+// all-gather their slots, and every process sums them in rank order 0, 1, …, L−1, so the
+// summed gradient — and with it every parameter — is bit-identical for any N and W: a run can
+// continue on more or fewer workers.
+//
+// The consistent cut (§4.4.4): a process that wants to stop (a signal) says so in the same
+// all-gather, so every process learns at the same step that one of them wants to stop.
 //
 // Why the pieces are as they are:
 // - GEMM runs single-threaded with fixed cache sizes while shards run (Eigen's blocking, and so
@@ -13,21 +18,25 @@
 //   broadcast of rank 0's buffers.
 // - The optimizer updates one model (the "squash" analogue); broadcast_parameters() copies it to
 //   the other workers' replicas.
-// CPU tensors only. Not thread-safe itself; run() uses W OpenMP threads inside.
+// CPU tensors only. Not thread-safe itself; run() uses W OpenMP threads inside. Every process
+// of the group must call run() the same number of times (SPMD).
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <vector>
 
+#include "core/dist/process_group.h"
 #include "core/nn/module.h"
 
 namespace xp::nn {
 
 class DataParallel {
  public:
-  // replicas[w] is worker w's copy of the model, replicas[0] the one the optimizer updates; all
-  // must have the same parameter and buffer shapes. 1 ≤ replicas.size() ≤ logical_ranks.
-  DataParallel(std::vector<Module*> replicas, int64_t logical_ranks);
+  // replicas[w] is this process's worker w's copy of the model, replicas[0] the one the
+  // optimizer updates; all must have the same parameter and buffer shapes. `processes`: the
+  // launch's processes (null: this process alone); each must have at least as many of the
+  // logical ranks as it has replicas.
+  DataParallel(std::vector<Module*> replicas, int64_t logical_ranks, dist::ProcessGroup* processes = nullptr);
 
   int64_t logical_ranks() const { return logical_ranks_; }
   int64_t workers() const { return static_cast<int64_t>(replicas_.size()); }
@@ -40,14 +49,24 @@ class DataParallel {
   // Runs shard(rank, model) for every logical rank on its worker, each after zero_grad and with
   // the step's buffers; leaves in replicas[0] the gradient Σ_r grad_scale_r · g_r summed in rank
   // order and rank 0's buffers. Returns the ranks' losses and counts summed in rank order.
-  ShardResult run(const std::function<ShardResult(int64_t rank, Module& model)>& shard);
+  // `stop`, when given: in, whether this process wants to stop; out, whether any process does
+  // (the same answer on every process, at the same step).
+  ShardResult run(const std::function<ShardResult(int64_t rank, Module& model)>& shard, bool* stop = nullptr);
   // Copies replicas[0]'s parameters and buffers into the other replicas (after its update).
   void broadcast_parameters();
 
  private:
+  // This process's logical ranks, in order.
+  std::vector<int64_t> owned_ranks() const;
+
   std::vector<Module*> replicas_;
   int64_t logical_ranks_;
-  std::vector<std::vector<float>> slots_;  // per logical rank: its scaled gradient, parameters concatenated
+  dist::ProcessGroup* processes_;
+  int64_t slot_floats_ = 0;  // parameters, concatenated
+  // Per owned rank (in order) a record: loss sum (f64), correct (i64), scaled gradient (f32 ×
+  // slot_floats_); a leading stop byte (padded to 8) — the block every process contributes.
+  std::vector<std::byte> local_;
+  std::vector<std::byte> gathered_;
 };
 
 }  // namespace xp::nn

@@ -129,12 +129,46 @@ void apply_job_settings(const ConfigNode& hydra, const fs::path& dir, const std:
     fs::current_path(dir);
 }
 
+// A Slurm array task stopped by a signal: requeue it when the signal was the time limit's
+// (jobs::requeue_after_stop says when).
+void requeue_if_timed_out(const ConfigNode& hydra, int checkpoint_signal, spdlog::logger& log) {
+  const std::string id = jobs::slurm_requeue_id();
+  if (id.empty() || !std::getenv("EXP_SLURM_MANIFEST")) return;
+  const ConfigNode* max = hydra.at_path("launcher.max_num_timeout");
+  const char* restarts = std::getenv("SLURM_RESTART_COUNT");
+  switch (jobs::requeue_after_stop(runtime::stop_signal(), checkpoint_signal, restarts ? std::atoll(restarts) : 0,
+                                   max && max->kind() == ConfigNode::Kind::kInt ? max->as_int() : 3)) {
+    case jobs::Requeue::kNotOnThisSignal:
+      log.info("stopped by signal {}, not the time limit's: not requeued (`exp run --resume` or Slurm continues it)",
+               runtime::stop_signal());
+      return;
+    case jobs::Requeue::kTimeoutsSpent:
+      log.warn("time limit reached {} times (hydra.launcher.max_num_timeout): not requeued; resume with --resume",
+               restarts ? restarts : "0");
+      return;
+    case jobs::Requeue::kYes:
+      break;
+  }
+  auto r = jobs::capture_process({"scontrol", "requeue", id});
+  if (r.is_ok()) log.info("requeued Slurm job {}", id);
+  else log.error("could not requeue {}: {}", id, r.status().message());
+}
+
 // Runs the experiment under a RunContext and reports; the config is already valid.
 int execute(experiments::Experiment& exp, jobs::RunSpec spec, const std::string& job_name) {
   // The stop handlers come before the log file: whoever sees the log (a test, a wrapper script)
   // may signal the run at once.
   ConfigNode signal = spec.hydra.find("checkpoint_signal") ? *spec.hydra.find("checkpoint_signal") : ConfigNode();
-  runtime::install_stop_handlers(signal.scalar_text() == "USR2" ? SIGUSR2 : SIGUSR1);
+  const int checkpoint_signal = signal.scalar_text() == "USR2" ? SIGUSR2 : SIGUSR1;
+  runtime::install_stop_handlers(checkpoint_signal);
+  const ConfigNode hydra = spec.hydra;
+  const bool writes = !spec.processes || spec.processes->rank() == 0;
+  if (!writes) {  // another process of a launch: the same run, nothing written, nothing printed
+    runtime::set_console_level(spdlog::level::warn);
+    jobs::RunContext ctx(std::move(spec));
+    const jobs::RunOutcome outcome = exp.run(ctx);
+    return outcome == jobs::RunOutcome::kPreempted ? runtime::kExitPreempted : 0;
+  }
   fs::create_directories(spec.output_dir);
   apply_job_settings(spec.hydra, spec.output_dir, job_name);
   auto log = runtime::logger();
@@ -150,12 +184,7 @@ int execute(experiments::Experiment& exp, jobs::RunSpec spec, const std::string&
     else  // e.g. a simulation stopped mid-run: it keeps no checkpoint, and must not claim one
       log->warn("stopped by signal {}; this run keeps no checkpoint, so `exp run --resume {}` starts it again "
                 "from the beginning", runtime::stop_signal(), dir.string());
-    std::string requeue = jobs::slurm_requeue_id();
-    if (!requeue.empty() && std::getenv("EXP_SLURM_MANIFEST")) {
-      auto r = jobs::capture_process({"scontrol", "requeue", requeue});
-      if (r.is_ok()) log->info("requeued Slurm job {}", requeue);
-      else log->error("could not requeue {}: {}", requeue, r.status().message());
-    }
+    requeue_if_timed_out(hydra, checkpoint_signal, *log);
     runtime::stop_logging_to_file();
     return runtime::kExitPreempted;
   }
@@ -222,9 +251,18 @@ int run_single(const RunOptions& o) {
     return 0;
   }
   if (const dist::LaunchInfo launch = dist::detect_launch(); launch.size > 1) {
-    if (!exp->runs_across_processes())
+    if (!exp->runs_across_processes() && !exp->runs_as_spmd())
       throw ConfigError(fmt::format("{} started {} ranks, but {} runs in one process", launch.launcher, launch.size, info.name),
-                        {}, {}, "run it without mpirun/srun (engine_serve uses them: deployment.tensor_parallel)");
+                        {}, {}, "run it without mpirun/srun (engine_serve and binarized_topology use them)");
+    if (exp->runs_as_spmd() && launch.rank != 0) {  // the same run; rank 0 writes the run directory
+      jobs::RunSpec spec;
+      spec.config = job;
+      spec.hydra = *resolved.find("hydra");
+      spec.output_dir = out;
+      spec.experiment = info.name;
+      spec.processes = dist::launched_world();
+      return execute(*exp, std::move(spec), resolved_text(resolved, "hydra.job.name"));
+    }
     if (launch.rank != 0) {  // a worker: rank 0 writes the run directory
       exp->run_worker();
       return 0;
@@ -262,6 +300,7 @@ int run_single(const RunOptions& o) {
   spec.overrides = task;
   spec.experiment = info.name;
   spec.resume = resume;
+  if (exp->runs_as_spmd() && dist::detect_launch().size > 1) spec.processes = dist::launched_world();
   return execute(*exp, std::move(spec), resolved_text(resolved, "hydra.job.name"));
 }
 
@@ -273,7 +312,10 @@ int run_resume(const RunOptions& o) {
   if (!fs::is_directory(dir))
     throw ConfigError(fmt::format("cannot resume {}: no such directory", dir.string()), {}, {},
                       "--resume takes a run directory made by `exp run`");
-  jobs::RunLock lock = lock_run_dir(dir);
+  // In a launch (a training run resumed on several ranks) rank 0 holds the lock and writes.
+  const dist::LaunchInfo launch = dist::detect_launch();
+  std::optional<jobs::RunLock> lock;
+  if (launch.rank == 0) lock.emplace(lock_run_dir(dir));
   const fs::path subdir = find_hydra_subdir(dir);
   if (!fs::exists(subdir / "hydra.yaml"))
     throw ConfigError(fmt::format("cannot resume {}: it holds no composed config (.hydra)", dir.string()), {}, {},
@@ -288,7 +330,7 @@ int run_resume(const RunOptions& o) {
   for (const fs::path& file : {dir / "results.h5", dir / "checkpoints" / "results.h5.saved"}) {
     try {
       if (file.filename() == "results.h5" && finished(file)) {
-        fmt::print("{} finished already: nothing to resume\n", dir.string());
+        if (launch.rank == 0) fmt::print("{} finished already: nothing to resume\n", dir.string());
         return 0;
       }
       auto reader = results::ResultsReader::open(file);  // closed before RunContext reopens it
@@ -321,7 +363,11 @@ int run_resume(const RunOptions& o) {
   const ConfigNode* name = job->find("experiment");
   const auto& info = experiments::find_experiment(name ? name->scalar_text() : "", {});
   auto exp = info.create(*job);
+  if (launch.size > 1 && !exp->runs_as_spmd())
+    throw ConfigError(fmt::format("{} started {} ranks, but a {} run resumes in one process", launch.launcher, launch.size, info.name),
+                      {"<command line>"}, {}, "resume it without mpirun/srun (an engine run restarts whole)");
   jobs::RunSpec spec;
+  if (launch.size > 1) spec.processes = dist::launched_world();
   spec.config = *job;
   spec.config_unresolved = unresolved;
   spec.hydra = hydra_file.find("hydra") ? *hydra_file.find("hydra") : ConfigNode::map();
@@ -432,6 +478,7 @@ int run_local_jobs(const fs::path& manifest, const std::vector<std::vector<std::
 int run_slurm_sweep(const Sweep& s) {
   ConfigNode launcher = config::resolve_at(s.base, "hydra.launcher");
   jobs::SlurmParams params = jobs::slurm_params_from(launcher);
+  params.checkpoint_signal = resolved_text(s.base, "hydra.checkpoint_signal") == "USR2" ? "USR2" : "USR1";
   fs::path slurm_dir = s.dir / ".slurm";
   fs::create_directories(slurm_dir);
   std::string script = jobs::sbatch_script(params, resolved_text(s.base, "hydra.job.name"), s.dir, s.jobs.size(),
@@ -560,9 +607,8 @@ int print_config(const RunOptions& o) {
 
 int run_command(const RunOptions& o) {
   try {
-    if (dist::detect_launch().size > 1 && (!o.manifest.empty() || !o.resume_dir.empty() || o.multirun))
-      throw ConfigError("a launch of several ranks runs one job", {"<command line>"}, {},
-                        "sweeps and --resume run without mpirun/srun (an engine run restarts whole)");
+    if (dist::detect_launch().size > 1 && (!o.manifest.empty() || o.multirun))
+      throw ConfigError("a launch of several ranks runs one job", {"<command line>"}, {}, "sweeps run without mpirun/srun");
     if (!o.manifest.empty()) return run_from_manifest(o);
     if (!o.resume_dir.empty()) return run_resume(o);
     if (!o.cfg.empty() || !o.info.empty()) return print_config(o);

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "tests/support/exp_cli.h"
+#include "core/results/results_file.h"
 #include "tests/support/run_results.h"
 
 namespace xp::cli {
@@ -144,6 +145,93 @@ TEST_F(MpiFaults, AStoppedWorkerTimesOutNamingItAndNothingIsComplete) {
   EXPECT_NE(err.find("timed out after 2 s waiting for rank 1"), std::string::npos) << err;
   EXPECT_LT(seconds, 30);
   EXPECT_FALSE(complete(dir_ / "r/results.h5"));
+}
+
+// Training on logical ranks across processes (training.md §4.4): the processes of a launch train
+// the bits of one process; a stop asked of one process is taken by all after the same step; a
+// run moves between process counts and directories and ends where an uninterrupted run does.
+class MpiTraining : public MpiLaunch {
+ protected:
+  void SetUp() override { setenv("OMP_NUM_THREADS", "1", 1); }
+  std::string job(const std::string& run_dir, const std::string& extra = "") const {
+    return kConfigs + "/experiment/binarized_topology.yaml data.dataset=digits network.layers=[64,256,256,10] "
+           "network.init_p=0.01 train.epochs=30 train.batch_size=50 train.lr=0.01 train.checkpoint_every=5 "
+           "train.logical_ranks=4 eval.sweep_every=10 eval.on_step=0.5 hydra.run.dir=" + run_dir + " " + extra;
+  }
+  // Starts `command` (an mpirun line), waits for `checkpoint` to appear, sends `signal` to rank
+  // `rank`, and returns the launch's exit status.
+  int signal_rank_at(const std::string& command, const std::string& mark, const fs::path& checkpoint, int rank, int signal) {
+    const std::string cmd = command + " > out.txt 2> err.txt";
+    pid_t sh = -1;
+    const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
+    EXPECT_EQ(posix_spawn(&sh, "/bin/sh", nullptr, nullptr, const_cast<char* const*>(argv), environ), 0);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!fs::exists(checkpoint) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    const pid_t target = find_rank(mark, rank);
+    EXPECT_GT(target, 0) << "rank " << rank << " not found";
+    if (target > 0) kill(target, signal);
+    int status = 0;
+    waitpid(sh, &status, 0);
+    return WEXITSTATUS(status);
+  }
+  std::string summary(const std::string& run_dir, const char* key) const {
+    auto r = results::ResultsReader::open(dir_ / run_dir / "results.h5");
+    return std::get<std::string>(*r->attr("/summary", key));
+  }
+};
+
+TEST_F(MpiTraining, TwoAndFourProcessesTrainTheBitsOfOne) {
+  ASSERT_EQ(exp("run " + job("one", "train.workers=1")).rc, 0);
+  for (int np : {2, 4}) {
+    const std::string run = fmt::format("np{}", np);
+    Ran r = launch(np, job(run));
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(summary(run, "final_state_xxh3"), summary("one", "final_state_xxh3")) << np << " processes";
+    EXPECT_EQ(r.out.find("results:"), r.out.rfind("results:")) << "rank 0 alone reports: " << r.out;
+  }
+}
+
+// The acceptance test of training.md §4.4.7 across processes: run B on 2 processes is stopped
+// by SIGTERM sent to one of them (both stop after the same step, exit 75), moved to another
+// directory, resumed on 1 process and killed there by SIGKILL, and finished on 2 processes; its
+// weights, per-epoch losses and every table equal run A's (1 process, uninterrupted).
+TEST_F(MpiTraining, RunStoppedOnTwoProcessesResumesOnOneThenTwoBitForBit) {
+  ASSERT_EQ(exp("run " + job("a", "train.workers=1")).rc, 0);
+  const std::string mark = fmt::format("{}", ::getpid());
+  const int rc = signal_rank_at(mpirun(2, job("b"), mark), mark, dir_ / "b/checkpoints/ckpt-000003000015.ckpt", 1, SIGTERM);
+  ASSERT_EQ(rc, 75) << dir_.read("err.txt");
+  ASSERT_FALSE(complete(dir_ / "b/results.h5"));
+  fs::rename(dir_ / "b", dir_ / "moved");
+  std::vector<std::string> one = {"run", "--resume", (dir_ / "moved").string(), "--workers", "1"};
+  const int killed = testing::run_exp_until_checkpoint(one, dir_ / "one.err", dir_ / "moved/checkpoints/ckpt-000011000005.ckpt", SIGKILL);
+  ASSERT_EQ(killed, -1) << "finished before it could be killed: " << dir_.read("one.err");
+  Ran finished = launch(2, "--resume " + (dir_ / "moved").string());
+  ASSERT_EQ(finished.rc, 0) << finished.err;
+  ASSERT_TRUE(complete(dir_ / "moved/results.h5"));
+
+  EXPECT_EQ(summary("moved", "final_state_xxh3"), summary("a", "final_state_xxh3"));
+  auto a = results::ResultsReader::open(dir_ / "a/results.h5");
+  auto b = results::ResultsReader::open(dir_ / "moved/results.h5");
+  for (const char* table : {"/train/layers", "/sweep", "/nor", "/predictions"})
+    EXPECT_EQ(a->read_table(table).values, b->read_table(table).values) << table;
+  auto ea = a->read_table("/train/epochs"), eb = b->read_table("/train/epochs");
+  ASSERT_EQ(eb.rows, 30);
+  for (size_t col = 0; col + 1 < ea.values.size(); ++col) EXPECT_EQ(ea.values[col], eb.values[col]) << col;
+}
+
+TEST_F(MpiTraining, AStoppedProcessTimesOutNamingItAndNothingIsComplete) {
+  const std::string mark = fmt::format("{}", ::getpid() + 7);
+  const auto t0 = std::chrono::steady_clock::now();
+  const int rc = signal_rank_at(mpirun(2, job("s", "train.collective_timeout_s=2"), mark), mark,
+                                dir_ / "s/checkpoints/ckpt-000001000005.ckpt", 1, SIGSTOP);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::string err = dir_.read("err.txt");
+  EXPECT_NE(rc, 0) << err;
+  EXPECT_NE(rc, 124) << "the launch hung until timeout(1) ended it";
+  EXPECT_NE(err.find("waiting for rank 1"), std::string::npos) << err;
+  EXPECT_LT(seconds, 40);
+  EXPECT_FALSE(complete(dir_ / "s/results.h5"));
 }
 
 }  // namespace xp::cli

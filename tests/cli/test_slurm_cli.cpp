@@ -5,8 +5,11 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <iostream>
+#include <thread>
 
+#include "core/results/results_file.h"
 #include "tests/support/exp_cli.h"
 #include "tests/support/run_results.h"
 
@@ -75,6 +78,50 @@ TEST_F(SlurmLaunch, ABatchScriptOfSrunServesTheTokensOfOneProcess) {
   ASSERT_EQ(r.rc, 0) << r.err << dir_.read("job.out");
   EXPECT_EQ(tokens("batch"), tokens("one"));
   EXPECT_NE(dir_.read("job.out").find("results:"), std::string::npos);
+}
+
+// Training on logical ranks under Slurm (training.md §4.4, conventions.md §3): tasks of a job
+// train the bits of one process; `scancel --signal=TERM` stops every task after the same step
+// with a checkpoint (exit 75, no requeue), and the run resumes on another task count.
+std::string train(const fs::path& run_dir, const std::string& extra = "") {
+  return fmt::format("{} run {}/experiment/binarized_topology.yaml data.dataset=digits network.layers=[64,256,256,10] "
+                     "network.init_p=0.01 train.epochs=30 train.batch_size=50 train.lr=0.01 train.checkpoint_every=5 "
+                     "train.logical_ranks=4 eval.sweep_every=10 eval.on_step=0.5 hydra.run.dir={} {}",
+                     testing::kExp, kConfigs, run_dir.string(), extra);
+}
+
+std::string final_state(const fs::path& run_dir) {
+  auto r = results::ResultsReader::open(run_dir / "results.h5");
+  return std::get<std::string>(*r->attr("/summary", "final_state_xxh3"));
+}
+
+TEST_F(SlurmLaunch, SrunTasksTrainTheBitsOfOneProcess) {
+  ASSERT_EQ(sh(train(dir_ / "one", "train.workers=1")).rc, 0);
+  Ran r = sh("timeout 120 srun --mpi=pmix -n 2 " + train(dir_ / "srun"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(testing::run_complete(dir_ / "srun/results.h5"));
+  EXPECT_EQ(final_state(dir_ / "srun"), final_state(dir_ / "one"));
+}
+
+TEST_F(SlurmLaunch, AJobCancelledWithTermStopsEveryTaskAndResumesOnAnotherCount) {
+  ASSERT_EQ(sh(train(dir_ / "one", "train.workers=1")).rc, 0);
+  dir_.write("job.sh", "#!/bin/bash\n#SBATCH --ntasks=2 --time=00:05:00\nsrun --mpi=pmix " + train(dir_ / "b") + "\n");
+  Ran submitted = sh("sbatch --parsable --output=" + (dir_ / "job.out").string() + " job.sh");
+  ASSERT_EQ(submitted.rc, 0) << submitted.err;
+  const std::string id = submitted.out.substr(0, submitted.out.find_first_of("\n;"));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  while (!fs::exists(dir_ / "b/checkpoints/ckpt-000002000005.ckpt") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(sh("scancel --signal=TERM " + id).rc, 0);
+  // The job ends by itself (the tasks save and exit 75): wait for Slurm to forget it.
+  while (sh("squeue -h -j " + id).out.find(id) != std::string::npos && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_FALSE(testing::run_complete(dir_ / "b/results.h5")) << dir_.read("job.out");
+  EXPECT_NE(dir_.read("job.out").find("checkpoint saved"), std::string::npos) << dir_.read("job.out");
+  Ran resumed = sh("timeout 120 srun -n 1 " + std::string(testing::kExp) + " run --resume " + (dir_ / "b").string());
+  ASSERT_EQ(resumed.rc, 0) << resumed.err;
+  EXPECT_TRUE(testing::run_complete(dir_ / "b/results.h5"));
+  EXPECT_EQ(final_state(dir_ / "b"), final_state(dir_ / "one"));
 }
 
 }  // namespace xp::cli

@@ -1,4 +1,7 @@
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <csignal>
 
 #include <fstream>
 
@@ -180,6 +183,37 @@ TEST(Slurm, SbatchScriptMatchesGoldenFile) {
   std::string script = sbatch_script(p, "quickstart", "/sweeps/s1", 4, "/opt/exp/build/exp", "/sweeps/s1/.slurm/jobs.yaml");
   std::string golden = testing::TempDir::read_file(std::string(EXP_SOURCE_DIR) + "/tests/jobs/golden/sbatch.txt");
   EXPECT_EQ(script, golden);
+}
+
+// One setting drives both ends: the signal Slurm sends before the time limit is the one the job
+// checkpoints on (a USR2 handler and a USR1 --signal killed tasks before they could save).
+TEST(Slurm, TheScriptAsksForTheCheckpointSignal) {
+  SlurmParams p = slurm_params_from(config::load_yaml_string("name: slurm\ntimeout_min: 30\n", "l"));
+  p.checkpoint_signal = "USR2";
+  EXPECT_THAT(sbatch_script(p, "j", "/s", 2, "/exp", "/s/m.yaml"), ::testing::HasSubstr("#SBATCH --signal=B:USR2@120\n"));
+}
+
+TEST(Slurm, ATimeLimitNoLongerThanTheSignalDelayIsRefusedNamingTheKey) {
+  try {
+    slurm_params_from(config::load_yaml_string("name: slurm\ntimeout_min: 2\nsignal_delay_s: 120\n", "launcher.yaml"));
+    FAIL() << "accepted";
+  } catch (const config::ConfigError& e) {
+    EXPECT_EQ(e.key(), "hydra.launcher.signal_delay_s");
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("launcher.yaml:3"));
+    EXPECT_THAT(e.hint(), ::testing::HasSubstr("timeout_min above 2"));
+  }
+  EXPECT_NO_THROW(slurm_params_from(config::load_yaml_string("name: slurm\ntimeout_min: 3\nsignal_delay_s: 120\n", "l")));
+}
+
+TEST(Slurm, OnlyTheTimeLimitSignalRequeuesAndAtMostMaxNumTimeoutTimes) {
+  EXPECT_EQ(requeue_after_stop(SIGUSR1, SIGUSR1, 0, 3), Requeue::kYes);
+  EXPECT_EQ(requeue_after_stop(SIGUSR1, SIGUSR1, 2, 3), Requeue::kYes);
+  EXPECT_EQ(requeue_after_stop(SIGUSR1, SIGUSR1, 3, 3), Requeue::kTimeoutsSpent);
+  EXPECT_EQ(requeue_after_stop(SIGUSR1, SIGUSR1, 0, 0), Requeue::kTimeoutsSpent);  // 0: never
+  EXPECT_EQ(requeue_after_stop(SIGTERM, SIGUSR1, 0, 3), Requeue::kNotOnThisSignal);  // scancel
+  EXPECT_EQ(requeue_after_stop(SIGINT, SIGUSR1, 0, 3), Requeue::kNotOnThisSignal);
+  EXPECT_EQ(requeue_after_stop(SIGUSR2, SIGUSR2, 0, 3), Requeue::kYes);
+  EXPECT_EQ(requeue_after_stop(SIGUSR1, SIGUSR2, 0, 3), Requeue::kNotOnThisSignal);
 }
 
 TEST(Slurm, UnknownLauncherKeyIsRejected) {

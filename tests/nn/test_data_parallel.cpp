@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "core/dist/thread_group.h"
 #include "core/nn/activation.h"
 #include "core/nn/data_parallel.h"
 #include "core/nn/linear.h"
@@ -91,6 +92,49 @@ TEST(DataParallelTest, OpenMpThreadCountDoesNotChangeTheGradient) {
   auto four = grads_after_step(2);
   omp_set_num_threads(before);
   EXPECT_EQ(one, four);
+}
+
+// Processes (here the thread backend of core/dist; the same code runs over MPI): N processes
+// with W workers each give the one-process bits on every process, and a stop wanted by one
+// process is known to all after the same step.
+std::vector<std::vector<float>> grads_on_processes(int processes, int64_t workers_each, int stopper, std::vector<int>& stopped) {
+  std::vector<std::vector<std::vector<float>>> per_process(static_cast<size_t>(processes));
+  stopped.assign(static_cast<size_t>(processes), -1);
+  dist::run_threads(processes, dist::Seconds(30), [&](dist::ProcessGroup& g) {
+    std::vector<std::unique_ptr<Sequential>> replicas;
+    std::vector<Module*> pointers;
+    for (int64_t w = 0; w < workers_each; ++w) {
+      replicas.push_back(model());
+      pointers.push_back(replicas.back().get());
+    }
+    DataParallel dp(pointers, kRanks, &g);
+    for (int step = 0; step < 2; ++step) {
+      bool stop = g.rank() == stopper && step == 1;
+      dp.run(shard, &stop);
+      if (stop && stopped[static_cast<size_t>(g.rank())] < 0) stopped[static_cast<size_t>(g.rank())] = step;
+    }
+    auto& out = per_process[static_cast<size_t>(g.rank())];
+    for (auto& [name, p] : pointers[0]->parameters())
+      out.emplace_back(p->grad.data<float>(), p->grad.data<float>() + p->grad.numel());
+    for (auto& [name, b] : pointers[0]->buffers())
+      if (b->dtype() == tensor::DType::kF32) out.emplace_back(b->data<float>(), b->data<float>() + b->numel());
+  });
+  for (int p = 1; p < processes; ++p) EXPECT_EQ(per_process[static_cast<size_t>(p)], per_process[0]) << "process " << p;
+  return per_process[0];
+}
+
+TEST(DataParallelTest, ProcessesGiveTheOneProcessBitsOnEveryProcess) {
+  std::vector<int> stopped;
+  const auto one = grads_on_processes(1, 1, -1, stopped);
+  EXPECT_EQ(grads_on_processes(2, 1, -1, stopped), one);
+  EXPECT_EQ(grads_on_processes(2, 3, -1, stopped), one);
+  EXPECT_EQ(grads_on_processes(4, 1, -1, stopped), one);  // 6 ranks: two processes run 2, two run 1
+}
+
+TEST(DataParallelTest, AStopWantedByOneProcessIsAgreedByAllAtTheSameStep) {
+  std::vector<int> stopped;
+  grads_on_processes(3, 1, 2, stopped);
+  EXPECT_EQ(stopped, std::vector<int>({1, 1, 1}));
 }
 
 TEST(DataParallelTest, BuffersAfterAStepAreRankZeros) {
