@@ -573,10 +573,12 @@ class Composer {
     ConfigNode choices = ConfigNode::map();
     for (const auto& [k, v] : out_.choices) choices.set(k, ConfigNode::string(v));
     h.ensure_path("runtime.choices") = choices;
+    // Hydra's rule: the framework's own overrides are not the task's (and would make
+    // `hydra.sweep.subdir=${hydra.job.override_dirname}` refer to itself).
+    std::vector<std::string> sorted = task_overrides(req_.overrides);
     ConfigNode task = ConfigNode::list();
-    for (const auto& o : req_.overrides) task.push_back(ConfigNode::string(o));
+    for (const auto& o : sorted) task.push_back(ConfigNode::string(o));
     h.ensure_path("overrides.task") = task;
-    std::vector<std::string> sorted = req_.overrides;
     std::sort(sorted.begin(), sorted.end());
     h.ensure_path("job.override_dirname") = ConfigNode::string(fmt::format("{}", fmt::join(sorted, ",")));
     out_.overrides = req_.overrides;
@@ -626,6 +628,16 @@ ComposedConfig compose(const ComposeRequest& request) {
   ComposeRequest with_path = request;
   with_path.search_path = SearchPath(dirs);
   return Composer(with_path).run();
+}
+
+std::vector<std::string> task_overrides(const std::vector<std::string>& overrides) {
+  std::vector<std::string> out;
+  for (const auto& o : overrides) {
+    const size_t start = o.find_first_not_of("+~");
+    const std::string key = start == std::string::npos ? o : o.substr(start);
+    if (!key.starts_with("hydra.") && !key.starts_with("hydra/")) out.push_back(o);
+  }
+  return out;
 }
 
 }  // namespace xp::config

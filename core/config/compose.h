@@ -67,4 +67,8 @@ struct ComposedConfig {
 // Throws ConfigError (file:line:col, key, hint) on anything a person must fix.
 ComposedConfig compose(const ComposeRequest& request);
 
+// The overrides that are the task's: those of the framework itself (hydra.*, hydra/...) are kept
+// apart, as Hydra keeps them (hydra.overrides.task, hydra.job.override_dirname).
+std::vector<std::string> task_overrides(const std::vector<std::string>& overrides);
+
 }  // namespace xp::config

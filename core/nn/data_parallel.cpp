@@ -78,15 +78,20 @@ DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int6
   const std::vector<std::byte> step_buffers = copy_buffers(*replicas_[0]);
   // The block this process contributes: header, the buffers its first rank leaves (rank 0's on
   // process 0), then one record per rank, as many records on every process.
-  const size_t record = 16 + static_cast<size_t>(slot_floats_) * sizeof(float);
+  const int64_t w_count = workers();
+  // One worker alone adds each rank's gradient to the sum as soon as it is made (the same
+  // additions, in the same order, as summing the slots afterwards) and keeps no slots.
+  const bool direct = n_proc == 1 && w_count == 1;
+  const size_t record = 16 + (direct ? 0 : static_cast<size_t>(slot_floats_) * sizeof(float));
   const size_t per_process = static_cast<size_t>((logical_ranks_ + n_proc - 1) / n_proc);
   const size_t block = kHeader + step_buffers.size() + per_process * record;
-  local_.assign(block, std::byte{0});
+  local_.resize(block);  // every byte that is read is written below (padding records are not read)
   local_[0] = std::byte{stop && *stop ? uint8_t{1} : uint8_t{0}};
   std::byte* records = local_.data() + kHeader + step_buffers.size();
+  if (direct) sum_.resize(static_cast<size_t>(slot_floats_));
+  for (Module* m : replicas_) m->zero_grad();  // afterwards each shard's copy leaves the gradients zero
 
   std::exception_ptr failure;
-  const int64_t w_count = workers();
   // One thread per worker; the layers' own OpenMP loops run serially inside (nested regions are
   // inactive), and GEMM is single-threaded (fix_gemm_blocking).
 #pragma omp parallel for schedule(static, 1) num_threads(static_cast<int>(w_count))
@@ -95,17 +100,22 @@ DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int6
       Module& m = *replicas_[static_cast<size_t>(w)];
       for (size_t i = static_cast<size_t>(w); i < owned.size(); i += static_cast<size_t>(w_count)) {
         set_buffers(m, step_buffers);
-        m.zero_grad();
         const ShardResult r = shard(owned[i], m);
         std::byte* rec = records + i * record;
         std::memcpy(rec, &r.loss_sum, 8);
         std::memcpy(rec + 8, &r.correct, 8);
-        auto* slot = reinterpret_cast<float*>(rec + 16);
+        // The scaled gradient into the rank's slot (or onto the running sum), zeroing it behind.
+        float* out = direct ? sum_.data() : reinterpret_cast<float*>(rec + 16);
+        const bool add = direct && i > 0;
         for (auto& [name, p] : m.parameters()) {
-          const float* g = p->grad.data<float>();
+          float* g = p->grad.data<float>();
           const int64_t n = p->grad.numel();
-          for (int64_t k = 0; k < n; ++k) slot[k] = g[k] * r.grad_scale;
-          slot += n;
+          for (int64_t k = 0; k < n; ++k) {
+            const float scaled = g[k] * r.grad_scale;
+            out[k] = add ? out[k] + scaled : scaled;
+            g[k] = 0.0f;
+          }
+          out += n;
         }
         if (i == 0) {
           const std::vector<std::byte> left = copy_buffers(m);
@@ -132,12 +142,18 @@ DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int6
   };
   // Σ over ranks in rank order, element by element (the same additions for any worker count).
   std::vector<const float*> slots(static_cast<size_t>(logical_ranks_));
-  for (int64_t rank = 0; rank < logical_ranks_; ++rank)
-    slots[static_cast<size_t>(rank)] = reinterpret_cast<const float*>(record_of(rank) + 16);
+  if (!direct)
+    for (int64_t rank = 0; rank < logical_ranks_; ++rank)
+      slots[static_cast<size_t>(rank)] = reinterpret_cast<const float*>(record_of(rank) + 16);
   int64_t offset = 0;
   for (auto& [name, p] : replicas_[0]->parameters()) {
     float* g = p->grad.data<float>();
     const int64_t n = p->grad.numel();
+    if (direct) {
+      std::memcpy(g, sum_.data() + offset, static_cast<size_t>(n) * sizeof(float));
+      offset += n;
+      continue;
+    }
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; ++i) {
       float sum = slots[0][offset + i];

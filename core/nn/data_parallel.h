@@ -67,6 +67,7 @@ class DataParallel {
   // slot_floats_); a leading stop byte (padded to 8) — the block every process contributes.
   std::vector<std::byte> local_;
   std::vector<std::byte> gathered_;
+  std::vector<float> sum_;  // one worker alone: the running rank-order sum
 };
 
 }  // namespace xp::nn

@@ -73,15 +73,7 @@ fs::path output_dir_of(const ConfigNode& root) {
   return fs::absolute(dir).lexically_normal();
 }
 
-// Overrides of the framework itself (hydra.*) are not the task's: Hydra keeps them apart.
-std::vector<std::string> task_overrides(const std::vector<std::string>& all) {
-  std::vector<std::string> out;
-  for (const auto& o : all) {
-    std::string key = o.substr(o.find_first_not_of("+~"));
-    if (!key.starts_with("hydra.") && !key.starts_with("hydra/")) out.push_back(o);
-  }
-  return out;
-}
+using config::task_overrides;
 
 ConfigNode string_list(const std::vector<std::string>& v) {
   ConfigNode l = ConfigNode::list();
@@ -401,11 +393,14 @@ Sweep plan_sweep(const RunOptions& o) {
   ConfigNode params = config::resolve_at(s.base, "hydra.sweeper.params");
   s.jobs = config::expand_sweep(o.overrides, s.request.search_path, params);
   s.dir = fs::absolute(resolved_text(s.base, "hydra.sweep.dir")).lexically_normal();
-  // Every job must compose before anything runs: a typo in job 7 should not surface after 6 ran.
+  // Every job must compose, resolve and pass its experiment's config checks before anything runs
+  // or is submitted: a typo in job 7 should not surface after 6 ran, nor in every task of an array.
   for (const auto& job : s.jobs) {
     config::ComposeRequest r = s.request;
     r.overrides = job;
-    config::resolve(config::compose(r).job());
+    ConfigNode resolved = config::resolve(config::compose(r).job());
+    if (const ConfigNode* name = resolved.find("experiment"); name && name->is_string())
+      experiments::find_experiment(name->as_string(), name->loc()).create(resolved);
   }
   return s;
 }

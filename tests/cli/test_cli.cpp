@@ -215,6 +215,15 @@ TEST_F(Cli, EveryShippedConfigIsValid) {
   EXPECT_FALSE(fs::exists(path("results")));  // --check writes nothing
 }
 
+// A key the experiment rejects, in some jobs of a sweep, stops the sweep before any job runs
+// (or, under Slurm, before anything is submitted): exit 2 naming it, no run directory.
+TEST_F(Cli, ASweepWithAKeyTheExperimentRejectsRunsNothing) {
+  Ran r = exp("run -m " + kLinReg + " " + kSmall + " +train.momentum=0.9,0.5 hydra.sweep.dir=sw");
+  EXPECT_EQ(r.rc, 2) << r.err;
+  EXPECT_NE(r.err.find("momentum"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "sw/0"));
+}
+
 TEST_F(Cli, SweepWithoutMultirunIsRefused) {
   Ran r = exp("run " + kLinReg + " train.lr=0.1,0.2");
   EXPECT_EQ(r.rc, 2);

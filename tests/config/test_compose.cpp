@@ -183,6 +183,16 @@ TEST_F(Compose, SweepInSingleRunIsRefused) {
   }
 }
 
+// Hydra leaves its own overrides out of override_dirname: with them in, the Hydra idiom
+// `hydra.sweep.subdir=${hydra.job.override_dirname}` referred to itself.
+TEST_F(Compose, OverrideDirnameLeavesOutTheFrameworksOwnOverrides) {
+  ConfigNode h = *resolve(run({"seed=3", "hydra.sweep.subdir=${hydra.job.override_dirname}", "hydra.job.name=x"}).root)
+                      .at_path("hydra");
+  EXPECT_EQ(h.at_path("job.override_dirname")->as_string(), "seed=3");
+  EXPECT_EQ(h.at_path("sweep.subdir")->as_string(), "seed=3");
+  EXPECT_EQ(h.at_path("overrides.task")->size(), 1u);
+}
+
 TEST_F(Compose, HydraSubtreeHasRunDirsChoicesAndJobName) {
   ComposedConfig c = run({"scheduler=sarathi", "seed=3"});
   ConfigNode h = resolve(c.root).at_path("hydra") ? *resolve(c.root).at_path("hydra") : ConfigNode();

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Singularity's overheads on our logical-rank trainer (training.md §4.4.8), for the float MLP
+# 784-1024-1024-10 on Fashion-MNIST (binarized input, batch 200, TRAIN_SAMPLES samples, one
+# epoch), as a user runs it — `exp run binarized_topology network.method=float_mlp`:
+#   - plain training: 1 logical rank on 1 thread (the baseline);
+#   - L = 8 logical ranks time-sliced on 1 worker (replica splicing; goal < 3% over plain);
+#   - L = 2 on 2 worker threads, and on 2 processes (`mpirun -np 2`, goal ≥ 1.7× plain);
+#   - the checkpoint against a raw dump of the parameters and optimizer moments;
+#   - preempt-to-resume: SIGTERM to exit 75, and `--resume` to its first step.
+# The stop vote rides in the gradient exchange (one byte; no collective of its own), so its cost
+# is inside the 2-process row. Training seconds (the optimizer steps) come from each run's
+# summary; every configuration runs ROUNDS times, interleaved, and reports its median.
+#   scripts/reproduce_singularity.sh [TRAIN_SAMPLES] [ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+samples=${1:-20000}
+rounds=${2:-3}
+exp=./build/exp
+[ -x "$exp" ] || { echo "build first: cmake -S . -B build -G Ninja && cmake --build build" >&2; exit 2; }
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+common="configs/experiment/binarized_topology.yaml network.method=float_mlp train.epochs=1 eval.sweep_every=0"
+base="$common data.train_subset=$samples train.checkpoint_every=0"
+
+train() {  # name, launcher prefix (or ""), logical ranks, workers -> training seconds
+  local name=$1 launcher=$2 ranks=$3 workers=$4
+  rm -rf "${out:?}/$name"
+  OMP_NUM_THREADS=1 $launcher "$exp" run $base train.logical_ranks="$ranks" train.workers="$workers" \
+    hydra.run.dir="$out/$name" > "$out/$name.out" 2>&1
+  awk '/^ *train_seconds/ {print $2}' "$out/$name.out"
+}
+
+median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+
+echo "Singularity-style overheads, float MLP 784-1024-1024-10, $samples samples, batch 200, median of $rounds ($(nproc) cores, $(date -u +%F))"
+rows=("plain||1|1|plain: 1 logical rank, 1 thread (baseline)" "sliced||8|1|L = 8 time-sliced on 1 worker"
+      "threads||2|2|L = 2 on 2 worker threads" "mpirun|mpirun --allow-run-as-root --oversubscribe -np 2|2|1|L = 2 on 2 processes (mpirun)")
+declare -A times
+for ((r = 0; r < rounds; r++)); do
+  for row in "${rows[@]}"; do
+    IFS='|' read -r name launcher ranks workers label <<< "$row"
+    times[$name]+="$(train "$name" "$launcher" "$ranks" "$workers") "
+  done
+done
+plain=$(tr ' ' '\n' <<< "${times[plain]}" | grep . | median)
+printf "%-46s %12s %12s\n" "configuration" "train s" "vs plain"
+for row in "${rows[@]}"; do
+  IFS='|' read -r name launcher ranks workers label <<< "$row"
+  t=$(tr ' ' '\n' <<< "${times[$name]}" | grep . | median)
+  awk -v l="$label" -v t="$t" -v p="$plain" 'BEGIN {printf "%-46s %12.3f %11.3fx\n", l, t, p / t}'
+done
+
+# Checkpoint size against the raw bytes of the parameters and Adam's two moments (f32).
+"$exp" run $common data.train_subset=$samples train.checkpoint_every=5 train.logical_ranks=2 hydra.run.dir="$out/ckpt" > /dev/null 2>&1
+ckpt=$(ls -S "$out"/ckpt/checkpoints/*.ckpt | head -1)
+params=$((784 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 10 + 10))
+awk -v c="$(stat -c %s "$ckpt")" -v p="$params" 'BEGIN {
+  printf "checkpoint %.1f MB; raw parameters %.1f MB, with Adam moments %.1f MB: %.3fx the raw state\n",
+         c / 1e6, 4 * p / 1e6, 12 * p / 1e6, c / (12 * p) }'
+
+# Preempt to resume: SIGTERM once the run is past its first checkpoint, to exit 75; then the
+# resumed run's start to its first step (the log's "resumed at" line).
+now() { date +%s.%N; }
+rm -rf "$out/pre"
+"$exp" run $common train.checkpoint_every=20 train.logical_ranks=2 \
+  hydra.run.dir="$out/pre" > "$out/pre.out" 2>&1 &
+pid=$!
+until ls "$out"/pre/checkpoints/*.ckpt > /dev/null 2>&1; do sleep 0.05; done
+t0=$(now)
+kill -TERM $pid
+wait $pid || true
+t1=$(now)
+"$exp" run --resume "$out/pre" > "$out/resume.out" 2>&1 &
+rpid=$!
+until grep -q "resumed at" "$out/resume.out" 2> /dev/null; do sleep 0.01; done
+t2=$(now)
+kill -TERM $rpid; wait $rpid || true
+awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN {
+  printf "preempt to resume: SIGTERM to exit %.2f s, --resume to its first step %.2f s, %.2f s in all\n", b - a, c - b, c - a }'
