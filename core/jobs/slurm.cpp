@@ -72,9 +72,13 @@ std::string sbatch_script(const SlurmParams& p, const std::string& job_name, con
   s += "# Each file has one writer, so HDF5 file locks (which NFS/Lustre often refuse) are not needed.\n";
   s += "export HDF5_USE_FILE_LOCKING=FALSE\n";
   for (const auto& line : p.setup) s += line + "\n";
-  // exec: exp becomes the batch shell, so the B: signal reaches it directly.
-  s += fmt::format("exec {} run --from-manifest {} --index \"$SLURM_ARRAY_TASK_ID\"\n", exe.string(),
-                   manifest.string());
+  // exec: exp (or srun) becomes the batch shell, so the B: signal reaches it directly. Several
+  // tasks are the processes of one srun launch (a training run spreads its logical ranks over
+  // them); srun passes the signal on to them, and the cluster's MpiDefault — or SLURM_MPI_TYPE
+  // exported by a `setup` line — chooses how OpenMPI finds its peers.
+  const bool launch = p.nodes * p.tasks_per_node > 1;
+  s += fmt::format("exec {}{} run --from-manifest {} --index \"$SLURM_ARRAY_TASK_ID\"\n", launch ? "srun " : "",
+                   exe.string(), manifest.string());
   return s;
 }
 

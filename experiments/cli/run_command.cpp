@@ -247,6 +247,7 @@ int run_single(const RunOptions& o) {
       throw ConfigError(fmt::format("{} started {} ranks, but {} runs in one process", launch.launcher, launch.size, info.name),
                         {}, {}, "run it without mpirun/srun (engine_serve and binarized_topology use them)");
     if (exp->runs_as_spmd() && launch.rank != 0) {  // the same run; rank 0 writes the run directory
+      if (!o.manifest.empty() && finished(out / "results.h5")) return 0;  // rank 0 says so and stops too
       jobs::RunSpec spec;
       spec.config = job;
       spec.hydra = *resolved.find("hydra");
@@ -602,8 +603,9 @@ int print_config(const RunOptions& o) {
 
 int run_command(const RunOptions& o) {
   try {
-    if (dist::detect_launch().size > 1 && (!o.manifest.empty() || o.multirun))
-      throw ConfigError("a launch of several ranks runs one job", {"<command line>"}, {}, "sweeps run without mpirun/srun");
+    if (dist::detect_launch().size > 1 && o.multirun)
+      throw ConfigError("a launch of several ranks runs one job", {"<command line>"}, {},
+                        "start the sweep without mpirun/srun (hydra.launcher.tasks_per_node gives each job several)");
     if (!o.manifest.empty()) return run_from_manifest(o);
     if (!o.resume_dir.empty()) return run_resume(o);
     if (!o.cfg.empty() || !o.info.empty()) return print_config(o);

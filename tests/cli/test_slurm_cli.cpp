@@ -124,4 +124,34 @@ TEST_F(SlurmLaunch, AJobCancelledWithTermStopsEveryTaskAndResumesOnAnotherCount)
   EXPECT_EQ(final_state(dir_ / "b"), final_state(dir_ / "one"));
 }
 
+// A sweep submitted as a job array whose jobs each run as 2 tasks (hydra.launcher.tasks_per_node):
+// job 0 gets the time-limit signal mid-run (USR1 to its batch shell, as --signal=B:USR1 sends
+// it), checkpoints on both tasks, requeues itself and finishes; both jobs end with the bits of
+// an uninterrupted one-process run of the same config.
+TEST_F(SlurmLaunch, AnArrayOfTwoTaskJobsRequeuedOnTheTimeLimitSignalEndsAsUninterruptedRuns) {
+  for (int seed : {0, 1}) ASSERT_EQ(sh(train(dir_ / fmt::format("one{}", seed), fmt::format("seed={} train.workers=1", seed))).rc, 0);
+  Ran submitted = sh(train(dir_ / "unused", "seed=0,1 hydra/launcher=slurm hydra.launcher.tasks_per_node=2 "
+                                            "hydra.launcher.array_parallelism=1 hydra.launcher.timeout_min=10 "
+                                            "\"hydra.launcher.setup=['export SLURM_MPI_TYPE=pmix']\" hydra.sweep.dir=" +
+                                                (dir_ / "sweep").string()) + " -m");
+  ASSERT_EQ(submitted.rc, 0) << submitted.err << submitted.out;
+  const std::string out = submitted.out;
+  const auto at = out.find("Slurm array ");
+  ASSERT_NE(at, std::string::npos) << out;
+  const std::string array = out.substr(at + 12, out.find(' ', at + 12) - at - 12);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(150);
+  while (!fs::exists(dir_ / "sweep/0/checkpoints/ckpt-000002000005.ckpt") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(sh("scancel --batch --signal=USR1 " + array + "_0").rc, 0);
+  while (sh("squeue -h -r -j " + array).out.find(array) != std::string::npos && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const std::string log0 = sh("cat sweep/.slurm/" + array + "_0.out sweep/.slurm/" + array + "_0.err").out;
+  EXPECT_NE(log0.find("requeued Slurm job " + array + "_0"), std::string::npos) << log0;
+  for (int seed : {0, 1}) {
+    const fs::path job = dir_ / "sweep" / std::to_string(seed);
+    ASSERT_TRUE(testing::run_complete(job / "results.h5")) << job << "\n" << log0;
+    EXPECT_EQ(final_state(job), final_state(dir_ / fmt::format("one{}", seed))) << job;
+  }
+}
+
 }  // namespace xp::cli

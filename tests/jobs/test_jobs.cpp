@@ -193,6 +193,12 @@ TEST(Slurm, TheScriptAsksForTheCheckpointSignal) {
   EXPECT_THAT(sbatch_script(p, "j", "/s", 2, "/exp", "/s/m.yaml"), ::testing::HasSubstr("#SBATCH --signal=B:USR2@120\n"));
 }
 
+TEST(Slurm, SeveralTasksPerJobRunAsOneSrunLaunch) {
+  SlurmParams p = slurm_params_from(config::load_yaml_string("name: slurm\ntasks_per_node: 2\n", "l"));
+  EXPECT_THAT(sbatch_script(p, "j", "/s", 2, "/exp", "/s/m.yaml"),
+              ::testing::HasSubstr("exec srun /exp run --from-manifest /s/m.yaml --index \"$SLURM_ARRAY_TASK_ID\"\n"));
+}
+
 TEST(Slurm, ATimeLimitNoLongerThanTheSignalDelayIsRefusedNamingTheKey) {
   try {
     slurm_params_from(config::load_yaml_string("name: slurm\ntimeout_min: 2\nsignal_delay_s: 120\n", "launcher.yaml"));
