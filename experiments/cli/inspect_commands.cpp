@@ -47,13 +47,11 @@ int list_command(const std::vector<std::string>& config_dirs) {
   return 0;
 }
 
-int show_command(const std::string& arg, int max_rows) {
-  fs::path path = fs::is_directory(arg) ? fs::path(arg) / "results.h5" : fs::path(arg);
-  auto r = results::ResultsReader::open(path);
-  if (!r.is_ok()) {
-    fmt::print(stderr, "error: {}\n  hint: give a results.h5 file or a run directory\n", r.status().message());
-    return 2;
-  }
+namespace {
+
+// Prints one results file; throws when a part of it cannot be read.
+void show_file(const fs::path& path, results::ResultsReader& reader, int max_rows) {
+  auto* r = &reader;
   fmt::print("{}  [{}]\n", path.string(), r->complete() ? "complete" : "INCOMPLETE: the run was stopped or is running");
   std::vector<std::pair<std::string, std::string>> rows;
   for (const auto& [k, v] : r->attrs("/")) rows.emplace_back(k, results::attr_to_string(v));
@@ -80,6 +78,34 @@ int show_command(const std::string& arg, int max_rows) {
     }
     if (static_cast<int64_t>(shown) < data.rows) fmt::print("{:>16}\n", "...");
   }
+}
+
+}  // namespace
+
+int show_command(const std::string& arg, int max_rows) {
+  fs::path path = fs::is_directory(arg) ? fs::path(arg) / "results.h5" : fs::path(arg);
+  std::string problem;
+  if (auto r = results::ResultsReader::open(path); r.is_ok()) {
+    try {
+      show_file(path, *r, max_rows);
+      return 0;
+    } catch (const std::exception& e) {
+      problem = e.what();
+    }
+  } else {
+    problem = r.status().message();
+  }
+  // A running run's results.h5 lacks what its writer has not flushed yet; the copy saved with
+  // its last checkpoint is whole.
+  const fs::path saved = path.parent_path() / "checkpoints" / "results.h5.saved";
+  auto copy = fs::exists(path) ? results::ResultsReader::open(saved) : results::ResultsReader::open(path);
+  if (!copy.is_ok()) {
+    fmt::print(stderr, "error: {}\n  hint: give a results.h5 file or a run directory (a run still being written can be "
+               "read once it has checkpointed)\n", problem);
+    return 2;
+  }
+  fmt::print("{} is being written ({}); as of the run's last checkpoint:\n\n", path.string(), problem);
+  show_file(saved, *copy, max_rows);
   return 0;
 }
 

@@ -75,6 +75,24 @@ fs::path output_dir_of(const ConfigNode& root) {
 
 using config::task_overrides;
 
+// Two runs started in the same second would share the default, time-stamped run directory
+// (results/outputs/DATE/TIME): the second takes TIME_1 (then _2, …), claimed by an atomic mkdir,
+// and its config records the directory it got. A directory given without a time stamp is left
+// as it is (a second run there is refused).
+fs::path claim_run_dir(const ConfigNode& composed, ConfigNode& resolved, const fs::path& out) {
+  const ConfigNode* dir = composed.at_path("hydra.run.dir");
+  if (resolved_text(resolved, "hydra.mode") == "MULTIRUN" || !dir || dir->scalar_text().find("${now:") == std::string::npos)
+    return out;
+  fs::create_directories(out.parent_path());
+  fs::path claimed = out;
+  for (int n = 1; !fs::create_directory(claimed); ++n) claimed = fs::path(fmt::format("{}_{}", out.string(), n));
+  if (claimed != out) {
+    resolved.ensure_path("hydra.run.dir") = ConfigNode::string(claimed.string());
+    resolved.ensure_path("hydra.runtime.output_dir") = ConfigNode::string(claimed.string());
+  }
+  return claimed;
+}
+
 ConfigNode string_list(const std::vector<std::string>& v) {
   ConfigNode l = ConfigNode::list();
   for (const auto& s : v) l.push_back(ConfigNode::string(s));
@@ -237,7 +255,6 @@ int run_single(const RunOptions& o) {
                       "add `experiment: NAME` (see `exp list`) or +experiment=NAME");
   const auto& info = experiments::find_experiment(name->as_string(), name->loc());
   auto exp = info.create(job);
-  const fs::path subdir = out / hydra_subdir(resolved);
   if (o.check) {
     fmt::print("{}: the config is valid ({})\n", o.config.empty() ? o.config_name : o.config, info.name);
     return 0;
@@ -262,6 +279,8 @@ int run_single(const RunOptions& o) {
     }
   }
 
+  if (o.manifest.empty()) out = claim_run_dir(root, resolved, out);
+  const fs::path subdir = out / hydra_subdir(resolved);
   jobs::RunLock lock = lock_run_dir(out);
   bool resume = false;
   if (fs::exists(out / "results.h5")) {

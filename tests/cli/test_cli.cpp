@@ -1,9 +1,16 @@
 // End-to-end tests of the `exp` binary, run as a user would: in a scratch directory, with the
 // repository's configs. Label: integration.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <set>
+#include <thread>
 
 #include "core/results/results_file.h"
 #include "tests/support/exp_cli.h"
+#include "tests/support/run_results.h"
 
 namespace xp::cli {
 namespace fs = std::filesystem;
@@ -222,6 +229,43 @@ TEST_F(Cli, ASweepWithAKeyTheExperimentRejectsRunsNothing) {
   EXPECT_EQ(r.rc, 2) << r.err;
   EXPECT_NE(r.err.find("momentum"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir_ / "sw/0"));
+}
+
+// Two runs started together with the default, time-stamped run directory each get their own.
+TEST_F(Cli, TwoRunsStartedInTheSameSecondGetTheirOwnDirectories) {
+  std::vector<pid_t> pids;
+  for (int i = 0; i < 2; ++i)
+    pids.push_back(testing::spawn_exp({"run", kLinReg, "train.steps=20", "hydra.run.dir=" + (dir_ / "out").string() + "/${now:%H-%M-%S}"},
+                                      dir_ / fmt::format("err{}.txt", i)));
+  for (pid_t pid : pids) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT_EQ(WEXITSTATUS(status), 0) << dir_.read("err0.txt") << dir_.read("err1.txt");
+  }
+  std::set<std::string> runs;
+  for (const auto& run : fs::directory_iterator(dir_ / "out")) {
+    EXPECT_TRUE(testing::run_complete(run.path() / "results.h5")) << run.path();
+    // Each directory's composed config records that directory.
+    EXPECT_NE(dir_.read(fs::relative(run.path() / ".hydra/hydra.yaml", dir_.path()).string()).find(run.path().string()),
+              std::string::npos) << run.path();
+    runs.insert(run.path().string());
+  }
+  EXPECT_EQ(runs.size(), 2u);
+}
+
+// `exp show` reads a run that is still running (its writer holds HDF5's file lock).
+TEST_F(Cli, ShowReadsARunInProgress) {
+  pid_t pid = testing::spawn_exp({"run", kLinReg, "train.steps=100000000", "train.checkpoint_every=50",
+                                  "hydra.run.dir=" + (dir_ / "live").string()},
+                                 dir_ / "live.err");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!fs::exists(dir_ / "live/checkpoints/results.h5.saved") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  Ran shown = exp("show live");
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  EXPECT_EQ(shown.rc, 0) << shown.err;
+  EXPECT_NE(shown.out.find("linear_regression"), std::string::npos) << shown.out;
 }
 
 TEST_F(Cli, SweepWithoutMultirunIsRefused) {
