@@ -21,6 +21,8 @@ namespace {
 
 const std::string kServe = kConfigs + "/experiment/engine_serve.yaml";
 
+pid_t find_rank(const std::string& mark, int rank);
+
 class MpiLaunch : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -46,6 +48,30 @@ class MpiLaunch : public ::testing::Test {
   }
   std::vector<double> tokens(const std::string& run_dir) const { return testing::engine_outputs(dir_ / run_dir); }
   static bool complete(const fs::path& file) { return testing::run_complete(file); }
+  struct Faulted {
+    int rc = 0;
+    double seconds = 0;  // from the signal to the end of the launch
+  };
+  // Starts `mpirun` line `command` (its ranks tagged `mark`), waits for `ready` to exist and then
+  // `settle` longer, sends `signal` to rank `rank`, and waits for the launch to end.
+  Faulted signal_rank(const std::string& command, const std::string& mark, const fs::path& ready,
+                      std::chrono::milliseconds settle, int rank, int signal) {
+    const std::string cmd = command + " > out.txt 2> err.txt";
+    pid_t sh = -1;
+    const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
+    EXPECT_EQ(posix_spawn(&sh, "/bin/sh", nullptr, nullptr, const_cast<char* const*>(argv), environ), 0);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!fs::exists(ready) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::this_thread::sleep_for(settle);
+    const pid_t target = find_rank(mark, rank);
+    EXPECT_GT(target, 0) << "rank " << rank << " not found";
+    if (target > 0) kill(target, signal);
+    const auto t0 = std::chrono::steady_clock::now();
+    int status = 0;
+    waitpid(sh, &status, 0);
+    return {WEXITSTATUS(status), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
+  }
   testing::TempDir dir_;
 };
 
@@ -106,24 +132,10 @@ class MpiFaults : public MpiLaunch {
  protected:
   // Starts the launch, waits until rank 0 serves, applies `fault` to rank 1, and returns the
   // launch's exit status and how long it took to end after the fault.
-  std::pair<int, double> fault_rank_1(int signal, const std::string& extra) {
+  Faulted fault_rank_1(int signal, const std::string& extra) {
     const std::string mark = fmt::format("{}", ::getpid() * 100 + signal);
-    const std::string cmd = mpirun(2, serve_args("r", "deployment.tensor_parallel=2 workload.num_requests=40 "
-                                                      "workload.qps=2 " + extra), mark) + " > out.txt 2> err.txt";
-    pid_t sh = -1;
-    const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
-    EXPECT_EQ(posix_spawn(&sh, "/bin/sh", nullptr, nullptr, const_cast<char* const*>(argv), environ), 0);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (!fs::exists(dir_ / "r/results.h5") && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // serving now
-    const pid_t worker = find_rank(mark, 1);
-    EXPECT_GT(worker, 0) << "rank 1 not found";
-    if (worker > 0) kill(worker, signal);
-    const auto t0 = std::chrono::steady_clock::now();
-    int status = 0;
-    waitpid(sh, &status, 0);
-    return {WEXITSTATUS(status), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
+    return signal_rank(mpirun(2, serve_args("r", "deployment.tensor_parallel=2 workload.num_requests=40 workload.qps=2 " + extra), mark),
+                       mark, dir_ / "r/results.h5", std::chrono::milliseconds(1500) /* serving by then */, 1, signal);
   }
 };
 
@@ -158,23 +170,6 @@ class MpiTraining : public MpiLaunch {
            "network.init_p=0.01 train.epochs=30 train.batch_size=50 train.lr=0.01 train.checkpoint_every=5 "
            "train.logical_ranks=4 eval.sweep_every=10 eval.on_step=0.5 hydra.run.dir=" + run_dir + " " + extra;
   }
-  // Starts `command` (an mpirun line), waits for `checkpoint` to appear, sends `signal` to rank
-  // `rank`, and returns the launch's exit status.
-  int signal_rank_at(const std::string& command, const std::string& mark, const fs::path& checkpoint, int rank, int signal) {
-    const std::string cmd = command + " > out.txt 2> err.txt";
-    pid_t sh = -1;
-    const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
-    EXPECT_EQ(posix_spawn(&sh, "/bin/sh", nullptr, nullptr, const_cast<char* const*>(argv), environ), 0);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (!fs::exists(checkpoint) && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    const pid_t target = find_rank(mark, rank);
-    EXPECT_GT(target, 0) << "rank " << rank << " not found";
-    if (target > 0) kill(target, signal);
-    int status = 0;
-    waitpid(sh, &status, 0);
-    return WEXITSTATUS(status);
-  }
   std::string summary(const std::string& run_dir, const char* key) const {
     auto r = results::ResultsReader::open(dir_ / run_dir / "results.h5");
     return std::get<std::string>(*r->attr("/summary", key));
@@ -199,7 +194,8 @@ TEST_F(MpiTraining, TwoAndFourProcessesTrainTheBitsOfOne) {
 TEST_F(MpiTraining, RunStoppedOnTwoProcessesResumesOnOneThenTwoBitForBit) {
   ASSERT_EQ(exp("run " + job("a", "train.workers=1")).rc, 0);
   const std::string mark = fmt::format("{}", ::getpid());
-  const int rc = signal_rank_at(mpirun(2, job("b"), mark), mark, dir_ / "b/checkpoints/ckpt-000003000015.ckpt", 1, SIGTERM);
+  const int rc = signal_rank(mpirun(2, job("b"), mark), mark, dir_ / "b/checkpoints/ckpt-000003000015.ckpt",
+                             std::chrono::milliseconds(0), 1, SIGTERM).rc;
   ASSERT_EQ(rc, 75) << dir_.read("err.txt");
   ASSERT_FALSE(complete(dir_ / "b/results.h5"));
   fs::rename(dir_ / "b", dir_ / "moved");
@@ -222,15 +218,13 @@ TEST_F(MpiTraining, RunStoppedOnTwoProcessesResumesOnOneThenTwoBitForBit) {
 
 TEST_F(MpiTraining, AStoppedProcessTimesOutNamingItAndNothingIsComplete) {
   const std::string mark = fmt::format("{}", ::getpid() + 7);
-  const auto t0 = std::chrono::steady_clock::now();
-  const int rc = signal_rank_at(mpirun(2, job("s", "train.collective_timeout_s=2"), mark), mark,
-                                dir_ / "s/checkpoints/ckpt-000001000005.ckpt", 1, SIGSTOP);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto [rc, seconds] = signal_rank(mpirun(2, job("s", "train.collective_timeout_s=2"), mark), mark,
+                                   dir_ / "s/checkpoints/ckpt-000001000005.ckpt", std::chrono::milliseconds(0), 1, SIGSTOP);
   const std::string err = dir_.read("err.txt");
   EXPECT_NE(rc, 0) << err;
   EXPECT_NE(rc, 124) << "the launch hung until timeout(1) ended it";
   EXPECT_NE(err.find("waiting for rank 1"), std::string::npos) << err;
-  EXPECT_LT(seconds, 40);
+  EXPECT_LT(seconds, 30);
   EXPECT_FALSE(complete(dir_ / "s/results.h5"));
 }
 
