@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # {0,1} topology reproduction (training.md §3, plan §5.2b) on Fashion-MNIST: every config in
-# configs/reproduce/binarized/ (ours with three norms, two of them also for 60 epochs and
-# batch_norm also at Adam 3e-3 and with AdamW (decay 0.04, cosine), the float MLP on binarized
-# and raw input, edge-popup keeping 50/10/3%), then the table and plots of
-# scripts/plot_binarized.py. About 4 minutes per 20-epoch run on 2 cores, 10 per 60-epoch one.
+# configs/reproduce/binarized/ (ours with four norms, some also for 60 epochs, at Adam 3e-3, with
+# AdamW (decay 0.04, cosine) or trained at on = 2; the float MLP on binarized and raw input;
+# edge-popup keeping 50/10/3%), then the table (with the NOR criterion and the circuit under
+# class-symmetric ties) and plots of scripts/plot_binarized.py. About 4 minutes per 20-epoch run on 2 cores, 10 per 60-epoch one.
 # Resumable: finished runs are kept, interrupted ones resume.
 #   scripts/reproduce_binarized.sh [OUT_DIR] [extra overrides...]
 set -euo pipefail
