@@ -26,7 +26,7 @@ stop() {
 if [ "$cmd" = stop ]; then stop; exit 0; fi
 [ "$cmd" = start ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "slurm_cluster.sh: needs root" >&2; exit 2; }
-mkdir -p "$dir"/{state,spool,log}
+mkdir -p "$dir"/{state,spool,log,tmp}
 free_port() { /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 ctl_port=$(free_port); d_port=$(free_port)
 while [ "$d_port" = "$ctl_port" ]; do d_port=$(free_port); done
@@ -37,6 +37,7 @@ munged --force --key-file="$dir/munge.key" --socket="$dir/munge.socket" --pid-fi
 host=$(hostname -s)
 cpus=$(getconf _NPROCESSORS_ONLN)  # not nproc: it honours OMP_NUM_THREADS
 mem=$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
+first_job=$(( (RANDOM % 30000) * 1000 + 1 ))
 cat > "$dir/slurm.conf" <<CONF
 ClusterName=exptest
 SlurmctldHost=$host(127.0.0.1)
@@ -49,6 +50,10 @@ AuthInfo=socket=$dir/munge.socket,cred_expire=10
 CredType=cred/munge
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
+# PMIx keeps per-step folders under TmpFS named by job and step id; a cancelled step leaves its
+# folder behind, and the next cluster's job 1 would find it taken. Ours, and ids that differ.
+TmpFS=$dir/tmp
+FirstJobId=$first_job
 SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/log/slurmctld.log

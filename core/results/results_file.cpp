@@ -351,11 +351,16 @@ Result<ResultsReader> ResultsReader::open(const std::filesystem::path& path) {
   if (!std::filesystem::exists(path)) return not_found(fmt::format("{}: no such file", path.string()));
   try {
     auto impl = std::make_unique<Impl>();
-    // A reader must be able to look at a live run: the writer holds HDF5's file lock for the
-    // whole run, so readers do not take it (they read what the writer last flushed).
-    Handle fapl{h5_check(H5Pcreate(H5P_FILE_ACCESS), "file access list"), H5Pclose};
-    h5_check(H5Pset_file_locking(fapl.get(), false, true), "file locking off");
-    impl->file = file_handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), "open " + path.string());
+    hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (id < 0) {
+      // A reader must be able to look at a live run: another process's writer holds HDF5's file
+      // lock for the whole run, so the reader goes without it (and reads what was last flushed).
+      // Only then: a file this process has open already must be reopened with its own properties.
+      Handle fapl{h5_check(H5Pcreate(H5P_FILE_ACCESS), "file access list"), H5Pclose};
+      h5_check(H5Pset_file_locking(fapl.get(), false, true), "file locking off");
+      id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
+    }
+    impl->file = file_handle(id, "open " + path.string());
     return ResultsReader(std::move(impl));
   } catch (const H5Error& e) {
     return io_error(e.what());
