@@ -36,10 +36,8 @@ void set_buffers(Module& m, const std::vector<std::byte>& bytes) {
   }
 }
 
-}  // namespace
+constexpr size_t kHeader = 8;  // the stop byte, padded (records hold f32 slots: 4-byte alignment)
 
-namespace {
-constexpr size_t kHeader = 8;  // the stop byte, padded so the records stay 8-byte aligned
 }  // namespace
 
 DataParallel::DataParallel(std::vector<Module*> replicas, int64_t logical_ranks, dist::ProcessGroup* processes)
