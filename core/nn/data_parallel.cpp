@@ -117,7 +117,7 @@ DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int6
         }
         if (i == 0) {
           const std::vector<std::byte> left = copy_buffers(m);
-          std::memcpy(local_.data() + kHeader, left.data(), left.size());
+          if (!left.empty()) std::memcpy(local_.data() + kHeader, left.data(), left.size());  // none: a null source
         }
       }
     } catch (...) {
