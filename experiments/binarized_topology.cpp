@@ -194,13 +194,14 @@ class BinarizedTopology final : public Experiment {
       tally.seen += s.samples;
       progress.advance();
       ++since_checkpoint;
-      if (trainer.batch() == 0) {
+      // The measurements go to tables only the writing process keeps: the others skip them.
+      if (trainer.batch() == 0 && ctx.writes()) {
         end_of_epoch(ctx, net, data, trainer.epoch(), tally.loss_sum / static_cast<double>(tally.seen),
                      static_cast<double>(tally.correct) / static_cast<double>(tally.seen), train_seconds);
-        tally = {};
         if (binarized && cfg_.eval.sweep_every > 0 && trainer.epoch() % cfg_.eval.sweep_every == 0 && !trainer.done())
           sweep(net, data.test, trainer.epoch());
       }
+      if (trainer.batch() == 0) tally = {};
       if (s.stop && !trainer.done()) {  // every process stops after this same step
         save(ctx, trainer, train_seconds, tally);
         ctx.log().info("stop requested: checkpoint saved at epoch {} batch {}", trainer.epoch(), trainer.batch());
@@ -215,7 +216,7 @@ class BinarizedTopology final : public Experiment {
     // A fingerprint of the final weights and optimizer state: equal fingerprints mean a resumed
     // run ended bit for bit where an uninterrupted one did.
     ctx.set_summary("final_state_xxh3", nn::fingerprint(trainer.state()));
-    finish(ctx, net, data, train_seconds);
+    if (ctx.writes()) finish(ctx, net, data, train_seconds);
     return jobs::RunOutcome::kDone;
   }
 
@@ -303,7 +304,7 @@ class BinarizedTopology final : public Experiment {
     ctx.set_summary("train_seconds", train_seconds);
     ctx.set_summary("train_samples_per_s",
                     static_cast<double>(cfg_.train.epochs * data.train.size()) / std::max(train_seconds, 1e-9));
-    if (ctx.writes()) networks::save_model(net, ctx.output_dir() / "final_model.bin");
+    networks::save_model(net, ctx.output_dir() / "final_model.bin");
     if (cfg_.network.method != "binarized") {
       write_predictions(ctx, data.test, e.predictions, nullptr);
       return;
