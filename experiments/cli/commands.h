@@ -26,6 +26,8 @@ struct RunOptions {
 };
 
 int run_command(const RunOptions& options);
+// `exp serve`: configs/serve.yaml (or `config_file`) with `overrides`; serves until SIGTERM/SIGINT.
+int serve_command(const std::string& config_file, const std::vector<std::string>& overrides);
 int list_command(const std::vector<std::string>& config_dirs);
 int show_command(const std::string& path, int rows);
 int collect_command(const std::string& sweep_dir);

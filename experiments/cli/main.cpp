@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config/error.h"
 #include "core/dist/launch.h"
 #include "core/runtime/logging.h"
 #include "core/runtime/signals.h"
@@ -26,6 +27,7 @@ verbs:
   list                          experiments, config groups and their options
   show RESULTS.h5|RUN_DIR       provenance, summary and tables of one run
   collect SWEEP_DIR             summary.csv and index.h5 over a sweep's jobs
+  serve [CONFIG] [OVERRIDES...] an OpenAI-compatible server over the engine (configs/serve.yaml)
   compress IN OUT.dqck          DynaQuant one-shot: a safetensors checkpoint into a .dqck container
   decompress IN.dqck OUT        a .dqck container back into fp32 safetensors
 
@@ -118,6 +120,26 @@ int simple_verb(const std::string& verb, const std::vector<std::string>& args) {
   return verb == "show" ? xp::cli::show_command(positional[0], rows) : xp::cli::collect_command(positional[0]);
 }
 
+int serve_verb(const std::vector<std::string>& args) {
+  po::options_description opts("exp serve [CONFIG] [OVERRIDES...]  (keys: configs/serve.yaml; SIGTERM/SIGINT drain it)");
+  opts.add_options()("help,h", "describe this verb");
+  std::vector<std::string> positional;
+  if (parse_verb(args, opts, positional)) return 0;
+  std::string config_file;
+  std::vector<std::string> overrides;
+  for (const std::string& a : positional) {
+    if (is_override(a)) overrides.push_back(a);
+    else if (config_file.empty()) config_file = a;
+    else throw po::error("exp serve takes one config file; '" + a + "' is neither it nor key=value");
+  }
+  try {
+    return xp::cli::serve_command(config_file, overrides);
+  } catch (const xp::config::ConfigError& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 2;
+  }
+}
+
 int compress_verb(const std::string& verb, const std::vector<std::string>& args) {
   xp::cli::CompressOptions o;
   po::options_description opts(verb == "compress" ? "exp compress IN.safetensors|DIR OUT.dqck"
@@ -162,6 +184,7 @@ int main(int argc, char** argv) {
     if (verb == "sweep") return run_or_sweep(args, true);
     if (verb == "list" || verb == "show" || verb == "collect") return simple_verb(verb, args);
     if (verb == "compress" || verb == "decompress") return compress_verb(verb, args);
+    if (verb == "serve") return serve_verb(args);
     fmt::print(stderr, "error: unknown verb '{}'\n{}", verb, kUsage);
     return 2;
   } catch (const po::error& e) {

@@ -200,29 +200,52 @@ std::string Engine::add(const Request& r, std::vector<int32_t> prompt) {
   return why;
 }
 
+double Engine::now() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+std::string Engine::submit(Request r, std::vector<int32_t> prompt, std::optional<SamplingParams> sampling,
+                           std::optional<uint64_t> seed) {
+  r.arrival_s = now();
+  r.prompt_tokens = static_cast<int64_t>(prompt.size());
+  std::string why = unservable(r, prompt, runner_->config());
+  if (!why.empty()) return why;
+  prompt_len_[r.id] = r.prompt_tokens;
+  tokens_[r.id] = std::move(prompt);
+  if (sampling || seed) own_sampling_[r.id] = {sampling.value_or(sampling_), seed};
+  scheduler_->add_request(r);
+  return "";
+}
+
+void Engine::finish_early(uint64_t id) { scheduler_->finish_early(id, now()); }
+
+Engine::StepEvents Engine::step() {
+  StepEvents ev;
+  if (!iterate(now(), ev)) collect_finished(ev);  // sequences ended early while idle
+  return ev;
+}
+
 EngineResult Engine::run(const std::function<bool()>& should_stop) {
   std::stable_sort(pending_.begin(), pending_.end(),
                    [](const auto& a, const auto& b) { return a.first.arrival_s < b.first.arrival_s; });
   EngineResult result;
-  auto start = std::chrono::steady_clock::now();
-  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  start_ = std::chrono::steady_clock::now();
+  iterations_ = 0;
   size_t next = 0;
   while (next < pending_.size() || scheduler_->has_work()) {
     if (should_stop && should_stop()) {
       result.stopped = true;
       break;
     }
-    double now = elapsed();
-    for (; next < pending_.size() && pending_[next].first.arrival_s <= now; ++next) {
+    const double t = now();
+    for (; next < pending_.size() && pending_[next].first.arrival_s <= t; ++next) {
       auto& [req, prompt] = pending_[next];
       prompt_len_[req.id] = req.prompt_tokens;
       tokens_[req.id] = std::move(prompt);
       scheduler_->add_request(req);
     }
-    Batch b = scheduler_->schedule(now);
-    if (b.empty()) {
+    StepEvents ev;
+    if (!iterate(t, ev)) {
       if (next < pending_.size()) {  // idle until the next arrival, saying so to any workers
-        const double wait = std::max(0.0, pending_[next].first.arrival_s - elapsed());
+        const double wait = std::max(0.0, pending_[next].first.arrival_s - now());
         std::this_thread::sleep_for(std::chrono::duration<double>(std::min(wait, ModelRunner::kKeepAliveS)));
         if (wait > ModelRunner::kKeepAliveS) runner_->keep_alive();
         continue;
@@ -230,49 +253,67 @@ EngineResult Engine::run(const std::function<bool()>& should_stop) {
       if (!scheduler_->has_work()) break;
       throw std::logic_error("the scheduler holds work but forms no batch and nothing else is running");
     }
-    std::vector<ForwardItem> items;
-    for (const auto& it : b.items) {
-      const std::vector<int32_t>& toks = tokens_.at(it.seq_id);
-      // A prefill item covers prompt positions [context, context + n) of this attempt's prompt
-      // (original prompt + outputs before a recompute); a decode feeds back the last token.
-      items.push_back({std::span<const int32_t>(toks.data() + it.context, static_cast<size_t>(it.num_tokens)), it.context,
-                       &scheduler_->blocks().table(it.seq_id)});
-    }
-    std::vector<float> logits = runner_->forward(items);
-    // Sample before the step is stamped: a token exists once it is sampled, so TTFT and TBT
-    // include sampling. An item emits when it reaches the end of its sequence's tokens (a
-    // decode, or a prompt's last chunk); a non-final chunk's sample is discarded (§2.2).
-    std::set<uint64_t> sampled;
-    const auto vocab = static_cast<size_t>(runner_->config().vocab_size);
-    for (size_t i = 0; i < b.items.size(); ++i) {
-      const auto& it = b.items[i];
-      std::vector<int32_t>& toks = tokens_.at(it.seq_id);
-      if (it.context + it.num_tokens != static_cast<int64_t>(toks.size())) continue;
-      // Counter-based: output token k of request r draws from stream (seed, r) at word 2k,
-      // whatever the batch held and however often r was preempted.
-      runtime::RngStream rng(seed_, it.seq_id);
-      rng.seek(2 * static_cast<uint64_t>(static_cast<int64_t>(toks.size()) - prompt_len_.at(it.seq_id)));
-      toks.push_back(sample_token(std::span<const float>(logits.data() + i * vocab, vocab), sampling_, rng));
-      sampled.insert(it.seq_id);
-    }
-    StepResult step = scheduler_->on_step_completed(b, elapsed());
-    if (std::set<uint64_t>(step.emitted.begin(), step.emitted.end()) != sampled)
-      throw std::logic_error("the engine and the scheduler disagree on which sequences emitted a token");
-    ++result.iterations;
-    if (metrics_) metrics_->on_batch(b, 0, b.scheduled_s, elapsed(), scheduler_->blocks().num_used(), scheduler_->blocks().num_total());
-    for (const Sequence& s : scheduler_->take_finished()) {
-      std::vector<int32_t>& toks = tokens_.at(s.id());
-      result.outputs[s.id()].assign(toks.begin() + prompt_len_.at(s.id()), toks.end());
-      tokens_.erase(s.id());
-      prompt_len_.erase(s.id());
-      if (metrics_) metrics_->on_finished(s, 0);
-    }
-    if (on_iteration_) on_iteration_(b, elapsed() - now);
+    for (auto& [id, out] : ev.finished) result.outputs[id] = std::move(out);
   }
+  result.iterations = iterations_;
   result.preemptions = scheduler_->num_preemptions();
   result.rejected = rejected_;
-  result.wall_s = elapsed();
+  result.wall_s = now();
   return result;
+}
+
+bool Engine::iterate(double now, StepEvents& ev) {
+  Batch b = scheduler_->schedule(now);
+  if (b.empty()) return false;
+  std::vector<ForwardItem> items;
+  for (const auto& it : b.items) {
+    const std::vector<int32_t>& toks = tokens_.at(it.seq_id);
+    // A prefill item covers prompt positions [context, context + n) of this attempt's prompt
+    // (original prompt + outputs before a recompute); a decode feeds back the last token.
+    items.push_back({std::span<const int32_t>(toks.data() + it.context, static_cast<size_t>(it.num_tokens)), it.context,
+                     &scheduler_->blocks().table(it.seq_id)});
+  }
+  std::vector<float> logits = runner_->forward(items);
+  // Sample before the step is stamped: a token exists once it is sampled, so TTFT and TBT
+  // include sampling. An item emits when it reaches the end of its sequence's tokens (a
+  // decode, or a prompt's last chunk); a non-final chunk's sample is discarded (§2.2).
+  std::set<uint64_t> sampled;
+  const auto vocab = static_cast<size_t>(runner_->config().vocab_size);
+  for (size_t i = 0; i < b.items.size(); ++i) {
+    const auto& it = b.items[i];
+    std::vector<int32_t>& toks = tokens_.at(it.seq_id);
+    if (it.context + it.num_tokens != static_cast<int64_t>(toks.size())) continue;
+    // Counter-based: output token k of request r draws from stream (seed, r) at word 2k,
+    // whatever the batch held and however often r was preempted.
+    auto own = own_sampling_.find(it.seq_id);
+    const bool own_seed = own != own_sampling_.end() && own->second.second;
+    runtime::RngStream rng(own_seed ? *own->second.second : seed_, own_seed ? 0 : it.seq_id);
+    rng.seek(2 * static_cast<uint64_t>(static_cast<int64_t>(toks.size()) - prompt_len_.at(it.seq_id)));
+    toks.push_back(sample_token(std::span<const float>(logits.data() + i * vocab, vocab),
+                                own != own_sampling_.end() ? own->second.first : sampling_, rng));
+    sampled.insert(it.seq_id);
+    ev.tokens.emplace_back(it.seq_id, toks.back());
+  }
+  StepResult step = scheduler_->on_step_completed(b, this->now());
+  if (std::set<uint64_t>(step.emitted.begin(), step.emitted.end()) != sampled)
+    throw std::logic_error("the engine and the scheduler disagree on which sequences emitted a token");
+  ++iterations_;
+  if (metrics_)
+    metrics_->on_batch(b, 0, b.scheduled_s, this->now(), scheduler_->blocks().num_used(), scheduler_->blocks().num_total());
+  collect_finished(ev);
+  if (on_iteration_) on_iteration_(b, this->now() - now);
+  return true;
+}
+
+void Engine::collect_finished(StepEvents& ev) {
+  for (const Sequence& s : scheduler_->take_finished()) {
+    std::vector<int32_t>& toks = tokens_.at(s.id());
+    ev.finished.emplace_back(s.id(), std::vector<int32_t>(toks.begin() + prompt_len_.at(s.id()), toks.end()));
+    tokens_.erase(s.id());
+    prompt_len_.erase(s.id());
+    own_sampling_.erase(s.id());
+    if (metrics_) metrics_->on_finished(s, 0);
+  }
 }
 
 }  // namespace xp::serving

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -98,7 +99,30 @@ class Engine {
   void on_iteration(std::function<void(const Batch&, double seconds)> fn) { on_iteration_ = std::move(fn); }
   EngineResult run(const std::function<bool()>& should_stop = {});
 
+  // Live serving (`exp serve`): requests join when they come, and the caller runs one iteration
+  // at a time, ending sequences early at an end-of-sequence token, a stop string or a client
+  // that left. The clock is seconds since the engine was made.
+  struct StepEvents {
+    std::vector<std::pair<uint64_t, int32_t>> tokens;                    // (request, token), batch order
+    std::vector<std::pair<uint64_t, std::vector<int32_t>>> finished;    // request, its output tokens
+  };
+  // Arrives now; "" or why it cannot be served. `sampling` replaces the engine's for this request;
+  // with `seed`, its tokens draw from stream (seed, 0), the same whatever its request id.
+  std::string submit(Request r, std::vector<int32_t> prompt, std::optional<SamplingParams> sampling = {},
+                     std::optional<uint64_t> seed = {});
+  StepEvents step();                                           // nothing to run: no tokens
+  void finish_early(uint64_t id);                              // frees its KV blocks now
+  bool has_work() const { return scheduler_->has_work(); }
+  int64_t kv_blocks_used() const { return scheduler_->blocks().num_used(); }
+  int64_t kv_blocks_total() const { return scheduler_->blocks().num_total(); }
+  double now() const;
+  const LlamaConfig& model_config() const { return runner_->config(); }
+
  private:
+  // One iteration at `now`: schedule, forward, sample, account; false if no batch formed.
+  bool iterate(double now, StepEvents& ev);
+  void collect_finished(StepEvents& ev);
+
   std::unique_ptr<ModelRunner> runner_;
   std::unique_ptr<ReplicaScheduler> scheduler_;
   SamplingParams sampling_;
@@ -108,7 +132,10 @@ class Engine {
   std::map<uint64_t, std::vector<int32_t>> tokens_;               // prompt + outputs of live requests
   std::map<uint64_t, int64_t> prompt_len_;
   std::map<uint64_t, std::string> rejected_;
+  std::map<uint64_t, std::pair<SamplingParams, std::optional<uint64_t>>> own_sampling_;  // live requests that set theirs
   std::function<void(const Batch&, double)> on_iteration_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  int64_t iterations_ = 0;
 };
 
 }  // namespace xp::serving

@@ -125,6 +125,17 @@ void ReplicaScheduler::finish(Sequence* s, SeqStatus status, double now) {
   finished_.push_back(std::move(node.mapped()));
 }
 
+bool ReplicaScheduler::finish_early(uint64_t id, double now) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return false;
+  Sequence* s = &it->second;
+  EXP_CHECK(s->batches_in_flight == 0, "request {} finished early while a batch holding it is in flight", id);
+  auto w = std::find(waiting_.begin(), waiting_.end(), s);
+  if (w != waiting_.end()) waiting_.erase(w);
+  finish(s, SeqStatus::kFinished, now);
+  return true;
+}
+
 std::vector<Sequence> ReplicaScheduler::take_finished() { return std::exchange(finished_, {}); }
 
 ReplicaScheduler::Admit ReplicaScheduler::check_admission(double now, int64_t live_after_admit) {

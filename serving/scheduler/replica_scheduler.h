@@ -39,6 +39,11 @@ class ReplicaScheduler {
   // sequence pipeline parallelism changes anything: its unfinished prompts become schedulable
   // for their next chunk).
   void on_stage_completed(const Batch& batch, int64_t stage, double now);
+  // Ends sequence `id` before its decode_tokens are out — it met an end-of-sequence token or a
+  // stop string, or its client left — freeing its KV blocks; it leaves through take_finished()
+  // as kFinished. Between steps only (not while a batch holding it is in flight). False if the
+  // scheduler does not hold `id` (already finished).
+  bool finish_early(uint64_t id, double now);
   // Finished (all tokens out) and ignored (too long) sequences since the last call.
   std::vector<Sequence> take_finished();
 
