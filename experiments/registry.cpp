@@ -10,6 +10,7 @@
 #include "experiments/dynaquant.h"
 #include "experiments/engine_fidelity.h"
 #include "experiments/engine_serve.h"
+#include "experiments/metron_client.h"
 #include "experiments/serving_sim.h"
 
 namespace xp::experiments {
@@ -26,6 +27,8 @@ const std::vector<ExperimentInfo>& registry() {
        make_config_search},
       {"engine_serve", "serve requests with the real engine (CPU Llama) under a shared scheduler, with Metron metrics",
        make_engine_serve},
+      {"metron", "Metron's client: measure a live OpenAI-compatible endpoint (exp serve, vLLM, ...) under a workload",
+       make_metron},
       {"make_model", "write a random-weight Llama of any shape as config.json + model.safetensors", make_make_model},
       {"engine_profile", "measure the engine's own operators into Vidur-layout mlp.csv and attention.csv",
        make_engine_profile},

@@ -13,6 +13,7 @@
 #include <regex>
 #include <thread>
 
+#include "core/results/results_file.h"
 #include "serving/model/llama.h"
 #include "serving/server/openai_server.h"
 // After Eigen: httplib pulls in <resolv.h>, whose `_res` macro breaks Eigen's headers.
@@ -317,44 +318,121 @@ TEST(ServerLoad, ThousandRequestsWithMalformedOnesMixedIn) {
   EXPECT_EQ(s.metric("exp_requests_cancelled_total"), 0);
 }
 
-// The real binary: `exp serve` on a free port, a streamed request through curl, SIGTERM.
-TEST(ServeCli, ServesCurlAndStopsOnSigterm) {
-  const fs::path log = fs::temp_directory_path() / fmt::format("exp_serve_cli_{}.log", getpid());
-  const std::string cmd = fmt::format("{}/exp serve model_dir={} port=0 > {} 2>&1 & echo $!", EXP_BINARY_DIR,
-                                      tiny_model().string(), log.string());
-  FILE* p = popen(cmd.c_str(), "r");
-  int pid = 0;
-  ASSERT_EQ(fscanf(p, "%d", &pid), 1);
-  pclose(p);
-  int port = 0;
-  for (int i = 0; i < 300 && !port; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    std::ifstream in(log);
-    std::string all((std::istreambuf_iterator<char>(in)), {});
-    std::smatch m;
-    if (std::regex_search(all, m, std::regex("127\\.0\\.0\\.1:(\\d+)/v1"))) port = std::stoi(m[1]);
+// The real binary: `exp serve` on a free port, in the background; SIGTERM on destruction.
+class ServeProcess {
+ public:
+  ServeProcess() : log_(fs::temp_directory_path() / fmt::format("exp_serve_cli_{}.log", getpid())) {
+    const std::string cmd = fmt::format("{}/exp serve model_dir={} port=0 > {} 2>&1 & echo $!", EXP_BINARY_DIR,
+                                        tiny_model().string(), log_.string());
+    FILE* p = popen(cmd.c_str(), "r");
+    if (fscanf(p, "%d", &pid_) != 1) pid_ = 0;
+    pclose(p);
+    for (int i = 0; i < 500 && !port_; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      std::smatch m;
+      const std::string all = log();
+      if (std::regex_search(all, m, std::regex("127\\.0\\.0\\.1:(\\d+)/v1"))) port_ = std::stoi(m[1]);
+    }
   }
-  ASSERT_GT(port, 0) << "exp serve did not say its port";
-  const std::string curl = fmt::format(
-      "curl -sN --max-time 30 http://127.0.0.1:{}/v1/completions -H 'Content-Type: application/json' "
-      "-d '{{\"prompt\": \"Hello\", \"max_tokens\": 5, \"stream\": true, \"ignore_eos\": true}}'",
-      port);
-  p = popen(curl.c_str(), "r");
+  ~ServeProcess() {
+    if (pid_ > 0 && kill(pid_, 0) == 0) kill(pid_, SIGKILL);
+    fs::remove(log_);
+  }
+  int port() const { return port_; }
+  std::string log() const {
+    std::ifstream in(log_);
+    return {std::istreambuf_iterator<char>(in), {}};
+  }
+  // SIGTERM, then true once the process is gone (within 10 s).
+  bool terminate() {
+    kill(pid_, SIGTERM);
+    for (int i = 0; i < 500 && kill(pid_, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return kill(pid_, 0) != 0;
+  }
+
+ private:
+  fs::path log_;
+  int pid_ = 0, port_ = 0;
+};
+
+std::string run_capture(const std::string& cmd, int* status) {
+  FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];
   for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  EXPECT_EQ(pclose(p), 0);
+  *status = pclose(p);
+  return out;
+}
+
+TEST(ServeCli, ServesCurlAndStopsOnSigterm) {
+  ServeProcess server;
+  ASSERT_GT(server.port(), 0) << "exp serve did not say its port: " << server.log();
+  int status = -1;
+  const std::string out = run_capture(
+      fmt::format("curl -sN --max-time 30 http://127.0.0.1:{}/v1/completions -H 'Content-Type: application/json' "
+                  "-d '{{\"prompt\": \"Hello\", \"max_tokens\": 5, \"stream\": true, \"ignore_eos\": true}}'",
+                  server.port()),
+      &status);
+  EXPECT_EQ(status, 0);
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 12) << out;  // 5 tokens + [DONE], each "data: …\n\n"
   EXPECT_TRUE(out.ends_with("data: [DONE]\n\n")) << out;
-  kill(pid, SIGTERM);
-  int rc = -1;
-  for (int i = 0; i < 500 && kill(pid, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  EXPECT_NE(kill(pid, 0), 0) << "exp serve still running after SIGTERM";
-  std::ifstream in(log);
-  std::string all((std::istreambuf_iterator<char>(in)), {});
-  EXPECT_NE(all.find("exp serve: stopped"), std::string::npos) << all;
-  (void)rc;
-  fs::remove(log);
+  EXPECT_TRUE(server.terminate()) << "exp serve still running after SIGTERM";
+  EXPECT_NE(server.log().find("exp serve: stopped"), std::string::npos) << server.log();
+}
+
+// The metron experiment against `exp serve`: every request measured, Metron's tables written.
+TEST(MetronCli, MeasuresALiveServer) {
+  ServeProcess server;
+  ASSERT_GT(server.port(), 0) << server.log();
+  const fs::path dir = fs::temp_directory_path() / fmt::format("exp_metron_{}", getpid());
+  int status = -1;
+  const std::string out = run_capture(
+      fmt::format("{}/exp run {}/configs/experiment/metron.yaml endpoint=http://127.0.0.1:{}/v1 hydra.run.dir={} "
+                  "workload.num_requests=24 workload.qps=50 2>&1",
+                  EXP_BINARY_DIR, EXP_SOURCE_DIR, server.port(), dir.string()),
+      &status);
+  ASSERT_EQ(status, 0) << out;
+  auto r = results::ResultsReader::open(dir / "results.h5");
+  EXPECT_EQ(std::get<double>(*r->attr("/summary", "requests_ok")), 24);
+  EXPECT_GT(std::get<double>(*r->attr("/summary", "p50_ttft_s")), 0);
+  EXPECT_EQ(r->read_table("/serving/requests").rows, 24);
+  const auto sent = r->read_table("/metron/requests");
+  ASSERT_EQ(sent.rows, 24);
+  for (size_t c = 0; c < sent.columns.size(); ++c) {
+    if (sent.columns[c].name == "received_tokens" || sent.columns[c].name == "asked_tokens") {
+      EXPECT_GT(sent.values[c][0], 0);
+    }
+  }
+  fs::remove_all(dir);
+}
+
+// Requests the server refuses are counted and listed, never dropped silently.
+TEST(MetronCli, CountsRequestsTheServerRefuses) {
+  ServeProcess server;
+  ASSERT_GT(server.port(), 0) << server.log();
+  const fs::path dir = fs::temp_directory_path() / fmt::format("exp_metron_bad_{}", getpid());
+  int status = -1;
+  const std::string out = run_capture(
+      fmt::format("{}/exp run {}/configs/experiment/metron.yaml endpoint=http://127.0.0.1:{}/v1 hydra.run.dir={} "
+                  "workload.num_requests=6 workload.qps=50 token_id_range=[40000,50000] 2>&1",
+                  EXP_BINARY_DIR, EXP_SOURCE_DIR, server.port(), dir.string()),
+      &status);
+  ASSERT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("HTTP 400: prompt: token id"), std::string::npos) << out;
+  auto r = results::ResultsReader::open(dir / "results.h5");
+  EXPECT_EQ(std::get<double>(*r->attr("/summary", "requests_ok")), 0);
+  EXPECT_EQ(std::get<double>(*r->attr("/summary", "requests_http_error")), 6);
+  fs::remove_all(dir);
+}
+
+TEST(MetronCli, NoServerIsAnErrorNamingTheEndpoint) {
+  int status = -1;
+  const std::string out = run_capture(
+      fmt::format("{}/exp run {}/configs/experiment/metron.yaml endpoint=http://127.0.0.1:1/v1 hydra.run.dir={} 2>&1",
+                  EXP_BINARY_DIR, EXP_SOURCE_DIR, (fs::temp_directory_path() / "exp_metron_none").string()),
+      &status);
+  EXPECT_NE(status, 0);
+  EXPECT_NE(out.find("http://127.0.0.1:1/v1/models"), std::string::npos) << out;
 }
 
 }  // namespace
