@@ -2,7 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <Eigen/Dense>
+#include <algorithm>
 #include <atomic>
+#include <numeric>
+#include <optional>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -11,8 +15,10 @@
 #include "core/runtime/logging.h"
 #include "core/runtime/rng.h"
 #include "experiments/serving_setup.h"
+#include "experiments/slo.h"
 #include "serving/client/openai_client.h"
 #include "serving/metrics/collector.h"
+#include "serving/metrics/metron.h"
 #include "serving/text/tokenizer.h"
 #include "serving/workload/workload.h"
 
@@ -32,6 +38,27 @@ struct ClientConfig {
   double request_timeout_s = 60;
   bool ignore_eos = true;
   bool plots = false;
+  // Metron's prefill profiler: lone requests of 2^min_log2 .. 2^max_log2 prompt tokens, TTFT fitted
+  // by a quadratic in P; D_p(P) = fit(P) + slack_s for the deadline metrics.
+  bool prefill_profile = false;
+  int64_t profile_min_log2 = 8, profile_max_log2 = 14, profile_repetitions = 3;
+  double profile_slack_s = 0.3;
+  bool capacity = false;
+  CapacityPlan plan;
+};
+
+// Target TBTs of the P99 miss-rate curve: 1-10 ms by 1, then to 100 ms by 5.
+std::vector<double> miss_rate_targets() {
+  std::vector<double> t;
+  for (int ms = 1; ms <= 10; ++ms) t.push_back(ms * 1e-3);
+  for (int ms = 15; ms <= 100; ms += 5) t.push_back(ms * 1e-3);
+  return t;
+}
+
+// What one pass of the workload measured.
+struct Measured {
+  ServingSummary summary;
+  std::vector<std::pair<int64_t, std::vector<double>>> itts;  // (prompt tokens, inter-token times) of each served request
 };
 
 struct Planned {
@@ -53,7 +80,58 @@ class MetronClient final : public Experiment {
     std::string error;
     if (c_.model.empty()) c_.model = first_model(ep_, &error);
     if (c_.model.empty()) throw std::runtime_error(fmt::format("{} (is the server up?)", error));
-    std::vector<Planned> plan = make_plan(ctx.seed());
+    MetricsConfig metrics_cfg = m_;
+    if (c_.prefill_profile) {
+      deadline_ = profile_prefill(ctx, ctx.seed());
+      metrics_cfg.ttft_slack_s = c_.profile_slack_s;
+    }
+    WorkloadConfig w = w_;
+    std::vector<std::pair<std::string, double>> extra;
+    if (c_.capacity) {
+      auto& probes = ctx.table("/capacity/probes", {{"qps", ColumnType::kFloat64, "1/s", "probed arrival rate"},
+                                                    {"passed", ColumnType::kUInt8, "", "1: the SLO held"},
+                                                    {"p99_ttft_s", ColumnType::kFloat64, "s", ""},
+                                                    {"p99_tbt_s", ColumnType::kFloat64, "s", ""},
+                                                    {"requests_failed", ColumnType::kInt64, "", "errors and broken streams"}});
+      CapacityResult cap = c_.plan.run([&](double qps) {
+        w.qps = qps;
+        std::optional<Measured> m = measure(ctx, w, c_.plan.slo.probe_metrics(metrics_cfg), false);
+        if (!m) return ProbeResult{};
+        const double failed = m->summary.get("requests_http_error") + m->summary.get("requests_broken");
+        const bool passed = failed == 0 && c_.plan.slo.passes(m->summary);
+        probes.append({qps, int64_t{passed}, m->summary.get("p99_ttft_s"), m->summary.get("p99_tbt_s"), static_cast<int64_t>(failed)});
+        runtime::logger()->info("capacity probe {:.2f} QPS: {} ({})", qps, passed ? "meets" : "misses", c_.plan.slo.describe());
+        return ProbeResult{passed, 0};
+      });
+      if (ctx.should_stop()) return jobs::RunOutcome::kPreempted;
+      if (!cap.best_qps) throw std::runtime_error(fmt::format("no probed QPS met the SLO ({})", c_.plan.slo.describe()));
+      w.qps = *cap.best_qps;
+      extra.emplace_back("capacity_qps", *cap.best_qps);
+      extra.emplace_back("capacity_probes", static_cast<double>(cap.probes.size()));
+    }
+    std::optional<Measured> m = measure(ctx, w, metrics_cfg, true);
+    if (!m) return jobs::RunOutcome::kPreempted;
+    summary_ = std::move(m->summary);
+    for (auto& e : extra) summary_.values.push_back(e);
+    write_miss_rate_curve(ctx, m->itts, metrics_cfg);
+    ServingMetrics::write_summary(ctx, summary_, "");
+    return jobs::RunOutcome::kDone;
+  }
+
+  void report(const jobs::RunContext&) const override {
+    std::vector<std::pair<std::string, std::string>> rows;
+    for (const auto& [k, v] : summary_.values) rows.emplace_back(k, fmt::format("{:.6g}", v));
+    print_rows(rows);
+  }
+  void after_close(const fs::path& run_dir) const override {
+    if (c_.plots) plot_serving_results(run_dir);
+  }
+
+ private:
+  // One pass of workload `w`: its requests sent at their arrival times, measured into
+  // ServingMetrics (tables in results.h5 only when `tables`). nullopt when the run was stopped.
+  std::optional<Measured> measure(jobs::RunContext& ctx, const WorkloadConfig& w, const MetricsConfig& metrics_cfg, bool tables) {
+    std::vector<Planned> plan = make_plan(w, ctx.seed());
     std::vector<StreamedResponse> responses(plan.size());
     std::vector<double> sent_s(plan.size(), 0);
     std::atomic<size_t> next{0};
@@ -62,43 +140,44 @@ class MetronClient final : public Experiment {
     // Workers take requests in arrival order and send each at its arrival time; with all of them
     // busy a request waits (bounded concurrency), and the wait is reported, not hidden.
     std::vector<std::thread> workers;
-    for (int64_t w = 0; w < std::min<int64_t>(c_.max_concurrency, static_cast<int64_t>(plan.size())); ++w)
+    for (int64_t k = 0; k < std::min<int64_t>(c_.max_concurrency, static_cast<int64_t>(plan.size())); ++k)
       workers.emplace_back([&] {
         for (size_t i; (i = next++) < plan.size();) {
           if (ctx.should_stop()) return;
           const double wait = plan[i].req.arrival_s - since_start();
           if (wait > 0) std::this_thread::sleep_for(std::chrono::duration<double>(wait));
           sent_s[i] = since_start();
-          nlohmann::json body = {{"model", c_.model}, {"max_tokens", plan[i].req.decode_tokens}, {"temperature", 0},
-                                 {"ignore_eos", c_.ignore_eos}};
-          if (c_.api == "chat") body["messages"] = {{{"role", "user"}, {"content", plan[i].prompt}}};
-          else body["prompt"] = plan[i].prompt;
-          responses[i] = stream_completion(ep_, body, c_.api == "chat");
+          responses[i] = send(plan[i].prompt, plan[i].req.decode_tokens);
         }
       });
     for (auto& t : workers) t.join();
     const double wall = since_start();
-    if (ctx.should_stop()) return jobs::RunOutcome::kPreempted;
+    if (ctx.should_stop()) return std::nullopt;
 
-    ServingMetrics metrics(m_, &ctx, "/serving");
-    auto& requests = ctx.table("/metron/requests", {
-        {"request_id", ColumnType::kUInt64, "", "request"},
-        {"scheduled_s", ColumnType::kFloat64, "s", "arrival time in the workload"},
-        {"sent_s", ColumnType::kFloat64, "s", "when it was sent (later than scheduled when every worker was busy)"},
-        {"prompt_tokens", ColumnType::kInt64, "tokens", "the server's count (usage), else ours"},
-        {"asked_tokens", ColumnType::kInt64, "tokens", "max_tokens"},
-        {"received_tokens", ColumnType::kInt64, "tokens", "stream events that carried text"},
-        {"ok", ColumnType::kUInt8, "", "1: the stream ended with [DONE]"},
-        {"http_status", ColumnType::kInt64, "", "0: no response"},
-    });
+    ServingMetrics metrics(metrics_cfg, tables ? &ctx : nullptr, "/serving");
+    if (deadline_) metrics.set_ttft_deadline(deadline_);
+    results::Table* requests = nullptr;
+    if (tables)
+      requests = &ctx.table("/metron/requests", {
+          {"request_id", ColumnType::kUInt64, "", "request"},
+          {"scheduled_s", ColumnType::kFloat64, "s", "arrival time in the workload"},
+          {"sent_s", ColumnType::kFloat64, "s", "when it was sent (later than scheduled when every worker was busy)"},
+          {"prompt_tokens", ColumnType::kInt64, "tokens", "the server's count (usage), else ours"},
+          {"asked_tokens", ColumnType::kInt64, "tokens", "max_tokens"},
+          {"received_tokens", ColumnType::kInt64, "tokens", "stream events that carried text"},
+          {"ok", ColumnType::kUInt8, "", "1: the stream ended with [DONE]"},
+          {"http_status", ColumnType::kInt64, "", "0: no response"},
+      });
+    Measured out;
     int64_t ok = 0, http_errors = 0, broken = 0, events = 0;
     double client_s = 0, queued_s = 0;
     for (size_t i = 0; i < plan.size(); ++i) {
       const StreamedResponse& r = responses[i];
       const Planned& p = plan[i];
       const int64_t prompt_tokens = r.prompt_tokens > 0 ? r.prompt_tokens : p.prompt_tokens;
-      requests.append({p.req.id, p.req.arrival_s, sent_s[i], prompt_tokens, p.req.decode_tokens,
-                       static_cast<int64_t>(r.token_times.size()), int64_t{r.ok}, int64_t{r.http_status}});
+      if (requests)
+        requests->append({p.req.id, p.req.arrival_s, sent_s[i], prompt_tokens, p.req.decode_tokens,
+                          static_cast<int64_t>(r.token_times.size()), int64_t{r.ok}, int64_t{r.http_status}});
       queued_s = std::max(queued_s, sent_s[i] - p.req.arrival_s);
       client_s += r.client_s;
       events += static_cast<int64_t>(r.token_times.size());
@@ -118,33 +197,99 @@ class MetronClient final : public Experiment {
       s.status = SeqStatus::kFinished;
       s.completed_s = s.token_times.empty() ? sent_s[i] : s.token_times.back();
       metrics.on_finished(s, 0);
+      out.itts.emplace_back(prompt_tokens, inter_token_times(req.arrival_s, s.token_times));
     }
-    summary_ = metrics.summary(0, 1, 0);
-    summary_.values.emplace_back("requests_ok", static_cast<double>(ok));
-    summary_.values.emplace_back("requests_http_error", static_cast<double>(http_errors));
-    summary_.values.emplace_back("requests_broken", static_cast<double>(broken));  // no response, timeout, truncated
-    summary_.values.emplace_back("max_client_queue_s", queued_s);
-    summary_.values.emplace_back("client_parse_us_per_token", events ? 1e6 * client_s / static_cast<double>(events) : 0);
-    summary_.values.emplace_back("wall_s", wall);
-    ServingMetrics::write_summary(ctx, summary_, "");
-    metrics.write_cdf();
-    return jobs::RunOutcome::kDone;
+    out.summary = metrics.summary(0, 1, 0);
+    out.summary.values.emplace_back("qps", w.qps);
+    out.summary.values.emplace_back("requests_ok", static_cast<double>(ok));
+    out.summary.values.emplace_back("requests_http_error", static_cast<double>(http_errors));
+    out.summary.values.emplace_back("requests_broken", static_cast<double>(broken));  // no response, timeout, truncated
+    out.summary.values.emplace_back("max_client_queue_s", queued_s);
+    out.summary.values.emplace_back("client_parse_us_per_token", events ? 1e6 * client_s / static_cast<double>(events) : 0);
+    out.summary.values.emplace_back("wall_s", wall);
+    if (tables) metrics.write_cdf();
+    return out;
   }
 
-  void report(const jobs::RunContext&) const override {
-    std::vector<std::pair<std::string, std::string>> rows;
-    for (const auto& [k, v] : summary_.values) rows.emplace_back(k, fmt::format("{:.6g}", v));
-    print_rows(rows);
-  }
-  void after_close(const fs::path& run_dir) const override {
-    if (c_.plots) plot_serving_results(run_dir);
+  StreamedResponse send(const nlohmann::json& prompt, int64_t max_tokens) const {
+    nlohmann::json body = {{"model", c_.model}, {"max_tokens", max_tokens}, {"temperature", 0}, {"ignore_eos", c_.ignore_eos}};
+    if (c_.api == "chat") body["messages"] = {{{"role", "user"}, {"content", prompt}}};
+    else body["prompt"] = prompt;
+    return stream_completion(ep_, body, c_.api == "chat");
   }
 
- private:
+  // Metron's prefill profiler: TTFT of lone requests (one output token) at 2^k prompt tokens,
+  // a least-squares quadratic a + bP + cP^2 through them, and D_p(P) = max(fit, 0) + slack. Lengths
+  // the endpoint refuses (beyond its context) end the sweep.
+  std::function<double(int64_t)> profile_prefill(jobs::RunContext& ctx, uint64_t seed) {
+    runtime::RngStream rng(seed, 912);
+    auto& table = ctx.table("/metron/prefill_profile", {{"prompt_tokens", ColumnType::kInt64, "tokens", ""},
+                                                        {"ttft_s", ColumnType::kFloat64, "s", "a lone request's TTFT"}});
+    std::vector<std::pair<double, double>> points;
+    for (int64_t k = c_.profile_min_log2; k <= c_.profile_max_log2; ++k) {
+      const int64_t n = int64_t{1} << k;
+      bool refused = false;
+      for (int64_t rep = 0; rep < c_.profile_repetitions && !refused; ++rep) {
+        StreamedResponse r = send(prompt_of(n, rng), 1);
+        if (!r.ok || r.token_times.empty()) {
+          runtime::logger()->info("prefill profile stops at {} tokens: {}", n, r.error);
+          refused = true;
+          break;
+        }
+        table.append({n, r.token_times[0]});
+        points.emplace_back(static_cast<double>(n), r.token_times[0]);
+      }
+      if (refused) break;
+    }
+    if (points.size() < 3) throw std::runtime_error("the prefill profile needs 3 prompt lengths the endpoint serves");
+    Eigen::MatrixXd x(static_cast<Eigen::Index>(points.size()), 3);
+    Eigen::VectorXd y(static_cast<Eigen::Index>(points.size()));
+    for (size_t i = 0; i < points.size(); ++i) {
+      const double p = points[i].first;
+      x.row(static_cast<Eigen::Index>(i)) << 1.0, p, p * p;
+      y(static_cast<Eigen::Index>(i)) = points[i].second;
+    }
+    const Eigen::Vector3d c = x.colPivHouseholderQr().solve(y);
+    prefill_fit_ = {c(0), c(1), c(2)};
+    const double slack = c_.profile_slack_s;
+    return [c, slack](int64_t p) {
+      const double d = static_cast<double>(p);
+      return std::max(0.0, c(0) + c(1) * d + c(2) * d * d) + slack;
+    };
+  }
+
+  // P99 (and mean) per-request deadline miss rate against target TBTs from 1 to 100 ms, D_p as the
+  // run's (the prefill profile's deadline, else metrics.ttft_deadline_s).
+  void write_miss_rate_curve(jobs::RunContext& ctx, const std::vector<std::pair<int64_t, std::vector<double>>>& itts,
+                             const MetricsConfig& mc) {
+    auto& t = ctx.table("/metron/miss_rate_curve", {{"tbt_deadline_s", ColumnType::kFloat64, "s", "target TBT (D_d)"},
+                                                    {"p99_miss_rate", ColumnType::kFloat64, "", "P99 over requests"},
+                                                    {"mean_miss_rate", ColumnType::kFloat64, "", "mean over requests"}});
+    for (double d : miss_rate_targets()) {
+      std::vector<double> rates;
+      for (const auto& [prompt, itt] : itts)
+        rates.push_back(deadline_misses(itt, deadline_ ? deadline_(prompt) : mc.ttft_deadline_s, d).miss_rate());
+      if (rates.empty()) continue;
+      std::sort(rates.begin(), rates.end());
+      const double mean = std::accumulate(rates.begin(), rates.end(), 0.0) / static_cast<double>(rates.size());
+      t.append({d, rates[std::min(rates.size() - 1, static_cast<size_t>(0.99 * static_cast<double>(rates.size())))], mean});
+    }
+    if (!prefill_fit_.empty())
+      for (size_t i = 0; i < 3; ++i) summary_.values.emplace_back(fmt::format("prefill_fit_c{}", i), prefill_fit_[i]);
+  }
+
+  nlohmann::json prompt_of(int64_t n, runtime::RngStream& rng) const {
+    std::vector<int32_t> ids;
+    const int64_t lo = c_.token_id_range[0], hi = c_.token_id_range[1];
+    for (int64_t k = 0; k < n; ++k) ids.push_back(static_cast<int32_t>(lo + static_cast<int64_t>(rng.below(static_cast<uint64_t>(hi - lo)))));
+    if (!tok_) return ids;
+    return tok_->decode(ids, true);
+  }
+
   // The workload's lengths and arrivals, with prompts of exactly that many tokens: token ids, or
   // text that the endpoint's tokenizer (tokenizer_dir) turns into that many.
-  std::vector<Planned> make_plan(uint64_t seed) const {
-    RequestGenerator gen(w_, seed);
+  std::vector<Planned> make_plan(const WorkloadConfig& w, uint64_t seed) const {
+    RequestGenerator gen(w, seed);
     runtime::RngStream rng(seed, 911);
     const int64_t lo = c_.token_id_range[0], hi = c_.token_id_range[1];
     auto random_ids = [&](int64_t n) {
@@ -184,6 +329,8 @@ class MetronClient final : public Experiment {
   Endpoint ep_;
   std::unique_ptr<Tokenizer> tok_;
   ServingSummary summary_;
+  std::function<double(int64_t)> deadline_;  // D_p from the prefill profile
+  std::vector<double> prefill_fit_;
 };
 
 }  // namespace
@@ -202,12 +349,29 @@ std::unique_ptr<Experiment> make_metron(const config::ConfigNode& job) {
   top.get("request_timeout_s", c.request_timeout_s, Range::between(0.1, 86400));
   top.get("ignore_eos", c.ignore_eos);
   top.get("plots", c.plots);
+  auto pp = top.section("prefill_profile");
+  pp.get("enabled", c.prefill_profile);
+  pp.get("min_log2", c.profile_min_log2, Range::between(0, 30));
+  pp.get("max_log2", c.profile_max_log2, Range::between(0, 30));
+  pp.get("repetitions", c.profile_repetitions, Range::between(1, 100));
+  pp.get("slack_s", c.profile_slack_s, Range::between(0, 3600));
+  pp.finish();
+  auto cap = top.section("capacity");
+  cap.get("enabled", c.capacity);
+  c.plan = CapacityPlan::from(cap);  // `enabled` was read from the same reader, so finish() accepts it
   WorkloadConfig w = WorkloadConfig::from(top.section("workload"), fs::path(EXP_SOURCE_DIR) / "data");
   MetricsConfig m = MetricsConfig::from(top.section("metrics"));
   top.finish();
   if (c.token_id_range.size() != 2 || c.token_id_range[0] >= c.token_id_range[1])
     reject_key(job, "token_id_range", fmt::format("[{}] is not [low, high) with low < high", fmt::join(c.token_id_range, ", ")),
                "e.g. [1000, 10000]: ids every tokenizer of 32k tokens or more has");
+  if (c.capacity && (c.plan.slo.type == "sarathi" || c.plan.slo.type == "delay"))
+    reject_key(job, "capacity.slo.type",
+               fmt::format("\"{}\" bounds the scheduling delay, which only the server knows", c.plan.slo.type),
+               "against a live endpoint use deadline, tbt_ttft or ttft_tpot");
+  if (c.capacity && c.plan.slo.type == "deadline" && !c.prefill_profile)
+    reject_key(job, "prefill_profile.enabled", "capacity.slo.type=deadline sets D_p from the endpoint's prefill curve",
+               "set prefill_profile.enabled=true");
   if (c.prompts == "text" && c.tokenizer_dir.empty())
     reject_key(job, "tokenizer_dir", "prompts=text needs the endpoint's tokenizer to count tokens",
                "a folder with the model's tokenizer.json (or tokenizer.model), or prompts=token_ids");

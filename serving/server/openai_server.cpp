@@ -127,7 +127,10 @@ struct OpenAiServer::Impl {
   Clock::time_point drain_deadline;
   std::atomic<uint64_t> next_id{0};
   std::atomic<int64_t> in_flight{0};
-  std::atomic<int64_t> kv_used{0}, kv_total{0}, served{0}, cancelled{0};
+  std::atomic<int64_t> kv_used{0}, kv_total{0}, served{0}, cancelled{0}, steps{0}, tokens{0};
+  // Engine thread time: inside Engine::step() (the model), and outside it (admitting requests,
+  // detokenising, stop checks, handing tokens to the streams) — the server's own overhead.
+  std::atomic<double> step_s{0}, loop_s{0};
   std::thread engine_thread;
 
   explicit Impl(ServerOptions o) : opt(std::move(o)) {
@@ -174,8 +177,10 @@ struct OpenAiServer::Impl {
     // Prometheus text format, as vLLM's /metrics; what tests and operators watch.
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(fmt::format("exp_requests_in_flight {}\nexp_requests_finished_total {}\nexp_requests_cancelled_total {}\n"
-                                  "exp_kv_blocks_used {}\nexp_kv_blocks_total {}\n",
-                                  in_flight.load(), served.load(), cancelled.load(), kv_used.load(), kv_total.load()),
+                                  "exp_kv_blocks_used {}\nexp_kv_blocks_total {}\nexp_engine_steps_total {}\n"
+                                  "exp_tokens_total {}\nexp_engine_step_seconds_total {:.6f}\nexp_server_loop_seconds_total {:.6f}\n",
+                                  in_flight.load(), served.load(), cancelled.load(), kv_used.load(), kv_total.load(),
+                                  steps.load(), tokens.load(), step_s.load(), loop_s.load()),
                       "text/plain; version=0.0.4");
     });
     http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
@@ -440,7 +445,14 @@ struct OpenAiServer::Impl {
           end(id, "abort");
         }
       }
+      const Clock::time_point t0 = Clock::now();
       Engine::StepEvents ev = engine.step();
+      const Clock::time_point t1 = Clock::now();
+      if (!ev.tokens.empty()) {
+        ++steps;
+        tokens += static_cast<int64_t>(ev.tokens.size());
+        step_s = step_s + std::chrono::duration<double>(t1 - t0).count();
+      }
       for (const auto& [id, token] : ev.tokens) {
         auto it = live.find(id);
         if (it == live.end()) continue;
@@ -465,6 +477,7 @@ struct OpenAiServer::Impl {
       }
       for (const auto& f : ev.finished) end(f.first, "length");  // e.g. the scheduler ignored it
       kv_used = engine.kv_blocks_used();
+      if (!ev.tokens.empty()) loop_s = loop_s + std::chrono::duration<double>(Clock::now() - t1).count();
     }
   }
 

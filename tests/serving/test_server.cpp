@@ -425,6 +425,33 @@ TEST(MetronCli, CountsRequestsTheServerRefuses) {
   fs::remove_all(dir);
 }
 
+// Metron's live capacity search, prefill profiler and P99 miss-rate curve, against exp serve.
+TEST(MetronCli, FindsCapacityProfilesPrefillAndWritesTheMissRateCurve) {
+  ServeProcess server;
+  ASSERT_GT(server.port(), 0) << server.log();
+  const fs::path dir = fs::temp_directory_path() / fmt::format("exp_metron_cap_{}", getpid());
+  int status = -1;
+  const std::string out = run_capture(
+      fmt::format("{}/exp run {}/configs/experiment/metron.yaml endpoint=http://127.0.0.1:{}/v1 hydra.run.dir={} "
+                  "workload.num_requests=12 prefill_profile.enabled=true prefill_profile.min_log2=4 "
+                  "prefill_profile.max_log2=10 prefill_profile.repetitions=1 capacity.enabled=true capacity.start_qps=10 "
+                  "capacity.max_iterations=3 capacity.slo.type=deadline capacity.slo.tbt_deadline_s=1 2>&1",
+                  EXP_BINARY_DIR, EXP_SOURCE_DIR, server.port(), dir.string()),
+      &status);
+  ASSERT_EQ(status, 0) << out;
+  auto r = results::ResultsReader::open(dir / "results.h5");
+  EXPECT_GE(r->read_table("/capacity/probes").rows, 1);
+  EXPECT_GT(std::get<double>(*r->attr("/summary", "capacity_qps")), 0);
+  // 2^4 .. 2^8 served; 2^9 fills the tiny model's 512-token context, leaving no room for the
+  // output token: refused (413), which ends the sweep.
+  EXPECT_EQ(r->read_table("/metron/prefill_profile").rows, 5);
+  const auto curve = r->read_table("/metron/miss_rate_curve");
+  ASSERT_EQ(curve.rows, 28);
+  for (int64_t i = 1; i < curve.rows; ++i)  // a looser target never misses more
+    EXPECT_LE(curve.values[1][static_cast<size_t>(i)], curve.values[1][static_cast<size_t>(i - 1)]);
+  fs::remove_all(dir);
+}
+
 TEST(MetronCli, NoServerIsAnErrorNamingTheEndpoint) {
   int status = -1;
   const std::string out = run_capture(
