@@ -8,6 +8,8 @@
 #include <numeric>
 #include <optional>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <cstdlib>
 #include <thread>
 
@@ -47,13 +49,6 @@ struct ClientConfig {
   CapacityPlan plan;
 };
 
-// Target TBTs of the P99 miss-rate curve: 1-10 ms by 1, then to 100 ms by 5.
-std::vector<double> miss_rate_targets() {
-  std::vector<double> t;
-  for (int ms = 1; ms <= 10; ++ms) t.push_back(ms * 1e-3);
-  for (int ms = 15; ms <= 100; ms += 5) t.push_back(ms * 1e-3);
-  return t;
-}
 
 // What one pass of the workload measured.
 struct Measured {
@@ -113,7 +108,7 @@ class MetronClient final : public Experiment {
     if (!m) return jobs::RunOutcome::kPreempted;
     summary_ = std::move(m->summary);
     for (auto& e : extra) summary_.values.push_back(e);
-    write_miss_rate_curve(ctx, m->itts, metrics_cfg);
+    write_miss_rate_curve(ctx, m->itts);
     ServingMetrics::write_summary(ctx, summary_, "");
     return jobs::RunOutcome::kDone;
   }
@@ -200,6 +195,15 @@ class MetronClient final : public Experiment {
       out.itts.emplace_back(prompt_tokens, inter_token_times(req.arrival_s, s.token_times));
     }
     out.summary = metrics.summary(0, 1, 0);
+    // Metron's companion rates beside the fluid token rate: 1 / mean TPOT over requests, and
+    // 1 / P99 of the pooled TBTs.
+    double tpot_sum = 0;
+    int64_t tpot_n = 0;
+    for (const auto& [prompt, itt] : out.itts)
+      if (itt.size() > 1) tpot_sum += request_latency(itt).tpot, ++tpot_n;
+    out.summary.values.emplace_back("tpot_based_token_rate_tok_s", tpot_n && tpot_sum > 0 ? static_cast<double>(tpot_n) / tpot_sum : 0);
+    const double p99_tbt = out.summary.get("p99_tbt_s");
+    out.summary.values.emplace_back("tbt_based_token_rate_tok_s", p99_tbt > 0 ? 1 / p99_tbt : 0);
     out.summary.values.emplace_back("qps", w.qps);
     out.summary.values.emplace_back("requests_ok", static_cast<double>(ok));
     out.summary.values.emplace_back("requests_http_error", static_cast<double>(http_errors));
@@ -218,28 +222,29 @@ class MetronClient final : public Experiment {
     return stream_completion(ep_, body, c_.api == "chat");
   }
 
-  // Metron's prefill profiler: TTFT of lone requests (one output token) at 2^k prompt tokens,
-  // a least-squares quadratic a + bP + cP^2 through them, and D_p(P) = max(fit, 0) + slack. Lengths
-  // the endpoint refuses (beyond its context) end the sweep.
+  // Metron's prefill profiler: TTFT of lone requests (one output token) at 2^k prompt tokens, the
+  // least of `repetitions`, then D_p(P) = max(fit, 0) + slack with a least-squares quadratic
+  // a + bP + cP^2 for the fit (our stand-in for Metron's random forest on polynomial features,
+  // which extrapolates flat beyond the profiled lengths). Lengths the endpoint refuses end the sweep.
   std::function<double(int64_t)> profile_prefill(jobs::RunContext& ctx, uint64_t seed) {
     runtime::RngStream rng(seed, 912);
     auto& table = ctx.table("/metron/prefill_profile", {{"prompt_tokens", ColumnType::kInt64, "tokens", ""},
-                                                        {"ttft_s", ColumnType::kFloat64, "s", "a lone request's TTFT"}});
+                                                        {"ttft_s", ColumnType::kFloat64, "s", "a lone request's TTFT, the least of the repetitions"}});
     std::vector<std::pair<double, double>> points;
     for (int64_t k = c_.profile_min_log2; k <= c_.profile_max_log2; ++k) {
       const int64_t n = int64_t{1} << k;
-      bool refused = false;
-      for (int64_t rep = 0; rep < c_.profile_repetitions && !refused; ++rep) {
+      double best = std::numeric_limits<double>::infinity();  // Metron keeps the minimum per length
+      for (int64_t rep = 0; rep < c_.profile_repetitions; ++rep) {
         StreamedResponse r = send(prompt_of(n, rng), 1);
         if (!r.ok || r.token_times.empty()) {
           runtime::logger()->info("prefill profile stops at {} tokens: {}", n, r.error);
-          refused = true;
           break;
         }
-        table.append({n, r.token_times[0]});
-        points.emplace_back(static_cast<double>(n), r.token_times[0]);
+        best = std::min(best, r.token_times[0]);
       }
-      if (refused) break;
+      if (!std::isfinite(best)) break;
+      table.append({n, best});
+      points.emplace_back(static_cast<double>(n), best);
     }
     if (points.size() < 3) throw std::runtime_error("the prefill profile needs 3 prompt lengths the endpoint serves");
     Eigen::MatrixXd x(static_cast<Eigen::Index>(points.size()), 3);
@@ -258,17 +263,20 @@ class MetronClient final : public Experiment {
     };
   }
 
-  // P99 (and mean) per-request deadline miss rate against target TBTs from 1 to 100 ms, D_p as the
-  // run's (the prefill profile's deadline, else metrics.ttft_deadline_s).
-  void write_miss_rate_curve(jobs::RunContext& ctx, const std::vector<std::pair<int64_t, std::vector<double>>>& itts,
-                             const MetricsConfig& mc) {
+  // Metron's curve: for each target TBT of 1, 2, ..., 100 ms, the P99 (and mean) over requests of
+  // the deadline miss rate with the TTFT ignored (on [0] + the request's TBTs).
+  void write_miss_rate_curve(jobs::RunContext& ctx, const std::vector<std::pair<int64_t, std::vector<double>>>& itts) {
     auto& t = ctx.table("/metron/miss_rate_curve", {{"tbt_deadline_s", ColumnType::kFloat64, "s", "target TBT (D_d)"},
                                                     {"p99_miss_rate", ColumnType::kFloat64, "", "P99 over requests"},
                                                     {"mean_miss_rate", ColumnType::kFloat64, "", "mean over requests"}});
-    for (double d : miss_rate_targets()) {
+    for (int ms = 1; ms <= 100; ++ms) {
+      const double d = ms * 1e-3;
       std::vector<double> rates;
-      for (const auto& [prompt, itt] : itts)
-        rates.push_back(deadline_misses(itt, deadline_ ? deadline_(prompt) : mc.ttft_deadline_s, d).miss_rate());
+      for (const auto& [prompt, itt] : itts) {
+        std::vector<double> gaps = itt;
+        if (!gaps.empty()) gaps[0] = 0;
+        rates.push_back(deadline_misses(gaps, 0, d, true).miss_rate());
+      }
       if (rates.empty()) continue;
       std::sort(rates.begin(), rates.end());
       const double mean = std::accumulate(rates.begin(), rates.end(), 0.0) / static_cast<double>(rates.size());

@@ -442,24 +442,28 @@ TEST(MetronCli, FindsCapacityProfilesPrefillAndWritesTheMissRateCurve) {
   auto r = results::ResultsReader::open(dir / "results.h5");
   EXPECT_GE(r->read_table("/capacity/probes").rows, 1);
   EXPECT_GT(std::get<double>(*r->attr("/summary", "capacity_qps")), 0);
+  EXPECT_GT(std::get<double>(*r->attr("/summary", "tpot_based_token_rate_tok_s")), 0);
+  EXPECT_GT(std::get<double>(*r->attr("/summary", "tbt_based_token_rate_tok_s")), 0);
   // 2^4 .. 2^8 served; 2^9 fills the tiny model's 512-token context, leaving no room for the
   // output token: refused (413), which ends the sweep.
   EXPECT_EQ(r->read_table("/metron/prefill_profile").rows, 5);
   const auto curve = r->read_table("/metron/miss_rate_curve");
-  ASSERT_EQ(curve.rows, 28);
+  ASSERT_EQ(curve.rows, 100);
   for (int64_t i = 1; i < curve.rows; ++i)  // a looser target never misses more
     EXPECT_LE(curve.values[1][static_cast<size_t>(i)], curve.values[1][static_cast<size_t>(i - 1)]);
   fs::remove_all(dir);
 }
 
 TEST(MetronCli, NoServerIsAnErrorNamingTheEndpoint) {
+  const fs::path dir = fs::temp_directory_path() / fmt::format("exp_metron_none_{}", getpid());
   int status = -1;
   const std::string out = run_capture(
       fmt::format("{}/exp run {}/configs/experiment/metron.yaml endpoint=http://127.0.0.1:1/v1 hydra.run.dir={} 2>&1",
-                  EXP_BINARY_DIR, EXP_SOURCE_DIR, (fs::temp_directory_path() / "exp_metron_none").string()),
+                  EXP_BINARY_DIR, EXP_SOURCE_DIR, dir.string()),
       &status);
   EXPECT_NE(status, 0);
   EXPECT_NE(out.find("http://127.0.0.1:1/v1/models"), std::string::npos) << out;
+  fs::remove_all(dir);
 }
 
 }  // namespace
