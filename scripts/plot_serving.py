@@ -6,7 +6,10 @@
 From a serving_sim run: CDFs of TTFT, TBT, normalized latency and scheduling delay, one line per
 scheduler, P50/P90/P99 marked (ttft_cdf.png, tbt_cdf.png, normalized_e2e_cdf.png,
 scheduling_delay_cdf.png). From a capacity search: capacity_bars.png and, when it holds the
-probes, throughput_latency.png. From a config search: pareto.png.
+probes, throughput_latency.png. From a config search: pareto.png. From any run with per-request
+rows (/serving/requests): Metron's ttft_violin.png (TTFT by prompt length) and, with per-token
+rows (metrics.store_tokens=true), its stall plot tokens_vs_time.png (tokens generated against
+time for the request with the longest gap, beside a steady one).
 """
 import argparse
 import os
@@ -122,6 +125,61 @@ def plot_pareto(f, out):
     return ["pareto.png"]
 
 
+def plot_violin(f, out):
+    """Metron's ttft_violin_plot: TTFT by prompt length, prompts grouped by powers of two."""
+    if "serving/requests" not in f:
+        return []
+    r = f["serving/requests"]
+    keep = r["ignored"][()] == 0
+    ttft, prompt = r["ttft_s"][()][keep], r["prefill_tokens"][()][keep]
+    if len(ttft) < 2:
+        return []
+    bucket = np.floor(np.log2(np.maximum(prompt, 1))).astype(int)
+    keys = sorted(set(bucket.tolist()))
+    data = [ttft[bucket == k] for k in keys]
+    fig, ax = plt.subplots(figsize=(max(5, len(keys) * 0.9), 4))
+    ax.violinplot(data, showmedians=True)
+    ax.set_xticks(range(1, len(keys) + 1), [f"{2**k}-{2**(k+1)-1}" for k in keys], rotation=30)
+    ax.set_xlabel("prompt tokens")
+    ax.set_ylabel("TTFT (s)")
+    ax.set_title("TTFT by prompt length")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "ttft_violin.png"), dpi=120)
+    plt.close(fig)
+    return ["ttft_violin.png"]
+
+
+def plot_stalls(f, out):
+    """Metron's stall plot: tokens generated against time since arrival, for the request with the
+    longest gap between tokens beside a typical one (the median longest gap): a stall is a flat step."""
+    if "serving/tokens" not in f or "serving/requests" not in f:
+        return []
+    t = f["serving/tokens"]
+    ids, times, gaps = t["request_id"][()], t["emit_time_s"][()], t["tbt_s"][()]
+    if len(ids) == 0:
+        return []
+    req = f["serving/requests"]
+    arrival = dict(zip(req["request_id"][()].tolist(), req["arrival_s"][()].tolist()))
+    worst_gap = {}
+    for i, g in zip(ids.tolist(), gaps.tolist()):
+        worst_gap[i] = max(worst_gap.get(i, 0.0), g)
+    worst = max(worst_gap, key=worst_gap.get)
+    ranked = sorted(worst_gap, key=worst_gap.get)
+    steady = ranked[len(ranked) // 2]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for rid, label in [(worst, "longest stall"), (steady, "median longest gap")]:
+        sel = ids == rid
+        x = np.concatenate([[0.0], np.sort(times[sel]) - arrival.get(rid, 0.0)])
+        ax.step(x, np.arange(len(x)), where="post", label=f"request {rid} ({label})")
+    ax.set_xlabel("time since arrival (s)")
+    ax.set_ylabel("tokens generated")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "tokens_vs_time.png"), dpi=120)
+    plt.close(fig)
+    return ["tokens_vs_time.png"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run")
@@ -131,7 +189,7 @@ def main():
     out = a.out or os.path.dirname(os.path.abspath(path))
     with h5py.File(path, "r") as f:
         written = plot_cdfs(f, out) if cdf_groups(f) else []
-        written += plot_capacity(f, out) + plot_pareto(f, out)
+        written += plot_capacity(f, out) + plot_pareto(f, out) + plot_violin(f, out) + plot_stalls(f, out)
     if not written:
         print(f"{path}: no serving tables to plot", file=sys.stderr)
         return 1

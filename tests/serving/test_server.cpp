@@ -388,7 +388,7 @@ TEST(MetronCli, MeasuresALiveServer) {
   int status = -1;
   const std::string out = run_capture(
       fmt::format("{}/exp run {}/configs/experiment/metron.yaml endpoint=http://127.0.0.1:{}/v1 hydra.run.dir={} "
-                  "workload.num_requests=24 workload.qps=50 2>&1",
+                  "workload.num_requests=24 workload.qps=50 plots=true metrics.store_tokens=true 2>&1",
                   EXP_BINARY_DIR, EXP_SOURCE_DIR, server.port(), dir.string()),
       &status);
   ASSERT_EQ(status, 0) << out;
@@ -403,6 +403,8 @@ TEST(MetronCli, MeasuresALiveServer) {
       EXPECT_GT(sent.values[c][0], 0);
     }
   }
+  for (const char* png : {"ttft_cdf.png", "tbt_cdf.png", "ttft_violin.png", "tokens_vs_time.png"})
+    EXPECT_TRUE(fs::exists(dir / png)) << png << "\n" << out;
   fs::remove_all(dir);
 }
 
