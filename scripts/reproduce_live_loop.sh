@@ -1,47 +1,77 @@
 #!/usr/bin/env bash
-# The loop closed, in part (docs/serving_text.md): the same requests (workload lengths and Poisson
-# arrivals, seed 0, every request to its max_tokens) served by the engine in-process
-# (engine_serve) and by `exp serve` measured from the client by the metron experiment over HTTP
-# on loopback. The gap between the two columns is what a client sees beyond the engine: HTTP,
-# server-sent events, detokenising, the client's own clock. Usage: scripts/reproduce_live_loop.sh [QPS=4]
+# The loop closed (docs/serving_text.md): the same requests — the workload's lengths and Poisson
+# arrivals, seed 0, every request to its max_tokens — three ways:
+#   simulator  the engine's own operator profile predicting them (engine_fidelity);
+#   engine     the engine serving them in-process (engine_fidelity, the same run);
+#   live       `exp serve` serving them over loopback HTTP, measured from the client by metron.
+# The loads are engine_fidelity's: fractions of the simulated capacity. The gap between the engine
+# and the live column is what a client sees beyond the engine (HTTP, server-sent events,
+# detokenising, the client's clock); the gap between simulator and engine is the predictor's.
+# Usage: scripts/reproduce_live_loop.sh [OUT_DIR]   (about 3 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exp=./build/exp
 [ -x "$exp" ] || { echo "build first: cmake -S . -B build -G Ninja && cmake --build build" >&2; exit 2; }
-qps=${1:-4}
-out=${OUT:-results/live_loop}
+out=${1:-results/live_loop}
 rm -rf "$out"; mkdir -p "$out"
 server=""
 trap '[ -n "$server" ] && kill $server 2>/dev/null || true' EXIT
 ref=build/tokenizer_reference
 [ -f $ref/reference.json ] || scripts/tokenizer_reference.sh $ref tests/serving/data/tokenizer_texts.json >/dev/null
-model=(model.hidden_size=256 model.intermediate_size=768 model.num_hidden_layers=4 model.num_attention_heads=8
-       model.num_key_value_heads=4 model.max_position_embeddings=1024)
-work=(workload.num_requests=64 workload.lengths=uniform workload.min_tokens=32 workload.max_tokens=256
-      workload.arrivals=poisson workload.qps=$qps)
-"$exp" run configs/experiment/make_model.yaml output_dir="$out/model" hydra.run.dir="$out/make" "${model[@]}" > /dev/null
+# Vocabulary 32,000: the Mistral/Llama-2 tokenizer's, which `exp serve` needs beside the weights.
+"$exp" run configs/experiment/make_model.yaml output_dir="$out/model" hydra.run.dir="$out/make" model.hidden_size=256 \
+  model.intermediate_size=768 model.num_hidden_layers=4 model.num_attention_heads=8 model.num_key_value_heads=4 \
+  model.max_position_embeddings=1024 > /dev/null
 cp $ref/llama2/tokenizer.json $ref/llama2/tokenizer_config.json "$out/model/"
-"$exp" run configs/experiment/engine_serve.yaml model_dir="$out/model" hydra.run.dir="$out/engine" "${work[@]}" \
-  scheduler.max_num_seqs=64 > "$out/engine.log" 2>&1
-"$exp" serve model_dir="$out/model" port=0 scheduler.max_num_seqs=64 > "$out/serve.log" 2>&1 &
+work=(workload.num_requests=100 workload.lengths=uniform workload.min_tokens=32 workload.max_tokens=384
+      workload.prefill_to_decode=3.0 workload.arrivals=poisson seed=0)
+sched=(scheduler.chunk_size=256 scheduler.max_num_seqs=32 kv_blocks=1024)
+"$exp" run configs/experiment/engine_fidelity.yaml model_dir="$out/model" hydra.run.dir="$out/fidelity" "${work[@]}" \
+  "${sched[@]}" fidelity.engine_runs=2 fidelity.calibration_requests=60 profile.repetitions=3 > "$out/fidelity.log" 2>&1
+"$exp" serve model_dir="$out/model" port=0 "${sched[@]}" > "$out/serve.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do grep -q "/v1" "$out/serve.log" 2>/dev/null && break; sleep 0.1; done
 port=$(grep -o "127.0.0.1:[0-9]*" "$out/serve.log" | cut -d: -f2)
-"$exp" run configs/experiment/metron.yaml endpoint="http://127.0.0.1:$port/v1" hydra.run.dir="$out/metron" "${work[@]}" \
-  > "$out/metron.log" 2>&1
-/usr/bin/python3 - "$out" <<'PY'
-import sys, h5py
-out = sys.argv[1]
-def summary(name):
-    with h5py.File(f"{out}/{name}/results.h5") as f:
-        return dict(f["summary"].attrs)
-e, m = summary("engine"), summary("metron")
-print(f"{'metric':24} {'engine (in-process)':>20} {'exp serve + metron':>20} {'difference':>12}")
-for k in ["p50_ttft_s", "p99_ttft_s", "p50_tbt_s", "p99_tbt_s", "p50_tpot_s", "p50_e2e_s", "p99_e2e_s", "fluidity_index"]:
-    a, b = float(e[k]), float(m[k])
-    unit = "" if k == "fluidity_index" else " ms"
-    scale = 1 if k == "fluidity_index" else 1e3
-    print(f"{k:24} {scale*a:17.3f}{unit:3} {scale*b:17.3f}{unit:3} {scale*(b-a):+9.3f}{unit}")
-print(f"requests: engine {int(e['requests'] if 'requests' in e else 64)}, metron ok {int(m['requests_ok'])}, "
-      f"failed {int(m['requests_http_error'] + m['requests_broken'])}")
+qps_list=$(/usr/bin/python3 -c "
+import h5py, numpy as np
+with h5py.File('$out/fidelity/results.h5') as f:
+    print(' '.join(f'{q:.6g}' for q in sorted(set(f['fidelity/errors/qps'][()].tolist()))))")
+for qps in $qps_list; do
+  curl -s "http://127.0.0.1:$port/metrics" > "$out/metrics_before_$qps"
+  "$exp" run configs/experiment/metron.yaml endpoint="http://127.0.0.1:$port/v1" hydra.run.dir="$out/live_$qps" \
+    "${work[@]}" workload.qps="$qps" > "$out/live_$qps.log" 2>&1
+  curl -s "http://127.0.0.1:$port/metrics" > "$out/metrics_after_$qps"
+done
+/usr/bin/python3 - "$out" $qps_list <<'PY'
+import sys, h5py, numpy as np
+out, qps_list = sys.argv[1], sys.argv[2:]
+with h5py.File(f"{out}/fidelity/results.h5") as f:
+    e = f["fidelity/errors"]
+    names = [n.decode() if isinstance(n, bytes) else n for n in e.attrs["metrics"]]
+    rows = list(zip(e["load_fraction"][()], e["qps"][()], e["metric_index"][()], e["engine"][()], e["simulator"][()]))
+def live(qps, metric):
+    q, name = metric.split("_", 1)
+    with h5py.File(f"{out}/live_{qps}/results.h5") as f:
+        cdf = f["serving/cdf"]
+        # 101 rows at 1% steps, one column per metric
+        return float(cdf[name][()][int(q[1:])])
+print(f"{'load':>5} {'QPS':>6} {'metric':22} {'simulator':>10} {'engine':>10} {'live':>10}  {'live - engine':>13}")
+for frac, qps, mi, eng, sim in rows:
+    q = next(x for x in qps_list if abs(float(x) - qps) < 1e-3 * qps)
+    lv = live(q, names[mi])
+    print(f"{frac:5.2f} {qps:6.2f} {names[mi]:22} {1e3*sim:8.2f}ms {1e3*eng:8.2f}ms {1e3*lv:8.2f}ms  {1e3*(lv-eng):+10.2f}ms")
+# Where the gap comes from: the engine's own iterations, in-process and inside exp serve (its
+# /metrics), and the server's time outside them.
+def metrics(path):
+    return {k: float(v) for k, v in (l.split() for l in open(path) if l.strip())}
+with h5py.File(f"{out}/fidelity/results.h5") as f:
+    for frac in sorted(set(r[0] for r in rows)):
+        it = f[f"fidelity/iterations_{100*frac:.0f}pct/measured_s"][()]
+        q = next(x for x in qps_list if abs(float(x) - next(r[1] for r in rows if r[0] == frac)) < 1e-3 * float(x))
+        a, b = metrics(f"{out}/metrics_before_{q}"), metrics(f"{out}/metrics_after_{q}")
+        steps = b["exp_engine_steps_total"] - a["exp_engine_steps_total"]
+        step_s = b["exp_engine_step_seconds_total"] - a["exp_engine_step_seconds_total"]
+        loop_s = b["exp_server_loop_seconds_total"] - a["exp_server_loop_seconds_total"]
+        print(f"load {frac:.2f}: mean iteration in-process {1e3*it.mean():.2f} ms ({len(it)}), inside exp serve "
+              f"{1e3*step_s/steps:.2f} ms ({int(steps)}), server loop outside the step {1e3*loop_s/steps:.3f} ms")
 PY
