@@ -13,16 +13,10 @@ n=${1:-512}
 out=$(mktemp -d)
 server=""
 trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$out"' EXIT
-ref=build/tokenizer_reference
-[ -f $ref/reference.json ] || scripts/tokenizer_reference.sh $ref tests/serving/data/tokenizer_texts.json >/dev/null
-"$exp" run configs/experiment/make_model.yaml output_dir="$out/model" hydra.run.dir="$out/make" model.hidden_size=128 \
-  model.intermediate_size=256 model.num_hidden_layers=2 model.num_attention_heads=4 model.num_key_value_heads=2 \
-  model.max_position_embeddings=1024 > /dev/null
-cp $ref/llama2/tokenizer.json $ref/llama2/tokenizer_config.json "$out/model/"
-"$exp" serve model_dir="$out/model" port=0 > "$out/serve.log" 2>&1 &
-server=$!
-for _ in $(seq 100); do grep -q "/v1" "$out/serve.log" 2>/dev/null && break; sleep 0.1; done
-port=$(grep -o "127.0.0.1:[0-9]*" "$out/serve.log" | cut -d: -f2)
+source scripts/serve_helpers.sh
+make_text_model "$out/model" model.hidden_size=128 model.intermediate_size=256 model.num_hidden_layers=2 \
+  model.num_attention_heads=4 model.num_key_value_heads=2 model.max_position_embeddings=1024
+start_exp_serve "$out/model" "$out/serve.log"
 "$exp" run configs/experiment/metron.yaml endpoint="http://127.0.0.1:$port/v1" hydra.run.dir="$out/metron" \
   max_concurrency=64 workload.num_requests="$n" workload.qps=1000 workload.lengths=fixed workload.prompt_tokens=64 \
   workload.decode_tokens=64 > "$out/metron.out" 2>&1

@@ -16,22 +16,15 @@ out=${1:-results/live_loop}
 rm -rf "$out"; mkdir -p "$out"
 server=""
 trap '[ -n "$server" ] && kill $server 2>/dev/null || true' EXIT
-ref=build/tokenizer_reference
-[ -f $ref/reference.json ] || scripts/tokenizer_reference.sh $ref tests/serving/data/tokenizer_texts.json >/dev/null
-# Vocabulary 32,000: the Mistral/Llama-2 tokenizer's, which `exp serve` needs beside the weights.
-"$exp" run configs/experiment/make_model.yaml output_dir="$out/model" hydra.run.dir="$out/make" model.hidden_size=256 \
-  model.intermediate_size=768 model.num_hidden_layers=4 model.num_attention_heads=8 model.num_key_value_heads=4 \
-  model.max_position_embeddings=1024 > /dev/null
-cp $ref/llama2/tokenizer.json $ref/llama2/tokenizer_config.json "$out/model/"
+source scripts/serve_helpers.sh
+make_text_model "$out/model" model.hidden_size=256 model.intermediate_size=768 model.num_hidden_layers=4 \
+  model.num_attention_heads=8 model.num_key_value_heads=4 model.max_position_embeddings=1024
 work=(workload.num_requests=100 workload.lengths=uniform workload.min_tokens=32 workload.max_tokens=384
       workload.prefill_to_decode=3.0 workload.arrivals=poisson seed=0)
 sched=(scheduler.chunk_size=256 scheduler.max_num_seqs=32 kv_blocks=1024)
 "$exp" run configs/experiment/engine_fidelity.yaml model_dir="$out/model" hydra.run.dir="$out/fidelity" "${work[@]}" \
   "${sched[@]}" fidelity.engine_runs=2 fidelity.calibration_requests=60 profile.repetitions=3 > "$out/fidelity.log" 2>&1
-"$exp" serve model_dir="$out/model" port=0 "${sched[@]}" > "$out/serve.log" 2>&1 &
-server=$!
-for _ in $(seq 100); do grep -q "/v1" "$out/serve.log" 2>/dev/null && break; sleep 0.1; done
-port=$(grep -o "127.0.0.1:[0-9]*" "$out/serve.log" | cut -d: -f2)
+start_exp_serve "$out/model" "$out/serve.log" "${sched[@]}"
 qps_list=$(/usr/bin/python3 -c "
 import h5py, numpy as np
 with h5py.File('$out/fidelity/results.h5') as f:

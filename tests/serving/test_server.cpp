@@ -380,17 +380,22 @@ TEST(ServeCli, ServesCurlAndStopsOnSigterm) {
   EXPECT_NE(server.log().find("exp serve: stopped"), std::string::npos) << server.log();
 }
 
+// `exp run configs/experiment/metron.yaml` against `port` into `dir` with `overrides`; its output.
+std::string run_metron(int port, const fs::path& dir, const std::string& overrides, int* status) {
+  return run_capture(fmt::format("{}/exp run {}/configs/experiment/metron.yaml endpoint=http://127.0.0.1:{}/v1 "
+                                 "hydra.run.dir={} {} 2>&1",
+                                 EXP_BINARY_DIR, EXP_SOURCE_DIR, port, dir.string(), overrides),
+                     status);
+}
+
 // The metron experiment against `exp serve`: every request measured, Metron's tables written.
 TEST(MetronCli, MeasuresALiveServer) {
   ServeProcess server;
   ASSERT_GT(server.port(), 0) << server.log();
   const fs::path dir = fs::temp_directory_path() / fmt::format("exp_metron_{}", getpid());
   int status = -1;
-  const std::string out = run_capture(
-      fmt::format("{}/exp run {}/configs/experiment/metron.yaml endpoint=http://127.0.0.1:{}/v1 hydra.run.dir={} "
-                  "workload.num_requests=24 workload.qps=50 plots=true metrics.store_tokens=true 2>&1",
-                  EXP_BINARY_DIR, EXP_SOURCE_DIR, server.port(), dir.string()),
-      &status);
+  const std::string out =
+      run_metron(server.port(), dir, "workload.num_requests=24 workload.qps=50 plots=true metrics.store_tokens=true", &status);
   ASSERT_EQ(status, 0) << out;
   auto r = results::ResultsReader::open(dir / "results.h5");
   EXPECT_EQ(std::get<double>(*r->attr("/summary", "requests_ok")), 24);
@@ -414,11 +419,8 @@ TEST(MetronCli, CountsRequestsTheServerRefuses) {
   ASSERT_GT(server.port(), 0) << server.log();
   const fs::path dir = fs::temp_directory_path() / fmt::format("exp_metron_bad_{}", getpid());
   int status = -1;
-  const std::string out = run_capture(
-      fmt::format("{}/exp run {}/configs/experiment/metron.yaml endpoint=http://127.0.0.1:{}/v1 hydra.run.dir={} "
-                  "workload.num_requests=6 workload.qps=50 token_id_range=[40000,50000] 2>&1",
-                  EXP_BINARY_DIR, EXP_SOURCE_DIR, server.port(), dir.string()),
-      &status);
+  const std::string out =
+      run_metron(server.port(), dir, "workload.num_requests=6 workload.qps=50 token_id_range=[40000,50000]", &status);
   ASSERT_EQ(status, 0) << out;
   EXPECT_NE(out.find("HTTP 400: prompt: token id"), std::string::npos) << out;
   auto r = results::ResultsReader::open(dir / "results.h5");
@@ -433,13 +435,12 @@ TEST(MetronCli, FindsCapacityProfilesPrefillAndWritesTheMissRateCurve) {
   ASSERT_GT(server.port(), 0) << server.log();
   const fs::path dir = fs::temp_directory_path() / fmt::format("exp_metron_cap_{}", getpid());
   int status = -1;
-  const std::string out = run_capture(
-      fmt::format("{}/exp run {}/configs/experiment/metron.yaml endpoint=http://127.0.0.1:{}/v1 hydra.run.dir={} "
-                  "workload.num_requests=12 prefill_profile.enabled=true prefill_profile.min_log2=4 "
-                  "prefill_profile.max_log2=10 prefill_profile.repetitions=1 capacity.enabled=true capacity.start_qps=10 "
-                  "capacity.max_iterations=3 capacity.slo.type=deadline capacity.slo.tbt_deadline_s=1 2>&1",
-                  EXP_BINARY_DIR, EXP_SOURCE_DIR, server.port(), dir.string()),
-      &status);
+  const std::string out = run_metron(server.port(), dir,
+                                     "workload.num_requests=12 prefill_profile.enabled=true prefill_profile.min_log2=4 "
+                                     "prefill_profile.max_log2=10 prefill_profile.repetitions=1 capacity.enabled=true "
+                                     "capacity.start_qps=10 capacity.max_iterations=3 capacity.slo.type=deadline "
+                                     "capacity.slo.tbt_deadline_s=1",
+                                     &status);
   ASSERT_EQ(status, 0) << out;
   auto r = results::ResultsReader::open(dir / "results.h5");
   EXPECT_GE(r->read_table("/capacity/probes").rows, 1);
@@ -459,10 +460,7 @@ TEST(MetronCli, FindsCapacityProfilesPrefillAndWritesTheMissRateCurve) {
 TEST(MetronCli, NoServerIsAnErrorNamingTheEndpoint) {
   const fs::path dir = fs::temp_directory_path() / fmt::format("exp_metron_none_{}", getpid());
   int status = -1;
-  const std::string out = run_capture(
-      fmt::format("{}/exp run {}/configs/experiment/metron.yaml endpoint=http://127.0.0.1:1/v1 hydra.run.dir={} 2>&1",
-                  EXP_BINARY_DIR, EXP_SOURCE_DIR, dir.string()),
-      &status);
+  const std::string out = run_metron(1, dir, "", &status);
   EXPECT_NE(status, 0);
   EXPECT_NE(out.find("http://127.0.0.1:1/v1/models"), std::string::npos) << out;
   fs::remove_all(dir);
