@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <omp.h>
 
@@ -106,9 +107,9 @@ int threads_per_rank(int ranks) {
 class EngineServe final : public Experiment {
  public:
   EngineServe(fs::path model_dir, std::string device, SchedulerConfig sched, int64_t kv_blocks, SamplingParams sampling,
-              MetricsConfig metrics, PromptSet prompts, Deployment dep)
+              MetricsConfig metrics, PromptSet prompts, Deployment dep, std::set<int32_t> stop_ids)
       : model_dir_(std::move(model_dir)), device_(std::move(device)), sched_(sched), kv_blocks_(kv_blocks),
-        sampling_(sampling), metrics_(metrics), prompts_(std::move(prompts)), dep_(dep) {
+        sampling_(sampling), metrics_(metrics), prompts_(std::move(prompts)), dep_(dep), stop_ids_(std::move(stop_ids)) {
     if (device_ == "cuda" && !llama_cuda_available())
       throw config::ConfigError("device=cuda, but no CUDA device is visible", {}, "device", "use device=cpu on this machine");
     const int tp = static_cast<int>(dep_.tensor_parallel);
@@ -193,6 +194,7 @@ class EngineServe final : public Experiment {
     // The engine (and with it the runner, whose end stops any workers) goes before the results
     // are written, so no worker waits on a controller busy writing.
     auto engine = std::make_unique<Engine>(std::move(runner), sched_, kv_blocks_, sampling_, ctx.seed(), &metrics);
+    engine->stop_at(stop_ids_);
     auto& rejected = ctx.table("/engine/rejected", {{"request_id", ColumnType::kUInt64, "", "request not served (why: the log)"},
                                                     {"line", ColumnType::kInt64, "", "its line in prompts_file (0: workload)"}});
     for (auto& [r, p] : prompts_.requests)
@@ -226,6 +228,7 @@ class EngineServe final : public Experiment {
   MetricsConfig metrics_;
   PromptSet prompts_;
   Deployment dep_;
+  std::set<int32_t> stop_ids_;  // empty: ignore_eos, every request runs to its max_tokens
   LlamaConfig config_;
   std::unique_ptr<dist::ProcessGroup> tp_group_;  // ranks of an mpirun/srun launch
   std::unique_ptr<LlamaModel> model_;             // this process's model or shard (none when threads hold shards)
@@ -261,6 +264,8 @@ std::unique_ptr<Experiment> make_engine_serve(const config::ConfigNode& job) {
   top.get("model_dir", model_dir);
   top.get_enum("device", device, {"cpu", "cuda"});
   top.get("prompts_file", prompts_file);
+  bool ignore_eos = true;
+  top.get("ignore_eos", ignore_eos);
   SchedulerConfig sched = SchedulerConfig::from(top.section("scheduler"));
   int64_t kv_blocks = 1024;
   top.get("kv_blocks", kv_blocks, Range::at_least(1));
@@ -285,7 +290,7 @@ std::unique_ptr<Experiment> make_engine_serve(const config::ConfigNode& job) {
       throw config::ConfigError(e.what(), {}, "prompts_file", "one JSON object per line: {\"prompt\": [ids], \"max_tokens\": n}");
     }
   } else {
-    // Random token ids with lengths and arrivals from a workload generator (ignore_eos).
+    // Random token ids with lengths and arrivals from a workload generator.
     WorkloadConfig wc = WorkloadConfig::from(w, fs::path(EXP_SOURCE_DIR) / "data");
     RequestGenerator gen(wc, 0);
     runtime::RngStream rng(1, 301);
@@ -303,7 +308,11 @@ std::unique_ptr<Experiment> make_engine_serve(const config::ConfigNode& job) {
   }
   top.finish();
   try {
-    return std::make_unique<EngineServe>(model_dir, device, sched, kv_blocks, sp, mc, std::move(prompts), dep);
+    std::set<int32_t> stop_ids;
+    if (!ignore_eos && (stop_ids = eos_token_ids(model_dir)).empty())
+      reject_key(job, "ignore_eos", fmt::format("{} names no eos_token_id (generation_config.json, config.json)", model_dir),
+                 "set ignore_eos=true, or add \"eos_token_id\" to the checkpoint's generation_config.json");
+    return std::make_unique<EngineServe>(model_dir, device, sched, kv_blocks, sp, mc, std::move(prompts), dep, std::move(stop_ids));
   } catch (const config::ConfigError&) {
     throw;
   } catch (const std::runtime_error& e) {

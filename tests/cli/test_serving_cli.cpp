@@ -193,6 +193,26 @@ TEST_F(ServingCli, MakeModelThenServeItFromAPromptsFile) {
   EXPECT_NE(r.out.find("p99_tbt_s"), std::string::npos);
 }
 
+// ignore_eos=false: a request ends at the checkpoint's eos_token_id. With every id an EOS, each
+// request gets exactly one token; without any, the config is refused naming the key.
+TEST_F(ServingCli, EngineStopsAtTheCheckpointsEosUnlessIgnoreEos) {
+  ASSERT_EQ(exp("run " + kConfigs + "/experiment/make_model.yaml model.hidden_size=32 model.num_hidden_layers=1 "
+                "model.num_attention_heads=2 model.num_key_value_heads=2 model.intermediate_size=64 model.vocab_size=50 "
+                "hydra.run.dir=made output_dir=" + (dir_ / "m").string()).rc, 0);
+  dir_.write("prompts.jsonl", "{\"prompt\": [1, 2, 3, 4], \"max_tokens\": 6}\n{\"prompt\": [5, 6], \"max_tokens\": 3}\n");
+  const std::string run = "run " + kConfigs + "/experiment/engine_serve.yaml model_dir=" + (dir_ / "m").string() +
+                          " prompts_file=" + (dir_ / "prompts.jsonl").string() + " ignore_eos=false";
+  Ran r = exp(run + " hydra.run.dir=none");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("ignore_eos"), std::string::npos) << r.err;
+  std::string all;
+  for (int i = 0; i < 50; ++i) all += (i ? ", " : "") + std::to_string(i);
+  dir_.write("m/generation_config.json", "{\"eos_token_id\": [" + all + "]}");
+  r = exp(run + " hydra.run.dir=eos");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(results::ResultsReader::open(dir_ / "eos/results.h5")->read_table("/engine/outputs").rows, 2);
+}
+
 TEST_F(ServingCli, EngineServesTheOtherRequestsWhenOneCannotBeServed) {
   ASSERT_EQ(exp("run " + kConfigs + "/experiment/make_model.yaml model.hidden_size=32 model.num_hidden_layers=1 "
                 "model.num_attention_heads=2 model.num_key_value_heads=2 model.intermediate_size=64 model.vocab_size=50 "

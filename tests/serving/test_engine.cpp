@@ -1,6 +1,9 @@
 // The engine under the shared schedulers: preemption and chunking never change the tokens.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <set>
+
 #include "serving/engine/engine.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/tiny_llama.h"
@@ -17,13 +20,15 @@ class EngineTest : public ::testing::Test {
     model_ = LlamaModel::load(dir_.path());
   }
 
-  EngineResult serve(const std::string& type, int64_t chunk, int64_t blocks, SamplingParams sampling = {}) {
+  EngineResult serve(const std::string& type, int64_t chunk, int64_t blocks, SamplingParams sampling = {},
+                     std::set<int32_t> stop_ids = {}) {
     SchedulerConfig s;
     s.type = type;
     s.chunk_size = chunk;
     s.max_model_len = 512;
     s.max_num_seqs = 16;
     Engine e(*model_, s, blocks, sampling, 7, nullptr);
+    e.stop_at(std::move(stop_ids));
     runtime::RngStream rng(5, 0);
     for (uint64_t i = 0; i < 12; ++i) {
       int64_t p = 5 + static_cast<int64_t>(rng.below(60)), d = 3 + static_cast<int64_t>(rng.below(40));
@@ -46,6 +51,24 @@ TEST_F(EngineTest, EveryRequestGetsItsTokens) {
   EXPECT_GT(r.iterations, 0);
   for (const auto& [id, out] : r.outputs)
     for (int32_t t : out) EXPECT_TRUE(t >= 0 && t < 97);
+}
+
+// Without ignore-EOS a request ends at its first end-of-sequence token (kept, as Hugging Face's
+// generate keeps it): each output is the ignore-EOS output cut there.
+TEST_F(EngineTest, StopsAtEndOfSequenceIdsWhenAsked) {
+  EngineResult all = serve("sarathi", 32, 200);
+  const int32_t eos = all.outputs.at(0).at(1);  // request 0's second token
+  EngineResult cut = serve("sarathi", 32, 200, {}, {eos});
+  ASSERT_EQ(cut.outputs.size(), all.outputs.size());
+  int shorter = 0;
+  for (const auto& [id, out] : all.outputs) {
+    auto end = std::find(out.begin(), out.end(), eos);
+    const std::vector<int32_t> expect(out.begin(), end == out.end() ? end : end + 1);
+    EXPECT_EQ(cut.outputs.at(id), expect) << "request " << id;
+    shorter += expect.size() < out.size();
+  }
+  EXPECT_GE(shorter, 1);
+  EXPECT_EQ(cut.outputs.at(0).size(), std::find(all.outputs.at(0).begin(), all.outputs.at(0).end(), eos) - all.outputs.at(0).begin() + 1);
 }
 
 TEST_F(EngineTest, ForcedPreemptionsProduceExactlyTheSameTokens) {

@@ -413,6 +413,31 @@ TEST(MetronCli, MeasuresALiveServer) {
   fs::remove_all(dir);
 }
 
+// Given prompts, text or ids, with their max_tokens (prompts=file); arrivals from the workload.
+TEST(MetronCli, SendsGivenPrompts) {
+  ServeProcess server;
+  ASSERT_GT(server.port(), 0) << server.log();
+  const fs::path dir = fs::temp_directory_path() / fmt::format("exp_metron_given_{}", getpid());
+  const fs::path file = fs::temp_directory_path() / fmt::format("exp_metron_given_{}.jsonl", getpid());
+  std::ofstream(file) << R"({"prompt": "Grüße aus Köln 🤗", "max_tokens": 5})" "\n" R"({"prompt": [1, 415, 5565], "max_tokens": 3})" "\n";
+  int status = -1;
+  const std::string out = run_metron(server.port(), dir, "prompts=file prompts_file=" + file.string() + " tokenizer_dir=" +
+                                                             tiny_model().string(),
+                                     &status);
+  ASSERT_EQ(status, 0) << out;
+  auto r = results::ResultsReader::open(dir / "results.h5");
+  EXPECT_EQ(std::get<double>(*r->attr("/summary", "requests_ok")), 2);
+  const auto sent = r->read_table("/metron/requests");
+  ASSERT_EQ(sent.rows, 2);
+  for (size_t c = 0; c < sent.columns.size(); ++c) {
+    if (sent.columns[c].name == "received_tokens") {
+      EXPECT_EQ(sent.values[c], (std::vector<double>{5, 3}));
+    }
+  }
+  fs::remove_all(dir);
+  fs::remove(file);
+}
+
 // Requests the server refuses are counted and listed, never dropped silently.
 TEST(MetronCli, CountsRequestsTheServerRefuses) {
   ServeProcess server;
