@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian package exp needs. Idempotent: packages already present are skipped,
-# and `apt-get update` runs only when something is missing. The build downloads nothing else.
+# and `apt-get update` runs only when something is missing. The build downloads nothing else; the
+# tokenizer tests' fixture installs three npm packages (scripts/tokenizer_reference.sh).
 set -euo pipefail
 
 packages=(
@@ -19,7 +20,7 @@ packages=(
   libopenblas0-pthread               # an optimised BLAS for that PyTorch (else it uses the reference BLAS)
   zlib1g-dev                         # gzipped IDX datasets
   libicu-dev libsentencepiece-dev    # tokenizers: Unicode regexes, tokenizer.model
-  libcpp-httplib-dev                 # exp serve and the metron client (HTTP, server-sent events)
+  libcpp-httplib-dev curl            # exp serve and the metron client (HTTP, server-sent events); curl drives it in tests
   dataset-fashion-mnist              # /usr/share/datasets/fashion-mnist (networks/, compression/)
   python3-sklearn                    # ships digits.csv.gz, the 8x8 digits set of the fast tests
 )

@@ -65,7 +65,7 @@ int serve_command(const std::string& config_file, const std::vector<std::string>
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   serving::OpenAiServer server(opt);
   fmt::print("exp serve: {} on http://{}:{}/v1 (model \"{}\")\n", opt.model_dir.string(), opt.host, server.port(),
-             opt.model_name.empty() ? fs::absolute(opt.model_dir).lexically_normal().filename().string() : opt.model_name);
+             server.model_name());
   std::fflush(stdout);
   std::atomic<bool> finished{false};
   std::thread waiter([&] {

@@ -108,7 +108,7 @@ struct OpenAiServer::Impl {
   httplib::Server http;
   int bound_port = 0;
 
-  std::mutex mu;  // guards inbox, draining, stopping
+  std::mutex mu;  // guards inbox, draining, drain_deadline
   std::condition_variable wake;
   std::deque<Submission> inbox;
   bool draining = false;
@@ -385,16 +385,17 @@ struct OpenAiServer::Impl {
                              : cpu_runner(*model, opt.kv_blocks, opt.scheduler.block_size);
     Engine engine(std::move(runner), opt.scheduler, opt.kv_blocks, SamplingParams{}, opt.seed, nullptr);
     kv_total = engine.kv_blocks_total();
+    // Counted before its client hears the end, so /metrics never lags what a client has seen.
     auto retire = [&](std::map<uint64_t, Live>::iterator it, const std::string& reason) {
       ++(reason == "abort" ? cancelled : served);
-      live.erase(it);
       --in_flight;
+      std::shared_ptr<Stream> stream = it->second.sub.stream;
+      live.erase(it);
+      return stream;
     };
     auto end = [&](uint64_t id, const std::string& reason) {
       auto it = live.find(id);
-      if (it == live.end()) return;
-      it->second.sub.stream->end(reason);
-      retire(it, reason);
+      if (it != live.end()) retire(it, reason)->end(reason);
     };
     for (;;) {
       std::deque<Submission> arrived;
@@ -456,11 +457,13 @@ struct OpenAiServer::Impl {
           if (at != std::string::npos) l.held.resize(at), finish = "stop";
         }
         size_t send = finish.empty() ? utf8_cut(l.held, l.held.size() > l.hold_back ? l.held.size() - l.hold_back : 0) : l.held.size();
-        st.push(l.held.substr(0, send), finish);
+        std::string piece = l.held.substr(0, send);
         l.held.erase(0, send);
         if (!finish.empty()) {
           if (finish == "stop") engine.finish_early(id);
-          retire(it, finish);
+          retire(it, finish)->push(std::move(piece), finish);
+        } else {
+          st.push(std::move(piece));
         }
       }
       for (const auto& f : ev.finished) end(f.first, "length");  // e.g. the scheduler ignored it
@@ -487,6 +490,7 @@ OpenAiServer::~OpenAiServer() {
 }
 
 int OpenAiServer::port() const { return impl_->bound_port; }
+const std::string& OpenAiServer::model_name() const { return impl_->opt.model_name; }
 
 void OpenAiServer::run() {
   Impl& s = *impl_;

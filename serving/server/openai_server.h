@@ -43,6 +43,7 @@ class OpenAiServer {
   OpenAiServer& operator=(const OpenAiServer&) = delete;
 
   int port() const;
+  const std::string& model_name() const;  // as clients must send it
   // Serves until stop(); returns once every in-flight request has finished or been cancelled.
   void run();
   // Graceful: new requests get 503, in-flight ones finish (up to shutdown_grace_s, then are
