@@ -5,6 +5,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include <sentencepiece_trainer.h>
@@ -24,10 +26,18 @@ nlohmann::json reference(const std::string& name) {
   return nlohmann::json::parse(in).at(name);
 }
 
+// Each checkpoint's tokenizer loaded once (Llama-3's 280k merges take a while, longer under ASan).
+const Tokenizer& loaded(const std::string& name) {
+  static std::map<std::string, std::unique_ptr<Tokenizer>> cache;
+  auto& t = cache[name];
+  if (!t) t = Tokenizer::from_dir(kRef / name);
+  return *t;
+}
+
 class TokenizerReference : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TokenizerReference, IdsEqualTheReferenceLibrary) {
-  auto tok = Tokenizer::from_dir(kRef / GetParam());
+  const Tokenizer* tok = &loaded(GetParam());
   const nlohmann::json cases = reference(GetParam());
   ASSERT_EQ(cases.size(), 15u);
   for (const auto& c : cases) {
@@ -38,7 +48,7 @@ TEST_P(TokenizerReference, IdsEqualTheReferenceLibrary) {
 }
 
 TEST_P(TokenizerReference, DecodeEqualsTheReferenceAndRoundTrips) {
-  auto tok = Tokenizer::from_dir(kRef / GetParam());
+  const Tokenizer* tok = &loaded(GetParam());
   const nlohmann::json cases = reference(GetParam());
   for (const auto& c : cases) {
     const auto ids = c["ids"].get<std::vector<int32_t>>();
@@ -54,7 +64,7 @@ TEST_P(TokenizerReference, DecodeEqualsTheReferenceAndRoundTrips) {
 }
 
 TEST_P(TokenizerReference, StreamingNeverEmitsBrokenUtf8AndAddsUpToTheText) {
-  auto tok = Tokenizer::from_dir(kRef / GetParam());
+  const Tokenizer* tok = &loaded(GetParam());
   const std::vector<int32_t> prompt = tok->encode("Answer:", true);
   const nlohmann::json cases = reference(GetParam());
   for (const auto& c : cases) {
@@ -76,10 +86,10 @@ TEST_P(TokenizerReference, StreamingNeverEmitsBrokenUtf8AndAddsUpToTheText) {
 INSTANTIATE_TEST_SUITE_P(Checkpoints, TokenizerReference, ::testing::Values("llama2", "llama3"));
 
 TEST(Tokenizer, ReadsBosAndEosFromTheCheckpointsConfig) {
-  auto l2 = Tokenizer::from_dir(kRef / "llama2");
+  const Tokenizer* l2 = &loaded("llama2");
   EXPECT_EQ(l2->bos_id(), 1);
   EXPECT_EQ(l2->eos_id(), 2);
-  auto l3 = Tokenizer::from_dir(kRef / "llama3");
+  const Tokenizer* l3 = &loaded("llama3");
   EXPECT_EQ(l3->bos_id(), 128000);
   EXPECT_EQ(l3->eos_id(), 128001);
   EXPECT_TRUE(l3->is_special(128009));
@@ -87,7 +97,7 @@ TEST(Tokenizer, ReadsBosAndEosFromTheCheckpointsConfig) {
 }
 
 TEST(Tokenizer, ChatUsesTheCheckpointsFormat) {
-  auto l3 = Tokenizer::from_dir(kRef / "llama3");
+  const Tokenizer* l3 = &loaded("llama3");
   const std::string chat = render_chat(*l3, {{"system", "Be brief."}, {"user", "Hi"}});
   EXPECT_EQ(chat,
             "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
@@ -95,7 +105,7 @@ TEST(Tokenizer, ChatUsesTheCheckpointsFormat) {
   const auto ids = l3->encode(chat, true);
   EXPECT_EQ(ids.front(), 128000);
   EXPECT_EQ(std::count(ids.begin(), ids.end(), *l3->token_id("<|eot_id|>")), 2);
-  auto l2 = Tokenizer::from_dir(kRef / "llama2");
+  const Tokenizer* l2 = &loaded("llama2");
   EXPECT_EQ(render_chat(*l2, {{"system", "S"}, {"user", "Hi"}, {"assistant", "Yo"}, {"user", "Bye"}}),
             "[INST] <<SYS>>\nS\n<</SYS>>\n\nHi [/INST] Yo </s><s>[INST] Bye [/INST]");
 }
