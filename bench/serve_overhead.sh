@@ -35,9 +35,11 @@ print(f"requests {int(s['requests_ok'])} ok of {int(s['requests_ok'] + s['reques
       f"{int(tokens)} tokens in {int(steps)} engine steps ({tokens/steps:.1f} tokens/step)")
 print(f"engine step               {1e3*step_s/steps:8.3f} ms/step")
 print(f"server loop outside step  {1e3*loop_s/steps:8.3f} ms/step  = {1e6*loop_s/tokens:7.1f} us/token   (goal < 1000 us/token)")
+print(f"ratio server loop / engine step (same run): {loop_s/step_s:.4f}")
 tpot = cols.get("tpot_s")
 if tpot is not None:
     mean_tpot = float(np.mean(tpot[np.isfinite(tpot)]))
     print(f"client mean TPOT          {1e3*mean_tpot:8.3f} ms/token: {1e3*(mean_tpot - step_s/steps):.3f} ms beyond the mean step")
-print(f"client parsing            {s['client_parse_us_per_token']:8.1f} us/token   (goal < 50 us/token)")
+print(f"client parsing            {s['client_parse_us_per_token']:8.1f} us/token   (goal < 50 us/token); "
+      f"ratio to the engine step per token: {s['client_parse_us_per_token']*1e-6/(step_s/tokens):.4f}")
 PY

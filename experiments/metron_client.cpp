@@ -5,7 +5,6 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <atomic>
-#include <numeric>
 #include <optional>
 #include <chrono>
 #include <cmath>
@@ -19,6 +18,7 @@
 #include "core/runtime/rng.h"
 #include "experiments/serving_setup.h"
 #include "experiments/slo.h"
+#include "core/stats/quantile_sketch.h"
 #include "serving/client/openai_client.h"
 #include "serving/metrics/collector.h"
 #include "serving/metrics/metron.h"
@@ -56,7 +56,7 @@ struct ClientConfig {
 // What one pass of the workload measured.
 struct Measured {
   ServingSummary summary;
-  std::vector<std::pair<int64_t, std::vector<double>>> itts;  // (prompt tokens, inter-token times) of each served request
+  std::vector<std::vector<double>> itts;  // inter-token times of each request served in full
 };
 
 struct Planned {
@@ -109,18 +109,13 @@ class MetronClient final : public Experiment {
     }
     std::optional<Measured> m = measure(ctx, w, metrics_cfg, true);
     if (!m) return jobs::RunOutcome::kPreempted;
-    summary_ = std::move(m->summary);
-    for (auto& e : extra) summary_.values.push_back(e);
+    for (size_t i = 0; i < prefill_fit_.size(); ++i) extra.emplace_back(fmt::format("prefill_fit_c{}", i), prefill_fit_[i]);
+    for (auto& e : extra) m->summary.values.push_back(e);
     write_miss_rate_curve(ctx, m->itts);
-    ServingMetrics::write_summary(ctx, summary_, "");
+    ServingMetrics::write_summary(ctx, m->summary, "");  // the default report() prints it
     return jobs::RunOutcome::kDone;
   }
 
-  void report(const jobs::RunContext&) const override {
-    std::vector<std::pair<std::string, std::string>> rows;
-    for (const auto& [k, v] : summary_.values) rows.emplace_back(k, fmt::format("{:.6g}", v));
-    print_rows(rows);
-  }
   void after_close(const fs::path& run_dir) const override {
     if (c_.plots) plot_serving_results(run_dir);
   }
@@ -195,14 +190,14 @@ class MetronClient final : public Experiment {
       s.status = SeqStatus::kFinished;
       s.completed_s = s.token_times.empty() ? sent_s[i] : s.token_times.back();
       metrics.on_finished(s, 0);
-      out.itts.emplace_back(prompt_tokens, inter_token_times(req.arrival_s, s.token_times));
+      out.itts.push_back(inter_token_times(req.arrival_s, s.token_times));
     }
     out.summary = metrics.summary(0, 1, 0);
     // Metron's companion rates beside the fluid token rate: 1 / mean TPOT over requests, and
     // 1 / P99 of the pooled TBTs.
     double tpot_sum = 0;
     int64_t tpot_n = 0;
-    for (const auto& [prompt, itt] : out.itts)
+    for (const std::vector<double>& itt : out.itts)
       if (itt.size() > 1) tpot_sum += request_latency(itt).tpot, ++tpot_n;
     out.summary.values.emplace_back("tpot_based_token_rate_tok_s", tpot_n && tpot_sum > 0 ? static_cast<double>(tpot_n) / tpot_sum : 0);
     const double p99_tbt = out.summary.get("p99_tbt_s");
@@ -268,25 +263,21 @@ class MetronClient final : public Experiment {
 
   // Metron's curve: for each target TBT of 1, 2, ..., 100 ms, the P99 (and mean) over requests of
   // the deadline miss rate with the TTFT ignored (on [0] + the request's TBTs).
-  void write_miss_rate_curve(jobs::RunContext& ctx, const std::vector<std::pair<int64_t, std::vector<double>>>& itts) {
+  void write_miss_rate_curve(jobs::RunContext& ctx, const std::vector<std::vector<double>>& itts) {
     auto& t = ctx.table("/metron/miss_rate_curve", {{"tbt_deadline_s", ColumnType::kFloat64, "s", "target TBT (D_d)"},
                                                     {"p99_miss_rate", ColumnType::kFloat64, "", "P99 over requests"},
                                                     {"mean_miss_rate", ColumnType::kFloat64, "", "mean over requests"}});
+    if (itts.empty()) return;
     for (int ms = 1; ms <= 100; ++ms) {
       const double d = ms * 1e-3;
-      std::vector<double> rates;
-      for (const auto& [prompt, itt] : itts) {
+      stats::QuantileSketch rates;  // as the summary's p99_request_miss_rate
+      for (const std::vector<double>& itt : itts) {
         std::vector<double> gaps = itt;
         if (!gaps.empty()) gaps[0] = 0;
-        rates.push_back(deadline_misses(gaps, 0, d, true).miss_rate());
+        rates.add(deadline_misses(gaps, 0, d, true).miss_rate());
       }
-      if (rates.empty()) continue;
-      std::sort(rates.begin(), rates.end());
-      const double mean = std::accumulate(rates.begin(), rates.end(), 0.0) / static_cast<double>(rates.size());
-      t.append({d, rates[std::min(rates.size() - 1, static_cast<size_t>(0.99 * static_cast<double>(rates.size())))], mean});
+      t.append({d, rates.quantile(0.99), rates.mean()});
     }
-    if (!prefill_fit_.empty())
-      for (size_t i = 0; i < 3; ++i) summary_.values.emplace_back(fmt::format("prefill_fit_c{}", i), prefill_fit_[i]);
   }
 
   nlohmann::json prompt_of(int64_t n, runtime::RngStream& rng) const {
@@ -349,7 +340,6 @@ class MetronClient final : public Experiment {
   MetricsConfig m_;
   Endpoint ep_;
   std::unique_ptr<Tokenizer> tok_;
-  ServingSummary summary_;
   std::function<double(int64_t)> deadline_;  // D_p from the prefill profile
   std::vector<double> prefill_fit_;
 };
