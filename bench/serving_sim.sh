@@ -39,9 +39,10 @@ read -r wall rss < "$out/help.time"
 printf "%-22s %7.3f s %6.1f MiB   (goal < 0.030 s, < 20 MiB)\n" "exp --help" "$wall" "$(echo "$rss / 1024" | bc -l)"
 run 1-request workload.num_requests=1
 run 10k workload.num_requests=10000
+run 10k-with-batch-rows workload.num_requests=10000 metrics.store_batches=true
 run 100k workload.num_requests=100000
-run 1M-single-replica workload.num_requests=1000000 metrics.store_batches=false
-run 128-replicas deployment.num_replicas=128 workload.num_requests=200000 workload.qps=192 metrics.store_batches=false
+run 1M-single-replica workload.num_requests=1000000
+run 128-replicas deployment.num_replicas=128 workload.num_requests=200000 workload.qps=192
 echo "memory flat in finished requests: compare the peak of 10k, 100k and 1M above"
 # Vidur-Search's space for Llama-2-70B (TP {1,2,4,8} x PP {1,2,4} x vLLM and Sarathi-Serve
 # {256..4096} x caps {32,64,128}, a capacity search at each point); the Vidur paper reports about

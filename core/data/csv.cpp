@@ -1,63 +1,113 @@
 #include "core/data/csv.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
-#include <fstream>
+#include <cstring>
+#include <limits>
 #include <stdexcept>
 
 namespace xp::data {
 namespace {
 
-// The cells of one line (a trailing '\r' dropped), appended to `out`; returns how many.
-size_t split_line(std::string_view line, std::vector<std::string_view>& out) {
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  size_t n = 0;
-  for (size_t start = 0;; ++n) {
-    const size_t comma = line.find(',', start);
-    out.push_back(line.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
-    if (comma == std::string_view::npos) return n + 1;
-    start = comma + 1;
+// The whole file, mapped read-only; the mapping lives as long as the last table that views it.
+std::shared_ptr<const std::string_view> map_file(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    throw std::runtime_error(
+        fmt::format("{}: cannot open: {} (check the path and the data folder)", path.string(), std::strerror(errno)));
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    throw std::runtime_error(fmt::format("{}: cannot stat: {}", path.string(), std::strerror(errno)));
   }
+  const auto size = static_cast<size_t>(st.st_size);
+  if (size >= std::numeric_limits<uint32_t>::max()) {
+    ::close(fd);
+    throw std::runtime_error(fmt::format("{}: {} bytes; CSV files of 4 GiB or more are not supported", path.string(), size));
+  }
+  if (size == 0) {
+    ::close(fd);
+    return std::make_shared<const std::string_view>();
+  }
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+  ::close(fd);
+  if (p == MAP_FAILED) throw std::runtime_error(fmt::format("{}: cannot map: {}", path.string(), std::strerror(errno)));
+  ::madvise(p, size, MADV_SEQUENTIAL);
+  return std::shared_ptr<const std::string_view>(new std::string_view(static_cast<const char*>(p), size),
+                                                 [size](const std::string_view* v) {
+                                                   ::munmap(const_cast<char*>(v->data()), size);
+                                                   delete v;
+                                                 });
 }
 
 }  // namespace
 
+template <class T>
+T* PrefaultedAllocator<T>::allocate(size_t n) {
+  void* p = ::mmap(nullptr, n * sizeof(T), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  return static_cast<T*>(p);
+}
+
+template <class T>
+void PrefaultedAllocator<T>::deallocate(T* p, size_t n) {
+  ::munmap(p, n * sizeof(T));
+}
+
+template struct PrefaultedAllocator<uint32_t>;
+
 CsvTable CsvTable::load(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(fmt::format("{}: cannot open (check the path and the data folder)", path.string()));
-  auto text = std::make_shared<std::string>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   CsvTable t;
   t.path_ = path;
-  t.text_ = text;
-  const std::string_view all(*text);
-  if (all.find('"') != std::string_view::npos) {
-    const size_t at = all.find('"');
+  t.text_ = map_file(path);
+  const std::string_view all = *t.text_;
+  if (const size_t at = all.find('"'); at != std::string_view::npos)
     throw std::runtime_error(fmt::format("{}:{}: quoted CSV cells are not supported", path.string(),
                                          1 + std::count(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(at), '\n')));
-  }
-  // One pass to size the cells (growing the vector by doubling cost more than the parse).
-  t.cells_.reserve(static_cast<size_t>(std::count(all.begin(), all.end(), ',') + std::count(all.begin(), all.end(), '\n') + 1));
-  std::vector<std::string_view> header;
+  // Sized once (growing the vector by doubling cost more than the parse).
+  t.starts_.reserve(static_cast<size_t>(std::count(all.begin(), all.end(), ',') + 2 * std::count(all.begin(), all.end(), '\n') + 2));
   int lineno = 0;
   for (size_t start = 0; start < all.size();) {
-    const size_t end = std::min(all.find('\n', start), all.size());
-    const std::string_view line = all.substr(start, end - start);
-    start = end + 1;
+    size_t end = std::min(all.find('\n', start), all.size());
+    const size_t next = end + 1;
+    if (end > start && all[end - 1] == '\r') --end;
     ++lineno;
-    if (line.empty() || line == "\r") continue;
-    if (header.empty()) {
-      split_line(line, header);
-      for (std::string_view h : header) t.header_.emplace_back(h);
+    if (end == start) {
+      start = next;
       continue;
     }
-    const size_t n = split_line(line, t.cells_);
+    if (t.header_.empty()) {
+      for (size_t s = start;;) {
+        const size_t comma = std::min(all.find(',', s), end);
+        t.header_.emplace_back(all.substr(s, comma - s));
+        if (comma == end) break;
+        s = comma + 1;
+      }
+      start = next;
+      continue;
+    }
+    const size_t first = t.starts_.size();
+    for (size_t s = start;;) {
+      t.starts_.push_back(static_cast<uint32_t>(s));
+      const auto* comma = static_cast<const char*>(std::memchr(all.data() + s, ',', end - s));
+      if (!comma) break;
+      s = static_cast<size_t>(comma - all.data()) + 1;
+    }
+    t.starts_.push_back(static_cast<uint32_t>(end + 1));  // where a next cell would start
+    const size_t n = t.starts_.size() - first - 1;
     if (n != t.header_.size())
       throw std::runtime_error(fmt::format("{}:{}: {} cells, but the header has {} columns", path.string(), lineno, n,
                                            t.header_.size()));
     t.lines_.push_back(lineno);
+    start = next;
   }
   if (t.header_.empty()) throw std::runtime_error(fmt::format("{}: empty file (no header row)", path.string()));
   return t;

@@ -11,13 +11,14 @@
 namespace xp::results {
 namespace {
 
-// Rows buffered before a write, and rows per HDF5 chunk. A chunk is stored, shuffled and deflated
-// whole even when the table ends inside it, so a 64k-row chunk made every one-row table cost
-// 512 KB of compression per column (a 1-request simulation spent 60 ms closing its file);
-// 8k rows keep small tables cheap and large ones compressing as well.
+// Rows buffered before a write, and rows per HDF5 chunk (at most; see create_missing_columns). A
+// chunk is stored, shuffled and deflated whole even when the table ends inside it, so a 64k-row
+// chunk made every one-row table cost 512 KB of compression per column (a 1-request simulation
+// spent 60 ms closing its file); 8k rows compress large tables as well.
 constexpr hsize_t kBufferRows = 64 * 1024;
 constexpr hsize_t kChunkRows = 8 * 1024;
-constexpr int kDeflateLevel = 4;
+constexpr hsize_t kMinChunkRows = 64;
+constexpr int kDeflateLevel = 1;
 
 hid_t native_type(ColumnType t) {
   switch (t) {
@@ -76,30 +77,17 @@ class H5Table final : public Table {
  public:
   H5Table(hid_t file, std::string file_name, std::string group, std::vector<ColumnSpec> cols)
       : file_name_(std::move(file_name)), group_(std::move(group)), cols_(std::move(cols)) {
-    Handle g = ensure_group(file, group_);
+    group_handle_ = ensure_group(file, group_);
     for (const auto& c : cols_) {
-      std::string path = dataset_name(group_, c.name);
       Column col;
       col.spec = c;
-      if (H5Lexists(g.get(), c.name.c_str(), H5P_DEFAULT) > 0) {
-        col.ds = dataset_handle(H5Dopen2(g.get(), c.name.c_str(), H5P_DEFAULT), "open " + path);
+      if (H5Lexists(group_handle_.get(), c.name.c_str(), H5P_DEFAULT) > 0) {
+        std::string path = dataset_name(group_, c.name);
+        col.ds = dataset_handle(H5Dopen2(group_handle_.get(), c.name.c_str(), H5P_DEFAULT), "open " + path);
         Handle space = space_handle(H5Dget_space(col.ds.get()), "space of " + path);
         hsize_t n = 0;
         H5Sget_simple_extent_dims(space.get(), &n, nullptr);
         col.written = static_cast<int64_t>(n);
-      } else {
-        hsize_t dims = 0, maxdims = H5S_UNLIMITED, chunk = kChunkRows;
-        Handle space = space_handle(H5Screate_simple(1, &dims, &maxdims), "space for " + path);
-        Handle dcpl = plist_handle(H5Pcreate(H5P_DATASET_CREATE), "dcpl");
-        h5_check(H5Pset_chunk(dcpl.get(), 1, &chunk), "chunk " + path);
-        h5_check(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER), "fill time " + path);  // every row is written
-        h5_check(H5Pset_shuffle(dcpl.get()), "shuffle " + path);
-        h5_check(H5Pset_deflate(dcpl.get(), kDeflateLevel), "deflate " + path);
-        col.ds = dataset_handle(H5Dcreate2(g.get(), c.name.c_str(), native_type(c.type), space.get(), H5P_DEFAULT,
-                                           dcpl.get(), H5P_DEFAULT),
-                                "create " + path);
-        write_string_attr(col.ds.get(), "units", c.units);
-        write_string_attr(col.ds.get(), "description", c.description);
       }
       columns_.push_back(std::move(col));
     }
@@ -115,6 +103,7 @@ class H5Table final : public Table {
   int64_t rows() const override { return (columns_.empty() ? 0 : columns_[0].written) + buffered_; }
 
   void flush() override {
+    create_missing_columns();
     if (buffered_ == 0) return;
     for (auto& c : columns_) {
       hsize_t old_n = static_cast<hsize_t>(c.written), add = static_cast<hsize_t>(buffered_);
@@ -146,6 +135,32 @@ class H5Table final : public Table {
   const std::vector<ColumnSpec>& columns() const override { return cols_; }
 
  private:
+  // Datasets are made at the first flush, when the rows in hand size their chunks: a chunk is
+  // deflated whole however few rows it holds, and a one-request simulation's 45 one-row columns
+  // at 8k-row chunks spent ~10 ms compressing zeros. A table that starts small and grows keeps
+  // its small chunks, which costs some compression, not correctness.
+  void create_missing_columns() {
+    const auto rows = static_cast<hsize_t>(std::max<int64_t>(buffered_, 1));
+    hsize_t chunk = kMinChunkRows;
+    while (chunk < rows && chunk < kChunkRows) chunk *= 2;
+    for (auto& c : columns_) {
+      if (c.ds.valid()) continue;
+      std::string path = dataset_name(group_, c.spec.name);
+      hsize_t dims = 0, maxdims = H5S_UNLIMITED;
+      Handle space = space_handle(H5Screate_simple(1, &dims, &maxdims), "space for " + path);
+      Handle dcpl = plist_handle(H5Pcreate(H5P_DATASET_CREATE), "dcpl");
+      h5_check(H5Pset_chunk(dcpl.get(), 1, &chunk), "chunk " + path);
+      h5_check(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER), "fill time " + path);  // every row is written
+      h5_check(H5Pset_shuffle(dcpl.get()), "shuffle " + path);
+      h5_check(H5Pset_deflate(dcpl.get(), kDeflateLevel), "deflate " + path);
+      c.ds = dataset_handle(H5Dcreate2(group_handle_.get(), c.spec.name.c_str(), native_type(c.spec.type), space.get(),
+                                       H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+                            "create " + path);
+      write_string_attr(c.ds.get(), "units", c.spec.units);
+      write_string_attr(c.ds.get(), "description", c.spec.description);
+    }
+  }
+
   struct Column {
     ColumnSpec spec;
     Handle ds;
@@ -155,6 +170,7 @@ class H5Table final : public Table {
   std::string file_name_;  // for messages: a full disk should name the file it could not write
   std::string group_;
   std::vector<ColumnSpec> cols_;
+  Handle group_handle_;
   std::vector<Column> columns_;
   int64_t buffered_ = 0;
 };
@@ -214,7 +230,11 @@ class H5Writer final : public ResultsWriter {
                                           H5P_DEFAULT, H5P_DEFAULT),
                                "create " + dataset_path);
     const char* p = text.c_str();
-    h5_check(H5Dwrite(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &p), "write " + dataset_path);
+    // A string is converted through HDF5's type-conversion buffer, 1 MiB by default and zeroed on
+    // every write: ~14 ms of page faults for the two config copies. One element needs a few bytes.
+    Handle dxpl = plist_handle(H5Pcreate(H5P_DATASET_XFER), "dxpl");
+    h5_check(H5Pset_buffer(dxpl.get(), 4096, nullptr, nullptr), "conversion buffer for " + dataset_path);
+    h5_check(H5Dwrite(ds.get(), type.get(), H5S_ALL, H5S_ALL, dxpl.get(), &p), "write " + dataset_path);
   }
 
   Table& table(const std::string& group_path, const std::vector<ColumnSpec>& columns) override {

@@ -11,7 +11,7 @@
 
 namespace xp::runtime {
 
-Status write_file_atomic(const std::filesystem::path& path, const std::string& content) {
+Status write_file_atomic(const std::filesystem::path& path, const std::string& content, Durability durability) {
   std::filesystem::path tmp = path;
   tmp += fmt::format(".tmp.{}", ::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -30,7 +30,7 @@ Status write_file_atomic(const std::filesystem::path& path, const std::string& c
     p += w;
     n -= static_cast<size_t>(w);
   }
-  ::fsync(fd);
+  if (durability == Durability::survive_power_loss) ::fsync(fd);
   ::close(fd);
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     std::string err = std::strerror(errno);

@@ -99,8 +99,9 @@ ConfigNode string_list(const std::vector<std::string>& v) {
   return l;
 }
 
-void write_or_throw(const fs::path& p, const std::string& text) {
-  Status s = runtime::write_file_atomic(p, text);
+void write_or_throw(const fs::path& p, const std::string& text,
+                    runtime::Durability durability = runtime::Durability::survive_power_loss) {
+  Status s = runtime::write_file_atomic(p, text, durability);
   if (!s.is_ok()) throw std::runtime_error(s.message());
 }
 
@@ -300,9 +301,12 @@ int run_single(const RunOptions& o) {
   fs::create_directories(subdir);
   ConfigNode hydra_file = ConfigNode::map();
   hydra_file.set("hydra", *resolved.find("hydra"));
-  write_or_throw(subdir / "config.yaml", config::dump_yaml(composed.job()));
-  write_or_throw(subdir / "hydra.yaml", config::dump_yaml(hydra_file));
-  write_or_throw(subdir / "overrides.yaml", config::dump_yaml(string_list(task)));
+  // Not fsynced: results.h5 keeps its own copy of the config, and a journal flush here was most
+  // of a one-request simulation's time.
+  constexpr auto kill_safe = runtime::Durability::survive_kill;
+  write_or_throw(subdir / "config.yaml", config::dump_yaml(composed.job()), kill_safe);
+  write_or_throw(subdir / "hydra.yaml", config::dump_yaml(hydra_file), kill_safe);
+  write_or_throw(subdir / "overrides.yaml", config::dump_yaml(string_list(task)), kill_safe);
 
   jobs::RunSpec spec;
   spec.config = job;

@@ -129,6 +129,7 @@ void ServingMetrics::on_batch(const Batch& b, int64_t replica, double start_s, d
   double dt = end_s - start_s;
   batch_size_.add(static_cast<double>(b.items.size()));
   batch_tokens_.add(static_cast<double>(b.num_tokens()));
+  batch_time_.add(dt);
   if (kv_total > 0) {
     kv_weighted_ += dt * static_cast<double>(kv_used) / static_cast<double>(kv_total);
     time_weighted_ += dt;
@@ -227,6 +228,18 @@ void ServingMetrics::write_cdf() {
   for (int i = 0; i <= 100; ++i) {
     double p = i / 100.0;
     cdf.append({p, ttft_.quantile(p), tbt_.quantile(p), tpot_.quantile(p), norm_e2e_.quantile(p), sched_delay_.quantile(p)});
+  }
+  // Batches as distributions, as Vidur keeps them by default (keep_individual_batch_metrics =
+  // False): the per-iteration rows of /batches are optional (metrics.store_batches).
+  auto& batch_cdf = ctx_->table(group_ + "/batch_cdf", {
+      {"quantile", ColumnType::kFloat64, "", "0 to 1 in steps of 0.01"},
+      {"batch_size", ColumnType::kFloat64, "", "requests in a batch"},
+      {"num_tokens", ColumnType::kFloat64, "tokens", "prefill + decode tokens in a batch"},
+      {"time_s", ColumnType::kFloat64, "s", "a batch's execution, first stage start to last stage end"},
+  });
+  for (int i = 0; i <= 100; ++i) {
+    double p = i / 100.0;
+    batch_cdf.append({p, batch_size_.quantile(p), batch_tokens_.quantile(p), batch_time_.quantile(p)});
   }
 }
 

@@ -27,7 +27,7 @@ struct MetricsConfig {
   // capacity figures), ttft_counted as Metron's MetricStore (the TTFT against its deadline D_p).
   std::string min_tbt_search = "ttft_ignored";
   bool store_tokens = false;       // write /tokens (one row per output token: large)
-  bool store_batches = true;       // write /batches (one row per iteration)
+  bool store_batches = true;       // write /batches (one row per iteration); /batch_cdf is always written
   int64_t trace_iterations = 0;    // > 0: a Chrome trace (trace.json) of the first N batches' stages
   static MetricsConfig from(const config::ConfigReader& r);
 };
@@ -81,7 +81,7 @@ class ServingMetrics {
   std::string group_;
   results::Table *requests_ = nullptr, *tokens_ = nullptr, *batches_ = nullptr;
   stats::QuantileSketch ttft_, tbt_, tpot_, decode_norm_, e2e_, norm_e2e_, sched_delay_, miss_rate_, min_tbt_, batch_size_,
-      batch_tokens_;
+      batch_tokens_, batch_time_;
   int64_t finished_ = 0, ignored_ = 0, output_tokens_ = 0, restarts_ = 0;
   int64_t missed_ = 0, deadlines_ = 0;
   double first_arrival_ = -1, last_completion_ = 0;

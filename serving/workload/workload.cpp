@@ -4,6 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <tuple>
 
 #include "core/config/error.h"
 #include "core/data/csv.h"
@@ -25,6 +31,46 @@ double gamma_draw(runtime::RngStream& rng, double k) {
     double u = rng.uniform();
     if (u < 1 - 0.0331 * x * x * x * x || std::log(u + 1e-300) < 0.5 * x * x + d * (1 - v + std::log(v))) return d * v;
   }
+}
+
+// A trace file's requests, checked. Traces are read-only inputs, so each is read once per process
+// (keyed by path, size and modification time): a capacity or config search makes a generator per
+// probe, and a simulation's set-up checks the trace before its run reads it again.
+struct Trace {
+  std::vector<std::pair<int64_t, int64_t>> lengths;
+  std::vector<double> arrivals;  // empty unless asked for
+};
+
+std::shared_ptr<const Trace> read_trace(const std::string& path, bool with_arrivals) {
+  static std::mutex mu;
+  static std::map<std::tuple<std::string, bool, uintmax_t, std::filesystem::file_time_type>, std::shared_ptr<const Trace>> cache;
+  std::error_code ec;
+  const auto key = std::make_tuple(path, with_arrivals, std::filesystem::file_size(path, ec),
+                                   std::filesystem::last_write_time(path, ec));
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  data::CsvTable t = data::CsvTable::load(path);
+  auto trace = std::make_shared<Trace>();
+  size_t pc = t.column("num_prefill_tokens"), dc = t.column("num_decode_tokens");
+  std::optional<size_t> ac;
+  if (with_arrivals) ac = t.column("arrived_at");
+  for (size_t i = 0; i < t.num_rows(); ++i) {
+    double p = t.number(i, pc), d = t.number(i, dc);
+    if (p < 1 || d < 1 || p != std::floor(p) || d != std::floor(d))
+      throw std::runtime_error(fmt::format("{}:{}: token counts must be positive integers, got {} and {}",
+                                           t.path().string(), t.line_of(i), p, d));
+    trace->lengths.emplace_back(static_cast<int64_t>(p), static_cast<int64_t>(d));
+    if (ac) {
+      double a = t.number(i, *ac);
+      if (a < 0 || (!trace->arrivals.empty() && a < trace->arrivals.back()))
+        throw std::runtime_error(fmt::format("{}:{}: arrived_at must be >= 0 and non-decreasing, got {}",
+                                             t.path().string(), t.line_of(i), a));
+      trace->arrivals.push_back(a);
+    }
+  }
+  if (trace->lengths.empty()) throw std::runtime_error(fmt::format("{}: no requests in the trace", path));
+  if (!ec) cache.emplace(key, trace);
+  return trace;
 }
 
 }  // namespace
@@ -84,25 +130,9 @@ WorkloadConfig WorkloadConfig::from(const config::ConfigReader& r, const std::fi
 RequestGenerator::RequestGenerator(const WorkloadConfig& cfg, uint64_t seed)
     : cfg_(cfg), len_rng_(seed, kLengths), arrival_rng_(seed, kArrivals) {
   if (cfg_.lengths == "trace" || cfg_.arrivals == "trace") {
-    data::CsvTable t = data::CsvTable::load(cfg_.trace_file);
-    size_t pc = t.column("num_prefill_tokens"), dc = t.column("num_decode_tokens");
-    std::optional<size_t> ac;
-    if (cfg_.arrivals == "trace") ac = t.column("arrived_at");
-    for (size_t i = 0; i < t.num_rows(); ++i) {
-      double p = t.number(i, pc), d = t.number(i, dc);
-      if (p < 1 || d < 1 || p != std::floor(p) || d != std::floor(d))
-        throw std::runtime_error(fmt::format("{}:{}: token counts must be positive integers, got {} and {}",
-                                             t.path().string(), t.line_of(i), p, d));
-      trace_lengths_.emplace_back(static_cast<int64_t>(p), static_cast<int64_t>(d));
-      if (ac) {
-        double a = t.number(i, *ac);
-        if (a < 0 || (!trace_arrivals_.empty() && a < trace_arrivals_.back()))
-          throw std::runtime_error(fmt::format("{}:{}: arrived_at must be >= 0 and non-decreasing, got {}",
-                                               t.path().string(), t.line_of(i), a));
-        trace_arrivals_.push_back(a * cfg_.time_scale);
-      }
-    }
-    if (trace_lengths_.empty()) throw std::runtime_error(fmt::format("{}: no requests in the trace", t.path().string()));
+    const std::shared_ptr<const Trace> trace = read_trace(cfg_.trace_file, cfg_.arrivals == "trace");
+    trace_lengths_ = trace->lengths;
+    for (double a : trace->arrivals) trace_arrivals_.push_back(a * cfg_.time_scale);
     if (cfg_.shuffle_trace && cfg_.arrivals != "trace") {
       runtime::RngStream shuffle(seed, kShuffle);
       for (size_t i = trace_lengths_.size() - 1; i > 0; --i)

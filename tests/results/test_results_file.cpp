@@ -104,19 +104,27 @@ TEST(ResultsFile, OpenMissingOrGarbageIsAStatus) {
   EXPECT_NE(r.status().message().find("junk.h5"), std::string::npos);
 }
 
-TEST(ResultsFile, ColumnsAreChunkedCompressedAndExtendible) {
+TEST(ResultsFile, ColumnsAreChunkedCompressedAndExtendibleWithChunksSizedByTheirFirstRows) {
   testing::TempDir d;
   {
     auto w = ResultsWriter::create(d / "r.h5");
     (*w)->table("/t", kCols).append({int64_t{1}, 2.0, int64_t{3}});
+    Table& big = (*w)->table("/big", kCols);
+    for (int i = 0; i < 20000; ++i) big.append({int64_t{i}, 1.0, int64_t{i}});
+    (*w)->table("/empty", kCols);
   }
-  std::string cmd = "h5dump -p -H -d /t/loss " + (d / "r.h5").string() + " > " + (d / "dump.txt").string();
-  ASSERT_EQ(std::system(cmd.c_str()), 0);
-  std::string dump = d.read("dump.txt");
-  EXPECT_NE(dump.find("CHUNKED ( 8192 )"), std::string::npos) << dump;  // small tables stay cheap to close
+  auto dump_of = [&](const std::string& dataset) {
+    std::string cmd = "h5dump -p -H -d " + dataset + " " + (d / "r.h5").string() + " > " + (d / "dump.txt").string();
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << dataset;
+    return d.read("dump.txt");
+  };
+  std::string dump = dump_of("/t/loss");
+  EXPECT_NE(dump.find("CHUNKED ( 64 )"), std::string::npos) << dump;  // a one-row table deflates 512 bytes
   EXPECT_NE(dump.find("SHUFFLE"), std::string::npos);
   EXPECT_NE(dump.find("DEFLATE"), std::string::npos);
   EXPECT_NE(dump.find("H5S_UNLIMITED"), std::string::npos);
+  EXPECT_NE(dump_of("/big/loss").find("CHUNKED ( 8192 )"), std::string::npos);
+  EXPECT_NE(dump_of("/empty/loss").find("SIZE 0"), std::string::npos);  // a table with no rows still has its columns
 }
 
 TEST(ResultsFile, PythonReaderLoadsTablesIntoPandas) {
