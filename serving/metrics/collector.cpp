@@ -195,6 +195,8 @@ ServingSummary ServingMetrics::summary(int64_t num_preemptions, int64_t gpus, do
   s.values.emplace_back("mfu", span > 0 && gpus > 0 && peak_flops > 0
                                    ? flops_ / (span * static_cast<double>(gpus) * peak_flops) : 0.0);
   if (stage_total_s_ > 0) s.values.emplace_back("pipeline_bubble_fraction", stage_bubble_s_ / stage_total_s_);
+  if (decode_cost_s_ > 0)
+    s.values.emplace_back("decode_throughput_tok_s", static_cast<double>(decode_cost_tokens_) / decode_cost_s_);
   s.values.emplace_back("busy_fraction", span > 0 && gpus > 0 ? busy_gpu_s_ / (span * static_cast<double>(gpus)) : 0.0);
   s.values.emplace_back("p50_batch_size", batch_size_.quantile(0.5));
   s.values.emplace_back("p50_batch_tokens", batch_tokens_.quantile(0.5));

@@ -44,6 +44,13 @@ class ServingMetrics {
 
   void on_finished(const Sequence& s, int64_t replica);
   void on_batch(const Batch& b, int64_t replica, double start_s, double end_s, int64_t kv_used, int64_t kv_total);
+  // SARATHI's decode throughput: `tokens` decodes of a batch cost `seconds` of execution (the
+  // whole decode-only batch; in a hybrid batch, what its decodes add). Summary:
+  // decode_throughput_tok_s, written when some decode cost was reported (the simulator does).
+  void add_decode_cost(int64_t tokens, double seconds) {
+    decode_cost_tokens_ += tokens;
+    decode_cost_s_ += seconds;
+  }
   // Per-request D_p from the prompt length (used when ttft_slack_s > 0).
   void set_ttft_deadline(std::function<double(int64_t)> fn) { ttft_deadline_fn_ = std::move(fn); }
   void add_busy(double gpu_seconds, double flops) {
@@ -87,6 +94,8 @@ class ServingMetrics {
   double first_arrival_ = -1, last_completion_ = 0;
   double kv_weighted_ = 0, time_weighted_ = 0, busy_gpu_s_ = 0, flops_ = 0;
   double stage_bubble_s_ = 0, stage_total_s_ = 0;
+  int64_t decode_cost_tokens_ = 0;
+  double decode_cost_s_ = 0;
   results::Table* stages_ = nullptr;
   std::vector<std::string> trace_events_;  // Chrome trace events, JSON
 };

@@ -31,6 +31,7 @@ struct InFlight {
   int64_t kv_used = 0;
   // Predicted once per batch: every stage but the last costs the same (the last adds the LM head).
   double inner_stage_s = 0, last_stage_s = 0, stage_flops = 0;
+  double decode_s = 0;  // execution attributable to its decodes (SARATHI's decode throughput)
 };
 
 struct Replica {
@@ -117,6 +118,19 @@ struct Simulator::Impl {
     }
   }
 
+  // SARATHI's accounting of decode cost: a decode-only batch's whole execution; in a hybrid batch,
+  // what the decodes add to the same batch without them (piggybacked decodes cost little).
+  double decode_share_s(const InFlight& f) const {
+    if (f.shape.decode_contexts.empty()) return 0;
+    const double whole = f.inner_stage_s * static_cast<double>(pp - 1) + f.last_stage_s;
+    if (f.shape.prefills.empty()) return whole;
+    BatchShape prompts_only = f.shape;
+    prompts_only.decode_contexts.clear();
+    const double last = predictor.stage_time_s(prompts_only, pp - 1);
+    const double inner = pp > 1 ? predictor.stage_time_s(prompts_only, 0) : last;
+    return std::max(0.0, whole - (inner * static_cast<double>(pp - 1) + last));
+  }
+
   void try_start_stage(int64_t r, int64_t s, double now) {
     Replica& rep = replicas[static_cast<size_t>(r)];
     auto us = static_cast<size_t>(s);
@@ -129,6 +143,7 @@ struct Simulator::Impl {
       f.last_stage_s = predictor.stage_time_s(f.shape, pp - 1);
       f.inner_stage_s = pp > 1 ? predictor.stage_time_s(f.shape, 0) : f.last_stage_s;
       f.stage_flops = predictor.stage_flops(f.shape);
+      f.decode_s = decode_share_s(f);
     }
     double t = s == pp - 1 ? f.last_stage_s : f.inner_stage_s;
     metrics.on_stage_run(f.batch, r, s, now, now + t);
@@ -156,6 +171,7 @@ struct Simulator::Impl {
       rep.scheduler->on_step_completed(f.batch, e.time);
       ++result.iterations;
       metrics.on_batch(f.batch, e.replica, f.start_s, e.time, f.kv_used, rep.scheduler->blocks().num_total());
+      metrics.add_decode_cost(static_cast<int64_t>(f.shape.decode_contexts.size()), f.decode_s);
       for (const Sequence& s : rep.scheduler->take_finished()) {
         metrics.on_finished(s, e.replica);
         ++result.requests_finished;
