@@ -181,7 +181,8 @@ def main():
             err = (med - v) / v
             worst = max(worst, abs(err))
             p_err = (profile[key] - v) / v
-            print(f"  {key[0]:<22}{key[1]:>4}{v:>11.4f}{profile[key]:>11.4f}{100 * p_err:>7.1f}%{med:>11.4f}"
+            num = lambda x: f"{x:>11.0f}" if x >= 1000 else f"{x:>11.4f}"  # noqa: E731 (counts, then seconds)
+            print(f"  {key[0]:<22}{key[1]:>4}{num(v)}{num(profile[key])}{100 * p_err:>7.1f}%{num(med)}"
                   f"{100 * err:>7.1f}%   {100 * min(errs):+.1f}..{100 * max(errs):+.1f}%")
     print(f"\nlargest |error| on the forest (median of fits): {100 * worst:.1f}% (limit {100 * TOLERANCE:.0f}%)")
     residue = pd.read_csv(os.path.join(forests[0], "residue.csv"))

@@ -24,6 +24,7 @@ MetricsConfig MetricsConfig::from(const config::ConfigReader& r) {
   r.get_enum("min_tbt_search", c.min_tbt_search, {"ttft_ignored", "ttft_counted"});
   r.get("store_tokens", c.store_tokens);
   r.get("store_batches", c.store_batches);
+  r.get("store_batch_stages", c.store_batch_stages);
   r.get("trace_iterations", c.trace_iterations, config::Range::between(0, 1e6));
   r.finish();
   return c;
@@ -155,6 +156,17 @@ void ServingMetrics::add_stage_time(int64_t replica, int64_t stage, double busy_
 }
 
 void ServingMetrics::on_stage_run(const Batch& b, int64_t replica, int64_t stage, double start_s, double end_s) {
+  if (cfg_.store_batch_stages && ctx_) {
+    if (!batch_stages_)
+      batch_stages_ = &ctx_->table(group_ + "/batch_stages", {
+          {"replica", ColumnType::kUInt32, "", "replica"},
+          {"batch_id", ColumnType::kUInt64, "", "iteration number within the replica (as /batches)"},
+          {"stage", ColumnType::kUInt32, "", "pipeline stage"},
+          {"start_s", ColumnType::kFloat64, "s", "when the batch started on this stage"},
+          {"end_s", ColumnType::kFloat64, "s", "when it left this stage"},
+      });
+    batch_stages_->append({replica, b.id, stage, start_s, end_s});
+  }
   if (b.id >= static_cast<uint64_t>(cfg_.trace_iterations)) return;
   trace_events_.push_back(nlohmann::json{{"name", fmt::format("batch {}", b.id)},
                                          {"cat", "batch"},

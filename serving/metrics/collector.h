@@ -28,6 +28,7 @@ struct MetricsConfig {
   std::string min_tbt_search = "ttft_ignored";
   bool store_tokens = false;       // write /tokens (one row per output token: large)
   bool store_batches = true;       // write /batches (one row per iteration); /batch_cdf is always written
+  bool store_batch_stages = false; // write /batch_stages (one row per batch per pipeline stage)
   int64_t trace_iterations = 0;    // > 0: a Chrome trace (trace.json) of the first N batches' stages
   static MetricsConfig from(const config::ConfigReader& r);
 };
@@ -63,7 +64,8 @@ class ServingMetrics {
   // 0, requests the scheduler holds but cannot batch while theirs are in flight), idle (no
   // work). Written to /stages; the summary's pipeline_bubble_fraction is Σ bubble / Σ time.
   void add_stage_time(int64_t replica, int64_t stage, double busy_s, double bubble_s, double idle_s);
-  // A batch on a stage, for the Chrome trace (kept for the first trace_iterations batches).
+  // A batch on a stage: /batch_stages (store_batch_stages) and the Chrome trace (the first
+  // trace_iterations batches).
   void on_stage_run(const Batch& b, int64_t replica, int64_t stage, double start_s, double end_s);
 
   // P50/P90/P99 and the rest; `gpus` and `peak_flops` scale MFU.
@@ -97,6 +99,7 @@ class ServingMetrics {
   int64_t decode_cost_tokens_ = 0;
   double decode_cost_s_ = 0;
   results::Table* stages_ = nullptr;
+  results::Table* batch_stages_ = nullptr;
   std::vector<std::string> trace_events_;  // Chrome trace events, JSON
 };
 

@@ -3,6 +3,10 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
+#include <map>
+
 #include "core/results/results_file.h"
 #include "tests/support/exp_cli.h"
 
@@ -93,6 +97,41 @@ TEST_F(ServingCli, BatchesRecordTheirWaitForStageZeroBesideTheirExecution) {
     waited += start[i] > sched[i];
   }
   EXPECT_GT(waited, 0) << "with 4 stages some batch waits for stage 0";
+}
+
+// With metrics.store_batch_stages every batch has one row per pipeline stage, in stage order
+// and never on two stages at once; its first stage starts when /batches says it did.
+TEST_F(ServingCli, BatchStagesHoldEveryBatchOnEveryStageInOrder) {
+  Ran r = exp("run " + kConfigs + "/experiment/serving_sim.yaml model=llama2_70b hardware=a100 deployment.tensor_parallel=2 "
+              "deployment.pipeline_parallel=4 workload.num_requests=50 metrics.store_batch_stages=true hydra.run.dir=s");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto res = results::ResultsReader::open(dir_ / "s/results.h5");
+  auto column = [](const results::TableData& t, const std::string& name) {
+    for (size_t i = 0; i < t.columns.size(); ++i)
+      if (t.columns[i].name == name) return t.values[i];
+    ADD_FAILURE() << "no column " << name;
+    return std::vector<double>{};
+  };
+  auto batches = res->read_table("/serving/batches"), stages = res->read_table("/serving/batch_stages");
+  ASSERT_EQ(stages.rows, 4 * batches.rows);
+  std::map<double, std::vector<std::array<double, 3>>> by_batch;  // batch id -> (stage, start, end)
+  std::vector<double> id = column(stages, "batch_id"), stage = column(stages, "stage"), start = column(stages, "start_s"),
+                      end = column(stages, "end_s");
+  for (size_t i = 0; i < id.size(); ++i) by_batch[id[i]].push_back({stage[i], start[i], end[i]});
+  std::vector<double> bid = column(batches, "batch_id"), bstart = column(batches, "start_s");
+  for (size_t i = 0; i < bid.size(); ++i) {
+    auto rows = by_batch.at(bid[i]);
+    std::sort(rows.begin(), rows.end());
+    ASSERT_EQ(rows.size(), 4u);
+    EXPECT_DOUBLE_EQ(rows[0][1], bstart[i]);
+    for (size_t s = 0; s < 4; ++s) {
+      EXPECT_EQ(rows[s][0], static_cast<double>(s));
+      EXPECT_GT(rows[s][2], rows[s][1]);
+      if (s > 0) {
+        EXPECT_GE(rows[s][1], rows[s - 1][2]);
+      }
+    }
+  }
 }
 
 // SARATHI's pipeline argument needs the bubbles measured: each stage's time splits into busy,
