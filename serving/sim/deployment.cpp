@@ -40,6 +40,8 @@ DeviceSpec DeviceSpec::from(const config::ConfigReader& r) {
   r.get("profile_dir", d.profile_dir);
   r.get("network_dir", d.network_dir);
   r.get("extra_attention_profiles", d.extra_attention_profiles);
+  r.get("cpu_overhead", d.cpu_overhead);
+  r.get("cpu_overhead_profiles", d.cpu_overhead_profiles);
   r.get("fp16_tflops", d.fp16_tflops, config::Range::positive());
   r.get("memory_gb", d.memory_gb, config::Range::positive());
   r.get("memory_bandwidth_gbps", d.memory_bandwidth_gbps, config::Range::positive());

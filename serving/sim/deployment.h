@@ -32,6 +32,12 @@ struct DeviceSpec {
   std::string profile_dir;           // token-level/attention profiles, relative to the data folder
   std::string network_dir;           // collective profiles (all_reduce.csv, send_recv.csv)
   std::vector<std::string> extra_attention_profiles;  // searched when the model folder has none
+  // Vidur's per-iteration CPU overheads (scheduling, input preparation, sampling, output
+  // processing, Ray messaging) by batch size, from cpu_overheads.csv tables searched for the
+  // model and TP degree; added to every stage as Vidur does. Off = Vidur's default
+  // (skip_cpu_overhead_modeling); where no table has rows, predictor_sources says so.
+  bool cpu_overhead = true;
+  std::vector<std::string> cpu_overhead_profiles;
   double fp16_tflops = 312;          // dense bf16/fp16 peak
   double memory_gb = 80;
   double memory_bandwidth_gbps = 2039;

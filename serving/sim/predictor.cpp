@@ -301,6 +301,40 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
     int64_t per_node = layout_.num_gpus() <= device_.devices_per_node ? 2 : 1;
     send_recv_ = load_collective("send_recv.csv", "send_recv", 2, per_node);
   }
+  load_cpu_overhead(data_root);
+}
+
+// Vidur's CPU overheads (its ExecutionTime::_get_cpu_overhead): the medians of scheduling,
+// sampling, input preparation and output processing, and the mean Ray messaging time, at the
+// batch's size, added to every pipeline stage. Only tables with rows for this model at this TP
+// degree count; a profile without them predicts GPU time alone, and the sources say so.
+void ExecutionPredictor::load_cpu_overhead(const fs::path& data_root) {
+  if (!device_.cpu_overhead) {
+    sources_["cpu_overhead"] = "off (hardware.cpu_overhead=false, as Vidur's skip_cpu_overhead_modeling)";
+    return;
+  }
+  static const char* kParts[] = {"schedule_median", "sampler_e2e_median", "prepare_inputs_e2e_median",
+                                 "process_model_outputs_median", "ray_comm_time_mean"};
+  for (const auto& file : device_.cpu_overhead_profiles) {
+    data::CsvTable t = data::CsvTable::load(data_root / file);
+    size_t cm = t.column("model_name"), ctp = t.column("tensor_parallel_degree"), cb = t.column("batch_size");
+    std::vector<double> xs, ys;
+    for (size_t r = 0; r < t.num_rows(); ++r) {
+      if (t.cell(r, cm) != model_.profile_name || t.number(r, ctp) != static_cast<double>(layout_.tensor_parallel)) continue;
+      double ms = 0;
+      for (const char* part : kParts) ms += t.number(r, t.column(part));
+      xs.push_back(t.number(r, cb));
+      ys.push_back(ms);
+    }
+    if (xs.empty()) continue;
+    cpu_overhead_ = Curve(xs, ys);
+    sources_["cpu_overhead"] = "profile " + (data_root / file).string() + " (every stage, by batch size)";
+    return;
+  }
+  sources_["cpu_overhead"] = fmt::format(
+      "absent: no CPU-overhead table has rows for {} at TP {} (no CPU time is added, but an engine profile's fitted "
+      "iteration_overhead)",
+      model_.profile_name, layout_.tensor_parallel);
 }
 
 void ExecutionPredictor::fit_analytic_attention(const fs::path& data_root) {
@@ -492,6 +526,7 @@ double ExecutionPredictor::stage_time_s(const BatchShape& b, int64_t stage) cons
   const bool last = stage == layout_.pipeline_parallel - 1;
   double ms = operators_scale_[has_prompt_chunk(b) ? 0 : 1] * operators_ms(b, last);
   if (last) ms += overhead_ms_[0] + overhead_ms_[1] * sequences(b);
+  ms += cpu_overhead_.at(sequences(b));  // 0 where no table applies
   return std::max(0.0, ms) * 1e-3;
 }
 

@@ -89,6 +89,7 @@ class ExecutionPredictor final : public StageTimer {
   double analytic_prefill_ms(double chunk, double kv) const;
   double analytic_decode_ms(double batch, double kv) const;
   void fit_analytic_attention(const std::filesystem::path& data_root);
+  void load_cpu_overhead(const std::filesystem::path& data_root);
 
   ModelSpec model_;
   DeviceSpec device_;
@@ -100,6 +101,7 @@ class ExecutionPredictor final : public StageTimer {
   Curve all_reduce_, send_recv_;  // by message bytes
   Curve lm_head_;                 // by sequences in the batch, once per iteration (engine profiles)
   Curve kv_save_;                 // by tokens written (engine profiles)
+  Curve cpu_overhead_;            // by sequences in the batch, on every stage (Vidur's CPU overheads)
   // An iteration = operators_scale_[k] · operators + overhead_ms_[0] + overhead_ms_[1] · sequences
   // (on the last stage), k = 0 for batches with a prompt chunk, 1 for decode-only ones, fitted to
   // whole iterations (engine profiles; else 1 and none).
