@@ -40,7 +40,6 @@ std::shared_ptr<const std::string_view> map_file(const std::filesystem::path& pa
   void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
   ::close(fd);
   if (p == MAP_FAILED) throw std::runtime_error(fmt::format("{}: cannot map: {}", path.string(), std::strerror(errno)));
-  ::madvise(p, size, MADV_SEQUENTIAL);
   return std::shared_ptr<const std::string_view>(new std::string_view(static_cast<const char*>(p), size),
                                                  [size](const std::string_view* v) {
                                                    ::munmap(const_cast<char*>(v->data()), size);

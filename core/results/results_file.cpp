@@ -103,8 +103,8 @@ class H5Table final : public Table {
   int64_t rows() const override { return (columns_.empty() ? 0 : columns_[0].written) + buffered_; }
 
   void flush() override {
+    if (buffered_ == 0) return;  // no rows yet: the first rows will size the chunks
     create_missing_columns();
-    if (buffered_ == 0) return;
     for (auto& c : columns_) {
       hsize_t old_n = static_cast<hsize_t>(c.written), add = static_cast<hsize_t>(buffered_);
       hsize_t new_n = old_n + add;
@@ -124,6 +124,7 @@ class H5Table final : public Table {
 
   void truncate(int64_t n) override {
     flush();
+    create_missing_columns();
     for (auto& c : columns_) {
       if (c.written <= n) continue;
       hsize_t dims = static_cast<hsize_t>(n);
@@ -134,8 +135,8 @@ class H5Table final : public Table {
 
   const std::vector<ColumnSpec>& columns() const override { return cols_; }
 
- private:
-  // Datasets are made at the first flush, when the rows in hand size their chunks: a chunk is
+  // Datasets are made at the first flush with rows, when the rows in hand size their chunks, or
+  // when the file is marked complete (a table that never got a row still has its columns): a chunk is
   // deflated whole however few rows it holds, and a one-request simulation's 45 one-row columns
   // at 8k-row chunks spent ~10 ms compressing zeros. A table that starts small and grows keeps
   // its small chunks, which costs some compression, not correctness.
@@ -161,6 +162,7 @@ class H5Table final : public Table {
     }
   }
 
+ private:
   struct Column {
     ColumnSpec spec;
     Handle ds;
@@ -257,6 +259,7 @@ class H5Writer final : public ResultsWriter {
 
   void mark_complete() override {
     flush();
+    for (auto& [k, t] : tables_) t->create_missing_columns();
     set_attr("/", "complete", int64_t{1});
     h5_check(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), "flush " + path_.string());
   }
