@@ -3,8 +3,8 @@
 # random-weight Llama of 33M parameters (hidden 512, 8 layers, GQA 8/4, vocab 8000; a forward
 # reads 117 MB of f32 weights, several times the last-level cache, so decoding reads them from
 # memory as LLM serving does on any hardware), profiles the engine, finds its capacity in the
-# simulator, and serves 200 requests at 50% and 85% of it in the simulator and three times on the
-# engine (about 4 minutes, 2 cores).
+# simulator, and serves 200 requests at 50% and 85% of it in the simulator and five times on the
+# engine, then reports against the restated criterion (about 7 minutes, 2 cores).
 #   scripts/reproduce_engine_fidelity.sh [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
