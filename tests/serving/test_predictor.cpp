@@ -43,6 +43,33 @@ DeviceSpec h200() {
   return d;
 }
 
+// Vidur's A100 set: its token-level profiles, the historical attention profile, the
+// pairwise-NVLink collectives and the CPU-overhead table.
+DeviceSpec a100() {
+  DeviceSpec d;
+  d.name = "a100";
+  d.profile_dir = "vidur/profiling/compute/a100";
+  d.network_dir = "vidur/profiling/network/a100_pairwise_nvlink";
+  d.extra_attention_profiles = {"vidur/historical/acb95f6/profiling/a100/attention.csv"};
+  d.cpu_overhead_profiles = {"vidur/historical/acb95f6/profiling/a100/cpu_overheads.csv"};
+  d.fp16_tflops = 312;
+  d.devices_per_node = 4;
+  return d;
+}
+
+// A model of Llama-2-70B's attention shape (64 query heads, 8 KV heads, hidden 8192).
+ModelSpec wide_gqa(const std::string& name, const std::string& profile_name, int64_t layers, int64_t mlp_hidden) {
+  ModelSpec m;
+  m.name = name;
+  m.profile_name = profile_name;
+  m.num_layers = layers;
+  m.num_q_heads = 64;
+  m.num_kv_heads = 8;
+  m.embedding_dim = 8192;
+  m.mlp_hidden_dim = mlp_hidden;
+  return m;
+}
+
 }  // namespace
 
 TEST(BatchFeatures, ReproduceTheWorkedDerivation) {
@@ -85,25 +112,10 @@ TEST(Predictor, MatchesTheProfileAtAProfiledPoint) {
 }
 
 TEST(Predictor, PipelineStagesSplitLayersAndPayForSendRecv) {
-  ModelSpec m;
-  m.name = "Llama-2-70B";
-  m.profile_name = "meta-llama/Llama-2-70b-hf";
-  m.num_layers = 80;
-  m.num_q_heads = 64;
-  m.num_kv_heads = 8;
-  m.embedding_dim = 8192;
-  m.mlp_hidden_dim = 28672;
-  DeviceSpec a100;
-  a100.name = "a100";
-  a100.profile_dir = "vidur/profiling/compute/a100";
-  a100.network_dir = "vidur/profiling/network/a100_pairwise_nvlink";
-  a100.extra_attention_profiles = {"vidur/historical/acb95f6/profiling/a100/attention.csv"};
-  a100.fp16_tflops = 312;
-  a100.devices_per_node = 4;
   ReplicaLayout l;
   l.tensor_parallel = 2;
   l.pipeline_parallel = 2;
-  ExecutionPredictor p(m, a100, l, kData);
+  ExecutionPredictor p(wide_gqa("Llama-2-70B", "meta-llama/Llama-2-70b-hf", 80, 28672), a100(), l, kData);
   EXPECT_EQ(p.layers_per_stage(), 40);
   EXPECT_NE(p.sources().at("attn_decode").find("historical"), std::string::npos);
   EXPECT_NE(p.sources().at("all_reduce").find("a100_pairwise_nvlink"), std::string::npos);
@@ -117,26 +129,14 @@ TEST(Predictor, PipelineStagesSplitLayersAndPayForSendRecv) {
 // time, at the batch size, on every stage (8 sequences: 3.6947 ms in the A100 table); else the
 // sources say they are absent, and `cpu_overhead: false` leaves them out as Vidur's default does.
 TEST(Predictor, CpuOverheadsComeFromTheTableForTheModelAndTpOnEveryStage) {
-  ModelSpec m;
-  m.name = "CodeLlama-34B-Instruct";
-  m.profile_name = "codellama/CodeLlama-34b-Instruct-hf";
-  m.num_layers = 48;
-  m.num_q_heads = 64;
-  m.num_kv_heads = 8;
-  m.embedding_dim = 8192;
-  m.mlp_hidden_dim = 22016;
-  DeviceSpec a100;
-  a100.name = "a100";
-  a100.profile_dir = "vidur/profiling/compute/a100";
-  a100.network_dir = "vidur/profiling/network/a100_pairwise_nvlink";
-  a100.extra_attention_profiles = {"vidur/historical/acb95f6/profiling/a100/attention.csv"};
-  a100.cpu_overhead_profiles = {"vidur/historical/acb95f6/profiling/a100/cpu_overheads.csv"};
+  const ModelSpec m = wide_gqa("CodeLlama-34B-Instruct", "codellama/CodeLlama-34b-Instruct-hf", 48, 22016);
+  DeviceSpec device = a100();
   ReplicaLayout l;
   l.tensor_parallel = 2;
   l.pipeline_parallel = 2;
-  ExecutionPredictor with(m, a100, l, kData);
-  a100.cpu_overhead = false;
-  ExecutionPredictor without(m, a100, l, kData);
+  ExecutionPredictor with(m, device, l, kData);
+  device.cpu_overhead = false;
+  ExecutionPredictor without(m, device, l, kData);
   EXPECT_NE(with.sources().at("cpu_overhead").find("cpu_overheads.csv"), std::string::npos);
   EXPECT_NE(without.sources().at("cpu_overhead").find("off"), std::string::npos);
   BatchShape b;
@@ -144,8 +144,8 @@ TEST(Predictor, CpuOverheadsComeFromTheTableForTheModelAndTpOnEveryStage) {
   for (int64_t stage : {0, 1})
     EXPECT_NEAR(with.stage_time_s(b, stage) - without.stage_time_s(b, stage), 3.694692236752948e-3, 1e-9);
   l.tensor_parallel = 4;  // the table has TP2 only
-  a100.cpu_overhead = true;
-  ExecutionPredictor tp4(m, a100, l, kData);
+  device.cpu_overhead = true;
+  ExecutionPredictor tp4(m, device, l, kData);
   EXPECT_THAT(tp4.sources().at("cpu_overhead"), ::testing::StartsWith("absent"));
 }
 
