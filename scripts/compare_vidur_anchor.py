@@ -35,6 +35,9 @@ import h5py
 import numpy as np
 import pandas as pd
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vidur_forest_profile as forest  # noqa: E402  (the deployment, profiles and operators it fits)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ANCHOR = os.path.join(ROOT, "data", "vidur", "anchor_2000")
 RUNS = {
@@ -107,26 +110,23 @@ def residue_over_batches(batches, forest_dir):
     against the profile's (the profiled medians, duplicates averaged, linear between points, as our
     predictor reads them), both at the batch's tokens rounded up to 8 as the lookups are made."""
     tokens = ((batches["num_prefill_tokens"] + batches["num_decodes"] + 7) // 8 * 8).to_numpy(dtype=float)
-    model = "meta-llama/Llama-2-70b-hf"
+    bytes_per_token = forest.MODEL["n_embd"] * 2.0
     rows = []
-    mlp = pd.read_csv(os.path.join(ROOT, "data/vidur/profiling/compute/a100", model, "mlp.csv"))
-    mlp = mlp[(mlp.n_embd == 8192) & (mlp.num_tensor_parallel_workers == 2)]
-    forest_mlp = pd.read_csv(os.path.join(forest_dir, "compute", model, "mlp.csv")).set_index("num_tokens")
-    net_dir = os.path.join(ROOT, "data/vidur/profiling/network/a100_pairwise_nvlink")
-    tables = [(op, mlp, "num_tokens", forest_mlp, 1.0) for op in
-              ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj", "mlp_act", "input_layernorm",
-               "post_attention_layernorm", "attn_rope", "add")]
-    for name, per_node in (("all_reduce", 2), ("send_recv", 2)):
-        net = pd.read_csv(os.path.join(net_dir, f"{name}.csv"))
-        net = net[(net.collective == name) & (net.devices_per_node == per_node) & (net.num_workers == 2)]
+    mlp = pd.read_csv(forest.MLP)
+    mlp = mlp[(mlp.n_embd == forest.MODEL["n_embd"]) & (mlp.num_tensor_parallel_workers == forest.TP)]
+    forest_mlp = pd.read_csv(os.path.join(forest_dir, "compute", forest.PROFILE_NAME, "mlp.csv")).set_index("num_tokens")
+    tables = [(op, mlp, "num_tokens", forest_mlp, 1.0) for op in forest.TOKEN_OPS]
+    for name in ("all_reduce", "send_recv"):
+        net = pd.read_csv(os.path.join(forest.NETWORK, f"{name}.csv"))
+        net = net[(net.collective == name) & (net.devices_per_node == 2) & (net.num_workers == 2)]
         forest_net = pd.read_csv(os.path.join(forest_dir, "network", f"{name}.csv"))
-        forest_net["num_tokens"] = forest_net["size"] / (8192 * 2)
-        tables.append((name, net, "size", forest_net.set_index("num_tokens"), 8192 * 2.0))
-    for op, profile, xcol, forest, scale in tables:
+        forest_net["num_tokens"] = forest_net["size"] / bytes_per_token
+        tables.append((name, net, "size", forest_net.set_index("num_tokens"), bytes_per_token))
+    for op, profile, xcol, fitted, scale in tables:
         col = f"time_stats.{op}.median"
         curve = profile.groupby(xcol)[col].mean()
         prof = np.interp(tokens * scale, curve.index.to_numpy(dtype=float), curve.to_numpy())
-        fore = forest[col].reindex(tokens).to_numpy()
+        fore = fitted[col].reindex(tokens).to_numpy()
         rows.append({"operator": op, "profile_ms": prof.sum(), "forest_ms": fore.sum(),
                      "forest_vs_profile_pct": 100 * (fore.sum() / prof.sum() - 1)})
     return pd.DataFrame(rows)

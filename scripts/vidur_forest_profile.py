@@ -30,7 +30,8 @@ from sklearn.model_selection import GridSearchCV
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "data", "vidur")
-MLP = os.path.join(DATA, "profiling/compute/a100/meta-llama/Llama-2-70b-hf/mlp.csv")
+PROFILE_NAME = "meta-llama/Llama-2-70b-hf"  # the model's folder under a device's profiles
+MLP = os.path.join(DATA, "profiling/compute/a100", PROFILE_NAME, "mlp.csv")
 ATTENTION = os.path.join(DATA, "historical/acb95f6/profiling/a100/attention.csv")
 NETWORK = os.path.join(DATA, "profiling/network/a100_pairwise_nvlink")
 MODEL = dict(n_head=64, n_kv_head=8, n_embd=8192, n_expanded_embd=28672, vocab_size=32000, block_size=16)
@@ -72,7 +73,7 @@ def main():
     out, search = sys.argv[1], "--search" in sys.argv[2:]
     if "--seed" in sys.argv[2:]:
         SEED = int(sys.argv[sys.argv.index("--seed") + 1])
-    compute = os.path.join(out, "compute", "meta-llama", "Llama-2-70b-hf")  # <profile_dir>/<model's profile_name>
+    compute = os.path.join(out, "compute", PROFILE_NAME)  # read as <profile_dir>/<model's profile_name>
     os.makedirs(compute, exist_ok=True)
     os.makedirs(os.path.join(out, "network"), exist_ok=True)
     residue = []

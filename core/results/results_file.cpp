@@ -124,7 +124,6 @@ class H5Table final : public Table {
 
   void truncate(int64_t n) override {
     flush();
-    create_missing_columns();
     for (auto& c : columns_) {
       if (c.written <= n) continue;
       hsize_t dims = static_cast<hsize_t>(n);

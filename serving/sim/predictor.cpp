@@ -318,11 +318,13 @@ void ExecutionPredictor::load_cpu_overhead(const fs::path& data_root) {
   for (const auto& file : device_.cpu_overhead_profiles) {
     data::CsvTable t = data::CsvTable::load(data_root / file);
     size_t cm = t.column("model_name"), ctp = t.column("tensor_parallel_degree"), cb = t.column("batch_size");
+    std::vector<size_t> parts;
+    for (const char* part : kParts) parts.push_back(t.column(part));
     std::vector<double> xs, ys;
     for (size_t r = 0; r < t.num_rows(); ++r) {
       if (t.cell(r, cm) != model_.profile_name || t.number(r, ctp) != static_cast<double>(layout_.tensor_parallel)) continue;
       double ms = 0;
-      for (const char* part : kParts) ms += t.number(r, t.column(part));
+      for (size_t c : parts) ms += t.number(r, c);
       xs.push_back(t.number(r, cb));
       ys.push_back(ms);
     }

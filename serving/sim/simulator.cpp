@@ -122,13 +122,13 @@ struct Simulator::Impl {
   // what the decodes add to the same batch without them (piggybacked decodes cost little).
   double decode_share_s(const InFlight& f) const {
     if (f.shape.decode_contexts.empty()) return 0;
-    const double whole = f.inner_stage_s * static_cast<double>(pp - 1) + f.last_stage_s;
+    const auto execution_s = [this](double inner, double last) { return inner * static_cast<double>(pp - 1) + last; };
+    const double whole = execution_s(f.inner_stage_s, f.last_stage_s);
     if (f.shape.prefills.empty()) return whole;
     BatchShape prompts_only = f.shape;
     prompts_only.decode_contexts.clear();
     const double last = predictor.stage_time_s(prompts_only, pp - 1);
-    const double inner = pp > 1 ? predictor.stage_time_s(prompts_only, 0) : last;
-    return std::max(0.0, whole - (inner * static_cast<double>(pp - 1) + last));
+    return std::max(0.0, whole - execution_s(pp > 1 ? predictor.stage_time_s(prompts_only, 0) : last, last));
   }
 
   void try_start_stage(int64_t r, int64_t s, double now) {

@@ -23,6 +23,18 @@ class LinearTimer final : public StageTimer {
   double stage_flops(const BatchShape& b) const override { return static_cast<double>(b.num_tokens()); }
 };
 
+// Decodes cost 2 ms each, prompt tokens 0.1 ms, plus 5 ms per batch: a decode in a batch with a
+// prompt chunk adds only its 2 ms (SARATHI's piggybacking), a decode-only batch costs it all.
+class PiggybackTimer final : public StageTimer {
+ public:
+  double stage_time_s(const BatchShape& b, int64_t) const override {
+    double prompt_tokens = 0;
+    for (const auto& p : b.prefills) prompt_tokens += static_cast<double>(p.chunk);
+    return 0.005 + 1e-4 * prompt_tokens + 0.002 * static_cast<double>(b.decode_contexts.size());
+  }
+  double stage_flops(const BatchShape& b) const override { return static_cast<double>(b.num_tokens()); }
+};
+
 WorkloadConfig synthetic(int64_t n, double qps) {
   WorkloadConfig w;
   w.num_requests = n;
@@ -31,6 +43,17 @@ WorkloadConfig synthetic(int64_t n, double qps) {
   w.max_tokens = 1024;
   w.arrivals = "poisson";
   w.qps = qps;
+  return w;
+}
+
+// `n` requests of fixed lengths, all there at t = 0.
+WorkloadConfig fixed_static(int64_t n, int64_t prompt_tokens, int64_t decode_tokens) {
+  WorkloadConfig w;
+  w.num_requests = n;
+  w.lengths = "fixed";
+  w.prompt_tokens = prompt_tokens;
+  w.decode_tokens = decode_tokens;
+  w.arrivals = "static";
   return w;
 }
 
@@ -74,12 +97,7 @@ TEST(Simulator, EveryRequestFinishesAndTheRunIsReproducible) {
 
 TEST(Simulator, PipelineWithoutSppPaysAllStagesPerChunk) {
   // A lone prompt of n = 4 chunks over P = 4 stages of t = 1 s each: n·P·t without SPP.
-  WorkloadConfig w;
-  w.num_requests = 1;
-  w.lengths = "fixed";
-  w.prompt_tokens = 2048;
-  w.decode_tokens = 2;
-  w.arrivals = "static";
+  WorkloadConfig w = fixed_static(1, 2048, 2);
   MetricsConfig mc;
   ServingMetrics metrics(mc, nullptr, "/serving");
   RequestGenerator gen(w, 1);
@@ -122,43 +140,13 @@ TEST(Simulator, TimeLimitStopsTheClock) {
   EXPECT_LT(o.result.requests_finished, 1000);
 }
 
-}  // namespace xp::serving
-
-namespace xp::serving {
-
-// Decodes cost 2 ms each, prompt tokens 0.1 ms, plus 5 ms per batch: a decode in a batch with a
-// prompt chunk adds only its 2 ms (SARATHI's piggybacking), a decode-only batch costs it all.
-class PiggybackTimer final : public StageTimer {
- public:
-  double stage_time_s(const BatchShape& b, int64_t) const override {
-    double prompt_tokens = 0;
-    for (const auto& p : b.prefills) prompt_tokens += static_cast<double>(p.chunk);
-    return 0.005 + 1e-4 * prompt_tokens + 0.002 * static_cast<double>(b.decode_contexts.size());
-  }
-  double stage_flops(const BatchShape& b) const override { return static_cast<double>(b.num_tokens()); }
-};
-
 TEST(Simulator, DecodeThroughputCountsWhatDecodesAddToABatchWithAPrompt) {
   // Two 256-token prompts with 3 output tokens each: 4 decodes. However the scheduler groups
   // them (both prompts at once, or one prompt with the other's first decode), the decodes cost
   // 2 x (5 + 2 + 2) ms = 18 ms: a decode riding with a prompt chunk is charged its 2 ms only.
-  WorkloadConfig w;
-  w.num_requests = 2;
-  w.lengths = "fixed";
-  w.prompt_tokens = 256;
-  w.decode_tokens = 3;
-  w.arrivals = "static";
-  MetricsConfig mc;
-  ServingMetrics metrics(mc, nullptr, "/serving");
-  RequestGenerator gen(w, 1);
   PiggybackTimer timer;
-  SchedulerConfig s;
-  s.type = "sarathi";
-  s.chunk_size = 512;
-  Simulator sim({}, s, timer, 100000, 1, gen, metrics, 1);
-  SimulationResult r = sim.run();
-  ServingSummary summary = metrics.summary(r.preemptions, 1, 1.0);
-  EXPECT_NEAR(summary.get("decode_throughput_tok_s"), 4 / 0.018, 1e-6);
+  Outcome o = simulate({}, sarathi(), timer, fixed_static(2, 256, 3));
+  EXPECT_NEAR(o.summary.get("decode_throughput_tok_s"), 4 / 0.018, 1e-6);
 }
 
 }  // namespace xp::serving
