@@ -24,14 +24,29 @@ struct SearchSpace {
   int64_t gpu_budget = 16;
   std::vector<int64_t> tensor_parallel = {1, 2, 4, 8};
   std::vector<int64_t> pipeline_parallel = {1, 2, 4};
+  std::vector<bool> sequence_pipeline_parallel = {false};  // Mnemosyne's SPP (with PP > 1 only)
+  std::vector<int64_t> kv_parallel = {1};                  // Mnemosyne's KVP (Sarathi-Serve only)
   std::vector<std::string> schedulers = {"vllm", "sarathi_serve"};
   std::vector<int64_t> chunk_sizes = {256, 512, 1024, 2048, 4096};  // Sarathi-Serve budgets
   std::vector<int64_t> batch_caps = {32, 64, 128};                   // per micro-batch: × PP
   int64_t workers = 0;                                               // threads; 0 = all cores
 };
 
+// A replica's layout: TP × PP (sequence-pipelined or not) × KVP.
+struct Layout {
+  int64_t tp = 1, pp = 1, kvp = 1;
+  bool spp = false;
+  int64_t gpus() const { return tp * pp * kvp; }
+  auto key() const { return std::make_tuple(tp, pp, spp, kvp); }
+  bool operator<(const Layout& o) const { return key() < o.key(); }
+  std::string label() const {
+    return fmt::format("TP{}xPP{}{}{}", tp, pp, spp ? "(SPP)" : "", kvp > 1 ? fmt::format("xKVP{}", kvp) : "");
+  }
+};
+
 struct Point {
-  int64_t tp = 1, pp = 1, replicas = 1;
+  Layout layout;
+  int64_t replicas = 1;
   std::string scheduler;
   int64_t chunk = 0, cap = 0;
   // results
@@ -39,9 +54,9 @@ struct Point {
   int64_t probes = 0;
   bool pareto = false;
   std::string note;
-  int64_t gpus() const { return tp * pp * replicas; }
+  int64_t gpus() const { return layout.gpus() * replicas; }
   std::string label() const {
-    return fmt::format("TP{}xPP{}x{} {}{} cap{}", tp, pp, replicas, scheduler,
+    return fmt::format("{}x{} {}{} cap{}", layout.label(), replicas, scheduler,
                        scheduler == "sarathi_serve" ? fmt::format("/{}", chunk) : "", cap);
   }
 };
@@ -53,55 +68,59 @@ class ConfigSearch final : public Experiment {
 
   jobs::RunOutcome run(jobs::RunContext& ctx) override {
     auto log = runtime::logger();
-    std::map<std::pair<int64_t, int64_t>, std::pair<ServingSetup, int64_t>> layouts;  // setup, kv blocks
-    std::map<std::pair<int64_t, int64_t>, std::string> invalid;
-    for (int64_t tp : space_.tensor_parallel) {
-      for (int64_t pp : space_.pipeline_parallel) {
-        int64_t replicas = space_.gpu_budget / (tp * pp);
-        std::string why;
-        if (replicas == 0) why = fmt::format("TP{}xPP{} needs more than {} GPUs", tp, pp, space_.gpu_budget);
-        else if (tp > setup_.device.devices_per_node) why = fmt::format("TP{} exceeds a {}-GPU node", tp, setup_.device.devices_per_node);
-        else if (setup_.model.num_layers % pp) why = fmt::format("{} layers do not split into {} stages", setup_.model.num_layers, pp);
-        if (!why.empty()) {
-          invalid[{tp, pp}] = why;
-          continue;
-        }
-        ServingSetup s = setup_;
-        s.layout.tensor_parallel = tp;
-        s.layout.pipeline_parallel = pp;
-        s.cluster.num_replicas = replicas;
-        s.cluster.global_scheduler = "round_robin";
-        try {
-          s.predictor = std::make_shared<ExecutionPredictor>(s.model, s.device, s.layout, s.data_dir);
-        } catch (const std::runtime_error& e) {
-          invalid[{tp, pp}] = e.what();
-          continue;
-        }
-        int64_t blocks = s.kv_blocks(&why);
-        if (blocks == 0) {
-          invalid[{tp, pp}] = why;
-          continue;
-        }
-        layouts.emplace(std::make_pair(tp, pp), std::make_pair(std::move(s), blocks));
-      }
-    }
+    std::map<Layout, std::pair<ServingSetup, int64_t>> layouts;  // setup, kv blocks
+    std::map<Layout, std::string> invalid;
+    std::vector<Layout> space;
     for (int64_t tp : space_.tensor_parallel)
       for (int64_t pp : space_.pipeline_parallel)
-        for (const auto& sched : space_.schedulers) {
-          std::vector<int64_t> chunks = sched == "sarathi_serve" ? space_.chunk_sizes : std::vector<int64_t>{0};
-          for (int64_t chunk : chunks)
-            for (int64_t cap : space_.batch_caps) {
-              Point p;
-              p.tp = tp;
-              p.pp = pp;
-              p.replicas = space_.gpu_budget / (tp * pp);
-              p.scheduler = sched;
-              p.chunk = chunk;
-              p.cap = cap;
-              if (auto it = invalid.find({tp, pp}); it != invalid.end()) p.note = it->second;
-              points_.push_back(p);
-            }
-        }
+        for (bool spp : space_.sequence_pipeline_parallel)
+          for (int64_t kvp : space_.kv_parallel)
+            if (!spp || pp > 1) space.push_back({tp, pp, kvp, spp});  // SPP pipelines stages: PP > 1
+    for (const Layout& l : space) {
+      std::string why;
+      if (l.gpus() > space_.gpu_budget) why = fmt::format("{} needs more than {} GPUs", l.label(), space_.gpu_budget);
+      else if (l.tp > setup_.device.devices_per_node) why = fmt::format("TP{} exceeds a {}-GPU node", l.tp, setup_.device.devices_per_node);
+      else if (setup_.model.num_layers % l.pp) why = fmt::format("{} layers do not split into {} stages", setup_.model.num_layers, l.pp);
+      if (!why.empty()) {
+        invalid[l] = why;
+        continue;
+      }
+      ServingSetup s = setup_;
+      s.layout.tensor_parallel = l.tp;
+      s.layout.pipeline_parallel = l.pp;
+      s.layout.sequence_pipeline_parallel = l.spp;
+      s.layout.kv_parallel = l.kvp;
+      s.cluster.num_replicas = space_.gpu_budget / l.gpus();
+      s.cluster.global_scheduler = "round_robin";
+      try {
+        s.predictor = std::make_shared<ExecutionPredictor>(s.model, s.device, s.layout, s.data_dir);
+      } catch (const std::runtime_error& e) {
+        invalid[l] = e.what();
+        continue;
+      }
+      int64_t blocks = s.kv_blocks(&why);
+      if (blocks == 0) {
+        invalid[l] = why;
+        continue;
+      }
+      layouts.emplace(l, std::make_pair(std::move(s), blocks));
+    }
+    for (const Layout& l : space)
+      for (const auto& sched : space_.schedulers) {
+        std::vector<int64_t> chunks = sched == "sarathi_serve" ? space_.chunk_sizes : std::vector<int64_t>{0};
+        for (int64_t chunk : chunks)
+          for (int64_t cap : space_.batch_caps) {
+            Point p;
+            p.layout = l;
+            p.replicas = space_.gpu_budget / l.gpus();
+            p.scheduler = sched;
+            p.chunk = chunk;
+            p.cap = cap;
+            if (auto it = invalid.find(l); it != invalid.end()) p.note = it->second;
+            else if (l.kvp > 1 && sched != "sarathi_serve") p.note = "KV parallelism needs Sarathi-Serve's chunked prompts";
+            points_.push_back(p);
+          }
+      }
     size_t runnable = static_cast<size_t>(std::count_if(points_.begin(), points_.end(), [](const Point& p) { return p.note.empty(); }));
     log->info("config search: {} points ({} runnable) for {} on up to {} x {}", points_.size(), runnable,
               setup_.model.name, space_.gpu_budget, setup_.device.name);
@@ -113,7 +132,7 @@ class ConfigSearch final : public Experiment {
       for (size_t i = begin; i < end && !ctx.should_stop(); ++i) {
         Point& p = points_[i];
         if (!p.note.empty()) continue;
-        const auto& [s, blocks] = layouts.at({p.tp, p.pp});
+        const auto& [s, blocks] = layouts.at(p.layout);
         run_point(p, s, blocks, ctx.seed());
         std::lock_guard<std::mutex> lock(log_mutex);
         log->info("[{}/{}] {}: {:.2f} QPS", ++done, runnable, p.label(), p.capacity);
@@ -153,9 +172,12 @@ class ConfigSearch final : public Experiment {
     v.name = p.scheduler;
     v.scheduler.type = p.scheduler == "vllm" ? "vllm" : "sarathi";
     if (p.chunk) v.scheduler.chunk_size = p.chunk;
-    v.scheduler.max_num_seqs = p.cap * p.pp;  // Vidur multiplies the cap by the pipeline depth
+    v.scheduler.max_num_seqs = p.cap * p.layout.pp;  // Vidur multiplies the cap by the pipeline depth
     v.scheduler.max_model_len = s.model.max_model_len;
-    v.scheduler.pipeline_stages = p.pp;
+    v.scheduler.pipeline_stages = p.layout.pp;
+    v.scheduler.sequence_pipeline_parallel = p.layout.spp;
+    v.scheduler.kv_parallel = p.layout.kvp;
+    v.scheduler.max_tokens_per_kvp_group = s.layout.max_tokens_per_kvp_group;
     MetricsConfig mc = plan_.slo.probe_metrics(s.metrics);
     CapacityPlan plan = plan_;
     plan.search.start_qps = plan_.search.start_qps * static_cast<double>(p.replicas);
@@ -200,6 +222,8 @@ class ConfigSearch final : public Experiment {
     auto& t = ctx.table("/search/points", {
         {"tensor_parallel", ColumnType::kUInt32, "", "TP degree"},
         {"pipeline_parallel", ColumnType::kUInt32, "", "PP degree"},
+        {"sequence_pipeline_parallel", ColumnType::kUInt8, "", "1 = Mnemosyne's SPP"},
+        {"kv_parallel", ColumnType::kUInt32, "", "KVP degree (Mnemosyne)"},
         {"replicas", ColumnType::kUInt32, "", "replicas in the GPU budget"},
         {"gpus", ColumnType::kUInt32, "", "GPUs used"},
         {"scheduler_index", ColumnType::kUInt32, "", "index into the `schedulers` attribute"},
@@ -214,18 +238,20 @@ class ConfigSearch final : public Experiment {
     });
     ctx.results().set_attr("/search/points", "schedulers", space_.schedulers);
     ctx.results().set_attr("/search/points", "slo", plan_.slo.describe());
-    std::string csv = "tensor_parallel,pipeline_parallel,replicas,gpus,scheduler,chunk_size,batch_cap,capacity_qps,"
-                      "qps_per_dollar,p90_ttft_s,p99_tbt_s,probes,pareto,note\n";
+    std::string csv = "tensor_parallel,pipeline_parallel,sequence_pipeline_parallel,kv_parallel,replicas,gpus,scheduler,"
+                      "chunk_size,batch_cap,capacity_qps,qps_per_dollar,p90_ttft_s,p99_tbt_s,probes,pareto,note\n";
     const Point* best = nullptr;
     for (const auto& p : points_) {
       auto si = static_cast<int64_t>(std::find(space_.schedulers.begin(), space_.schedulers.end(), p.scheduler) -
                                      space_.schedulers.begin());
-      t.append({p.tp, p.pp, p.replicas, p.gpus(), si, p.chunk, p.cap, p.capacity, p.qps_per_dollar, p.p90_ttft, p.p99_tbt,
-                p.probes, int64_t{p.pareto ? 1 : 0}});
+      const Layout& l = p.layout;
+      t.append({l.tp, l.pp, int64_t{l.spp ? 1 : 0}, l.kvp, p.replicas, p.gpus(), si, p.chunk, p.cap, p.capacity,
+                p.qps_per_dollar, p.p90_ttft, p.p99_tbt, p.probes, int64_t{p.pareto ? 1 : 0}});
       std::string note = p.note;
       std::replace(note.begin(), note.end(), ',', ';');
-      csv += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", p.tp, p.pp, p.replicas, p.gpus(), p.scheduler, p.chunk,
-                         p.cap, p.capacity, p.qps_per_dollar, p.p90_ttft, p.p99_tbt, p.probes, p.pareto ? 1 : 0, note);
+      csv += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", l.tp, l.pp, l.spp ? 1 : 0, l.kvp, p.replicas,
+                         p.gpus(), p.scheduler, p.chunk, p.cap, p.capacity, p.qps_per_dollar, p.p90_ttft, p.p99_tbt, p.probes,
+                         p.pareto ? 1 : 0, note);
       if (p.capacity > 0 && (!best || p.qps_per_dollar > best->qps_per_dollar)) best = &p;
     }
     Status st = runtime::write_file_atomic(ctx.output_dir() / "search.csv", csv);
@@ -257,6 +283,8 @@ std::unique_ptr<Experiment> make_config_search(const config::ConfigNode& job_con
   s.get("gpu_budget", space.gpu_budget, Range::at_least(1));
   s.get("tensor_parallel", space.tensor_parallel, Range::at_least(1));
   s.get("pipeline_parallel", space.pipeline_parallel, Range::at_least(1));
+  s.get("sequence_pipeline_parallel", space.sequence_pipeline_parallel);
+  s.get("kv_parallel", space.kv_parallel, Range::between(1, 1024));
   s.get("schedulers", space.schedulers);
   s.get("chunk_sizes", space.chunk_sizes, Range::at_least(1));
   s.get("batch_caps", space.batch_caps, Range::at_least(1));

@@ -49,6 +49,8 @@ ServingSetup ServingSetup::parse(const config::ConfigReader& top) {
   d.get("tensor_parallel", c.layout.tensor_parallel, Range::at_least(1));
   d.get("pipeline_parallel", c.layout.pipeline_parallel, Range::at_least(1));
   d.get("sequence_pipeline_parallel", c.layout.sequence_pipeline_parallel);
+  d.get("kv_parallel", c.layout.kv_parallel, Range::between(1, 1024));
+  d.get("max_num_tokens_per_kvp_group", c.layout.max_tokens_per_kvp_group, Range::between(1, int64_t{1} << 40));
   d.get("memory_margin_fraction", c.layout.memory_margin_fraction, Range::fraction().open_above());
   d.finish();
   if (c.layout.sequence_pipeline_parallel && c.layout.pipeline_parallel < 2)
@@ -56,10 +58,22 @@ ServingSetup ServingSetup::parse(const config::ConfigReader& top) {
                               d.raw("sequence_pipeline_parallel") ? d.raw("sequence_pipeline_parallel")->loc() : config::SourceLoc{},
                               "deployment.sequence_pipeline_parallel", "set deployment.pipeline_parallel to 2 or more");
   check_tensor_parallel(c.model, c.layout.tensor_parallel, d, "tensor_parallel");
-  auto fill = [&](SchedulerConfig s) {
+  auto fill = [&](SchedulerConfig s, const std::string& where) {
     s.max_model_len = c.model.max_model_len;
     s.pipeline_stages = c.layout.pipeline_parallel;
     s.sequence_pipeline_parallel = c.layout.sequence_pipeline_parallel;
+    s.kv_parallel = c.layout.kv_parallel;
+    s.max_tokens_per_kvp_group = c.layout.max_tokens_per_kvp_group;
+    if (s.kv_parallel > 1 && s.type != "sarathi")
+      throw config::ConfigError(fmt::format("KV parallelism needs prompts chunked at group boundaries, which the {} "
+                                            "scheduler does not do", s.type),
+                                d.raw("kv_parallel") ? d.raw("kv_parallel")->loc() : config::SourceLoc{}, where + ".type",
+                                "use scheduler=sarathi_serve (Mnemosyne's batching), or deployment.kv_parallel=1");
+    if (s.kv_parallel > 1 && s.max_tokens_per_kvp_group % s.block_size != 0)
+      throw config::ConfigError(fmt::format("{} tokens per KV-parallel group is not a whole number of {}-token blocks",
+                                            s.max_tokens_per_kvp_group, s.block_size),
+                                d.raw("max_num_tokens_per_kvp_group") ? d.raw("max_num_tokens_per_kvp_group")->loc() : config::SourceLoc{},
+                                "deployment.max_num_tokens_per_kvp_group", fmt::format("use a multiple of {}", s.block_size));
     return s;
   };
   if (top.has("schedulers")) {
@@ -68,10 +82,10 @@ ServingSetup ServingSetup::parse(const config::ConfigReader& top) {
       throw config::ConfigError("`schedulers` must map names to scheduler settings", all->loc(), "schedulers",
                                 "e.g. schedulers: {vllm: {type: vllm}, sarathi_serve: {type: sarathi}}");
     for (const auto& [name, node] : all->items())
-      c.variants.push_back({name, fill(SchedulerConfig::from(config::ConfigReader(node, "schedulers." + name)))});
+      c.variants.push_back({name, fill(SchedulerConfig::from(config::ConfigReader(node, "schedulers." + name)), "schedulers." + name)});
     if (top.has("scheduler")) top.raw("scheduler");  // composed defaults may leave one; `schedulers` wins
   } else {
-    SchedulerConfig s = fill(SchedulerConfig::from(top.section("scheduler")));
+    SchedulerConfig s = fill(SchedulerConfig::from(top.section("scheduler")), "scheduler");
     c.variants.push_back({s.type, s});
   }
   c.workload = WorkloadConfig::from(top.section("workload"), c.data_dir);

@@ -143,6 +143,14 @@ void ConfigReader::get(const std::string& key, std::vector<std::string>& out) co
   });
 }
 
+void ConfigReader::get(const std::string& key, std::vector<bool>& out) const {
+  get_list(*this, lookup(key), key, out, [](const ConfigNode& e, const std::string& p) {
+    if (e.kind() != ConfigNode::Kind::kBool)
+      throw ConfigError("type mismatch: list element is not a bool", e.loc(), p, "write a list of true/false, e.g. [false, true]");
+    return e.as_bool();
+  });
+}
+
 void ConfigReader::get_enum(const std::string& key, std::string& out, const std::vector<std::string>& allowed) const {
   get(key, out);
   if (std::find(allowed.begin(), allowed.end(), out) != allowed.end()) return;

@@ -59,6 +59,7 @@ class ConfigReader {
   void get(const std::string& key, std::vector<double>& out, const Range& range) const;  // each element
   void get(const std::string& key, std::vector<int64_t>& out, const Range& range) const;
   void get(const std::string& key, std::vector<std::string>& out) const;
+  void get(const std::string& key, std::vector<bool>& out) const;
   // A number without a declared range does not compile.
   void get(const std::string& key, int64_t& out) const = delete;
   void get(const std::string& key, int& out) const = delete;

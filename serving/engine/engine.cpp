@@ -175,6 +175,8 @@ Engine::Engine(std::unique_ptr<ModelRunner> runner, const SchedulerConfig& sched
       metrics_(metrics) {
   if (scheduler.pipeline_stages != 1)
     throw std::invalid_argument("the CPU engine runs one pipeline stage (deployment.pipeline_parallel=1)");
+  if (scheduler.kv_parallel != 1)
+    throw std::invalid_argument("the engine holds one KV cache (deployment.kv_parallel=1)");
 }
 
 std::string unservable(const Request& r, const std::vector<int32_t>& prompt, const LlamaConfig& c) {
@@ -271,7 +273,7 @@ bool Engine::iterate(double now, StepEvents& ev) {
     // A prefill item covers prompt positions [context, context + n) of this attempt's prompt
     // (original prompt + outputs before a recompute); a decode feeds back the last token.
     items.push_back({std::span<const int32_t>(toks.data() + it.context, static_cast<size_t>(it.num_tokens)), it.context,
-                     &scheduler_->blocks().table(it.seq_id)});
+                     &scheduler_->kv().table(it.seq_id)});
   }
   std::vector<float> logits = runner_->forward(items);
   // Sample before the step is stamped: a token exists once it is sampled, so TTFT and TBT
@@ -301,7 +303,7 @@ bool Engine::iterate(double now, StepEvents& ev) {
     if (stop_ids_.count(token)) scheduler_->finish_early(id, this->now());  // a no-op when it just finished anyway
   ++iterations_;
   if (metrics_)
-    metrics_->on_batch(b, 0, b.scheduled_s, this->now(), scheduler_->blocks().num_used(), scheduler_->blocks().num_total());
+    metrics_->on_batch(b, 0, b.scheduled_s, this->now(), scheduler_->kv().num_used(), scheduler_->kv().num_total());
   collect_finished(ev);
   if (on_iteration_) on_iteration_(b, this->now() - now);
   return true;

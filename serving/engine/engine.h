@@ -119,8 +119,8 @@ class Engine {
   StepEvents step();                                           // nothing to run: no tokens
   void finish_early(uint64_t id);                              // frees its KV blocks now
   bool has_work() const { return scheduler_->has_work(); }
-  int64_t kv_blocks_used() const { return scheduler_->blocks().num_used(); }
-  int64_t kv_blocks_total() const { return scheduler_->blocks().num_total(); }
+  int64_t kv_blocks_used() const { return scheduler_->kv().num_used(); }
+  int64_t kv_blocks_total() const { return scheduler_->kv().num_total(); }
   double now() const;
   const LlamaConfig& model_config() const { return runner_->config(); }
 

@@ -11,7 +11,7 @@ class FasterTransformer final : public ReplicaScheduler {
   FasterTransformer(const SchedulerConfig& c, int64_t blocks) : ReplicaScheduler(c, blocks, /*watermark=*/0.0) {}
 
  protected:
-  int64_t admission_blocks(const Sequence&) const override { return blocks_.blocks_for(cfg_.max_model_len); }
+  int64_t admission_blocks(const Sequence&) const override { return kv_.blocks_for(cfg_.max_model_len); }
 
   void build(double now, Batch& b) override {
     decode_all_reserved(b);

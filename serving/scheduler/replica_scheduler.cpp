@@ -31,7 +31,7 @@ std::unique_ptr<ReplicaScheduler> ReplicaScheduler::create(const SchedulerConfig
 }
 
 ReplicaScheduler::ReplicaScheduler(const SchedulerConfig& cfg, int64_t num_kv_blocks, double watermark)
-    : cfg_(cfg), blocks_(num_kv_blocks, cfg.block_size, watermark) {}
+    : cfg_(cfg), kv_(cfg.kv_parallel, num_kv_blocks, cfg.block_size, watermark, cfg.max_tokens_per_kvp_group) {}
 
 void ReplicaScheduler::add_request(const Request& r) {
   EXP_CHECK(seqs_.count(r.id) == 0, "request {} added twice", r.id);
@@ -98,6 +98,7 @@ StepResult ReplicaScheduler::on_step_completed(const Batch& b, double now) {
     Sequence& s = seqs_.at(it.seq_id);
     --s.batches_in_flight;
     if (it.is_prefill) {
+      kv_.on_prefill_progress(s.id(), s.prompt_processed(), s.prompt_processed() + it.num_tokens);
       s.complete_prefill_chunk(it.num_tokens, spp);
       // The sample after a non-final chunk is discarded (§2.2); the final chunk yields a token.
       // Under SPP a prompt's status is stage 0's business until its last chunk is through: it is
@@ -117,7 +118,7 @@ StepResult ReplicaScheduler::on_step_completed(const Batch& b, double now) {
 }
 
 void ReplicaScheduler::finish(Sequence* s, SeqStatus status, double now) {
-  blocks_.free(s->id());
+  kv_.free(s->id());
   erase_running(s);
   auto node = seqs_.extract(s->id());
   node.mapped().status = status;
@@ -138,31 +139,31 @@ bool ReplicaScheduler::finish_early(uint64_t id, double now) {
 
 std::vector<Sequence> ReplicaScheduler::take_finished() { return std::exchange(finished_, {}); }
 
-ReplicaScheduler::Admit ReplicaScheduler::check_admission(double now, int64_t live_after_admit) {
-  Sequence* front = waiting_.front();
-  const Sequence& s = *front;
+ReplicaScheduler::Admit ReplicaScheduler::check_admission(double now, int64_t live_after_admit, size_t index) {
+  Sequence* candidate = waiting_[index];
+  const Sequence& s = *candidate;
   if (s.arrival() > now) return Admit::kNotArrived;
   if (s.len() > prompt_limit()) {
-    waiting_.pop_front();
-    finish(front, SeqStatus::kIgnored, now);
+    waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(index));
+    finish(candidate, SeqStatus::kIgnored, now);
     return Admit::kIgnored;
   }
-  if (!blocks_.can_allocate(admission_blocks(s))) return Admit::kNoMemory;
+  if (!kv_.can_allocate(admission_blocks(s))) return Admit::kNoMemory;
   if (live_after_admit > cfg_.max_num_seqs) return Admit::kBatchFull;
   return Admit::kOk;
 }
 
-Sequence* ReplicaScheduler::admit_front(double) {
-  Sequence* s = waiting_.front();
-  waiting_.pop_front();
-  blocks_.allocate(s->id(), admission_blocks(*s));
+Sequence* ReplicaScheduler::admit(size_t index) {
+  Sequence* s = waiting_[index];
+  waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(index));
+  kv_.allocate(s->id(), admission_blocks(*s), s->prompt_len());
   s->status = SeqStatus::kPaused;
   insert_running(s);
   return s;
 }
 
 void ReplicaScheduler::preempt(Sequence* s) {
-  blocks_.free(s->id());
+  kv_.free(s->id());
   erase_running(s);
   s->reset_for_recompute();
   waiting_.push_front(s);
@@ -172,7 +173,7 @@ void ReplicaScheduler::preempt(Sequence* s) {
 void ReplicaScheduler::decode_all_reserved(Batch& b) {
   for (Sequence* s : running_) {
     if (!paused(s)) continue;
-    blocks_.append_slot(s->id(), s->len());  // within the max-length reservation
+    kv_.append_slot(s->id(), s->len());  // within the max-length reservation
     b.items.push_back({s->id(), 1, false, s->len() - 1});
   }
 }
@@ -182,17 +183,16 @@ void ReplicaScheduler::admit_whole_prompts(double now, Batch& b) {
     Admit a = check_admission(now, static_cast<int64_t>(running_.size()) + 1);
     if (a == Admit::kIgnored) continue;
     if (a != Admit::kOk) break;
-    Sequence* s = admit_front(now);
+    Sequence* s = admit();
     add_prefill(s, s->prompt_len(), b);
   }
 }
 
 bool ReplicaScheduler::schedule_decode(Sequence* s, std::deque<Sequence*>& remaining, Batch& b) {
   auto slot_free = [&] {
-    if (blocks_.can_append_slot()) return true;
+    if (kv_.can_append_slot(s->id())) return true;
     // Without the reference quirk, a sequence whose last block still has room needs no new one.
-    return !cfg_.quirks.append_needs_free_block &&
-           blocks_.blocks_for(s->len()) <= static_cast<int64_t>(blocks_.table(s->id()).size());
+    return !cfg_.quirks.append_needs_free_block && kv_.has_room(s->id(), s->len());
   };
   while (!slot_free()) {
     if (!remaining.empty()) {
@@ -206,9 +206,38 @@ bool ReplicaScheduler::schedule_decode(Sequence* s, std::deque<Sequence*>& remai
       return false;
     }
   }
-  blocks_.append_slot(s->id(), s->len());
+  kv_.append_slot(s->id(), s->len());
   b.items.push_back({s->id(), 1, false, s->len() - 1});
   return true;
+}
+
+int64_t ReplicaScheduler::chunk_limit(const Sequence& s) const {
+  const int64_t left = s.remaining_stage_prefill();
+  if (cfg_.kv_parallel == 1) return left;
+  const int64_t m = cfg_.max_tokens_per_kvp_group;
+  return std::min(left, m - s.stage_processed() % m);
+}
+
+void ReplicaScheduler::add_to_groups(const BatchItem& it, const std::vector<int32_t>& groups,
+                                     std::vector<BatchShape>& shapes) const {
+  const auto n = static_cast<int64_t>(groups.size());
+  const int64_t m = kv_.tokens_per_group();
+  // While prefilling, the groups up to the one being filled; after it, all of them.
+  const int64_t active = n <= 1 ? 1 : it.is_prefill ? std::min(n, it.context / m + 1) : n;
+  for (int64_t i = 0; i < active; ++i) {
+    BatchShape& g = shapes[groups.empty() ? 0 : static_cast<size_t>(groups[static_cast<size_t>(i)])];
+    const int64_t local = i + 1 < active ? m : it.context - (active - 1) * m;
+    if (it.is_prefill) g.prefills.push_back({it.num_tokens, local});
+    else g.decode_contexts.push_back(local);
+    if (active > 1) g.kvp_merges.push_back({it.num_tokens, active});
+  }
+}
+
+std::vector<BatchShape> ReplicaScheduler::group_shapes(const Batch& b) const {
+  if (cfg_.kv_parallel == 1) return {BatchShape::of(b)};
+  std::vector<BatchShape> shapes(static_cast<size_t>(cfg_.kv_parallel));
+  for (const auto& it : b.items) add_to_groups(it, kv_.groups(it.seq_id), shapes);
+  return shapes;
 }
 
 }  // namespace xp::serving

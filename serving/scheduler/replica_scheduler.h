@@ -16,7 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "serving/kv/block_manager.h"
+#include "serving/kv/kv_groups.h"
 #include "serving/scheduler/scheduler_config.h"
 #include "serving/scheduler/sequence.h"
 #include "serving/scheduler/time_model.h"
@@ -55,9 +55,13 @@ class ReplicaScheduler {
   size_t num_running() const { return running_.size(); }
   int64_t batches_in_flight() const { return in_flight_; }
   int64_t num_preemptions() const { return preemptions_; }
-  const BlockManager& blocks() const { return blocks_; }
+  const KvGroups& kv() const { return kv_; }
   const SchedulerConfig& config() const { return cfg_; }
   const Sequence* find(uint64_t id) const;
+  // What each KV-parallel group runs of `b` (one shape per group, empty where it has nothing): a
+  // request's query goes to every group holding its KV so far, each attending to its own shard,
+  // their results merged (kvp_merges). Without KV parallelism, {BatchShape::of(b)}.
+  std::vector<BatchShape> group_shapes(const Batch& b) const;
 
  protected:
   ReplicaScheduler(const SchedulerConfig& cfg, int64_t num_kv_blocks, double watermark);
@@ -65,18 +69,24 @@ class ReplicaScheduler {
   // Appends this iteration's items to `b` (in any order; schedule() puts prefills first).
   virtual void build(double now, Batch& b) = 0;
   // KV blocks reserved when a sequence is admitted.
-  virtual int64_t admission_blocks(const Sequence& s) const { return blocks_.blocks_for(s.len()); }
-  // Longest sequence admitted; longer ones are ignored.
-  virtual int64_t prompt_limit() const { return cfg_.max_model_len; }
+  virtual int64_t admission_blocks(const Sequence& s) const { return kv_.blocks_for(s.len()); }
+  // Longest sequence admitted; longer ones are ignored (under KV parallelism also those longer
+  // than all groups together hold).
+  virtual int64_t prompt_limit() const {
+    return cfg_.kv_parallel > 1 ? std::min(cfg_.max_model_len, cfg_.kv_parallel * cfg_.max_tokens_per_kvp_group)
+                                : cfg_.max_model_len;
+  }
 
   static bool paused(const Sequence* s) { return s->status == SeqStatus::kPaused; }
   // The running list, oldest arrival first (FCFS priority); kept sorted, so this is a copy only.
   std::deque<Sequence*> running_by_priority() const { return {running_.begin(), running_.end()}; }
 
-  // Why the head of the waiting queue cannot be admitted now (kOk: it can).
+  // Why waiting_[index] (the head by default) cannot be admitted now (kOk: it can; kIgnored:
+  // it is too long and has left the queue).
   enum class Admit { kOk, kNotArrived, kIgnored, kNoMemory, kBatchFull };
-  Admit check_admission(double now, int64_t live_after_admit);
-  Sequence* admit_front(double now);  // pops the waiting head, reserves its blocks, marks it running
+  Admit check_admission(double now, int64_t live_after_admit, size_t index = 0);
+  // Takes waiting_[index] out of the queue, reserves its blocks, marks it running.
+  Sequence* admit(size_t index = 0);
 
   // §2.4: one decode for `id`, preempting the lowest-priority sequences of `remaining` (popped
   // from the back) until a slot is free; false if `id` itself had to be preempted.
@@ -84,6 +94,11 @@ class ReplicaScheduler {
   static void add_prefill(const Sequence* s, int64_t chunk, Batch& b) {
     b.items.push_back({s->id(), chunk, true, s->stage_processed()});
   }
+  // The longest next chunk of `s`'s prompt: what is left, and under KV parallelism no further than
+  // the end of the group its prompt is filling.
+  int64_t chunk_limit(const Sequence& s) const;
+  // Adds `item` of a sequence held in `groups` (its KV groups in order) to `shapes`.
+  void add_to_groups(const BatchItem& item, const std::vector<int32_t>& groups, std::vector<BatchShape>& shapes) const;
   void preempt(Sequence* s);  // recompute: free blocks, back to the front of the waiting queue
   // Orca / FasterTransformer: every paused running sequence decodes (their max-length
   // reservation always has room), and new requests are admitted FCFS with whole prompts.
@@ -91,7 +106,7 @@ class ReplicaScheduler {
   void admit_whole_prompts(double now, Batch& b);
 
   SchedulerConfig cfg_;
-  BlockManager blocks_;
+  KvGroups kv_;
   std::shared_ptr<const IterationTimeModel> time_model_;
   // Owns every live sequence; the lists below point into it (node addresses are stable).
   std::unordered_map<uint64_t, Sequence> seqs_;

@@ -57,15 +57,25 @@ class Sarathi final : public ReplicaScheduler {
         ++chunks;
       }
     }
-    // Phase 2: admit new requests FCFS; stop at the first that cannot start.
-    while (!waiting_.empty() && !chunk_cap_reached(chunks) && b.items.size() < micro_cap) {
-      Admit a = check_admission(now, static_cast<int64_t>(running_.size()) + 1);
+    // Phase 2: admit new requests FCFS; stop at the first that cannot start (adaptive chunking:
+    // pass over up to max_skipped_requests that cannot, as the Mnemosyne reference does, so a
+    // long prompt that must wait does not hold the short ones behind it).
+    size_t skipped = 0;
+    const size_t may_skip = cfg_.adaptive.enabled ? static_cast<size_t>(cfg_.adaptive.max_skipped_requests) : 0;
+    while (skipped < waiting_.size() && !chunk_cap_reached(chunks) && b.items.size() < micro_cap) {
+      Admit a = check_admission(now, static_cast<int64_t>(running_.size()) + 1, skipped);
       if (a == Admit::kIgnored) continue;
-      if (a != Admit::kOk) break;
-      int64_t c = next_chunk(*waiting_.front(), n_tok, b);
-      if (c == 0 || (c < 0 && !cfg_.quirks.negative_chunk_budget)) break;
+      if (a == Admit::kNotArrived || a == Admit::kBatchFull) break;
+      int64_t c = a == Admit::kOk ? next_chunk(*waiting_[skipped], n_tok, b) : 0;
+      if (c == 0 || (c < 0 && !cfg_.quirks.negative_chunk_budget)) {
+        if (skipped < may_skip) {
+          ++skipped;
+          continue;
+        }
+        break;
+      }
       if (c < 0) c = 0;  // reference quirk: a negative budget admits with an empty chunk
-      Sequence* s = admit_front(now);
+      Sequence* s = admit(skipped);
       if (c > 0) add_prefill(s, c, b);
       n_tok += c;
       ++chunks;
@@ -83,7 +93,7 @@ class Sarathi final : public ReplicaScheduler {
     EXP_CHECK(time_model_, "latency_target chunking needs a time model (ReplicaScheduler::set_time_model)");
     static const std::vector<int64_t> kGrid = {128, 256, 512, 1024, 2048, 2552};
     const auto& lt = cfg_.latency_target;
-    bool low_kv = static_cast<double>(blocks_.num_free()) < lt.low_free_kv_fraction * static_cast<double>(blocks_.num_total());
+    bool low_kv = static_cast<double>(kv_.num_free()) < lt.low_free_kv_fraction * static_cast<double>(kv_.num_total());
     int64_t context = 0;
     for (const Sequence* s : partial)
       if (paused(s)) {
@@ -119,19 +129,43 @@ class Sarathi final : public ReplicaScheduler {
   // decodes alone exceed the budget. Adaptive chunking sizes the chunk by time instead.
   int64_t next_chunk(const Sequence& s, int64_t n_tok, const Batch& b) {
     if (cfg_.adaptive.enabled) return adaptive_chunk(s, b);
-    return std::min(s.remaining_stage_prefill(), budget(s) - n_tok);
+    return std::min(chunk_limit(s), budget(s) - n_tok);
   }
 
   // §4.1, as the reference's get_max_chunk_size_for_request: 0 when the batch already takes
   // target·(1 − slack); else a binary search in steps of `granularity` for a chunk whose batch time
-  // lands within target·(1 ± slack), keeping the closest one tried.
+  // lands within target·(1 ± slack), keeping the closest one tried. Under KV parallelism the batch
+  // is the one of the slowest group among those the chunk goes to.
   int64_t adaptive_chunk(const Sequence& s, const Batch& b) {
     EXP_CHECK(time_model_, "adaptive chunking needs a time model (ReplicaScheduler::set_time_model)");
     const AdaptiveChunking& a = cfg_.adaptive;
-    const double target = a.target_batch_time_s, low_t = target * (1 - a.slack), high_t = target * (1 + a.slack);
-    const BatchShape shape = BatchShape::of(b);
-    if (!b.items.empty() && time_model_->predict_s(shape) > low_t) return 0;
-    const int64_t remaining = std::max<int64_t>(s.remaining_stage_prefill(), 0);
+    double target = a.target_batch_time_s;
+    if (a.long_prefill_share > 0 && s.prompt_len() >= a.long_prefill_tokens) {  // space sharing
+      for (const auto& it : b.items)
+        if (it.is_prefill && seqs_.at(it.seq_id).prompt_len() >= a.long_prefill_tokens) return 0;
+      target *= 1 - a.long_prefill_share;
+    }
+    const double low_t = target * (1 - a.slack), high_t = target * (1 + a.slack);
+    // A request not admitted yet: the groups its admission would choose.
+    std::vector<int32_t> groups = kv_.groups(s.id());
+    if (groups.empty()) groups = kv_.placement(admission_blocks(s));
+    std::vector<BatchShape> shapes = group_shapes(b);
+    std::vector<BatchShape> probe(shapes.size());
+    add_to_groups({s.id(), 1, true, s.stage_processed()}, groups, probe);  // which groups it reaches
+    size_t slowest = 0;
+    double slowest_t = -1;
+    for (size_t g = 0; g < probe.size(); ++g) {
+      if (probe[g].prefills.empty()) continue;
+      const double t = shapes[g].num_tokens() > 0 ? time_model_->predict_s(shapes[g]) : 0.0;
+      if (t > slowest_t) {
+        slowest = g;
+        slowest_t = t;
+      }
+    }
+    if (slowest_t > low_t) return 0;
+    const BatchShape& shape = shapes[slowest];
+    const PrefillShape as_seen = probe[slowest].prefills.front();  // the chunk as that group sees it
+    const int64_t remaining = std::max<int64_t>(chunk_limit(s), 0);
     auto round_down = [&](int64_t v) { return v / a.granularity * a.granularity; };
     const auto last = last_chunk_.find(s.id());
     int64_t high = round_down(2 * (a.grow_from_last_chunk && last != last_chunk_.end() ? last->second : a.start_chunk));
@@ -150,7 +184,8 @@ class Sarathi final : public ReplicaScheduler {
       mid = std::min(mid, a.max_chunk);
       if (mid == 0 || !seen.insert(mid).second) break;
       BatchShape candidate = shape;
-      candidate.prefills.push_back({mid, s.stage_processed()});
+      candidate.prefills.push_back({mid, as_seen.context});
+      if (!probe[slowest].kvp_merges.empty()) candidate.kvp_merges.push_back({mid, probe[slowest].kvp_merges.front().groups});
       const double t = time_model_->predict_s(candidate);
       if (t >= low_t && t <= high_t) {
         closest = mid;
@@ -163,7 +198,7 @@ class Sarathi final : public ReplicaScheduler {
       }
     }
     if (closest > 0) last_chunk_[s.id()] = closest;
-    if (closest >= remaining) last_chunk_.erase(s.id());  // its prefill ends with this chunk
+    if (closest >= s.remaining_stage_prefill()) last_chunk_.erase(s.id());  // its prefill ends with this chunk
     return closest;
   }
 

@@ -39,6 +39,9 @@ SchedulerConfig SchedulerConfig::from(const config::ConfigReader& r) {
   ad.get("min_chunk", c.adaptive.min_chunk, config::Range::at_least(1));
   ad.get("max_chunk", c.adaptive.max_chunk, config::Range::at_least(1));
   ad.get("grow_from_last_chunk", c.adaptive.grow_from_last_chunk);
+  ad.get("long_prefill_tokens", c.adaptive.long_prefill_tokens, config::Range::at_least(1));
+  ad.get("long_prefill_share", c.adaptive.long_prefill_share, config::Range::between(0.0, 0.9));
+  ad.get("max_skipped_requests", c.adaptive.max_skipped_requests, config::Range::between(0, 1000000));
   ad.finish();
   if (c.adaptive.enabled && (c.latency_target.enabled || c.dynamic.enabled || c.type != "sarathi"))
     throw config::ConfigError("adaptive_chunking replaces the sarathi scheduler's budget: it cannot run with "

@@ -42,6 +42,17 @@ struct AdaptiveChunking {
   // under a name Python mangles and looks it up unmangled, so it never finds it and always starts
   // from 2 × start_chunk: false (default) is the reference, true the rule as its comment says.
   bool grow_from_last_chunk = false;
+  // Space sharing (Mnemosyne's ST scheduler, Vajra's "long" sequences): a prompt whose KV has
+  // reached `long_prefill_tokens` sizes its chunk for target·(1 − long_prefill_share), leaving the
+  // rest of each iteration to other requests' prefills, and no two such prompts share a batch.
+  // Without it a million-token prefill holds every request that arrives behind it for minutes.
+  // The reference's share is the request's remaining slack fraction, capped at 0.5; a long prompt
+  // has ample slack for most of its prefill, so the cap is what applies (0 = no space sharing).
+  int64_t long_prefill_tokens = 262144;
+  double long_prefill_share = 0.5;
+  // New requests that cannot start now (no memory, or no chunk fits) are passed over, up to this
+  // many per iteration, for those behind them (the reference's MAX_NUM_SKIPPED_REQUESTS).
+  int64_t max_skipped_requests = 10;
 };
 
 // Reference behaviours that look like bugs, kept switchable (§3.9). Defaults follow the
@@ -74,6 +85,11 @@ struct SchedulerConfig {
   // Mnemosyne's sequence pipeline parallelism (§4.2): a prompt's next chunk is schedulable once
   // its previous one leaves stage 0 (on_stage_completed), not the last stage.
   bool sequence_pipeline_parallel = false;
+  // Mnemosyne's KV-cache parallelism: the replica's KV cache is this many groups of
+  // `max_tokens_per_kvp_group` tokens of a sequence each (KvGroups); a prompt's chunk never crosses
+  // from one group into the next.
+  int64_t kv_parallel = 1;
+  int64_t max_tokens_per_kvp_group = 0;
 
   // Requests in one micro-batch: with pipeline stages in flight at once, each holds at most
   // max_num_seqs / stages (Vidur's vLLM and Sarathi replica schedulers; 1 stage: no change).

@@ -30,7 +30,7 @@ class SimpleChunking final : public ReplicaScheduler {
           if (a != Admit::kOk) break;
           int64_t c = std::min(waiting_.front()->prompt_len(), cfg_.chunk_size - n_tok);
           if (c <= 0) break;
-          add_prefill(admit_front(now), c, b);
+          add_prefill(admit(), c, b);
           n_tok += c;
         }
       }

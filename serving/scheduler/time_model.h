@@ -19,9 +19,17 @@ struct PrefillShape {
   int64_t context = 0;  // tokens already in the KV cache
 };
 
+// Under KV parallelism, the query tokens of a request whose KV spans `groups` groups: each group
+// attends to its own shard, and their partial outputs are merged across the groups.
+struct KvpMerge {
+  int64_t tokens = 0;
+  int64_t groups = 1;
+};
+
 struct BatchShape {
   std::vector<PrefillShape> prefills;
   std::vector<int64_t> decode_contexts;  // KV length each decode attends to
+  std::vector<KvpMerge> kvp_merges;      // KV-parallel groups: the items whose attention is merged
   int64_t num_tokens() const;
   static BatchShape of(const Batch& b);
 };

@@ -28,7 +28,7 @@ class Vllm final : public ReplicaScheduler {
       const int64_t count = static_cast<int64_t>(b.items.size()) + 1;
       const int64_t tokens = cfg_.quirks.padded_prefill_tokens ? count * std::max(longest, p) : n_tok + p;
       if (tokens > token_cap()) break;
-      add_prefill(admit_front(now), p, b);
+      add_prefill(admit(), p, b);
       n_tok += p;
       longest = std::max(longest, p);
     }

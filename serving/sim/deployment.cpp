@@ -62,12 +62,22 @@ int64_t plan_kv_blocks(const ModelSpec& m, const DeviceSpec& d, const ReplicaLay
   double kv_per_token = 2.0 * 2.0 * static_cast<double>(m.head_dim()) * kv_heads * layers_per_stage;
   double free_bytes = usable - params;
   double tokens = free_bytes > 0 ? free_bytes / kv_per_token : 0;
-  if (tokens < static_cast<double>(m.max_model_len)) {
+  if (l.kv_parallel > 1 && l.kv_parallel * l.max_tokens_per_kvp_group < m.max_model_len) {
     if (why)
-      *why = fmt::format("{} on {}×{} (TP{} PP{}): {:.1f} GiB of weights per GPU leave room for {:.0f} KV tokens, "
-                         "less than one {}-token request",
-                         m.name, l.num_gpus(), d.name, l.tensor_parallel, l.pipeline_parallel,
-                         params / std::pow(1024.0, 3), std::max(0.0, tokens), m.max_model_len);
+      *why = fmt::format("{} KV-parallel groups of {} tokens hold {} tokens of a request, less than max_model_len {}",
+                         l.kv_parallel, l.max_tokens_per_kvp_group, l.kv_parallel * l.max_tokens_per_kvp_group,
+                         m.max_model_len);
+    return 0;
+  }
+  const int64_t needed = l.tokens_per_group(m.max_model_len);
+  if (tokens < static_cast<double>(needed)) {
+    if (why)
+      *why = fmt::format("{} on {}×{} (TP{} PP{} KVP{}): {:.1f} GiB of weights per GPU leave room for {:.0f} KV tokens, "
+                         "less than {}",
+                         m.name, l.num_gpus(), d.name, l.tensor_parallel, l.pipeline_parallel, l.kv_parallel,
+                         params / std::pow(1024.0, 3), std::max(0.0, tokens),
+                         l.kv_parallel > 1 ? fmt::format("one group's {} tokens of a {}-token request", needed, m.max_model_len)
+                                           : fmt::format("one {}-token request", needed));
     return 0;
   }
   return static_cast<int64_t>(tokens) / block_size;

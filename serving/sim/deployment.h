@@ -1,6 +1,7 @@
 // What is being simulated: the model, the device, and how a replica is laid out (TP × PP).
 // Model and hardware descriptions are config files (configs/model/, configs/hardware/).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -48,16 +49,25 @@ struct DeviceSpec {
   static DeviceSpec from(const config::ConfigReader& r);
 };
 
+// Mnemosyne's 3D layout (docs/mnemosyne.md): TP × PP (with or without sequence pipelining) ×
+// KV-parallel groups, TP × PP GPUs each.
 struct ReplicaLayout {
   int64_t tensor_parallel = 1;
   int64_t pipeline_parallel = 1;
-  bool sequence_pipeline_parallel = false;  // Mnemosyne's SPP (§4.2); needs pipeline_parallel > 1
+  bool sequence_pipeline_parallel = false;  // Mnemosyne's SPP; needs pipeline_parallel > 1
+  int64_t kv_parallel = 1;                  // KVP groups, each holding a contiguous slice of a request's KV
+  int64_t max_tokens_per_kvp_group = 1 << 20;  // the slice (with kv_parallel > 1; Vajra's 1M default)
   double memory_margin_fraction = 0.1;  // Vidur's planner keeps 10% of device memory free
-  int64_t num_gpus() const { return tensor_parallel * pipeline_parallel; }
+  int64_t num_gpus() const { return tensor_parallel * pipeline_parallel * kv_parallel; }
+  // Tokens of one request one group's GPUs must hold: all of them without KVP.
+  int64_t tokens_per_group(int64_t max_model_len) const {
+    return kv_parallel > 1 ? std::min(max_model_len, max_tokens_per_kvp_group) : max_model_len;
+  }
 };
 
-// Vidur's memory planner (§6.4): KV blocks one replica holds. Returns 0 (and sets `why`) when
-// the model's weights do not leave room for a single max-length request.
+// Vidur's memory planner (§6.4): KV blocks one replica holds in each KV-parallel group (one GPU's
+// cache per stage). Returns 0 (and sets `why`) when the model's weights do not leave room for a
+// single max-length request (its share of one group, under KVP) or the groups cannot hold it.
 int64_t plan_kv_blocks(const ModelSpec& m, const DeviceSpec& d, const ReplicaLayout& l, int64_t block_size,
                        std::string* why);
 

@@ -44,6 +44,23 @@ double prefill_bytes(const AttnShape& s, double chunk, double kv) { return 2 * s
 double decode_flops(const AttnShape& s, double batch, double kv) { return 4 * s.hq * s.hd * batch * kv; }
 double decode_bytes(const AttnShape& s, double batch, double kv) { return 2 * s.hd * 2 * s.hkv * batch * kv; }
 
+// c0 + a·flop-seconds + b·byte-seconds (ms) by least squares on relative error (rows weighted by
+// 1/time, so small kernels count too); rows are (1, flop-seconds, byte-seconds, ms).
+void fit_roofline(const std::vector<std::array<double, 4>>& rows, double* coef) {
+  Eigen::MatrixXd A(static_cast<Eigen::Index>(rows.size()), 3);
+  Eigen::VectorXd y(static_cast<Eigen::Index>(rows.size()));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    double w = 1.0 / std::max(rows[i][3], 1e-6);
+    auto ii = static_cast<Eigen::Index>(i);
+    A(ii, 0) = rows[i][0] * w;
+    A(ii, 1) = rows[i][1] * 1e3 * w;  // seconds of work -> ms
+    A(ii, 2) = rows[i][2] * 1e3 * w;
+    y(ii) = rows[i][3] * w;
+  }
+  Eigen::Vector3d x = A.colPivHouseholderQr().solve(y);
+  for (int k = 0; k < 3; ++k) coef[k] = std::max(0.0, x(k));
+}
+
 }  // namespace
 
 BatchFeatures batch_features(const BatchShape& b, int64_t token_rounding, int64_t kv_rounding) {
@@ -222,6 +239,7 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
     std::optional<size_t> tsave;
     if (a.has_column(median_col("attn_kv_cache_save"))) tsave = a.column(median_col("attn_kv_cache_save"));
     std::vector<double> save_x, save_y;
+    std::vector<ProfilePoint> prefill_points, decode_points;
     for (size_t r = 0; r < a.num_rows(); ++r) {
       if (a.number(r, ae) != static_cast<double>(model_.embedding_dim) ||
           a.number(r, aq) != static_cast<double>(model_.num_q_heads) ||
@@ -229,8 +247,13 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
         continue;
       atps.insert(static_cast<int64_t>(a.number(r, atp)));
       if (a.number(r, atp) != tp) continue;
-      if (a.cell(r, ap) == "True") prefill_.add(a.number(r, ac), a.number(r, ak), a.number(r, tpre));
-      else decode_.add(a.number(r, ab), a.number(r, ak), a.number(r, tdec));
+      if (a.cell(r, ap) == "True") {
+        prefill_.add(a.number(r, ac), a.number(r, ak), a.number(r, tpre));
+        prefill_points.push_back({a.number(r, ac), a.number(r, ak), a.number(r, tpre)});
+      } else {
+        decode_.add(a.number(r, ab), a.number(r, ak), a.number(r, tdec));
+        decode_points.push_back({a.number(r, ab), a.number(r, ak), a.number(r, tdec)});
+      }
       if (tsave && !a.empty_cell(r, *tsave)) {
         save_x.push_back(a.number(r, ab) * std::max(1.0, a.number(r, ac)));  // tokens written
         save_y.push_back(a.number(r, *tsave));
@@ -263,6 +286,8 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
     if (prefill_.empty() || decode_.empty())
       throw std::runtime_error(fmt::format("{}: needs both prefill and decode rows", attn_file.string()));
     sources_["attn_prefill"] = sources_["attn_decode"] = "profile " + attn_file.string();
+    fit_long_context("attn_prefill", prefill_points, prefill_coef_, prefill_max_kv_);
+    fit_long_context("attn_decode", decode_points, decode_coef_, decode_max_kv_);
   } else {
     fit_analytic_attention(data_root);
   }
@@ -301,7 +326,52 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
     int64_t per_node = layout_.num_gpus() <= device_.devices_per_node ? 2 : 1;
     send_recv_ = load_collective("send_recv.csv", "send_recv", 2, per_node);
   }
+  if (layout_.kv_parallel > 1) load_kvp_merge(net / "all_reduce.csv");
   load_cpu_overhead(data_root);
+}
+
+// KV-parallel groups merge their partial attention outputs: an all-gather of each query token's
+// (output, log-sum-exp) per layer. No profile times an all-gather, and none spans more than the 16
+// GPUs of two nodes; the all-reduce profile stands in, at the largest worker count up to the KVP
+// degree and the fewest GPUs per node among its rows (KVP groups sit on different nodes): a ring
+// all-gather of B bytes per worker moves as much as an all-reduce of K·B/2.
+void ExecutionPredictor::load_kvp_merge(const fs::path& file) {
+  data::CsvTable t = data::CsvTable::load(file);
+  size_t cw = t.column("num_workers"), cd = t.column("devices_per_node"), cs = t.column("size"),
+         ct = t.column(median_col("all_reduce"));
+  std::pair<double, double> pick{0, 0};  // (workers, per node)
+  for (size_t r = 0; r < t.num_rows(); ++r) {
+    const double w = t.number(r, cw), d = t.number(r, cd);
+    if (w > static_cast<double>(layout_.kv_parallel)) continue;
+    if (w > pick.first || (w == pick.first && d < pick.second)) pick = {w, d};
+  }
+  if (pick.first < 2) throw std::runtime_error(fmt::format("{}: no all-reduce rows for 2 or more workers", file.string()));
+  std::vector<double> xs, ys;
+  for (size_t r = 0; r < t.num_rows(); ++r)
+    if (t.number(r, cw) == pick.first && t.number(r, cd) == pick.second) {
+      xs.push_back(t.number(r, cs));
+      ys.push_back(t.number(r, ct));
+    }
+  kvp_merge_ = Curve(xs, ys);
+  sources_["kvp_merge"] = fmt::format(
+      "profile {} (all-reduce of {} workers, {} per node, at K·B/2 bytes for an all-gather of B bytes per worker; "
+      "{} KVP groups)",
+      file.string(), pick.first, pick.second, layout_.kv_parallel);
+}
+
+// One all-gather per layer for the items of `b` whose KV spans several groups: per query token
+// the output of this rank's heads (bf16) and a log-sum-exp per head (fp32).
+double ExecutionPredictor::kvp_merge_ms(const BatchShape& b) const {
+  if (b.kvp_merges.empty()) return 0;
+  int64_t tokens = 0, groups = 1;
+  for (const auto& m : b.kvp_merges) {
+    tokens += m.tokens;
+    groups = std::max(groups, m.groups);
+  }
+  const double heads = static_cast<double>(model_.num_q_heads) / static_cast<double>(layout_.tensor_parallel);
+  const double per_worker = static_cast<double>(round_up(tokens, device_.token_rounding)) *
+                            (heads * static_cast<double>(model_.head_dim()) * 2 + heads * 4);
+  return kvp_merge_.at(static_cast<double>(groups) * per_worker / 2) + kNcclLaunchMs;
 }
 
 // Vidur's CPU overheads (its ExecutionTime::_get_cpu_overhead): the medians of scheduling,
@@ -373,23 +443,8 @@ void ExecutionPredictor::fit_analytic_attention(const fs::path& data_root) {
     throw std::runtime_error(fmt::format("no attention profile for {} on {}, and no reference profiles under {} to fit "
                                          "the analytic fallback to",
                                          model_.name, device_.name, root.string()));
-  auto fit = [](const std::vector<std::array<double, 4>>& rows, double* coef) {
-    // Least squares on relative error (rows weighted by 1/time), so small kernels count too.
-    Eigen::MatrixXd A(static_cast<Eigen::Index>(rows.size()), 3);
-    Eigen::VectorXd y(static_cast<Eigen::Index>(rows.size()));
-    for (size_t i = 0; i < rows.size(); ++i) {
-      double w = 1.0 / std::max(rows[i][3], 1e-6);
-      auto ii = static_cast<Eigen::Index>(i);
-      A(ii, 0) = rows[i][0] * w;
-      A(ii, 1) = rows[i][1] * 1e3 * w;  // seconds of work -> ms
-      A(ii, 2) = rows[i][2] * 1e3 * w;
-      y(ii) = rows[i][3] * w;
-    }
-    Eigen::Vector3d x = A.colPivHouseholderQr().solve(y);
-    for (int k = 0; k < 3; ++k) coef[k] = std::max(0.0, x(k));
-  };
-  fit(pre, prefill_coef_);
-  fit(dec, decode_coef_);
+  fit_roofline(pre, prefill_coef_);
+  fit_roofline(dec, decode_coef_);
   std::string how = fmt::format(
       "analytic roofline c0 + a·FLOPs/peak + b·bytes/bandwidth, fitted to {} attention profiles under {} "
       "(prefill: c0={:.4f} ms a={:.2f} b={:.2f}; decode: c0={:.4f} ms a={:.2f} b={:.2f})",
@@ -405,6 +460,74 @@ AttnShape shard_shape(const ModelSpec& m, const ReplicaLayout& l) {
           static_cast<double>(m.head_dim())};
 }
 }  // namespace
+
+namespace {
+// A row for fit_roofline from a profiled (chunk or batch, kv, ms) point of `kind`.
+std::array<double, 4> roofline_row(const AttnShape& s, bool prefill, const std::array<double, 3>& p, double flops,
+                                   double bandwidth) {
+  return prefill ? std::array<double, 4>{1, prefill_flops(s, p[0], p[1]) / flops, prefill_bytes(s, p[0], p[1]) / bandwidth, p[2]}
+                 : std::array<double, 4>{1, decode_flops(s, p[0], p[1]) / flops, decode_bytes(s, p[0], p[1]) / bandwidth, p[2]};
+}
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+}  // namespace
+
+// Attention past the profile's longest context (a 10M-token request against a 128K grid): the
+// profiled time at the longest context × how a roofline fitted to this profile's long-context rows
+// (kv ≥ 1/32 of the longest) grows from there. The roofline's FLOPs and bytes are exact for any
+// context; its three efficiencies are the profile's. Checked as it loads: fitted without the
+// longest context and anchored at the next, it predicts the longest context's points (and a
+// straight line through the two contexts before does too, for comparison); sources() reports both.
+void ExecutionPredictor::fit_long_context(const std::string& op, const std::vector<ProfilePoint>& points, double* coef,
+                                          double& max_kv) {
+  const bool prefill = op == "attn_prefill";
+  const AttnShape shape = shard_shape(model_, layout_);
+  const double flops = peak_flops(), bandwidth = device_.memory_bandwidth_gbps * 1e9;
+  std::map<double, std::map<double, double>> by_key;  // key -> kv -> ms
+  for (const auto& p : points) by_key[p[0]][p[1]] = p[2];
+  std::set<double> kvs;
+  for (const auto& p : points) kvs.insert(p[1]);
+  max_kv = *kvs.rbegin();
+  const double floor = max_kv / 32;
+  auto fit_upto = [&](double hi, double* c) {
+    std::vector<std::array<double, 4>> rows;
+    for (const auto& p : points)
+      if (p[1] >= floor && p[1] <= hi) rows.push_back(roofline_row(shape, prefill, p, flops, bandwidth));
+    fit_roofline(rows, c);
+  };
+  auto model_ms = [&](const double* c, double key, double kv) {
+    auto r = roofline_row(shape, prefill, {key, kv, 0}, flops, bandwidth);
+    return c[0] + c[1] * r[1] * 1e3 + c[2] * r[2] * 1e3;
+  };
+  LongContextCheck check;
+  if (kvs.size() >= 3) {
+    const double before = *std::prev(kvs.end(), 2), earlier = *std::prev(kvs.end(), 3);
+    double held[3];
+    fit_upto(before, held);
+    std::vector<double> roofline_err, line_err;
+    for (const auto& [key, t] : by_key) {
+      if (!t.count(max_kv) || !t.count(before) || !t.count(earlier)) continue;
+      const double truth = t.at(max_kv), at_before = t.at(before);
+      roofline_err.push_back(std::abs(at_before * model_ms(held, key, max_kv) / model_ms(held, key, before) / truth - 1) * 100);
+      const double slope = (at_before - t.at(earlier)) / (before - earlier);
+      line_err.push_back(std::abs((at_before + slope * (max_kv - before)) / truth - 1) * 100);
+    }
+    check = {static_cast<int64_t>(roofline_err.size()), before, median(roofline_err),
+             roofline_err.empty() ? 0 : *std::max_element(roofline_err.begin(), roofline_err.end()), median(line_err),
+             line_err.empty() ? 0 : *std::max_element(line_err.begin(), line_err.end())};
+  }
+  fit_upto(max_kv, coef);
+  long_context_checks_[op] = check;
+  sources_[op + "_long_context"] = fmt::format(
+      "beyond kv {:.0f} (the profile's longest): the time there × the growth of a roofline c0 + a·FLOPs/peak + "
+      "b·bytes/bandwidth fitted to the profile's rows with kv ≥ {:.0f} (c0={:.4f} ms a={:.3f} b={:.3f}); check: fitted "
+      "up to kv {:.0f} and anchored there, it predicts the {} points at kv {:.0f} within median {:.1f}%, max {:.1f}% "
+      "(a straight line through the two contexts before: median {:.1f}%, max {:.1f}%)",
+      max_kv, floor, coef[0], coef[1], coef[2], check.anchor_kv, check.points, max_kv, check.median_error_pct,
+      check.max_error_pct, check.line_median_error_pct, check.line_max_error_pct);
+}
 
 double ExecutionPredictor::analytic_prefill_ms(double chunk, double kv) const {
   AttnShape s = shard_shape(model_, layout_);
@@ -424,12 +547,17 @@ double ExecutionPredictor::attention_ms(const BatchFeatures& f) const {
   double ms = 0;
   if (f.num_prefills > 0) {
     double chunk = static_cast<double>(f.prefill_chunk), kv = static_cast<double>(f.prefill_kv);
-    double p = profiled ? prefill_.at(chunk, kv) : analytic_prefill_ms(chunk, kv);
+    double p = !profiled ? analytic_prefill_ms(chunk, kv)
+               : kv <= prefill_max_kv_ ? prefill_.at(chunk, kv)
+                                       : prefill_.at(chunk, prefill_max_kv_) * analytic_prefill_ms(chunk, kv) /
+                                             analytic_prefill_ms(chunk, prefill_max_kv_);
     ms += gqa && f.num_prefills > 1 ? p * kGqaBatchingOverhead : p;
   }
   if (f.decode_batch > 0) {
     double b = static_cast<double>(f.decode_batch), kv = static_cast<double>(f.decode_kv);
-    double d = profiled ? decode_.at(b, kv) : analytic_decode_ms(b, kv);
+    double d = !profiled ? analytic_decode_ms(b, kv)
+               : kv <= decode_max_kv_ ? decode_.at(b, kv)
+                                      : decode_.at(b, decode_max_kv_) * analytic_decode_ms(b, kv) / analytic_decode_ms(b, decode_max_kv_);
     ms += gqa && f.decode_batch > 1 ? d * kGqaBatchingOverhead : d;
   }
   return ms;
@@ -444,6 +572,7 @@ double ExecutionPredictor::operators_ms(const BatchShape& b, bool last_stage) co
   // between measured sizes that differ 2x (17-23 tokens against 16 and 24 on the A100's).
   double bytes = static_cast<double>(f.token_ops_tokens) * static_cast<double>(model_.embedding_dim) * 2;  // fp16
   if (layout_.tensor_parallel > 1) block += 2 * (all_reduce_.at(bytes) + kNcclLaunchMs);
+  block += kvp_merge_ms(b);
   double ms = block * static_cast<double>(layers_per_stage_);
   if (!last_stage) ms += send_recv_.at(bytes);
   else ms += lm_head_.at(sequences(b));

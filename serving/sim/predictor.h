@@ -58,6 +58,15 @@ class Surface {
   std::vector<std::pair<double, Curve>> curves_;
 };
 
+// How the long-context extrapolation of one attention operator predicted the profile's longest
+// context from the contexts below it (ExecutionPredictor::long_context_checks).
+struct LongContextCheck {
+  int64_t points = 0;       // profiled keys (chunk or batch size) checked
+  double anchor_kv = 0;     // the context extrapolated from
+  double median_error_pct = 0, max_error_pct = 0;            // the roofline's
+  double line_median_error_pct = 0, line_max_error_pct = 0;  // a straight line's, for comparison
+};
+
 class ExecutionPredictor final : public StageTimer {
  public:
   // Throws std::runtime_error naming the file (and missing TP degree or operator) on a bad
@@ -82,6 +91,8 @@ class ExecutionPredictor final : public StageTimer {
   // Operator -> where its numbers come from ("profile <file>" or "analytic ...").
   const std::map<std::string, std::string>& sources() const { return sources_; }
   int64_t layers_per_stage() const { return layers_per_stage_; }
+  // Per attention operator with a profile: the check of its long-context extrapolation.
+  const std::map<std::string, LongContextCheck>& long_context_checks() const { return long_context_checks_; }
 
  private:
   double attention_ms(const BatchFeatures& f) const;
@@ -89,7 +100,11 @@ class ExecutionPredictor final : public StageTimer {
   double analytic_prefill_ms(double chunk, double kv) const;
   double analytic_decode_ms(double batch, double kv) const;
   void fit_analytic_attention(const std::filesystem::path& data_root);
+  using ProfilePoint = std::array<double, 3>;  // (chunk or batch size, kv, ms)
+  void fit_long_context(const std::string& op, const std::vector<ProfilePoint>& points, double* coef, double& max_kv);
   void load_cpu_overhead(const std::filesystem::path& data_root);
+  void load_kvp_merge(const std::filesystem::path& all_reduce_file);
+  double kvp_merge_ms(const BatchShape& b) const;
 
   ModelSpec model_;
   DeviceSpec device_;
@@ -99,6 +114,7 @@ class ExecutionPredictor final : public StageTimer {
   Curve token_total_;  // Σ token_ops_, tabulated on the union of their grids
   Surface prefill_, decode_;
   Curve all_reduce_, send_recv_;  // by message bytes
+  Curve kvp_merge_;               // KV-parallel merge, by bytes (an all-reduce profile stands in)
   Curve lm_head_;                 // by sequences in the batch, once per iteration (engine profiles)
   Curve kv_save_;                 // by tokens written (engine profiles)
   Curve cpu_overhead_;            // by sequences in the batch, on every stage (Vidur's CPU overheads)
@@ -107,7 +123,11 @@ class ExecutionPredictor final : public StageTimer {
   // whole iterations (engine profiles; else 1 and none).
   std::array<double, 2> operators_scale_ = {1, 1};
   std::array<double, 2> overhead_ms_ = {0, 0};
-  double prefill_coef_[3] = {0, 0, 0}, decode_coef_[3] = {0, 0, 0};  // c0 + a·flop_s + b·byte_s
+  // Analytic attention, c0 + a·flop_s + b·byte_s: the whole model without a profile, past the
+  // longest profiled context (prefill_max_kv_, decode_max_kv_) with one.
+  double prefill_coef_[3] = {0, 0, 0}, decode_coef_[3] = {0, 0, 0};
+  double prefill_max_kv_ = 0, decode_max_kv_ = 0;
+  std::map<std::string, LongContextCheck> long_context_checks_;
   std::map<std::string, std::string> sources_;
 };
 

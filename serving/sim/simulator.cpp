@@ -25,7 +25,8 @@ struct Event {
 
 struct InFlight {
   Batch batch;
-  BatchShape shape;
+  std::vector<BatchShape> shapes;  // what each KV-parallel group runs (one group: the batch)
+  std::vector<BatchShape> prompt_shapes;  // the same without the decodes (batches with both)
   int64_t stage = 0;  // the stage it runs on or waits for
   double start_s = 0;
   int64_t kv_used = 0;
@@ -109,8 +110,13 @@ struct Simulator::Impl {
       if (b.empty()) break;
       uint64_t id = b.id;
       InFlight f;
-      f.shape = BatchShape::of(b);
-      f.kv_used = rep.scheduler->blocks().num_used();
+      f.shapes = rep.scheduler->group_shapes(b);
+      if (b.num_decodes() > 0 && b.num_prefill_tokens() > 0) {
+        Batch prompts = b;
+        std::erase_if(prompts.items, [](const BatchItem& i) { return !i.is_prefill; });
+        f.prompt_shapes = rep.scheduler->group_shapes(prompts);
+      }
+      f.kv_used = rep.scheduler->kv().num_used();
       f.batch = std::move(b);
       rep.in_flight.emplace(id, std::move(f));
       rep.stage_queue[0].push_back(id);
@@ -118,17 +124,23 @@ struct Simulator::Impl {
     }
   }
 
+  // A stage's time: that of its slowest KV-parallel group (the groups run side by side).
+  double stage_s(const std::vector<BatchShape>& shapes, int64_t stage) const {
+    double t = 0;
+    for (const auto& g : shapes)
+      if (g.num_tokens() > 0) t = std::max(t, predictor.stage_time_s(g, stage));
+    return t;
+  }
+
   // SARATHI's accounting of decode cost: a decode-only batch's whole execution; in a hybrid batch,
   // what the decodes add to the same batch without them (piggybacked decodes cost little).
   double decode_share_s(const InFlight& f) const {
-    if (f.shape.decode_contexts.empty()) return 0;
+    if (f.batch.num_decodes() == 0) return 0;
     const auto execution_s = [this](double inner, double last) { return inner * static_cast<double>(pp - 1) + last; };
     const double whole = execution_s(f.inner_stage_s, f.last_stage_s);
-    if (f.shape.prefills.empty()) return whole;
-    BatchShape prompts_only = f.shape;
-    prompts_only.decode_contexts.clear();
-    const double last = predictor.stage_time_s(prompts_only, pp - 1);
-    return std::max(0.0, whole - execution_s(pp > 1 ? predictor.stage_time_s(prompts_only, 0) : last, last));
+    if (f.batch.num_prefill_tokens() == 0) return whole;
+    const double last = stage_s(f.prompt_shapes, pp - 1);
+    return std::max(0.0, whole - execution_s(pp > 1 ? stage_s(f.prompt_shapes, 0) : last, last));
   }
 
   void try_start_stage(int64_t r, int64_t s, double now) {
@@ -140,9 +152,10 @@ struct Simulator::Impl {
     InFlight& f = rep.in_flight.at(id);
     if (s == 0) {
       f.start_s = now;
-      f.last_stage_s = predictor.stage_time_s(f.shape, pp - 1);
-      f.inner_stage_s = pp > 1 ? predictor.stage_time_s(f.shape, 0) : f.last_stage_s;
-      f.stage_flops = predictor.stage_flops(f.shape);
+      f.last_stage_s = stage_s(f.shapes, pp - 1);
+      f.inner_stage_s = pp > 1 ? stage_s(f.shapes, 0) : f.last_stage_s;
+      f.stage_flops = 0;
+      for (const auto& g : f.shapes) f.stage_flops += g.num_tokens() > 0 ? predictor.stage_flops(g) : 0;
       f.decode_s = decode_share_s(f);
     }
     double t = s == pp - 1 ? f.last_stage_s : f.inner_stage_s;
@@ -170,8 +183,8 @@ struct Simulator::Impl {
       InFlight& f = node.mapped();
       rep.scheduler->on_step_completed(f.batch, e.time);
       ++result.iterations;
-      metrics.on_batch(f.batch, e.replica, f.start_s, e.time, f.kv_used, rep.scheduler->blocks().num_total());
-      metrics.add_decode_cost(static_cast<int64_t>(f.shape.decode_contexts.size()), f.decode_s);
+      metrics.on_batch(f.batch, e.replica, f.start_s, e.time, f.kv_used, rep.scheduler->kv().num_total());
+      metrics.add_decode_cost(f.batch.num_decodes(), f.decode_s);
       for (const Sequence& s : rep.scheduler->take_finished()) {
         metrics.on_finished(s, e.replica);
         ++result.requests_finished;

@@ -77,6 +77,35 @@ TEST_F(ServingCli, SequencePipelineParallelismCutsALongPromptsTtft) {
 
 // Vidur times a batch from when it is scheduled, queueing for stage 0 included; we time its
 // execution. The batches table holds both, named.
+// Mnemosyne's KVP: a 900K-token request's decodes read its KV on two groups at once, so TBT
+// falls by nearly half (the linear layers and the merge do not shrink); its prefill is faster
+// too once the second group takes part. Without KVP the same layout serves it from one GPU.
+TEST_F(ServingCli, KvParallelismCutsALongContextsTimeBetweenTokens) {
+  double tbt[2], ttft[2];
+  for (int k = 0; k < 2; ++k) {
+    const std::string run = k ? "kvp2" : "kvp1";
+    Ran r = exp("run " + kConfigs + "/experiment/serving_sim.yaml model=llama3_8b model.max_model_len=900064 "
+                "deployment.kv_parallel=" + std::to_string(k + 1) + " deployment.max_num_tokens_per_kvp_group=450048 "
+                "workload=synthetic workload.num_requests=1 workload.lengths=fixed workload.prompt_tokens=900000 "
+                "workload.decode_tokens=16 workload.max_tokens=900064 workload.arrivals=static hydra.run.dir=" + run);
+    ASSERT_EQ(r.rc, 0) << r.err;
+    auto res = results::ResultsReader::open(dir_ / run / "results.h5");
+    tbt[k] = std::get<double>(*res->attr("/summary", "p50_tbt_s"));
+    ttft[k] = std::get<double>(*res->attr("/summary", "p50_ttft_s"));
+    EXPECT_EQ(std::get<double>(*res->attr("/summary", "requests")), 1.0);
+    EXPECT_EQ(std::get<double>(*res->attr("/summary", "ignored")), 0.0);
+  }
+  EXPECT_LT(tbt[1] / tbt[0], 0.75) << tbt[0] << " s per token on one group, " << tbt[1] << " s on two";
+  EXPECT_GT(tbt[1] / tbt[0], 0.5);
+  EXPECT_LT(ttft[1], ttft[0]);
+  Ran bad = exp("run " + kConfigs + "/experiment/serving_sim.yaml scheduler=vllm deployment.kv_parallel=2");
+  EXPECT_EQ(bad.rc, 2);
+  EXPECT_NE(bad.err.find("scheduler=sarathi_serve"), std::string::npos) << bad.err;
+  bad = exp("run " + kConfigs + "/experiment/serving_sim.yaml deployment.kv_parallel=2 deployment.max_num_tokens_per_kvp_group=1000");
+  EXPECT_EQ(bad.rc, 2);
+  EXPECT_NE(bad.err.find("use a multiple of 16"), std::string::npos) << bad.err;
+}
+
 TEST_F(ServingCli, BatchesRecordTheirWaitForStageZeroBesideTheirExecution) {
   Ran r = exp("run " + kConfigs + "/experiment/serving_sim.yaml model=llama2_70b hardware=a100 deployment.tensor_parallel=2 "
               "deployment.pipeline_parallel=4 workload.num_requests=50 hydra.run.dir=b");
@@ -171,9 +200,26 @@ TEST_F(ServingCli, ConfigSearchWritesPointsCsvAndParetoFrontier) {
   auto pts = res->read_table("/search/points");
   EXPECT_EQ(pts.rows, 4);
   double pareto = 0;
-  for (double v : pts.values[12]) pareto += v;
+  for (size_t c = 0; c < pts.columns.size(); ++c)
+    if (pts.columns[c].name == "pareto")
+      for (double v : pts.values[c]) pareto += v;
   EXPECT_GE(pareto, 1);
   EXPECT_NE(r.out.find("pareto"), std::string::npos) << r.out;
+}
+
+// Mnemosyne's layouts in the search: SPP where there are stages, KVP for Sarathi-Serve only.
+TEST_F(ServingCli, ConfigSearchSpansSequencePipelineAndKvParallelLayouts) {
+  Ran r = exp("run " + kConfigs + "/experiment/config_search.yaml model=llama2_7b hardware=h200 search.gpu_budget=4 "
+              "'search.tensor_parallel=[1]' 'search.pipeline_parallel=[1,2]' 'search.sequence_pipeline_parallel=[false,true]' "
+              "'search.kv_parallel=[1,2]' 'search.chunk_sizes=[512]' 'search.batch_caps=[64]' "
+              "deployment.max_num_tokens_per_kvp_group=2048 workload.num_requests=100 hydra.run.dir=cs");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::string csv = dir_.read("cs/search.csv");
+  // Layouts: PP1, PP2, PP2+SPP, each with KVP 1 and 2 = 6, × (vllm, sarathi_serve), plus the header.
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 13) << csv;
+  EXPECT_NE(csv.find("1,2,1,2,1,4,sarathi_serve,512,64,"), std::string::npos) << csv;  // TP1 PP2 SPP KVP2: one replica of 4
+  EXPECT_NE(csv.find("KV parallelism needs Sarathi-Serve"), std::string::npos) << csv;
+  EXPECT_NE(r.out.find("TP1xPP2(SPP)xKVP2"), std::string::npos) << r.out;
 }
 
 TEST_F(ServingCli, BadProfilesTracesAndDeploymentsAreClearErrors) {

@@ -111,6 +111,59 @@ TEST(Predictor, MatchesTheProfileAtAProfiledPoint) {
   EXPECT_GT(p.stage_time_s(bigger, 0), t);
 }
 
+// Past the profile's longest context (131,072 tokens) attention follows a roofline fitted to the
+// profile, anchored at that context: continuous there, linear in the context far beyond it (a
+// decode reads its KV; a chunk attends to all of it), and checked against the profile as it loads.
+TEST(Predictor, AttentionPastTheLongestProfiledContextFollowsAFittedRooflineCheckedOnLoad) {
+  ExecutionPredictor p(mistral(), h200(), ReplicaLayout{}, kData);
+  for (const char* op : {"attn_prefill", "attn_decode"}) {
+    const LongContextCheck& c = p.long_context_checks().at(op);
+    EXPECT_GE(c.points, 5) << op;
+    EXPECT_EQ(c.anchor_kv, 65536) << op;
+    EXPECT_LT(c.max_error_pct, 5) << op;  // from 64K to 128K tokens, on every profiled batch/chunk
+    EXPECT_NE(p.sources().at(std::string(op) + "_long_context").find("beyond kv 131072"), std::string::npos);
+  }
+  const auto attention_ms = [&](BatchShape b) {
+    BatchShape none = b;
+    none.decode_contexts.assign(b.decode_contexts.size(), 0);
+    for (auto& q : none.prefills) q.context = 0;
+    return (p.stage_time_s(b, 0) - p.stage_time_s(none, 0)) * 1e3;
+  };
+  BatchShape at, past, far, farther;
+  at.decode_contexts = {131072};
+  past.decode_contexts = {131072 + 64};
+  far.decode_contexts = {1'000'000};
+  farther.decode_contexts = {10'000'000};
+  EXPECT_NEAR(attention_ms(past) / attention_ms(at), 1.0, 0.01);
+  EXPECT_NEAR(attention_ms(farther) / attention_ms(far), 10.0, 0.5);
+  BatchShape chunk_far, chunk_farther;
+  chunk_far.prefills = {{256, 1'000'000}};
+  chunk_farther.prefills = {{256, 10'000'000}};
+  EXPECT_NEAR(attention_ms(chunk_farther) / attention_ms(chunk_far), 10.0, 0.5);
+}
+
+// KV-parallel groups merge each query token's partial attention over the network: a cost per
+// layer for the tokens whose KV spans groups, from the collective profile, growing with tokens.
+TEST(Predictor, KvParallelMergeCostsCommunicationForTokensSpanningGroups) {
+  ReplicaLayout l;
+  l.kv_parallel = 4;
+  ExecutionPredictor p(mistral(), h200(), l, kData);
+  EXPECT_NE(p.sources().at("kvp_merge").find("h100_dgx/all_reduce.csv"), std::string::npos);
+  const auto merge_ms_per_layer = [&](BatchShape b) {
+    BatchShape local = b;
+    local.kvp_merges.clear();
+    return (p.stage_time_s(b, 0) - p.stage_time_s(local, 0)) * 1e3 / 32;
+  };
+  BatchShape decode, chunk;
+  decode.decode_contexts = {100000};
+  decode.kvp_merges = {{1, 4}};
+  chunk.prefills = {{4096, 100000}};
+  chunk.kvp_merges = {{4096, 4}};
+  EXPECT_GT(merge_ms_per_layer(decode), 0.02);  // at least NCCL's launch
+  EXPECT_LT(merge_ms_per_layer(decode), 0.2);   // 8 KiB: latency, not bandwidth
+  EXPECT_GT(merge_ms_per_layer(chunk), 5 * merge_ms_per_layer(decode));  // 34 MiB per worker
+}
+
 TEST(Predictor, PipelineStagesSplitLayersAndPayForSendRecv) {
   ReplicaLayout l;
   l.tensor_parallel = 2;

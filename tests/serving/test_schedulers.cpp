@@ -23,6 +23,7 @@ struct Trace {
   std::vector<std::set<uint64_t>> admitted;                  // per iteration: requests new to the running set
   std::vector<int64_t> free_after_schedule;
   int64_t max_used = 0;
+  std::vector<std::vector<BatchShape>> group_shapes;  // per iteration, per KV-parallel group
 };
 
 std::vector<Request> workload(uint64_t seed, int n, int64_t max_prompt, int64_t max_decode, double mean_gap) {
@@ -74,8 +75,9 @@ Trace drive(ReplicaScheduler& s, const std::vector<Request>& reqs) {
       }
     }
     run.admitted.push_back(fresh);
-    run.free_after_schedule.push_back(s.blocks().num_free());
-    run.max_used = std::max(run.max_used, s.blocks().num_used());
+    run.group_shapes.push_back(s.group_shapes(b));
+    run.free_after_schedule.push_back(s.kv().num_free());
+    run.max_used = std::max(run.max_used, s.kv().num_used());
     t += 0.01;
     StepResult r = s.on_step_completed(b, t);
     for (uint64_t id : r.emitted) run.emit_iteration[id].push_back(run.batches.size());
@@ -108,7 +110,7 @@ TEST_P(EveryScheduler, MemoryStaysWithinTheCacheAndNothingLeaks) {
   auto s = ReplicaScheduler::create(config(GetParam()), 800);
   Trace run = drive(*s, reqs);
   EXPECT_LE(run.max_used, 800);
-  EXPECT_EQ(s->blocks().num_free(), 800);
+  EXPECT_EQ(s->kv().num_free(), 800);
 }
 
 TEST_P(EveryScheduler, ChunksOfEachAttemptSumToItsPromptAndTheLastChunkEmitsTheFirstToken) {
@@ -318,7 +320,7 @@ TEST(Admission, LeavesTheWatermarkFree) {
   auto reqs = workload(12, 150, 1500, 100, 0.005);
   SchedulerConfig c = config("vllm");
   auto s = ReplicaScheduler::create(c, 1000);
-  int64_t wm = s->blocks().watermark_blocks();
+  int64_t wm = s->kv().watermark_blocks();
   ASSERT_GT(wm, 0);
   Trace run = drive(*s, reqs);
   for (size_t i = 0; i < run.batches.size(); ++i)
@@ -501,6 +503,85 @@ TEST(SequencePipeline, WithoutItTheNextChunkWaitsForTheLastStage) {
   EXPECT_TRUE(s->schedule(0).empty());
   s->on_step_completed(first, 0);
   EXPECT_EQ(s->schedule(0).items.at(0).context, 512);
+}
+
+// Mnemosyne's KV parallelism: 256 tokens of a request per group, three groups.
+namespace {
+SchedulerConfig kv_parallel() {
+  SchedulerConfig c = config("sarathi");
+  c.chunk_size = 512;
+  c.kv_parallel = 3;
+  c.max_tokens_per_kvp_group = 256;
+  return c;
+}
+// (chunk or 1, local context, merged over how many groups) per group that runs `item`'s request.
+std::vector<std::tuple<int64_t, int64_t, int64_t>> seen_by_groups(const std::vector<BatchShape>& shapes) {
+  std::vector<std::tuple<int64_t, int64_t, int64_t>> out;
+  for (const auto& g : shapes) {
+    const int64_t merged = g.kvp_merges.empty() ? 1 : g.kvp_merges.front().groups;
+    for (const auto& p : g.prefills) out.emplace_back(p.chunk, p.context, merged);
+    for (int64_t c : g.decode_contexts) out.emplace_back(1, c, merged);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+}  // namespace
+
+TEST(KvParallel, ChunksStopAtGroupBoundariesAndEveryGroupHoldingThePromptAttendsToItsShard) {
+  auto s = ReplicaScheduler::create(kv_parallel(), 1000);
+  s->add_request({0, 0.0, 600, 3});
+  using Seen = std::vector<std::tuple<int64_t, int64_t, int64_t>>;
+  const std::vector<Seen> expected = {
+      {{256, 0, 1}},                              // fills the first group
+      {{256, 0, 2}, {256, 256, 2}},               // the second; the first attends to its 256
+      {{88, 0, 3}, {88, 256, 3}, {88, 256, 3}},   // the rest, into the third group
+      {{1, 88, 3}, {1, 256, 3}, {1, 256, 3}},     // a decode reads every shard; the last grows
+  };
+  for (const Seen& want : expected) {
+    Batch b = s->schedule(0);
+    ASSERT_EQ(b.items.size(), 1u);
+    EXPECT_EQ(seen_by_groups(s->group_shapes(b)), want);
+    s->on_step_completed(b, 0);
+  }
+  EXPECT_EQ(s->kv().num_used(), 16 + 16 + 6);  // blocks: 256 + 256 + 88 tokens; 601 fits the last
+}
+
+TEST(KvParallel, ARequestLongerThanItsGroupsIsIgnored) {
+  auto s = ReplicaScheduler::create(kv_parallel(), 1000);
+  s->add_request({0, 0.0, 3 * 256 + 1, 2});
+  EXPECT_TRUE(s->schedule(0).empty());
+  EXPECT_EQ(s->take_finished().at(0).status, SeqStatus::kIgnored);
+}
+
+TEST(KvParallel, AdaptiveChunksKeepTheSlowestGroupWithinTheTarget) {
+  SchedulerConfig c = adaptive(0.01, true);
+  c.kv_parallel = 4;
+  c.max_tokens_per_kvp_group = 8192;
+  auto model = std::make_shared<ToyTimeModel>();
+  auto s = ReplicaScheduler::create(c, 100000);
+  s->set_time_model(model);
+  Trace run = drive(*s, {{0, 0.0, 200, 100}, {1, 0.0, 30000, 4}});
+  ASSERT_EQ(run.finished.size(), 2u);
+  size_t checked = 0;
+  for (size_t i = 0; i < run.batches.size(); ++i) {
+    const Batch& b = run.batches[i];
+    if (b.num_prefill_tokens() == 0 || b.items.front().seq_id != 1) continue;
+    const BatchItem& chunk = b.items.front();
+    EXPECT_EQ(chunk.context / 8192, (chunk.context + chunk.num_tokens - 1) / 8192) << "a chunk crosses a group boundary";
+    if (chunk.num_tokens <= 32 || chunk.context + chunk.num_tokens == 30000) continue;  // the smallest, or the last
+    // Every group the chunk reaches is within the target's slack, or would be under it with one
+    // step of the search less (the reference keeps the closest size it tried).
+    double slowest = 0, slowest_smaller = 0;
+    for (BatchShape g : run.group_shapes[i]) {
+      if (g.prefills.empty()) continue;
+      slowest = std::max(slowest, model->predict_s(g));
+      g.prefills.front().chunk -= 32;
+      slowest_smaller = std::max(slowest_smaller, model->predict_s(g));
+    }
+    EXPECT_TRUE(slowest <= 0.01 * 1.1 || slowest_smaller < 0.01 * 0.9) << "batch " << i << ": " << slowest;
+    ++checked;
+  }
+  EXPECT_GT(checked, 10u);
 }
 
 }  // namespace xp::serving
