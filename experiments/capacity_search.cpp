@@ -86,8 +86,8 @@ class CapacitySearch final : public Experiment {
   }
 
   void report(const jobs::RunContext&) const override {
-    fmt::print("capacity of {} on {} (TP{} PP{}) under {}\n", setup_.model.name, setup_.device.name,
-               setup_.layout.tensor_parallel, setup_.layout.pipeline_parallel, cfg_.plan.slo.describe());
+    fmt::print("capacity of {} on {} ({}) under {}\n", setup_.model.name, setup_.device.name, setup_.layout.label(),
+               cfg_.plan.slo.describe());
     for (const auto& [name, qps, note] : rows_)
       fmt::print("  {:<20} {:>8.2f} QPS  {}\n", name, qps, note);
   }

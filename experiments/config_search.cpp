@@ -32,20 +32,16 @@ struct SearchSpace {
   int64_t workers = 0;                                               // threads; 0 = all cores
 };
 
-// A replica's layout: TP × PP (sequence-pipelined or not) × KVP.
-struct Layout {
-  int64_t tp = 1, pp = 1, kvp = 1;
-  bool spp = false;
-  int64_t gpus() const { return tp * pp * kvp; }
-  auto key() const { return std::make_tuple(tp, pp, spp, kvp); }
-  bool operator<(const Layout& o) const { return key() < o.key(); }
-  std::string label() const {
-    return fmt::format("TP{}xPP{}{}{}", tp, pp, spp ? "(SPP)" : "", kvp > 1 ? fmt::format("xKVP{}", kvp) : "");
+// Layouts ordered for a map (TP, PP, SPP, KVP).
+struct LayoutOrder {
+  static auto key(const ReplicaLayout& l) {
+    return std::make_tuple(l.tensor_parallel, l.pipeline_parallel, l.sequence_pipeline_parallel, l.kv_parallel);
   }
+  bool operator()(const ReplicaLayout& a, const ReplicaLayout& b) const { return key(a) < key(b); }
 };
 
 struct Point {
-  Layout layout;
+  ReplicaLayout layout;
   int64_t replicas = 1;
   std::string scheduler;
   int64_t chunk = 0, cap = 0;
@@ -54,9 +50,9 @@ struct Point {
   int64_t probes = 0;
   bool pareto = false;
   std::string note;
-  int64_t gpus() const { return layout.gpus() * replicas; }
+  int64_t gpus() const { return layout.num_gpus() * replicas; }
   std::string label() const {
-    return fmt::format("{}x{} {}{} cap{}", layout.label(), replicas, scheduler,
+    return fmt::format("{} x{} {}{} cap{}", layout.label(), replicas, scheduler,
                        scheduler == "sarathi_serve" ? fmt::format("/{}", chunk) : "", cap);
   }
 };
@@ -68,29 +64,33 @@ class ConfigSearch final : public Experiment {
 
   jobs::RunOutcome run(jobs::RunContext& ctx) override {
     auto log = runtime::logger();
-    std::map<Layout, std::pair<ServingSetup, int64_t>> layouts;  // setup, kv blocks
-    std::map<Layout, std::string> invalid;
-    std::vector<Layout> space;
+    std::map<ReplicaLayout, std::pair<ServingSetup, int64_t>, LayoutOrder> layouts;  // setup, kv blocks
+    std::map<ReplicaLayout, std::string, LayoutOrder> invalid;
+    std::vector<ReplicaLayout> space;
     for (int64_t tp : space_.tensor_parallel)
       for (int64_t pp : space_.pipeline_parallel)
         for (bool spp : space_.sequence_pipeline_parallel)
-          for (int64_t kvp : space_.kv_parallel)
-            if (!spp || pp > 1) space.push_back({tp, pp, kvp, spp});  // SPP pipelines stages: PP > 1
-    for (const Layout& l : space) {
+          for (int64_t kvp : space_.kv_parallel) {
+            if (spp && pp == 1) continue;  // SPP pipelines stages
+            ReplicaLayout l = setup_.layout;  // the deployment's margin and KVP group size
+            l.tensor_parallel = tp;
+            l.pipeline_parallel = pp;
+            l.sequence_pipeline_parallel = spp;
+            l.kv_parallel = kvp;
+            space.push_back(l);
+          }
+    for (const ReplicaLayout& l : space) {
       std::string why;
-      if (l.gpus() > space_.gpu_budget) why = fmt::format("{} needs more than {} GPUs", l.label(), space_.gpu_budget);
-      else if (l.tp > setup_.device.devices_per_node) why = fmt::format("TP{} exceeds a {}-GPU node", l.tp, setup_.device.devices_per_node);
-      else if (setup_.model.num_layers % l.pp) why = fmt::format("{} layers do not split into {} stages", setup_.model.num_layers, l.pp);
+      if (l.num_gpus() > space_.gpu_budget) why = fmt::format("{} needs more than {} GPUs", l.label(), space_.gpu_budget);
+      else if (l.tensor_parallel > setup_.device.devices_per_node) why = fmt::format("TP{} exceeds a {}-GPU node", l.tensor_parallel, setup_.device.devices_per_node);
+      else if (setup_.model.num_layers % l.pipeline_parallel) why = fmt::format("{} layers do not split into {} stages", setup_.model.num_layers, l.pipeline_parallel);
       if (!why.empty()) {
         invalid[l] = why;
         continue;
       }
       ServingSetup s = setup_;
-      s.layout.tensor_parallel = l.tp;
-      s.layout.pipeline_parallel = l.pp;
-      s.layout.sequence_pipeline_parallel = l.spp;
-      s.layout.kv_parallel = l.kvp;
-      s.cluster.num_replicas = space_.gpu_budget / l.gpus();
+      s.layout = l;
+      s.cluster.num_replicas = space_.gpu_budget / l.num_gpus();
       s.cluster.global_scheduler = "round_robin";
       try {
         s.predictor = std::make_shared<ExecutionPredictor>(s.model, s.device, s.layout, s.data_dir);
@@ -105,19 +105,19 @@ class ConfigSearch final : public Experiment {
       }
       layouts.emplace(l, std::make_pair(std::move(s), blocks));
     }
-    for (const Layout& l : space)
+    for (const ReplicaLayout& l : space)
       for (const auto& sched : space_.schedulers) {
         std::vector<int64_t> chunks = sched == "sarathi_serve" ? space_.chunk_sizes : std::vector<int64_t>{0};
         for (int64_t chunk : chunks)
           for (int64_t cap : space_.batch_caps) {
             Point p;
             p.layout = l;
-            p.replicas = space_.gpu_budget / l.gpus();
+            p.replicas = space_.gpu_budget / l.num_gpus();
             p.scheduler = sched;
             p.chunk = chunk;
             p.cap = cap;
             if (auto it = invalid.find(l); it != invalid.end()) p.note = it->second;
-            else if (l.kvp > 1 && sched != "sarathi_serve") p.note = "KV parallelism needs Sarathi-Serve's chunked prompts";
+            else if (l.kv_parallel > 1 && sched != "sarathi_serve") p.note = "KV parallelism needs Sarathi-Serve's chunked prompts";
             points_.push_back(p);
           }
       }
@@ -151,10 +151,10 @@ class ConfigSearch final : public Experiment {
     std::sort(ranked.begin(), ranked.end(), [](auto a, auto b) { return a->qps_per_dollar > b->qps_per_dollar; });
     fmt::print("config search: {} on {} GPUs of {}, SLO {}\n", setup_.model.name, space_.gpu_budget, setup_.device.name,
                plan_.slo.describe());
-    fmt::print("  {:<36} {:>10} {:>12} {:>11} {:>10} {}\n", "configuration", "QPS", cost_label(), "P90 TTFT", "P99 TBT", "");
+    fmt::print("  {:<44} {:>10} {:>12} {:>11} {:>10} {}\n", "configuration", "QPS", cost_label(), "P90 TTFT", "P99 TBT", "");
     for (size_t i = 0; i < std::min<size_t>(10, ranked.size()); ++i) {
       const Point& p = *ranked[i];
-      fmt::print("  {:<36} {:>10.2f} {:>12.3f} {:>11.3f} {:>10.3f} {}\n", p.label(), p.capacity, p.qps_per_dollar, p.p90_ttft,
+      fmt::print("  {:<44} {:>10.2f} {:>12.3f} {:>11.3f} {:>10.3f} {}\n", p.label(), p.capacity, p.qps_per_dollar, p.p90_ttft,
                  p.p99_tbt, p.pareto ? "pareto" : "");
     }
     if (ranked.empty()) fmt::print("  no configuration met the SLO\n");
@@ -172,12 +172,12 @@ class ConfigSearch final : public Experiment {
     v.name = p.scheduler;
     v.scheduler.type = p.scheduler == "vllm" ? "vllm" : "sarathi";
     if (p.chunk) v.scheduler.chunk_size = p.chunk;
-    v.scheduler.max_num_seqs = p.cap * p.layout.pp;  // Vidur multiplies the cap by the pipeline depth
+    v.scheduler.max_num_seqs = p.cap * p.layout.pipeline_parallel;  // Vidur multiplies the cap by the pipeline depth
     v.scheduler.max_model_len = s.model.max_model_len;
-    v.scheduler.pipeline_stages = p.layout.pp;
-    v.scheduler.sequence_pipeline_parallel = p.layout.spp;
-    v.scheduler.kv_parallel = p.layout.kvp;
-    v.scheduler.max_tokens_per_kvp_group = s.layout.max_tokens_per_kvp_group;
+    v.scheduler.pipeline_stages = p.layout.pipeline_parallel;
+    v.scheduler.sequence_pipeline_parallel = p.layout.sequence_pipeline_parallel;
+    v.scheduler.kv_parallel = p.layout.kv_parallel;
+    v.scheduler.max_tokens_per_kvp_group = p.layout.max_tokens_per_kvp_group;
     MetricsConfig mc = plan_.slo.probe_metrics(s.metrics);
     CapacityPlan plan = plan_;
     plan.search.start_qps = plan_.search.start_qps * static_cast<double>(p.replicas);
@@ -244,12 +244,13 @@ class ConfigSearch final : public Experiment {
     for (const auto& p : points_) {
       auto si = static_cast<int64_t>(std::find(space_.schedulers.begin(), space_.schedulers.end(), p.scheduler) -
                                      space_.schedulers.begin());
-      const Layout& l = p.layout;
-      t.append({l.tp, l.pp, int64_t{l.spp ? 1 : 0}, l.kvp, p.replicas, p.gpus(), si, p.chunk, p.cap, p.capacity,
+      const ReplicaLayout& l = p.layout;
+      t.append({l.tensor_parallel, l.pipeline_parallel, int64_t{l.sequence_pipeline_parallel ? 1 : 0}, l.kv_parallel, p.replicas, p.gpus(), si, p.chunk, p.cap, p.capacity,
                 p.qps_per_dollar, p.p90_ttft, p.p99_tbt, p.probes, int64_t{p.pareto ? 1 : 0}});
       std::string note = p.note;
       std::replace(note.begin(), note.end(), ',', ';');
-      csv += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", l.tp, l.pp, l.spp ? 1 : 0, l.kvp, p.replicas,
+      csv += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", l.tensor_parallel, l.pipeline_parallel,
+                         l.sequence_pipeline_parallel ? 1 : 0, l.kv_parallel, p.replicas,
                          p.gpus(), p.scheduler, p.chunk, p.cap, p.capacity, p.qps_per_dollar, p.p90_ttft, p.p99_tbt, p.probes,
                          p.pareto ? 1 : 0, note);
       if (p.capacity > 0 && (!best || p.qps_per_dollar > best->qps_per_dollar)) best = &p;

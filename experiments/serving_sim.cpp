@@ -42,9 +42,8 @@ class ServingSim final : public Experiment {
     }
     bool several = setup_.variants.size() > 1;
     for (const auto& v : setup_.variants) {
-      log->info("simulating {} ({} requests, {} replica(s) of {} x TP{} PP{})", v.name, setup_.workload.num_requests,
-                setup_.cluster.num_replicas, setup_.device.name, setup_.layout.tensor_parallel,
-                setup_.layout.pipeline_parallel);
+      log->info("simulating {} ({} requests, {} replica(s) of {} x {})", v.name, setup_.workload.num_requests,
+                setup_.cluster.num_replicas, setup_.device.name, setup_.layout.label());
       SimulationOutput out = simulate(setup_, v, setup_.workload, setup_.metrics, &ctx,
                                       several ? "/serving/" + v.name : "/serving", blocks, ctx.seed());
       if (out.result.stopped && ctx.should_stop()) return jobs::RunOutcome::kPreempted;  // restarts whole
@@ -63,9 +62,8 @@ class ServingSim final : public Experiment {
       Experiment::report(ctx);
       return;
     }
-    fmt::print("{} on {} (TP{} PP{}, {} replica(s)), {} requests\n", setup_.model.name, setup_.device.name,
-               setup_.layout.tensor_parallel, setup_.layout.pipeline_parallel, setup_.cluster.num_replicas,
-               setup_.workload.num_requests);
+    fmt::print("{} on {} ({}, {} replica(s)), {} requests\n", setup_.model.name, setup_.device.name,
+               setup_.layout.label(), setup_.cluster.num_replicas, setup_.workload.num_requests);
     print_comparison(summaries_, {{"p50_ttft_s", "P50 TTFT (s)"},
                                   {"p99_ttft_s", "P99 TTFT (s)"},
                                   {"p99_tbt_s", "P99 TBT (s)"},

@@ -53,6 +53,11 @@ DeviceSpec DeviceSpec::from(const config::ConfigReader& r) {
   return d;
 }
 
+std::string ReplicaLayout::label() const {
+  return fmt::format("TP{} PP{}{}{}", tensor_parallel, pipeline_parallel, sequence_pipeline_parallel ? " (SPP)" : "",
+                     kv_parallel > 1 ? fmt::format(" KVP{}", kv_parallel) : "");
+}
+
 int64_t plan_kv_blocks(const ModelSpec& m, const DeviceSpec& d, const ReplicaLayout& l, int64_t block_size,
                        std::string* why) {
   double usable = d.memory_gb * std::pow(1024.0, 3) * (1 - l.memory_margin_fraction);
@@ -72,9 +77,8 @@ int64_t plan_kv_blocks(const ModelSpec& m, const DeviceSpec& d, const ReplicaLay
   const int64_t needed = l.tokens_per_group(m.max_model_len);
   if (tokens < static_cast<double>(needed)) {
     if (why)
-      *why = fmt::format("{} on {}×{} (TP{} PP{} KVP{}): {:.1f} GiB of weights per GPU leave room for {:.0f} KV tokens, "
-                         "less than {}",
-                         m.name, l.num_gpus(), d.name, l.tensor_parallel, l.pipeline_parallel, l.kv_parallel,
+      *why = fmt::format("{} on {}×{} ({}): {:.1f} GiB of weights per GPU leave room for {:.0f} KV tokens, less than {}",
+                         m.name, l.num_gpus(), d.name, l.label(),
                          params / std::pow(1024.0, 3), std::max(0.0, tokens),
                          l.kv_parallel > 1 ? fmt::format("one group's {} tokens of a {}-token request", needed, m.max_model_len)
                                            : fmt::format("one {}-token request", needed));

@@ -59,6 +59,7 @@ struct ReplicaLayout {
   int64_t max_tokens_per_kvp_group = 1 << 20;  // the slice (with kv_parallel > 1; Vajra's 1M default)
   double memory_margin_fraction = 0.1;  // Vidur's planner keeps 10% of device memory free
   int64_t num_gpus() const { return tensor_parallel * pipeline_parallel * kv_parallel; }
+  std::string label() const;  // "TP2 PP4", "TP1 PP4 (SPP) KVP16"
   // Tokens of one request one group's GPUs must hold: all of them without KVP.
   int64_t tokens_per_group(int64_t max_model_len) const {
     return kv_parallel > 1 ? std::min(max_model_len, max_tokens_per_kvp_group) : max_model_len;

@@ -219,7 +219,7 @@ TEST_F(ServingCli, ConfigSearchSpansSequencePipelineAndKvParallelLayouts) {
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 13) << csv;
   EXPECT_NE(csv.find("1,2,1,2,1,4,sarathi_serve,512,64,"), std::string::npos) << csv;  // TP1 PP2 SPP KVP2: one replica of 4
   EXPECT_NE(csv.find("KV parallelism needs Sarathi-Serve"), std::string::npos) << csv;
-  EXPECT_NE(r.out.find("TP1xPP2(SPP)xKVP2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("TP1 PP2 (SPP) KVP2 x1"), std::string::npos) << r.out;
 }
 
 TEST_F(ServingCli, BadProfilesTracesAndDeploymentsAreClearErrors) {
