@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <chrono>
 #include <stdexcept>
 
@@ -47,6 +48,7 @@ struct LlamaModel::Impl {
   std::vector<Tensor> all;  // every weight, in load order
   std::vector<float> inv_freq;  // head_dim / 2, float32 as Hugging Face computes it
   dist::ProcessGroup* tp = nullptr;
+  dist::ProcessGroup* kvp = nullptr;
   TensorShard shard;
 };
 
@@ -144,9 +146,10 @@ void rope_row(float* row, int64_t heads, int64_t d, int64_t pos, const std::vect
 
 }  // namespace
 
-LlamaModel::LlamaModel(LlamaConfig config, std::vector<Tensor> weights, dist::ProcessGroup* tp)
+LlamaModel::LlamaModel(LlamaConfig config, std::vector<Tensor> weights, dist::ProcessGroup* tp, dist::ProcessGroup* kvp)
     : cfg_(std::move(config)), impl_(new Impl) {
   impl_->tp = tp && tp->size() > 1 ? tp : nullptr;
+  impl_->kvp = kvp && kvp->size() > 1 ? kvp : nullptr;
   impl_->shard = TensorShard::of(cfg_, impl_->tp ? tp->rank() : 0, impl_->tp ? tp->size() : 1);
   impl_->all = weights;
   // weights: embed, final_norm, lm_head, then 9 per layer (in_norm, q, k, v, o, post_norm, gate, up, down).
@@ -170,7 +173,7 @@ KvCache LlamaModel::make_kv_cache(int64_t num_blocks, int64_t block_size) const 
 }
 int LlamaModel::tensor_parallel() const { return impl_->tp ? impl_->tp->size() : 1; }
 
-std::unique_ptr<LlamaModel> LlamaModel::load(const fs::path& dir, dist::ProcessGroup* tp) {
+std::unique_ptr<LlamaModel> LlamaModel::load(const fs::path& dir, dist::ProcessGroup* tp, dist::ProcessGroup* kvp) {
   LlamaConfig c = LlamaConfig::from_json_file(dir / "config.json");
   SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(dir);
   const bool sharded = tp && tp->size() > 1;
@@ -207,7 +210,7 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const fs::path& dir, dist::ProcessG
     take(p + "mlp.up_proj.weight", {inter, h}, 0, s.inter0, s.inter);
     take(p + "mlp.down_proj.weight", {h, inter}, 1, s.inter0, s.inter);
   }
-  return std::make_unique<LlamaModel>(c, std::move(w), tp);
+  return std::make_unique<LlamaModel>(c, std::move(w), tp, kvp);
 }
 
 namespace {
@@ -230,6 +233,7 @@ struct LayerOps {
   void save_kv(const Mat& k, const Mat& v, const std::vector<int64_t>& slots, int64_t layer, KvCache& cache) const {
     const int64_t row = hkv * c.head_dim();
     for (Eigen::Index t = 0; t < k.rows(); ++t) {
+      if (slots[static_cast<size_t>(t)] < 0) continue;  // another KV-parallel rank stores it
       std::copy_n(k.row(t).data(), row, cache.k(layer, slots[static_cast<size_t>(t)]));
       std::copy_n(v.row(t).data(), row, cache.v(layer, slots[static_cast<size_t>(t)]));
     }
@@ -242,11 +246,16 @@ struct LayerOps {
   // KV head (its products are large; one task would leave the other cores idle). The split
   // depends on the batch alone and Eigen runs single-threaded inside a parallel region, so each
   // head is computed the same way on any thread and results do not depend on the thread count.
-  void attend(const std::vector<ForwardItem>& items, const Mat& q, int64_t layer, KvCache& cache, Mat& attn) const {
+  //
+  // Under KV parallelism an item's keys are this rank's slice of its sequence (ForwardItem::kv):
+  // `lse` gets each row's and head's log-sum-exp of the scores (−∞ where the slice has no key the
+  // row may see), for the merge across the group.
+  void attend(const std::vector<ForwardItem>& items, const Mat& q, int64_t layer, KvCache& cache, Mat& attn, Mat& lse) const {
     const int64_t d = c.head_dim(), bs = cache.block_size();
     const int64_t group = hq / hkv;
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
     attn.resize(q.rows(), hq * d);
+    lse.resize(q.rows(), hq);
     struct Task {
       const ForwardItem* item;
       int64_t first_row, kv_head, kv_heads;
@@ -267,7 +276,9 @@ struct LayerOps {
       for (size_t t = 0; t < tasks.size(); ++t) {
         const Task& task = tasks[t];
         const ForwardItem& it = *task.item;
-        const int64_t n = static_cast<int64_t>(it.tokens.size()), len = it.start_position + n, width = task.kv_heads * d;
+        const int64_t n = static_cast<int64_t>(it.tokens.size()), width = task.kv_heads * d;
+        const int64_t cached = it.kv.cached < 0 ? it.start_position : it.kv.cached;
+        const int64_t len = cached + (it.kv.appends ? n : 0);  // keys in this rank's slice
         kc.resize(len, width);
         vc.resize(len, width);
         for (int64_t p = 0; p < len; ++p) {
@@ -280,12 +291,20 @@ struct LayerOps {
             const int64_t h = (task.kv_head + kvh) * group + g;
             s.noalias() = (q.block(task.first_row, h * d, n, d) * kc.middleCols(kvh * d, d).transpose()) * scale;
             for (int64_t i = 0; i < n; ++i) {
-              const int64_t visible = it.start_position + i + 1;  // keys past it are masked out
+              // Keys past the query's position are masked out (the slice's key j is at first + j).
+              const int64_t visible = std::clamp<int64_t>(it.start_position + i + 1 - it.kv.first_position, 0, len);
               auto row = s.row(i);
+              if (visible == 0) {
+                row.setZero();
+                lse(task.first_row + i, h) = -std::numeric_limits<float>::infinity();
+                continue;
+              }
               const float m = row.head(visible).maxCoeff();
               row.head(visible) = (row.head(visible).array() - m).exp().matrix();  // vectorised exp
               row.tail(len - visible).setZero();
-              row /= row.head(visible).sum();
+              const float sum = row.head(visible).sum();
+              row /= sum;
+              lse(task.first_row + i, h) = m + std::log(sum);
             }
             attn.block(task.first_row, h * d, n, d).noalias() = s * vc.middleCols(kvh * d, d);
           }
@@ -293,6 +312,37 @@ struct LayerOps {
     }
   }
 };
+
+// KV parallelism: each rank of `kvp` attended over its slice of the keys; the exact result is the
+// partial outputs weighted by exp(their log-sum-exp − the total's), the algebra of online softmax
+// (FlashInfer's attention-state merge). Gathered, and summed in rank order on every rank, so every
+// rank holds the same bits.
+void merge_kv_parallel(dist::ProcessGroup& kvp, Mat& attn, const Mat& lse, int64_t head_dim) {
+  const int n = kvp.size();
+  const auto rows = attn.rows(), heads = lse.cols();
+  std::vector<float> mine(static_cast<size_t>(attn.size() + lse.size()));
+  std::copy_n(attn.data(), attn.size(), mine.begin());
+  std::copy_n(lse.data(), lse.size(), mine.begin() + attn.size());
+  const std::vector<float> all = kvp.all_gather(std::span<const float>(mine));
+  const size_t stride = mine.size();
+  auto part_o = [&](int r) { return Eigen::Map<const Mat>(all.data() + static_cast<size_t>(r) * stride, rows, attn.cols()); };
+  auto part_lse = [&](int r) { return Eigen::Map<const Mat>(all.data() + static_cast<size_t>(r) * stride + attn.size(), rows, heads); };
+  for (Eigen::Index i = 0; i < rows; ++i)
+    for (Eigen::Index h = 0; h < heads; ++h) {
+      float top = -std::numeric_limits<float>::infinity();
+      for (int r = 0; r < n; ++r) top = std::max(top, part_lse(r)(i, h));
+      auto out = attn.row(i).segment(h * head_dim, head_dim);
+      out.setZero();
+      if (top == -std::numeric_limits<float>::infinity()) continue;  // no rank holds a visible key
+      float total = 0;
+      for (int r = 0; r < n; ++r) {
+        const float w = std::exp(part_lse(r)(i, h) - top);
+        total += w;
+        out += w * part_o(r).row(i).segment(h * head_dim, head_dim);
+      }
+      out /= total;
+    }
+}
 
 // Each rank's [items, its vocabulary rows] logits, padded to the largest share, gathered and
 // laid side by side in vocabulary order: [items, vocab] on every rank.
@@ -348,15 +398,18 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
       if (p >= c.max_position_embeddings)
         throw std::invalid_argument(fmt::format("item {}: position {} is past the context of {} tokens", n, p,
                                                 c.max_position_embeddings));
-      if (!it.block_table || p / bs >= static_cast<int64_t>(it.block_table->size()))
-        throw std::invalid_argument(fmt::format("item {}: no KV block for position {}", n, p));
       pos[static_cast<size_t>(r)] = p;
-      slot[static_cast<size_t>(r)] = (*it.block_table)[static_cast<size_t>(p / bs)] * bs + p % bs;
       x.row(r) = mat(impl_->embed).row(tok);
+      slot[static_cast<size_t>(r)] = -1;  // under KV parallelism only the last group stores new KV
+      if (!it.kv.appends) continue;
+      const int64_t local = p - it.kv.first_position;  // position in this rank's slice
+      if (!it.block_table || local < 0 || local / bs >= static_cast<int64_t>(it.block_table->size()))
+        throw std::invalid_argument(fmt::format("item {}: no KV block for position {}", n, p));
+      slot[static_cast<size_t>(r)] = (*it.block_table)[static_cast<size_t>(local / bs)] * bs + local % bs;
     }
   }
   LayerOps ops{c, impl_->inv_freq, impl_->shard.heads, impl_->shard.kv_heads};
-  Mat xn, q, k, v, attn, g, u, part;
+  Mat xn, q, k, v, attn, lse, g, u, part;
   // out += in · Wᵀ; under tensor parallelism each rank holds W's columns for its heads (or MLP
   // columns), so the partial products are summed across the group first.
   auto row_parallel = [&](const Mat& in, const Tensor& w, Mat& out) {
@@ -375,7 +428,10 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
     });
     timed("attn_rope", [&] { ops.rope(q, k, pos); });
     timed("attn_kv_cache_save", [&] { ops.save_kv(k, v, slot, l, cache); });
-    timed("attention", [&] { ops.attend(items, q, l, cache, attn); });
+    timed("attention", [&] {
+      ops.attend(items, q, l, cache, attn, lse);
+      if (impl_->kvp) merge_kv_parallel(*impl_->kvp, attn, lse, c.head_dim());
+    });
     timed("attn_post_proj", [&] { row_parallel(attn, L.o, x); });
     timed("post_attention_layernorm", [&] { rmsnorm_rows(x, L.post_norm, c.rms_norm_eps, xn); });
     timed("mlp_up_proj", [&] {

@@ -77,21 +77,39 @@ class KvCache {
   std::vector<std::vector<float>> k_, v_;
 };
 
+// Under KV parallelism (Mnemosyne's KVP, docs/mnemosyne.md), the contiguous part of a sequence's
+// KV one rank holds: from position `first_position`, `cached` tokens before this pass (-1: all
+// of start_position, as without KVP); `appends`: this rank stores the new tokens (the last group).
+struct KvSlice {
+  int64_t first_position = 0;
+  int64_t cached = -1;
+  bool appends = true;
+};
+
 // One sequence's work in a forward pass.
 struct ForwardItem {
+  ForwardItem() = default;
+  ForwardItem(std::span<const int32_t> new_tokens, int64_t start, const std::vector<int32_t>* table, KvSlice slice = {})
+      : tokens(new_tokens), start_position(start), block_table(table), kv(slice) {}
   std::span<const int32_t> tokens;         // the new tokens (a prefill chunk, or one decode token)
   int64_t start_position = 0;              // tokens already in the KV cache for this sequence
-  const std::vector<int32_t>* block_table = nullptr;  // KV blocks of this sequence
+  const std::vector<int32_t>* block_table = nullptr;  // KV blocks of this sequence (this rank's slice's)
+  KvSlice kv;                              // this rank's slice under KV parallelism
 };
 
 class LlamaModel {
  public:
   // `path`: a folder with config.json and model.safetensors (or the sharded index). With a
   // tensor-parallel group of several ranks, this rank reads only its TensorShard's slices.
-  static std::unique_ptr<LlamaModel> load(const std::filesystem::path& path, dist::ProcessGroup* tp = nullptr);
+  // With a KV-parallel group, each rank holds a slice of every sequence's KV (ForwardItem::kv):
+  // every rank runs the whole pass (the query goes to every group), attends over its own slice,
+  // and the group merges the partial outputs exactly by their log-sum-exp.
+  static std::unique_ptr<LlamaModel> load(const std::filesystem::path& path, dist::ProcessGroup* tp = nullptr,
+                                          dist::ProcessGroup* kvp = nullptr);
   // `weights` in load order (weights()), shaped as `tp`'s rank's shard when a group is given;
-  // forward() then takes part in the group's collectives, which every rank must call alike.
-  LlamaModel(LlamaConfig config, std::vector<tensor::Tensor> weights, dist::ProcessGroup* tp = nullptr);
+  // forward() then takes part in the groups' collectives, which every rank must call alike.
+  LlamaModel(LlamaConfig config, std::vector<tensor::Tensor> weights, dist::ProcessGroup* tp = nullptr,
+             dist::ProcessGroup* kvp = nullptr);
   ~LlamaModel();
 
   const LlamaConfig& config() const { return cfg_; }  // the whole model's, also on a shard

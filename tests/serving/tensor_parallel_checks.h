@@ -81,4 +81,59 @@ inline void engine_serves_the_same_greedy_tokens(dist::ProcessGroup& g, const st
   EXPECT_EQ(got.outputs, want.outputs);
 }
 
+// Mnemosyne's KV parallelism with tensor parallelism: world = TP × KVP ranks, rank = kvp·TP + tp
+// (Vajra's order; KVP = 2 here). Sequence `a` is split 32 tokens per group, its chunks stopping at
+// the boundary as the scheduler's do, and every token after 32 stored by the last group; `b` lives
+// on the last group alone. Every rank's logits are the whole model's within 1e-4, same argmax.
+inline void kv_parallel_forward_matches_the_whole_model(dist::ProcessGroup& world, const std::filesystem::path& dir) {
+  constexpr int kvp = 2;
+  constexpr int64_t per_group = 32;
+  const int tp = world.size() / kvp, group = world.rank() / tp;
+  auto tp_group = world.split(group, "tensor_parallel");
+  auto kvp_group = world.split(world.rank() % tp, "kv_parallel");
+  auto whole = LlamaModel::load(dir);
+  auto shard = LlamaModel::load(dir, tp_group.get(), kvp_group.get());
+  KvCache cw = whole->make_kv_cache(16, 16), cs = shard->make_kv_cache(16, 16);
+  const std::vector<int32_t> a = tokens(48, 1), b = tokens(22, 2);
+  const std::vector<int32_t> whole_a = {3, 1, 4, 5}, whole_b = {9, 2};
+  // This rank's blocks: a's first 32 tokens on group 0, the rest on group 1; b on group 1.
+  const std::vector<int32_t> slice_a = group == 0 ? std::vector<int32_t>{3, 1} : std::vector<int32_t>{4, 6, 8},
+                             slice_b = group == kvp - 1 ? std::vector<int32_t>{9, 2} : std::vector<int32_t>{};
+  auto a_item = [&](int64_t start, int64_t n) {  // a's tokens [start, start + n) as this rank sees them
+    const int64_t first = group * per_group, filling = std::min<int64_t>(start / per_group, kvp - 1);
+    const int64_t cached = std::clamp<int64_t>(start - first, 0, group == kvp - 1 ? start : per_group);
+    return std::pair{ForwardItem(std::span<const int32_t>(a.data() + start, static_cast<size_t>(n)), start, &whole_a),
+                     ForwardItem(std::span<const int32_t>(a.data() + start, static_cast<size_t>(n)), start, &slice_a,
+                                 KvSlice{first, cached, group == filling})};
+  };
+  auto b_item = [&](int64_t start, int64_t n) {
+    const bool here = group == kvp - 1;
+    return std::pair{ForwardItem(std::span<const int32_t>(b.data() + start, static_cast<size_t>(n)), start, &whole_b),
+                     ForwardItem(std::span<const int32_t>(b.data() + start, static_cast<size_t>(n)), start, &slice_b,
+                                 KvSlice{0, here ? start : 0, here})};
+  };
+  using Pass = std::vector<std::pair<ForwardItem, ForwardItem>>;
+  const std::vector<Pass> passes = {
+      {a_item(0, 30)},                  // group 0 fills
+      {a_item(30, 2), b_item(0, 20)},   // to its boundary; b's prompt on group 1
+      {a_item(32, 13)},                 // group 1 takes over: its chunk attends to both groups
+      {a_item(45, 1), b_item(20, 1)},   // decodes: a's over both groups, b's over one
+      {b_item(21, 1), a_item(46, 1)},
+  };
+  for (size_t p = 0; p < passes.size(); ++p) {
+    std::vector<ForwardItem> w, mine;
+    for (const auto& [x, y] : passes[p]) {
+      w.push_back(x);
+      mine.push_back(y);
+    }
+    std::vector<float> want = whole->forward(w, cw), got = shard->forward(mine, cs);
+    ASSERT_EQ(got.size(), want.size());
+    double worst = 0;
+    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, static_cast<double>(std::fabs(got[i] - want[i])));
+    EXPECT_LE(worst, 1e-4) << "pass " << p << " on rank " << world.rank() << " of " << world.size();
+    for (size_t i = 0; i < got.size() / 97; ++i)
+      EXPECT_EQ(argmax(got.data() + i * 97, 97), argmax(want.data() + i * 97, 97)) << "pass " << p << " item " << i;
+  }
+}
+
 }  // namespace xp::serving::tp_checks

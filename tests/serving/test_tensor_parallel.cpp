@@ -20,6 +20,12 @@ TEST_P(TensorParallel, ForwardMatchesTheWholeModel) {
   dist::run_threads(GetParam(), dist::Seconds(30), [&](dist::ProcessGroup& g) { tp_checks::forward_matches_the_whole_model(g, dir_.path()); });
 }
 
+// KVP 2 on its own (2 ranks) and with TP 2 (4 ranks).
+TEST_P(TensorParallel, KvParallelForwardMatchesTheWholeModel) {
+  dist::run_threads(GetParam(), dist::Seconds(30),
+                    [&](dist::ProcessGroup& g) { tp_checks::kv_parallel_forward_matches_the_whole_model(g, dir_.path()); });
+}
+
 TEST_P(TensorParallel, EngineServesTheSameGreedyTokens) {
   dist::run_threads(GetParam(), dist::Seconds(30),
                     [&](dist::ProcessGroup& g) { tp_checks::engine_serves_the_same_greedy_tokens(g, dir_.path()); });
