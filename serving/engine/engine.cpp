@@ -26,26 +26,31 @@ class CpuRunner : public ModelRunner {
 
 class TensorParallelRunner final : public CpuRunner {
  public:
-  TensorParallelRunner(const LlamaModel& m, dist::ProcessGroup& tp, int64_t blocks, int64_t block_size)
-      : CpuRunner(m, blocks, block_size), tp_(tp) {}
+  TensorParallelRunner(const LlamaModel& m, dist::ProcessGroup& world, int64_t blocks, int64_t block_size, int64_t kv_groups)
+      : CpuRunner(m, blocks, block_size), world_(world), kv_groups_(kv_groups) {}
   ~TensorParallelRunner() override {
     try {
-      send(StepPlan{StepPlan::Kind::kStop, {}});
+      send(StepPlan{StepPlan::Kind::kStop, 1, {}});
     } catch (const std::exception&) {  // the workers are gone already; their own timeouts end them
     }
   }
-  std::vector<float> forward(const std::vector<ForwardItem>& items) override {
-    send(StepPlan::of(items));
-    return CpuRunner::forward(items);
+  std::vector<float> forward(const std::vector<ForwardItem>& items) override { return forward_groups({items}); }
+  int64_t kv_groups() const override { return kv_groups_; }
+  std::vector<float> forward_groups(const std::vector<std::vector<ForwardItem>>& by_group) override {
+    if (static_cast<int64_t>(by_group.size()) != kv_groups_)
+      throw std::invalid_argument(fmt::format("a pass for {} KV-parallel groups on a runner of {}", by_group.size(), kv_groups_));
+    send(StepPlan::of(by_group));
+    return CpuRunner::forward(by_group.front());  // the controller is in group 0
   }
-  void keep_alive() override { send(StepPlan{StepPlan::Kind::kKeepAlive, {}}); }
+  void keep_alive() override { send(StepPlan{StepPlan::Kind::kKeepAlive, 1, {}}); }
 
  private:
   void send(const StepPlan& p) {
     std::vector<std::byte> bytes = p.encode();
-    tp_.broadcast_bytes(bytes, 0);
+    world_.broadcast_bytes(bytes, 0);
   }
-  dist::ProcessGroup& tp_;
+  dist::ProcessGroup& world_;
+  int64_t kv_groups_;
 };
 
 class CudaRunner final : public ModelRunner {
@@ -66,39 +71,60 @@ std::unique_ptr<ModelRunner> cpu_runner(const LlamaModel& model, int64_t num_kv_
   return std::make_unique<CpuRunner>(model, num_kv_blocks, block_size);
 }
 
-std::unique_ptr<ModelRunner> tensor_parallel_runner(const LlamaModel& shard, dist::ProcessGroup& tp, int64_t num_kv_blocks,
-                                                    int64_t block_size) {
-  if (tp.rank() != 0) throw std::logic_error("the tensor-parallel controller is rank 0");
-  return std::make_unique<TensorParallelRunner>(shard, tp, num_kv_blocks, block_size);
+std::vector<float> ModelRunner::forward_groups(const std::vector<std::vector<ForwardItem>>& by_group) {
+  if (by_group.size() != 1) throw std::invalid_argument("this runner has no KV-parallel groups");
+  return forward(by_group.front());
 }
 
-void serve_tensor_parallel_worker(const LlamaModel& shard, dist::ProcessGroup& tp, int64_t num_kv_blocks, int64_t block_size) {
+std::unique_ptr<ModelRunner> tensor_parallel_runner(const LlamaModel& shard, dist::ProcessGroup& world, int64_t num_kv_blocks,
+                                                    int64_t block_size, int64_t kv_groups) {
+  if (world.rank() != 0) throw std::logic_error("the tensor-parallel controller is rank 0");
+  if (kv_groups < 1 || world.size() % kv_groups)
+    throw std::invalid_argument(fmt::format("{} ranks do not form {} KV-parallel groups", world.size(), kv_groups));
+  return std::make_unique<TensorParallelRunner>(shard, world, num_kv_blocks, block_size, kv_groups);
+}
+
+void serve_tensor_parallel_worker(const LlamaModel& shard, dist::ProcessGroup& world, int64_t num_kv_blocks, int64_t block_size,
+                                  int64_t kv_groups) {
+  const int64_t group = world.rank() / (world.size() / kv_groups);  // rank = group · TP + tp
   KvCache cache = shard.make_kv_cache(num_kv_blocks, block_size);
   for (;;) {
     std::vector<std::byte> bytes;
-    tp.broadcast_bytes(bytes, 0);
+    world.broadcast_bytes(bytes, 0);
     const StepPlan plan = StepPlan::decode(bytes);
     if (plan.kind == StepPlan::Kind::kStop) return;
-    if (plan.kind == StepPlan::Kind::kForward) shard.forward(plan.forward_items(), cache);
+    if (plan.kind != StepPlan::Kind::kForward) continue;
+    if (static_cast<int64_t>(plan.groups) != kv_groups)
+      throw std::runtime_error(fmt::format("a step plan for {} KV-parallel groups reached a worker of {}", plan.groups, kv_groups));
+    shard.forward(plan.forward_items(group), cache);
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-// StepPlan's wire format: kind (u8), item count (u32), then per item seq_id (u64), start
-// position (i64), token count (u32) and tokens (i32), block count (u32) and block ids (i32);
-// native byte order (the ranks of one launch share an architecture).
+// StepPlan's wire format: kind (u8), group count (u32), item count (u32), then per item seq_id
+// (u64), start position (i64), token count (u32) and tokens (i32), block count (u32) and block
+// ids (i32), the KV slice's first position (i64), cached tokens (i64) and whether it appends
+// (u8); native byte order (the ranks of one launch share an architecture).
 
-StepPlan StepPlan::of(const std::vector<ForwardItem>& items) {
+StepPlan StepPlan::of(const std::vector<ForwardItem>& items) { return of(std::vector<std::vector<ForwardItem>>{items}); }
+
+StepPlan StepPlan::of(const std::vector<std::vector<ForwardItem>>& by_group) {
   StepPlan p;
-  for (size_t i = 0; i < items.size(); ++i)
-    p.items.push_back({i, items[i].start_position, {items[i].tokens.begin(), items[i].tokens.end()},
-                       items[i].block_table ? *items[i].block_table : std::vector<int32_t>{}});
+  p.groups = static_cast<uint32_t>(by_group.size());
+  for (const auto& items : by_group)
+    for (size_t i = 0; i < items.size(); ++i)
+      p.items.push_back({i, items[i].start_position, {items[i].tokens.begin(), items[i].tokens.end()},
+                         items[i].block_table ? *items[i].block_table : std::vector<int32_t>{}, items[i].kv});
   return p;
 }
 
-std::vector<ForwardItem> StepPlan::forward_items() const {
+std::vector<ForwardItem> StepPlan::forward_items(int64_t group) const {
+  const size_t per_group = items.size() / std::max<uint32_t>(groups, 1);
   std::vector<ForwardItem> out;
-  for (const Item& it : items) out.push_back({std::span<const int32_t>(it.tokens), it.start_position, &it.block_table});
+  for (size_t i = 0; i < per_group; ++i) {
+    const Item& it = items[static_cast<size_t>(group) * per_group + i];
+    out.emplace_back(std::span<const int32_t>(it.tokens), it.start_position, &it.block_table, it.kv);
+  }
   return out;
 }
 
@@ -114,12 +140,16 @@ std::vector<std::byte> StepPlan::encode() const {
     out.insert(out.end(), b, b + v.size() * sizeof(int32_t));
   };
   put(static_cast<uint8_t>(kind));
+  put(groups);
   put(static_cast<uint32_t>(items.size()));
   for (const Item& it : items) {
     put(it.seq_id);
     put(it.start_position);
     put_ids(it.tokens);
     put_ids(it.block_table);
+    put(it.kv.first_position);
+    put(it.kv.cached);
+    put(static_cast<uint8_t>(it.kv.appends));
   }
   return out;
 }
@@ -145,13 +175,20 @@ StepPlan StepPlan::decode(std::span<const std::byte> bytes) {
   get(kind);
   if (kind < 1 || kind > 3) throw std::runtime_error(fmt::format("step plan of unknown kind {}", kind));
   p.kind = static_cast<Kind>(kind);
+  get(p.groups);
   get(n);
+  if (p.groups < 1 || n % p.groups) throw std::runtime_error(fmt::format("step plan of {} items over {} groups", n, p.groups));
   for (uint32_t i = 0; i < n; ++i) {
     Item it;
+    uint8_t appends = 0;
     get(it.seq_id);
     get(it.start_position);
     get_ids(it.tokens);
     get_ids(it.block_table);
+    get(it.kv.first_position);
+    get(it.kv.cached);
+    get(appends);
+    it.kv.appends = appends != 0;
     p.items.push_back(std::move(it));
   }
   if (at != bytes.size()) throw std::runtime_error(fmt::format("step plan has {} bytes past its end", bytes.size() - at));
@@ -175,8 +212,9 @@ Engine::Engine(std::unique_ptr<ModelRunner> runner, const SchedulerConfig& sched
       metrics_(metrics) {
   if (scheduler.pipeline_stages != 1)
     throw std::invalid_argument("the CPU engine runs one pipeline stage (deployment.pipeline_parallel=1)");
-  if (scheduler.kv_parallel != 1)
-    throw std::invalid_argument("the engine holds one KV cache (deployment.kv_parallel=1)");
+  if (scheduler.kv_parallel != runner_->kv_groups())
+    throw std::invalid_argument(fmt::format("the scheduler's {} KV-parallel groups on a runner of {}", scheduler.kv_parallel,
+                                            runner_->kv_groups()));
 }
 
 std::string unservable(const Request& r, const std::vector<int32_t>& prompt, const LlamaConfig& c) {
@@ -267,15 +305,37 @@ EngineResult Engine::run(const std::function<bool()>& should_stop) {
 bool Engine::iterate(double now, StepEvents& ev) {
   Batch b = scheduler_->schedule(now);
   if (b.empty()) return false;
-  std::vector<ForwardItem> items;
+  const KvGroups& kv = scheduler_->kv();
+  std::vector<std::vector<ForwardItem>> by_group(static_cast<size_t>(kv.num_groups()));
   for (const auto& it : b.items) {
     const std::vector<int32_t>& toks = tokens_.at(it.seq_id);
     // A prefill item covers prompt positions [context, context + n) of this attempt's prompt
     // (original prompt + outputs before a recompute); a decode feeds back the last token.
-    items.push_back({std::span<const int32_t>(toks.data() + it.context, static_cast<size_t>(it.num_tokens)), it.context,
-                     &scheduler_->kv().table(it.seq_id)});
+    const std::span<const int32_t> new_tokens(toks.data() + it.context, static_cast<size_t>(it.num_tokens));
+    if (kv.num_groups() == 1) {
+      by_group[0].emplace_back(new_tokens, it.context, &kv.table(it.seq_id));
+      continue;
+    }
+    // KV parallelism: the i-th group holding the sequence has tokens [i·M, (i + 1)·M), the last
+    // all from (n − 1)·M; the new tokens go to the one holding their position (a prompt chunk
+    // never crosses a boundary; decodes go to the last). Other groups see no KV of it.
+    static const std::vector<int32_t> kNoBlocks;
+    const std::vector<int32_t>& held = kv.groups(it.seq_id);
+    const auto n = static_cast<int64_t>(held.size());
+    const int64_t m = kv.tokens_per_group(), filling = std::min(it.context / m, n - 1);
+    for (int64_t g = 0; g < kv.num_groups(); ++g) {
+      const auto at = std::find(held.begin(), held.end(), static_cast<int32_t>(g));
+      if (at == held.end()) {
+        by_group[static_cast<size_t>(g)].emplace_back(new_tokens, it.context, &kNoBlocks, KvSlice{0, 0, false});
+        continue;
+      }
+      const int64_t i = at - held.begin(), first = i * m;
+      const int64_t cached = std::clamp<int64_t>(it.context - first, 0, i + 1 < n ? m : it.context);
+      by_group[static_cast<size_t>(g)].emplace_back(new_tokens, it.context, &kv.group(g).table(it.seq_id),
+                                                    KvSlice{first, cached, i == filling});
+    }
   }
-  std::vector<float> logits = runner_->forward(items);
+  std::vector<float> logits = runner_->forward_groups(by_group);
   // Sample before the step is stamped: a token exists once it is sampled, so TTFT and TBT
   // include sampling. An item emits when it reaches the end of its sequence's tokens (a
   // decode, or a prompt's last chunk); a non-final chunk's sample is discarded (§2.2).

@@ -29,6 +29,10 @@ class ModelRunner {
   virtual ~ModelRunner() = default;
   virtual const LlamaConfig& config() const = 0;
   virtual std::vector<float> forward(const std::vector<ForwardItem>& items) = 0;
+  // KV parallelism: the KV-parallel groups the runner spans, and a pass given as each group's
+  // view of the batch (ForwardItem::kv; group 0's is this rank's). One group: forward().
+  virtual int64_t kv_groups() const { return 1; }
+  virtual std::vector<float> forward_groups(const std::vector<std::vector<ForwardItem>>& by_group);
   // Called while the engine waits for arrivals, at least every kKeepAliveS: a runner with
   // workers tells them it is alive, so that their wait for the next step can time out on a
   // controller that died.
@@ -36,22 +40,26 @@ class ModelRunner {
   static constexpr double kKeepAliveS = 1.0;
 };
 
-// One forward pass as a value: what the controller (tensor-parallel rank 0, which schedules,
-// samples and writes results) sends to its workers, which run the same pass on their shards, as
-// vLLM's driver worker broadcasts its model input. Sampling stays on the controller, which
-// receives the gathered logits, so the plan carries no sampling parameters.
+// One forward pass as a value: what the controller (rank 0, which schedules, samples and writes
+// results) sends to its workers, which run the same pass on their shards, as vLLM's driver worker
+// broadcasts its model input. Sampling stays on the controller, which receives the gathered
+// logits, so the plan carries no sampling parameters. Under KV parallelism it holds every
+// group's view of the batch, group after group.
 struct StepPlan {
   enum class Kind : uint8_t { kForward = 1, kKeepAlive = 2, kStop = 3 };
   struct Item {
     uint64_t seq_id = 0;
     int64_t start_position = 0;
     std::vector<int32_t> tokens, block_table;
+    KvSlice kv;
   };
   Kind kind = Kind::kForward;
-  std::vector<Item> items;
+  uint32_t groups = 1;
+  std::vector<Item> items;  // groups × the batch's items
 
   static StepPlan of(const std::vector<ForwardItem>& items);  // seq ids 0, 1, … (the pass needs none)
-  std::vector<ForwardItem> forward_items() const;             // views into this plan
+  static StepPlan of(const std::vector<std::vector<ForwardItem>>& by_group);
+  std::vector<ForwardItem> forward_items(int64_t group = 0) const;  // views into this plan
   std::vector<std::byte> encode() const;
   static StepPlan decode(std::span<const std::byte> bytes);   // throws std::runtime_error if malformed
 };
@@ -59,13 +67,16 @@ struct StepPlan {
 // The CPU reference with a paged KV cache of `num_kv_blocks` (for a tensor-parallel shard, its
 // own KV heads).
 std::unique_ptr<ModelRunner> cpu_runner(const LlamaModel& model, int64_t num_kv_blocks, int64_t block_size);
-// The controller's runner for a model sharded over `shard`'s tensor-parallel group (rank 0):
-// each pass is broadcast to the workers, then run here; destroying it tells them to stop.
-std::unique_ptr<ModelRunner> tensor_parallel_runner(const LlamaModel& shard, dist::ProcessGroup& tp, int64_t num_kv_blocks,
-                                                    int64_t block_size);
-// What ranks ≥ 1 of the group run: each pass the controller sends, on their shard, until it says
-// stop. A controller silent past the group's timeout is a CollectiveError naming it.
-void serve_tensor_parallel_worker(const LlamaModel& shard, dist::ProcessGroup& tp, int64_t num_kv_blocks, int64_t block_size);
+// The controller's runner (rank 0 of `world`) for a model over `world`'s ranks: TP × `kv_groups`
+// ranks, rank = group · TP + tp (Vajra's order), `shard` loaded with the TP and KVP sub-groups.
+// Each pass is broadcast to the workers, then run here; destroying it tells them to stop.
+std::unique_ptr<ModelRunner> tensor_parallel_runner(const LlamaModel& shard, dist::ProcessGroup& world, int64_t num_kv_blocks,
+                                                    int64_t block_size, int64_t kv_groups = 1);
+// What ranks ≥ 1 of `world` run: each pass the controller sends, their KV-parallel group's view of
+// it on their shard, until it says stop. A controller silent past the group's timeout is a
+// CollectiveError naming it.
+void serve_tensor_parallel_worker(const LlamaModel& shard, dist::ProcessGroup& world, int64_t num_kv_blocks,
+                                  int64_t block_size, int64_t kv_groups = 1);
 // The CUDA backend (throws where no GPU is visible or the build has no CUDA).
 std::unique_ptr<ModelRunner> cuda_runner(const LlamaModel& model, int64_t num_kv_blocks, int64_t block_size);
 

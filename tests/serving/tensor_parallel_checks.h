@@ -53,12 +53,16 @@ inline void forward_matches_the_whole_model(dist::ProcessGroup& g, const std::fi
   }
 }
 
-inline EngineResult serve(std::unique_ptr<ModelRunner> runner) {
+// 8 requests of 5–64 prompt and 3–32 output tokens through the engine (under KV parallelism
+// `kv_groups` groups of 32 tokens of each sequence).
+inline EngineResult serve(std::unique_ptr<ModelRunner> runner, int64_t kv_groups = 1) {
   SchedulerConfig s;
   s.type = "sarathi";
   s.chunk_size = 32;
   s.max_model_len = 512;
   s.max_num_seqs = 8;
+  s.kv_parallel = kv_groups;
+  s.max_tokens_per_kvp_group = 32;
   Engine e(std::move(runner), s, 120, SamplingParams{}, 7, nullptr);
   runtime::RngStream rng(5, 0);
   for (uint64_t i = 0; i < 8; ++i) {
@@ -134,6 +138,22 @@ inline void kv_parallel_forward_matches_the_whole_model(dist::ProcessGroup& worl
     for (size_t i = 0; i < got.size() / 97; ++i)
       EXPECT_EQ(argmax(got.data() + i * 97, 97), argmax(want.data() + i * 97, 97)) << "pass " << p << " item " << i;
   }
+}
+
+// The engine over TP × 2 KV-parallel groups (rank 0 the controller) serves the greedy tokens one
+// process does: prompts span both groups, decodes grow the last.
+inline void kv_parallel_engine_serves_the_same_greedy_tokens(dist::ProcessGroup& world, const std::filesystem::path& dir) {
+  constexpr int kvp = 2;
+  const int tp = world.size() / kvp;
+  auto tp_group = world.split(world.rank() / tp, "tensor_parallel");
+  auto kvp_group = world.split(world.rank() % tp, "kv_parallel");
+  auto shard = LlamaModel::load(dir, tp_group.get(), kvp_group.get());
+  if (world.rank() != 0) return serve_tensor_parallel_worker(*shard, world, 120, 16, kvp);
+  EngineResult got = serve(tensor_parallel_runner(*shard, world, 120, 16, kvp), kvp);
+  auto whole = LlamaModel::load(dir);
+  EngineResult want = serve(cpu_runner(*whole, 120, 16));
+  ASSERT_EQ(got.outputs.size(), 8u);
+  EXPECT_EQ(got.outputs, want.outputs);
 }
 
 }  // namespace xp::serving::tp_checks

@@ -26,6 +26,11 @@ TEST_P(TensorParallel, KvParallelForwardMatchesTheWholeModel) {
                     [&](dist::ProcessGroup& g) { tp_checks::kv_parallel_forward_matches_the_whole_model(g, dir_.path()); });
 }
 
+TEST_P(TensorParallel, KvParallelEngineServesTheSameGreedyTokens) {
+  dist::run_threads(GetParam(), dist::Seconds(30),
+                    [&](dist::ProcessGroup& g) { tp_checks::kv_parallel_engine_serves_the_same_greedy_tokens(g, dir_.path()); });
+}
+
 TEST_P(TensorParallel, EngineServesTheSameGreedyTokens) {
   dist::run_threads(GetParam(), dist::Seconds(30),
                     [&](dist::ProcessGroup& g) { tp_checks::engine_serves_the_same_greedy_tokens(g, dir_.path()); });
@@ -107,6 +112,22 @@ TEST(StepPlan, RoundTripsThroughItsBytes) {
   std::vector<ForwardItem> items = q.forward_items();
   EXPECT_EQ(items[0].tokens.size(), 3u);
   EXPECT_EQ(*items[0].block_table, ta);
+}
+
+TEST(StepPlan, CarriesEachKvParallelGroupsViewOfTheBatch) {
+  std::vector<int32_t> a = {5, 6}, t0 = {1, 2}, t1 = {7}, none;
+  StepPlan p = StepPlan::decode(StepPlan::of(std::vector<std::vector<ForwardItem>>{
+                                                 {{std::span<const int32_t>(a), 40, &t0, KvSlice{0, 32, false}}},
+                                                 {{std::span<const int32_t>(a), 40, &t1, KvSlice{32, 8, true}}}})
+                                    .encode());
+  EXPECT_EQ(p.groups, 2u);
+  std::vector<ForwardItem> g1 = p.forward_items(1);
+  ASSERT_EQ(g1.size(), 1u);
+  EXPECT_EQ(*g1[0].block_table, t1);
+  EXPECT_EQ(g1[0].kv.first_position, 32);
+  EXPECT_EQ(g1[0].kv.cached, 8);
+  EXPECT_TRUE(g1[0].kv.appends);
+  EXPECT_FALSE(p.forward_items(0)[0].kv.appends);
 }
 
 TEST(StepPlan, MalformedBytesAreRefusedNotRead) {

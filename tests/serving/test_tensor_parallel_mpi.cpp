@@ -24,6 +24,10 @@ TEST_F(TensorParallelMpi, ForwardMatchesTheWholeModel) { tp_checks::forward_matc
 TEST_F(TensorParallelMpi, KvParallelForwardMatchesTheWholeModel) {
   tp_checks::kv_parallel_forward_matches_the_whole_model(world(), dir_.path());
 }
+TEST_F(TensorParallelMpi, KvParallelEngineServesTheSameGreedyTokens) {
+  tp_checks::kv_parallel_engine_serves_the_same_greedy_tokens(world(), dir_.path());
+  world().barrier();
+}
 TEST_F(TensorParallelMpi, EngineServesTheSameGreedyTokens) {
   tp_checks::engine_serves_the_same_greedy_tokens(world(), dir_.path());
   world().barrier();
