@@ -14,6 +14,7 @@
 #include "core/dist/launch.h"
 #include "core/dist/thread_group.h"
 #include "core/runtime/logging.h"
+#include "experiments/serving_setup.h"
 #include "serving/engine/engine.h"
 #include "serving/model/llama_cuda.h"
 #include "serving/model/safetensors.h"
@@ -91,11 +92,14 @@ PromptSet read_prompts(const fs::path& file) {
   return out;
 }
 
-// deployment: how the model is laid over ranks. tensor_parallel ranks are threads of this process,
-// or the ranks of an mpirun/srun launch (which must number the same).
+// deployment: how the model is laid over ranks, TP × KVP of them (rank = kvp · TP + tp): threads
+// of this process, or the ranks of an mpirun/srun launch (which must number the same).
 struct Deployment {
   int64_t tensor_parallel = 1;
+  int64_t kv_parallel = 1;                        // Mnemosyne's KVP: groups holding slices of each sequence's KV
+  int64_t max_num_tokens_per_kvp_group = 1 << 20;  // the slice
   double collective_timeout_s = 60;
+  int ranks() const { return static_cast<int>(tensor_parallel * kv_parallel); }
 };
 
 // OpenMP threads for each of `ranks` sharing this machine's cores (unless OMP_NUM_THREADS says).
@@ -114,11 +118,15 @@ class EngineServe final : public Experiment {
       throw config::ConfigError("device=cuda, but no CUDA device is visible", {}, "device", "use device=cpu on this machine");
     const int tp = static_cast<int>(dep_.tensor_parallel);
     const dist::LaunchInfo launch = dist::detect_launch();
-    if (launch.size > 1 && launch.size != tp)
-      throw config::ConfigError(fmt::format("{} started {} ranks, but deployment.tensor_parallel is {}", launch.launcher,
-                                            launch.size, tp),
-                                {}, "deployment.tensor_parallel", fmt::format("set deployment.tensor_parallel={}", launch.size));
+    if (launch.size > 1 && launch.size != dep_.ranks())
+      throw config::ConfigError(fmt::format("{} started {} ranks, but deployment.tensor_parallel × kv_parallel is {}",
+                                            launch.launcher, launch.size, dep_.ranks()),
+                                {}, "deployment.tensor_parallel",
+                                fmt::format("set deployment.tensor_parallel × deployment.kv_parallel = {}", launch.size));
     config_ = LlamaConfig::from_json_file(model_dir_ / "config.json");
+    if (dep_.ranks() > 1 && device_ == "cuda")
+      throw config::ConfigError("the CUDA engine runs on one GPU (its tensor and KV parallelism over NCCL are not built yet)",
+                                {}, "deployment.tensor_parallel", "use device=cpu, or tensor_parallel=1 and kv_parallel=1");
     if (tp > 1) {
       if (device_ == "cuda")
         throw config::ConfigError("the CUDA engine runs on one GPU (its tensor parallelism over NCCL is not built yet)", {},
@@ -135,10 +143,10 @@ class EngineServe final : public Experiment {
     if (launch.size > 1) {
       omp_set_num_threads(threads_per_rank(launch.local_size));
       dist::ProcessGroup* world = dist::launched_world();
-      tp_group_ = world->split(0, "tensor_parallel", dist::Seconds(dep_.collective_timeout_s));
-      model_ = LlamaModel::load(model_dir_, tp_group_.get());
+      groups_ = split(*world);
+      model_ = LlamaModel::load(model_dir_, groups_.tp.get(), groups_.kvp.get());
       world->barrier();  // under the world's start-up timeout: ranks load at their own pace
-    } else if (tp == 1) {
+    } else if (dep_.ranks() == 1) {
       model_ = LlamaModel::load(model_dir_);
     } else {
       SafetensorsCheckpoint::open(model_dir_);
@@ -158,21 +166,25 @@ class EngineServe final : public Experiment {
   }
 
   bool runs_across_processes() const override { return true; }
-  void run_worker() override { serve_tensor_parallel_worker(*model_, *tp_group_, kv_blocks_, sched_.block_size); }
+  void run_worker() override {
+    serve_tensor_parallel_worker(*model_, *dist::launched_world(), kv_blocks_, sched_.block_size, dep_.kv_parallel);
+  }
 
   jobs::RunOutcome run(jobs::RunContext& ctx) override {
-    if (tp_group_) return serve(ctx, tensor_parallel_runner(*model_, *tp_group_, kv_blocks_, sched_.block_size));
-    if (dep_.tensor_parallel == 1)
+    if (groups_.tp)
+      return serve(ctx, tensor_parallel_runner(*model_, *dist::launched_world(), kv_blocks_, sched_.block_size, dep_.kv_parallel));
+    if (dep_.ranks() == 1)
       return serve(ctx, device_ == "cuda" ? cuda_runner(*model_, kv_blocks_, sched_.block_size)
                                           : cpu_runner(*model_, kv_blocks_, sched_.block_size));
-    // Tensor parallelism over threads of this process: rank 0 (this thread) serves, the others work.
-    const int tp = static_cast<int>(dep_.tensor_parallel), threads = threads_per_rank(tp), before = omp_get_max_threads();
+    // Ranks as threads of this process: rank 0 (this thread) serves, the others work.
+    const int ranks = dep_.ranks(), threads = threads_per_rank(ranks), before = omp_get_max_threads();
     jobs::RunOutcome outcome = jobs::RunOutcome::kDone;
-    dist::run_threads(tp, dist::Seconds(dep_.collective_timeout_s), [&](dist::ProcessGroup& g) {
+    dist::run_threads(ranks, dist::Seconds(dep_.collective_timeout_s), [&](dist::ProcessGroup& g) {
       omp_set_num_threads(threads);  // per thread: each rank's OpenMP team
-      auto shard = LlamaModel::load(model_dir_, &g);
-      if (g.rank() == 0) outcome = serve(ctx, tensor_parallel_runner(*shard, g, kv_blocks_, sched_.block_size));
-      else serve_tensor_parallel_worker(*shard, g, kv_blocks_, sched_.block_size);
+      Groups mine = split(g);
+      auto shard = LlamaModel::load(model_dir_, mine.tp.get(), mine.kvp.get());
+      if (g.rank() == 0) outcome = serve(ctx, tensor_parallel_runner(*shard, g, kv_blocks_, sched_.block_size, dep_.kv_parallel));
+      else serve_tensor_parallel_worker(*shard, g, kv_blocks_, sched_.block_size, dep_.kv_parallel);
     });
     omp_set_num_threads(before);
     return outcome;
@@ -180,7 +192,9 @@ class EngineServe final : public Experiment {
 
   void report(const jobs::RunContext&) const override {
     fmt::print("engine ({} on {}{}, scheduler {}): {} requests in {:.2f} s\n", model_dir_.filename().string(), device_,
-               dep_.tensor_parallel > 1 ? fmt::format(" × {} (tensor parallel)", dep_.tensor_parallel) : "", sched_.type,
+               (dep_.tensor_parallel > 1 ? fmt::format(" × {} (tensor parallel)", dep_.tensor_parallel) : "") +
+                   (dep_.kv_parallel > 1 ? fmt::format(" × {} (KV parallel)", dep_.kv_parallel) : ""),
+               sched_.type,
                prompts_.requests.size(), summary_.get("wall_s"));
     for (const char* k :
          {"p50_ttft_s", "p99_ttft_s", "p50_tbt_s", "p99_tbt_s", "throughput_tok_s", "fluidity_index", "preemptions", "rejected"})
@@ -215,6 +229,7 @@ class EngineServe final : public Experiment {
     summary_.values.emplace_back("wall_s", r.wall_s);
     summary_.values.emplace_back("rejected", static_cast<double>(r.rejected.size()));
     summary_.values.emplace_back("tensor_parallel", static_cast<double>(dep_.tensor_parallel));
+    summary_.values.emplace_back("kv_parallel", static_cast<double>(dep_.kv_parallel));
     ServingMetrics::write_summary(ctx, summary_, "");
     metrics.write_cdf();
     return jobs::RunOutcome::kDone;
@@ -230,7 +245,16 @@ class EngineServe final : public Experiment {
   Deployment dep_;
   std::set<int32_t> stop_ids_;  // empty: ignore_eos, every request runs to its max_tokens
   LlamaConfig config_;
-  std::unique_ptr<dist::ProcessGroup> tp_group_;  // ranks of an mpirun/srun launch
+  // The TP and KVP sub-groups of `world` (rank = kvp · TP + tp).
+  struct Groups {
+    std::unique_ptr<dist::ProcessGroup> tp, kvp;
+  };
+  Groups split(dist::ProcessGroup& world) const {
+    const int tp = static_cast<int>(dep_.tensor_parallel);
+    const dist::Seconds timeout(dep_.collective_timeout_s);
+    return {world.split(world.rank() / tp, "tensor_parallel", timeout), world.split(world.rank() % tp, "kv_parallel", timeout)};
+  }
+  Groups groups_;  // ranks of an mpirun/srun launch
   std::unique_ptr<LlamaModel> model_;             // this process's model or shard (none when threads hold shards)
   ServingSummary summary_;
 };
@@ -279,6 +303,9 @@ std::unique_ptr<Experiment> make_engine_serve(const config::ConfigNode& job) {
   Deployment dep;
   auto d = top.section("deployment");
   d.get("tensor_parallel", dep.tensor_parallel, Range::between(1, 1024));
+  d.get("kv_parallel", dep.kv_parallel, Range::between(1, 1024));
+  d.get("max_num_tokens_per_kvp_group", dep.max_num_tokens_per_kvp_group, Range::between(1, int64_t{1} << 40));
+  set_kv_parallel(sched, dep.kv_parallel, dep.max_num_tokens_per_kvp_group, d, "scheduler");
   d.get("collective_timeout_s", dep.collective_timeout_s, Range::between(0.01, 86400));
   d.finish();
   PromptSet prompts;

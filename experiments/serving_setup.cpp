@@ -35,6 +35,24 @@ void check_tensor_parallel(const ModelSpec& m, int64_t tp, const config::ConfigR
       n ? n->loc() : config::SourceLoc{}, config::join_path(r.path(), key), fmt::format("choose one of: {}", fmt::join(fit, ", ")));
 }
 
+void set_kv_parallel(SchedulerConfig& s, int64_t groups, int64_t tokens_per_group, const config::ConfigReader& deployment,
+                     const std::string& scheduler_key) {
+  s.kv_parallel = groups;
+  s.max_tokens_per_kvp_group = tokens_per_group;
+  if (groups == 1) return;
+  auto loc = [&](const char* key) { return deployment.raw(key) ? deployment.raw(key)->loc() : config::SourceLoc{}; };
+  if (s.type != "sarathi")
+    throw config::ConfigError(fmt::format("KV parallelism needs prompts chunked at group boundaries, which the {} "
+                                          "scheduler does not do", s.type),
+                              loc("kv_parallel"), scheduler_key + ".type",
+                              "use scheduler=sarathi_serve (Mnemosyne's batching), or deployment.kv_parallel=1");
+  if (tokens_per_group % s.block_size != 0)
+    throw config::ConfigError(fmt::format("{} tokens per KV-parallel group is not a whole number of {}-token blocks",
+                                          tokens_per_group, s.block_size),
+                              loc("max_num_tokens_per_kvp_group"), "deployment.max_num_tokens_per_kvp_group",
+                              fmt::format("use a multiple of {}", s.block_size));
+}
+
 ServingSetup ServingSetup::parse(const config::ConfigReader& top) {
   ServingSetup c;
   std::string data_dir;
@@ -62,18 +80,7 @@ ServingSetup ServingSetup::parse(const config::ConfigReader& top) {
     s.max_model_len = c.model.max_model_len;
     s.pipeline_stages = c.layout.pipeline_parallel;
     s.sequence_pipeline_parallel = c.layout.sequence_pipeline_parallel;
-    s.kv_parallel = c.layout.kv_parallel;
-    s.max_tokens_per_kvp_group = c.layout.max_tokens_per_kvp_group;
-    if (s.kv_parallel > 1 && s.type != "sarathi")
-      throw config::ConfigError(fmt::format("KV parallelism needs prompts chunked at group boundaries, which the {} "
-                                            "scheduler does not do", s.type),
-                                d.raw("kv_parallel") ? d.raw("kv_parallel")->loc() : config::SourceLoc{}, where + ".type",
-                                "use scheduler=sarathi_serve (Mnemosyne's batching), or deployment.kv_parallel=1");
-    if (s.kv_parallel > 1 && s.max_tokens_per_kvp_group % s.block_size != 0)
-      throw config::ConfigError(fmt::format("{} tokens per KV-parallel group is not a whole number of {}-token blocks",
-                                            s.max_tokens_per_kvp_group, s.block_size),
-                                d.raw("max_num_tokens_per_kvp_group") ? d.raw("max_num_tokens_per_kvp_group")->loc() : config::SourceLoc{},
-                                "deployment.max_num_tokens_per_kvp_group", fmt::format("use a multiple of {}", s.block_size));
+    set_kv_parallel(s, c.layout.kv_parallel, c.layout.max_tokens_per_kvp_group, d, where);
     return s;
   };
   if (top.has("schedulers")) {

@@ -112,11 +112,26 @@ TEST_F(MpiLaunch, TwoAndFourRanksServeTheTokensOfOneProcess) {
   }
 }
 
+// Mnemosyne's KV parallelism: KVP 2 on 2 ranks, TP 2 × KVP 2 on 4; prompts of up to 256 tokens
+// span both groups of 128.
+TEST_F(MpiLaunch, KvParallelRanksServeTheTokensOfOneProcess) {
+  ASSERT_EQ(exp("run " + serve_args("one")).rc, 0);
+  for (int np : {2, 4}) {
+    const std::string run = fmt::format("kvp{}", np);
+    Ran r = launch(np, serve_args(run, fmt::format("deployment.tensor_parallel={} deployment.kv_parallel=2 "
+                                                   "deployment.max_num_tokens_per_kvp_group=128", np / 2)));
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_NE(r.out.find("× 2 (KV parallel)"), std::string::npos) << r.out;
+    EXPECT_EQ(tokens(run), tokens("one")) << np << " ranks";
+    EXPECT_TRUE(complete(dir_ / run / "results.h5"));
+  }
+}
+
 TEST_F(MpiLaunch, ALaunchOfAnotherSizeThanTheConfigIsRefusedBeforeAnythingRuns) {
   Ran r = launch(2, serve_args("bad"));  // tensor_parallel stays 1
   EXPECT_NE(r.rc, 0);
-  EXPECT_NE(r.err.find("mpirun started 2 ranks, but deployment.tensor_parallel is 1"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("set deployment.tensor_parallel=2"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("mpirun started 2 ranks, but deployment.tensor_parallel × kv_parallel is 1"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("set deployment.tensor_parallel × deployment.kv_parallel = 2"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir_ / "bad"));
 }
 
