@@ -96,10 +96,13 @@ PromptSet read_prompts(const fs::path& file) {
 // of this process, or the ranks of an mpirun/srun launch (which must number the same).
 struct Deployment {
   int64_t tensor_parallel = 1;
+  int64_t pipeline_parallel = 1;                  // stages, each a group of TP × KVP ranks
+  bool sequence_pipeline_parallel = false;        // Mnemosyne's SPP: a prompt's next chunk follows its last out of stage 0
   int64_t kv_parallel = 1;                        // Mnemosyne's KVP: groups holding slices of each sequence's KV
   int64_t max_num_tokens_per_kvp_group = 1 << 20;  // the slice
   double collective_timeout_s = 60;
-  int ranks() const { return static_cast<int>(tensor_parallel * kv_parallel); }
+  RankLayout layout() const { return {tensor_parallel, kv_parallel, pipeline_parallel}; }
+  int ranks() const { return static_cast<int>(layout().ranks()); }
 };
 
 // OpenMP threads for each of `ranks` sharing this machine's cores (unless OMP_NUM_THREADS says).
@@ -119,14 +122,19 @@ class EngineServe final : public Experiment {
     const int tp = static_cast<int>(dep_.tensor_parallel);
     const dist::LaunchInfo launch = dist::detect_launch();
     if (launch.size > 1 && launch.size != dep_.ranks())
-      throw config::ConfigError(fmt::format("{} started {} ranks, but deployment.tensor_parallel × kv_parallel is {}",
-                                            launch.launcher, launch.size, dep_.ranks()),
+      throw config::ConfigError(fmt::format("{} started {} ranks, but deployment.tensor_parallel × kv_parallel × "
+                                            "pipeline_parallel is {}", launch.launcher, launch.size, dep_.ranks()),
                                 {}, "deployment.tensor_parallel",
-                                fmt::format("set deployment.tensor_parallel × deployment.kv_parallel = {}", launch.size));
+                                fmt::format("set deployment.tensor_parallel × kv_parallel × pipeline_parallel = {}", launch.size));
     config_ = LlamaConfig::from_json_file(model_dir_ / "config.json");
     if (dep_.ranks() > 1 && device_ == "cuda")
-      throw config::ConfigError("the CUDA engine runs on one GPU (its tensor and KV parallelism over NCCL are not built yet)",
-                                {}, "deployment.tensor_parallel", "use device=cpu, or tensor_parallel=1 and kv_parallel=1");
+      throw config::ConfigError("the CUDA engine runs on one GPU (its model parallelism over NCCL is not built yet)", {},
+                                "deployment.tensor_parallel", "use device=cpu, or one rank (TP, KVP and PP 1)");
+    if (config_.num_hidden_layers % dep_.pipeline_parallel)
+      throw config::ConfigError(fmt::format("{}: {} layers do not split into {} pipeline stages",
+                                            (model_dir_ / "config.json").string(), config_.num_hidden_layers,
+                                            dep_.pipeline_parallel),
+                                {}, "deployment.pipeline_parallel", "choose a number of stages that divides the layers");
     if (tp > 1) {
       if (device_ == "cuda")
         throw config::ConfigError("the CUDA engine runs on one GPU (its tensor parallelism over NCCL is not built yet)", {},
@@ -143,8 +151,11 @@ class EngineServe final : public Experiment {
     if (launch.size > 1) {
       omp_set_num_threads(threads_per_rank(launch.local_size));
       dist::ProcessGroup* world = dist::launched_world();
-      groups_ = split(*world);
-      model_ = LlamaModel::load(model_dir_, groups_.tp.get(), groups_.kvp.get());
+      // The launch's ranks under the run's collective timeout (the launched world keeps its
+      // start-up one): a silent rank is named after collective_timeout_s.
+      world_ = world->split(0, "engine", dist::Seconds(dep_.collective_timeout_s));
+      groups_ = split(*world_);
+      model_ = load_part(world_->rank(), groups_);
       world->barrier();  // under the world's start-up timeout: ranks load at their own pace
     } else if (dep_.ranks() == 1) {
       model_ = LlamaModel::load(model_dir_);
@@ -167,12 +178,13 @@ class EngineServe final : public Experiment {
 
   bool runs_across_processes() const override { return true; }
   void run_worker() override {
-    serve_tensor_parallel_worker(*model_, *dist::launched_world(), kv_blocks_, sched_.block_size, dep_.kv_parallel);
+    serve_tensor_parallel_worker(*model_, *world_, kv_blocks_, sched_.block_size, dep_.layout(), groups_.stage.get());
   }
 
   jobs::RunOutcome run(jobs::RunContext& ctx) override {
-    if (groups_.tp)
-      return serve(ctx, tensor_parallel_runner(*model_, *dist::launched_world(), kv_blocks_, sched_.block_size, dep_.kv_parallel));
+    if (world_)
+      return serve(ctx, tensor_parallel_runner(*model_, *world_, kv_blocks_, sched_.block_size, dep_.layout(),
+                                               groups_.stage.get()));
     if (dep_.ranks() == 1)
       return serve(ctx, device_ == "cuda" ? cuda_runner(*model_, kv_blocks_, sched_.block_size)
                                           : cpu_runner(*model_, kv_blocks_, sched_.block_size));
@@ -181,10 +193,11 @@ class EngineServe final : public Experiment {
     jobs::RunOutcome outcome = jobs::RunOutcome::kDone;
     dist::run_threads(ranks, dist::Seconds(dep_.collective_timeout_s), [&](dist::ProcessGroup& g) {
       omp_set_num_threads(threads);  // per thread: each rank's OpenMP team
-      Groups mine = split(g);
-      auto shard = LlamaModel::load(model_dir_, mine.tp.get(), mine.kvp.get());
-      if (g.rank() == 0) outcome = serve(ctx, tensor_parallel_runner(*shard, g, kv_blocks_, sched_.block_size, dep_.kv_parallel));
-      else serve_tensor_parallel_worker(*shard, g, kv_blocks_, sched_.block_size, dep_.kv_parallel);
+      RankGroups mine = split(g);
+      auto part = load_part(g.rank(), mine);
+      if (g.rank() == 0)
+        outcome = serve(ctx, tensor_parallel_runner(*part, g, kv_blocks_, sched_.block_size, dep_.layout(), mine.stage.get()));
+      else serve_tensor_parallel_worker(*part, g, kv_blocks_, sched_.block_size, dep_.layout(), mine.stage.get());
     });
     omp_set_num_threads(before);
     return outcome;
@@ -193,7 +206,10 @@ class EngineServe final : public Experiment {
   void report(const jobs::RunContext&) const override {
     fmt::print("engine ({} on {}{}, scheduler {}): {} requests in {:.2f} s\n", model_dir_.filename().string(), device_,
                (dep_.tensor_parallel > 1 ? fmt::format(" × {} (tensor parallel)", dep_.tensor_parallel) : "") +
-                   (dep_.kv_parallel > 1 ? fmt::format(" × {} (KV parallel)", dep_.kv_parallel) : ""),
+                   (dep_.kv_parallel > 1 ? fmt::format(" × {} (KV parallel)", dep_.kv_parallel) : "") +
+                   (dep_.pipeline_parallel > 1 ? fmt::format(" × {} ({}pipeline stages)", dep_.pipeline_parallel,
+                                                             dep_.sequence_pipeline_parallel ? "sequence-" : "")
+                                               : ""),
                sched_.type,
                prompts_.requests.size(), summary_.get("wall_s"));
     for (const char* k :
@@ -230,6 +246,7 @@ class EngineServe final : public Experiment {
     summary_.values.emplace_back("rejected", static_cast<double>(r.rejected.size()));
     summary_.values.emplace_back("tensor_parallel", static_cast<double>(dep_.tensor_parallel));
     summary_.values.emplace_back("kv_parallel", static_cast<double>(dep_.kv_parallel));
+    summary_.values.emplace_back("pipeline_parallel", static_cast<double>(dep_.pipeline_parallel));
     ServingMetrics::write_summary(ctx, summary_, "");
     metrics.write_cdf();
     return jobs::RunOutcome::kDone;
@@ -245,16 +262,14 @@ class EngineServe final : public Experiment {
   Deployment dep_;
   std::set<int32_t> stop_ids_;  // empty: ignore_eos, every request runs to its max_tokens
   LlamaConfig config_;
-  // The TP and KVP sub-groups of `world` (rank = kvp · TP + tp).
-  struct Groups {
-    std::unique_ptr<dist::ProcessGroup> tp, kvp;
-  };
-  Groups split(dist::ProcessGroup& world) const {
-    const int tp = static_cast<int>(dep_.tensor_parallel);
-    const dist::Seconds timeout(dep_.collective_timeout_s);
-    return {world.split(world.rank() / tp, "tensor_parallel", timeout), world.split(world.rank() % tp, "kv_parallel", timeout)};
+  RankGroups split(dist::ProcessGroup& world) const {
+    return split_ranks(world, dep_.layout(), dist::Seconds(dep_.collective_timeout_s));
   }
-  Groups groups_;  // ranks of an mpirun/srun launch
+  std::unique_ptr<LlamaModel> load_part(int rank, const RankGroups& g) const {
+    return load_rank_part(model_dir_, rank, dep_.layout(), g);
+  }
+  std::unique_ptr<dist::ProcessGroup> world_;  // the ranks of an mpirun/srun launch
+  RankGroups groups_;                           // and this rank's groups among them
   std::unique_ptr<LlamaModel> model_;             // this process's model or shard (none when threads hold shards)
   ServingSummary summary_;
 };
@@ -303,9 +318,17 @@ std::unique_ptr<Experiment> make_engine_serve(const config::ConfigNode& job) {
   Deployment dep;
   auto d = top.section("deployment");
   d.get("tensor_parallel", dep.tensor_parallel, Range::between(1, 1024));
+  d.get("pipeline_parallel", dep.pipeline_parallel, Range::between(1, 1024));
+  d.get("sequence_pipeline_parallel", dep.sequence_pipeline_parallel);
   d.get("kv_parallel", dep.kv_parallel, Range::between(1, 1024));
   d.get("max_num_tokens_per_kvp_group", dep.max_num_tokens_per_kvp_group, Range::between(1, int64_t{1} << 40));
   set_kv_parallel(sched, dep.kv_parallel, dep.max_num_tokens_per_kvp_group, d, "scheduler");
+  if (dep.sequence_pipeline_parallel && dep.pipeline_parallel < 2)
+    throw config::ConfigError("sequence_pipeline_parallel pipelines a prompt's chunks across stages, but there is one stage",
+                              d.raw("sequence_pipeline_parallel") ? d.raw("sequence_pipeline_parallel")->loc() : config::SourceLoc{},
+                              "deployment.sequence_pipeline_parallel", "set deployment.pipeline_parallel to 2 or more");
+  sched.pipeline_stages = dep.pipeline_parallel;
+  sched.sequence_pipeline_parallel = dep.sequence_pipeline_parallel;
   d.get("collective_timeout_s", dep.collective_timeout_s, Range::between(0.01, 86400));
   d.finish();
   PromptSet prompts;

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <list>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -55,7 +57,16 @@ class MpiGroup final : public ProcessGroup {
   ~MpiGroup() override {
     int done = 0;
     MPI_Finalized(&done);
-    if (!done) MPI_Comm_free(&comm_);
+    if (done) return;
+    // Sends still in flight are given until their deadlines; one that never completes keeps its
+    // buffer (leaked: MPI may still read it) rather than end the process.
+    for (auto& p : posted_) {
+      int sent = 0;
+      while (MPI_Test(&p->req, &sent, MPI_STATUS_IGNORE) == MPI_SUCCESS && !sent && Clock::now() < p->deadline)
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      if (!sent) p.release();
+    }
+    MPI_Comm_free(&comm_);
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -89,16 +100,25 @@ class MpiGroup final : public ProcessGroup {
     wait_all("broadcast", p);
   }
 
+  // Buffered, as the thread backend's: the bytes are copied and the send completes in the
+  // background, so two ranks may send to each other before either receives (a pipeline's stages
+  // and its controller do). A send not received by its deadline breaks the group, naming the peer,
+  // at this group's next operation.
   void send_bytes(std::span<const std::byte> data, int peer) override {
     usable("send");
-    Pending p;
-    check(MPI_Isend(data.data(), static_cast<int>(data.size()), MPI_BYTE, peer, kTagPointToPoint, comm_, p.add(peer, false)),
+    reap("send");
+    auto p = std::make_unique<Posted>();
+    p->data.assign(data.begin(), data.end());
+    p->peer = peer;
+    p->deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(timeout_);
+    check(MPI_Isend(p->data.data(), static_cast<int>(p->data.size()), MPI_BYTE, peer, kTagPointToPoint, comm_, &p->req),
           "MPI_Isend");
-    wait_all("send", p);
+    posted_.push_back(std::move(p));
   }
 
   std::vector<std::byte> recv_bytes(int peer) override {
     usable("recv");
+    reap("recv");
     return receive("recv", peer, kTagPointToPoint);
   }
 
@@ -123,6 +143,35 @@ class MpiGroup final : public ProcessGroup {
       return &reqs.back();
     }
   };
+
+  // A buffered send in flight; its bytes live until MPI has sent them.
+  struct Posted {
+    std::vector<std::byte> data;
+    MPI_Request req = MPI_REQUEST_NULL;
+    int peer = 0;
+    Clock::time_point deadline;
+  };
+
+  // Drops the buffered sends that completed; one past its deadline breaks the group.
+  void reap(const char* op) {
+    for (auto it = posted_.begin(); it != posted_.end();) {
+      int sent = 0;
+      check(MPI_Test(&(*it)->req, &sent, MPI_STATUS_IGNORE), op);
+      if (sent) {
+        it = posted_.erase(it);
+        continue;
+      }
+      if (Clock::now() > (*it)->deadline) {
+        const int peer = (*it)->peer;
+        it->release();  // MPI may still read the buffer
+        posted_.erase(it);
+        broken_ = fmt::format("send timed out after {:g} s waiting for rank {}", timeout_.count(), peer);
+        throw CollectiveError(fmt::format("{} on {}: a send timed out after {:g} s waiting for rank {}", op, describe(*this),
+                                          timeout_.count(), peer));
+      }
+      ++it;
+    }
+  }
 
   // After a timeout the group is not used again: a late peer's messages could match the next
   // operation's. (exp run then ends every rank of the launch, naming the late one.)
@@ -204,6 +253,7 @@ class MpiGroup final : public ProcessGroup {
   Seconds timeout_;
   int rank_ = 0, size_ = 1;
   std::string broken_;  // why, once an operation timed out
+  std::list<std::unique_ptr<Posted>> posted_;  // buffered sends in flight, oldest first
 };
 
 }  // namespace

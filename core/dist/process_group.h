@@ -40,7 +40,9 @@ class ProcessGroup {
   virtual void all_gather_bytes(std::span<const std::byte> in, std::span<std::byte> out) = 0;
   // Root's `data` (any length) to every rank; other ranks' `data` is replaced.
   virtual void broadcast_bytes(std::vector<std::byte>& data, int root) = 0;
-  // Point to point, in order between each pair.
+  // Point to point, in order between each pair. The thread and MPI backends buffer a send (it
+  // returns before the peer receives, so two ranks may send to each other first); NCCL's waits
+  // for the peer's receive.
   virtual void send_bytes(std::span<const std::byte> data, int peer) = 0;
   virtual std::vector<std::byte> recv_bytes(int peer) = 0;
   // The ranks that passed the same `color`, as a group of their own, ranked in this group's

@@ -24,33 +24,88 @@ class CpuRunner : public ModelRunner {
   KvCache cache_;
 };
 
-class TensorParallelRunner final : public CpuRunner {
+// What a stage lead passes to the next stage: the plan's bytes (u64 length first), then the
+// hidden states (f32); to the controller from the last stage: the logits alone.
+std::vector<std::byte> pack(const std::vector<std::byte>& plan, const std::vector<float>& hidden) {
+  std::vector<std::byte> out(sizeof(uint64_t) + plan.size() + hidden.size() * sizeof(float));
+  const uint64_t n = plan.size();
+  std::memcpy(out.data(), &n, sizeof n);
+  std::memcpy(out.data() + sizeof n, plan.data(), plan.size());
+  std::memcpy(out.data() + sizeof n + plan.size(), hidden.data(), hidden.size() * sizeof(float));
+  return out;
+}
+
+std::pair<StepPlan, std::vector<float>> unpack(std::span<const std::byte> bytes) {
+  uint64_t n = 0;
+  if (bytes.size() < sizeof n) throw std::runtime_error("a stage message cut short");
+  std::memcpy(&n, bytes.data(), sizeof n);
+  if (bytes.size() - sizeof n < n || (bytes.size() - sizeof n - n) % sizeof(float))
+    throw std::runtime_error(fmt::format("a stage message of {} bytes with a {}-byte plan", bytes.size(), n));
+  std::vector<float> hidden((bytes.size() - sizeof n - n) / sizeof(float));
+  std::memcpy(hidden.data(), bytes.data() + sizeof n + n, hidden.size() * sizeof(float));
+  return {StepPlan::decode(bytes.subspan(sizeof n, n)), std::move(hidden)};
+}
+
+std::vector<float> as_floats(std::span<const std::byte> bytes) {
+  if (bytes.size() % sizeof(float)) throw std::runtime_error("logits of a partial float");
+  std::vector<float> out(bytes.size() / sizeof(float));
+  std::memcpy(out.data(), bytes.data(), bytes.size());
+  return out;
+}
+
+// The controller (rank 0): stage 0's lead, in KV-parallel group 0.
+class ModelParallelRunner final : public CpuRunner {
  public:
-  TensorParallelRunner(const LlamaModel& m, dist::ProcessGroup& world, int64_t blocks, int64_t block_size, int64_t kv_groups)
-      : CpuRunner(m, blocks, block_size), world_(world), kv_groups_(kv_groups) {}
-  ~TensorParallelRunner() override {
+  ModelParallelRunner(const LlamaModel& m, dist::ProcessGroup& world, dist::ProcessGroup& stage, RankLayout layout,
+                      int64_t blocks, int64_t block_size)
+      : CpuRunner(m, blocks, block_size), world_(world), stage_(stage), layout_(layout) {}
+  ~ModelParallelRunner() override {
     try {
-      send(StepPlan{StepPlan::Kind::kStop, 1, {}});
+      send_control(StepPlan::Kind::kStop);
     } catch (const std::exception&) {  // the workers are gone already; their own timeouts end them
     }
   }
   std::vector<float> forward(const std::vector<ForwardItem>& items) override { return forward_groups({items}); }
-  int64_t kv_groups() const override { return kv_groups_; }
+  int64_t kv_groups() const override { return layout_.kv_parallel; }
+  int64_t pipeline_stages() const override { return layout_.pipeline_stages; }
   std::vector<float> forward_groups(const std::vector<std::vector<ForwardItem>>& by_group) override {
-    if (static_cast<int64_t>(by_group.size()) != kv_groups_)
-      throw std::invalid_argument(fmt::format("a pass for {} KV-parallel groups on a runner of {}", by_group.size(), kv_groups_));
-    send(StepPlan::of(by_group));
-    return CpuRunner::forward(by_group.front());  // the controller is in group 0
+    if (layout_.pipeline_stages > 1) {
+      submit(by_group);
+      return wait_oldest();
+    }
+    return run_first_stage(by_group).second;
   }
-  void keep_alive() override { send(StepPlan{StepPlan::Kind::kKeepAlive, 1, {}}); }
+  void submit(const std::vector<std::vector<ForwardItem>>& by_group) override {
+    if (layout_.pipeline_stages == 1) return ModelRunner::submit(by_group);
+    auto [plan, hidden] = run_first_stage(by_group);
+    world_.send_bytes(pack(plan, hidden), static_cast<int>(layout_.stage_size()));
+  }
+  std::vector<float> wait_oldest() override {
+    if (layout_.pipeline_stages == 1) return ModelRunner::wait_oldest();
+    return as_floats(world_.recv_bytes(static_cast<int>((layout_.pipeline_stages - 1) * layout_.stage_size())));
+  }
+  void keep_alive() override { send_control(StepPlan::Kind::kKeepAlive); }
 
  private:
-  void send(const StepPlan& p) {
-    std::vector<std::byte> bytes = p.encode();
-    world_.broadcast_bytes(bytes, 0);
+  // Sends the pass to the first stage's workers and runs this rank's part: the plan's bytes, and
+  // the logits (one stage) or the hidden states for the next stage.
+  std::pair<std::vector<std::byte>, std::vector<float>> run_first_stage(const std::vector<std::vector<ForwardItem>>& by_group) {
+    if (static_cast<int64_t>(by_group.size()) != layout_.kv_parallel)
+      throw std::invalid_argument(fmt::format("a pass for {} KV-parallel groups on a runner of {}", by_group.size(),
+                                              layout_.kv_parallel));
+    std::vector<std::byte> plan = StepPlan::of(by_group).encode();
+    stage_.broadcast_bytes(plan, 0);
+    std::vector<float> out = CpuRunner::forward(by_group.front());  // the controller is in group 0
+    return {std::move(plan), std::move(out)};
+  }
+  void send_control(StepPlan::Kind kind) {
+    std::vector<std::byte> plan = StepPlan{kind, 1, {}}.encode();
+    stage_.broadcast_bytes(plan, 0);
+    if (layout_.pipeline_stages > 1) world_.send_bytes(pack(plan, {}), static_cast<int>(layout_.stage_size()));
   }
   dist::ProcessGroup& world_;
-  int64_t kv_groups_;
+  dist::ProcessGroup& stage_;
+  RankLayout layout_;
 };
 
 class CudaRunner final : public ModelRunner {
@@ -76,27 +131,71 @@ std::vector<float> ModelRunner::forward_groups(const std::vector<std::vector<For
   return forward(by_group.front());
 }
 
+void ModelRunner::submit(const std::vector<std::vector<ForwardItem>>& by_group) { done_.push_back(forward_groups(by_group)); }
+
+std::vector<float> ModelRunner::wait_oldest() {
+  if (done_.empty()) throw std::logic_error("wait_oldest with no pass in flight");
+  std::vector<float> out = std::move(done_.front());
+  done_.pop_front();
+  return out;
+}
+
+RankGroups split_ranks(dist::ProcessGroup& world, const RankLayout& l, dist::Seconds timeout) {
+  const int r = world.rank(), tp = static_cast<int>(l.tensor_parallel), stage = static_cast<int>(l.stage_of(r));
+  return {world.split(stage, "pipeline_stage", timeout),
+          world.split(r / tp, "tensor_parallel", timeout),  // same stage and KVP group
+          world.split(stage * tp + static_cast<int>(l.tp_rank_of(r)), "kv_parallel", timeout)};
+}
+
+std::unique_ptr<LlamaModel> load_rank_part(const std::filesystem::path& dir, int rank, const RankLayout& layout,
+                                           const RankGroups& groups) {
+  return LlamaModel::load(dir, groups.tp.get(), groups.kvp.get(), {layout.stage_of(rank), layout.pipeline_stages});
+}
+
+namespace {
+// The default layout (one rank) over a world of several: tensor parallelism over all of them.
+void check_layout(const dist::ProcessGroup& world, RankLayout& layout) {
+  if (layout.ranks() == 1) layout.tensor_parallel = world.size();
+  if (layout.ranks() != world.size())
+    throw std::invalid_argument(fmt::format("{} ranks cannot hold TP {} × KVP {} × {} pipeline stages", world.size(),
+                                            layout.tensor_parallel, layout.kv_parallel, layout.pipeline_stages));
+}
+}  // namespace
+
 std::unique_ptr<ModelRunner> tensor_parallel_runner(const LlamaModel& shard, dist::ProcessGroup& world, int64_t num_kv_blocks,
-                                                    int64_t block_size, int64_t kv_groups) {
-  if (world.rank() != 0) throw std::logic_error("the tensor-parallel controller is rank 0");
-  if (kv_groups < 1 || world.size() % kv_groups)
-    throw std::invalid_argument(fmt::format("{} ranks do not form {} KV-parallel groups", world.size(), kv_groups));
-  return std::make_unique<TensorParallelRunner>(shard, world, num_kv_blocks, block_size, kv_groups);
+                                                    int64_t block_size, RankLayout layout, dist::ProcessGroup* stage) {
+  if (world.rank() != 0) throw std::logic_error("the controller is rank 0");
+  check_layout(world, layout);
+  return std::make_unique<ModelParallelRunner>(shard, world, stage ? *stage : world, layout, num_kv_blocks, block_size);
 }
 
 void serve_tensor_parallel_worker(const LlamaModel& shard, dist::ProcessGroup& world, int64_t num_kv_blocks, int64_t block_size,
-                                  int64_t kv_groups) {
-  const int64_t group = world.rank() / (world.size() / kv_groups);  // rank = group · TP + tp
+                                  RankLayout layout, dist::ProcessGroup* stage_group) {
+  check_layout(world, layout);
+  dist::ProcessGroup& mine = stage_group ? *stage_group : world;
+  const int rank = world.rank(), size = static_cast<int>(layout.stage_size());
+  const int64_t stage = layout.stage_of(rank), group = layout.kv_group_of(rank);
+  const bool lead = mine.rank() == 0, last = stage == layout.pipeline_stages - 1;
   KvCache cache = shard.make_kv_cache(num_kv_blocks, block_size);
   for (;;) {
+    // Stage 0's workers get the controller's plan; a later stage's lead receives the plan with
+    // the previous stage's hidden states and shares them with its stage.
     std::vector<std::byte> bytes;
-    world.broadcast_bytes(bytes, 0);
-    const StepPlan plan = StepPlan::decode(bytes);
-    if (plan.kind == StepPlan::Kind::kStop) return;
-    if (plan.kind != StepPlan::Kind::kForward) continue;
-    if (static_cast<int64_t>(plan.groups) != kv_groups)
-      throw std::runtime_error(fmt::format("a step plan for {} KV-parallel groups reached a worker of {}", plan.groups, kv_groups));
-    shard.forward(plan.forward_items(group), cache);
+    if (stage > 0 && lead) bytes = world.recv_bytes(rank - size);
+    mine.broadcast_bytes(bytes, 0);
+    auto [plan, hidden] = stage == 0 ? std::pair{StepPlan::decode(bytes), std::vector<float>{}} : unpack(bytes);
+    if (plan.kind != StepPlan::Kind::kForward) {
+      if (lead && !last) world.send_bytes(stage == 0 ? pack(bytes, {}) : bytes, rank + size);  // on down the pipeline
+      if (plan.kind == StepPlan::Kind::kStop) return;
+      continue;
+    }
+    if (static_cast<int64_t>(plan.groups) != layout.kv_parallel)
+      throw std::runtime_error(fmt::format("a step plan for {} KV-parallel groups reached a worker of {}", plan.groups,
+                                           layout.kv_parallel));
+    std::vector<float> out = shard.forward(plan.forward_items(group), cache, hidden);
+    if (!lead) continue;
+    if (!last) world.send_bytes(pack(plan.encode(), out), rank + size);
+    else if (layout.pipeline_stages > 1) world.send_bytes(std::as_bytes(std::span<const float>(out)), 0);
   }
 }
 
@@ -210,8 +309,9 @@ Engine::Engine(std::unique_ptr<ModelRunner> runner, const SchedulerConfig& sched
       sampling_(sampling),
       seed_(seed),
       metrics_(metrics) {
-  if (scheduler.pipeline_stages != 1)
-    throw std::invalid_argument("the CPU engine runs one pipeline stage (deployment.pipeline_parallel=1)");
+  if (scheduler.pipeline_stages != runner_->pipeline_stages())
+    throw std::invalid_argument(fmt::format("the scheduler's {} pipeline stages on a runner of {}", scheduler.pipeline_stages,
+                                            runner_->pipeline_stages()));
   if (scheduler.kv_parallel != runner_->kv_groups())
     throw std::invalid_argument(fmt::format("the scheduler's {} KV-parallel groups on a runner of {}", scheduler.kv_parallel,
                                             runner_->kv_groups()));
@@ -296,6 +396,7 @@ EngineResult Engine::run(const std::function<bool()>& should_stop) {
     for (auto& [id, out] : ev.finished) result.outputs[id] = std::move(out);
   }
   result.iterations = iterations_;
+  result.most_in_flight = std::max<int64_t>(1, static_cast<int64_t>(most_in_flight_));
   result.preemptions = scheduler_->num_preemptions();
   result.rejected = rejected_;
   result.wall_s = now();
@@ -303,8 +404,29 @@ EngineResult Engine::run(const std::function<bool()>& should_stop) {
 }
 
 bool Engine::iterate(double now, StepEvents& ev) {
+  if (runner_->pipeline_stages() > 1) {
+    // Fill the pipeline (the scheduler stops at one batch per stage in flight); a batch out of the
+    // first stage may let a prompt send its next chunk (sequence pipelining).
+    for (Batch b = scheduler_->schedule(now); !b.empty(); b = scheduler_->schedule(this->now())) {
+      const double started = this->now();
+      runner_->submit(forward_views(b));
+      scheduler_->on_stage_completed(b, 0, this->now());
+      in_flight_.emplace_back(std::move(b), started);
+      most_in_flight_ = std::max(most_in_flight_, in_flight_.size());
+    }
+    if (in_flight_.empty()) return false;
+    auto [b, started] = std::move(in_flight_.front());
+    in_flight_.pop_front();
+    complete(b, runner_->wait_oldest(), started, ev);
+    return true;
+  }
   Batch b = scheduler_->schedule(now);
   if (b.empty()) return false;
+  complete(b, runner_->forward_groups(forward_views(b)), now, ev);
+  return true;
+}
+
+std::vector<std::vector<ForwardItem>> Engine::forward_views(const Batch& b) const {
   const KvGroups& kv = scheduler_->kv();
   std::vector<std::vector<ForwardItem>> by_group(static_cast<size_t>(kv.num_groups()));
   for (const auto& it : b.items) {
@@ -335,7 +457,10 @@ bool Engine::iterate(double now, StepEvents& ev) {
                                                     KvSlice{first, cached, i == filling});
     }
   }
-  std::vector<float> logits = runner_->forward_groups(by_group);
+  return by_group;
+}
+
+void Engine::complete(const Batch& b, const std::vector<float>& logits, double started, StepEvents& ev) {
   // Sample before the step is stamped: a token exists once it is sampled, so TTFT and TBT
   // include sampling. An item emits when it reaches the end of its sequence's tokens (a
   // decode, or a prompt's last chunk); a non-final chunk's sample is discarded (§2.2).
@@ -365,8 +490,7 @@ bool Engine::iterate(double now, StepEvents& ev) {
   if (metrics_)
     metrics_->on_batch(b, 0, b.scheduled_s, this->now(), scheduler_->kv().num_used(), scheduler_->kv().num_total());
   collect_finished(ev);
-  if (on_iteration_) on_iteration_(b, this->now() - now);
-  return true;
+  if (on_iteration_) on_iteration_(b, this->now() - started);
 }
 
 void Engine::collect_finished(StepEvents& ev) {

@@ -8,6 +8,7 @@
 // end-of-sequence ids instead). Single-threaded loop.
 #pragma once
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -33,11 +34,20 @@ class ModelRunner {
   // view of the batch (ForwardItem::kv; group 0's is this rank's). One group: forward().
   virtual int64_t kv_groups() const { return 1; }
   virtual std::vector<float> forward_groups(const std::vector<std::vector<ForwardItem>>& by_group);
+  // Pipeline stages (Mnemosyne's SPP): submit() runs the first stage of a pass and hands it on;
+  // wait_oldest() returns the logits of the oldest pass submitted and not yet returned. Up to
+  // pipeline_stages() passes are in flight. One stage: submit() runs the whole pass.
+  virtual int64_t pipeline_stages() const { return 1; }
+  virtual void submit(const std::vector<std::vector<ForwardItem>>& by_group);
+  virtual std::vector<float> wait_oldest();
   // Called while the engine waits for arrivals, at least every kKeepAliveS: a runner with
   // workers tells them it is alive, so that their wait for the next step can time out on a
   // controller that died.
   virtual void keep_alive() {}
   static constexpr double kKeepAliveS = 1.0;
+
+ private:
+  std::deque<std::vector<float>> done_;  // one stage: the logits submit() computed
 };
 
 // One forward pass as a value: what the controller (rank 0, which schedules, samples and writes
@@ -67,22 +77,46 @@ struct StepPlan {
 // The CPU reference with a paged KV cache of `num_kv_blocks` (for a tensor-parallel shard, its
 // own KV heads).
 std::unique_ptr<ModelRunner> cpu_runner(const LlamaModel& model, int64_t num_kv_blocks, int64_t block_size);
-// The controller's runner (rank 0 of `world`) for a model over `world`'s ranks: TP × `kv_groups`
-// ranks, rank = group · TP + tp (Vajra's order), `shard` loaded with the TP and KVP sub-groups.
-// Each pass is broadcast to the workers, then run here; destroying it tells them to stop.
+// How a model's ranks are laid out: TP × KVP × PP, rank = stage · (TP · KVP) + group · TP + tp
+// (Vajra's order). A stage's TP × KVP ranks form its stage group; its rank 0 is the stage's lead.
+struct RankLayout {
+  int64_t tensor_parallel = 1, kv_parallel = 1, pipeline_stages = 1;
+  int64_t ranks() const { return tensor_parallel * kv_parallel * pipeline_stages; }
+  int64_t stage_size() const { return tensor_parallel * kv_parallel; }
+  int64_t stage_of(int rank) const { return rank / stage_size(); }
+  int64_t kv_group_of(int rank) const { return rank % stage_size() / tensor_parallel; }
+  int64_t tp_rank_of(int rank) const { return rank % tensor_parallel; }
+};
+
+// This rank's sub-groups of `world`: its stage's ranks, its TP group, its KVP group.
+struct RankGroups {
+  std::unique_ptr<dist::ProcessGroup> stage, tp, kvp;
+};
+RankGroups split_ranks(dist::ProcessGroup& world, const RankLayout& layout, dist::Seconds timeout);
+// This rank's part of the model at `dir` under `layout` (its TP shard, KVP group and stage).
+std::unique_ptr<LlamaModel> load_rank_part(const std::filesystem::path& dir, int rank, const RankLayout& layout,
+                                           const RankGroups& groups);
+
+// The controller's runner (rank 0 of `world`) for a model over `world`'s ranks laid out as
+// `layout` (the default: tensor parallelism over all of them); `shard` is this rank's part (loaded with its TP and KVP groups and stage 0), `stage`
+// its stage group (null: `world`, when there is one stage). Each pass is broadcast to the stage
+// group and run here; with several stages the stage leads pass it on with the hidden states and
+// the last returns the logits. Destroying the runner tells every rank to stop.
 std::unique_ptr<ModelRunner> tensor_parallel_runner(const LlamaModel& shard, dist::ProcessGroup& world, int64_t num_kv_blocks,
-                                                    int64_t block_size, int64_t kv_groups = 1);
-// What ranks ≥ 1 of `world` run: each pass the controller sends, their KV-parallel group's view of
-// it on their shard, until it says stop. A controller silent past the group's timeout is a
-// CollectiveError naming it.
+                                                    int64_t block_size, RankLayout layout = {},
+                                                    dist::ProcessGroup* stage = nullptr);
+// What ranks ≥ 1 of `world` run: each pass that reaches them, their KV-parallel group's view of
+// it on their shard, until told to stop. A controller (or previous stage) silent past the group's
+// timeout is a CollectiveError naming it.
 void serve_tensor_parallel_worker(const LlamaModel& shard, dist::ProcessGroup& world, int64_t num_kv_blocks,
-                                  int64_t block_size, int64_t kv_groups = 1);
+                                  int64_t block_size, RankLayout layout = {}, dist::ProcessGroup* stage = nullptr);
 // The CUDA backend (throws where no GPU is visible or the build has no CUDA).
 std::unique_ptr<ModelRunner> cuda_runner(const LlamaModel& model, int64_t num_kv_blocks, int64_t block_size);
 
 struct EngineResult {
   int64_t iterations = 0;
   int64_t preemptions = 0;
+  int64_t most_in_flight = 0;  // batches in the pipeline at once (1 without pipeline stages)
   double wall_s = 0;
   bool stopped = false;
   std::map<uint64_t, std::vector<int32_t>> outputs;  // request id -> generated tokens
@@ -136,8 +170,14 @@ class Engine {
   const LlamaConfig& model_config() const { return runner_->config(); }
 
  private:
-  // One iteration at `now`: schedule, forward, sample, account; false if no batch formed.
+  // One iteration at `now`: schedule, forward, sample, account; false if no batch formed. With
+  // pipeline stages: fill the pipeline, each batch's leaving the first stage reported to the
+  // scheduler (sequence pipelining), then complete its oldest batch; false if none is in flight.
   bool iterate(double now, StepEvents& ev);
+  // The views of `b` the runner's KV-parallel groups run.
+  std::vector<std::vector<ForwardItem>> forward_views(const Batch& b) const;
+  // Samples the tokens of `b` from its logits and accounts for it (started at `started`).
+  void complete(const Batch& b, const std::vector<float>& logits, double started, StepEvents& ev);
   void collect_finished(StepEvents& ev);
 
   std::unique_ptr<ModelRunner> runner_;
@@ -154,6 +194,8 @@ class Engine {
   std::set<int32_t> stop_ids_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   int64_t iterations_ = 0;
+  std::deque<std::pair<Batch, double>> in_flight_;  // pipelined batches submitted, with when
+  size_t most_in_flight_ = 0;
 };
 
 }  // namespace xp::serving

@@ -29,10 +29,10 @@ using ConstMap = Eigen::Map<const Mat>;
 // ---------------------------------------------------------------------------------------------
 // KV cache
 
-KvCache::KvCache(const LlamaConfig& c, int64_t num_blocks, int64_t block_size, int64_t kv_heads)
+KvCache::KvCache(const LlamaConfig& c, int64_t num_blocks, int64_t block_size, int64_t kv_heads, int64_t layers)
     : num_blocks_(num_blocks), block_size_(block_size), row_((kv_heads ? kv_heads : c.num_key_value_heads) * c.head_dim()) {
   size_t n = static_cast<size_t>(num_blocks * block_size * row_);
-  k_.assign(static_cast<size_t>(c.num_hidden_layers), std::vector<float>(n, 0.0f));
+  k_.assign(static_cast<size_t>(layers ? layers : c.num_hidden_layers), std::vector<float>(n, 0.0f));
   v_ = k_;
 }
 
@@ -50,6 +50,7 @@ struct LlamaModel::Impl {
   dist::ProcessGroup* tp = nullptr;
   dist::ProcessGroup* kvp = nullptr;
   TensorShard shard;
+  PipelineStage stage;
 };
 
 TensorShard TensorShard::of(const LlamaConfig& c, int rank, int size) {
@@ -146,8 +147,13 @@ void rope_row(float* row, int64_t heads, int64_t d, int64_t pos, const std::vect
 
 }  // namespace
 
-LlamaModel::LlamaModel(LlamaConfig config, std::vector<Tensor> weights, dist::ProcessGroup* tp, dist::ProcessGroup* kvp)
+LlamaModel::LlamaModel(LlamaConfig config, std::vector<Tensor> weights, dist::ProcessGroup* tp, dist::ProcessGroup* kvp,
+                       PipelineStage stage)
     : cfg_(std::move(config)), impl_(new Impl) {
+  if (stage.stages < 1 || stage.stage < 0 || stage.stage >= stage.stages || cfg_.num_hidden_layers % stage.stages)
+    throw std::invalid_argument(fmt::format("{} layers do not split into pipeline stage {} of {}", cfg_.num_hidden_layers,
+                                            stage.stage, stage.stages));
+  impl_->stage = stage;
   impl_->tp = tp && tp->size() > 1 ? tp : nullptr;
   impl_->kvp = kvp && kvp->size() > 1 ? kvp : nullptr;
   impl_->shard = TensorShard::of(cfg_, impl_->tp ? tp->rank() : 0, impl_->tp ? tp->size() : 1);
@@ -157,7 +163,7 @@ LlamaModel::LlamaModel(LlamaConfig config, std::vector<Tensor> weights, dist::Pr
   impl_->embed = weights[i++];
   impl_->final_norm = weights[i++];
   impl_->lm_head = weights[i++];
-  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+  for (int64_t l = stage.first_layer(cfg_); l < stage.end_layer(cfg_); ++l) {
     Impl::Layer L;
     for (Tensor* t : {&L.in_norm, &L.q, &L.k, &L.v, &L.o, &L.post_norm, &L.gate, &L.up, &L.down}) *t = weights[i++];
     impl_->layers.push_back(std::move(L));
@@ -169,11 +175,13 @@ LlamaModel::~LlamaModel() = default;
 
 const std::vector<Tensor>& LlamaModel::weights() const { return impl_->all; }
 KvCache LlamaModel::make_kv_cache(int64_t num_blocks, int64_t block_size) const {
-  return KvCache(cfg_, num_blocks, block_size, impl_->shard.kv_heads);
+  return KvCache(cfg_, num_blocks, block_size, impl_->shard.kv_heads, static_cast<int64_t>(impl_->layers.size()));
 }
+const PipelineStage& LlamaModel::pipeline_stage() const { return impl_->stage; }
 int LlamaModel::tensor_parallel() const { return impl_->tp ? impl_->tp->size() : 1; }
 
-std::unique_ptr<LlamaModel> LlamaModel::load(const fs::path& dir, dist::ProcessGroup* tp, dist::ProcessGroup* kvp) {
+std::unique_ptr<LlamaModel> LlamaModel::load(const fs::path& dir, dist::ProcessGroup* tp, dist::ProcessGroup* kvp,
+                                             PipelineStage stage) {
   LlamaConfig c = LlamaConfig::from_json_file(dir / "config.json");
   SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(dir);
   const bool sharded = tp && tp->size() > 1;
@@ -198,7 +206,10 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const fs::path& dir, dist::ProcessG
   const std::string head = c.tie_word_embeddings || !ckpt.has("lm_head.weight") ? "model.embed_tokens.weight" : "lm_head.weight";
   if (!sharded && head != "lm_head.weight") w.push_back(w[0]);
   else take(head, {c.vocab_size, h}, 0, s.vocab0, s.vocab);
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+  if (c.num_hidden_layers % stage.stages)
+    throw std::runtime_error(fmt::format("{}: {} layers do not split into {} pipeline stages", (dir / "config.json").string(),
+                                         c.num_hidden_layers, stage.stages));
+  for (int64_t l = stage.first_layer(c); l < stage.end_layer(c); ++l) {
     std::string p = fmt::format("model.layers.{}.", l);
     take(p + "input_layernorm.weight", {h});
     take(p + "self_attn.q_proj.weight", {h, h}, 0, s.head0 * d, s.heads * d);
@@ -210,7 +221,7 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const fs::path& dir, dist::ProcessG
     take(p + "mlp.up_proj.weight", {inter, h}, 0, s.inter0, s.inter);
     take(p + "mlp.down_proj.weight", {h, inter}, 1, s.inter0, s.inter);
   }
-  return std::make_unique<LlamaModel>(c, std::move(w), tp, kvp);
+  return std::make_unique<LlamaModel>(c, std::move(w), tp, kvp, stage);
 }
 
 namespace {
@@ -370,7 +381,13 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
   return forward(items, cache, nullptr);
 }
 
-std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, KvCache& cache, OperatorMs* times) const {
+std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, KvCache& cache,
+                                       std::span<const float> hidden) const {
+  return forward(items, cache, nullptr, hidden);
+}
+
+std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, KvCache& cache, OperatorMs* times,
+                                       std::span<const float> hidden) const {
   // With `times`, each operator's wall time is added under its name (Vidur's); the clock reads
   // cost about 50 ns an operator.
   auto timed = [times](const char* op, auto&& f) {
@@ -385,6 +402,13 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
   for (const auto& it : items) T += static_cast<int64_t>(it.tokens.size());
   // Rows: token embeddings; positions and KV slots per row.
   Mat x(T, H);
+  const PipelineStage& stage = impl_->stage;
+  if (stage.stage > 0) {  // the previous stage's hidden states
+    if (static_cast<int64_t>(hidden.size()) != T * H)
+      throw std::invalid_argument(fmt::format("pipeline stage {} got {} hidden values for {} tokens of width {}", stage.stage,
+                                              hidden.size(), T, H));
+    x = Eigen::Map<const Mat>(hidden.data(), T, H);
+  }
   std::vector<int64_t> pos(static_cast<size_t>(T)), slot(static_cast<size_t>(T));
   int64_t r = 0;
   for (size_t n = 0; n < items.size(); ++n) {
@@ -399,7 +423,7 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
         throw std::invalid_argument(fmt::format("item {}: position {} is past the context of {} tokens", n, p,
                                                 c.max_position_embeddings));
       pos[static_cast<size_t>(r)] = p;
-      x.row(r) = mat(impl_->embed).row(tok);
+      if (stage.stage == 0) x.row(r) = mat(impl_->embed).row(tok);
       slot[static_cast<size_t>(r)] = -1;  // under KV parallelism only the last group stores new KV
       if (!it.kv.appends) continue;
       const int64_t local = p - it.kv.first_position;  // position in this rank's slice
@@ -418,7 +442,7 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
     impl_->tp->all_reduce_sum(std::span<float>(part.data(), static_cast<size_t>(part.size())));
     out += part;
   };
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+  for (int64_t l = 0; l < static_cast<int64_t>(impl_->layers.size()); ++l) {  // this stage's layers; l indexes its cache
     const auto& L = impl_->layers[static_cast<size_t>(l)];
     timed("input_layernorm", [&] { rmsnorm_rows(x, L.in_norm, c.rms_norm_eps, xn); });
     timed("attn_pre_proj", [&] {
@@ -441,6 +465,7 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
     timed("mlp_act", [&] { swiglu(g, u); });
     timed("mlp_down_proj", [&] { row_parallel(g, L.down, x); });
   }
+  if (!stage.last()) return std::vector<float>(x.data(), x.data() + x.size());  // on to the next stage
   // Logits of each item's last token.
   Mat logits;
   timed("lm_head", [&] {

@@ -62,11 +62,20 @@ struct TensorShard {
   static TensorShard of(const LlamaConfig& c, int rank, int size);
 };
 
-// K and V for every layer: [num_blocks, block_size, kv_heads, head_dim] f32 each; `kv_heads` = 0
-// for the config's (a tensor-parallel rank holds only its own).
+// Which layers one pipeline stage runs (Mnemosyne's SPP, docs/mnemosyne.md): stage s of P runs
+// layers [s·L/P, (s+1)·L/P) (P must divide L); stage 0 embeds the tokens, the last computes the logits.
+struct PipelineStage {
+  int64_t stage = 0, stages = 1;
+  int64_t first_layer(const LlamaConfig& c) const { return stage * c.num_hidden_layers / stages; }
+  int64_t end_layer(const LlamaConfig& c) const { return (stage + 1) * c.num_hidden_layers / stages; }
+  bool last() const { return stage == stages - 1; }
+};
+
+// K and V for every layer (of a pipeline stage: its layers): [num_blocks, block_size, kv_heads,
+// head_dim] f32 each; `kv_heads` = 0 for the config's (a tensor-parallel rank holds only its own).
 class KvCache {
  public:
-  KvCache(const LlamaConfig& c, int64_t num_blocks, int64_t block_size, int64_t kv_heads = 0);
+  KvCache(const LlamaConfig& c, int64_t num_blocks, int64_t block_size, int64_t kv_heads = 0, int64_t layers = 0);
   float* k(int64_t layer, int64_t slot) { return k_[static_cast<size_t>(layer)].data() + slot * row_; }
   float* v(int64_t layer, int64_t slot) { return v_[static_cast<size_t>(layer)].data() + slot * row_; }
   int64_t block_size() const { return block_size_; }
@@ -104,12 +113,14 @@ class LlamaModel {
   // With a KV-parallel group, each rank holds a slice of every sequence's KV (ForwardItem::kv):
   // every rank runs the whole pass (the query goes to every group), attends over its own slice,
   // and the group merges the partial outputs exactly by their log-sum-exp.
+  // With a pipeline stage, it reads and runs only that stage's layers (and every stage the
+  // embedding, final norm and LM head).
   static std::unique_ptr<LlamaModel> load(const std::filesystem::path& path, dist::ProcessGroup* tp = nullptr,
-                                          dist::ProcessGroup* kvp = nullptr);
+                                          dist::ProcessGroup* kvp = nullptr, PipelineStage stage = {});
   // `weights` in load order (weights()), shaped as `tp`'s rank's shard when a group is given;
   // forward() then takes part in the groups' collectives, which every rank must call alike.
   LlamaModel(LlamaConfig config, std::vector<tensor::Tensor> weights, dist::ProcessGroup* tp = nullptr,
-             dist::ProcessGroup* kvp = nullptr);
+             dist::ProcessGroup* kvp = nullptr, PipelineStage stage = {});
   ~LlamaModel();
 
   const LlamaConfig& config() const { return cfg_; }  // the whole model's, also on a shard
@@ -127,6 +138,11 @@ class LlamaModel {
   // o_proj and down_proj end in an all-reduce, the LM head's vocabulary slices in an all-gather). Token ids outside the vocabulary and
   // positions past max_position_embeddings throw std::invalid_argument naming the item.
   std::vector<float> forward(const std::vector<ForwardItem>& items, KvCache& cache) const;
+  // A pipeline stage's part of the pass: stage 0 starts from the tokens, a later stage from
+  // `hidden`, the previous stage's output ([tokens, hidden_size]); the last stage returns the
+  // logits as forward() does, the others their hidden states.
+  std::vector<float> forward(const std::vector<ForwardItem>& items, KvCache& cache, std::span<const float> hidden) const;
+  const PipelineStage& pipeline_stage() const;
 
   // Profile mode: one timed forward pass, in milliseconds per operator (the profiler repeats
   // and aggregates), over `batch` sequences of `new_tokens` each after `kv` cached tokens. Each
@@ -141,7 +157,8 @@ class LlamaModel {
 
  private:
   // forward(), adding each operator's time to `times` when given.
-  std::vector<float> forward(const std::vector<ForwardItem>& items, KvCache& cache, OperatorMs* times) const;
+  std::vector<float> forward(const std::vector<ForwardItem>& items, KvCache& cache, OperatorMs* times,
+                             std::span<const float> hidden = {}) const;
   // One timed run of `f` (ms) after every weight a forward reads has been read (the caches as a
   // forward leaves them).
   double time_as_in_a_forward(const std::function<void()>& f) const;

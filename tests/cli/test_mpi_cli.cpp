@@ -127,11 +127,26 @@ TEST_F(MpiLaunch, KvParallelRanksServeTheTokensOfOneProcess) {
   }
 }
 
+// Mnemosyne's sequence pipeline parallelism: 2 stages on 2 ranks, 2 stages × KVP 2 on 4.
+TEST_F(MpiLaunch, SequencePipelineStagesServeTheTokensOfOneProcess) {
+  ASSERT_EQ(exp("run " + serve_args("one")).rc, 0);
+  for (int np : {2, 4}) {
+    const std::string run = fmt::format("spp{}", np);
+    Ran r = launch(np, serve_args(run, fmt::format("deployment.pipeline_parallel=2 deployment.sequence_pipeline_parallel=true "
+                                                   "deployment.kv_parallel={} deployment.max_num_tokens_per_kvp_group=128", np / 2)));
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_NE(r.out.find("× 2 (sequence-pipeline stages)"), std::string::npos) << r.out;
+    EXPECT_EQ(tokens(run), tokens("one")) << np << " ranks";
+    EXPECT_TRUE(complete(dir_ / run / "results.h5"));
+  }
+}
+
 TEST_F(MpiLaunch, ALaunchOfAnotherSizeThanTheConfigIsRefusedBeforeAnythingRuns) {
   Ran r = launch(2, serve_args("bad"));  // tensor_parallel stays 1
   EXPECT_NE(r.rc, 0);
-  EXPECT_NE(r.err.find("mpirun started 2 ranks, but deployment.tensor_parallel × kv_parallel is 1"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("set deployment.tensor_parallel × deployment.kv_parallel = 2"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("mpirun started 2 ranks, but deployment.tensor_parallel × kv_parallel × pipeline_parallel is 1"),
+            std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("set deployment.tensor_parallel × kv_parallel × pipeline_parallel = 2"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir_ / "bad"));
 }
 

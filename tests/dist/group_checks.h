@@ -62,6 +62,20 @@ inline void send_and_recv_around_a_ring(ProcessGroup& g) {
   }
 }
 
+// Every rank sends 4 MB to the next before receiving from the previous (past any eager limit):
+// the sends are buffered, so this neither deadlocks nor times out (not on NCCL, whose sends wait).
+inline void large_sends_do_not_wait_for_their_receives(ProcessGroup& g) {
+  const int next = (g.rank() + 1) % g.size(), prev = (g.rank() + g.size() - 1) % g.size();
+  std::vector<int> big(1 << 20, g.rank());
+  g.send_bytes(std::as_bytes(std::span<const int>(big)), next);
+  big.assign(big.size(), -1);  // the send took a copy
+  std::vector<std::byte> got = g.recv_bytes(prev);
+  ASSERT_EQ(got.size(), big.size() * sizeof(int));
+  int first = 0;
+  std::memcpy(&first, got.data(), sizeof first);
+  EXPECT_EQ(first, prev);
+}
+
 inline void split_makes_groups_of_the_same_color(ProcessGroup& g) {
   auto sub = g.split(g.rank() % 2, "parity");
   EXPECT_EQ(sub->size(), (g.size() + 1 - g.rank() % 2) / 2);

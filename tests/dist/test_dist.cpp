@@ -21,6 +21,9 @@ TEST_P(ThreadGroups, AllReduceSumsInRankOrderOnEveryRank) {
 }
 TEST_P(ThreadGroups, BroadcastSendsRootsBytesOfAnyLength) { on_threads(GetParam(), checks::broadcast_sends_roots_bytes_of_any_length); }
 TEST_P(ThreadGroups, SendAndRecvAroundARing) { on_threads(GetParam(), checks::send_and_recv_around_a_ring); }
+TEST_P(ThreadGroups, LargeSendsDoNotWaitForTheirReceives) {
+  on_threads(GetParam(), checks::large_sends_do_not_wait_for_their_receives);
+}
 TEST_P(ThreadGroups, SplitMakesGroupsOfTheSameColor) { on_threads(GetParam(), checks::split_makes_groups_of_the_same_color); }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, ThreadGroups, ::testing::Values(1, 2, 3, 4));

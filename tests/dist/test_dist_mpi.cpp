@@ -33,6 +33,7 @@ TEST(MpiGroup, LargeBroadcastsAndGathersArrive) {
   EXPECT_EQ(v.back(), static_cast<float>(world().size() * (world().size() - 1) / 2));
 }
 TEST(MpiGroup, SendAndRecvAroundARing) { checks::send_and_recv_around_a_ring(world()); }
+TEST(MpiGroup, LargeSendsDoNotWaitForTheirReceives) { checks::large_sends_do_not_wait_for_their_receives(world()); }
 TEST(MpiGroup, SplitMakesGroupsOfTheSameColor) { checks::split_makes_groups_of_the_same_color(world()); }
 TEST(MpiGroup, ALateRankIsNamedByTheTimeout) {
   auto late = world().split(0, "late", Seconds(0.3));

@@ -54,8 +54,9 @@ inline void forward_matches_the_whole_model(dist::ProcessGroup& g, const std::fi
 }
 
 // 8 requests of 5–64 prompt and 3–32 output tokens through the engine (under KV parallelism
-// `kv_groups` groups of 32 tokens of each sequence).
-inline EngineResult serve(std::unique_ptr<ModelRunner> runner, int64_t kv_groups = 1) {
+// `kv_groups` groups of 32 tokens of each sequence; `stages` pipeline stages, sequence-pipelined
+// with `spp`).
+inline EngineResult serve(std::unique_ptr<ModelRunner> runner, int64_t kv_groups = 1, int64_t stages = 1, bool spp = false) {
   SchedulerConfig s;
   s.type = "sarathi";
   s.chunk_size = 32;
@@ -63,6 +64,8 @@ inline EngineResult serve(std::unique_ptr<ModelRunner> runner, int64_t kv_groups
   s.max_num_seqs = 8;
   s.kv_parallel = kv_groups;
   s.max_tokens_per_kvp_group = 32;
+  s.pipeline_stages = stages;
+  s.sequence_pipeline_parallel = spp;
   Engine e(std::move(runner), s, 120, SamplingParams{}, 7, nullptr);
   runtime::RngStream rng(5, 0);
   for (uint64_t i = 0; i < 8; ++i) {
@@ -140,20 +143,22 @@ inline void kv_parallel_forward_matches_the_whole_model(dist::ProcessGroup& worl
   }
 }
 
-// The engine over TP × 2 KV-parallel groups (rank 0 the controller) serves the greedy tokens one
-// process does: prompts span both groups, decodes grow the last.
-inline void kv_parallel_engine_serves_the_same_greedy_tokens(dist::ProcessGroup& world, const std::filesystem::path& dir) {
-  constexpr int kvp = 2;
-  const int tp = world.size() / kvp;
-  auto tp_group = world.split(world.rank() / tp, "tensor_parallel");
-  auto kvp_group = world.split(world.rank() % tp, "kv_parallel");
-  auto shard = LlamaModel::load(dir, tp_group.get(), kvp_group.get());
-  if (world.rank() != 0) return serve_tensor_parallel_worker(*shard, world, 120, 16, kvp);
-  EngineResult got = serve(tensor_parallel_runner(*shard, world, 120, 16, kvp), kvp);
+// The engine over `layout`'s ranks (rank 0 the controller) serves the greedy tokens one process
+// does: under KVP prompts span both groups of 32 tokens and decodes grow the last; under pipeline
+// stages several batches are in flight and, with `spp`, a prompt's chunks follow each other out
+// of the first stage.
+inline void model_parallel_engine_serves_the_same_greedy_tokens(dist::ProcessGroup& world, const std::filesystem::path& dir,
+                                                                RankLayout layout, bool spp = false) {
+  RankGroups groups = split_ranks(world, layout, dist::Seconds(30));
+  auto part = load_rank_part(dir, world.rank(), layout, groups);
+  if (world.rank() != 0) return serve_tensor_parallel_worker(*part, world, 120, 16, layout, groups.stage.get());
+  EngineResult got = serve(tensor_parallel_runner(*part, world, 120, 16, layout, groups.stage.get()), layout.kv_parallel,
+                           layout.pipeline_stages, spp);
   auto whole = LlamaModel::load(dir);
   EngineResult want = serve(cpu_runner(*whole, 120, 16));
   ASSERT_EQ(got.outputs.size(), 8u);
   EXPECT_EQ(got.outputs, want.outputs);
+  EXPECT_EQ(got.most_in_flight, layout.pipeline_stages);  // the stages worked on different batches at once
 }
 
 }  // namespace xp::serving::tp_checks

@@ -27,8 +27,20 @@ TEST_P(TensorParallel, KvParallelForwardMatchesTheWholeModel) {
 }
 
 TEST_P(TensorParallel, KvParallelEngineServesTheSameGreedyTokens) {
-  dist::run_threads(GetParam(), dist::Seconds(30),
-                    [&](dist::ProcessGroup& g) { tp_checks::kv_parallel_engine_serves_the_same_greedy_tokens(g, dir_.path()); });
+  const RankLayout layout{GetParam() / 2, 2, 1};  // KVP 2, then TP 2 × KVP 2
+  dist::run_threads(GetParam(), dist::Seconds(30), [&](dist::ProcessGroup& g) {
+    tp_checks::model_parallel_engine_serves_the_same_greedy_tokens(g, dir_.path(), layout);
+  });
+}
+
+// Mnemosyne's SPP in the engine: 2 stages (SPP 2), then 2 stages × KVP 2; with and without
+// sequence pipelining.
+TEST_P(TensorParallel, PipelineStagesServeTheSameGreedyTokens) {
+  const RankLayout layout{1, GetParam() / 2, 2};
+  for (bool spp : {true, false})
+    dist::run_threads(GetParam(), dist::Seconds(30), [&](dist::ProcessGroup& g) {
+      tp_checks::model_parallel_engine_serves_the_same_greedy_tokens(g, dir_.path(), layout, spp);
+    });
 }
 
 TEST_P(TensorParallel, EngineServesTheSameGreedyTokens) {
@@ -112,6 +124,25 @@ TEST(StepPlan, RoundTripsThroughItsBytes) {
   std::vector<ForwardItem> items = q.forward_items();
   EXPECT_EQ(items[0].tokens.size(), 3u);
   EXPECT_EQ(*items[0].block_table, ta);
+}
+
+// Pipeline stages: each holds its layers (and cache); the first embeds, the last computes the
+// logits, in between the hidden states pass on. Two stages chained are the whole model.
+TEST(PipelineStages, ChainedStagesAreTheWholeModel) {
+  testing::TempDir dir;
+  write_random_llama(dir.path(), tp_checks::model_config(), 11);
+  auto whole = LlamaModel::load(dir.path());
+  auto first = LlamaModel::load(dir.path(), nullptr, nullptr, {0, 2}), second = LlamaModel::load(dir.path(), nullptr, nullptr, {1, 2});
+  KvCache cw = whole->make_kv_cache(8, 16), c0 = first->make_kv_cache(8, 16), c1 = second->make_kv_cache(8, 16);
+  const std::vector<int32_t> a = tp_checks::tokens(21, 3), table = {2, 5};
+  for (auto [start, n] : {std::pair<int64_t, int64_t>{0, 20}, {20, 1}}) {
+    const std::vector<ForwardItem> items = {{std::span<const int32_t>(a.data() + start, static_cast<size_t>(n)), start, &table}};
+    const std::vector<float> want = whole->forward(items, cw);
+    const std::vector<float> hidden = first->forward(items, c0, std::span<const float>());
+    EXPECT_EQ(hidden.size(), static_cast<size_t>(n * tp_checks::model_config().hidden_size));
+    EXPECT_EQ(second->forward(items, c1, hidden), want);  // the same operations in the same order
+  }
+  EXPECT_THROW(LlamaModel::load(dir.path(), nullptr, nullptr, {0, 3}), std::runtime_error);  // 2 layers, 3 stages
 }
 
 TEST(StepPlan, CarriesEachKvParallelGroupsViewOfTheBatch) {

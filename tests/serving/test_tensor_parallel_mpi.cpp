@@ -25,7 +25,11 @@ TEST_F(TensorParallelMpi, KvParallelForwardMatchesTheWholeModel) {
   tp_checks::kv_parallel_forward_matches_the_whole_model(world(), dir_.path());
 }
 TEST_F(TensorParallelMpi, KvParallelEngineServesTheSameGreedyTokens) {
-  tp_checks::kv_parallel_engine_serves_the_same_greedy_tokens(world(), dir_.path());
+  tp_checks::model_parallel_engine_serves_the_same_greedy_tokens(world(), dir_.path(), {world().size() / 2, 2, 1});
+  world().barrier();
+}
+TEST_F(TensorParallelMpi, SequencePipelineStagesServeTheSameGreedyTokens) {
+  tp_checks::model_parallel_engine_serves_the_same_greedy_tokens(world(), dir_.path(), {1, world().size() / 2, 2}, true);
   world().barrier();
 }
 TEST_F(TensorParallelMpi, EngineServesTheSameGreedyTokens) {
