@@ -47,6 +47,18 @@ class MpiLaunch : public ::testing::Test {
     return kServe + " model_dir=" + (dir_ / "m").string() + " hydra.run.dir=" + run_dir + " workload.num_requests=12 " + extra;
   }
   std::vector<double> tokens(const std::string& run_dir) const { return testing::engine_outputs(dir_ / run_dir); }
+  // `exp run` launched on `np` ranks with `layout` overrides serves the tokens of run "one" (one
+  // process), names the layout (`label`) in its report, and rank 0 alone reports and writes.
+  void serves_tokens_of_one_process(int np, const std::string& layout, const std::string& label) {
+    const std::string run = fmt::format("launch{}", ++launches_);
+    Ran r = launch(np, serve_args(run, layout));
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_NE(r.out.find(label), std::string::npos) << r.out;
+    EXPECT_EQ(tokens(run), tokens("one")) << np << " ranks: " << layout;
+    EXPECT_TRUE(complete(dir_ / run / "results.h5"));
+    EXPECT_EQ(r.out.find("results:"), r.out.rfind("results:")) << r.out;
+  }
+  int launches_ = 0;
   static bool complete(const fs::path& file) { return testing::run_complete(file); }
   struct Faulted {
     int rc = 0;
@@ -100,45 +112,21 @@ pid_t find_rank(const std::string& mark, int rank) {
 
 TEST_F(MpiLaunch, TwoAndFourRanksServeTheTokensOfOneProcess) {
   ASSERT_EQ(exp("run " + serve_args("one")).rc, 0);
-  for (int np : {2, 4}) {
-    const std::string run = fmt::format("tp{}", np);
-    Ran r = launch(np, serve_args(run, fmt::format("deployment.tensor_parallel={}", np)));
-    ASSERT_EQ(r.rc, 0) << r.err;
-    EXPECT_NE(r.out.find(fmt::format("× {} (tensor parallel)", np)), std::string::npos) << r.out;
-    EXPECT_EQ(tokens(run), tokens("one")) << np << " ranks";
-    EXPECT_TRUE(complete(dir_ / run / "results.h5"));
-    // Rank 0 alone reports and writes: one report, one log line saying where the run went.
-    EXPECT_EQ(r.out.find("results:"), r.out.rfind("results:")) << r.out;
-  }
+  for (int np : {2, 4})
+    serves_tokens_of_one_process(np, fmt::format("deployment.tensor_parallel={}", np),
+                                            fmt::format("× {} (tensor parallel)", np));
 }
 
-// Mnemosyne's KV parallelism: KVP 2 on 2 ranks, TP 2 × KVP 2 on 4; prompts of up to 256 tokens
-// span both groups of 128.
-TEST_F(MpiLaunch, KvParallelRanksServeTheTokensOfOneProcess) {
+// Mnemosyne's KV parallelism (KVP 2 on 2 ranks, TP 2 × KVP 2 on 4; prompts of up to 256 tokens
+// span both groups of 128) and sequence pipeline parallelism (2 stages, 2 stages × KVP 2).
+TEST_F(MpiLaunch, KvParallelAndPipelineStagesServeTheTokensOfOneProcess) {
   ASSERT_EQ(exp("run " + serve_args("one")).rc, 0);
-  for (int np : {2, 4}) {
-    const std::string run = fmt::format("kvp{}", np);
-    Ran r = launch(np, serve_args(run, fmt::format("deployment.tensor_parallel={} deployment.kv_parallel=2 "
-                                                   "deployment.max_num_tokens_per_kvp_group=128", np / 2)));
-    ASSERT_EQ(r.rc, 0) << r.err;
-    EXPECT_NE(r.out.find("× 2 (KV parallel)"), std::string::npos) << r.out;
-    EXPECT_EQ(tokens(run), tokens("one")) << np << " ranks";
-    EXPECT_TRUE(complete(dir_ / run / "results.h5"));
-  }
-}
-
-// Mnemosyne's sequence pipeline parallelism: 2 stages on 2 ranks, 2 stages × KVP 2 on 4.
-TEST_F(MpiLaunch, SequencePipelineStagesServeTheTokensOfOneProcess) {
-  ASSERT_EQ(exp("run " + serve_args("one")).rc, 0);
-  for (int np : {2, 4}) {
-    const std::string run = fmt::format("spp{}", np);
-    Ran r = launch(np, serve_args(run, fmt::format("deployment.pipeline_parallel=2 deployment.sequence_pipeline_parallel=true "
-                                                   "deployment.kv_parallel={} deployment.max_num_tokens_per_kvp_group=128", np / 2)));
-    ASSERT_EQ(r.rc, 0) << r.err;
-    EXPECT_NE(r.out.find("× 2 (sequence-pipeline stages)"), std::string::npos) << r.out;
-    EXPECT_EQ(tokens(run), tokens("one")) << np << " ranks";
-    EXPECT_TRUE(complete(dir_ / run / "results.h5"));
-  }
+  const std::string groups = "deployment.kv_parallel=2 deployment.max_num_tokens_per_kvp_group=128";
+  serves_tokens_of_one_process(2, groups, "× 2 (KV parallel)");
+  serves_tokens_of_one_process(4, "deployment.tensor_parallel=2 " + groups, "× 2 (KV parallel)");
+  const std::string stages = "deployment.pipeline_parallel=2 deployment.sequence_pipeline_parallel=true";
+  serves_tokens_of_one_process(2, stages, "× 2 (sequence-pipeline stages)");
+  serves_tokens_of_one_process(4, stages + " " + groups, "× 2 (sequence-pipeline stages)");
 }
 
 TEST_F(MpiLaunch, ALaunchOfAnotherSizeThanTheConfigIsRefusedBeforeAnythingRuns) {
