@@ -178,12 +178,12 @@ class EngineServe final : public Experiment {
 
   bool runs_across_processes() const override { return true; }
   void run_worker() override {
-    serve_tensor_parallel_worker(*model_, *world_, kv_blocks_, sched_.block_size, dep_.layout(), groups_.stage.get());
+    serve_model_parallel_worker(*model_, *world_, kv_blocks_, sched_.block_size, dep_.layout(), groups_.stage.get());
   }
 
   jobs::RunOutcome run(jobs::RunContext& ctx) override {
     if (world_)
-      return serve(ctx, tensor_parallel_runner(*model_, *world_, kv_blocks_, sched_.block_size, dep_.layout(),
+      return serve(ctx, model_parallel_runner(*model_, *world_, kv_blocks_, sched_.block_size, dep_.layout(),
                                                groups_.stage.get()));
     if (dep_.ranks() == 1)
       return serve(ctx, device_ == "cuda" ? cuda_runner(*model_, kv_blocks_, sched_.block_size)
@@ -196,8 +196,8 @@ class EngineServe final : public Experiment {
       RankGroups mine = split(g);
       auto part = load_part(g.rank(), mine);
       if (g.rank() == 0)
-        outcome = serve(ctx, tensor_parallel_runner(*part, g, kv_blocks_, sched_.block_size, dep_.layout(), mine.stage.get()));
-      else serve_tensor_parallel_worker(*part, g, kv_blocks_, sched_.block_size, dep_.layout(), mine.stage.get());
+        outcome = serve(ctx, model_parallel_runner(*part, g, kv_blocks_, sched_.block_size, dep_.layout(), mine.stage.get()));
+      else serve_model_parallel_worker(*part, g, kv_blocks_, sched_.block_size, dep_.layout(), mine.stage.get());
     });
     omp_set_num_threads(before);
     return outcome;

@@ -162,14 +162,14 @@ void check_layout(const dist::ProcessGroup& world, RankLayout& layout) {
 }
 }  // namespace
 
-std::unique_ptr<ModelRunner> tensor_parallel_runner(const LlamaModel& shard, dist::ProcessGroup& world, int64_t num_kv_blocks,
+std::unique_ptr<ModelRunner> model_parallel_runner(const LlamaModel& shard, dist::ProcessGroup& world, int64_t num_kv_blocks,
                                                     int64_t block_size, RankLayout layout, dist::ProcessGroup* stage) {
   if (world.rank() != 0) throw std::logic_error("the controller is rank 0");
   check_layout(world, layout);
   return std::make_unique<ModelParallelRunner>(shard, world, stage ? *stage : world, layout, num_kv_blocks, block_size);
 }
 
-void serve_tensor_parallel_worker(const LlamaModel& shard, dist::ProcessGroup& world, int64_t num_kv_blocks, int64_t block_size,
+void serve_model_parallel_worker(const LlamaModel& shard, dist::ProcessGroup& world, int64_t num_kv_blocks, int64_t block_size,
                                   RankLayout layout, dist::ProcessGroup* stage_group) {
   check_layout(world, layout);
   dist::ProcessGroup& mine = stage_group ? *stage_group : world;
@@ -185,7 +185,7 @@ void serve_tensor_parallel_worker(const LlamaModel& shard, dist::ProcessGroup& w
     mine.broadcast_bytes(bytes, 0);
     auto [plan, hidden] = stage == 0 ? std::pair{StepPlan::decode(bytes), std::vector<float>{}} : unpack(bytes);
     if (plan.kind != StepPlan::Kind::kForward) {
-      if (lead && !last) world.send_bytes(stage == 0 ? pack(bytes, {}) : bytes, rank + size);  // on down the pipeline
+      if (lead && !last) world.send_bytes(bytes, rank + size);  // on down the pipeline
       if (plan.kind == StepPlan::Kind::kStop) return;
       continue;
     }

@@ -102,13 +102,13 @@ std::unique_ptr<LlamaModel> load_rank_part(const std::filesystem::path& dir, int
 // its stage group (null: `world`, when there is one stage). Each pass is broadcast to the stage
 // group and run here; with several stages the stage leads pass it on with the hidden states and
 // the last returns the logits. Destroying the runner tells every rank to stop.
-std::unique_ptr<ModelRunner> tensor_parallel_runner(const LlamaModel& shard, dist::ProcessGroup& world, int64_t num_kv_blocks,
+std::unique_ptr<ModelRunner> model_parallel_runner(const LlamaModel& shard, dist::ProcessGroup& world, int64_t num_kv_blocks,
                                                     int64_t block_size, RankLayout layout = {},
                                                     dist::ProcessGroup* stage = nullptr);
 // What ranks ≥ 1 of `world` run: each pass that reaches them, their KV-parallel group's view of
 // it on their shard, until told to stop. A controller (or previous stage) silent past the group's
 // timeout is a CollectiveError naming it.
-void serve_tensor_parallel_worker(const LlamaModel& shard, dist::ProcessGroup& world, int64_t num_kv_blocks,
+void serve_model_parallel_worker(const LlamaModel& shard, dist::ProcessGroup& world, int64_t num_kv_blocks,
                                   int64_t block_size, RankLayout layout = {}, dist::ProcessGroup* stage = nullptr);
 // The CUDA backend (throws where no GPU is visible or the build has no CUDA).
 std::unique_ptr<ModelRunner> cuda_runner(const LlamaModel& model, int64_t num_kv_blocks, int64_t block_size);

@@ -80,8 +80,8 @@ inline EngineResult serve(std::unique_ptr<ModelRunner> runner, int64_t kv_groups
 // The engine on rank 0 with workers on the other ranks serves the greedy tokens one process does.
 inline void engine_serves_the_same_greedy_tokens(dist::ProcessGroup& g, const std::filesystem::path& dir) {
   auto shard = LlamaModel::load(dir, &g);
-  if (g.rank() != 0) return serve_tensor_parallel_worker(*shard, g, 120, 16);
-  EngineResult got = serve(tensor_parallel_runner(*shard, g, 120, 16));
+  if (g.rank() != 0) return serve_model_parallel_worker(*shard, g, 120, 16);
+  EngineResult got = serve(model_parallel_runner(*shard, g, 120, 16));
   auto whole = LlamaModel::load(dir);
   EngineResult want = serve(cpu_runner(*whole, 120, 16));
   ASSERT_EQ(got.outputs.size(), 8u);
@@ -151,8 +151,8 @@ inline void model_parallel_engine_serves_the_same_greedy_tokens(dist::ProcessGro
                                                                 RankLayout layout, bool spp = false) {
   RankGroups groups = split_ranks(world, layout, dist::Seconds(30));
   auto part = load_rank_part(dir, world.rank(), layout, groups);
-  if (world.rank() != 0) return serve_tensor_parallel_worker(*part, world, 120, 16, layout, groups.stage.get());
-  EngineResult got = serve(tensor_parallel_runner(*part, world, 120, 16, layout, groups.stage.get()), layout.kv_parallel,
+  if (world.rank() != 0) return serve_model_parallel_worker(*part, world, 120, 16, layout, groups.stage.get());
+  EngineResult got = serve(model_parallel_runner(*part, world, 120, 16, layout, groups.stage.get()), layout.kv_parallel,
                            layout.pipeline_stages, spp);
   auto whole = LlamaModel::load(dir);
   EngineResult want = serve(cpu_runner(*whole, 120, 16));

@@ -177,7 +177,7 @@ TEST(TensorParallelFaults, AControllerThatStopsSendingIsNamedByItsWorkers) {
   try {
     dist::run_threads(2, dist::Seconds(0.5), [&](dist::ProcessGroup& g) {
       auto shard = LlamaModel::load(dir.path(), &g);
-      if (g.rank() == 1) return serve_tensor_parallel_worker(*shard, g, 8, 16);
+      if (g.rank() == 1) return serve_model_parallel_worker(*shard, g, 8, 16);
       std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a controller stuck before its first step
     });
     FAIL() << "no error";
