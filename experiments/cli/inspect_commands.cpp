@@ -15,6 +15,7 @@
 #include "core/runtime/files.h"
 #include "experiments/cli/commands.h"
 #include "experiments/experiment.h"
+#include "serving/scheduler/policies.h"
 
 namespace xp::cli {
 namespace fs = std::filesystem;
@@ -29,6 +30,10 @@ int list_command(const std::vector<std::string>& config_dirs) {
   fmt::print("Experiments (select with `experiment: NAME` or +experiment=NAME):\n");
   std::vector<std::pair<std::string, std::string>> rows;
   for (const auto& e : experiments::registry()) rows.emplace_back(e.name, e.description);
+  print_table(rows);
+  fmt::print("\nServing schedulers (scheduler.type; configs/scheduler/ holds their settings):\n");
+  rows.clear();
+  for (const auto& p : serving::scheduler_policies()) rows.emplace_back(p.type, p.description);
   print_table(rows);
   std::vector<fs::path> dirs(config_dirs.begin(), config_dirs.end());
   dirs.emplace_back("configs");

@@ -1,7 +1,7 @@
 // Orca: iteration-level batching (serving.md §3.2). All running decodes plus new requests' full
 // prompts in the same iteration; no token budget, prompts never split. Max-length KV
 // reservation, so no preemption.
-#include "serving/scheduler/policies.h"
+#include "serving/scheduler/replica_scheduler.h"
 
 namespace xp::serving {
 namespace {

@@ -1,15 +1,23 @@
-// Internal: one factory per policy (each in its own file); ReplicaScheduler::create picks one.
+// The replica scheduling policies, one registry entry each: the `scheduler.type` that names it,
+// what it does, and its factory (each policy lives in a file of its own). A new policy is its
+// file, its line in policies.cpp, and configs/scheduler/<name>.yaml; configs, `exp list` and the
+// scheduler factory find it here.
 #pragma once
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "serving/scheduler/replica_scheduler.h"
 
 namespace xp::serving {
 
-std::unique_ptr<ReplicaScheduler> make_faster_transformer(const SchedulerConfig& cfg, int64_t num_kv_blocks);
-std::unique_ptr<ReplicaScheduler> make_orca(const SchedulerConfig& cfg, int64_t num_kv_blocks);
-std::unique_ptr<ReplicaScheduler> make_vllm(const SchedulerConfig& cfg, int64_t num_kv_blocks);
-std::unique_ptr<ReplicaScheduler> make_simple_chunking(const SchedulerConfig& cfg, int64_t num_kv_blocks);
-std::unique_ptr<ReplicaScheduler> make_sarathi(const SchedulerConfig& cfg, int64_t num_kv_blocks);
+struct SchedulerPolicy {
+  std::string type;         // scheduler.type
+  std::string description;  // one line
+  std::unique_ptr<ReplicaScheduler> (*make)(const SchedulerConfig& cfg, int64_t num_kv_blocks);
+};
+
+const std::vector<SchedulerPolicy>& scheduler_policies();
+std::vector<std::string> scheduler_types();  // the policies' `type`s, in registry order
 
 }  // namespace xp::serving

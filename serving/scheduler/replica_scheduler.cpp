@@ -21,11 +21,8 @@ int64_t Batch::num_decodes() const {
 }
 
 std::unique_ptr<ReplicaScheduler> ReplicaScheduler::create(const SchedulerConfig& cfg, int64_t num_kv_blocks) {
-  if (cfg.type == "faster_transformer") return make_faster_transformer(cfg, num_kv_blocks);
-  if (cfg.type == "orca") return make_orca(cfg, num_kv_blocks);
-  if (cfg.type == "vllm") return make_vllm(cfg, num_kv_blocks);
-  if (cfg.type == "simple_chunking") return make_simple_chunking(cfg, num_kv_blocks);
-  if (cfg.type == "sarathi") return make_sarathi(cfg, num_kv_blocks);
+  for (const auto& p : scheduler_policies())
+    if (p.type == cfg.type) return p.make(cfg, num_kv_blocks);
   EXP_CHECK(false, "unknown scheduler type '{}'", cfg.type);
   return nullptr;
 }

@@ -13,7 +13,7 @@
 #include <stdexcept>
 
 #include "core/runtime/check.h"
-#include "serving/scheduler/policies.h"
+#include "serving/scheduler/replica_scheduler.h"
 
 namespace xp::serving {
 namespace {

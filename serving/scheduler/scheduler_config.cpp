@@ -5,12 +5,13 @@
 #include <cmath>
 
 #include "core/config/error.h"
+#include "serving/scheduler/policies.h"
 
 namespace xp::serving {
 
 SchedulerConfig SchedulerConfig::from(const config::ConfigReader& r) {
   SchedulerConfig c;
-  r.get_enum("type", c.type, {"faster_transformer", "orca", "vllm", "simple_chunking", "sarathi"});
+  r.get_enum("type", c.type, scheduler_types());
   r.get("max_num_seqs", c.max_num_seqs, config::Range::at_least(1));
   r.get("chunk_size", c.chunk_size, config::Range::at_least(1));
   r.get("max_prefill_chunks_per_batch", c.max_prefill_chunks_per_batch, config::Range::non_negative());

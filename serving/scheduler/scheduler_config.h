@@ -67,7 +67,7 @@ struct Quirks {
 };
 
 struct SchedulerConfig {
-  std::string type = "sarathi";           // faster_transformer | orca | vllm | simple_chunking | sarathi
+  std::string type = "sarathi";           // a policy of scheduler_policies() (policies.h)
   int64_t max_num_seqs = 128;             // batch-size cap (requests admitted at once)
   int64_t chunk_size = 512;               // sarathi: the token budget τ; simple_chunking: the chunk
   int64_t max_prefill_chunks_per_batch = 0;  // sarathi: 0 = no cap; 1 = SARATHI decode-maximal

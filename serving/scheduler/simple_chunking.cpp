@@ -3,7 +3,7 @@
 // iteration with prefill work.
 #include <deque>
 
-#include "serving/scheduler/policies.h"
+#include "serving/scheduler/replica_scheduler.h"
 
 namespace xp::serving {
 namespace {

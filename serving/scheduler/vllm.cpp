@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <deque>
 
-#include "serving/scheduler/policies.h"
+#include "serving/scheduler/replica_scheduler.h"
 
 namespace xp::serving {
 namespace {

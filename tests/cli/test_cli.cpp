@@ -355,6 +355,7 @@ TEST_F(Cli, ListShowsExperimentsAndGroups) {
   EXPECT_NE(r.out.find("linear_regression"), std::string::npos);
   EXPECT_NE(r.out.find("hydra/launcher"), std::string::npos);
   EXPECT_NE(r.out.find("local, slurm"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("simple_chunking     chunked prefills"), std::string::npos) << r.out;  // the scheduler registry
 }
 
 TEST_F(Cli, ShowPrintsProvenanceSummaryAndTables) {

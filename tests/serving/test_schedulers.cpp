@@ -9,6 +9,7 @@
 
 #include "core/runtime/rng.h"
 #include "core/runtime/check.h"
+#include "serving/scheduler/policies.h"
 #include "serving/scheduler/replica_scheduler.h"
 
 namespace xp::serving {
@@ -87,7 +88,7 @@ Trace drive(ReplicaScheduler& s, const std::vector<Request>& reqs) {
   return run;
 }
 
-const std::vector<std::string> kAll = {"faster_transformer", "orca", "vllm", "simple_chunking", "sarathi"};
+const std::vector<std::string> kAll = scheduler_types();  // every registered policy
 
 class EveryScheduler : public ::testing::TestWithParam<std::string> {};
 

@@ -1,0 +1,30 @@
+#include "serving/scheduler/policies.h"
+
+namespace xp::serving {
+
+// Each defined in the policy's own file.
+std::unique_ptr<ReplicaScheduler> make_faster_transformer(const SchedulerConfig& cfg, int64_t num_kv_blocks);
+std::unique_ptr<ReplicaScheduler> make_orca(const SchedulerConfig& cfg, int64_t num_kv_blocks);
+std::unique_ptr<ReplicaScheduler> make_vllm(const SchedulerConfig& cfg, int64_t num_kv_blocks);
+std::unique_ptr<ReplicaScheduler> make_simple_chunking(const SchedulerConfig& cfg, int64_t num_kv_blocks);
+std::unique_ptr<ReplicaScheduler> make_sarathi(const SchedulerConfig& cfg, int64_t num_kv_blocks);
+
+const std::vector<SchedulerPolicy>& scheduler_policies() {
+  static const std::vector<SchedulerPolicy> all = {
+      {"faster_transformer", "request-level batching: a batch runs to its last request's end", make_faster_transformer},
+      {"orca", "iteration-level batching with whole prompts, max-length KV reservations", make_orca},
+      {"vllm", "prefill-prioritising: prompt-only iterations stall the decodes", make_vllm},
+      {"simple_chunking", "chunked prefills alternating with decode iterations (the ablation)", make_simple_chunking},
+      {"sarathi", "SARATHI / Sarathi-Serve stall-free batching under a token budget (and Mnemosyne's adaptive chunks)",
+       make_sarathi},
+  };
+  return all;
+}
+
+std::vector<std::string> scheduler_types() {
+  std::vector<std::string> out;
+  for (const auto& p : scheduler_policies()) out.push_back(p.type);
+  return out;
+}
+
+}  // namespace xp::serving
