@@ -30,8 +30,9 @@ std::vector<std::byte> pack(const std::vector<std::byte>& plan, const std::vecto
   std::vector<std::byte> out(sizeof(uint64_t) + plan.size() + hidden.size() * sizeof(float));
   const uint64_t n = plan.size();
   std::memcpy(out.data(), &n, sizeof n);
-  std::memcpy(out.data() + sizeof n, plan.data(), plan.size());
-  std::memcpy(out.data() + sizeof n + plan.size(), hidden.data(), hidden.size() * sizeof(float));
+  std::copy(plan.begin(), plan.end(), out.begin() + sizeof n);
+  std::copy_n(reinterpret_cast<const std::byte*>(hidden.data()), hidden.size() * sizeof(float),
+              out.begin() + static_cast<std::ptrdiff_t>(sizeof n + plan.size()));
   return out;
 }
 
@@ -42,14 +43,15 @@ std::pair<StepPlan, std::vector<float>> unpack(std::span<const std::byte> bytes)
   if (bytes.size() - sizeof n < n || (bytes.size() - sizeof n - n) % sizeof(float))
     throw std::runtime_error(fmt::format("a stage message of {} bytes with a {}-byte plan", bytes.size(), n));
   std::vector<float> hidden((bytes.size() - sizeof n - n) / sizeof(float));
-  std::memcpy(hidden.data(), bytes.data() + sizeof n + n, hidden.size() * sizeof(float));
+  std::copy_n(bytes.begin() + static_cast<std::ptrdiff_t>(sizeof n + n), hidden.size() * sizeof(float),
+              reinterpret_cast<std::byte*>(hidden.data()));
   return {StepPlan::decode(bytes.subspan(sizeof n, n)), std::move(hidden)};
 }
 
 std::vector<float> as_floats(std::span<const std::byte> bytes) {
   if (bytes.size() % sizeof(float)) throw std::runtime_error("logits of a partial float");
   std::vector<float> out(bytes.size() / sizeof(float));
-  std::memcpy(out.data(), bytes.data(), bytes.size());
+  std::copy(bytes.begin(), bytes.end(), reinterpret_cast<std::byte*>(out.data()));
   return out;
 }
 
@@ -265,7 +267,7 @@ StepPlan StepPlan::decode(std::span<const std::byte> bytes) {
     get(n);
     if ((bytes.size() - at) / sizeof(int32_t) < n) throw std::runtime_error(fmt::format("step plan cut short at byte {}", at));
     v.resize(n);
-    std::memcpy(v.data(), bytes.data() + at, n * sizeof(int32_t));
+    std::copy_n(bytes.begin() + static_cast<std::ptrdiff_t>(at), n * sizeof(int32_t), reinterpret_cast<std::byte*>(v.data()));
     at += n * sizeof(int32_t);
   };
   StepPlan p;
