@@ -322,13 +322,12 @@ std::unique_ptr<Experiment> make_engine_serve(const config::ConfigNode& job) {
   d.get("sequence_pipeline_parallel", dep.sequence_pipeline_parallel);
   d.get("kv_parallel", dep.kv_parallel, Range::between(1, 1024));
   d.get("max_num_tokens_per_kvp_group", dep.max_num_tokens_per_kvp_group, Range::between(1, int64_t{1} << 40));
-  set_kv_parallel(sched, dep.kv_parallel, dep.max_num_tokens_per_kvp_group, d, "scheduler");
-  if (dep.sequence_pipeline_parallel && dep.pipeline_parallel < 2)
-    throw config::ConfigError("sequence_pipeline_parallel pipelines a prompt's chunks across stages, but there is one stage",
-                              d.raw("sequence_pipeline_parallel") ? d.raw("sequence_pipeline_parallel")->loc() : config::SourceLoc{},
-                              "deployment.sequence_pipeline_parallel", "set deployment.pipeline_parallel to 2 or more");
-  sched.pipeline_stages = dep.pipeline_parallel;
-  sched.sequence_pipeline_parallel = dep.sequence_pipeline_parallel;
+  ReplicaLayout layout;
+  layout.pipeline_parallel = dep.pipeline_parallel;
+  layout.sequence_pipeline_parallel = dep.sequence_pipeline_parallel;
+  layout.kv_parallel = dep.kv_parallel;
+  layout.max_tokens_per_kvp_group = dep.max_num_tokens_per_kvp_group;
+  set_layout(sched, layout, d, "scheduler");
   d.get("collective_timeout_s", dep.collective_timeout_s, Range::between(0.01, 86400));
   d.finish();
   PromptSet prompts;

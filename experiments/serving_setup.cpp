@@ -35,12 +35,19 @@ void check_tensor_parallel(const ModelSpec& m, int64_t tp, const config::ConfigR
       n ? n->loc() : config::SourceLoc{}, config::join_path(r.path(), key), fmt::format("choose one of: {}", fmt::join(fit, ", ")));
 }
 
-void set_kv_parallel(SchedulerConfig& s, int64_t groups, int64_t tokens_per_group, const config::ConfigReader& deployment,
-                     const std::string& scheduler_key) {
-  s.kv_parallel = groups;
-  s.max_tokens_per_kvp_group = tokens_per_group;
-  if (groups == 1) return;
+void set_layout(SchedulerConfig& s, const ReplicaLayout& l, const config::ConfigReader& deployment,
+                const std::string& scheduler_key) {
   auto loc = [&](const char* key) { return deployment.raw(key) ? deployment.raw(key)->loc() : config::SourceLoc{}; };
+  if (l.sequence_pipeline_parallel && l.pipeline_parallel < 2)
+    throw config::ConfigError("sequence_pipeline_parallel pipelines a prompt's chunks across stages, but there is one stage",
+                              loc("sequence_pipeline_parallel"), "deployment.sequence_pipeline_parallel",
+                              "set deployment.pipeline_parallel to 2 or more");
+  s.pipeline_stages = l.pipeline_parallel;
+  s.sequence_pipeline_parallel = l.sequence_pipeline_parallel;
+  const int64_t tokens_per_group = l.max_tokens_per_kvp_group;
+  s.kv_parallel = l.kv_parallel;
+  s.max_tokens_per_kvp_group = tokens_per_group;
+  if (l.kv_parallel == 1) return;
   if (s.type != "sarathi")
     throw config::ConfigError(fmt::format("KV parallelism needs prompts chunked at group boundaries, which the {} "
                                           "scheduler does not do", s.type),
@@ -71,16 +78,10 @@ ServingSetup ServingSetup::parse(const config::ConfigReader& top) {
   d.get("max_num_tokens_per_kvp_group", c.layout.max_tokens_per_kvp_group, Range::between(1, int64_t{1} << 40));
   d.get("memory_margin_fraction", c.layout.memory_margin_fraction, Range::fraction().open_above());
   d.finish();
-  if (c.layout.sequence_pipeline_parallel && c.layout.pipeline_parallel < 2)
-    throw config::ConfigError("sequence_pipeline_parallel pipelines a prompt's chunks across stages, but there is one stage",
-                              d.raw("sequence_pipeline_parallel") ? d.raw("sequence_pipeline_parallel")->loc() : config::SourceLoc{},
-                              "deployment.sequence_pipeline_parallel", "set deployment.pipeline_parallel to 2 or more");
   check_tensor_parallel(c.model, c.layout.tensor_parallel, d, "tensor_parallel");
   auto fill = [&](SchedulerConfig s, const std::string& where) {
     s.max_model_len = c.model.max_model_len;
-    s.pipeline_stages = c.layout.pipeline_parallel;
-    s.sequence_pipeline_parallel = c.layout.sequence_pipeline_parallel;
-    set_kv_parallel(s, c.layout.kv_parallel, c.layout.max_tokens_per_kvp_group, d, where);
+    set_layout(s, c.layout, d, where);
     return s;
   };
   if (top.has("schedulers")) {

@@ -18,11 +18,11 @@ namespace xp::experiments {
 // evenly; KV heads evenly, or replicated when there are fewer than ranks); it lists the TPs that can.
 void check_tensor_parallel(const serving::ModelSpec& m, int64_t tp, const config::ConfigReader& r, const std::string& key);
 
-// Lays the scheduler over `groups` KV-parallel groups of `tokens_per_group` tokens of a sequence
-// each; a ConfigError (at `deployment`'s keys) where the scheduler cannot chunk prompts at group
-// boundaries or the groups are not whole blocks.
-void set_kv_parallel(serving::SchedulerConfig& s, int64_t groups, int64_t tokens_per_group,
-                     const config::ConfigReader& deployment, const std::string& scheduler_key);
+// Lays the scheduler over `layout`'s pipeline stages (sequence-pipelined or not) and KV-parallel
+// groups; a ConfigError (at `deployment`'s keys) for SPP without stages, or KVP where the scheduler
+// cannot chunk prompts at group boundaries or the groups are not whole blocks.
+void set_layout(serving::SchedulerConfig& s, const serving::ReplicaLayout& layout, const config::ConfigReader& deployment,
+                const std::string& scheduler_key);
 
 struct SchedulerVariant {
   std::string name;
