@@ -92,34 +92,14 @@ PromptSet read_prompts(const fs::path& file) {
   return out;
 }
 
-// deployment: how the model is laid over ranks, TP × KVP of them (rank = kvp · TP + tp): threads
-// of this process, or the ranks of an mpirun/srun launch (which must number the same).
-struct Deployment {
-  int64_t tensor_parallel = 1;
-  int64_t pipeline_parallel = 1;                  // stages, each a group of TP × KVP ranks
-  bool sequence_pipeline_parallel = false;        // Mnemosyne's SPP: a prompt's next chunk follows its last out of stage 0
-  int64_t kv_parallel = 1;                        // Mnemosyne's KVP: groups holding slices of each sequence's KV
-  int64_t max_num_tokens_per_kvp_group = 1 << 20;  // the slice
-  double collective_timeout_s = 60;
-  RankLayout layout() const { return {tensor_parallel, kv_parallel, pipeline_parallel}; }
-  int ranks() const { return static_cast<int>(layout().ranks()); }
-};
-
-// OpenMP threads for each of `ranks` sharing this machine's cores (unless OMP_NUM_THREADS says).
-int threads_per_rank(int ranks) {
-  if (std::getenv("OMP_NUM_THREADS")) return omp_get_max_threads();
-  return std::max(1, omp_get_num_procs() / ranks);
-}
-
 class EngineServe final : public Experiment {
  public:
   EngineServe(fs::path model_dir, std::string device, SchedulerConfig sched, int64_t kv_blocks, SamplingParams sampling,
-              MetricsConfig metrics, PromptSet prompts, Deployment dep, std::set<int32_t> stop_ids)
+              MetricsConfig metrics, PromptSet prompts, EngineDeployment dep, std::set<int32_t> stop_ids)
       : model_dir_(std::move(model_dir)), device_(std::move(device)), sched_(sched), kv_blocks_(kv_blocks),
         sampling_(sampling), metrics_(metrics), prompts_(std::move(prompts)), dep_(dep), stop_ids_(std::move(stop_ids)) {
     if (device_ == "cuda" && !llama_cuda_available())
       throw config::ConfigError("device=cuda, but no CUDA device is visible", {}, "device", "use device=cpu on this machine");
-    const int tp = static_cast<int>(dep_.tensor_parallel);
     const dist::LaunchInfo launch = dist::detect_launch();
     if (launch.size > 1 && launch.size != dep_.ranks())
       throw config::ConfigError(fmt::format("{} started {} ranks, but deployment.tensor_parallel × kv_parallel × "
@@ -130,22 +110,7 @@ class EngineServe final : public Experiment {
     if (dep_.ranks() > 1 && device_ == "cuda")
       throw config::ConfigError("the CUDA engine runs on one GPU (its model parallelism over NCCL is not built yet)", {},
                                 "deployment.tensor_parallel", "use device=cpu, or one rank (TP, KVP and PP 1)");
-    if (config_.num_hidden_layers % dep_.pipeline_parallel)
-      throw config::ConfigError(fmt::format("{}: {} layers do not split into {} pipeline stages",
-                                            (model_dir_ / "config.json").string(), config_.num_hidden_layers,
-                                            dep_.pipeline_parallel),
-                                {}, "deployment.pipeline_parallel", "choose a number of stages that divides the layers");
-    if (tp > 1) {
-      if (device_ == "cuda")
-        throw config::ConfigError("the CUDA engine runs on one GPU (its tensor parallelism over NCCL is not built yet)", {},
-                                  "deployment.tensor_parallel", "use device=cpu, or tensor_parallel=1");
-      try {
-        TensorShard::of(config_, 0, tp);
-      } catch (const std::invalid_argument& e) {
-        throw config::ConfigError(fmt::format("{}: {}", (model_dir_ / "config.json").string(), e.what()), {},
-                                  "deployment.tensor_parallel", "choose a degree that divides the heads and the MLP");
-      }
-    }
+    dep_.check(config_, model_dir_ / "config.json");
     // Errors name the file and tensor, before any output. Ranks of a launch read their shard now;
     // threads read theirs when the run starts.
     if (launch.size > 1) {
@@ -189,17 +154,10 @@ class EngineServe final : public Experiment {
       return serve(ctx, device_ == "cuda" ? cuda_runner(*model_, kv_blocks_, sched_.block_size)
                                           : cpu_runner(*model_, kv_blocks_, sched_.block_size));
     // Ranks as threads of this process: rank 0 (this thread) serves, the others work.
-    const int ranks = dep_.ranks(), threads = threads_per_rank(ranks), before = omp_get_max_threads();
     jobs::RunOutcome outcome = jobs::RunOutcome::kDone;
-    dist::run_threads(ranks, dist::Seconds(dep_.collective_timeout_s), [&](dist::ProcessGroup& g) {
-      omp_set_num_threads(threads);  // per thread: each rank's OpenMP team
-      RankGroups mine = split(g);
-      auto part = load_part(g.rank(), mine);
-      if (g.rank() == 0)
-        outcome = serve(ctx, model_parallel_runner(*part, g, kv_blocks_, sched_.block_size, dep_.layout(), mine.stage.get()));
-      else serve_model_parallel_worker(*part, g, kv_blocks_, sched_.block_size, dep_.layout(), mine.stage.get());
-    });
-    omp_set_num_threads(before);
+    run_ranks_in_threads(model_dir_, dep_.layout(), kv_blocks_, sched_.block_size, dist::Seconds(dep_.collective_timeout_s),
+                         threads_per_rank(dep_.ranks()),
+                         [&](std::unique_ptr<ModelRunner> runner) { outcome = serve(ctx, std::move(runner)); });
     return outcome;
   }
 
@@ -259,7 +217,7 @@ class EngineServe final : public Experiment {
   SamplingParams sampling_;
   MetricsConfig metrics_;
   PromptSet prompts_;
-  Deployment dep_;
+  EngineDeployment dep_;
   std::set<int32_t> stop_ids_;  // empty: ignore_eos, every request runs to its max_tokens
   LlamaConfig config_;
   RankGroups split(dist::ProcessGroup& world) const {
@@ -315,21 +273,7 @@ std::unique_ptr<Experiment> make_engine_serve(const config::ConfigNode& job) {
   s.get("top_p", sp.top_p, Range::between(0, 1).open_below());
   s.finish();
   MetricsConfig mc = MetricsConfig::from(top.section("metrics"));
-  Deployment dep;
-  auto d = top.section("deployment");
-  d.get("tensor_parallel", dep.tensor_parallel, Range::between(1, 1024));
-  d.get("pipeline_parallel", dep.pipeline_parallel, Range::between(1, 1024));
-  d.get("sequence_pipeline_parallel", dep.sequence_pipeline_parallel);
-  d.get("kv_parallel", dep.kv_parallel, Range::between(1, 1024));
-  d.get("max_num_tokens_per_kvp_group", dep.max_num_tokens_per_kvp_group, Range::between(1, int64_t{1} << 40));
-  ReplicaLayout layout;
-  layout.pipeline_parallel = dep.pipeline_parallel;
-  layout.sequence_pipeline_parallel = dep.sequence_pipeline_parallel;
-  layout.kv_parallel = dep.kv_parallel;
-  layout.max_tokens_per_kvp_group = dep.max_num_tokens_per_kvp_group;
-  set_layout(sched, layout, d, "scheduler");
-  d.get("collective_timeout_s", dep.collective_timeout_s, Range::between(0.01, 86400));
-  d.finish();
+  EngineDeployment dep = EngineDeployment::read(top.section("deployment"), sched, "scheduler");
   PromptSet prompts;
   auto w = top.section("workload");  // unused (and unchecked) when a prompts file is given
   if (!prompts_file.empty()) {

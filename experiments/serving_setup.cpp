@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <omp.h>
 
 #include <chrono>
 #include <cstdio>
@@ -58,6 +59,48 @@ void set_layout(SchedulerConfig& s, const ReplicaLayout& l, const config::Config
                                           tokens_per_group, s.block_size),
                               loc("max_num_tokens_per_kvp_group"), "deployment.max_num_tokens_per_kvp_group",
                               fmt::format("use a multiple of {}", s.block_size));
+}
+
+ReplicaLayout EngineDeployment::replica_layout() const {
+  ReplicaLayout l;
+  l.tensor_parallel = tensor_parallel;
+  l.pipeline_parallel = pipeline_parallel;
+  l.sequence_pipeline_parallel = sequence_pipeline_parallel;
+  l.kv_parallel = kv_parallel;
+  l.max_tokens_per_kvp_group = max_num_tokens_per_kvp_group;
+  return l;
+}
+
+EngineDeployment EngineDeployment::read(config::ConfigReader d, SchedulerConfig& sched, const std::string& scheduler_key) {
+  EngineDeployment dep;
+  d.get("tensor_parallel", dep.tensor_parallel, Range::between(1, 1024));
+  d.get("pipeline_parallel", dep.pipeline_parallel, Range::between(1, 1024));
+  d.get("sequence_pipeline_parallel", dep.sequence_pipeline_parallel);
+  d.get("kv_parallel", dep.kv_parallel, Range::between(1, 1024));
+  d.get("max_num_tokens_per_kvp_group", dep.max_num_tokens_per_kvp_group, Range::between(1, int64_t{1} << 40));
+  set_layout(sched, dep.replica_layout(), d, scheduler_key);
+  d.get("collective_timeout_s", dep.collective_timeout_s, Range::between(0.01, 86400));
+  d.finish();
+  return dep;
+}
+
+void EngineDeployment::check(const LlamaConfig& c, const fs::path& config_json) const {
+  if (c.num_hidden_layers % pipeline_parallel)
+    throw config::ConfigError(fmt::format("{}: {} layers do not split into {} pipeline stages", config_json.string(),
+                                          c.num_hidden_layers, pipeline_parallel),
+                              {}, "deployment.pipeline_parallel", "choose a number of stages that divides the layers");
+  if (tensor_parallel == 1) return;
+  try {
+    TensorShard::of(c, 0, static_cast<int>(tensor_parallel));
+  } catch (const std::invalid_argument& e) {
+    throw config::ConfigError(fmt::format("{}: {}", config_json.string(), e.what()), {}, "deployment.tensor_parallel",
+                              "choose a degree that divides the heads and the MLP");
+  }
+}
+
+int threads_per_rank(int ranks) {
+  if (std::getenv("OMP_NUM_THREADS")) return omp_get_max_threads();
+  return std::max(1, omp_get_num_procs() / ranks);
 }
 
 ServingSetup ServingSetup::parse(const config::ConfigReader& top) {

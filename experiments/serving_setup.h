@@ -1,6 +1,7 @@
 // What serving_sim and capacity_search share: the model/hardware/deployment/scheduler/workload/
 // metrics sections of a config, the predictor built from them (profiles are loaded, and every
-// file problem reported, before a run writes anything), and one simulation.
+// file problem reported, before a run writes anything), and one simulation; and what the
+// engine's experiments share: their deployment section.
 #pragma once
 #include <filesystem>
 #include <memory>
@@ -9,6 +10,7 @@
 
 #include "core/config/reader.h"
 #include "core/jobs/run_context.h"
+#include "serving/engine/engine.h"
 #include "serving/metrics/collector.h"
 #include "serving/sim/simulator.h"
 
@@ -23,6 +25,29 @@ void check_tensor_parallel(const serving::ModelSpec& m, int64_t tp, const config
 // cannot chunk prompts at group boundaries or the groups are not whole blocks.
 void set_layout(serving::SchedulerConfig& s, const serving::ReplicaLayout& layout, const config::ConfigReader& deployment,
                 const std::string& scheduler_key);
+
+// deployment: how the engine lays a model over ranks, TP × KVP × pipeline stages of them (rank =
+// stage · TP · KVP + kvp · TP + tp): threads of this process, or the ranks of an mpirun/srun
+// launch (which must number the same).
+struct EngineDeployment {
+  int64_t tensor_parallel = 1;
+  int64_t pipeline_parallel = 1;                   // stages, each a group of TP × KVP ranks
+  bool sequence_pipeline_parallel = false;         // Mnemosyne's SPP: a prompt's next chunk follows its last out of stage 0
+  int64_t kv_parallel = 1;                         // Mnemosyne's KVP: groups holding slices of each sequence's KV
+  int64_t max_num_tokens_per_kvp_group = 1 << 20;  // the slice
+  double collective_timeout_s = 60;
+  serving::RankLayout layout() const { return {tensor_parallel, kv_parallel, pipeline_parallel}; }
+  serving::ReplicaLayout replica_layout() const;  // the simulator's view of it
+  int ranks() const { return static_cast<int>(layout().ranks()); }
+
+  // Reads `d` (and finishes it) and lays `sched` over the layout (set_layout).
+  static EngineDeployment read(config::ConfigReader d, serving::SchedulerConfig& sched, const std::string& scheduler_key);
+  // A ConfigError at deployment's keys where `c` (read from `config_json`) does not split so.
+  void check(const serving::LlamaConfig& c, const std::filesystem::path& config_json) const;
+};
+
+// OpenMP threads for each of `ranks` sharing this machine's cores (unless OMP_NUM_THREADS says).
+int threads_per_rank(int ranks);
 
 struct SchedulerVariant {
   std::string name;

@@ -1,12 +1,15 @@
 #include "serving/engine/engine.h"
 
 #include <fmt/format.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
 #include <set>
 #include <stdexcept>
 #include <thread>
+
+#include "core/dist/thread_group.h"
 
 namespace xp::serving {
 
@@ -201,6 +204,21 @@ void serve_model_parallel_worker(const LlamaModel& shard, dist::ProcessGroup& wo
   }
 }
 
+void run_ranks_in_threads(const std::filesystem::path& dir, const RankLayout& layout, int64_t num_kv_blocks,
+                          int64_t block_size, dist::Seconds timeout, int threads,
+                          const std::function<void(std::unique_ptr<ModelRunner>)>& controller) {
+  const int before = omp_get_max_threads();  // rank 0 is this thread
+  dist::run_threads(static_cast<int>(layout.ranks()), timeout, [&](dist::ProcessGroup& g) {
+    set_num_threads(threads);  // per thread: each rank's OpenMP team
+    const RankGroups mine = split_ranks(g, layout, timeout);
+    const auto part = load_rank_part(dir, g.rank(), layout, mine);
+    g.barrier();  // every part loaded before the controller's clock starts
+    if (g.rank() == 0) controller(model_parallel_runner(*part, g, num_kv_blocks, block_size, layout, mine.stage.get()));
+    else serve_model_parallel_worker(*part, g, num_kv_blocks, block_size, layout, mine.stage.get());
+  });
+  set_num_threads(before);
+}
+
 // ---------------------------------------------------------------------------------------------
 // StepPlan's wire format: kind (u8), group count (u32), item count (u32), then per item seq_id
 // (u64), start position (i64), token count (u32) and tokens (i32), block count (u32) and block
@@ -311,7 +329,8 @@ Engine::Engine(std::unique_ptr<ModelRunner> runner, const SchedulerConfig& sched
       sampling_(sampling),
       seed_(seed),
       metrics_(metrics) {
-  if (scheduler.pipeline_stages != runner_->pipeline_stages())
+  // Fewer batches in flight than stages is allowed: one at a time times whole passes.
+  if (scheduler.pipeline_stages > runner_->pipeline_stages())
     throw std::invalid_argument(fmt::format("the scheduler's {} pipeline stages on a runner of {}", scheduler.pipeline_stages,
                                             runner_->pipeline_stages()));
   if (scheduler.kv_parallel != runner_->kv_groups())
@@ -410,22 +429,33 @@ bool Engine::iterate(double now, StepEvents& ev) {
     // Fill the pipeline (the scheduler stops at one batch per stage in flight); a batch out of the
     // first stage may let a prompt send its next chunk (sequence pipelining).
     for (Batch b = scheduler_->schedule(now); !b.empty(); b = scheduler_->schedule(this->now())) {
-      const double started = this->now();
-      runner_->submit(forward_views(b));
-      scheduler_->on_stage_completed(b, 0, this->now());
-      in_flight_.emplace_back(std::move(b), started);
+      Submitted s = submitted(std::move(b), this->now());
+      runner_->submit(forward_views(s.batch));
+      scheduler_->on_stage_completed(s.batch, 0, this->now());
+      if (!in_flight_.empty()) {
+        s.shared_pipeline = true;
+        for (auto& other : in_flight_) other.shared_pipeline = true;
+      }
+      in_flight_.push_back(std::move(s));
       most_in_flight_ = std::max(most_in_flight_, in_flight_.size());
     }
     if (in_flight_.empty()) return false;
-    auto [b, started] = std::move(in_flight_.front());
+    Submitted s = std::move(in_flight_.front());
     in_flight_.pop_front();
-    complete(b, runner_->wait_oldest(), started, ev);
+    complete(s, runner_->wait_oldest(), ev);
     return true;
   }
   Batch b = scheduler_->schedule(now);
   if (b.empty()) return false;
-  complete(b, runner_->forward_groups(forward_views(b)), now, ev);
+  Submitted s = submitted(std::move(b), now);
+  complete(s, runner_->forward_groups(forward_views(s.batch)), ev);
   return true;
+}
+
+Engine::Submitted Engine::submitted(Batch b, double started) const {
+  Submitted s{std::move(b), started, {}, false};
+  if (on_iteration_) s.groups = scheduler_->group_shapes(s.batch);  // before the batch changes the KV
+  return s;
 }
 
 std::vector<std::vector<ForwardItem>> Engine::forward_views(const Batch& b) const {
@@ -462,7 +492,8 @@ std::vector<std::vector<ForwardItem>> Engine::forward_views(const Batch& b) cons
   return by_group;
 }
 
-void Engine::complete(const Batch& b, const std::vector<float>& logits, double started, StepEvents& ev) {
+void Engine::complete(const Submitted& s, const std::vector<float>& logits, StepEvents& ev) {
+  const Batch& b = s.batch;
   // Sample before the step is stamped: a token exists once it is sampled, so TTFT and TBT
   // include sampling. An item emits when it reaches the end of its sequence's tokens (a
   // decode, or a prompt's last chunk); a non-final chunk's sample is discarded (§2.2).
@@ -492,7 +523,7 @@ void Engine::complete(const Batch& b, const std::vector<float>& logits, double s
   if (metrics_)
     metrics_->on_batch(b, 0, b.scheduled_s, this->now(), scheduler_->kv().num_used(), scheduler_->kv().num_total());
   collect_finished(ev);
-  if (on_iteration_) on_iteration_(b, this->now() - started);
+  if (on_iteration_) on_iteration_({b, s.groups, this->now() - s.started, s.shared_pipeline});
 }
 
 void Engine::collect_finished(StepEvents& ev) {

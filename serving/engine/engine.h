@@ -110,6 +110,13 @@ std::unique_ptr<ModelRunner> model_parallel_runner(const LlamaModel& shard, dist
 // timeout is a CollectiveError naming it.
 void serve_model_parallel_worker(const LlamaModel& shard, dist::ProcessGroup& world, int64_t num_kv_blocks,
                                   int64_t block_size, RankLayout layout = {}, dist::ProcessGroup* stage = nullptr);
+// A model's ranks laid out as `layout`, as threads of this process with `threads` OpenMP threads
+// each, every one with its part of the model at `dir`: rank 0 (this thread) calls `controller`
+// with its runner, whose end stops the others, which serve. A rank that fails ends them all with
+// its error.
+void run_ranks_in_threads(const std::filesystem::path& dir, const RankLayout& layout, int64_t num_kv_blocks,
+                          int64_t block_size, dist::Seconds timeout, int threads,
+                          const std::function<void(std::unique_ptr<ModelRunner>)>& controller);
 // The CUDA backend (throws where no GPU is visible or the build has no CUDA).
 std::unique_ptr<ModelRunner> cuda_runner(const LlamaModel& model, int64_t num_kv_blocks, int64_t block_size);
 
@@ -129,6 +136,14 @@ struct EngineResult {
 // if it would not.
 std::string unservable(const Request& r, const std::vector<int32_t>& prompt, const LlamaConfig& c);
 
+// One iteration as Engine::on_iteration reports it.
+struct EngineIteration {
+  const Batch& batch;
+  std::vector<BatchShape> groups;  // each KV-parallel group's view, as scheduled (ReplicaScheduler::group_shapes)
+  double seconds = 0;              // scheduling, the forward pass (every stage), sampling and bookkeeping
+  bool shared_pipeline = false;    // another batch was in the pipeline stages for part of it
+};
+
 class Engine {
  public:
   Engine(const LlamaModel& model, const SchedulerConfig& scheduler, int64_t num_kv_blocks, SamplingParams sampling,
@@ -141,9 +156,9 @@ class Engine {
   // the model cannot serve it (unservable()) and leaves it out, listed in EngineResult::rejected,
   // rather than fail mid-run with the other requests.
   std::string add(const Request& r, std::vector<int32_t> prompt);
-  // Called after every iteration with its batch and its wall time: scheduling, the forward
-  // pass, sampling and bookkeeping — what one simulated iteration stands for (profiling hooks).
-  void on_iteration(std::function<void(const Batch&, double seconds)> fn) { on_iteration_ = std::move(fn); }
+  // Called after every iteration with its batch, shapes and wall time — what one simulated
+  // iteration stands for (profiling hooks).
+  void on_iteration(std::function<void(const EngineIteration&)> fn) { on_iteration_ = std::move(fn); }
   EngineResult run(const std::function<bool()>& should_stop = {});
   // End every request at its first token in `ids` (kept in its output): the checkpoint's
   // end-of-sequence ids when not benchmarking with ignore-EOS. Empty (the default): every request
@@ -176,8 +191,15 @@ class Engine {
   bool iterate(double now, StepEvents& ev);
   // The views of `b` the runner's KV-parallel groups run.
   std::vector<std::vector<ForwardItem>> forward_views(const Batch& b) const;
-  // Samples the tokens of `b` from its logits and accounts for it (started at `started`).
-  void complete(const Batch& b, const std::vector<float>& logits, double started, StepEvents& ev);
+  struct Submitted {
+    Batch batch;
+    double started = 0;
+    std::vector<BatchShape> groups;  // kept only for on_iteration
+    bool shared_pipeline = false;
+  };
+  Submitted submitted(Batch b, double started) const;
+  // Samples the tokens of `s.batch` from its logits and accounts for it.
+  void complete(const Submitted& s, const std::vector<float>& logits, StepEvents& ev);
   void collect_finished(StepEvents& ev);
 
   std::unique_ptr<ModelRunner> runner_;
@@ -190,11 +212,11 @@ class Engine {
   std::map<uint64_t, int64_t> prompt_len_;
   std::map<uint64_t, std::string> rejected_;
   std::map<uint64_t, std::pair<SamplingParams, std::optional<uint64_t>>> own_sampling_;  // live requests that set theirs
-  std::function<void(const Batch&, double)> on_iteration_;
+  std::function<void(const EngineIteration&)> on_iteration_;
   std::set<int32_t> stop_ids_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   int64_t iterations_ = 0;
-  std::deque<std::pair<Batch, double>> in_flight_;  // pipelined batches submitted, with when
+  std::deque<Submitted> in_flight_;  // pipelined batches submitted
   size_t most_in_flight_ = 0;
 };
 

@@ -3,12 +3,15 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "core/dist/thread_group.h"
 #include "core/runtime/files.h"
 #include "core/runtime/logging.h"
 
@@ -59,8 +62,9 @@ OpTime OpTime::of(std::vector<double> ms) {
 
 void write_engine_profile(const LlamaModel& model, const ProfileGrid& grid, const std::filesystem::path& dir) {
   const LlamaConfig& c = model.config();
+  const int tp = model.tensor_parallel();
   auto log = runtime::logger();
-  std::filesystem::create_directories(dir);
+  if (!dir.empty()) std::filesystem::create_directories(dir);
   // The grid's sizes, and both sides of the linear layers' switch from matrix-vector products
   // to GEMMs, where the cost jumps (interpolating across it, from 8 rows to 16, predicted a
   // 9-row decode 13% fast).
@@ -110,9 +114,8 @@ void write_engine_profile(const LlamaModel& model, const ProfileGrid& grid, cons
                     "n_head,n_kv_head,n_embd,n_expanded_embd,vocab_size,use_gated_mlp,num_tokens,num_tensor_parallel_workers\n";
   for (size_t i = 0; i < token_points.size(); ++i)
     mlp += stats_cells(kTokenOps, stats(token_ms[i])) +
-           fmt::format("{},{},{},{},{},True,{},1\n", c.num_attention_heads, c.num_key_value_heads, c.hidden_size,
-                       c.intermediate_size, c.vocab_size, token_points[i]);
-  write_or_throw(dir / "mlp.csv", mlp);
+           fmt::format("{},{},{},{},{},True,{},{}\n", c.num_attention_heads, c.num_key_value_heads, c.hidden_size,
+                       c.intermediate_size, c.vocab_size, token_points[i], tp);
 
   std::string attn = stats_header(kAttnOps) +
                      "n_embd,n_q_head,n_kv_head,block_size,num_tensor_parallel_workers,max_model_len,batch_size,"
@@ -120,12 +123,77 @@ void write_engine_profile(const LlamaModel& model, const ProfileGrid& grid, cons
   for (size_t i = 0; i < attn_points.size(); ++i) {
     const AttnPoint& p = attn_points[i];
     attn += stats_cells(kAttnOps, stats(attn_ms[i])) +
-            fmt::format("{},{},{},16,1,{},{},{},{},{}\n", c.hidden_size, c.num_attention_heads, c.num_key_value_heads,
+            fmt::format("{},{},{},16,{},{},{},{},{},{}\n", c.hidden_size, c.num_attention_heads, c.num_key_value_heads, tp,
                         c.max_position_embeddings, p.batch, p.chunk, p.kv, p.chunk > 0 ? "True" : "False");
   }
+  if (dir.empty()) return;  // another rank of the shard's group writes
+  write_or_throw(dir / "mlp.csv", mlp);
   write_or_throw(dir / "attention.csv", attn);
-  log->info("profiled {} token-level and {} attention points, {} interleaved repetitions each", token_points.size(),
-            attn_points.size(), grid.repetitions);
+  log->info("profiled {} token-level and {} attention points, {} interleaved repetitions each{}", token_points.size(),
+              attn_points.size(), grid.repetitions, tp > 1 ? fmt::format(" (tensor-parallel shard of {})", tp) : "");
+}
+
+void write_network_profile(const std::vector<int64_t>& all_reduce_workers, bool send_recv, int64_t hidden_size,
+                           int64_t max_tokens, int repetitions, const std::filesystem::path& dir) {
+  std::vector<size_t> floats;
+  for (int64_t rows = 1; rows <= 2 * std::max<int64_t>(1, max_tokens); rows *= 2)
+    floats.push_back(static_cast<size_t>(rows * hidden_size));
+  // ms[size index] over the repetitions, as rank 0 (or the receiver) timed them.
+  auto time_on_threads = [&](int ranks, const std::function<double(dist::ProcessGroup&, std::vector<float>&)>& once) {
+    std::vector<std::vector<double>> ms(floats.size());
+    dist::run_threads(ranks, dist::Seconds(60), [&](dist::ProcessGroup& g) {
+      for (int rep = 0; rep <= repetitions; ++rep)  // the first pass warms up
+        for (size_t i = 0; i < floats.size(); ++i) {
+          std::vector<float> buffer(floats[i], 1.0f);
+          g.barrier();
+          const double t = once(g, buffer);
+          if (rep > 0 && t >= 0) ms[i].push_back(t);
+        }
+    });
+    return ms;
+  };
+  auto since_ms = [](std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
+  auto table = [&](const std::string& op, int workers, const std::vector<std::vector<double>>& ms) {
+    std::string rows;
+    for (size_t i = 0; i < floats.size(); ++i) {
+      const OpTime t = OpTime::of(ms[i]);
+      rows += fmt::format("{},{},{},{},{},{},0,{},{},{},{},{}\n", i, t.min, t.max, t.mean, t.median, t.std, workers,
+                          floats[i] * sizeof(float), op, workers, workers);
+    }
+    return rows;
+  };
+  auto header = [](const std::string& op) {
+    return fmt::format(",time_stats.{0}.min,time_stats.{0}.max,time_stats.{0}.mean,time_stats.{0}.median,time_stats.{0}.std,"
+                       "rank,num_workers,size,collective,devices_per_node,max_devices_per_node\n", op);
+  };
+  std::filesystem::create_directories(dir);
+  std::string all_reduce = header("all_reduce");
+  for (int64_t w : std::set<int64_t>(all_reduce_workers.begin(), all_reduce_workers.end())) {
+    if (w < 2) continue;
+    const auto ms = time_on_threads(static_cast<int>(w), [&](dist::ProcessGroup& g, std::vector<float>& b) {
+      const auto t0 = std::chrono::steady_clock::now();
+      g.all_reduce_sum(std::span<float>(b));
+      return g.rank() == 0 ? since_ms(t0) : -1.0;
+    });
+    all_reduce += table("all_reduce", static_cast<int>(w), ms);
+  }
+  write_or_throw(dir / "all_reduce.csv", all_reduce);
+  if (!send_recv) return;
+  // Timed by the receiver, from the barrier both leave together until the message is in.
+  const auto ms = time_on_threads(2, [&](dist::ProcessGroup& g, std::vector<float>& b) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (g.rank() == 0) {
+      g.send_bytes(std::as_bytes(std::span<const float>(b)), 1);
+      return -1.0;
+    }
+    const std::vector<std::byte> in = g.recv_bytes(0);
+    const double t = since_ms(t0);
+    if (in.size() != b.size() * sizeof(float)) throw std::logic_error("send_recv profile: message cut short");
+    return t;
+  });
+  write_or_throw(dir / "send_recv.csv", header("send_recv") + table("send_recv", 2, ms));
 }
 
 ModelSpec engine_model_spec(const LlamaConfig& c) {
@@ -138,14 +206,16 @@ ModelSpec engine_model_spec(const LlamaConfig& c) {
   m.mlp_hidden_dim = c.intermediate_size;
   m.vocab_size = c.vocab_size;
   m.max_model_len = c.max_position_embeddings;
+  m.activation_bytes = 4;  // f32
   return m;
 }
 
-DeviceSpec engine_device_spec() {
+DeviceSpec engine_device_spec(int64_t ranks) {
   DeviceSpec d;
   d.name = d.profile_dir = "cpu";
+  d.network_dir = "network/cpu";
   d.fp16_tflops = 0.1;
-  d.devices_per_node = 1;
+  d.devices_per_node = ranks;
   d.token_rounding = 1;
   d.kv_rounding = 1;
   return d;

@@ -372,6 +372,10 @@ void gather_vocabulary(const LlamaConfig& c, const TensorShard& s, dist::Process
   }
 }
 
+// Under tensor parallelism, the all-reduces inside attn_post_proj and mlp_down_proj.
+constexpr const char* kAttnAllReduce = "attn_post_proj.all_reduce";
+constexpr const char* kMlpAllReduce = "mlp_down_proj.all_reduce";
+
 // mlp_act: SiLU(gate) ⊙ up, in place in `g`.
 void swiglu(Mat& g, const Mat& u) { g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix(); }
 
@@ -436,10 +440,11 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
   Mat xn, q, k, v, attn, lse, g, u, part;
   // out += in · Wᵀ; under tensor parallelism each rank holds W's columns for its heads (or MLP
   // columns), so the partial products are summed across the group first.
-  auto row_parallel = [&](const Mat& in, const Tensor& w, Mat& out) {
+  // The all-reduce is timed apart as well (inside the operator's time), for profile_forward.
+  auto row_parallel = [&](const Mat& in, const Tensor& w, Mat& out, const char* all_reduce_op) {
     if (!impl_->tp) return linear(in, w, out, true);  // the residual add fused in
     linear(in, w, part, false);
-    impl_->tp->all_reduce_sum(std::span<float>(part.data(), static_cast<size_t>(part.size())));
+    timed(all_reduce_op, [&] { impl_->tp->all_reduce_sum(std::span<float>(part.data(), static_cast<size_t>(part.size()))); });
     out += part;
   };
   for (int64_t l = 0; l < static_cast<int64_t>(impl_->layers.size()); ++l) {  // this stage's layers; l indexes its cache
@@ -456,14 +461,14 @@ std::vector<float> LlamaModel::forward(const std::vector<ForwardItem>& items, Kv
       ops.attend(items, q, l, cache, attn, lse);
       if (impl_->kvp) merge_kv_parallel(*impl_->kvp, attn, lse, c.head_dim());
     });
-    timed("attn_post_proj", [&] { row_parallel(attn, L.o, x); });
+    timed("attn_post_proj", [&] { row_parallel(attn, L.o, x, kAttnAllReduce); });
     timed("post_attention_layernorm", [&] { rmsnorm_rows(x, L.post_norm, c.rms_norm_eps, xn); });
     timed("mlp_up_proj", [&] {
       linear(xn, L.gate, g, false);
       linear(xn, L.up, u, false);
     });
     timed("mlp_act", [&] { swiglu(g, u); });
-    timed("mlp_down_proj", [&] { row_parallel(g, L.down, x); });
+    timed("mlp_down_proj", [&] { row_parallel(g, L.down, x, kMlpAllReduce); });
   }
   if (!stage.last()) return std::vector<float>(x.data(), x.data() + x.size());  // on to the next stage
   // Logits of each item's last token.
@@ -536,9 +541,8 @@ double LlamaModel::time_as_in_a_forward(const std::function<void()>& f) const {
 }
 
 LlamaModel::OperatorMs LlamaModel::profile_forward(int64_t batch, int64_t new_tokens, int64_t kv) const {
-  if (impl_->tp) throw std::logic_error("profile mode times one process's whole model (tensor_parallel=1)");
   const int64_t bs = 16, blocks_per_seq = (kv + new_tokens + bs - 1) / bs;
-  KvCache cache(cfg_, batch * blocks_per_seq, bs);
+  KvCache cache = make_kv_cache(batch * blocks_per_seq, bs);
   // The blocks in no particular order, as a paged cache holds them once requests have come and
   // gone: decodes of 16-24 sequences over 250 keys ran 3-4% slower than over blocks in order.
   const std::vector<int64_t> blocks = data::permutation(batch * blocks_per_seq, runtime::RngStream(0x6b76, 0));
@@ -558,6 +562,14 @@ LlamaModel::OperatorMs LlamaModel::profile_forward(int64_t batch, int64_t new_to
   const auto layers = static_cast<double>(cfg_.num_hidden_layers);
   OperatorMs out;
   for (const auto& [op, t] : ms) out[op] = op == "lm_head" ? t : t / layers;
+  // A tensor-parallel shard's projections without their all-reduce, which the simulator takes
+  // from the network profile (as Vidur's operator profiles leave it out).
+  for (auto [op, all_reduce] : {std::pair{"attn_post_proj", kAttnAllReduce}, std::pair{"mlp_down_proj", kMlpAllReduce}}) {
+    if (auto it = out.find(all_reduce); it != out.end()) {
+      out[op] = std::max(0.0, out[op] - it->second);
+      out.erase(it);
+    }
+  }
   out["add"] = 0;  // fused into attn_post_proj and mlp_down_proj
   out["forward"] = whole;
   return out;

@@ -151,7 +151,8 @@ class LlamaModel {
   // attention itself); "lm_head" (final norm and LM head, once per pass) and "forward" (the
   // whole pass: what the operators leave out, embedding and gathers, shows there). Before it
   // every weight a forward reads is read, so the weights are in cache only if the whole model
-  // fits there.
+  // fits there. On a tensor-parallel shard, every rank of the group calls it alike (the pass's
+  // collectives), and the projections' times leave out their all-reduce.
   using OperatorMs = std::map<std::string, double>;
   OperatorMs profile_forward(int64_t batch, int64_t new_tokens, int64_t kv) const;
 

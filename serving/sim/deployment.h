@@ -21,6 +21,9 @@ struct ModelSpec {
   int64_t vocab_size = 32000;
   bool use_gated_mlp = true;
   int64_t max_model_len = 4096;  // longest sequence served (prompt + output)
+  // Bytes per activation element in the messages between GPUs (TP all-reduce, stage transfers,
+  // the KVP merge): fp16 as Vidur assumes; the CPU engine's f32 is 4.
+  int64_t activation_bytes = 2;
 
   int64_t head_dim() const { return embedding_dim / num_q_heads; }
   // Weights of one layer (QKV, O, MLP), all shards together.

@@ -360,7 +360,7 @@ void ExecutionPredictor::load_kvp_merge(const fs::path& file) {
 }
 
 // One all-gather per layer for the items of `b` whose KV spans several groups: per query token
-// the output of this rank's heads (bf16) and a log-sum-exp per head (fp32).
+// the output of this rank's heads (activations) and a log-sum-exp per head (fp32).
 double ExecutionPredictor::kvp_merge_ms(const BatchShape& b) const {
   if (b.kvp_merges.empty()) return 0;
   int64_t tokens = 0, groups = 1;
@@ -370,7 +370,7 @@ double ExecutionPredictor::kvp_merge_ms(const BatchShape& b) const {
   }
   const double heads = static_cast<double>(model_.num_q_heads) / static_cast<double>(layout_.tensor_parallel);
   const double per_worker = static_cast<double>(round_up(tokens, device_.token_rounding)) *
-                            (heads * static_cast<double>(model_.head_dim()) * 2 + heads * 4);
+                            (heads * static_cast<double>(model_.head_dim() * model_.activation_bytes) + heads * 4);
   return kvp_merge_.at(static_cast<double>(groups) * per_worker / 2) + kNcclLaunchMs;
 }
 
@@ -570,7 +570,7 @@ double ExecutionPredictor::operators_ms(const BatchShape& b, bool last_stage) co
   // Collectives are looked up at the batch's tokens rounded up as for the token-level operators,
   // as Vidur does (its predictor's features): on a noisy profile the exact count can land
   // between measured sizes that differ 2x (17-23 tokens against 16 and 24 on the A100's).
-  double bytes = static_cast<double>(f.token_ops_tokens) * static_cast<double>(model_.embedding_dim) * 2;  // fp16
+  double bytes = static_cast<double>(f.token_ops_tokens * model_.embedding_dim * model_.activation_bytes);
   if (layout_.tensor_parallel > 1) block += 2 * (all_reduce_.at(bytes) + kNcclLaunchMs);
   block += kvp_merge_ms(b);
   double ms = block * static_cast<double>(layers_per_stage_);
@@ -607,7 +607,7 @@ void ExecutionPredictor::fit_overhead(const std::vector<std::pair<BatchShape, do
   for (Eigen::Index i = 0; i < n; ++i) {
     const auto& [b, ms] = iterations_ms[static_cast<size_t>(i)];
     if (!(ms > 0)) throw std::invalid_argument(fmt::format("fit_overhead: iteration {} took {} ms", i, ms));
-    const double ops = operators_ms(b, /*last_stage=*/true), w = 1 / std::sqrt(ms);
+    const double ops = pass_operators_ms(b), w = 1 / std::sqrt(ms);
     const bool chunk = has_prompt_chunk(b);
     present[chunk ? 0 : 1] = true;
     share[static_cast<size_t>(i)] = ops / ms;
@@ -651,6 +651,22 @@ void ExecutionPredictor::fit_overhead(const std::vector<std::pair<BatchShape, do
       "(batches with a prompt chunk; decode-only batches: {:.4f} ×) + {:.4f} ms + {:.5f} ms/sequence",
       source, share.front(), share.back(), share[share.size() / 2], operators_scale_[0], operators_scale_[1],
       overhead_ms_[0], overhead_ms_[1]);
+}
+
+double ExecutionPredictor::pass_operators_ms(const BatchShape& b) const {
+  const auto inner = static_cast<double>(layout_.pipeline_parallel - 1);
+  return (inner > 0 ? inner * operators_ms(b, false) : 0) + operators_ms(b, true);
+}
+
+double ExecutionPredictor::pass_time_s(const std::vector<BatchShape>& groups) const {
+  double s = 0;
+  for (int64_t stage = 0; stage < layout_.pipeline_parallel; ++stage) {
+    double slowest = 0;
+    for (const auto& g : groups)
+      if (g.num_tokens() > 0) slowest = std::max(slowest, stage_time_s(g, stage));
+    s += slowest;
+  }
+  return s;
 }
 
 double ExecutionPredictor::stage_time_s(const BatchShape& b, int64_t stage) const {

@@ -76,13 +76,16 @@ class ExecutionPredictor final : public StageTimer {
 
   // Time of one pipeline stage of `b`, in seconds (the last stage has no send/recv).
   double stage_time_s(const BatchShape& b, int64_t stage) const override;
+  // One batch through every stage, alone in the pipeline: the stages' times, each that of the
+  // slowest of `groups` (each KV-parallel group's view of the batch; one for a single group).
+  double pass_time_s(const std::vector<BatchShape>& groups) const;
   // Model FLOPs of one stage of `b` (for MFU).
   double stage_flops(const BatchShape& b) const override;
   double peak_flops() const { return device_.fp16_tflops * 1e12; }
 
-  // Refits how whole iterations of a single-stage replica (milliseconds) relate to the
-  // operators: a scale on the operators (one for batches with a prompt chunk, one for
-  // decode-only batches) and the last stage's overhead beyond them. The
+  // Refits how whole iterations (milliseconds; a batch through every stage, alone in the
+  // pipeline) relate to the operators: a scale on the operators (one for batches with a prompt
+  // chunk, one for decode-only batches) and the last stage's overhead beyond them. The
   // constructor does so from an engine profile's whole forwards; the engine fidelity experiment
   // again from iterations timed while the engine serves (CPU overheads, as Vidur profiles them on
   // the real system).
@@ -97,6 +100,7 @@ class ExecutionPredictor final : public StageTimer {
  private:
   double attention_ms(const BatchFeatures& f) const;
   double operators_ms(const BatchShape& b, bool last_stage) const;
+  double pass_operators_ms(const BatchShape& b) const;  // every stage's
   double analytic_prefill_ms(double chunk, double kv) const;
   double analytic_decode_ms(double batch, double kv) const;
   void fit_analytic_attention(const std::filesystem::path& data_root);

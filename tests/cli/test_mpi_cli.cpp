@@ -2,9 +2,13 @@
 // process serves, only rank 0 writes, and a rank that dies or stops ends the whole launch with an
 // error naming it and no result marked complete.
 #include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
 #include <thread>
 
@@ -68,21 +72,36 @@ class MpiLaunch : public ::testing::Test {
   // `settle` longer, sends `signal` to rank `rank`, and waits for the launch to end.
   Faulted signal_rank(const std::string& command, const std::string& mark, const fs::path& ready,
                       std::chrono::milliseconds settle, int rank, int signal) {
+    const pid_t sh = start(command);
+    wait_for(ready);
+    std::this_thread::sleep_for(settle);
+    signal_marked(mark, rank, signal);
+    const auto t0 = std::chrono::steady_clock::now();
+    const int rc = end_of(sh);
+    return {rc, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
+  }
+  // `command` (an mpirun line) started in the background, its output to out.txt and err.txt.
+  pid_t start(const std::string& command) const {
     const std::string cmd = command + " > out.txt 2> err.txt";
     pid_t sh = -1;
     const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
     EXPECT_EQ(posix_spawn(&sh, "/bin/sh", nullptr, nullptr, const_cast<char* const*>(argv), environ), 0);
+    return sh;
+  }
+  static void wait_for(const fs::path& ready) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (!fs::exists(ready) && std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    std::this_thread::sleep_for(settle);
+  }
+  static void signal_marked(const std::string& mark, int rank, int signal) {
     const pid_t target = find_rank(mark, rank);
     EXPECT_GT(target, 0) << "rank " << rank << " not found";
     if (target > 0) kill(target, signal);
-    const auto t0 = std::chrono::steady_clock::now();
+  }
+  static int end_of(pid_t sh) {
     int status = 0;
     waitpid(sh, &status, 0);
-    return {WEXITSTATUS(status), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
+    return WEXITSTATUS(status);
   }
   testing::TempDir dir_;
 };
@@ -232,6 +251,39 @@ TEST_F(MpiTraining, RunStoppedOnTwoProcessesResumesOnOneThenTwoBitForBit) {
   auto ea = a->read_table("/train/epochs"), eb = b->read_table("/train/epochs");
   ASSERT_EQ(eb.rows, 30);
   for (size_t col = 0; col + 1 < ea.values.size(); ++col) EXPECT_EQ(ea.values[col], eb.values[col]) << col;
+}
+
+// A process killed inside the checkpoint write: rank 0 writes checkpoint (2, 5) into a pipe the
+// test reads, so SIGKILL reaches it with part of the checkpoint written (the rest waits in the
+// pipe); the test then leaves the bytes that arrived as the cut-short file a crash leaves. The
+// launch ends with an error and nothing complete; resumed on 2 processes the run starts from the
+// last whole checkpoint, writes (2, 5) over the cut-short one, and ends with the bits of an
+// uninterrupted run.
+TEST_F(MpiTraining, AProcessKilledInsideTheCheckpointWriteResumesFromTheLastWholeOne) {
+  ASSERT_EQ(exp("run " + job("a", "train.workers=1")).rc, 0);
+  const std::string mark = fmt::format("{}", ::getpid() + 3);
+  const pid_t sh = start(mpirun(2, job("b", "train.collective_timeout_s=5"), mark));
+  const fs::path checkpoints = dir_ / "b/checkpoints", cut = checkpoints / "ckpt-000002000005.tmp";
+  wait_for(checkpoints / "ckpt-000001000005.ckpt");
+  ASSERT_EQ(::mkfifo(cut.c_str(), 0644), 0) << std::strerror(errno);
+  const int fd = ::open(cut.c_str(), O_RDONLY | O_NONBLOCK);
+  ASSERT_GE(fd, 0);
+  pollfd ready{fd, POLLIN, 0};
+  ASSERT_EQ(::poll(&ready, 1, 60'000), 1) << "the checkpoint was never written";
+  std::vector<char> arrived(4096);
+  const ssize_t got = ::read(fd, arrived.data(), arrived.size());
+  ASSERT_GT(got, 0);
+  signal_marked(mark, 0, SIGKILL);  // blocked writing the rest (the checkpoint is larger than the pipe)
+  EXPECT_NE(end_of(sh), 0) << dir_.read("err.txt");
+  ::close(fd);
+  fs::remove(cut);
+  std::ofstream(cut, std::ios::binary).write(arrived.data(), got);
+  ASSERT_FALSE(complete(dir_ / "b/results.h5"));
+  Ran finished = launch(2, "--resume " + (dir_ / "b").string());
+  ASSERT_EQ(finished.rc, 0) << finished.err;
+  ASSERT_TRUE(complete(dir_ / "b/results.h5"));
+  EXPECT_EQ(summary("b", "final_state_xxh3"), summary("a", "final_state_xxh3"));
+  EXPECT_FALSE(fs::exists(cut));
 }
 
 TEST_F(MpiTraining, AStoppedProcessTimesOutNamingItAndNothingIsComplete) {

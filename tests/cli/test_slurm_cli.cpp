@@ -57,6 +57,7 @@ class SlurmLaunch : public ::testing::Test {
     EXPECT_TRUE(testing::run_complete(dir_ / run_dir / "results.h5")) << run_dir;
     return testing::engine_outputs(dir_ / run_dir);
   }
+  std::string submit_sweep(const std::string& sweep) const;
   testing::TempDir dir_;
   bool started_ = false;
 };
@@ -88,6 +89,20 @@ std::string train(const fs::path& run_dir, const std::string& extra = "") {
                      "network.init_p=0.01 train.epochs=30 train.batch_size=50 train.lr=0.01 train.checkpoint_every=5 "
                      "train.logical_ranks=4 eval.sweep_every=10 eval.on_step=0.5 hydra.run.dir={} {}",
                      testing::kExp, kConfigs, run_dir.string(), extra);
+}
+
+// Submits train()'s config as a sweep (`sweep` overrides, e.g. seeds) under the Slurm launcher, each
+// job 2 tasks, into <dir>/sweep; returns the array's id ("" after a failed expectation).
+std::string SlurmLaunch::submit_sweep(const std::string& sweep) const {
+  Ran submitted = sh(train(dir_ / "unused", sweep + " hydra/launcher=slurm hydra.launcher.tasks_per_node=2 "
+                                                     "hydra.launcher.timeout_min=10 "
+                                                     "\"hydra.launcher.setup=['export SLURM_MPI_TYPE=pmix']\" "
+                                                     "hydra.sweep.dir=" + (dir_ / "sweep").string()) + " -m");
+  EXPECT_EQ(submitted.rc, 0) << submitted.err << submitted.out;
+  const auto at = submitted.out.find("Slurm array ");
+  EXPECT_NE(at, std::string::npos) << submitted.out;
+  if (submitted.rc != 0 || at == std::string::npos) return "";
+  return submitted.out.substr(at + 12, submitted.out.find(' ', at + 12) - at - 12);
 }
 
 std::string final_state(const fs::path& run_dir) {
@@ -130,15 +145,8 @@ TEST_F(SlurmLaunch, AJobCancelledWithTermStopsEveryTaskAndResumesOnAnotherCount)
 // an uninterrupted one-process run of the same config.
 TEST_F(SlurmLaunch, AnArrayOfTwoTaskJobsRequeuedOnTheTimeLimitSignalEndsAsUninterruptedRuns) {
   for (int seed : {0, 1}) ASSERT_EQ(sh(train(dir_ / fmt::format("one{}", seed), fmt::format("seed={} train.workers=1", seed))).rc, 0);
-  Ran submitted = sh(train(dir_ / "unused", "seed=0,1 hydra/launcher=slurm hydra.launcher.tasks_per_node=2 "
-                                            "hydra.launcher.array_parallelism=1 hydra.launcher.timeout_min=10 "
-                                            "\"hydra.launcher.setup=['export SLURM_MPI_TYPE=pmix']\" hydra.sweep.dir=" +
-                                                (dir_ / "sweep").string()) + " -m");
-  ASSERT_EQ(submitted.rc, 0) << submitted.err << submitted.out;
-  const std::string out = submitted.out;
-  const auto at = out.find("Slurm array ");
-  ASSERT_NE(at, std::string::npos) << out;
-  const std::string array = out.substr(at + 12, out.find(' ', at + 12) - at - 12);
+  const std::string array = submit_sweep("seed=0,1 hydra.launcher.array_parallelism=1");
+  ASSERT_FALSE(array.empty());
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(150);
   while (!fs::exists(dir_ / "sweep/0/checkpoints/ckpt-000002000005.ckpt") && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -152,6 +160,29 @@ TEST_F(SlurmLaunch, AnArrayOfTwoTaskJobsRequeuedOnTheTimeLimitSignalEndsAsUninte
     ASSERT_TRUE(testing::run_complete(job / "results.h5")) << job << "\n" << log0;
     EXPECT_EQ(final_state(job), final_state(dir_ / fmt::format("one{}", seed))) << job;
   }
+}
+
+// An admin's `scontrol requeue` of a running two-task job (Slurm ends it with TERM, puts it back
+// in the queue and starts it again): both tasks checkpoint after the same step and exit 75; the
+// run does not requeue itself as well (no "could not requeue"), and when Slurm starts the job again
+// it resumes from that checkpoint and ends with the bits of an uninterrupted one-process run.
+TEST_F(SlurmLaunch, AJobRequeuedByAnAdminResumesFromItsCheckpointAsAnUninterruptedRun) {
+  ASSERT_EQ(sh(train(dir_ / "one", "seed=0 train.workers=1")).rc, 0);
+  const std::string array = submit_sweep("seed=0");
+  ASSERT_FALSE(array.empty());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(150);
+  while (!fs::exists(dir_ / "sweep/0/checkpoints/ckpt-000002000005.ckpt") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(sh("scontrol requeue " + array + "_0").rc, 0);
+  while (sh("squeue -h -r -j " + array).out.find(array) != std::string::npos && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const std::string log = sh("cat sweep/.slurm/" + array + "_0.out sweep/.slurm/" + array + "_0.err").out;
+  EXPECT_NE(log.find("checkpoint saved"), std::string::npos) << log;
+  EXPECT_NE(log.find("resuming"), std::string::npos) << log;
+  EXPECT_EQ(log.find("could not requeue"), std::string::npos) << log;
+  const fs::path job = dir_ / "sweep/0";
+  ASSERT_TRUE(testing::run_complete(job / "results.h5")) << log;
+  EXPECT_EQ(final_state(job), final_state(dir_ / "one"));
 }
 
 }  // namespace xp::cli

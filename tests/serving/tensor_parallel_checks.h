@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 
 #include "core/dist/process_group.h"
 #include "serving/engine/engine.h"
@@ -54,9 +55,10 @@ inline void forward_matches_the_whole_model(dist::ProcessGroup& g, const std::fi
 }
 
 // 8 requests of 5–64 prompt and 3–32 output tokens through the engine (under KV parallelism
-// `kv_groups` groups of 32 tokens of each sequence; `stages` pipeline stages, sequence-pipelined
-// with `spp`).
-inline EngineResult serve(std::unique_ptr<ModelRunner> runner, int64_t kv_groups = 1, int64_t stages = 1, bool spp = false) {
+// `kv_groups` groups of 32 tokens of each sequence; up to `stages` batches in flight through the
+// pipeline stages, sequence-pipelined with `spp`), each iteration reported to `on_iteration`.
+inline EngineResult serve(std::unique_ptr<ModelRunner> runner, int64_t kv_groups = 1, int64_t stages = 1, bool spp = false,
+                          std::function<void(const EngineIteration&)> on_iteration = {}) {
   SchedulerConfig s;
   s.type = "sarathi";
   s.chunk_size = 32;
@@ -67,6 +69,7 @@ inline EngineResult serve(std::unique_ptr<ModelRunner> runner, int64_t kv_groups
   s.pipeline_stages = stages;
   s.sequence_pipeline_parallel = spp;
   Engine e(std::move(runner), s, 120, SamplingParams{}, 7, nullptr);
+  if (on_iteration) e.on_iteration(std::move(on_iteration));
   runtime::RngStream rng(5, 0);
   for (uint64_t i = 0; i < 8; ++i) {
     int64_t p = 5 + static_cast<int64_t>(rng.below(60)), d = 3 + static_cast<int64_t>(rng.below(30));

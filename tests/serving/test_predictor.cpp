@@ -9,6 +9,8 @@
 #include <functional>
 #include <sstream>
 
+#include "core/dist/thread_group.h"
+#include "serving/engine/engine.h"
 #include "serving/engine/profiler.h"
 #include "serving/sim/predictor.h"
 #include "tests/support/temp_dir.h"
@@ -175,6 +177,25 @@ TEST(Predictor, PipelineStagesSplitLayersAndPayForSendRecv) {
   BatchShape b;
   b.decode_contexts.assign(16, 1000);
   EXPECT_GT(p.stage_time_s(b, 0), p.stage_time_s(b, 1));  // stage 0 also sends to stage 1
+}
+
+// A batch alone in the pipeline: every stage as long as its slowest KV-parallel group (a group
+// with nothing to run does not count), one stage after the other.
+TEST(Predictor, APassIsEveryStageOfItsSlowestKvParallelGroup) {
+  ReplicaLayout l;
+  l.pipeline_parallel = 2;
+  l.kv_parallel = 2;
+  ExecutionPredictor p(mistral(), h200(), l, kData);
+  BatchShape near, far;
+  near.decode_contexts = {1000, 1000};
+  far.decode_contexts = {1000, 60000};
+  far.kvp_merges = {{1, 2}};
+  ASSERT_GT(p.stage_time_s(far, 0), p.stage_time_s(near, 0));
+  EXPECT_GT(p.stage_time_s(far, 0), p.stage_time_s(far, 1));  // stage 0 also sends
+  const double far_pass = p.stage_time_s(far, 0) + p.stage_time_s(far, 1);
+  EXPECT_DOUBLE_EQ(p.pass_time_s({near, far}), far_pass);
+  EXPECT_DOUBLE_EQ(p.pass_time_s({far, BatchShape{}}), far_pass);
+  EXPECT_DOUBLE_EQ(p.pass_time_s({near}), p.stage_time_s(near, 0) + p.stage_time_s(near, 1));
 }
 
 // Vidur's per-iteration CPU overheads, where a table has the model at its TP degree: the sum of
@@ -475,6 +496,57 @@ TEST(Predictor, FittedOverheadsAreNeverNegativeSoNoBatchTakesNoTime) {
   // The scale (and a per-sequence cost, which may not be negative either) take the difference.
   EXPECT_GT(p.stage_time_s(one, 0) * 1e3, 0.1 * one_ms);
   EXPECT_LT(p.stage_time_s(one, 0) * 1e3, one_ms);
+}
+
+// With several ranks (threads): a tensor-parallel shard's operators profiled at its degree, its
+// group's ranks together, and the ranks' all-reduce and stage-to-stage transfer timed in Vidur's
+// network layout; a predictor for TP 2 × KVP 2 × 2 stages of the engine takes its collectives there.
+TEST(EngineProfile, AShardAndTheRanksCollectivesFeedAModelParallelPredictor) {
+  testing::TempDir d;
+  const LlamaConfig c = testing::tiny_llama(256);
+  write_random_llama(d.path() / "m", c, 1);
+  ProfileGrid grid;
+  grid.num_tokens = {1, 4, 16};
+  grid.prefill_chunks = {16};
+  grid.prefill_kv = {0, 64};
+  grid.decode_batches = {1, 4};
+  grid.decode_kv = {16, 64};
+  grid.repetitions = 1;
+  const auto profile = d.path() / "profile";
+  const RankLayout tp{2, 1, 1};
+  dist::run_threads(2, dist::Seconds(30), [&](dist::ProcessGroup& g) {
+    const RankGroups groups = split_ranks(g, tp, dist::Seconds(30));
+    const auto shard = load_rank_part(d.path() / "m", g.rank(), tp, groups);
+    write_engine_profile(*shard, grid, g.rank() == 0 ? profile / "cpu" / "engine" : std::filesystem::path());
+  });
+  write_network_profile({2, 4}, true, c.hidden_size, 16, 2, profile / "network" / "cpu");
+  auto data_rows = [](const std::filesystem::path& f) {
+    std::ifstream in(f);
+    std::vector<std::string> rows;
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) rows.push_back(line);
+    return rows;
+  };
+  const auto mlp = data_rows(profile / "cpu" / "engine" / "mlp.csv");
+  ASSERT_FALSE(mlp.empty());
+  for (const auto& row : mlp) EXPECT_EQ(row.substr(row.rfind(',')), ",2") << row;  // num_tensor_parallel_workers
+  // 1 to 32 rows of the hidden size (twice the largest batch), for 2 and 4 ranks; send/recv for 2.
+  EXPECT_EQ(data_rows(profile / "network" / "cpu" / "all_reduce.csv").size(), 12u);
+  const auto send_recv = data_rows(profile / "network" / "cpu" / "send_recv.csv");
+  ASSERT_EQ(send_recv.size(), 6u);
+  EXPECT_NE(send_recv.back().find(fmt::format(",2,{},send_recv,2,2", 32 * c.hidden_size * 4)), std::string::npos)
+      << send_recv.back();
+  ReplicaLayout l;
+  l.tensor_parallel = 2;
+  l.pipeline_parallel = 2;
+  l.kv_parallel = 2;
+  ExecutionPredictor p(engine_model_spec(c), engine_device_spec(8), l, profile);
+  for (const char* op : {"all_reduce", "send_recv", "kvp_merge"})
+    EXPECT_NE(p.sources().at(op).find("network/cpu"), std::string::npos) << op << ": " << p.sources().at(op);
+  BatchShape b = batch_of(4), merged = batch_of(4);
+  merged.kvp_merges = {{4, 2}};
+  EXPECT_GT(p.stage_time_s(merged, 0), p.stage_time_s(b, 0));  // the merge's all-gather, from the network profile
 }
 
 TEST(EngineProfile, TimesBothSidesOfTheMatrixVectorLimit) {

@@ -50,6 +50,41 @@ TEST_P(TensorParallel, EngineServesTheSameGreedyTokens) {
 
 INSTANTIATE_TEST_SUITE_P(Degrees, TensorParallel, ::testing::Values(2, 4));
 
+// A layout's ranks as threads (how engine_serve and engine_fidelity run one): the engine reports
+// every batch with each KV-parallel group's view of it and whether it shared the pipeline with
+// another; under SPP some do, and a scheduler that keeps one batch in flight on the same stages
+// (how engine_fidelity calibrates) serves the same tokens with every batch alone.
+TEST(RankThreads, EngineReportsEachBatchsGroupsAndWhetherItSharedThePipeline) {
+  testing::TempDir dir;
+  write_random_llama(dir.path(), tp_checks::model_config(), 11);
+  const RankLayout layout{1, 2, 2};
+  struct Seen {
+    size_t iterations = 0, shared = 0, merged = 0, without_two_groups = 0;
+    EngineResult result;
+  };
+  auto serve = [&](int64_t in_flight, bool spp) {
+    Seen seen;
+    run_ranks_in_threads(dir.path(), layout, 120, 16, dist::Seconds(30), 1, [&](std::unique_ptr<ModelRunner> runner) {
+      seen.result = tp_checks::serve(std::move(runner), 2, in_flight, spp, [&](const EngineIteration& it) {
+        ++seen.iterations;
+        seen.shared += it.shared_pipeline;
+        seen.without_two_groups += it.groups.size() != 2 || !(it.seconds > 0);
+        seen.merged += std::any_of(it.groups.begin(), it.groups.end(), [](const BatchShape& g) { return !g.kvp_merges.empty(); });
+      });
+    });
+    return seen;
+  };
+  const Seen pipelined = serve(2, true), alone = serve(1, false);
+  ASSERT_EQ(pipelined.result.outputs.size(), 8u);
+  EXPECT_EQ(pipelined.result.outputs, alone.result.outputs);
+  EXPECT_EQ(pipelined.iterations, static_cast<size_t>(pipelined.result.iterations));
+  EXPECT_GT(pipelined.shared, 0u);
+  EXPECT_EQ(alone.shared, 0u);
+  EXPECT_EQ(alone.result.most_in_flight, 1);
+  EXPECT_EQ(pipelined.without_two_groups + alone.without_two_groups, 0u);
+  EXPECT_GT(pipelined.merged, 0u);  // prompts past 32 tokens span both groups
+}
+
 TEST(TensorShard, SplitsHeadsMlpAndAnUnevenVocabulary) {
   LlamaConfig c = tp_checks::model_config();  // 4 heads, 2 KV heads, MLP 128, vocabulary 97
   TensorShard s = TensorShard::of(c, 1, 2);
