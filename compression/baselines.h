@@ -1,4 +1,4 @@
-// Checkpoint-compression baselines in the same framework (training.md §2.4), each a pair of
+// Checkpoint-compression baselines in the same framework (docs/dynaquant.md), each a pair of
 // whole-state-dict encode/decode functions over the same named fp32 tensors DynaQuant sees:
 //   zstd          lossless zstd (level 3) of the fp32 bytes
 //   uniform8_zstd per-tensor uniform 8-bit quantization (min/max range), then zstd

@@ -1,5 +1,5 @@
 // One interface for every way the dynaquant experiment stores a checkpoint — DynaQuant and the
-// baselines of training.md §2.4 — so they run through the same training loop, failures and
+// baselines of docs/dynaquant.md — so they run through the same training loop, failures and
 // measurements. Each codec with a knob picks it like DynaQuant does: the most compressive
 // setting whose decompressed weights keep quality ≥ `floor`.
 //   none           the state dict as is

@@ -1,4 +1,4 @@
-// DynaQuantCompressor: the whole in-training compressor (training.md §2.1). At each checkpoint it
+// DynaQuantCompressor: the whole in-training compressor (docs/dynaquant.md). At each checkpoint it
 // picks a QuantConfig with the search (guided at the first checkpoint and after a base, the
 // neighbourhood search otherwise) so the dequantized model's quality stays within a relative drop
 // ε of the live model's, quantizes with it, and encodes a container: a base every full_every_n

@@ -1,4 +1,4 @@
-// The DynaQuant checkpoint container (training.md §2.2 Step G; the layout is a project choice):
+// The DynaQuant checkpoint container (docs/dynaquant.md; the layout is a project choice):
 //   header   magic "DQCK", u16 version, u64 step, i64 parent_step (−1 = base), u32 n_tensors,
 //            the QuantConfig chosen by the search, u8 delta layout; a delta: the XXH3-64 of its
 //            parent's symbols and stored floats

@@ -1,4 +1,4 @@
-// Quantization-aware delta coding of symbol tensors (DynaQuant, training.md §2.2 Step F).
+// Quantization-aware delta coding of symbol tensors (DynaQuant, docs/dynaquant.md).
 // A tensor's symbols are {0 = pruned, 1..K = level, K+1 = protected}, B = K + 2 of them.
 // A base checkpoint codes its symbols directly (RLE + Huffman); a delta checkpoint codes
 // D = (s_cur − s_prev) mod B*, B* = max(B_prev, B_cur), decoded exactly as

@@ -1,4 +1,4 @@
-// The entropy-coding stages of DynaQuant's checkpoint deltas (training.md §2.2 Step F):
+// The entropy-coding stages of DynaQuant's checkpoint deltas (docs/dynaquant.md):
 // canonical Huffman over a stream of int32 values, and run-length coding with the sign trick
 // (values written negated, so ≤ 0; a positive number after a value is its run length, written
 // only for runs longer than 1). Both write into / read from the checkpoint byte encoding and

@@ -1,5 +1,5 @@
 // Non-uniform quantization levels by approximate k-means on a log-bucket histogram (DynaQuant,
-// training.md §2.2 Step D). Buckets are weighted W = σ·C/ΣC + (1−σ)·|X|/Σ|X| — the magnitude
+// docs/dynaquant.md). Buckets are weighted W = σ·C/ΣC + (1−σ)·|X|/Σ|X| — the magnitude
 // term keeps the levels from crowding near zero — seeded by weighted k-means++ (next centre drawn
 // ∝ W·D^power; the paper's D is the default, power 2 is classic k-means++), then weighted Lloyd
 // iterations until assignments stop changing (at most max_iterations), from `restarts` seedings,

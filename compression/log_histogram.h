@@ -1,4 +1,4 @@
-// The log-bucket sketch of DynaQuant (training.md §2.2 Step C, a simplified DDSketch) for signed
+// The log-bucket sketch of DynaQuant (docs/dynaquant.md, a simplified DDSketch) for signed
 // values: value x > 0 goes to key ceil(log_γ x), x < 0 to −ceil(log_γ |x|), with
 // γ = (1+α)/(1−α), and |x| < 1e-12 to a zero bucket. Quantiles are within relative error α;
 // two histograms with the same α merge by adding counts; buckets() is the weighted histogram the

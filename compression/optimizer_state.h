@@ -1,4 +1,4 @@
-// How a DynaQuant checkpoint keeps the optimizer's moments (training.md §2.2 Step G: the paper
+// How a DynaQuant checkpoint keeps the optimizer's moments (docs/dynaquant.md: the paper
 // does not say, so it is a knob). The moments are the f32 tensors of a trainer state whose name
 // starts with "optim." (Adam's exp_avg / exp_avg_sq, SGD's momentum_buffer), except the step
 // count; everything else in a trainer state (step, loop position, RNG streams) is small and kept

@@ -1,4 +1,4 @@
-// DynaQuant's per-checkpoint quantization (training.md §2.2 Steps A, B, D): the gradient EMA that
+// DynaQuant's per-checkpoint quantization (docs/dynaquant.md): the gradient EMA that
 // scores sensitivity, the partition of every weight into prune / protect / quantize with
 // thresholds per layer type, and non-uniform k-means levels per tensor. A quantized tensor is
 // its symbols {0 = pruned, 1..K = level, K+1 = protected} plus the levels and the protected

@@ -1,4 +1,4 @@
-// DynaQuant's configuration search (training.md §2.2 Step E): the configuration cube of
+// DynaQuant's configuration search (docs/dynaquant.md): the configuration cube of
 // (bins, prune fraction, protect fraction) per prune metric, each axis indexed 0…n−1 from most
 // aggressive to least so that quality rises along it, and the objective "maximum compression
 // ratio subject to a quality drop ≤ ε". Three searches over an oracle that tells a point's

@@ -1,6 +1,6 @@
-// capacity_search: for each scheduler, the largest Poisson QPS that meets an SLO (serving.md
-// §5.5 Metron deadline / TBT / TPOT SLOs, §5.6 Sarathi-Serve's P99 TBT + median scheduling
-// delay), each probe a full simulation; also the reproduction driver for configs/reproduce/.
+// capacity_search: for each scheduler, the largest Poisson QPS that meets an SLO (docs/metrics.md:
+// Metron's deadline / TBT / TPOT SLOs, Sarathi-Serve's P99 TBT + median scheduling delay), each
+// probe a full simulation; also the reproduction driver for configs/reproduce/.
 #pragma once
 #include <memory>
 

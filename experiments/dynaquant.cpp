@@ -479,7 +479,7 @@ class Dynaquant final : public Experiment {
     failures_->append({step, saved_.step, on_disk, before, networks::evaluate(net, test_).accuracy});
   }
 
-  // The one-shot table (training.md §2.3): for each per-checkpoint quality drop, the fewest bins
+  // The one-shot table (docs/dynaquant.md): for each per-checkpoint quality drop, the fewest bins
   // that meet it with pruning and protection off — our k-means levels against per-tensor uniform
   // levels (min to max, as QD-Compressor) and Check-N-Run's adaptive uniform ones (per row,
   // clipped range), the paper's "uniform (CNR)".

@@ -1,4 +1,4 @@
-// dynaquant: fault-tolerant training with compressed checkpoints (training.md §2, plan §5.2a) —
+// dynaquant: fault-tolerant training with compressed checkpoints (docs/dynaquant.md) —
 // an MLP on Fashion-MNIST (or digits) checkpointed every half epoch through DynaQuant or a
 // baseline, with evenly spaced failures that each restore from the latest compressed checkpoint.
 #pragma once

@@ -1,4 +1,4 @@
-// The experiment interface and the registry (DESIGN.md §2). An experiment is built from its
+// The experiment interface and the registry (docs/architecture.md). An experiment is built from its
 // resolved config *before* any output exists — so a bad config exits 2 with nothing written —
 // and then run() under a RunContext. run() returns kPreempted when ctx.should_stop() asked it
 // to checkpoint and leave; `exp run --resume` continues it.

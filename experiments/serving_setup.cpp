@@ -172,10 +172,10 @@ SimulationOutput simulate(const ServingSetup& setup, const SchedulerVariant& var
     });
   RequestGenerator gen(workload, seed);
   std::shared_ptr<const IterationTimeModel> time_model;
-  if (variant.scheduler.latency_target.enabled)  // §3.8: a linear model fitted to this deployment's predictor
+  if (variant.scheduler.latency_target.enabled)  // latency target: a linear model fitted to this deployment's predictor
     time_model = std::make_shared<LinearIterationModel>(
         LinearIterationModel::fit(*setup.predictor, setup.layout.pipeline_parallel, setup.model.max_model_len));
-  else if (variant.scheduler.adaptive.enabled)  // §4.1: the predictor itself, as the reference asks it
+  else if (variant.scheduler.adaptive.enabled)  // adaptive chunks: the predictor itself, as the reference asks it
     time_model = std::make_shared<StageTimerModel>(setup.predictor, setup.layout.pipeline_parallel);
   Simulator sim(setup.cluster, variant.scheduler, *setup.predictor, kv_blocks, setup.layout.num_gpus(), gen, metrics,
                 seed, time_model);

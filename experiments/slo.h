@@ -1,4 +1,4 @@
-// Serving SLOs for capacity searches (serving.md §5.5, §5.6, §6.11), checked on a run's summary.
+// Serving SLOs for capacity searches (docs/metrics.md), checked on a run's summary.
 #pragma once
 #include <string>
 

@@ -1,4 +1,4 @@
-// The {0,1}-weight layer of the binarized topology search (training.md §3.2). It keeps real
+// The {0,1}-weight layer of the binarized topology search (docs/binarized_topology.md). It keeps real
 // latent weights w ∈ [0, 1]; the forward pass uses the binary weights (on if |w| ≥ 0.5, else
 // off) and backward() hands the gradient at those binary weights to the latent weights
 // unchanged (the straight-through estimator). clip() keeps the latent weights in [0, 1] after

@@ -1,4 +1,4 @@
-// Edge-popup (Ramanujan et al., CVPR'20; training.md §3.5), the comparison row: fixed random
+// Edge-popup (Ramanujan et al., CVPR'20; docs/binarized_topology.md), the comparison row: fixed random
 // signed-constant weights ±σ (σ = gain/sqrt(fan_in)) that are never trained, and a real score
 // per weight. The forward pass keeps the top `keep` fraction of |score| in the layer ("fraction
 // kept", stated explicitly because hidden-networks uses prune_rate inconsistently); backward

@@ -1,4 +1,4 @@
-// The networks the topology experiments train (training.md §3.2, §3.5, §5.2b): one fully
+// The networks the topology experiments train (docs/binarized_topology.md): one fully
 // connected shape, three methods —
 //   binarized   [BinaryLinear → tanh → norm] per layer, norm = hard_invert | soft_invert |
 //               batch_norm | neg_batch_norm, then log-softmax; latent weights ~ Bernoulli(init_p),

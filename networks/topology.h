@@ -1,4 +1,4 @@
-// A trained binarized network read as a topology (training.md §3.3): per layer, each unit's list
+// A trained binarized network read as a topology (docs/binarized_topology.md): per layer, each unit's list
 // of active inputs, and the unit's evaluation-time norm folded into y = α·tanh(on·s) + β, where
 // s is the sum of its active inputs (hard_invert: α = −1, β = 1; soft_invert: α = 1 − 2a, β = a;
 // batch_norm: α = γ/√(var + ε), β = b − α·mean).
@@ -27,7 +27,7 @@ struct TopologyLayer {
   int64_t active() const { return static_cast<int64_t>(inputs.size()); }
 };
 
-// Per-unit NOR agreement of one layer (training.md §3.3): does each unit's output > 0.5 equal NOR
+// Per-unit NOR agreement of one layer (docs/binarized_topology.md): does each unit's output > 0.5 equal NOR
 // of its active inputs binarized at 0.5? Counted so it cannot be inflated: only over units whose
 // output varies over the samples (a constant unit agrees or disagrees trivially) and that lie on
 // a path of active connections to an output, pooled over (unit, sample) pairs.

@@ -54,7 +54,7 @@ class Trainer {
   bool done() const { return epoch_ >= opt_.epochs; }
   // One optimizer step on the next mini-batch; moves to the next epoch after its last batch.
   // `stop`: this process wants to stop (a signal); the result says whether any process does,
-  // the vote riding on the step's gradient exchange (the consistent cut, training.md §4.4.4).
+  // the vote riding on the step's gradient exchange (the consistent cut, docs/parallelism.md).
   StepResult step(const data::Dataset& train, bool stop = false);
 
   nn::StateDict state();

@@ -5,7 +5,7 @@
 
 OUT_DIR holds one run directory per configs/reproduce/binarized/*.yaml (as
 scripts/reproduce_binarized.sh lays them out). Writes OUT_DIR/table.md (our rows next to the
-published comparison points of training.md §3.5, labelled by dataset) and three figures:
+published comparison points of docs/binarized_topology.md, labelled by dataset) and three figures:
 accuracy_vs_constant_weight.png, accuracy_vs_active_share.png, nor_agreement.png.
 """
 import os
@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from results import load_runs  # noqa: E402
 
-# training.md §3.5: published points (MNIST unless stated; none on Fashion-MNIST).
+# docs/binarized_topology.md: published points (MNIST unless stated; none on Fashion-MNIST).
 PUBLISHED = [
     ("WANN (best shared weight)", "MNIST", "~92%", "evolved topology"),
     ("Supermask, trained (FCN)", "MNIST", "98.0%", "11-93% kept"),
@@ -47,7 +47,7 @@ def main():
         flat = f"{s['flat_on_min']:.1f}-{s['flat_on_max']:.1f}" if "flat_on_min" in s else ""
         lines.append(f"| {name} | {s['test_accuracy'] * 100:.2f}% | {gap} | {s['active_share'] * 100:.2f}% | "
                      f"{nor} | {circuit} | {flat} |")
-    lines += ["", "| published (training.md §3.5) | dataset | accuracy | note |", "|---|---|---|---|"]
+    lines += ["", "| published (docs/binarized_topology.md) | dataset | accuracy | note |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in PUBLISHED]
     with open(os.path.join(out, "table.md"), "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -4,7 +4,7 @@
     /usr/bin/python3 scripts/plot_dynaquant.py OUT_DIR
 
 OUT_DIR holds one run per configs/reproduce/dynaquant/*.yaml (scripts/reproduce_dynaquant.sh).
-Writes OUT_DIR/table.md (ours next to the paper's targets, training.md §2.3) and
+Writes OUT_DIR/table.md (ours next to the paper's targets, docs/dynaquant.md) and
 ratio_over_training.png, accuracy_with_restores.png, ratio_vs_accuracy.png.
 """
 import os
@@ -35,7 +35,7 @@ def main():
         lines.append(f"| {name} | {s['weights_ratio']:.1f}x | {s['full_state_ratio']:.2f}x | {s['peak_ratio']:.1f}x | "
                      f"{s['test_accuracy'] * 100:.2f}% | {drop} | {s['search_evaluations']} | "
                      f"{s['compression_time_share'] * 100:.1f}% |")
-    lines += ["", "Paper (training.md §2.3): 26-39x overall on large models, < 1% drop over 10 restores, peaks > 100x; "
+    lines += ["", "Paper (docs/dynaquant.md): 26-39x overall on large models, < 1% drop over 10 restores, peaks > 100x; "
               "project estimate for this MLP 10-25x overall, peaks > 50x."]
     # The one-shot bins table: mean fewest bins per allowed drop, over the checkpoints where every
     # quantizer met it.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# {0,1} topology reproduction (training.md §3, plan §5.2b) on Fashion-MNIST: every config in
+# {0,1} topology reproduction (docs/binarized_topology.md) on Fashion-MNIST: every config in
 # configs/reproduce/binarized/ (ours with four norms, some also for 60 epochs, at Adam 3e-3, with
 # AdamW (decay 0.04, cosine) or trained at on = 2; the float MLP on binarized and raw input;
 # edge-popup keeping 50/10/3%), then the table (with the NOR criterion and the circuit under

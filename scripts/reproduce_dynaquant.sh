@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DynaQuant reproduction (training.md §2, plan §5.2a) on Fashion-MNIST: the MLP 784-256-128-10
+# DynaQuant reproduction (docs/dynaquant.md) on Fashion-MNIST: the MLP 784-256-128-10
 # trained 20 epochs with a checkpoint every half epoch and 10 failures, under every config in
 # configs/reproduce/dynaquant/ (the epsilon sweep, the uncompressed reference, the baselines and
 # the delta ablation), then scripts/plot_dynaquant.py's table and plots. About a minute per run on

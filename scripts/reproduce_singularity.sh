@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Singularity's overheads on our logical-rank trainer (training.md §4.4.8), for the float MLP
+# Singularity's overheads on our logical-rank trainer (docs/parallelism.md), for the float MLP
 # 784-1024-1024-10 on Fashion-MNIST (binarized input, batch 200, TRAIN_SAMPLES samples, one
 # epoch), as a user runs it — `exp run binarized_topology network.method=float_mlp`:
 #   - plain training: 1 logical rank on 1 thread (the baseline);

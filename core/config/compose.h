@@ -1,4 +1,4 @@
-// Hydra-like composition (conventions.md §1.1–1.2, 1.8): a search path of config directories,
+// Hydra-like composition (docs/configs.md): a search path of config directories,
 // config groups (sub-folders), `defaults:` lists with `_self_`, `override`, `optional`,
 // `group@pkg`, `# @package` headers (`_global_`, `_group_`), and command-line overrides.
 // The result is one unresolved tree that holds the job's config plus a `hydra` subtree

@@ -1,5 +1,5 @@
-// ConfigNode: the value-semantic config tree every composition step works on (conventions.md
-// §1.9: yaml-cpp only parses and emits; its Nodes have reference semantics). Maps keep key
+// ConfigNode: the value-semantic config tree every composition step works on (yaml-cpp
+// only parses and emits; its Nodes have reference semantics). Maps keep key
 // order, so dumps are deterministic. Every node remembers where it came from (file, line,
 // column, or the command-line override) so errors can point at it. Plain value type: copy it
 // freely; not synchronised.

@@ -1,4 +1,4 @@
-// The command-line override grammar (conventions.md §1.2, Hydra's):
+// The command-line override grammar (docs/configs.md, Hydra's):
 //   key=value  +key=value  ++key=value  ~key  ~key=value  group=option  group@pkg=option
 // Values are typed (null, int, float, bool, quoted string, [list], {dict}, ${interp}) and may be
 // sweeps: comma lists `a,b`, `range(0,10,2)`, `choice(a,b)`, `glob(*,exclude=x*)`; and Hydra's other

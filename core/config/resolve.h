@@ -1,4 +1,4 @@
-// Interpolation (OmegaConf semantics, conventions.md §1.3): ${a.b} absolute, ${.b} / ${..b}
+// Interpolation (OmegaConf semantics, docs/configs.md): ${a.b} absolute, ${.b} / ${..b}
 // relative to the containing node, string interpolation "run_${a}", resolvers
 // ${oc.env:VAR,default}, ${now:%Y-%m-%d} (one timestamp per process, so every ${now:} in a run
 // agrees) and ${hydra:runtime.output_dir}. A whole-string reference keeps the referenced type.

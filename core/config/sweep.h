@@ -1,4 +1,4 @@
-// Multirun expansion (conventions.md §1.4): comma lists, range(), choice() and glob() over a
+// Multirun expansion (docs/configs.md): comma lists, range(), choice() and glob() over a
 // group's options form the cartesian product of jobs, the last override varying fastest
 // (Hydra's basic sweeper). Sweeps written under `hydra.sweeper.params` in config count too;
 // the command line wins for the same key.

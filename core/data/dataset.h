@@ -1,4 +1,4 @@
-// In-memory classification datasets (DESIGN.md §1, core/data): Fashion-MNIST from Debian's
+// In-memory classification datasets (docs/architecture.md, core/data): Fashion-MNIST from Debian's
 // gzipped IDX files, the 8×8 digits CSV for fast tests, deterministic shuffles and splits, input
 // binarisation, and batches as tensors. Features are f32 scaled to [0, 1]. Every load error names
 // the file and what is wrong with it. Datasets are plain values.

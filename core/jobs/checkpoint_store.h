@@ -1,4 +1,4 @@
-// CheckpointStore: atomic, checksummed checkpoints in one directory (training.md §4.4 item 5).
+// CheckpointStore: atomic, checksummed checkpoints in one directory (docs/reliability.md).
 // save() writes ckpt-<step>.tmp, fsyncs it, renames it to ckpt-<step>.ckpt and fsyncs the
 // directory: the rename is the "done" marker, so a checkpoint either exists whole or not at all.
 // Each file carries a header (magic, format version, step, size) and an XXH3-64 checksum of

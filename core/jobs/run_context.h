@@ -1,6 +1,6 @@
 // RunContext: what an experiment gets from the framework for one job — its resolved config,
 // output directory, results file, logger, reproducible RNG streams, checkpoint store and the
-// stop flag set by SIGTERM/SIGUSR1 (DESIGN.md §2, §5).
+// stop flag set by SIGTERM/SIGUSR1 (docs/architecture.md).
 //
 // Checkpoint/resume contract: an experiment saves at a step boundary with save_checkpoint()
 // (its own payload; the context adds the row count of every results table and flushes the

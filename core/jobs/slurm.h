@@ -1,4 +1,4 @@
-// Slurm submission (conventions.md §3): a whole sweep is one job array whose tasks run
+// Slurm submission (docs/reliability.md, "On Slurm"): a whole sweep is one job array whose tasks run
 // `exp run --from-manifest <sweep>/.slurm/jobs.yaml --index $SLURM_ARRAY_TASK_ID`. Parameter
 // names are submitit's (hydra/launcher=slurm), so existing launcher configs carry over. The
 // sbatch text is a pure function of its inputs (golden-file tested).

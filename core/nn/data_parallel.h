@@ -1,4 +1,4 @@
-// A logical data-parallel world (training.md §4.4.1, Singularity's replica splicing without a
+// A logical data-parallel world (docs/parallelism.md, Singularity's replica splicing without a
 // device): a job fixes L logical ranks for its life; physical workers — N processes of a
 // launch (mpirun, srun), each with W threads — run fixed round-robin subsets of them (rank r on
 // process r mod N), rank by rank. Every rank's gradient lands in its own slot, the processes

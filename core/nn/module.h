@@ -1,4 +1,4 @@
-// core/nn: a small explicit-backward layer library (DESIGN.md §4, in the style of llm.c). A
+// core/nn: a small explicit-backward layer library (docs/architecture.md, in the style of llm.c). A
 // Module owns named parameters (value + accumulated gradient), named buffers (running
 // statistics, RNG positions) and named children; forward() caches what backward() needs, and
 // backward() adds parameter gradients into `grad` and returns the gradient of its input.

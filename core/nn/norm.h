@@ -1,5 +1,5 @@
 // Normalisations: BatchNorm over [batch, features] (1d) or [batch, channels, h, w] (2d), and the
-// two inverting "norms" of the binarized-topology method (training.md §3.2): hard_invert
+// two inverting "norms" of the binarized-topology method (docs/binarized_topology.md): hard_invert
 // y = 1 − x, and soft_invert y = x·(1−a) + (1−x)·a with one learnable scalar a.
 #pragma once
 #include "core/nn/module.h"

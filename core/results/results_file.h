@@ -1,4 +1,4 @@
-// results.h5, one per job (conventions.md §2): provenance attributes on `/`, the resolved config
+// results.h5, one per job (README, "Reading results"): provenance attributes on `/`, the resolved config
 // as a string dataset `/config`, `/summary` scalar attributes, and tables as groups of equal-
 // length 1-D column datasets (chunked 64 Ki rows, deflate 4 + shuffle, extendible, each with
 // `units` and `description`). `complete` = 1 is written last by mark_complete(), so a killed

@@ -1,4 +1,4 @@
-// Tensor: a typed, strided view over shared storage on one device (DESIGN.md §1, core/tensor).
+// Tensor: a typed, strided view over shared storage on one device (docs/architecture.md, core/tensor).
 // Copying a Tensor shares its storage (like PyTorch); clone() copies the data. Views
 // (reshape, transpose, slice) share storage too. CPU storage is 64-byte aligned host memory;
 // CUDA storage is device memory (cudaMalloc) and exists only in EXP_CUDA builds.

@@ -1,5 +1,5 @@
 // `exp compress` / `exp decompress`: DynaQuant one-shot mode for checkpoints people already have
-// (training.md §2, issue: "also work on a standalone safetensors file"): every float tensor is
+// (docs/dynaquant.md, issue: "also work on a standalone safetensors file"): every float tensor is
 // quantized with one fixed configuration into a base container; decompress writes fp32
 // safetensors back. Both write atomically, so a failure leaves no partial output.
 #include <fmt/format.h>

@@ -367,7 +367,7 @@ int run_resume(const RunOptions& o) {
   }
   if (o.workers != 0) {
     // Resizing: the worker count never changes a training run's results, so the run continues
-    // on another count as the same run (training.md §4.4.1).
+    // on another count as the same run (docs/parallelism.md).
     ConfigNode* workers = job->at_path("train.workers");
     if (!workers)
       throw ConfigError(fmt::format("cannot resume {} on {} workers: its experiment has no train.workers", dir.string(), o.workers),

@@ -496,7 +496,7 @@ void Engine::complete(const Submitted& s, const std::vector<float>& logits, Step
   const Batch& b = s.batch;
   // Sample before the step is stamped: a token exists once it is sampled, so TTFT and TBT
   // include sampling. An item emits when it reaches the end of its sequence's tokens (a
-  // decode, or a prompt's last chunk); a non-final chunk's sample is discarded (§2.2).
+  // decode, or a prompt's last chunk); a non-final chunk's sample is discarded.
   std::set<uint64_t> sampled;
   const auto vocab = static_cast<size_t>(runner_->config().vocab_size);
   for (size_t i = 0; i < b.items.size(); ++i) {

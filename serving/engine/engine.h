@@ -1,4 +1,4 @@
-// The real-execution loop (DESIGN.md §3): the shared ReplicaScheduler forms each batch; the
+// The real-execution loop (docs/architecture.md): the shared ReplicaScheduler forms each batch; the
 // engine runs it through the model over the paged KV cache the scheduler's block tables
 // address, samples tokens, and stamps them with wall-clock time for the same Metron metrics
 // the simulator reports. Requests join the scheduler when their arrival time passes. KV

@@ -1,6 +1,6 @@
 // Profile mode: the engine measures its own operators over the simulator's grid and writes
 // Vidur-layout mlp.csv and attention.csv for (device, model, TP degree), so the simulator can be
-// calibrated on this engine (DESIGN.md §3), and the collectives among its ranks as threads.
+// calibrated on this engine (docs/architecture.md), and the collectives among its ranks as threads.
 // Extra columns beyond Vidur's: `lm_head` in mlp.csv (final norm + LM head per iteration, keyed
 // by sequences), `attn_kv_cache_save`, and `forward` (the whole iteration of each attention row,
 // prefill and decode alike, from which the predictor learns the per-iteration overhead the

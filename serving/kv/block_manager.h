@@ -1,5 +1,5 @@
-// Paged KV-cache block manager (serving.md §2.3): fixed-size blocks from a free list, a block
-// table per sequence, a watermark kept free at admission. The scheduler decides how many
+// Paged KV-cache block manager (docs/scheduling.md, "The paged KV cache"): fixed-size blocks
+// from a free list, a block table per sequence, a watermark kept free at admission. The scheduler decides how many
 // blocks an admission reserves (whole prompt, or max_model_len for Orca/FasterTransformer);
 // the engine uses the block tables to address its paged KV cache. Not thread-safe.
 #pragma once

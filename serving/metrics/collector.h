@@ -1,5 +1,5 @@
 // ServingMetrics: turns finished requests and executed batches into Metron/Vidur metrics —
-// HDF5 tables (conventions.md §2.1) streamed as requests finish, DDSketch summaries (P50/P90/
+// HDF5 tables (README, "Reading results") streamed as requests finish, DDSketch summaries (P50/P90/
 // P99 of TTFT, TBT, TPOT, E2E, normalized E2E, scheduling delay), fluidity-index and fluid
 // token rate, throughput, preemptions, KV utilisation and MFU. Memory stays flat in the number
 // of finished requests. Used by the simulator and the engine alike. Not thread-safe.

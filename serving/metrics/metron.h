@@ -1,4 +1,4 @@
-// Metron's metrics (serving.md §5), computed from per-request inter-token times `itt` so the
+// Metron's metrics (docs/metrics.md), computed from per-request inter-token times `itt` so the
 // simulator and the engine share one implementation: itt[0] is the TTFT (first token minus
 // arrival), itt[k] the gap before token k. They follow Metron's metric_utils.py operation for
 // operation in IEEE double — Python's float floor division included (python_floor_div) and its
@@ -20,7 +20,7 @@ struct DeadlineMisses {
   double fluidity_index() const { return 1.0 - miss_rate(); }
 };
 
-// §5.3: deadlines with slack carried forward; a late token counts every deadline that elapsed.
+// Deadlines with slack carried forward; a late token counts every deadline that elapsed.
 // `ttft_deadline` is D_p, `tbt_deadline` D_d; ignore_first drops the TTFT from the count.
 DeadlineMisses deadline_misses(const std::vector<double>& itt, double ttft_deadline, double tbt_deadline,
                                bool ignore_first = false);
@@ -28,7 +28,7 @@ DeadlineMisses deadline_misses(const std::vector<double>& itt, double ttft_deadl
 // a // b for doubles as Python computes it (1.0 // 0.1 == 9.0, not floor(1.0 / 0.1) == 10).
 double python_floor_div(double a, double b);
 
-// §5.4: the smallest TBT deadline whose miss rate (TTFT ignored) is <= target, by Metron's
+// The smallest TBT deadline whose miss rate (TTFT ignored) is <= target, by Metron's
 // binary search over [0, 1e10] s at 1e-4 s granularity, as its get_throughput_metrics calls it
 // (on [0] + tbts). `tbts` are itt[1:]. 1e10 when no deadline meets the target.
 double min_tbt_deadline(const std::vector<double>& tbts, double target_miss_rate = 0.1);
@@ -42,12 +42,12 @@ struct RequestLatency {
   double ttft = 0, tpot = 0, e2e = 0, normalized_e2e = 0;
   double decode_time_normalized = 0;  // Vidur's name: the same decode time over all N tokens
 };
-// §5.2: TTFT = itt[0], TPOT = mean(itt[1:]) (Metron: the decode time over the N − 1 gaps after
+// TTFT = itt[0], TPOT = mean(itt[1:]) (Metron: the decode time over the N − 1 gaps after
 // the first token), E2E = Σ itt, normalized E2E = E2E / tokens. Vidur's per-request decode figure
 // (decode_time_execution_plus_preemption_normalized) divides the same time by N.
 RequestLatency request_latency(const std::vector<double>& itt);
 
-// A streamed chunk carrying m tokens counts as one gap followed by m-1 zero gaps (§5.1).
+// A streamed chunk carrying m tokens counts as one gap followed by m-1 zero gaps.
 std::vector<double> expand_bursts(const std::vector<double>& gaps, const std::vector<int64_t>& tokens_per_chunk);
 
 }  // namespace xp::serving

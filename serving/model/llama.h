@@ -1,11 +1,11 @@
 // The Llama family (Llama-2/3, Mistral, Yi, …) for the engine: configured from a Hugging Face
-// config.json, weights from safetensors (f32/f16/bf16, widened to f32 for this CPU reference),
-// a paged KV cache addressed by the block manager's tables, and a forward pass over a flattened
-// batch of prefill chunks and decodes (serving.md §2.2): each chunk attends to the cached prefix
-// and causally to itself (mask aligned bottom-right). Linear layers run on Eigen with OpenMP
-// over fixed blocks of output columns (the reduction is never split, so the thread count does
-// not change results; set it with OMP_NUM_THREADS or set_num_threads). A model is immutable
-// after loading; forward() writes only the KV cache.
+// config.json, weights from safetensors (f32/f16/bf16, widened to f32 for this CPU reference), a
+// paged KV cache addressed by the block manager's tables, and a forward pass over a flattened batch
+// of prefill chunks and decodes (docs/scheduling.md, "A prompt in chunks"): each chunk attends to
+// the cached prefix and causally to itself (mask aligned bottom-right). Linear layers run on Eigen
+// with OpenMP over fixed blocks of output columns (the reduction is never split, so the thread
+// count does not change results; set it with OMP_NUM_THREADS or set_num_threads). A model is
+// immutable after loading; forward() writes only the KV cache.
 #pragma once
 #include <filesystem>
 #include <functional>

@@ -1,4 +1,4 @@
-// FasterTransformer: request-level (static) batching (serving.md §3.1). Every running request
+// FasterTransformer: request-level (static) batching (docs/scheduling.md). Every running request
 // decodes; only when none is left does a new batch of full prompts start. Max-length KV
 // reservation, so nothing is ever preempted.
 #include "serving/scheduler/replica_scheduler.h"

@@ -1,4 +1,4 @@
-// Orca: iteration-level batching (serving.md §3.2). All running decodes plus new requests' full
+// Orca: iteration-level batching (docs/scheduling.md). All running decodes plus new requests' full
 // prompts in the same iteration; no token budget, prompts never split. Max-length KV
 // reservation, so no preemption.
 #include "serving/scheduler/replica_scheduler.h"

@@ -77,7 +77,7 @@ Batch ReplicaScheduler::schedule(double now) {
 
 void ReplicaScheduler::on_stage_completed(const Batch& b, int64_t stage, double /*now*/) {
   if (!cfg_.sequence_pipeline_parallel || stage != 0) return;
-  // §4.2, sarathi-serve's SPP state machine: the chunk's tokens count as stage-processed, and a
+  // Sarathi-serve's SPP state machine: the chunk's tokens count as stage-processed, and a
   // prompt with more to prefill is PAUSED, i.e. schedulable for its next chunk at once.
   for (const auto& it : b.items) {
     if (!it.is_prefill) continue;
@@ -97,7 +97,7 @@ StepResult ReplicaScheduler::on_step_completed(const Batch& b, double now) {
     if (it.is_prefill) {
       kv_.on_prefill_progress(s.id(), s.prompt_processed(), s.prompt_processed() + it.num_tokens);
       s.complete_prefill_chunk(it.num_tokens, spp);
-      // The sample after a non-final chunk is discarded (§2.2); the final chunk yields a token.
+      // The sample after a non-final chunk is discarded; the final chunk yields a token.
       // Under SPP a prompt's status is stage 0's business until its last chunk is through: it is
       // PAUSED already, or RUNNING with a later chunk, or waiting for the whole prefill.
       if (!s.prefill_done()) {

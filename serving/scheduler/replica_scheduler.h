@@ -1,4 +1,4 @@
-// ReplicaScheduler: forms each iteration's batch for one replica (serving.md §3). The same code
+// ReplicaScheduler: forms each iteration's batch for one replica (docs/scheduling.md). The same code
 // drives the simulator (time from the predictor) and the engine (time from the wall clock); it
 // never asks which. Protocol per iteration:
 //
@@ -47,7 +47,7 @@ class ReplicaScheduler {
   // Finished (all tokens out) and ignored (too long) sequences since the last call.
   std::vector<Sequence> take_finished();
 
-  // The iteration-time model for latency-targeted chunking (§3.8); shared, read-only.
+  // The iteration-time model for latency-targeted chunking; shared, read-only.
   void set_time_model(std::shared_ptr<const IterationTimeModel> m) { time_model_ = std::move(m); }
 
   bool has_work() const { return !waiting_.empty() || !running_.empty(); }
@@ -88,7 +88,7 @@ class ReplicaScheduler {
   // Takes waiting_[index] out of the queue, reserves its blocks, marks it running.
   Sequence* admit(size_t index = 0);
 
-  // §2.4: one decode for `id`, preempting the lowest-priority sequences of `remaining` (popped
+  // One decode for `id`, preempting the lowest-priority sequences of `remaining` (popped
   // from the back) until a slot is free; false if `id` itself had to be preempted.
   bool schedule_decode(Sequence* s, std::deque<Sequence*>& remaining, Batch& b);
   static void add_prefill(const Sequence* s, int64_t chunk, Batch& b) {

@@ -1,7 +1,7 @@
-// Sarathi-Serve: stall-free batching under a token budget τ = chunk_size (serving.md §3.6), with
-// SARATHI's decode-maximal variant (max_prefill_chunks_per_batch = 1, §3.5), the dynamic chunk
-// schedule (§3.7), the latency-predictor-driven budget (§3.8) and Mnemosyne's adaptive chunks
-// (§4.1). Every paused decode joins every iteration; partial prefills continue, then new requests
+// Sarathi-Serve: stall-free batching under a token budget τ = chunk_size (docs/scheduling.md), with
+// SARATHI's decode-maximal variant (max_prefill_chunks_per_batch = 1), the dynamic chunk
+// schedule, the latency-predictor-driven budget and Mnemosyne's adaptive chunks
+// (docs/mnemosyne.md). Every paused decode joins every iteration; partial prefills continue, then new requests
 // are admitted FCFS, all within the budget left after the decodes.
 #include <fmt/format.h>
 
@@ -87,7 +87,7 @@ class Sarathi final : public ReplicaScheduler {
     return cfg_.max_prefill_chunks_per_batch > 0 && chunks >= cfg_.max_prefill_chunks_per_batch;
   }
 
-  // §3.8: the largest grid total whose predicted time (× safety) fits the target, for the
+  // Latency target: the largest grid total whose predicted time (× safety) fits the target, for the
   // decodes already in `b` plus one chunk at the context of the next prefill to continue.
   int64_t latency_budget(const Batch& b, const std::vector<Sequence*>& partial) const {
     EXP_CHECK(time_model_, "latency_target chunking needs a time model (ReplicaScheduler::set_time_model)");
@@ -132,7 +132,7 @@ class Sarathi final : public ReplicaScheduler {
     return std::min(chunk_limit(s), budget(s) - n_tok);
   }
 
-  // §4.1, as the reference's get_max_chunk_size_for_request: 0 when the batch already takes
+  // Adaptive chunks, as the reference's get_max_chunk_size_for_request: 0 when the batch already takes
   // target·(1 − slack); else a binary search in steps of `granularity` for a chunk whose batch time
   // lands within target·(1 ± slack), keeping the closest one tried. Under KV parallelism the batch
   // is the one of the slowest group among those the chunk goes to.
@@ -204,8 +204,8 @@ class Sarathi final : public ReplicaScheduler {
 
   std::vector<int64_t> sizes_;
   int64_t tokens_per_stage_ = 1;
-  int64_t iteration_budget_ = 0;  // §3.8 budget of the iteration being built
-  std::map<uint64_t, int64_t> last_chunk_;  // §4.1: each prefilling request's previous chunk
+  int64_t iteration_budget_ = 0;  // the latency target's budget for the iteration being built
+  std::map<uint64_t, int64_t> last_chunk_;  // adaptive chunks: each prefilling request's previous chunk
 };
 
 }  // namespace

@@ -1,4 +1,4 @@
-// Replica scheduler settings (serving.md §2.6, §3), every default the spec's. Read from the
+// Replica scheduler settings (docs/scheduling.md), every default sarathi-serve's. Read from the
 // `scheduler:` config section; `type` picks the policy (scheduler=NAME selects a
 // configs/scheduler/NAME.yaml that sets it).
 #pragma once
@@ -11,7 +11,7 @@
 
 namespace xp::serving {
 
-// §3.7: budget by prefix length, falling from high_chunk_size to low_chunk_size.
+// The dynamic chunk schedule: a budget by prefix length, falling from high_chunk_size to low_chunk_size.
 struct DynamicChunking {
   bool enabled = false;
   int64_t low_chunk_size = 0;   // multiple of 32
@@ -20,7 +20,7 @@ struct DynamicChunking {
   int64_t stages = 0;           // chunk_schedule_stages
 };
 
-// §3.8: the iteration's token budget is the largest total from a grid whose predicted time,
+// Latency-targeted chunking: the iteration's token budget is the largest total from a grid whose predicted time,
 // with a safety factor, fits the target; needs an IterationTimeModel (set_time_model).
 struct LatencyTargetChunking {
   bool enabled = false;
@@ -29,7 +29,7 @@ struct LatencyTargetChunking {
   double low_free_kv_fraction = 0.1;  // below this share of free KV blocks, totals stop at 512
 };
 
-// Mnemosyne's adaptive chunking (§4.1): each prefill's chunk is the largest whose predicted batch
+// Mnemosyne's adaptive chunking: each prefill's chunk is the largest whose predicted batch
 // time (the time model's, over all pipeline stages) meets the TBT target, found by the reference's
 // binary search (the Vidur fork's get_max_chunk_size_for_request): chunks start large and shrink
 // as the prefix grows. Needs an IterationTimeModel (set_time_model); replaces the token budget.
@@ -55,7 +55,7 @@ struct AdaptiveChunking {
   int64_t max_skipped_requests = 10;
 };
 
-// Reference behaviours that look like bugs, kept switchable (§3.9). Defaults follow the
+// Reference behaviours that look like bugs, kept switchable (docs/scheduling.md). Defaults follow the
 // reference where the spec says it is the reference rule, and clamp where it says "our default".
 struct Quirks {
   bool append_needs_free_block = true;   // can_append_slot needs a whole free block
@@ -82,7 +82,7 @@ struct SchedulerConfig {
   // Filled by the caller from the model and the deployment, not from this section:
   int64_t max_model_len = 4096;
   int64_t pipeline_stages = 1;
-  // Mnemosyne's sequence pipeline parallelism (§4.2): a prompt's next chunk is schedulable once
+  // Mnemosyne's sequence pipeline parallelism: a prompt's next chunk is schedulable once
   // its previous one leaves stage 0 (on_stage_completed), not the last stage.
   bool sequence_pipeline_parallel = false;
   // Mnemosyne's KV-cache parallelism: the replica's KV cache is this many groups of
@@ -98,7 +98,7 @@ struct SchedulerConfig {
   static SchedulerConfig from(const config::ConfigReader& r);
 };
 
-// §3.7 sizes: reverse(linspace(low, high, stages)), each rounded to the nearest multiple of
+// The dynamic schedule's sizes: reverse(linspace(low, high, stages)), each rounded to the nearest multiple of
 // min(32, low) with ties to even. Throws ConfigError on bad parameters.
 std::vector<int64_t> dynamic_chunk_sizes(const DynamicChunking& d);
 

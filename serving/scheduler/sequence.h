@@ -1,6 +1,6 @@
-// The shared request model (serving.md §2.1–2.2), used by every scheduler and by both executors.
+// The shared request model (docs/scheduling.md), used by every scheduler and by both executors.
 // A Request is what arrives; a Sequence is its serving state; a Batch is one iteration's work.
-// Recompute preemption (§2.4) folds the tokens emitted so far into the prompt of the next
+// Recompute preemption folds the tokens emitted so far into the prompt of the next
 // attempt, so prompt_len() grows while decode_tokens() (what the user asked for) does not.
 // Plain values; the scheduler that owns a Sequence is the only one that changes it.
 #pragma once
@@ -53,7 +53,7 @@ class Sequence {
     prompt_processed_ += chunk;
     if (!sequence_pipeline) stage_processed_ = prompt_processed_;
   }
-  // SPP (§4.2): a chunk has left pipeline stage 0.
+  // SPP: a chunk has left pipeline stage 0.
   void complete_stage_chunk(int64_t chunk) { stage_processed_ += chunk; }
   void emit_token(double now) {
     ++emitted_;
@@ -85,7 +85,7 @@ struct BatchItem {
 struct Batch {
   uint64_t id = 0;
   double scheduled_s = 0;
-  std::vector<BatchItem> items;  // prefills first, then decodes (§2.2 flattened layout)
+  std::vector<BatchItem> items;  // prefills first, then decodes
 
   bool empty() const { return items.empty(); }
   int64_t num_prefill_tokens() const;

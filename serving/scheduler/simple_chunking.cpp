@@ -1,4 +1,4 @@
-// SimpleChunking: the "chunked prefills only" ablation (serving.md §3.4). Prefill turns (chunks
+// SimpleChunking: the "chunked prefills only" ablation (docs/scheduling.md). Prefill turns (chunks
 // of at most chunk_size tokens in all) and decode turns alternate; decodes never share an
 // iteration with prefill work.
 #include <deque>

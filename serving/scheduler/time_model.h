@@ -1,8 +1,8 @@
-// Iteration-time models the schedulers may consult (serving.md §3.8) and the simulator runs on.
-// BatchShape is a Batch reduced to what costs time: prefill chunks with their cached context,
-// and the KV length of each decode. A StageTimer times one pipeline stage (the simulator's
-// profile-driven predictor is one); an IterationTimeModel predicts a whole iteration from the
-// five features of the reference deadline scheduler. Implementations are immutable after
+// Iteration-time models the schedulers may consult (docs/scheduling.md, "Latency target") and the
+// simulator runs on. BatchShape is a Batch reduced to what costs time: prefill chunks with their
+// cached context, and the KV length of each decode. A StageTimer times one pipeline stage (the
+// simulator's profile-driven predictor is one); an IterationTimeModel predicts a whole iteration
+// from the five features of the reference deadline scheduler. Implementations are immutable after
 // construction and safe to share.
 #pragma once
 #include <array>
@@ -47,7 +47,7 @@ class IterationTimeModel {
   virtual double predict_s(const BatchShape& b) const = 0;
 };
 
-// A StageTimer read as the Mnemosyne reference predicts a batch for adaptive chunking (§4.1):
+// A StageTimer read as the Mnemosyne reference predicts a batch for adaptive chunking:
 // stage 0's time × the number of stages (a pipeline's TBT spans all of them).
 class StageTimerModel final : public IterationTimeModel {
  public:
@@ -61,7 +61,7 @@ class StageTimerModel final : public IterationTimeModel {
   int64_t stages_;
 };
 
-// §3.8's predictor: time = c · (1, batch tokens, prefill tokens, decode tokens, Σ decode
+// The predictor: time = c · (1, batch tokens, prefill tokens, decode tokens, Σ decode
 // context, Σ prefill context), with one coefficient set up to 512 tokens (memory-bound) and one
 // above (compute-bound). fit() samples a StageTimer over all `stages` and solves least squares.
 class LinearIterationModel final : public IterationTimeModel {

@@ -1,4 +1,4 @@
-// vLLM: prefill-prioritising (serving.md §3.3). If any waiting request can be admitted, the
+// vLLM: prefill-prioritising (docs/scheduling.md). If any waiting request can be admitted, the
 // iteration is prefill-only (whole prompts, head-of-line FCFS under max_batched_tokens) and
 // running decodes stall; otherwise every running request decodes, preempting by recompute
 // when KV blocks run out.

@@ -1,4 +1,4 @@
-// Capacity search (serving.md §5.5, §5.6): the largest Poisson QPS whose run meets an SLO, by
+// Capacity search (docs/metrics.md): the largest Poisson QPS whose run meets an SLO, by
 // the two reference binary searches. `probe(qps)` runs one benchmark (a whole simulation) and
 // reports whether it passed, with the measured scheduling delay the Sarathi-Serve variant uses
 // to grow its bound. Pure functions of the probe; they never return a QPS that failed.
@@ -26,9 +26,9 @@ struct CapacitySearchConfig {
   double scheduling_delay_slo_s = 2.0;  // Sarathi-Serve variant: bound growth uses it
 };
 
-// Metron's search (§5.5): qps rounded to 2 decimals; the bound doubles on success near it.
+// Metron's search: qps rounded to 2 decimals; the bound doubles on success near it.
 CapacityResult metron_capacity_search(const CapacitySearchConfig& c, const std::function<ProbeResult(double)>& probe);
-// Sarathi-Serve's search (§5.6): faster bound growth when the delay is far below the SLO.
+// Sarathi-Serve's search: faster bound growth when the delay is far below the SLO.
 CapacityResult sarathi_capacity_search(const CapacitySearchConfig& c, const std::function<ProbeResult(double)>& probe);
 
 }  // namespace xp::serving

@@ -69,7 +69,7 @@ struct ReplicaLayout {
   }
 };
 
-// Vidur's memory planner (§6.4): KV blocks one replica holds in each KV-parallel group (one GPU's
+// Vidur's memory planner: KV blocks one replica holds in each KV-parallel group (one GPU's
 // cache per stage). Returns 0 (and sets `why`) when the model's weights do not leave room for a
 // single max-length request (its share of one group, under KVP) or the groups cannot hold it.
 int64_t plan_kv_blocks(const ModelSpec& m, const DeviceSpec& d, const ReplicaLayout& l, int64_t block_size,

@@ -1,10 +1,11 @@
-// Execution-time predictor (serving.md §6.6–6.8). Reads Vidur-layout operator profiles for one
-// (device, model, TP) and predicts each batch stage at once — no fitting step: token-level ops
-// and collectives interpolate piecewise-linearly along their profiled grid, attention
-// interpolates along (chunk or batch) × KV length. Where a profile lacks attention (Vidur's
-// A100/H100 sets), an analytic roofline fitted by least squares to every attention profile that
-// does exist stands in; sources() says which source each operator came from.
-// Immutable after construction; safe to share across threads.
+// Execution-time predictor (docs/serving_simulator.md, "Predictor"). Reads Vidur-layout operator
+// profiles for one (device, model, TP) and predicts each batch stage at once — no fitting step:
+// token-level ops and collectives interpolate piecewise-linearly along their profiled grid,
+// attention interpolates along (chunk or batch) × KV length. Where a profile lacks attention
+// (Vidur's A100/H100 sets), an analytic roofline fitted by least squares to every attention profile
+// that does exist stands in; sources() says which source each operator came from. Changed after
+// construction only by fit_overhead (a calibration on measured iterations); otherwise safe to
+// share across threads.
 #pragma once
 #include <array>
 #include <filesystem>
@@ -19,7 +20,7 @@
 
 namespace xp::serving {
 
-// The features Vidur's predictor looks up (§6.7), derived exactly as it does.
+// The features Vidur's predictor looks up, derived exactly as it does.
 struct BatchFeatures {
   int64_t token_ops_tokens = 0;  // batch tokens rounded up to a multiple of 8
   int64_t kv_save_tokens = 0;    // exact batch tokens

@@ -1,4 +1,4 @@
-// The discrete-event simulator (serving.md §6.2): arrivals → global scheduler → replica
+// The discrete-event simulator (docs/serving_simulator.md): arrivals → global scheduler → replica
 // schedulers (the shared ReplicaScheduler) → pipeline stages timed by the ExecutionPredictor.
 // One binary heap of events keyed by (time, creation order), so same-time events resolve FIFO
 // and every run is reproducible. Requests stream from the generator one at a time and leave

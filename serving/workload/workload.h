@@ -1,4 +1,4 @@
-// Request generators (serving.md §6.5): lengths from a trace, fixed, uniform or zipf; arrivals
+// Request generators (docs/serving_simulator.md): lengths from a trace, fixed, uniform or zipf; arrivals
 // Poisson (inter-arrivals clipped at 3× the mean, as Vidur does), gamma, static (all at 0) or
 // from the trace's arrived_at column. Seeded from the run's RNG streams and streamed one request
 // at a time, so a million-request simulation never holds the list.

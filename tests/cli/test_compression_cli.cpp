@@ -1,6 +1,6 @@
 // The dynaquant experiment end to end through `exp` on the digits set: ten failures restored from
 // compressed checkpoints with both ratios reported, restores from uncompressed checkpoints
-// reproducing the uninterrupted run bit for bit (training.md §2.5, End to end), the
+// reproducing the uninterrupted run bit for bit (docs/dynaquant.md), the
 // optimizer-state policies, a SIGTERM-stopped or SIGKILLed run resuming to the uninterrupted
 // result, compression overlapped with training giving the run of waiting for it, the
 // baselines, one-shot compress/decompress and bad input.

@@ -196,7 +196,7 @@ TEST_F(MpiFaults, AStoppedWorkerTimesOutNamingItAndNothingIsComplete) {
   EXPECT_FALSE(complete(dir_ / "r/results.h5"));
 }
 
-// Training on logical ranks across processes (training.md §4.4): the processes of a launch train
+// Training on logical ranks across processes (docs/parallelism.md): the processes of a launch train
 // the bits of one process; a stop asked of one process is taken by all after the same step; a
 // run moves between process counts and directories and ends where an uninterrupted run does.
 class MpiTraining : public MpiLaunch {
@@ -224,7 +224,7 @@ TEST_F(MpiTraining, TwoAndFourProcessesTrainTheBitsOfOne) {
   }
 }
 
-// The acceptance test of training.md §4.4.7 across processes: run B on 2 processes is stopped
+// Singularity's acceptance test (docs/parallelism.md) across processes: run B on 2 processes is stopped
 // by SIGTERM sent to one of them (both stop after the same step, exit 75), moved to another
 // directory, resumed on 1 process and killed there by SIGKILL, and finished on 2 processes; its
 // weights, per-epoch losses and every table equal run A's (1 process, uninterrupted).

@@ -104,7 +104,7 @@ TEST_F(NetworksCli, NoEpochsWithoutSavedWeightsIsRefused) {
   expect_refused("data.dataset=digits network.layers=[64,32,10] train.epochs=0", "train.epochs", "init_from");
 }
 
-// Singularity's promise on one machine (training.md §4.4.7, threads): a run on 2 workers killed
+// Singularity's promise on one machine (docs/parallelism.md, threads): a run on 2 workers killed
 // mid-epoch, its directory moved elsewhere and resumed there on 1 worker (`--workers 1`), ends
 // bit for bit where an uninterrupted 1-worker run does: weights, per-epoch losses, every table.
 TEST_F(NetworksCli, RunKilledOnTwoWorkersResumesElsewhereOnOneBitForBit) {

@@ -81,7 +81,7 @@ TEST_F(SlurmLaunch, ABatchScriptOfSrunServesTheTokensOfOneProcess) {
   EXPECT_NE(dir_.read("job.out").find("results:"), std::string::npos);
 }
 
-// Training on logical ranks under Slurm (training.md §4.4, conventions.md §3): tasks of a job
+// Training on logical ranks under Slurm (docs/parallelism.md, docs/reliability.md): tasks of a job
 // train the bits of one process; `scancel --signal=TERM` stops every task after the same step
 // with a checkpoint (exit 75, no requeue), and the run resumes on another task count.
 std::string train(const fs::path& run_dir, const std::string& extra = "") {

@@ -1,4 +1,4 @@
-// The checkpoint codecs behind the dynaquant experiment (training.md §2.4 baselines): every one
+// The checkpoint codecs behind the dynaquant experiment (docs/dynaquant.md): every one
 // decodes a chain of drifting checkpoints back to weights close to the originals, the lossless
 // ones exactly, and refuses a truncated encoding.
 #include <gtest/gtest.h>

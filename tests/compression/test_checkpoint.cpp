@@ -1,4 +1,4 @@
-// DynaQuant's quantizer and checkpoint container (training.md §2.5: partition, format, chains):
+// DynaQuant's quantizer and checkpoint container (docs/dynaquant.md: partition, format, chains):
 // prune/protect counts match their fractions, thresholds are shared per layer type, delta chains
 // of 20 checkpoints decode bit-exactly, a delta of an unchanged model costs little, any flipped
 // byte is refused, a delta refuses a missing or foreign parent, and a container of another

@@ -1,4 +1,4 @@
-// DynaQuant's building blocks (training.md §2.5 where they apply): the log-bucket histogram's
+// DynaQuant's building blocks (docs/dynaquant.md): the log-bucket histogram's
 // quantile error and merge, exact rank selection, k-means levels, canonical Huffman and RLE round trips, the
 // exact-float codec (every bit pattern round trips; a value equal to its reference costs about a bit), and the
 // delta layouts — exact round trips when the alphabet grows or shrinks, and the rearranged layout

@@ -1,4 +1,4 @@
-// The optimizer-state policy of DynaQuant checkpoints (training.md §2.2 Step G): each policy
+// The optimizer-state policy of DynaQuant checkpoints (docs/dynaquant.md): each policy
 // restores what it promises (exact, half precision, the weights' quantizer without pruning,
 // zeros), leaves everything that is not a moment alone, never changes the caller's state, and
 // refuses corrupt bytes or another model's state.

@@ -1,4 +1,4 @@
-// The configuration search (training.md §2.5, Search): on synthetic monotone quality functions the
+// The configuration search (docs/dynaquant.md): on synthetic monotone quality functions the
 // guided search returns the exhaustive optimum with fewer evaluations, and the neighbourhood
 // search never picks a configuration more aggressive than the previous one; checked in parallel,
 // both find what they find one check at a time.

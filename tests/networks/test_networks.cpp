@@ -1,4 +1,4 @@
-// The binarized-topology method (training.md §3.6) and its comparison rows: the straight-through
+// The binarized-topology method (docs/binarized_topology.md) and its comparison rows: the straight-through
 // gradient, clipping, active-weight counting, sparse constant-weight evaluation against the dense
 // net, NOR-circuit agreement on the digits set, edge-popup's top-k, and exact resume.
 #include <gmock/gmock.h>
@@ -367,7 +367,7 @@ TEST(TrainerTest, ResumeFromStateOnAnotherWorkerCountIsBitIdentical) {
   }
 }
 
-// Training.md §4.4.1: the same logical ranks on any number of worker threads, and any OpenMP
+// docs/parallelism.md: the same logical ranks on any number of worker threads, and any OpenMP
 // thread count, train to the same bits (Eigen's GEMM alone once moved with its thread count).
 TEST(TrainerTest, WorkerAndThreadCountsDoNotChangeTheResult) {
   data::Dataset d = binary_digits();

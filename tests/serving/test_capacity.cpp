@@ -1,4 +1,4 @@
-// serving.md §8 item 10: capacity search on a synthetic monotone oracle.
+// Capacity search (docs/metrics.md) on a synthetic monotone oracle.
 #include <gtest/gtest.h>
 
 #include "core/runtime/rng.h"

@@ -1,4 +1,4 @@
-// serving.md §8 items 9–11: fluidity-index worked examples, fluid rate, metric plumbing.
+// Metron's metrics (docs/metrics.md): fluidity-index worked examples, fluid rate, metric plumbing.
 #include <gtest/gtest.h>
 
 #include "serving/metrics/metron.h"

@@ -1,4 +1,4 @@
-// serving.md §8 item 1 (chunked prefill equals one-shot prefill) and the engine issue's
+// A prompt in chunks equals it in one piece (docs/scheduling.md) and the engine issue's
 // exactness and bad-input cases on a tiny random Llama (f32; bounds stated per test).
 #include <fmt/format.h>
 #include <gtest/gtest.h>

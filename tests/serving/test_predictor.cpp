@@ -1,5 +1,5 @@
-// serving.md §8 item 13 (feature derivation) and the predictor's data handling, including the
-// per-iteration overhead it learns from an engine profile's whole forwards.
+// The predictor's batch features (docs/serving_simulator.md, "Predictor") and the predictor's data
+// handling, including the per-iteration overhead it learns from an engine profile's whole forwards.
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// The exactly-testable scheduling properties of serving.md §8 (3–7, 12), driven by a fake
+// The scheduling rules of docs/scheduling.md that can be checked exactly, driven by a fake
 // executor: each iteration takes 10 ms and every item completes.
 #include <gtest/gtest.h>
 
@@ -392,7 +392,7 @@ TEST(Vllm, PaddedPrefillTokensCountRequestsTimesTheLongestPrompt) {
   }
 }
 
-// Mnemosyne's adaptive chunking (§4.1).
+// Mnemosyne's adaptive chunking.
 namespace {
 SchedulerConfig adaptive(double target, bool grow) {
   SchedulerConfig c = config("sarathi");
@@ -463,7 +463,7 @@ TEST(Sarathi, AdaptiveChunkingGivesNoChunkWhileTheDecodesAloneReachTheTarget) {
   EXPECT_EQ(run.finished.size(), 2u);
 }
 
-// Mnemosyne's sequence pipeline parallelism (§4.2), step by step through the state machine.
+// Mnemosyne's sequence pipeline parallelism, step by step through the state machine.
 TEST(SequencePipeline, ANextChunkFollowsItsPredecessorOutOfStageZeroAndTheTokenWaitsForTheLastStage) {
   SchedulerConfig c = config("sarathi");
   c.chunk_size = 512;
