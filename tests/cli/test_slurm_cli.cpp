@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <functional>
 #include <iostream>
 #include <thread>
 
@@ -58,6 +59,11 @@ class SlurmLaunch : public ::testing::Test {
     return testing::engine_outputs(dir_ / run_dir);
   }
   std::string submit_sweep(const std::string& sweep) const;
+  // Polls `done` every `every` until it holds or `deadline` passes.
+  static void wait_until(const std::function<bool()>& done, std::chrono::steady_clock::time_point deadline,
+                         std::chrono::milliseconds every = std::chrono::milliseconds(5)) {
+    while (!done() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(every);
+  }
   testing::TempDir dir_;
   bool started_ = false;
 };
@@ -125,12 +131,11 @@ TEST_F(SlurmLaunch, AJobCancelledWithTermStopsEveryTaskAndResumesOnAnotherCount)
   ASSERT_EQ(submitted.rc, 0) << submitted.err;
   const std::string id = submitted.out.substr(0, submitted.out.find_first_of("\n;"));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
-  while (!fs::exists(dir_ / "b/checkpoints/ckpt-000002000005.ckpt") && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  wait_until([&] { return fs::exists(dir_ / "b/checkpoints/ckpt-000002000005.ckpt"); }, deadline);
   ASSERT_EQ(sh("scancel --signal=TERM " + id).rc, 0);
   // The job ends by itself (the tasks save and exit 75): wait for Slurm to forget it.
-  while (sh("squeue -h -j " + id).out.find(id) != std::string::npos && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  wait_until([&] { return sh("squeue -h -j " + id).out.find(id) == std::string::npos; }, deadline,
+             std::chrono::milliseconds(100));
   ASSERT_FALSE(testing::run_complete(dir_ / "b/results.h5")) << dir_.read("job.out");
   EXPECT_NE(dir_.read("job.out").find("checkpoint saved"), std::string::npos) << dir_.read("job.out");
   Ran resumed = sh("timeout 120 srun -n 1 " + std::string(testing::kExp) + " run --resume " + (dir_ / "b").string());
@@ -148,11 +153,10 @@ TEST_F(SlurmLaunch, AnArrayOfTwoTaskJobsRequeuedOnTheTimeLimitSignalEndsAsUninte
   const std::string array = submit_sweep("seed=0,1 hydra.launcher.array_parallelism=1");
   ASSERT_FALSE(array.empty());
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(150);
-  while (!fs::exists(dir_ / "sweep/0/checkpoints/ckpt-000002000005.ckpt") && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  wait_until([&] { return fs::exists(dir_ / "sweep/0/checkpoints/ckpt-000002000005.ckpt"); }, deadline);
   ASSERT_EQ(sh("scancel --batch --signal=USR1 " + array + "_0").rc, 0);
-  while (sh("squeue -h -r -j " + array).out.find(array) != std::string::npos && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  wait_until([&] { return sh("squeue -h -r -j " + array).out.find(array) == std::string::npos; }, deadline,
+             std::chrono::milliseconds(200));
   const std::string log0 = sh("cat sweep/.slurm/" + array + "_0.out sweep/.slurm/" + array + "_0.err").out;
   EXPECT_NE(log0.find("requeued Slurm job " + array + "_0"), std::string::npos) << log0;
   for (int seed : {0, 1}) {
@@ -171,11 +175,10 @@ TEST_F(SlurmLaunch, AJobRequeuedByAnAdminResumesFromItsCheckpointAsAnUninterrupt
   const std::string array = submit_sweep("seed=0");
   ASSERT_FALSE(array.empty());
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(150);
-  while (!fs::exists(dir_ / "sweep/0/checkpoints/ckpt-000002000005.ckpt") && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  wait_until([&] { return fs::exists(dir_ / "sweep/0/checkpoints/ckpt-000002000005.ckpt"); }, deadline);
   ASSERT_EQ(sh("scontrol requeue " + array + "_0").rc, 0);
-  while (sh("squeue -h -r -j " + array).out.find(array) != std::string::npos && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  wait_until([&] { return sh("squeue -h -r -j " + array).out.find(array) == std::string::npos; }, deadline,
+             std::chrono::milliseconds(200));
   const std::string log = sh("cat sweep/.slurm/" + array + "_0.out sweep/.slurm/" + array + "_0.err").out;
   EXPECT_NE(log.find("checkpoint saved"), std::string::npos) << log;
   EXPECT_NE(log.find("resuming"), std::string::npos) << log;
