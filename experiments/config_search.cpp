@@ -13,6 +13,7 @@
 #include "core/runtime/thread_pool.h"
 #include "experiments/serving_setup.h"
 #include "experiments/slo.h"
+#include "serving/scheduler/policies.h"
 
 namespace xp::experiments {
 namespace {
@@ -25,9 +26,8 @@ struct SearchSpace {
   std::vector<int64_t> tensor_parallel = {1, 2, 4, 8};
   std::vector<int64_t> pipeline_parallel = {1, 2, 4};
   std::vector<bool> sequence_pipeline_parallel = {false};  // Mnemosyne's SPP (with PP > 1 only)
-  std::vector<int64_t> kv_parallel = {1};                  // Mnemosyne's KVP (Sarathi-Serve only)
-  std::vector<std::string> schedulers = {"vllm", "sarathi_serve"};
-  std::vector<int64_t> chunk_sizes = {256, 512, 1024, 2048, 4096};  // Sarathi-Serve budgets
+  std::vector<int64_t> kv_parallel = {1};                  // Mnemosyne's KVP (schedulers that can serve it)
+  std::vector<int64_t> chunk_sizes = {256, 512, 1024, 2048, 4096};  // for schedulers that chunk prompts
   std::vector<int64_t> batch_caps = {32, 64, 128};                   // per micro-batch: × PP
   int64_t workers = 0;                                               // threads; 0 = all cores
 };
@@ -43,7 +43,8 @@ struct LayoutOrder {
 struct Point {
   ReplicaLayout layout;
   int64_t replicas = 1;
-  std::string scheduler;
+  const SchedulerVariant* variant = nullptr;  // one of the config's `schedulers`
+  std::string scheduler;                      // its name
   int64_t chunk = 0, cap = 0;
   // results
   double capacity = 0, qps_per_dollar = 0, p90_ttft = 0, p99_tbt = 0;
@@ -52,8 +53,7 @@ struct Point {
   std::string note;
   int64_t gpus() const { return layout.num_gpus() * replicas; }
   std::string label() const {
-    return fmt::format("{} x{} {}{} cap{}", layout.label(), replicas, scheduler,
-                       scheduler == "sarathi_serve" ? fmt::format("/{}", chunk) : "", cap);
+    return fmt::format("{} x{} {}{} cap{}", layout.label(), replicas, scheduler, chunk ? fmt::format("/{}", chunk) : "", cap);
   }
 };
 
@@ -106,18 +106,21 @@ class ConfigSearch final : public Experiment {
       layouts.emplace(l, std::make_pair(std::move(s), blocks));
     }
     for (const ReplicaLayout& l : space)
-      for (const auto& sched : space_.schedulers) {
-        std::vector<int64_t> chunks = sched == "sarathi_serve" ? space_.chunk_sizes : std::vector<int64_t>{0};
+      for (const SchedulerVariant& v : setup_.variants) {
+        const SchedulerPolicy& policy = *find_scheduler_policy(v.scheduler.type);  // the config checked the type
+        const std::vector<int64_t> chunks = policy.chunks_prompts ? space_.chunk_sizes : std::vector<int64_t>{0};
         for (int64_t chunk : chunks)
           for (int64_t cap : space_.batch_caps) {
             Point p;
             p.layout = l;
             p.replicas = space_.gpu_budget / l.num_gpus();
-            p.scheduler = sched;
+            p.variant = &v;
+            p.scheduler = v.name;
             p.chunk = chunk;
             p.cap = cap;
             if (auto it = invalid.find(l); it != invalid.end()) p.note = it->second;
-            else if (l.kv_parallel > 1 && sched != "sarathi_serve") p.note = "KV parallelism needs Sarathi-Serve's chunked prompts";
+            else if (l.kv_parallel > 1 && !policy.kv_parallel)
+              p.note = fmt::format("KV parallelism needs chunks stopped at group boundaries ({} does not stop them)", v.scheduler.type);
             points_.push_back(p);
           }
       }
@@ -168,9 +171,7 @@ class ConfigSearch final : public Experiment {
   std::string cost_label() const { return setup_.device.cost_per_hour > 0 ? "QPS per $/h" : "QPS per GPU"; }
 
   void run_point(Point& p, const ServingSetup& s, int64_t blocks, uint64_t seed) const {
-    SchedulerVariant v;
-    v.name = p.scheduler;
-    v.scheduler.type = p.scheduler == "vllm" ? "vllm" : "sarathi";
+    SchedulerVariant v = *p.variant;  // its settings, the point's chunk, cap and layout
     if (p.chunk) v.scheduler.chunk_size = p.chunk;
     v.scheduler.max_num_seqs = p.cap * p.layout.pipeline_parallel;  // Vidur multiplies the cap by the pipeline depth
     v.scheduler.max_model_len = s.model.max_model_len;
@@ -236,14 +237,15 @@ class ConfigSearch final : public Experiment {
         {"probes", ColumnType::kUInt32, "", "simulations run"},
         {"pareto", ColumnType::kUInt8, "", "1 = on the QPS-per-dollar / P99 TBT frontier"},
     });
-    ctx.results().set_attr("/search/points", "schedulers", space_.schedulers);
+    std::vector<std::string> names;
+    for (const auto& v : setup_.variants) names.push_back(v.name);
+    ctx.results().set_attr("/search/points", "schedulers", names);
     ctx.results().set_attr("/search/points", "slo", plan_.slo.describe());
     std::string csv = "tensor_parallel,pipeline_parallel,sequence_pipeline_parallel,kv_parallel,replicas,gpus,scheduler,"
                       "chunk_size,batch_cap,capacity_qps,qps_per_dollar,p90_ttft_s,p99_tbt_s,probes,pareto,note\n";
     const Point* best = nullptr;
     for (const auto& p : points_) {
-      auto si = static_cast<int64_t>(std::find(space_.schedulers.begin(), space_.schedulers.end(), p.scheduler) -
-                                     space_.schedulers.begin());
+      const auto si = static_cast<int64_t>(p.variant - setup_.variants.data());
       const ReplicaLayout& l = p.layout;
       t.append({l.tensor_parallel, l.pipeline_parallel, int64_t{l.sequence_pipeline_parallel ? 1 : 0}, l.kv_parallel, p.replicas, p.gpus(), si, p.chunk, p.cap, p.capacity,
                 p.qps_per_dollar, p.p90_ttft, p.p99_tbt, p.probes, int64_t{p.pareto ? 1 : 0}});
@@ -286,16 +288,11 @@ std::unique_ptr<Experiment> make_config_search(const config::ConfigNode& job_con
   s.get("pipeline_parallel", space.pipeline_parallel, Range::at_least(1));
   s.get("sequence_pipeline_parallel", space.sequence_pipeline_parallel);
   s.get("kv_parallel", space.kv_parallel, Range::between(1, 1024));
-  s.get("schedulers", space.schedulers);
   s.get("chunk_sizes", space.chunk_sizes, Range::at_least(1));
   s.get("batch_caps", space.batch_caps, Range::at_least(1));
   s.get("workers", space.workers, Range::between(0, 4096));
   for (int64_t tp : space.tensor_parallel) check_tensor_parallel(setup.model, tp, s, "tensor_parallel");
   s.finish();
-  for (const auto& name : space.schedulers)
-    if (name != "vllm" && name != "sarathi_serve")
-      throw config::ConfigError(fmt::format("unknown scheduler '{}' in the search space", name), {}, "search.schedulers",
-                                "Vidur-Search's space holds vllm and sarathi_serve");
   if (space.gpu_budget < 1) throw config::ConfigError("must be >= 1", {}, "search.gpu_budget", "set search.gpu_budget=8");
   bool plots = false;
   top.get("plots", plots);

@@ -11,6 +11,7 @@
 #include "core/config/error.h"
 #include "core/runtime/logging.h"
 #include "experiments/experiment.h"
+#include "serving/scheduler/policies.h"
 
 #ifndef EXP_SOURCE_DIR
 #define EXP_SOURCE_DIR "."
@@ -49,7 +50,7 @@ void set_layout(SchedulerConfig& s, const ReplicaLayout& l, const config::Config
   s.kv_parallel = l.kv_parallel;
   s.max_tokens_per_kvp_group = tokens_per_group;
   if (l.kv_parallel == 1) return;
-  if (s.type != "sarathi")
+  if (const SchedulerPolicy* p = find_scheduler_policy(s.type); !p || !p->kv_parallel)
     throw config::ConfigError(fmt::format("KV parallelism needs prompts chunked at group boundaries, which the {} "
                                           "scheduler does not do", s.type),
                               loc("kv_parallel"), scheduler_key + ".type",

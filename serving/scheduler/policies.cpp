@@ -14,11 +14,18 @@ const std::vector<SchedulerPolicy>& scheduler_policies() {
       {"faster_transformer", "request-level batching: a batch runs to its last request's end", make_faster_transformer},
       {"orca", "iteration-level batching with whole prompts, max-length KV reservations", make_orca},
       {"vllm", "prefill-prioritising: prompt-only iterations stall the decodes", make_vllm},
-      {"simple_chunking", "chunked prefills alternating with decode iterations (the ablation)", make_simple_chunking},
+      {"simple_chunking", "chunked prefills alternating with decode iterations (the ablation)", make_simple_chunking,
+       /*chunks_prompts=*/true},
       {"sarathi", "SARATHI / Sarathi-Serve stall-free batching under a token budget (and Mnemosyne's adaptive chunks)",
-       make_sarathi},
+       make_sarathi, /*chunks_prompts=*/true, /*kv_parallel=*/true},
   };
   return all;
+}
+
+const SchedulerPolicy* find_scheduler_policy(const std::string& type) {
+  for (const auto& p : scheduler_policies())
+    if (p.type == type) return &p;
+  return nullptr;
 }
 
 std::vector<std::string> scheduler_types() {

@@ -1,7 +1,7 @@
 // The replica scheduling policies, one registry entry each: the `scheduler.type` that names it,
 // what it does, and its factory (each policy lives in a file of its own). A new policy is its
-// file, its line in policies.cpp, and configs/scheduler/<name>.yaml; configs, `exp list` and the
-// scheduler factory find it here.
+// file, its line in policies.cpp, and configs/scheduler/<name>.yaml; configs, `exp list`, the
+// scheduler factory and the config search find it here.
 #pragma once
 #include <memory>
 #include <string>
@@ -15,9 +15,12 @@ struct SchedulerPolicy {
   std::string type;         // scheduler.type
   std::string description;  // one line
   std::unique_ptr<ReplicaScheduler> (*make)(const SchedulerConfig& cfg, int64_t num_kv_blocks);
+  bool chunks_prompts = false;  // splits prompts under `chunk_size` (a config search sweeps it)
+  bool kv_parallel = false;     // stops chunks at KV-parallel group boundaries (can serve under KVP)
 };
 
 const std::vector<SchedulerPolicy>& scheduler_policies();
 std::vector<std::string> scheduler_types();  // the policies' `type`s, in registry order
+const SchedulerPolicy* find_scheduler_policy(const std::string& type);  // null: none of that type
 
 }  // namespace xp::serving

@@ -21,10 +21,9 @@ int64_t Batch::num_decodes() const {
 }
 
 std::unique_ptr<ReplicaScheduler> ReplicaScheduler::create(const SchedulerConfig& cfg, int64_t num_kv_blocks) {
-  for (const auto& p : scheduler_policies())
-    if (p.type == cfg.type) return p.make(cfg, num_kv_blocks);
-  EXP_CHECK(false, "unknown scheduler type '{}'", cfg.type);
-  return nullptr;
+  const SchedulerPolicy* p = find_scheduler_policy(cfg.type);
+  EXP_CHECK(p, "unknown scheduler type '{}'", cfg.type);
+  return p->make(cfg, num_kv_blocks);
 }
 
 ReplicaScheduler::ReplicaScheduler(const SchedulerConfig& cfg, int64_t num_kv_blocks, double watermark)

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <map>
 
 #include "core/results/results_file.h"
@@ -217,6 +218,24 @@ TEST_F(ServingCli, ConfigSearchWritesPointsCsvAndParetoFrontier) {
   EXPECT_NE(r.out.find("pareto"), std::string::npos) << r.out;
 }
 
+// The searched schedulers are the config's `schedulers`, any registered type: one that chunks
+// prompts gets every chunk size, one that does not a single point.
+TEST_F(ServingCli, ConfigSearchSearchesEveryNamedScheduler) {
+  Ran r = exp("run " + kConfigs + "/experiment/config_search.yaml model=llama2_7b search.gpu_budget=1 "
+              "'search.tensor_parallel=[1]' 'search.pipeline_parallel=[1]' 'search.chunk_sizes=[256,512]' "
+              "'search.batch_caps=[64]' +schedulers.orca.type=orca +schedulers.chunked.type=simple_chunking "
+              "workload.num_requests=100 hydra.run.dir=cs");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const std::string csv = dir_.read("cs/search.csv");
+  // vllm 1, sarathi_serve 2, orca 1, chunked 2, and the header.
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 7) << csv;
+  for (const char* point : {",vllm,0,64,", ",orca,0,64,", ",chunked,256,64,", ",chunked,512,64,", ",sarathi_serve,512,64,"})
+    EXPECT_NE(csv.find(point), std::string::npos) << point << "\n" << csv;
+  r = exp("run " + kConfigs + "/experiment/config_search.yaml model=llama2_7b +schedulers.x.type=fcfs hydra.run.dir=bad");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("schedulers.x.type"), std::string::npos) << r.err;
+}
+
 // Mnemosyne's layouts in the search: SPP where there are stages, KVP for Sarathi-Serve only.
 TEST_F(ServingCli, ConfigSearchSpansSequencePipelineAndKvParallelLayouts) {
   Ran r = exp("run " + kConfigs + "/experiment/config_search.yaml model=llama2_7b hardware=h200 search.gpu_budget=4 "
@@ -228,7 +247,7 @@ TEST_F(ServingCli, ConfigSearchSpansSequencePipelineAndKvParallelLayouts) {
   // Layouts: PP1, PP2, PP2+SPP, each with KVP 1 and 2 = 6, × (vllm, sarathi_serve), plus the header.
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 13) << csv;
   EXPECT_NE(csv.find("1,2,1,2,1,4,sarathi_serve,512,64,"), std::string::npos) << csv;  // TP1 PP2 SPP KVP2: one replica of 4
-  EXPECT_NE(csv.find("KV parallelism needs Sarathi-Serve"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("KV parallelism needs chunks stopped at group boundaries (vllm does not stop them)"), std::string::npos) << csv;
   EXPECT_NE(r.out.find("TP1 PP2 (SPP) KVP2 x1"), std::string::npos) << r.out;
 }
 
@@ -470,15 +489,20 @@ TEST_F(ServingCli, EngineFidelityComparesAModelParallelLayout) {
   EXPECT_EQ(summary("pipeline_parallel"), 2);
   EXPECT_EQ(res->read_table("/fidelity/errors").rows, 12);
   EXPECT_EQ(res->read_table("/fidelity/simulator_10pct/requests").rows, 30);
-  // Column 7: the batch shared the pipeline with another. Under SPP some do; at a light load not all.
-  size_t shared = 0, alone = 0;
+  // Column 7: the batch shared the pipeline with another (under SPP some do). The first run's
+  // iteration ratio at a load counts only batches alone in it: it exists exactly when there were
+  // some (on a busy host even the light load may leave none; RankThreads.* checks the marking
+  // deterministically).
+  size_t shared = 0;
   for (const char* load : {"10", "85"}) {
     auto it = res->read_table(fmt::format("/fidelity/iterations_{}pct", load));
+    size_t alone = 0;
     for (double v : it.values[7]) (v > 0 ? shared : alone) += 1;
+    const double ratio = summary(fmt::format("iteration_time_ratio_{}pct", load));
+    if (alone > 0) EXPECT_GT(ratio, 0) << load;
+    else EXPECT_TRUE(std::isnan(ratio)) << load;
   }
   EXPECT_GT(shared, 0u);
-  EXPECT_GT(alone, 0u);
-  EXPECT_GT(summary("iteration_time_ratio_min"), 0);
 }
 
 }  // namespace xp::cli
