@@ -1,7 +1,8 @@
 // One interface for every way the dynaquant experiment stores a checkpoint — DynaQuant and the
 // baselines of docs/dynaquant.md — so they run through the same training loop, failures and
 // measurements. Each codec with a knob picks it like DynaQuant does: the most compressive
-// setting whose decompressed weights keep quality ≥ `floor`.
+// setting whose decompressed weights keep quality ≥ (1 − ε) × the uncompressed quality.
+// One registry entry each (codec.cpp), each codec in a file of its own under codecs/:
 //   none           the state dict as is
 //   zstd           lossless zstd (level 3)
 //   uniform8_zstd  per-tensor uniform 8-bit, then zstd
@@ -48,10 +49,18 @@ class CheckpointCodec {
   virtual void load_state(jobs::ByteReader& /*in*/) {}
 };
 
-// `method` is one of the names above; quality and ε drive the searches.
+struct CodecType {
+  std::string name;         // compression.method
+  std::string description;  // one line
+  // quality and options.epsilon drive the searches.
+  std::unique_ptr<CheckpointCodec> (*make)(const CompressorOptions& options, CheckpointCodec::Quality quality);
+};
+
+const std::vector<CodecType>& codec_types();
+std::vector<std::string> codec_names();  // in registry order
+// Throws std::invalid_argument for a method not registered.
 std::unique_ptr<CheckpointCodec> make_codec(const std::string& method, const CompressorOptions& options,
                                             CheckpointCodec::Quality quality);
-const std::vector<std::string>& codec_names();
 
 // Check-N-Run-style adaptive uniform quantization (the cnr codec) at `bins` levels, dequantized:
 // the comparison column of the one-shot bins table.

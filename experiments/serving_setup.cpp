@@ -12,6 +12,7 @@
 #include "core/runtime/logging.h"
 #include "experiments/experiment.h"
 #include "serving/scheduler/policies.h"
+#include "serving/sim/global_scheduler.h"
 
 #ifndef EXP_SOURCE_DIR
 #define EXP_SOURCE_DIR "."
@@ -113,7 +114,7 @@ ServingSetup ServingSetup::parse(const config::ConfigReader& top) {
   c.device = DeviceSpec::from(top.section("hardware"));
   auto d = top.section("deployment");
   d.get("num_replicas", c.cluster.num_replicas, Range::at_least(1));
-  d.get_enum("global_scheduler", c.cluster.global_scheduler, {"round_robin", "random", "lor"});
+  d.get_enum("global_scheduler", c.cluster.global_scheduler, global_scheduler_names());
   d.get("time_limit_s", c.cluster.time_limit_s, Range::non_negative());
   d.get("tensor_parallel", c.layout.tensor_parallel, Range::at_least(1));
   d.get("pipeline_parallel", c.layout.pipeline_parallel, Range::at_least(1));
@@ -132,7 +133,7 @@ ServingSetup ServingSetup::parse(const config::ConfigReader& top) {
     const config::ConfigNode* all = top.raw("schedulers");
     if (!all->is_map() || all->items().empty())
       throw config::ConfigError("`schedulers` must map names to scheduler settings", all->loc(), "schedulers",
-                                "e.g. schedulers: {vllm: {type: vllm}, sarathi_serve: {type: sarathi}}");
+                                "e.g. schedulers: {vllm: {type: vllm}, sarathi_serve: {type: sarathi_serve}}");
     for (const auto& [name, node] : all->items())
       c.variants.push_back({name, fill(SchedulerConfig::from(config::ConfigReader(node, "schedulers." + name)), "schedulers." + name)});
     if (top.has("scheduler")) top.raw("scheduler");  // composed defaults may leave one; `schedulers` wins

@@ -242,7 +242,12 @@ Entry parse_entry(const ConfigNode& e, const LoadedConfig& parent) {
       out.is_self = true;
       return out;
     }
-    // `- group/config` or `- config`: include one config; its package is its folder.
+    // `- group/config` or `- config`: include one config; its package is its folder, or the
+    // one after `@` (`@_here_`: the including config's).
+    if (size_t at = s.find('@'); at != std::string::npos) {
+      out.package = s.substr(at + 1);
+      s = s.substr(0, at);
+    }
     std::string abs = absolute_group(s, parent.group);
     size_t slash = abs.rfind('/');
     out.group = slash == std::string::npos ? std::string() : abs.substr(0, slash);
@@ -415,6 +420,7 @@ class Composer {
     };
     if (!entry_pkg.empty()) {
       if (auto g = global(entry_pkg)) return *g;
+      if (entry_pkg == "_here_") return parent_pkg;  // Hydra's: where the including config is
       return join_path(parent_pkg, entry_pkg);
     }
     if (c.header_package) {

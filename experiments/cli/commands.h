@@ -43,7 +43,4 @@ struct CompressOptions {
 int compress_command(const CompressOptions& options);
 int decompress_command(const CompressOptions& options);
 
-// Prints `name  value` rows aligned, as every verb's result table.
-void print_table(const std::vector<std::pair<std::string, std::string>>& rows);
-
 }  // namespace xp::cli

@@ -7,6 +7,7 @@
 #include "compression/compressor.h"
 #include "core/runtime/files.h"
 #include "experiments/cli/commands.h"
+#include "experiments/experiment.h"
 #include "serving/model/safetensors.h"
 
 namespace xp::cli {
@@ -35,7 +36,7 @@ int compress_command(const CompressOptions& o) {
     fmt::print(stderr, "error: {}\n", status.message());
     return 1;
   }
-  print_table({{"tensors", std::to_string(weights.size())},
+  experiments::print_rows({{"tensors", std::to_string(weights.size())},
                {"input bytes", std::to_string(stored_bytes)},
                {"output bytes", std::to_string(bytes.size())},
                {"ratio", fmt::format("{:.2f}x ({:.2f}x against fp32)", static_cast<double>(stored_bytes) / bytes.size(),
@@ -66,7 +67,7 @@ int decompress_command(const CompressOptions& o) {
     return 1;
   }
   serving::write_safetensors(o.output, tensors, {{"format", "pt"}, {"source", "exp decompress"}});
-  print_table({{"tensors", std::to_string(tensors.size())}, {"output", o.output}});
+  experiments::print_rows({{"tensors", std::to_string(tensors.size())}, {"output", o.output}});
   return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 
+#include "compression/codec.h"
 #include "core/config/compose.h"
 #include "core/config/yaml_io.h"
 #include "core/results/h5.h"
@@ -16,25 +17,28 @@
 #include "experiments/cli/commands.h"
 #include "experiments/experiment.h"
 #include "serving/scheduler/policies.h"
+#include "serving/sim/global_scheduler.h"
 
 namespace xp::cli {
 namespace fs = std::filesystem;
-
-void print_table(const std::vector<std::pair<std::string, std::string>>& rows) {
-  size_t w = 0;
-  for (const auto& [k, v] : rows) w = std::max(w, k.size());
-  for (const auto& [k, v] : rows) fmt::print("  {:<{}}  {}\n", k, w, v);
-}
 
 int list_command(const std::vector<std::string>& config_dirs) {
   fmt::print("Experiments (select with `experiment: NAME` or +experiment=NAME):\n");
   std::vector<std::pair<std::string, std::string>> rows;
   for (const auto& e : experiments::registry()) rows.emplace_back(e.name, e.description);
-  print_table(rows);
+  experiments::print_rows(rows);
   fmt::print("\nServing schedulers (scheduler.type; configs/scheduler/ holds their settings):\n");
   rows.clear();
   for (const auto& p : serving::scheduler_policies()) rows.emplace_back(p.type, p.description);
-  print_table(rows);
+  experiments::print_rows(rows);
+  fmt::print("\nGlobal schedulers (deployment.global_scheduler: how arrivals are spread over replicas):\n");
+  rows.clear();
+  for (const auto& g : serving::global_scheduler_types()) rows.emplace_back(g.name, g.description);
+  experiments::print_rows(rows);
+  fmt::print("\nCheckpoint codecs (compression.method of the dynaquant experiment):\n");
+  rows.clear();
+  for (const auto& c : compression::codec_types()) rows.emplace_back(c.name, c.description);
+  experiments::print_rows(rows);
   std::vector<fs::path> dirs(config_dirs.begin(), config_dirs.end());
   dirs.emplace_back("configs");
   dirs.push_back(config::builtin_config_dir());
@@ -45,7 +49,7 @@ int list_command(const std::vector<std::string>& config_dirs) {
     auto opts = sp.options(g);
     if (!opts.empty()) rows.emplace_back(g, fmt::format("{}", fmt::join(opts, ", ")));
   }
-  print_table(rows);
+  experiments::print_rows(rows);
   std::vector<std::string> shown;
   for (const auto& d : sp.dirs()) shown.push_back(d.string());
   fmt::print("\nSearch path: {}\n", fmt::join(shown, ", "));
@@ -61,12 +65,12 @@ void show_file(const fs::path& path, results::ResultsReader& reader, int max_row
   std::vector<std::pair<std::string, std::string>> rows;
   for (const auto& [k, v] : r->attrs("/")) rows.emplace_back(k, results::attr_to_string(v));
   fmt::print("\nProvenance\n");
-  print_table(rows);
+  experiments::print_rows(rows);
   rows.clear();
   for (const auto& [k, v] : r->attrs("/summary")) rows.emplace_back(k, results::attr_to_string(v));
   if (!rows.empty()) {
     fmt::print("\nSummary\n");
-    print_table(rows);
+    experiments::print_rows(rows);
   }
   for (const auto& t : r->tables()) {
     results::TableData data = r->read_table(t, max_rows);

@@ -16,8 +16,12 @@ const std::vector<SchedulerPolicy>& scheduler_policies() {
       {"vllm", "prefill-prioritising: prompt-only iterations stall the decodes", make_vllm},
       {"simple_chunking", "chunked prefills alternating with decode iterations (the ablation)", make_simple_chunking,
        /*chunks_prompts=*/true},
-      {"sarathi", "SARATHI / Sarathi-Serve stall-free batching under a token budget (and Mnemosyne's adaptive chunks)",
-       make_sarathi, /*chunks_prompts=*/true, /*kv_parallel=*/true},
+      // One policy under two names, so that each shipped option names its own type; the
+      // options differ only in settings (max_prefill_chunks_per_batch, chunk sizing).
+      {"sarathi", "SARATHI decode-maximal batching: prefill chunks topped up with decodes to a token budget",
+       make_sarathi, /*chunks_prompts=*/true, /*kv_parallel=*/true, /*adaptive_chunks=*/true},
+      {"sarathi_serve", "Sarathi-Serve stall-free batching under a token budget (and Mnemosyne's adaptive chunks)",
+       make_sarathi, /*chunks_prompts=*/true, /*kv_parallel=*/true, /*adaptive_chunks=*/true},
   };
   return all;
 }

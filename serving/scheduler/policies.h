@@ -17,6 +17,7 @@ struct SchedulerPolicy {
   std::unique_ptr<ReplicaScheduler> (*make)(const SchedulerConfig& cfg, int64_t num_kv_blocks);
   bool chunks_prompts = false;  // splits prompts under `chunk_size` (a config search sweeps it)
   bool kv_parallel = false;     // stops chunks at KV-parallel group boundaries (can serve under KVP)
+  bool adaptive_chunks = false; // can size each chunk by predicted time (scheduler.adaptive_chunking)
 };
 
 const std::vector<SchedulerPolicy>& scheduler_policies();

@@ -44,10 +44,10 @@ SchedulerConfig SchedulerConfig::from(const config::ConfigReader& r) {
   ad.get("long_prefill_share", c.adaptive.long_prefill_share, config::Range::between(0.0, 0.9));
   ad.get("max_skipped_requests", c.adaptive.max_skipped_requests, config::Range::between(0, 1000000));
   ad.finish();
-  if (c.adaptive.enabled && (c.latency_target.enabled || c.dynamic.enabled || c.type != "sarathi"))
+  if (c.adaptive.enabled && (c.latency_target.enabled || c.dynamic.enabled || !find_scheduler_policy(c.type)->adaptive_chunks))
     throw config::ConfigError("adaptive_chunking replaces the sarathi scheduler's budget: it cannot run with "
                               "latency_target or dynamic_chunking, nor under another scheduler type", {},
-                              "scheduler.adaptive_chunking.enabled", "enable one way of sizing chunks, with type: sarathi");
+                              "scheduler.adaptive_chunking.enabled", "enable one way of sizing chunks, with type: sarathi_serve");
   if (c.adaptive.min_chunk > c.adaptive.max_chunk)
     throw config::ConfigError("adaptive_chunking.min_chunk is above max_chunk", {}, "scheduler.adaptive_chunking.min_chunk",
                               "the reference uses 32 and 4096");

@@ -5,8 +5,8 @@
 #include <unordered_map>
 
 #include "core/runtime/check.h"
-#include "core/runtime/rng.h"
 #include "serving/scheduler/replica_scheduler.h"
+#include "serving/sim/global_scheduler.h"
 
 namespace xp::serving {
 namespace {
@@ -69,11 +69,11 @@ struct Simulator::Impl {
   int64_t pp;
   RequestGenerator& requests;
   ServingMetrics& metrics;
-  runtime::RngStream route_rng;
+  std::unique_ptr<GlobalScheduler> global;
   std::vector<Replica> replicas;
+  std::vector<const ReplicaScheduler*> replica_schedulers;  // what the global scheduler sees
   std::priority_queue<Event, std::vector<Event>, std::greater<>> events;
   uint64_t next_order = 0;
-  uint64_t round_robin = 0;
   SimulationResult result;
 
   void push(Event e) {
@@ -88,20 +88,6 @@ struct Simulator::Impl {
     }
   }
   Request pending_arrival;
-
-  int64_t route() {
-    auto n = static_cast<int64_t>(replicas.size());
-    if (cluster.global_scheduler == "random") return static_cast<int64_t>(route_rng.below(static_cast<uint64_t>(n)));
-    if (cluster.global_scheduler == "lor") {
-      int64_t best = 0;
-      for (int64_t i = 1; i < n; ++i)
-        if (replicas[static_cast<size_t>(i)].scheduler->num_waiting() <
-            replicas[static_cast<size_t>(best)].scheduler->num_waiting())
-          best = i;
-      return best;
-    }
-    return static_cast<int64_t>(round_robin++ % static_cast<uint64_t>(n));
-  }
 
   void try_schedule(int64_t r, double now) {
     Replica& rep = replicas[static_cast<size_t>(r)];
@@ -199,7 +185,7 @@ Simulator::Simulator(const ClusterConfig& cluster, const SchedulerConfig& schedu
                      int64_t kv_blocks_per_replica, int64_t gpus_per_replica, RequestGenerator& requests,
                      ServingMetrics& metrics, uint64_t seed, std::shared_ptr<const IterationTimeModel> time_model)
     : impl_(new Impl{cluster, predictor, gpus_per_replica, scheduler.pipeline_stages, requests, metrics,
-                     runtime::RngStream(seed, 201), {}, {}, 0, 0, {}, {}}) {
+                     make_global_scheduler(cluster.global_scheduler, seed), {}, {}, {}, 0, {}, {}}) {
   EXP_CHECK(cluster.num_replicas >= 1, "need at least one replica, got {}", cluster.num_replicas);
   for (int64_t i = 0; i < cluster.num_replicas; ++i) {
     Replica r;
@@ -209,6 +195,7 @@ Simulator::Simulator(const ClusterConfig& cluster, const SchedulerConfig& schedu
     r.stage_queue.resize(static_cast<size_t>(scheduler.pipeline_stages));
     r.busy_s.assign(static_cast<size_t>(scheduler.pipeline_stages), 0.0);
     r.bubble_s = r.idle_s = r.busy_s;
+    impl_->replica_schedulers.push_back(r.scheduler.get());
     impl_->replicas.push_back(std::move(r));
   }
 }
@@ -233,7 +220,7 @@ SimulationResult Simulator::run(const std::function<bool()>& should_stop) {
     if (e.kind == EventKind::kArrival) {
       Request r = s.pending_arrival;
       ++s.result.requests_arrived;
-      int64_t replica = s.route();
+      int64_t replica = s.global->route(s.replica_schedulers);
       s.replicas[static_cast<size_t>(replica)].account(e.time);
       s.replicas[static_cast<size_t>(replica)].scheduler->add_request(r);
       s.schedule_next_arrival();  // before scheduling: same-time arrivals stay FIFO

@@ -18,7 +18,7 @@ namespace xp::serving {
 
 struct ClusterConfig {
   int64_t num_replicas = 1;
-  std::string global_scheduler = "round_robin";  // round_robin | random | lor
+  std::string global_scheduler = "round_robin";  // a name in global_scheduler.h's registry
   double time_limit_s = 0;                        // stop simulating after this much time (0 = none)
 };
 

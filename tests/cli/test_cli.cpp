@@ -333,6 +333,27 @@ TEST_F(Cli, InfoDefaultsShowsTheTree) {
     EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
 }
 
+// Each shipped scheduler option names its own type and gets the shared keys from
+// scheduler/base/common.yaml, as `scheduler` and as one of several `schedulers`.
+TEST_F(Cli, EverySchedulerOptionNamesItsTypeAndSharesTheCommonKeys) {
+  const std::string serving = std::string(EXP_SOURCE_DIR) + "/configs/experiment/serving_sim.yaml";
+  int checked = 0;
+  for (const auto& e : fs::directory_iterator(std::string(EXP_SOURCE_DIR) + "/configs/scheduler")) {
+    if (e.path().extension() != ".yaml") continue;
+    const std::string name = e.path().stem().string();
+    Ran r = exp("run --cfg job -p scheduler " + serving + " scheduler=" + name);
+    ASSERT_EQ(r.rc, 0) << name << "\n" << r.err;
+    EXPECT_NE(r.out.find("type: " + name + "\n"), std::string::npos) << r.out;
+    for (const char* key : {"max_num_seqs: 128", "block_size: 16", "watermark: 0.01", "append_needs_free_block: true"})
+      EXPECT_NE(r.out.find(key), std::string::npos) << name << ": " << key << "\n" << r.out;
+    r = exp("run --cfg job -p schedulers." + name + " " + serving + " +scheduler@schedulers." + name + "=" + name);
+    ASSERT_EQ(r.rc, 0) << name << "\n" << r.err;
+    EXPECT_NE(r.out.find("block_size: 16"), std::string::npos) << name << "\n" << r.out;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 6);
+}
+
 TEST_F(Cli, QuickstartComparesSchedulersAndWritesPlots) {
   Ran r = exp("run " + kQuickstart + " workload.num_requests=300 hydra.run.dir=qs");
   ASSERT_EQ(r.rc, 0) << r.err;

@@ -99,5 +99,16 @@ TEST(CnrQuantizedTest, EachRowTakesAtMostBinsValuesAndMoreBinsErrLess) {
   EXPECT_LT(previous, 0.01);  // 256 levels over a ±0.4 row
 }
 
+
+TEST(CodecTest, AnUnregisteredMethodIsRefusedNamingTheRegisteredOnes) {
+  try {
+    make_codec("gzip", {}, [](const nn::StateDict&) { return 1.0; });
+    FAIL() << "no error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("gzip"), std::string::npos);
+    for (const auto& c : codec_types()) EXPECT_NE(std::string(e.what()).find(c.name), std::string::npos) << c.name;
+  }
+}
+
 }  // namespace
 }  // namespace xp::compression

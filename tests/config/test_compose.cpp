@@ -126,6 +126,20 @@ TEST_F(Compose, AListOfGroupOptionsMergesThemInOrder) {
   EXPECT_EQ(listed.at_path("db.pool")->as_int(), 8);
 }
 
+// Options sharing keys through a base config included `@_here_` get them wherever the option
+// itself lands, under its own package or another.
+TEST_F(Compose, AConfigIncludedHereMergesIntoTheIncludingConfigsPackage) {
+  dir_.write("configs/scheduler/base/common.yaml", "block_size: 16\nbatch_cap: 64\n");
+  dir_.write("configs/scheduler/orca.yaml", "defaults:\n  - base/common@_here_\n  - _self_\nname: orca\nbatch_cap: 32\n");
+  ConfigNode c = resolved({"scheduler=orca", "+scheduler@other.orca=orca"});
+  for (const char* at : {"scheduler", "other.orca"}) {
+    EXPECT_EQ(c.at_path(std::string(at) + ".name")->as_string(), "orca") << at;
+    EXPECT_EQ(c.at_path(std::string(at) + ".block_size")->as_int(), 16) << at;
+  }
+  EXPECT_EQ(c.at_path("other.orca.batch_cap")->as_int(), 32);  // its own keys come after the base's
+  EXPECT_EQ(c.at_path("scheduler.base"), nullptr);
+}
+
 TEST_F(Compose, DeletingAGroupKeepsTheSameGroupUnderAnotherPackage) {
   ConfigNode c = resolved({"+db@backup=postgres", "+db=mysql", "~db"});
   EXPECT_EQ(c.at_path("db"), nullptr);

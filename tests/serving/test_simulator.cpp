@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "serving/sim/global_scheduler.h"
 #include "serving/sim/simulator.h"
 
 namespace xp::serving {
@@ -119,7 +120,7 @@ TEST(Simulator, MoreLoadMeansMoreLatency) {
 
 TEST(Simulator, ReplicasShareTheLoad) {
   LinearTimer timer;
-  for (std::string g : {"round_robin", "random", "lor"}) {
+  for (const std::string& g : global_scheduler_names()) {
     ClusterConfig one, four;
     four.num_replicas = 4;
     four.global_scheduler = g;
@@ -149,4 +150,35 @@ TEST(Simulator, DecodeThroughputCountsWhatDecodesAddToABatchWithAPrompt) {
   EXPECT_NEAR(o.summary.get("decode_throughput_tok_s"), 4 / 0.018, 1e-6);
 }
 
+}  // namespace xp::serving
+
+namespace xp::serving {
+namespace {
+
+TEST(GlobalScheduler, EachRegisteredRuleRoutesToAReplicaAndLorPicksTheShortestQueue) {
+  std::vector<std::unique_ptr<ReplicaScheduler>> owned;
+  std::vector<const ReplicaScheduler*> replicas;
+  for (int waiting : {3, 1, 2}) {
+    owned.push_back(ReplicaScheduler::create(sarathi(), 1000));
+    for (int i = 0; i < waiting; ++i) owned.back()->add_request(Request{static_cast<uint64_t>(i), 0.0, 64, 8});
+    replicas.push_back(owned.back().get());
+  }
+  for (const auto& type : global_scheduler_types()) {
+    auto g = type.make(7);
+    for (int i = 0; i < 10; ++i) {
+      const int64_t r = g->route(replicas);
+      EXPECT_GE(r, 0) << type.name;
+      EXPECT_LT(r, 3) << type.name;
+    }
+  }
+  EXPECT_EQ(make_global_scheduler("lor", 0)->route(replicas), 1);
+  auto rr = make_global_scheduler("round_robin", 0);
+  EXPECT_EQ(rr->route(replicas), 0);
+  EXPECT_EQ(rr->route(replicas), 1);
+  EXPECT_EQ(rr->route(replicas), 2);
+  EXPECT_EQ(rr->route(replicas), 0);
+  EXPECT_THROW(make_global_scheduler("least_loaded", 0), std::invalid_argument);
+}
+
+}  // namespace
 }  // namespace xp::serving

@@ -9,7 +9,7 @@
 #include <cstdio>
 #include <string>
 
-#include "compression/baselines.h"
+#include "compression/codec.h"
 #include "compression/compressor.h"
 #include "core/runtime/rng.h"
 
@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
   std::vector<QuantizedTensor> parent, restored_parent, restore_parent_again;
   nn::StateDict model;  // the tensors a restore writes into
   for (const auto& [name, t] : sd) model.emplace_back(name, t.clone());
+  auto zstd = make_codec("zstd", {}, [](const nn::StateDict&) { return 1.0; });
   for (int c = 0; c < checkpoints; ++c) {
     auto t0 = Clock::now();
     std::vector<QuantizedTensor> q = quantize(sd, ema, config);
@@ -89,11 +90,11 @@ int main(int argc, char** argv) {
     decode_into_s += seconds_since(t0);
     restore_parent_again = std::move(again);
     t0 = Clock::now();
-    auto z = encode_zstd(sd);
+    auto z = zstd->encode(0, sd, {}).bytes;
     zstd_encode_s += seconds_since(t0);
     zstd_bytes += z.size();
     t0 = Clock::now();
-    auto back = decode_zstd(z);
+    auto back = zstd->decode({z});
     zstd_decode_s += seconds_since(t0);
     drift(sd, static_cast<uint64_t>(c));
   }
