@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/dist/thread_group.h"
+#include "core/jobs/bytes.h"
 
 namespace xp::serving {
 
@@ -248,69 +249,47 @@ std::vector<ForwardItem> StepPlan::forward_items(int64_t group) const {
 }
 
 std::vector<std::byte> StepPlan::encode() const {
-  std::vector<std::byte> out;
-  auto put = [&](const auto& v) {
-    const auto* b = reinterpret_cast<const std::byte*>(&v);
-    out.insert(out.end(), b, b + sizeof v);
-  };
-  auto put_ids = [&](const std::vector<int32_t>& v) {
-    put(static_cast<uint32_t>(v.size()));
-    const auto* b = reinterpret_cast<const std::byte*>(v.data());
-    out.insert(out.end(), b, b + v.size() * sizeof(int32_t));
-  };
-  put(static_cast<uint8_t>(kind));
-  put(groups);
-  put(static_cast<uint32_t>(items.size()));
+  jobs::ByteWriter out;
+  out.put(static_cast<uint8_t>(kind));
+  out.put(groups);
+  out.put(static_cast<uint32_t>(items.size()));
   for (const Item& it : items) {
-    put(it.seq_id);
-    put(it.start_position);
-    put_ids(it.tokens);
-    put_ids(it.block_table);
-    put(it.kv.first_position);
-    put(it.kv.cached);
-    put(static_cast<uint8_t>(it.kv.appends));
+    out.put(it.seq_id);
+    out.put(it.start_position);
+    out.put_vector(it.tokens);
+    out.put_vector(it.block_table);
+    out.put(it.kv.first_position);
+    out.put(it.kv.cached);
+    out.put(static_cast<uint8_t>(it.kv.appends));
   }
-  return out;
+  return out.take();
 }
 
 StepPlan StepPlan::decode(std::span<const std::byte> bytes) {
-  size_t at = 0;
-  auto get = [&](auto& v) {
-    if (bytes.size() - at < sizeof v) throw std::runtime_error(fmt::format("step plan cut short at byte {} of {}", at, bytes.size()));
-    std::memcpy(&v, bytes.data() + at, sizeof v);
-    at += sizeof v;
-  };
-  auto get_ids = [&](std::vector<int32_t>& v) {
-    uint32_t n = 0;
-    get(n);
-    if ((bytes.size() - at) / sizeof(int32_t) < n) throw std::runtime_error(fmt::format("step plan cut short at byte {}", at));
-    v.resize(n);
-    std::copy_n(bytes.begin() + static_cast<std::ptrdiff_t>(at), n * sizeof(int32_t), reinterpret_cast<std::byte*>(v.data()));
-    at += n * sizeof(int32_t);
-  };
+  jobs::ByteReader in(bytes.data(), bytes.size());
   StepPlan p;
-  uint8_t kind = 0;
-  uint32_t n = 0;
-  get(kind);
-  if (kind < 1 || kind > 3) throw std::runtime_error(fmt::format("step plan of unknown kind {}", kind));
-  p.kind = static_cast<Kind>(kind);
-  get(p.groups);
-  get(n);
-  if (p.groups < 1 || n % p.groups) throw std::runtime_error(fmt::format("step plan of {} items over {} groups", n, p.groups));
-  for (uint32_t i = 0; i < n; ++i) {
-    Item it;
-    uint8_t appends = 0;
-    get(it.seq_id);
-    get(it.start_position);
-    get_ids(it.tokens);
-    get_ids(it.block_table);
-    get(it.kv.first_position);
-    get(it.kv.cached);
-    get(appends);
-    it.kv.appends = appends != 0;
-    p.items.push_back(std::move(it));
+  try {
+    const auto kind = in.get<uint8_t>();
+    if (kind < 1 || kind > 3) throw std::runtime_error(fmt::format("step plan of unknown kind {}", kind));
+    p.kind = static_cast<Kind>(kind);
+    p.groups = in.get<uint32_t>();
+    const auto n = in.get<uint32_t>();
+    if (p.groups < 1 || n % p.groups) throw std::runtime_error(fmt::format("step plan of {} items over {} groups", n, p.groups));
+    for (uint32_t i = 0; i < n; ++i) {
+      Item it;
+      it.seq_id = in.get<uint64_t>();
+      it.start_position = in.get<int64_t>();
+      it.tokens = in.get_vector<int32_t>();
+      it.block_table = in.get_vector<int32_t>();
+      it.kv.first_position = in.get<decltype(it.kv.first_position)>();
+      it.kv.cached = in.get<decltype(it.kv.cached)>();
+      it.kv.appends = in.get<uint8_t>() != 0;
+      p.items.push_back(std::move(it));
+    }
+  } catch (const jobs::CheckpointError& e) {
+    throw std::runtime_error(fmt::format("step plan cut short ({} bytes): {}", bytes.size(), e.what()));
   }
-  if (at != bytes.size()) throw std::runtime_error(fmt::format("step plan has {} bytes past its end", bytes.size() - at));
+  if (!in.at_end()) throw std::runtime_error(fmt::format("step plan has {} bytes past its end", in.remaining()));
   return p;
 }
 

@@ -136,11 +136,23 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
     throw std::runtime_error(fmt::format("{} has {} layers, which {} pipeline stages cannot split evenly", model_.name,
                                          model_.num_layers, layout_.pipeline_parallel));
   layers_per_stage_ = model_.num_layers / layout_.pipeline_parallel;
-  const double tp = static_cast<double>(layout_.tensor_parallel);
-  fs::path dir = data_root / device_.profile_dir / model_.profile_name;
+  const fs::path dir = data_root / device_.profile_dir / model_.profile_name;
+  load_token_ops(dir / "mlp.csv");
+  std::vector<std::pair<BatchShape, double>> whole_forwards;
+  const fs::path attention_file = load_attention(data_root, dir, whole_forwards);
+  // An engine profile's forwards hold no collectives (a shard's all-reduces are timed apart)
+  // nor Vidur's CPU overheads: fitted to the operators before those are loaded.
+  if (!whole_forwards.empty()) fit_overhead(whole_forwards, "whole forwards in " + attention_file.string());
+  load_collectives(data_root / device_.network_dir);
+  if (layout_.kv_parallel > 1) load_kvp_merge(data_root / device_.network_dir / "all_reduce.csv");
+  load_cpu_overhead(data_root);
+}
 
-  // Token-level operators.
-  data::CsvTable mlp = data::CsvTable::load(dir / "mlp.csv");
+
+// Token-level operators: one curve each over tokens, at this model's shape and TP degree.
+void ExecutionPredictor::load_token_ops(const fs::path& file) {
+  const double tp = static_cast<double>(layout_.tensor_parallel);
+  data::CsvTable mlp = data::CsvTable::load(file);
   size_t c_head = mlp.column("n_head"), c_kv = mlp.column("n_kv_head"), c_embd = mlp.column("n_embd"),
          c_exp = mlp.column("n_expanded_embd"), c_tp = mlp.column("num_tensor_parallel_workers"),
          c_tok = mlp.column("num_tokens");
@@ -164,11 +176,11 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
   }
   if (tps.empty())
     throw std::runtime_error(fmt::format("{}: no rows for the shape of {} (heads {}/{}, hidden {}, MLP {})",
-                                         (dir / "mlp.csv").string(), model_.name, model_.num_q_heads,
+                                         file.string(), model_.name, model_.num_q_heads,
                                          model_.num_kv_heads, model_.embedding_dim, model_.mlp_hidden_dim));
   if (!tps.count(layout_.tensor_parallel))
     throw std::runtime_error(fmt::format("{}: no rows for tensor parallelism {} (profiled: {})",
-                                         (dir / "mlp.csv").string(), layout_.tensor_parallel, fmt::join(tps, ", ")));
+                                         file.string(), layout_.tensor_parallel, fmt::join(tps, ", ")));
   for (const auto& op : kTokenOps) {
     if (pts[op].first.empty()) {
       // Phi-2 has no post-attention norm; every other operator must be there.
@@ -176,10 +188,10 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
         sources_[op] = "absent from the profile (counted as 0)";
         continue;
       }
-      throw std::runtime_error(fmt::format("{}: operator '{}' is missing", (dir / "mlp.csv").string(), op));
+      throw std::runtime_error(fmt::format("{}: operator '{}' is missing", file.string(), op));
     }
     token_ops_[op] = Curve(pts[op].first, pts[op].second);
-    sources_[op] = "profile " + (dir / "mlp.csv").string();
+    sources_[op] = "profile " + file.string();
   }
   // Once-per-iteration final norm + LM head, keyed by sequences (an extension column written by
   // the engine's profile mode; Vidur's profiles do not have it).
@@ -192,7 +204,7 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
         ys.push_back(mlp.number(r, col));
       }
     lm_head_ = Curve(xs, ys);
-    sources_["lm_head"] = "profile " + (dir / "mlp.csv").string() + " (once per iteration)";
+    sources_["lm_head"] = "profile " + file.string() + " (once per iteration)";
   }
   // Sum the operators once over the union of their grids: a sum of piecewise-linear curves is
   // piecewise linear on that union, so one lookup per batch gives exactly the same time.
@@ -205,8 +217,14 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
     totals.push_back(sum);
   }
   token_total_ = Curve(knots, totals);
+}
 
-  // Sequence-level attention.
+// Sequence-level attention: surfaces over (chunk or batch) × KV from the model's profile or a
+// device-wide one, else the analytic roofline; adds an engine profile's whole forwards (batch,
+// ms) to `whole_forwards`. Returns the file read.
+fs::path ExecutionPredictor::load_attention(const fs::path& data_root, const fs::path& dir,
+                                            std::vector<std::pair<BatchShape, double>>& whole_forwards) {
+  const double tp = static_cast<double>(layout_.tensor_parallel);
   fs::path attn_file = dir / "attention.csv";
   std::optional<data::CsvTable> attention;  // read once (the historical A100 file is 3 MB)
   if (fs::exists(attn_file)) {
@@ -228,7 +246,6 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
       if (attention) break;
     }
   }
-  std::vector<std::pair<BatchShape, double>> whole_forwards;  // (batch, ms), engine profiles
   if (attention) {
     const data::CsvTable& a = *attention;
     size_t ae = a.column("n_embd"), aq = a.column("n_q_head"), akv = a.column("n_kv_head"),
@@ -294,10 +311,11 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
   sources_["attn_kv_cache_save"] = kv_save_.empty() ? "not profiled (counted as 0, as Vidur does)"
                                                     : "profile " + attn_file.string();
 
-  if (!whole_forwards.empty()) fit_overhead(whole_forwards, "whole forwards in " + attn_file.string());
+  return attn_file;
+}
 
-  // Collectives: TP all-reduce inside a node, PP send/recv between stages.
-  fs::path net = data_root / device_.network_dir;
+// Collectives: TP all-reduce inside a node, PP send/recv between stages.
+void ExecutionPredictor::load_collectives(const fs::path& net) {
   auto load_collective = [&](const std::string& file, const std::string& op, int64_t workers, int64_t per_node) {
     data::CsvTable t = data::CsvTable::load(net / file);
     size_t cw = t.column("num_workers"), cd = t.column("devices_per_node"), cs = t.column("size"),
@@ -326,8 +344,6 @@ ExecutionPredictor::ExecutionPredictor(const ModelSpec& model, const DeviceSpec&
     int64_t per_node = layout_.num_gpus() <= device_.devices_per_node ? 2 : 1;
     send_recv_ = load_collective("send_recv.csv", "send_recv", 2, per_node);
   }
-  if (layout_.kv_parallel > 1) load_kvp_merge(net / "all_reduce.csv");
-  load_cpu_overhead(data_root);
 }
 
 // KV-parallel groups merge their partial attention outputs: an all-gather of each query token's

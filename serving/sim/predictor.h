@@ -107,6 +107,10 @@ class ExecutionPredictor final : public StageTimer {
   void fit_analytic_attention(const std::filesystem::path& data_root);
   using ProfilePoint = std::array<double, 3>;  // (chunk or batch size, kv, ms)
   void fit_long_context(const std::string& op, const std::vector<ProfilePoint>& points, double* coef, double& max_kv);
+  void load_token_ops(const std::filesystem::path& mlp_file);
+  std::filesystem::path load_attention(const std::filesystem::path& data_root, const std::filesystem::path& dir,
+                                       std::vector<std::pair<BatchShape, double>>& whole_forwards);
+  void load_collectives(const std::filesystem::path& network_dir);
   void load_cpu_overhead(const std::filesystem::path& data_root);
   void load_kvp_merge(const std::filesystem::path& all_reduce_file);
   double kvp_merge_ms(const BatchShape& b) const;
