@@ -6,22 +6,17 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <deque>
-#include <future>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <stdexcept>
 
 #include <omp.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
+#include "compression/checkpoint_pipeline.h"
 #include "compression/codec.h"
 #include "compression/optimizer_state.h"
 #include "compression/search.h"
 #include "core/config/error.h"
-#include "core/runtime/files.h"
 #include "core/runtime/progress.h"
 #include "networks/trainer.h"
 
@@ -188,10 +183,13 @@ class Dynaquant final : public Experiment {
     cz::GradientEma ema(cfg_.ema_beta);
     const auto dir = ctx.output_dir() / "compressed";
     std::filesystem::create_directories(dir);
+    pipeline_ = std::make_unique<cz::CheckpointPipeline>(
+        *codec_, quality, cz::CheckpointPipeline::Options{dir, cz::optimizer_state_policy(cfg_.optimizer_state), cfg_.overlap},
+        [this](const cz::FinishedCheckpoint& done) { record(done); });
     auto payload = ctx.restore();
     open_tables(ctx);  // after restore(): it cuts the tables back to the saved rows
     if (payload) {
-      resume(*payload, net, trainer, ema, dir);
+      resume(*payload, net, trainer, ema);
       ctx.log().info("resumed at epoch {} batch {}", trainer.epoch(), trainer.batch());
     }
 
@@ -209,13 +207,13 @@ class Dynaquant final : public Experiment {
         ctx.log().info("stop requested: saved at epoch {} batch {}", trainer.epoch(), trainer.batch());
         return jobs::RunOutcome::kPreempted;
       }
-      const bool beside_compression = compressing();
+      const bool beside_compression = pipeline_->compressing();
       auto t0 = Clock::now();
       trainer.step(train_);
-      ++iterations_;
+      ++totals_.iterations;
       const double step_s = seconds_since(t0);
-      train_s_ += step_s;
-      (beside_compression ? steps_beside_ : steps_alone_).add(step_s);
+      totals_.train_s += step_s;
+      (beside_compression ? totals_.steps_beside : totals_.steps_alone).add(step_s);
       const int64_t step = trainer.epoch() * per_epoch + trainer.batch();
       progress.set(step);
       const int64_t to_checkpoint = (every - step % every) % every;
@@ -224,24 +222,24 @@ class Dynaquant final : public Experiment {
         for (auto& [name, p] : net.module().parameters()) ema.update(name, p->grad);
       }
       if (step % every == 0) {
-        checkpoint(net, trainer, ema.values(), step, dir);
+        checkpoint(net, trainer, ema.values(), step);
         if (cfg_.bins_table && (step / every) % std::max<int64_t>(1, total / every / 10) == 0) bins_needed(step, net, quality, ema.values());
         ema.reset();
       }
       if (trainer.batch() == 0) epochs_->append({trainer.epoch(), networks::evaluate(net, test_).accuracy});
-      if (next_failure_ < failure_at.size() && step >= failure_at[next_failure_] && (saved_.step > 0 || !pending_.empty())) {
+      if (totals_.next_failure < failure_at.size() && step >= failure_at[totals_.next_failure] && (saved_.step > 0 || !pipeline_->empty())) {
         // The failure strikes once the checkpoints in flight are on disk, so that what it
         // restores does not depend on timing. A real failure would not wait (it would lose
         // them), so this wait is the simulation's, kept out of the compression's stall.
         const int64_t on_disk = saved_.step;
         const auto wait_start = Clock::now();
-        finish_pending();
-        failure_wait_s_ += seconds_since(wait_start);
-        real_failure_lost_steps_ += step - on_disk;
+        pipeline_->finish_all();
+        totals_.failure_wait_s += seconds_since(wait_start);
+        totals_.real_failure_lost_steps += step - on_disk;
         restore(net, trainer, step, on_disk);
-        ++next_failure_;
+        ++totals_.next_failure;
       }
-      if (step % every == 0 && !trainer.done() && can_save()) save(ctx, trainer, ema);  // a crash resumes from here
+      if (step % every == 0 && !trainer.done() && pipeline_->can_save()) save(ctx, trainer, ema);  // a crash resumes from here
     }
     wait_for_pending();
     progress.finish();
@@ -251,17 +249,6 @@ class Dynaquant final : public Experiment {
   }
 
  private:
-  using Chain = std::vector<std::vector<std::byte>>;  // a base checkpoint's encoding and its deltas'
-  // What a restore needs: the compressed weights (a chain for DynaQuant), the optimizer's
-  // moments as the optimizer_state policy stores them, and the rest of the trainer state (step,
-  // loop position, RNG streams: bytes) exactly.
-  struct Saved {
-    int64_t step = 0;
-    Chain chain;
-    std::vector<std::byte> optimizer;
-    nn::StateDict trainer_state;
-  };
-
   void load_data(uint64_t seed) {
     if (cfg_.dataset == "digits") {
       auto all = data::load_digits(cfg_.path.empty() ? data::default_digits_path() : std::filesystem::path(cfg_.path));
@@ -323,110 +310,30 @@ class Dynaquant final : public Experiment {
     });
   }
 
-  // What one checkpoint's compression works on: copies, so training can go on meanwhile; shared
-  // with a save taken while it is in flight, read-only.
-  struct Snapshot {
-    int64_t step = 0;
-    nn::StateDict weights, trainer_state;
-    std::map<std::string, std::vector<float>> ema;
-  };
-  // What it hands back: the new chain and optimizer blob (on disk already) and the table row.
-  struct Compressed {
-    Saved saved;
-    cz::CompressedCheckpoint details;
-    int levels = -1;
-    int64_t optimizer_raw = 0;
-    double encode_s = 0.0, decode_s = 0.0;
-  };
-
   void checkpoint(networks::Network& net, networks::Trainer& trainer, const std::map<std::string, std::vector<float>>& ema,
-                  int64_t step, const std::filesystem::path& dir) {
+                  int64_t step) {
     const auto t0 = Clock::now();
-    while (!pending_.empty() && (pending_.size() >= kMaxInFlight || !compressing())) finish_oldest();
-    launch(std::make_shared<const Snapshot>(Snapshot{step, weights_of(net.module()), trainer.state(), ema}), dir);
-    stall_s_ += seconds_since(t0);
+    pipeline_->submit(std::make_shared<const cz::CheckpointSnapshot>(
+                          cz::CheckpointSnapshot{step, weights_of(net.module()), trainer.state(), ema}),
+                      saved_.chain);
+    totals_.stall_s += seconds_since(t0);
   }
 
-  // Compresses `snap` on a background worker (compression.overlap) or here and now. Deltas form
-  // a chain, so each worker first waits for the one before it: the checkpoints in flight
-  // (up to kMaxInFlight, so a long search — the first one is exhaustive — does not hold training
-  // up) are compressed one after another, in order.
-  void launch(std::shared_ptr<const Snapshot> snap, const std::filesystem::path& dir) {
-    // While the codec is idle its state is the one before this checkpoint.
-    in_flight_ = {snap, pending_.empty() ? std::optional(codec_state()) : std::nullopt};
-    std::shared_future<Compressed> previous = pending_.empty() ? std::shared_future<Compressed>() : pending_.back();
-    auto work = [this, snap, previous, dir, chain = previous.valid() ? Chain{} : saved_.chain]() mutable {
-      return compress(*snap, previous.valid() ? previous.get().saved.chain : std::move(chain), dir);
-    };
-    if (cfg_.overlap) {
-      pending_.push_back(std::async(std::launch::async, [work = std::move(work)]() mutable {
-        // Training comes first: the worker (and the OpenMP threads it starts, which inherit
-        // this) takes the cores training leaves idle. Failing to lower it only costs speed.
-        (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
-        return work();
-      }).share());
-    } else {
-      std::promise<Compressed> done;
-      done.set_value(work());
-      pending_.push_back(done.get_future().share());
-      finish_pending();
-    }
-  }
-
-  // Runs on a background worker when compression.overlap is on, so it touches no member the
-  // training loop changes: the codec (its delta parent: one worker at a time uses it, each after
-  // the one before; the loop only once nothing is in flight) and the thread-safe evaluation
-  // nets. Writes both files atomically: a crash mid-write leaves the previous ones intact.
-  Compressed compress(const Snapshot& snap, Chain chain, const std::filesystem::path& dir) {
-    Compressed out;
-    auto t0 = Clock::now();
-    cz::EncodedCheckpoint e = codec_->encode(static_cast<uint64_t>(snap.step), snap.weights, snap.ema);
-    if (e.self_contained) chain.clear();
-    chain.push_back(e.bytes);
-    out.details = e.details;
-    out.levels = e.levels;
-    out.details.bytes = std::move(e.bytes);
-    out.details.raw_bytes = cz::fp32_bytes(snap.weights);
-    out.saved.optimizer = cz::encode_optimizer_state(snap.trainer_state, cz::optimizer_state_policy(cfg_.optimizer_state),
-                                                     out.details.config);
-    out.encode_s = seconds_since(t0);
-    for (const auto& [file, bytes] : {std::pair{fmt::format("step-{:08d}.bin", snap.step), &out.details.bytes},
-                                      std::pair{fmt::format("step-{:08d}.optim.bin", snap.step), &out.saved.optimizer}}) {
-      auto status = runtime::write_file_atomic(dir / file, std::string(reinterpret_cast<const char*>(bytes->data()), bytes->size()));
-      if (!status.is_ok()) throw std::runtime_error(status.message());
-    }
-    t0 = Clock::now();
-    nn::StateDict restored = codec_->decode(chain);
-    out.decode_s = seconds_since(t0);
-    if (out.details.quality_live == 0.0) {  // baselines: measure what the search measured for DynaQuant
-      out.details.quality_live = evaluation_->accuracy(snap.weights, validation_);
-      out.details.quality_restored = evaluation_->accuracy(restored, validation_);
-    }
-    for (const auto& [name, t] : snap.trainer_state)
-      if (cz::is_optimizer_moment(name, t)) out.optimizer_raw += static_cast<int64_t>(t.nbytes());
-    out.saved.step = snap.step;
-    out.saved.chain = std::move(chain);
-    out.saved.trainer_state = snap.trainer_state;  // tensors share their storage: no copy
-    return out;
-  }
-
-  // Waits for the oldest checkpoint in flight (rethrowing what its worker threw), makes it the
-  // one a failure restores, and records it.
-  void finish_oldest() {
-    const Compressed& done = pending_.front().get();
+  // A checkpoint finished: it becomes the one a failure restores; its row and totals recorded.
+  void record(const cz::FinishedCheckpoint& done) {
     const bool ours = cfg_.method == "dynaquant";  // the baselines have no pruning or protection
     const double kNone = std::nan("");
-    saved_ = done.saved;
+    saved_ = done.stored;
     const cz::CompressedCheckpoint& c = done.details;
-    compress_s_ += done.encode_s;
+    totals_.compress_s += done.encode_s;
     const auto optimizer_stored = static_cast<int64_t>(saved_.optimizer.size());
     const auto bytes = static_cast<int64_t>(c.bytes.size()), raw = static_cast<int64_t>(c.raw_bytes);
-    total_bytes_ += bytes;
-    total_raw_ += raw;
-    total_full_stored_ += bytes + optimizer_stored;
-    total_full_raw_ += raw + done.optimizer_raw;
-    peak_ratio_ = std::max(peak_ratio_, static_cast<double>(raw) / static_cast<double>(bytes));
-    evaluations_ += c.evaluations;
+    totals_.bytes += bytes;
+    totals_.raw += raw;
+    totals_.full_stored += bytes + optimizer_stored;
+    totals_.full_raw += raw + done.optimizer_raw;
+    totals_.peak_ratio = std::max(totals_.peak_ratio, static_cast<double>(raw) / static_cast<double>(bytes));
+    totals_.evaluations += c.evaluations;
     checkpoints_->append({saved_.step, bytes, raw, static_cast<double>(raw) / static_cast<double>(bytes), optimizer_stored,
                           static_cast<double>(raw + done.optimizer_raw) / static_cast<double>(bytes + optimizer_stored),
                           static_cast<int64_t>(done.levels), ours ? c.config.prune_fraction : kNone,
@@ -435,34 +342,13 @@ class Dynaquant final : public Experiment {
                           static_cast<int64_t>(c.base), static_cast<int64_t>(c.exhaustive),
                           static_cast<int64_t>(c.evaluations), c.quality_live, c.quality_restored, done.encode_s,
                           done.decode_s});
-    pending_.pop_front();
-  }
-  void finish_pending() {
-    while (!pending_.empty()) finish_oldest();
   }
 
-  bool compressing() const {
-    return !pending_.empty() && pending_.front().wait_for(std::chrono::seconds(0)) != std::future_status::ready;
-  }
-
-  std::vector<std::byte> codec_state() const {
-    jobs::ByteWriter out;
-    codec_->save_state(out);
-    return out.take();
-  }
-
-  // A save can record one checkpoint in flight, the one just taken, and only with the codec's
-  // state from before it; while older ones are still in flight the periodic save waits for a
-  // later checkpoint (a crash would resume from the save before).
-  bool can_save() const {
-    return pending_.empty() || (pending_.size() == 1 && in_flight_.codec_state.has_value());
-  }
-
-  // finish_pending for the training loop: the wait is the time compression holds training up.
+  // Waits for every checkpoint in flight: the wait is the time compression holds training up.
   void wait_for_pending() {
     const auto t0 = Clock::now();
-    finish_pending();
-    stall_s_ += seconds_since(t0);
+    pipeline_->finish_all();
+    totals_.stall_s += seconds_since(t0);
   }
 
   networks::NetworkSpec network_spec() const {
@@ -536,18 +422,9 @@ class Dynaquant final : public Experiment {
   // the codec's state before it; its weights and trainer state are the live ones saved below, as
   // this save comes right after the checkpoint. A resume compresses it again to the same bytes.
   void save(jobs::RunContext& ctx, networks::Trainer& trainer, const cz::GradientEma& ema) const {
-    if (!can_save()) throw std::logic_error("dynaquant: a save while older checkpoints are in flight");
+    if (!pipeline_->can_save()) throw std::logic_error("dynaquant: a save while older checkpoints are in flight");
     jobs::ByteWriter out;
-    out.put<double>(train_s_);
-    for (const StepTimes* t : {&steps_alone_, &steps_beside_}) out.put(*t);
-    out.put<double>(compress_s_);
-    out.put<double>(stall_s_);
-    out.put<double>(failure_wait_s_);
-    out.put<int64_t>(real_failure_lost_steps_);
-    out.put<double>(peak_ratio_);
-    for (int64_t v : {total_bytes_, total_raw_, total_full_stored_, total_full_raw_, evaluations_}) out.put<int64_t>(v);
-    out.put<uint64_t>(next_failure_);
-    out.put<uint64_t>(iterations_);
+    out.put(totals_);
     out.put<uint64_t>(bins_record_.size());
     for (const auto& [drop, pairs] : bins_record_) {
       out.put<double>(drop);
@@ -559,12 +436,12 @@ class Dynaquant final : public Experiment {
     for (const auto& link : saved_.chain) out.put_vector(link);
     out.put_vector(saved_.optimizer);
     nn::write_state_dict(out, saved_.trainer_state);
-    const bool in_flight = !pending_.empty();
-    out.put<int64_t>(in_flight ? in_flight_.snapshot->step : 0);
-    if (in_flight) write_ema(out, in_flight_.snapshot->ema);
-    out.put_vector(in_flight ? *in_flight_.codec_state : codec_state());
+    const cz::CheckpointSnapshot* in_flight = pipeline_->in_flight();
+    out.put<int64_t>(in_flight ? in_flight->step : 0);
+    if (in_flight) write_ema(out, in_flight->ema);
+    out.put_vector(pipeline_->codec_state());
     nn::write_state_dict(out, trainer.state());
-    ctx.save_checkpoint(iterations_, out);  // not the trainer's step: failures move that back
+    ctx.save_checkpoint(totals_.iterations, out);  // not the trainer's step: failures move that back
   }
 
   static void write_ema(jobs::ByteWriter& out, const std::map<std::string, std::vector<float>>& ema) {
@@ -584,18 +461,9 @@ class Dynaquant final : public Experiment {
   }
 
   void resume(const std::vector<std::byte>& payload, networks::Network& net, networks::Trainer& trainer,
-              cz::GradientEma& ema, const std::filesystem::path& dir) {
+              cz::GradientEma& ema) {
     jobs::ByteReader in(payload);
-    train_s_ = in.get<double>();
-    for (StepTimes* t : {&steps_alone_, &steps_beside_}) *t = in.get<StepTimes>();
-    compress_s_ = in.get<double>();
-    stall_s_ = in.get<double>();
-    failure_wait_s_ = in.get<double>();
-    real_failure_lost_steps_ = in.get<int64_t>();
-    peak_ratio_ = in.get<double>();
-    for (int64_t* v : {&total_bytes_, &total_raw_, &total_full_stored_, &total_full_raw_, &evaluations_}) *v = in.get<int64_t>();
-    next_failure_ = in.get<uint64_t>();
-    iterations_ = in.get<uint64_t>();
+    totals_ = in.get<Totals>();
     for (auto n = in.get<uint64_t>(); n > 0; --n) {
       const double drop = in.get<double>();
       bins_record_[drop] = in.get_vector<std::array<int, 4>>();
@@ -616,9 +484,9 @@ class Dynaquant final : public Experiment {
     trainer.load(nn::read_state_dict(in));
     if (!in.at_end()) throw jobs::CheckpointError("dynaquant checkpoint: trailing bytes");
     if (in_flight_step > 0)
-      launch(std::make_shared<const Snapshot>(
-                 Snapshot{in_flight_step, weights_of(net.module()), trainer.state(), std::move(in_flight_ema)}),
-             dir);
+      pipeline_->submit(std::make_shared<const cz::CheckpointSnapshot>(cz::CheckpointSnapshot{
+                            in_flight_step, weights_of(net.module()), trainer.state(), std::move(in_flight_ema)}),
+                        saved_.chain);
   }
 
   void summarize(jobs::RunContext& ctx, networks::Network& net) {
@@ -626,33 +494,33 @@ class Dynaquant final : public Experiment {
     ctx.set_summary("method", cfg_.method);
     ctx.set_summary("dataset", cfg_.dataset);
     ctx.set_summary("test_accuracy", acc);
-    ctx.set_summary("weights_ratio", static_cast<double>(total_raw_) / static_cast<double>(total_bytes_));
-    ctx.set_summary("full_state_ratio", static_cast<double>(total_full_raw_) / static_cast<double>(total_full_stored_));
-    ctx.set_summary("peak_ratio", peak_ratio_);
-    ctx.set_summary("search_evaluations", evaluations_);
+    ctx.set_summary("weights_ratio", static_cast<double>(totals_.raw) / static_cast<double>(totals_.bytes));
+    ctx.set_summary("full_state_ratio", static_cast<double>(totals_.full_raw) / static_cast<double>(totals_.full_stored));
+    ctx.set_summary("peak_ratio", totals_.peak_ratio);
+    ctx.set_summary("search_evaluations", totals_.evaluations);
     // What compression costs the training loop: its waits (all of the compression when it does
     // not overlap) and, when it does, how much slower the steps taken beside it were than those
     // taken alone — measured within the run, as run-to-run noise on a shared host exceeds 1%.
     // compression_work_share is the compression's own time as a share had it not overlapped.
-    const double alone_mean = steps_alone_.count > 0 ? steps_alone_.seconds / static_cast<double>(steps_alone_.count) : 0.0;
-    const double contention = steps_beside_.seconds - static_cast<double>(steps_beside_.count) * alone_mean;
-    const double loop = train_s_ + stall_s_;
-    ctx.set_summary("compression_seconds", compress_s_);
-    ctx.set_summary("compression_stall_seconds", stall_s_);
-    ctx.set_summary("failure_wait_seconds", failure_wait_s_);
+    const double alone_mean = totals_.steps_alone.count > 0 ? totals_.steps_alone.seconds / static_cast<double>(totals_.steps_alone.count) : 0.0;
+    const double contention = totals_.steps_beside.seconds - static_cast<double>(totals_.steps_beside.count) * alone_mean;
+    const double loop = totals_.train_s + totals_.stall_s;
+    ctx.set_summary("compression_seconds", totals_.compress_s);
+    ctx.set_summary("compression_stall_seconds", totals_.stall_s);
+    ctx.set_summary("failure_wait_seconds", totals_.failure_wait_s);
     // Steps beside compression are timed against the mean step alone; the difference is noise
     // around zero when compression costs training nothing, so the raw value can be negative.
     ctx.set_summary("compression_contention_seconds", std::max(contention, 0.0));
     ctx.set_summary("compression_contention_seconds_raw", contention);
-    ctx.set_summary("steps_beside_compression", steps_beside_.count);
-    ctx.set_summary("train_seconds", train_s_);
-    ctx.set_summary("compression_time_share", (stall_s_ + std::max(contention, 0.0)) / std::max(loop, 1e-9));
-    ctx.set_summary("compression_work_share", compress_s_ / std::max(train_s_ + compress_s_, 1e-9));
+    ctx.set_summary("steps_beside_compression", totals_.steps_beside.count);
+    ctx.set_summary("train_seconds", totals_.train_s);
+    ctx.set_summary("compression_time_share", (totals_.stall_s + std::max(contention, 0.0)) / std::max(loop, 1e-9));
+    ctx.set_summary("compression_work_share", totals_.compress_s / std::max(totals_.train_s + totals_.compress_s, 1e-9));
     ctx.set_summary("failures", static_cast<int64_t>(failures_->rows()));
     // The simulated failures wait for checkpoints in flight (failure_wait_seconds, outside the
     // time share); a real one would not, and would redo the steps since the last finished one.
-    ctx.set_summary("real_failure_lost_steps", real_failure_lost_steps_);
-    ctx.set_summary("real_failure_lost_seconds", static_cast<double>(real_failure_lost_steps_) * alone_mean);
+    ctx.set_summary("real_failure_lost_steps", totals_.real_failure_lost_steps);
+    ctx.set_summary("real_failure_lost_seconds", static_cast<double>(totals_.real_failure_lost_steps) * alone_mean);
     for (const auto& [drop, rows] : bins_record_) {  // checkpoints where every quantizer met the drop
       std::array<double, 4> sum{};
       for (const auto& r : rows)
@@ -674,25 +542,26 @@ class Dynaquant final : public Experiment {
   results::Table* epochs_ = nullptr;
   results::Table* bins_ = nullptr;
   std::map<double, std::vector<std::array<int, 4>>> bins_record_;  // drop → (ours, ours protected, uniform, cnr) per checkpoint
-  int64_t total_bytes_ = 0, total_raw_ = 0, total_full_stored_ = 0, total_full_raw_ = 0, evaluations_ = 0;
-  double peak_ratio_ = 0.0, compress_s_ = 0.0, train_s_ = 0.0;
   struct StepTimes {
     double seconds = 0.0;
     int64_t count = 0;
     void add(double s) { seconds += s, ++count; }
-  } steps_alone_, steps_beside_;  // training steps taken with no compression running, and beside one
-  double stall_s_ = 0.0;     // the training loop's waits on compression
-  double failure_wait_s_ = 0.0;  // a simulated failure's wait for the checkpoint in flight
-  int64_t real_failure_lost_steps_ = 0;  // steps a real failure would redo: from the last finished checkpoint
-  Saved saved_;              // the latest finished checkpoint: what a failure restores
-  static constexpr size_t kMaxInFlight = 4;
-  std::deque<std::shared_future<Compressed>> pending_;  // checkpoints being compressed, oldest first
-  struct {
-    std::shared_ptr<const Snapshot> snapshot;
-    std::optional<std::vector<std::byte>> codec_state;  // before this checkpoint, if the codec was idle
-  } in_flight_;              // what a save needs of the newest checkpoint in flight
-  size_t next_failure_ = 0;  // index into the evenly spaced failure steps
-  uint64_t iterations_ = 0;  // training steps run, counting those redone after a failure
+  };
+  // The run's counters and clocks, declared once: a save writes them as one record.
+  struct Totals {
+    int64_t bytes = 0, raw = 0, full_stored = 0, full_raw = 0;  // weights, and weights + optimizer
+    int64_t evaluations = 0;   // the searches' quality evaluations
+    double peak_ratio = 0.0, compress_s = 0.0, train_s = 0.0;
+    StepTimes steps_alone, steps_beside;  // training steps taken with no compression running, and beside one
+    double stall_s = 0.0;         // the training loop's waits on compression
+    double failure_wait_s = 0.0;  // a simulated failure's wait for the checkpoint in flight
+    int64_t real_failure_lost_steps = 0;  // steps a real failure would redo: from the last finished checkpoint
+    uint64_t next_failure = 0;    // index into the evenly spaced failure steps
+    uint64_t iterations = 0;      // training steps run, counting those redone after a failure
+  } totals_;
+  static_assert(std::is_trivially_copyable_v<Totals>);
+  cz::StoredCheckpoint saved_;  // the latest finished checkpoint: what a failure restores
+  std::unique_ptr<cz::CheckpointPipeline> pipeline_;  // after the codec and the nets it uses: destroyed first
 };
 
 }  // namespace
