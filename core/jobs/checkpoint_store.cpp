@@ -21,18 +21,17 @@ constexpr char kMagic[8] = {'E', 'X', 'P', 'C', 'K', 'P', 'T', '\n'};
 constexpr uint32_t kFormatVersion = 1;
 constexpr size_t kHeaderSize = 8 + 4 + 8 + 8;  // magic, version, step, payload size
 
-Status write_all(int fd, const void* data, size_t n, const fs::path& path) {
+void write_all(int fd, const void* data, size_t n, const fs::path& path) {
   const char* p = static_cast<const char*>(data);
   while (n > 0) {
     ssize_t w = ::write(fd, p, n);
     if (w < 0) {
       if (errno == EINTR) continue;
-      return io_error(fmt::format("{}: write failed: {}", path.string(), std::strerror(errno)));
+      throw runtime::IoError(fmt::format("{}: write failed: {}", path.string(), std::strerror(errno)));
     }
     p += w;
     n -= static_cast<size_t>(w);
   }
-  return Status::ok();
 }
 
 std::optional<uint64_t> step_of(const fs::path& p) {
@@ -49,10 +48,10 @@ std::optional<uint64_t> step_of(const fs::path& p) {
 
 CheckpointStore::CheckpointStore(fs::path dir, int keep) : dir_(std::move(dir)), keep_(std::max(1, keep)) {}
 
-Status CheckpointStore::save(uint64_t step, std::span<const std::byte> payload) {
+void CheckpointStore::save(uint64_t step, std::span<const std::byte> payload) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
-  if (ec) return io_error(fmt::format("{}: cannot create checkpoint directory: {}", dir_.string(), ec.message()));
+  if (ec) throw runtime::IoError(fmt::format("{}: cannot create checkpoint directory: {}", dir_.string(), ec.message()));
 
   ByteWriter header;
   header.put(kMagic);
@@ -69,25 +68,26 @@ Status CheckpointStore::save(uint64_t step, std::span<const std::byte> payload) 
   fs::path final_path = dir_ / fmt::format("ckpt-{:012d}.ckpt", step);
   fs::path tmp = dir_ / fmt::format("ckpt-{:012d}.tmp", step);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return io_error(fmt::format("{}: cannot create: {}", tmp.string(), std::strerror(errno)));
-  Status s = write_all(fd, header.bytes().data(), header.bytes().size(), tmp);
-  if (s.is_ok()) s = write_all(fd, payload.data(), payload.size(), tmp);
-  if (s.is_ok()) s = write_all(fd, &checksum, sizeof(checksum), tmp);
-  if (s.is_ok() && ::fsync(fd) != 0) s = io_error(fmt::format("{}: fsync failed: {}", tmp.string(), std::strerror(errno)));
-  ::close(fd);
-  if (!s.is_ok()) {
+  if (fd < 0) throw runtime::IoError(fmt::format("{}: cannot create: {}", tmp.string(), std::strerror(errno)));
+  try {
+    write_all(fd, header.bytes().data(), header.bytes().size(), tmp);
+    write_all(fd, payload.data(), payload.size(), tmp);
+    write_all(fd, &checksum, sizeof(checksum), tmp);
+    if (::fsync(fd) != 0) throw runtime::IoError(fmt::format("{}: fsync failed: {}", tmp.string(), std::strerror(errno)));
+  } catch (...) {
+    ::close(fd);
     fs::remove(tmp, ec);
-    return s;
+    throw;
   }
+  ::close(fd);
   fs::rename(tmp, final_path, ec);
-  if (ec) return io_error(fmt::format("{}: rename failed: {}", final_path.string(), ec.message()));
+  if (ec) throw runtime::IoError(fmt::format("{}: rename failed: {}", final_path.string(), ec.message()));
   if (int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
     ::fsync(dfd);  // make the rename itself durable
     ::close(dfd);
   }
   auto all = list();
   for (size_t i = 0; i + static_cast<size_t>(keep_) < all.size(); ++i) fs::remove(all[i], ec);
-  return Status::ok();
 }
 
 std::vector<fs::path> CheckpointStore::list() const {
@@ -101,26 +101,26 @@ std::vector<fs::path> CheckpointStore::list() const {
   return out;
 }
 
-Result<CheckpointStore::Loaded> CheckpointStore::read(const fs::path& path) {
+CheckpointStore::Loaded CheckpointStore::read(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return io_error(fmt::format("{}: cannot open", path.string()));
+  if (!in) throw runtime::IoError(fmt::format("{}: cannot open", path.string()));
   std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (raw.size() < kHeaderSize + 8) return corrupt(fmt::format("{}: truncated ({} bytes)", path.string(), raw.size()));
-  if (std::memcmp(raw.data(), kMagic, 8) != 0) return corrupt(fmt::format("{}: not an exp checkpoint", path.string()));
+  if (raw.size() < kHeaderSize + 8) throw CheckpointError(fmt::format("{}: truncated ({} bytes)", path.string(), raw.size()));
+  if (std::memcmp(raw.data(), kMagic, 8) != 0) throw CheckpointError(fmt::format("{}: not an exp checkpoint", path.string()));
   ByteReader r(reinterpret_cast<const std::byte*>(raw.data()) + 8, raw.size() - 8);
   uint32_t version = r.get<uint32_t>();
   if (version != kFormatVersion)
-    return corrupt(fmt::format("{}: format version {} (this build reads {})", path.string(), version, kFormatVersion));
+    throw CheckpointError(fmt::format("{}: format version {} (this build reads {})", path.string(), version, kFormatVersion));
   Loaded out;
   out.step = r.get<uint64_t>();
   uint64_t size = r.get<uint64_t>();
   if (raw.size() != kHeaderSize + size + 8)
-    return corrupt(fmt::format("{}: size mismatch: header says {} payload bytes, file has {}", path.string(), size,
+    throw CheckpointError(fmt::format("{}: size mismatch: header says {} payload bytes, file has {}", path.string(), size,
                                raw.size() - kHeaderSize - 8));
   uint64_t stored;
   std::memcpy(&stored, raw.data() + kHeaderSize + size, 8);
   uint64_t actual = XXH3_64bits(raw.data(), kHeaderSize + size);
-  if (stored != actual) return corrupt(fmt::format("{}: checksum mismatch", path.string()));
+  if (stored != actual) throw CheckpointError(fmt::format("{}: checksum mismatch", path.string()));
   const std::byte* p = reinterpret_cast<const std::byte*>(raw.data()) + kHeaderSize;
   out.payload.assign(p, p + size);
   out.path = path;
@@ -130,9 +130,11 @@ Result<CheckpointStore::Loaded> CheckpointStore::read(const fs::path& path) {
 std::optional<CheckpointStore::Loaded> CheckpointStore::load_latest() const {
   auto all = list();
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
-    auto r = read(*it);
-    if (r.is_ok()) return std::move(r).value();
-    runtime::logger()->warn("skipping checkpoint: {}", r.status().message());
+    try {
+      return read(*it);
+    } catch (const std::runtime_error& e) {  // CheckpointError or IoError: the one before may do
+      runtime::logger()->warn("skipping checkpoint: {}", e.what());
+    }
   }
   return std::nullopt;
 }

@@ -12,7 +12,8 @@
 #include <span>
 #include <vector>
 
-#include "core/runtime/status.h"
+#include "core/jobs/bytes.h"
+#include "core/runtime/files.h"
 
 namespace xp::jobs {
 
@@ -20,7 +21,8 @@ class CheckpointStore {
  public:
   explicit CheckpointStore(std::filesystem::path dir, int keep = 2);
 
-  Status save(uint64_t step, std::span<const std::byte> payload);
+  // Throws runtime::IoError when the checkpoint cannot be written (no file is left behind).
+  void save(uint64_t step, std::span<const std::byte> payload);
 
   struct Loaded {
     uint64_t step = 0;
@@ -28,8 +30,9 @@ class CheckpointStore {
     std::filesystem::path path;
   };
   std::optional<Loaded> load_latest() const;
-  // Validates and reads one file; a Status says what is wrong with it.
-  static Result<Loaded> read(const std::filesystem::path& path);
+  // Validates and reads one file; throws CheckpointError saying what is wrong with it (or
+  // runtime::IoError when it cannot be opened).
+  static Loaded read(const std::filesystem::path& path);
 
   std::vector<std::filesystem::path> list() const;  // valid-looking names, oldest first
   const std::filesystem::path& dir() const { return dir_; }

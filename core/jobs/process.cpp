@@ -36,9 +36,9 @@ int wait_process(pid_t pid) {
   return -1;
 }
 
-Result<std::string> capture_process(const std::vector<std::string>& argv) {
+std::string capture_process(const std::vector<std::string>& argv) {
   int fds[2];
-  if (pipe(fds) != 0) return io_error("pipe failed");
+  if (pipe(fds) != 0) throw runtime::IoError("pipe failed");
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
@@ -52,7 +52,7 @@ Result<std::string> capture_process(const std::vector<std::string>& argv) {
   close(fds[1]);
   if (rc != 0) {
     close(fds[0]);
-    return not_found(fmt::format("cannot run '{}': {}", argv[0], std::strerror(rc)));
+    throw runtime::IoError(fmt::format("cannot run '{}': {}", argv[0], std::strerror(rc)));
   }
   std::string out;
   std::array<char, 4096> buf;
@@ -61,7 +61,7 @@ Result<std::string> capture_process(const std::vector<std::string>& argv) {
     if (n > 0) out.append(buf.data(), static_cast<size_t>(n));
   close(fds[0]);
   int code = wait_process(pid);
-  if (code != 0) return io_error(fmt::format("'{}' exited with status {}", fmt::join(argv, " "), code));
+  if (code != 0) throw runtime::IoError(fmt::format("'{}' exited with status {}", fmt::join(argv, " "), code));
   return out;
 }
 

@@ -8,15 +8,16 @@
 #include <string>
 #include <vector>
 
-#include "core/runtime/status.h"
+#include "core/runtime/files.h"
 
 namespace xp::jobs {
 
 pid_t spawn_process(const std::vector<std::string>& argv);  // throws std::runtime_error
 // Blocks until `pid` exits: its exit code, or 128 + signal number when a signal killed it.
 int wait_process(pid_t pid);
-// Runs argv to completion and returns its stdout (stderr passes through); non-zero exit is an error.
-Result<std::string> capture_process(const std::vector<std::string>& argv);
+// Runs argv to completion and returns its stdout (stderr passes through); throws
+// runtime::IoError when it cannot run or exits non-zero.
+std::string capture_process(const std::vector<std::string>& argv);
 std::filesystem::path self_executable();
 
 }  // namespace xp::jobs

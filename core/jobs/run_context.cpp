@@ -36,11 +36,9 @@ std::filesystem::path saved_results(const std::filesystem::path& output_dir) {
 }
 
 void copy_atomically(const std::filesystem::path& from, const std::filesystem::path& to) {
-  auto content = runtime::read_file(from);
-  if (!content.is_ok()) throw std::runtime_error(content.status().message());
+  const std::string content = runtime::read_file(from);
   std::filesystem::create_directories(to.parent_path());
-  Status s = runtime::write_file_atomic(to, content.value());
-  if (!s.is_ok()) throw std::runtime_error(s.message());
+  runtime::write_file_atomic(to, content);
 }
 
 // Reads every table of the saved copy before a resume trusts it: a corrupt copy (a damaged disk,
@@ -48,7 +46,6 @@ void copy_atomically(const std::filesystem::path& from, const std::filesystem::p
 void verify_saved_results(const std::filesystem::path& saved) {
   try {
     auto reader = results::ResultsReader::open(saved);
-    if (!reader.is_ok()) throw std::runtime_error(reader.status().message());
     for (const auto& t : reader->tables()) reader->read_table(t);
   } catch (const std::exception& e) {
     throw std::runtime_error(fmt::format("{} is corrupt ({}): the run cannot continue from its checkpoint; "
@@ -78,9 +75,7 @@ RunContext::RunContext(RunSpec spec)
     verify_saved_results(saved_results(spec_.output_dir));
     copy_atomically(saved_results(spec_.output_dir), file);
   }
-  auto opened = continues ? results::ResultsWriter::open_existing(file) : results::ResultsWriter::create(file);
-  if (!opened.is_ok()) throw std::runtime_error(opened.status().message());
-  results_ = std::move(opened).value();
+  results_ = continues ? results::ResultsWriter::open_existing(file) : results::ResultsWriter::create(file);
 
   auto& r = *results_;
   if (!continues) {
@@ -167,8 +162,7 @@ void RunContext::save_checkpoint(uint64_t step, const ByteWriter& payload) {
     all.put<int64_t>(n);
   }
   all.put_vector(payload.bytes());
-  Status s = checkpoints_.save(step, all.bytes());
-  if (!s.is_ok()) throw std::runtime_error(s.message());
+  checkpoints_.save(step, all.bytes());
   has_checkpoint_ = true;
   runtime::logger()->debug("checkpoint saved at step {}", step);
 }

@@ -1,7 +1,6 @@
 // A thin RAII layer over the HDF5 C API (README, "Reading results"): each hid_t lives in a Handle
 // that closes it with the right H5*close, and every call that can fail is checked by h5_check,
-// which throws H5Error naming the operation and object. HDF5's own error printing is off;
-// public entry points (ResultsWriter::create, ResultsReader::open) turn H5Error into a Status.
+// which throws H5Error naming the operation and object. HDF5's own error printing is off.
 // Not thread-safe (Debian's HDF5 is built without thread safety): one thread per file.
 #pragma once
 #include <hdf5.h>

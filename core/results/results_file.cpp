@@ -333,30 +333,22 @@ std::string attr_to_string(const AttrValue& v) {
       v);
 }
 
-Result<std::unique_ptr<ResultsWriter>> ResultsWriter::create(const std::filesystem::path& path) {
+std::unique_ptr<ResultsWriter> ResultsWriter::create(const std::filesystem::path& path) {
   disable_hdf5_error_printing();
-  try {
-    Handle fcpl = plist_handle(H5Pcreate(H5P_FILE_CREATE), "fcpl");
-    track_creation_order(fcpl.get());
-    Handle f = file_handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT), "create " + path.string());
-    auto w = std::make_unique<H5Writer>(std::move(f), path);
-    w->set_attr("/", "schema", std::string(kSchemaName));
-    w->set_attr("/", "schema_version", int64_t{kSchemaVersion});
-    return std::unique_ptr<ResultsWriter>(std::move(w));
-  } catch (const H5Error& e) {
-    return io_error(e.what());
-  }
+  Handle fcpl = plist_handle(H5Pcreate(H5P_FILE_CREATE), "fcpl");
+  track_creation_order(fcpl.get());
+  Handle f = file_handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT), "create " + path.string());
+  auto w = std::make_unique<H5Writer>(std::move(f), path);
+  w->set_attr("/", "schema", std::string(kSchemaName));
+  w->set_attr("/", "schema_version", int64_t{kSchemaVersion});
+  return w;
 }
 
-Result<std::unique_ptr<ResultsWriter>> ResultsWriter::open_existing(const std::filesystem::path& path) {
+std::unique_ptr<ResultsWriter> ResultsWriter::open_existing(const std::filesystem::path& path) {
   disable_hdf5_error_printing();
-  try {
-    Handle f = file_handle(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open " + path.string());
-    if (H5Aexists(f.get(), "complete") > 0) h5_check(H5Adelete(f.get(), "complete"), "clear complete");
-    return std::unique_ptr<ResultsWriter>(std::make_unique<H5Writer>(std::move(f), path));
-  } catch (const H5Error& e) {
-    return io_error(e.what());
-  }
+  Handle f = file_handle(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open " + path.string());
+  if (H5Aexists(f.get(), "complete") > 0) h5_check(H5Adelete(f.get(), "complete"), "clear complete");
+  return std::make_unique<H5Writer>(std::move(f), path);
 }
 
 struct ResultsReader::Impl {
@@ -368,25 +360,21 @@ ResultsReader::~ResultsReader() = default;
 ResultsReader::ResultsReader(ResultsReader&&) noexcept = default;
 ResultsReader& ResultsReader::operator=(ResultsReader&&) noexcept = default;
 
-Result<ResultsReader> ResultsReader::open(const std::filesystem::path& path) {
+std::unique_ptr<ResultsReader> ResultsReader::open(const std::filesystem::path& path) {
   disable_hdf5_error_printing();
-  if (!std::filesystem::exists(path)) return not_found(fmt::format("{}: no such file", path.string()));
-  try {
-    auto impl = std::make_unique<Impl>();
-    hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (id < 0) {
-      // A reader must be able to look at a live run: another process's writer holds HDF5's file
-      // lock for the whole run, so the reader goes without it (and reads what was last flushed).
-      // Only then: a file this process has open already must be reopened with its own properties.
-      Handle fapl{h5_check(H5Pcreate(H5P_FILE_ACCESS), "file access list"), H5Pclose};
-      h5_check(H5Pset_file_locking(fapl.get(), false, true), "file locking off");
-      id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
-    }
-    impl->file = file_handle(id, "open " + path.string());
-    return ResultsReader(std::move(impl));
-  } catch (const H5Error& e) {
-    return io_error(e.what());
+  if (!std::filesystem::exists(path)) throw H5Error(fmt::format("{}: no such file", path.string()));
+  auto impl = std::make_unique<Impl>();
+  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (id < 0) {
+    // A reader must be able to look at a live run: another process's writer holds HDF5's file
+    // lock for the whole run, so the reader goes without it (and reads what was last flushed).
+    // Only then: a file this process has open already must be reopened with its own properties.
+    Handle fapl{h5_check(H5Pcreate(H5P_FILE_ACCESS), "file access list"), H5Pclose};
+    h5_check(H5Pset_file_locking(fapl.get(), false, true), "file locking off");
+    id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
   }
+  impl->file = file_handle(id, "open " + path.string());
+  return std::unique_ptr<ResultsReader>(new ResultsReader(std::move(impl)));
 }
 
 std::vector<std::pair<std::string, AttrValue>> ResultsReader::attrs(const std::string& object_path) const {

@@ -13,11 +13,10 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <variant>
 #include <vector>
-
-#include "core/runtime/status.h"
 
 namespace xp::results {
 
@@ -51,9 +50,10 @@ class Table {
 
 class ResultsWriter {
  public:
-  static Result<std::unique_ptr<ResultsWriter>> create(const std::filesystem::path& path);
+  // Both throw H5Error (core/results/h5.h; a std::runtime_error) naming the file.
+  static std::unique_ptr<ResultsWriter> create(const std::filesystem::path& path);
   // Re-opens an existing file read-write (resume); `complete` is cleared.
-  static Result<std::unique_ptr<ResultsWriter>> open_existing(const std::filesystem::path& path);
+  static std::unique_ptr<ResultsWriter> open_existing(const std::filesystem::path& path);
   virtual ~ResultsWriter() = default;
 
   virtual void set_attr(const std::string& object_path, const std::string& name, const AttrValue& v) = 0;
@@ -74,7 +74,8 @@ struct TableData {
 
 class ResultsReader {
  public:
-  static Result<ResultsReader> open(const std::filesystem::path& path);
+  // Throws H5Error (a std::runtime_error) naming the file when it is missing or not a results file.
+  static std::unique_ptr<ResultsReader> open(const std::filesystem::path& path);
   ~ResultsReader();
   ResultsReader(ResultsReader&&) noexcept;
   ResultsReader& operator=(ResultsReader&&) noexcept;

@@ -11,11 +11,11 @@
 
 namespace xp::runtime {
 
-Status write_file_atomic(const std::filesystem::path& path, const std::string& content, Durability durability) {
+void write_file_atomic(const std::filesystem::path& path, const std::string& content, Durability durability) {
   std::filesystem::path tmp = path;
   tmp += fmt::format(".tmp.{}", ::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return io_error(fmt::format("{}: cannot create: {}", tmp.string(), std::strerror(errno)));
+  if (fd < 0) throw IoError(fmt::format("{}: cannot create: {}", tmp.string(), std::strerror(errno)));
   const char* p = content.data();
   size_t n = content.size();
   while (n > 0) {
@@ -25,7 +25,7 @@ Status write_file_atomic(const std::filesystem::path& path, const std::string& c
       std::string err = std::strerror(errno);
       ::close(fd);
       ::unlink(tmp.c_str());
-      return io_error(fmt::format("{}: write failed: {}", tmp.string(), err));
+      throw IoError(fmt::format("{}: write failed: {}", tmp.string(), err));
     }
     p += w;
     n -= static_cast<size_t>(w);
@@ -35,14 +35,13 @@ Status write_file_atomic(const std::filesystem::path& path, const std::string& c
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     std::string err = std::strerror(errno);
     ::unlink(tmp.c_str());
-    return io_error(fmt::format("{}: rename failed: {}", path.string(), err));
+    throw IoError(fmt::format("{}: rename failed: {}", path.string(), err));
   }
-  return Status::ok();
 }
 
-Result<std::string> read_file(const std::filesystem::path& path) {
+std::string read_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found(fmt::format("{}: cannot open", path.string()));
+  if (!in) throw IoError(fmt::format("{}: cannot open", path.string()));
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();

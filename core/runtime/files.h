@@ -4,16 +4,23 @@
 // the rename (checkpoint data); without it a write costs no journal flush — on ext4 the first
 // fsync after a large results file took 50-200 ms, most of a small simulation's run time.
 #pragma once
+//
+// Failures are exceptions, as everywhere in the project: IoError names the path and the reason.
 #include <filesystem>
+#include <stdexcept>
 #include <string>
-
-#include "core/runtime/status.h"
 
 namespace xp::runtime {
 
+// A file or an outside process could not be read, written or run.
+class IoError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 enum class Durability { survive_kill, survive_power_loss };
-Status write_file_atomic(const std::filesystem::path& path, const std::string& content,
-                         Durability durability = Durability::survive_power_loss);
-Result<std::string> read_file(const std::filesystem::path& path);
+void write_file_atomic(const std::filesystem::path& path, const std::string& content,
+                       Durability durability = Durability::survive_power_loss);
+std::string read_file(const std::filesystem::path& path);
 
 }  // namespace xp::runtime

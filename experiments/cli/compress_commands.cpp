@@ -31,9 +31,10 @@ int compress_command(const CompressOptions& o) {
   h.config.prune_fraction = o.prune_fraction;
   h.config.protect_fraction = o.protect_fraction;
   auto bytes = compression::encode_container(h, compression::quantize(weights, {}, h.config), nullptr);
-  auto status = runtime::write_file_atomic(o.output, std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
-  if (!status.is_ok()) {
-    fmt::print(stderr, "error: {}\n", status.message());
+  try {
+    runtime::write_file_atomic(o.output, std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  } catch (const runtime::IoError& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
     return 1;
   }
   experiments::print_rows({{"tensors", std::to_string(weights.size())},
@@ -46,12 +47,13 @@ int compress_command(const CompressOptions& o) {
 }
 
 int decompress_command(const CompressOptions& o) {
-  auto content = runtime::read_file(o.input);
-  if (!content.is_ok()) {
-    fmt::print(stderr, "error: {}\n", content.status().message());
+  std::string s;
+  try {
+    s = runtime::read_file(o.input);
+  } catch (const runtime::IoError& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
     return 1;
   }
-  const std::string& s = content.value();
   std::vector<std::byte> bytes(reinterpret_cast<const std::byte*>(s.data()), reinterpret_cast<const std::byte*>(s.data()) + s.size());
   std::map<std::string, tensor::Tensor> tensors;
   try {

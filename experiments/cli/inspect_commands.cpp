@@ -94,21 +94,22 @@ void show_file(const fs::path& path, results::ResultsReader& reader, int max_row
 int show_command(const std::string& arg, int max_rows) {
   fs::path path = fs::is_directory(arg) ? fs::path(arg) / "results.h5" : fs::path(arg);
   std::string problem;
-  if (auto r = results::ResultsReader::open(path); r.is_ok()) {
-    try {
-      show_file(path, *r, max_rows);
-      return 0;
-    } catch (const std::exception& e) {
-      problem = e.what();
-    }
-  } else {
-    problem = r.status().message();
+  try {
+    show_file(path, *results::ResultsReader::open(path), max_rows);
+    return 0;
+  } catch (const std::exception& e) {
+    problem = e.what();
   }
   // A running run's results.h5 lacks what its writer has not flushed yet; the copy saved with
   // its last checkpoint is whole.
   const fs::path saved = path.parent_path() / "checkpoints" / "results.h5.saved";
-  auto copy = fs::exists(path) ? results::ResultsReader::open(saved) : results::ResultsReader::open(path);
-  if (!copy.is_ok()) {
+  std::unique_ptr<results::ResultsReader> copy;
+  try {
+    if (fs::exists(path)) copy = results::ResultsReader::open(saved);
+  } catch (const std::exception&) {
+    // no readable copy either: the first problem is the one to report
+  }
+  if (!copy) {
     fmt::print(stderr, "error: {}\n  hint: give a results.h5 file or a run directory (a run still being written can be "
                "read once it has checkpointed)\n", problem);
     return 2;
@@ -167,8 +168,9 @@ int collect_command(const std::string& sweep_arg) {
   for (const auto& dir : job_dirs) {
     JobRow row;
     row.dir = dir.filename().string();
-    if (auto text = runtime::read_file(dir / ".hydra" / "overrides.yaml"); text.is_ok()) {
-      config::ConfigNode list = config::load_yaml_string(text.value(), (dir / ".hydra/overrides.yaml").string());
+    if (fs::exists(dir / ".hydra" / "overrides.yaml")) {
+      const std::string text = runtime::read_file(dir / ".hydra" / "overrides.yaml");
+      config::ConfigNode list = config::load_yaml_string(text, (dir / ".hydra/overrides.yaml").string());
       for (const auto& e : list.elements()) {
         std::string o = e.scalar_text();
         row.overrides.push_back(o);
@@ -179,13 +181,15 @@ int collect_command(const std::string& sweep_arg) {
         add_column(key);
       }
     }
-    auto r = results::ResultsReader::open(dir / "results.h5");
-    if (r.is_ok()) {
+    try {
+      auto r = results::ResultsReader::open(dir / "results.h5");
       row.complete = r->complete();
       for (const auto& [k, v] : r->attrs("/summary")) {
         row.values[k] = results::attr_to_string(v);
         add_column(k);
       }
+    } catch (const std::exception&) {
+      // a job that has not written results (yet): its row says incomplete
     }
     rows.push_back(std::move(row));
   }
@@ -202,9 +206,10 @@ int collect_command(const std::string& sweep_arg) {
     }
     csv += "\n";
   }
-  Status s = runtime::write_file_atomic(sweep / "summary.csv", csv);
-  if (!s.is_ok()) {
-    fmt::print(stderr, "error: {}\n", s.message());
+  try {
+    runtime::write_file_atomic(sweep / "summary.csv", csv);
+  } catch (const runtime::IoError& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
     return 1;
   }
 

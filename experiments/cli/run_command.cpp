@@ -99,12 +99,6 @@ ConfigNode string_list(const std::vector<std::string>& v) {
   return l;
 }
 
-void write_or_throw(const fs::path& p, const std::string& text,
-                    runtime::Durability durability = runtime::Durability::survive_power_loss) {
-  Status s = runtime::write_file_atomic(p, text, durability);
-  if (!s.is_ok()) throw std::runtime_error(s.message());
-}
-
 // A sweep's jobs are written down before any runs (SWEEP_DIR/.sweep/jobs.yaml): every job, local
 // or a Slurm array task, runs from that manifest by index, and `exp run --resume SWEEP_DIR` or
 // the same sweep command again runs the jobs that have not finished, leaving finished ones be.
@@ -160,9 +154,12 @@ void requeue_if_timed_out(const ConfigNode& hydra, int checkpoint_signal, spdlog
     case jobs::Requeue::kYes:
       break;
   }
-  auto r = jobs::capture_process({"scontrol", "requeue", id});
-  if (r.is_ok()) log.info("requeued Slurm job {}", id);
-  else log.error("could not requeue {}: {}", id, r.status().message());
+  try {
+    jobs::capture_process({"scontrol", "requeue", id});
+    log.info("requeued Slurm job {}", id);
+  } catch (const runtime::IoError& e) {
+    log.error("could not requeue {}: {}", id, e.what());
+  }
 }
 
 // Runs the experiment under a RunContext and reports; the config is already valid.
@@ -211,8 +208,7 @@ int execute(experiments::Experiment& exp, jobs::RunSpec spec, const std::string&
 // Whether `file` is results a run finished (a file cut short by a kill is not).
 bool finished(const fs::path& file) {
   try {
-    auto r = results::ResultsReader::open(file);
-    return r.is_ok() && r->complete();
+    return results::ResultsReader::open(file)->complete();
   } catch (const std::exception&) {
     return false;
   }
@@ -304,9 +300,9 @@ int run_single(const RunOptions& o) {
   // Not fsynced: results.h5 keeps its own copy of the config, and a journal flush here was most
   // of a one-request simulation's time.
   constexpr auto kill_safe = runtime::Durability::survive_kill;
-  write_or_throw(subdir / "config.yaml", config::dump_yaml(composed.job()), kill_safe);
-  write_or_throw(subdir / "hydra.yaml", config::dump_yaml(hydra_file), kill_safe);
-  write_or_throw(subdir / "overrides.yaml", config::dump_yaml(string_list(task)), kill_safe);
+  runtime::write_file_atomic(subdir / "config.yaml", config::dump_yaml(composed.job()), kill_safe);
+  runtime::write_file_atomic(subdir / "hydra.yaml", config::dump_yaml(hydra_file), kill_safe);
+  runtime::write_file_atomic(subdir / "overrides.yaml", config::dump_yaml(string_list(task)), kill_safe);
 
   jobs::RunSpec spec;
   spec.config = job;
@@ -350,7 +346,6 @@ int run_resume(const RunOptions& o) {
         return 0;
       }
       auto reader = results::ResultsReader::open(file);  // closed before RunContext reopens it
-      if (!reader.is_ok()) continue;
       if (auto text = reader->text("/config")) {
         job = config::load_yaml_string(*text, (file.string() + ":/config"));
         break;
@@ -439,7 +434,7 @@ void write_manifest(const RunOptions& o, const Sweep& s, const std::string& laun
   for (const auto& j : s.jobs) jobs_node.push_back(string_list(j));
   manifest.set("jobs", jobs_node);
   fs::create_directories(manifest_path(s.dir).parent_path());
-  write_or_throw(manifest_path(s.dir), config::dump_yaml(manifest));
+  runtime::write_file_atomic(manifest_path(s.dir), config::dump_yaml(manifest));
 }
 
 // Runs every job of a manifest as a child `exp run --from-manifest M --index I`, `parallel` at
@@ -502,14 +497,15 @@ int run_slurm_sweep(const Sweep& s) {
   fs::create_directories(slurm_dir);
   std::string script = jobs::sbatch_script(params, resolved_text(s.base, "hydra.job.name"), s.dir, s.jobs.size(),
                                            jobs::self_executable(), manifest_path(s.dir));
-  write_or_throw(slurm_dir / "submit.sh", script);
-  auto out = jobs::capture_process({"sbatch", "--parsable", (slurm_dir / "submit.sh").string()});
-  if (!out.is_ok()) {
-    fmt::print(stderr, "error: sbatch failed: {}\n  the script is {}\n", out.status().message(),
-               (slurm_dir / "submit.sh").string());
+  runtime::write_file_atomic(slurm_dir / "submit.sh", script);
+  std::string out;
+  try {
+    out = jobs::capture_process({"sbatch", "--parsable", (slurm_dir / "submit.sh").string()});
+  } catch (const runtime::IoError& e) {
+    fmt::print(stderr, "error: sbatch failed: {}\n  the script is {}\n", e.what(), (slurm_dir / "submit.sh").string());
     return 1;
   }
-  std::string id = out.value().substr(0, out.value().find_first_of("\n;"));
+  std::string id = out.substr(0, out.find_first_of("\n;"));
   fmt::print("submitted {} jobs as Slurm array {} ({})\n", s.jobs.size(), id, (slurm_dir / "submit.sh").string());
   return 0;
 }
@@ -533,7 +529,7 @@ ConfigNode multirun_record(const RunOptions& o, const Sweep& s) {
 int run_multirun(const RunOptions& o) {
   Sweep s = plan_sweep(o);
   fs::create_directories(s.dir);
-  write_or_throw(s.dir / "multirun.yaml", config::dump_yaml(multirun_record(o, s)));
+  runtime::write_file_atomic(s.dir / "multirun.yaml", config::dump_yaml(multirun_record(o, s)));
   std::string launcher = resolved_text(s.base, "hydra.launcher.name");
   write_manifest(o, s, launcher == "slurm" ? "slurm" : "local");
   if (launcher == "slurm") return run_slurm_sweep(s);

@@ -41,11 +41,6 @@ std::string stats_cells(const std::vector<std::string>& ops, const std::map<std:
   return out;
 }
 
-void write_or_throw(const std::filesystem::path& p, const std::string& text) {
-  Status s = runtime::write_file_atomic(p, text);
-  if (!s.is_ok()) throw std::runtime_error(s.message());
-}
-
 }  // namespace
 
 OpTime OpTime::of(std::vector<double> ms) {
@@ -127,8 +122,8 @@ void write_engine_profile(const LlamaModel& model, const ProfileGrid& grid, cons
                         c.max_position_embeddings, p.batch, p.chunk, p.kv, p.chunk > 0 ? "True" : "False");
   }
   if (dir.empty()) return;  // another rank of the shard's group writes
-  write_or_throw(dir / "mlp.csv", mlp);
-  write_or_throw(dir / "attention.csv", attn);
+  runtime::write_file_atomic(dir / "mlp.csv", mlp);
+  runtime::write_file_atomic(dir / "attention.csv", attn);
   log->info("profiled {} token-level and {} attention points, {} interleaved repetitions each{}", token_points.size(),
               attn_points.size(), grid.repetitions, tp > 1 ? fmt::format(" (tensor-parallel shard of {})", tp) : "");
 }
@@ -179,7 +174,7 @@ void write_network_profile(const std::vector<int64_t>& all_reduce_workers, bool 
     });
     all_reduce += table("all_reduce", static_cast<int>(w), ms);
   }
-  write_or_throw(dir / "all_reduce.csv", all_reduce);
+  runtime::write_file_atomic(dir / "all_reduce.csv", all_reduce);
   if (!send_recv) return;
   // Timed by the receiver, from the barrier both leave together until the message is in.
   const auto ms = time_on_threads(2, [&](dist::ProcessGroup& g, std::vector<float>& b) {
@@ -193,7 +188,7 @@ void write_network_profile(const std::vector<int64_t>& all_reduce_workers, bool 
     if (in.size() != b.size() * sizeof(float)) throw std::logic_error("send_recv profile: message cut short");
     return t;
   });
-  write_or_throw(dir / "send_recv.csv", header("send_recv") + table("send_recv", 2, ms));
+  runtime::write_file_atomic(dir / "send_recv.csv", header("send_recv") + table("send_recv", 2, ms));
 }
 
 ModelSpec engine_model_spec(const LlamaConfig& c) {

@@ -31,9 +31,13 @@ std::set<int32_t> eos_token_ids(const fs::path& model_dir) {
 }
 
 LlamaConfig LlamaConfig::from_json_file(const fs::path& path) {
-  auto text = runtime::read_file(path);
-  if (!text.is_ok()) throw std::runtime_error(fmt::format("{}: cannot read (a model folder needs config.json)", path.string()));
-  return from_json(text.value(), path);
+  std::string text;
+  try {
+    text = runtime::read_file(path);
+  } catch (const runtime::IoError&) {
+    throw std::runtime_error(fmt::format("{}: cannot read (a model folder needs config.json)", path.string()));
+  }
+  return from_json(text, path);
 }
 
 LlamaConfig LlamaConfig::from_json(std::string_view text, const fs::path& path) {

@@ -129,11 +129,15 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const fs::path& path) {
   }
   c.origin_ = p;
   if (p.extension() == ".json") {
-    auto text = runtime::read_file(p);
-    if (!text.is_ok()) fail(p, "cannot read");
+    std::string text;
+    try {
+      text = runtime::read_file(p);
+    } catch (const runtime::IoError&) {
+      fail(p, "cannot read");
+    }
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(text.value());
+      j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
       fail(p, fmt::format("not valid JSON: {}", e.what()));
     }
@@ -226,8 +230,7 @@ void write_safetensors(const fs::path& path, const std::map<std::string, Tensor>
     Tensor c = t.to(tensor::Device::kCPU).contiguous();
     out.append(static_cast<const char*>(c.raw_data()), c.nbytes());
   }
-  Status s = runtime::write_file_atomic(path, out);
-  if (!s.is_ok()) throw std::runtime_error(s.message());
+  runtime::write_file_atomic(path, out);
 }
 
 }  // namespace xp::serving

@@ -42,7 +42,6 @@ TEST_F(ServingCli, CapacitySearchRanksSarathiServeAboveVllmUnderAStrictTbtSlo) {
               "hydra.run.dir=cap");
   ASSERT_EQ(r.rc, 0) << r.err;
   auto res = results::ResultsReader::open(dir_ / "cap/results.h5");
-  ASSERT_TRUE(res.is_ok());
   double vllm = std::get<double>(*res->attr("/summary", "vllm.capacity_qps"));
   double ss = std::get<double>(*res->attr("/summary", "sarathi_serve.capacity_qps"));
   EXPECT_GT(vllm, 0);

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "core/results/h5.h"
 #include "core/results/results_file.h"
 #include "tests/support/temp_dir.h"
 
@@ -21,14 +22,12 @@ TEST(ResultsFile, TablesRoundTripWithUnits) {
   testing::TempDir d;
   {
     auto w = ResultsWriter::create(d / "r.h5");
-    ASSERT_TRUE(w.is_ok()) << w.status().message();
-    Table& t = (*w)->table("/train/steps", kCols);
+    Table& t = w->table("/train/steps", kCols);
     for (int i = 0; i < 1000; ++i) t.append({int64_t{i}, 1.0 / (i + 1), int64_t{i * 2}});
     EXPECT_EQ(t.rows(), 1000);
-    (*w)->mark_complete();
+    w->mark_complete();
   }
   auto r = ResultsReader::open(d / "r.h5");
-  ASSERT_TRUE(r.is_ok());
   EXPECT_TRUE(r->complete());
   EXPECT_EQ(r->tables(), (std::vector<std::string>{"/train/steps"}));
   TableData t = r->read_table("/train/steps");
@@ -45,12 +44,12 @@ TEST(ResultsFile, AttributesAndConfigText) {
   testing::TempDir d;
   {
     auto w = ResultsWriter::create(d / "r.h5");
-    (*w)->set_attr("/", "git_sha", std::string("abc"));
-    (*w)->set_attr("/", "seed", int64_t{42});
-    (*w)->set_attr("/", "overrides", std::vector<std::string>{"a=1", "b=x"});
-    (*w)->set_attr("/summary", "final_loss", 0.5);
-    (*w)->set_attr("/summary", "final_loss", 0.25);  // rewriting replaces
-    (*w)->write_text("/config", "a: 1\nname: ünï\n");
+    w->set_attr("/", "git_sha", std::string("abc"));
+    w->set_attr("/", "seed", int64_t{42});
+    w->set_attr("/", "overrides", std::vector<std::string>{"a=1", "b=x"});
+    w->set_attr("/summary", "final_loss", 0.5);
+    w->set_attr("/summary", "final_loss", 0.25);  // rewriting replaces
+    w->write_text("/config", "a: 1\nname: ünï\n");
   }
   auto r = ResultsReader::open(d / "r.h5");
   EXPECT_FALSE(r->complete());
@@ -65,10 +64,9 @@ TEST(ResultsFile, AttributesAndConfigText) {
 TEST(ResultsFile, IncompleteUntilMarked) {
   testing::TempDir d;
   auto w = ResultsWriter::create(d / "r.h5");
-  (*w)->table("/t", kCols).append({int64_t{1}, 2.0, int64_t{3}});
-  (*w)->flush();
+  w->table("/t", kCols).append({int64_t{1}, 2.0, int64_t{3}});
+  w->flush();
   auto r = ResultsReader::open(d / "r.h5");
-  ASSERT_TRUE(r.is_ok());
   EXPECT_FALSE(r->complete());
 }
 
@@ -76,14 +74,13 @@ TEST(ResultsFile, ReopenTruncatesAndAppends) {
   testing::TempDir d;
   {
     auto w = ResultsWriter::create(d / "r.h5");
-    Table& t = (*w)->table("/t", kCols);
+    Table& t = w->table("/t", kCols);
     for (int i = 0; i < 10; ++i) t.append({int64_t{i}, 0.0, int64_t{0}});
-    (*w)->mark_complete();
+    w->mark_complete();
   }
   {
     auto w = ResultsWriter::open_existing(d / "r.h5");
-    ASSERT_TRUE(w.is_ok());
-    Table& t = (*w)->table("/t", kCols);
+    Table& t = w->table("/t", kCols);
     EXPECT_EQ(t.rows(), 10);
     t.truncate(4);
     t.append({int64_t{99}, 0.0, int64_t{0}});
@@ -95,24 +92,28 @@ TEST(ResultsFile, ReopenTruncatesAndAppends) {
   EXPECT_DOUBLE_EQ(t.values[0][4], 99);
 }
 
-TEST(ResultsFile, OpenMissingOrGarbageIsAStatus) {
+TEST(ResultsFile, OpeningAMissingOrGarbageFileThrowsNamingIt) {
   testing::TempDir d;
-  EXPECT_EQ(ResultsReader::open(d / "none.h5").status().code(), StatusCode::kNotFound);
   std::ofstream(d / "junk.h5") << "not hdf5";
-  auto r = ResultsReader::open(d / "junk.h5");
-  EXPECT_FALSE(r.is_ok());
-  EXPECT_NE(r.status().message().find("junk.h5"), std::string::npos);
+  for (const char* name : {"none.h5", "junk.h5"}) {
+    try {
+      ResultsReader::open(d / name);
+      ADD_FAILURE() << name << " opened";
+    } catch (const H5Error& e) {
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(ResultsFile, ColumnsAreChunkedCompressedAndExtendibleWithChunksSizedByTheirFirstRows) {
   testing::TempDir d;
   {
     auto w = ResultsWriter::create(d / "r.h5");
-    (*w)->table("/t", kCols).append({int64_t{1}, 2.0, int64_t{3}});
-    Table& big = (*w)->table("/big", kCols);
+    w->table("/t", kCols).append({int64_t{1}, 2.0, int64_t{3}});
+    Table& big = w->table("/big", kCols);
     for (int i = 0; i < 20000; ++i) big.append({int64_t{i}, 1.0, int64_t{i}});
-    (*w)->table("/empty", kCols);
-    (*w)->mark_complete();
+    w->table("/empty", kCols);
+    w->mark_complete();
   }
   auto dump_of = [&](const std::string& dataset) {
     std::string cmd = "h5dump -p -H -d " + dataset + " " + (d / "r.h5").string() + " > " + (d / "dump.txt").string();
@@ -132,11 +133,11 @@ TEST(ResultsFile, PythonReaderLoadsTablesIntoPandas) {
   testing::TempDir d;
   {
     auto w = ResultsWriter::create(d / "results.h5");
-    Table& t = (*w)->table("/train/steps", kCols);
+    Table& t = w->table("/train/steps", kCols);
     for (int i = 0; i < 5; ++i) t.append({int64_t{i}, i * 0.5, int64_t{7}});
-    (*w)->set_attr("/summary", "final_loss", 2.0);
-    (*w)->write_text("/config", "a: 1\n");
-    (*w)->mark_complete();
+    w->set_attr("/summary", "final_loss", 2.0);
+    w->write_text("/config", "a: 1\n");
+    w->mark_complete();
   }
   std::string script = std::string(EXP_SOURCE_DIR) + "/scripts";
   std::string py = "import sys; sys.path.insert(0, '" + script + "'); from results import load; r = load('" +

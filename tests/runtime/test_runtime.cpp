@@ -131,13 +131,14 @@ TEST(Progress, LineShowsFractionAndCount) {
 
 TEST(Files, AtomicWriteReplacesWholeFile) {
   testing::TempDir d;
-  ASSERT_TRUE(write_file_atomic(d / "f.txt", "first").is_ok());
-  ASSERT_TRUE(write_file_atomic(d / "f.txt", "second").is_ok());
-  EXPECT_EQ(read_file(d / "f.txt").value(), "second");
+  ASSERT_NO_THROW(write_file_atomic(d / "f.txt", "first"));
+  ASSERT_NO_THROW(write_file_atomic(d / "f.txt", "second"));
+  EXPECT_EQ(read_file(d / "f.txt"), "second");
   size_t n = 0;
   for (auto& e : std::filesystem::directory_iterator(d.path())) n += e.is_regular_file();
   EXPECT_EQ(n, 1u);  // no temp file left behind
-  EXPECT_FALSE(write_file_atomic(d / "missing-dir" / "f.txt", "x").is_ok());
+  EXPECT_THROW(write_file_atomic(d / "missing-dir" / "f.txt", "x"), IoError);
+  EXPECT_THROW(read_file(d / "missing.txt"), IoError);
 }
 
 TEST(Check, FailureCarriesFileLineAndHint) {

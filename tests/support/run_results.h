@@ -11,8 +11,7 @@ namespace xp::testing {
 inline bool run_complete(const std::filesystem::path& file) {
   if (!std::filesystem::exists(file)) return false;
   try {
-    auto r = results::ResultsReader::open(file);
-    return r.is_ok() && r->complete();
+    return results::ResultsReader::open(file)->complete();
   } catch (const std::exception&) {
     return false;
   }
@@ -20,9 +19,8 @@ inline bool run_complete(const std::filesystem::path& file) {
 
 // An engine run's /engine/outputs as one list: every row's request id, then every token.
 inline std::vector<double> engine_outputs(const std::filesystem::path& run_dir) {
-  auto r = results::ResultsReader::open(run_dir / "results.h5");
-  if (!r.is_ok()) return {};
-  auto t = r->read_table("/engine/outputs");
+  if (!std::filesystem::exists(run_dir / "results.h5")) return {};
+  auto t = results::ResultsReader::open(run_dir / "results.h5")->read_table("/engine/outputs");
   std::vector<double> out = t.values[0];
   out.insert(out.end(), t.values[2].begin(), t.values[2].end());
   return out;
