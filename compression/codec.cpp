@@ -16,8 +16,10 @@ std::unique_ptr<CheckpointCodec> make_cnr_codec(const CompressorOptions& o, Chec
 std::unique_ptr<CheckpointCodec> make_qd_codec(const CompressorOptions& o, CheckpointCodec::Quality q);
 std::unique_ptr<CheckpointCodec> make_lc_codec(const CompressorOptions& o, CheckpointCodec::Quality q);
 
-const std::vector<CodecType>& codec_types() {
-  static const std::vector<CodecType> all = {
+namespace {
+
+std::vector<CodecType>& registry() {
+  static std::vector<CodecType> all = {
       {"dynaquant", "DynaQuant: pruned, protected, non-uniform levels searched per checkpoint, delta chain",
        make_dynaquant_codec},
       {"none", "the state dict as is (the uncompressed reference)", make_none_codec},
@@ -29,6 +31,16 @@ const std::vector<CodecType>& codec_types() {
       {"lc", "LC-Checkpoint-style exponent buckets of the delta, Huffman; buckets searched", make_lc_codec},
   };
   return all;
+}
+
+}  // namespace
+
+const std::vector<CodecType>& codec_types() { return registry(); }
+
+void register_codec(CodecType type) {
+  for (const auto& c : registry())
+    if (c.name == type.name) throw std::invalid_argument(fmt::format("a codec named '{}' is registered already", type.name));
+  registry().push_back(std::move(type));
 }
 
 std::vector<std::string> codec_names() {

@@ -57,6 +57,9 @@ struct CodecType {
 };
 
 const std::vector<CodecType>& codec_types();
+// Adds a codec from code outside this tree (a plugin, a test) before any run starts (not
+// thread-safe); throws std::invalid_argument when its name is taken.
+void register_codec(CodecType type);
 std::vector<std::string> codec_names();  // in registry order
 // Throws std::invalid_argument for a method not registered.
 std::unique_ptr<CheckpointCodec> make_codec(const std::string& method, const CompressorOptions& options,

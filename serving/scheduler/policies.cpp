@@ -1,5 +1,7 @@
 #include "serving/scheduler/policies.h"
 
+#include <stdexcept>
+
 namespace xp::serving {
 
 // Each defined in the policy's own file.
@@ -9,8 +11,10 @@ std::unique_ptr<ReplicaScheduler> make_vllm(const SchedulerConfig& cfg, int64_t 
 std::unique_ptr<ReplicaScheduler> make_simple_chunking(const SchedulerConfig& cfg, int64_t num_kv_blocks);
 std::unique_ptr<ReplicaScheduler> make_sarathi(const SchedulerConfig& cfg, int64_t num_kv_blocks);
 
-const std::vector<SchedulerPolicy>& scheduler_policies() {
-  static const std::vector<SchedulerPolicy> all = {
+namespace {
+
+std::vector<SchedulerPolicy>& registry() {
+  static std::vector<SchedulerPolicy> all = {
       {"faster_transformer", "request-level batching: a batch runs to its last request's end", make_faster_transformer},
       {"orca", "iteration-level batching with whole prompts, max-length KV reservations", make_orca},
       {"vllm", "prefill-prioritising: prompt-only iterations stall the decodes", make_vllm},
@@ -24,6 +28,16 @@ const std::vector<SchedulerPolicy>& scheduler_policies() {
        make_sarathi, /*chunks_prompts=*/true, /*kv_parallel=*/true, /*adaptive_chunks=*/true},
   };
   return all;
+}
+
+}  // namespace
+
+const std::vector<SchedulerPolicy>& scheduler_policies() { return registry(); }
+
+void register_scheduler_policy(SchedulerPolicy policy) {
+  if (find_scheduler_policy(policy.type))
+    throw std::invalid_argument("a scheduler policy of type '" + policy.type + "' is registered already");
+  registry().push_back(std::move(policy));
 }
 
 const SchedulerPolicy* find_scheduler_policy(const std::string& type) {

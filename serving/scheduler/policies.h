@@ -1,6 +1,7 @@
 // The replica scheduling policies, one registry entry each: the `scheduler.type` that names it,
 // what it does, and its factory (each policy lives in a file of its own). A new policy is its
-// file, its line in policies.cpp, and configs/scheduler/<name>.yaml; configs, `exp list`, the
+// file, its line in policies.cpp, and configs/scheduler/<name>.yaml — or, from code outside this
+// tree (a plugin, a test), its file calling register_scheduler_policy. Configs, `exp list`, the
 // scheduler factory and the config search find it here.
 #pragma once
 #include <memory>
@@ -23,5 +24,8 @@ struct SchedulerPolicy {
 const std::vector<SchedulerPolicy>& scheduler_policies();
 std::vector<std::string> scheduler_types();  // the policies' `type`s, in registry order
 const SchedulerPolicy* find_scheduler_policy(const std::string& type);  // null: none of that type
+// Adds a policy before any run starts (not thread-safe); throws std::invalid_argument when its
+// type is taken.
+void register_scheduler_policy(SchedulerPolicy policy);
 
 }  // namespace xp::serving

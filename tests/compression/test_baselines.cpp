@@ -110,5 +110,31 @@ TEST(CodecTest, AnUnregisteredMethodIsRefusedNamingTheRegisteredOnes) {
   }
 }
 
+
+// A codec added from one file (here, a test's) is found by name like the shipped ones.
+class RawFloats final : public CheckpointCodec {
+ public:
+  EncodedCheckpoint encode(uint64_t, const nn::StateDict& w, const std::map<std::string, std::vector<float>>&) override {
+    jobs::ByteWriter out;
+    nn::write_state_dict(out, w);
+    return {out.take(), true, {}};
+  }
+  nn::StateDict decode(const std::vector<std::vector<std::byte>>& chain) override {
+    jobs::ByteReader in(chain.back());
+    return nn::read_state_dict(in);
+  }
+};
+
+TEST(CodecTest, ACodecRegisteredFromItsOwnFileIsMadeByName) {
+  register_codec({"raw_floats", "the state dict's bytes", [](const CompressorOptions&, CheckpointCodec::Quality) {
+                    return std::unique_ptr<CheckpointCodec>(std::make_unique<RawFloats>());
+                  }});
+  EXPECT_THROW(register_codec({"zstd", "taken", nullptr}), std::invalid_argument);
+  const auto names = codec_names();
+  EXPECT_NE(std::find(names.begin(), names.end(), "raw_floats"), names.end());
+  auto codec = make_codec("raw_floats", {}, [](const nn::StateDict&) { return 1.0; });
+  EXPECT_EQ(max_error(codec->decode({codec->encode(0, weights(3), {}).bytes}), weights(3)), 0.0);
+}
+
 }  // namespace
 }  // namespace xp::compression
