@@ -22,23 +22,29 @@
 namespace xp::cli {
 namespace fs = std::filesystem;
 
-int list_command(const std::vector<std::string>& config_dirs) {
-  fmt::print("Experiments (select with `experiment: NAME` or +experiment=NAME):\n");
+namespace {
+
+// One section of `exp list`: a registry's entries, name and one line each.
+template <class Registry, class Name>
+void list_registry(const std::string& title, const Registry& entries, Name name) {
   std::vector<std::pair<std::string, std::string>> rows;
-  for (const auto& e : experiments::registry()) rows.emplace_back(e.name, e.description);
+  for (const auto& e : entries) rows.emplace_back(name(e), e.description);
+  fmt::print("{}:\n", title);
   experiments::print_rows(rows);
-  fmt::print("\nServing schedulers (scheduler.type; configs/scheduler/ holds their settings):\n");
-  rows.clear();
-  for (const auto& p : serving::scheduler_policies()) rows.emplace_back(p.type, p.description);
-  experiments::print_rows(rows);
-  fmt::print("\nGlobal schedulers (deployment.global_scheduler: how arrivals are spread over replicas):\n");
-  rows.clear();
-  for (const auto& g : serving::global_scheduler_types()) rows.emplace_back(g.name, g.description);
-  experiments::print_rows(rows);
-  fmt::print("\nCheckpoint codecs (compression.method of the dynaquant experiment):\n");
-  rows.clear();
-  for (const auto& c : compression::codec_types()) rows.emplace_back(c.name, c.description);
-  experiments::print_rows(rows);
+}
+
+}  // namespace
+
+int list_command(const std::vector<std::string>& config_dirs) {
+  list_registry("Experiments (select with `experiment: NAME` or +experiment=NAME)", experiments::registry(),
+                [](const auto& e) { return e.name; });
+  list_registry("\nServing schedulers (scheduler.type; configs/scheduler/ holds their settings)",
+                serving::scheduler_policies(), [](const auto& p) { return p.type; });
+  list_registry("\nGlobal schedulers (deployment.global_scheduler: how arrivals are spread over replicas)",
+                serving::global_scheduler_types(), [](const auto& g) { return g.name; });
+  list_registry("\nCheckpoint codecs (compression.method of the dynaquant experiment)", compression::codec_types(),
+                [](const auto& c) { return c.name; });
+  std::vector<std::pair<std::string, std::string>> rows;
   std::vector<fs::path> dirs(config_dirs.begin(), config_dirs.end());
   dirs.emplace_back("configs");
   dirs.push_back(config::builtin_config_dir());
