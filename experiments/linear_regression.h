@@ -1,6 +1,7 @@
-// linear_regression: fits y = X w + noise by mini-batch SGD on the tensor core. Small, exact
-// and fully deterministic, it exercises the whole run path: config struct, RNG streams,
-// results tables, checkpoints, preemption and resume, CPU or CUDA tensors.
+// linear_regression: fits y = X w + noise by mini-batch SGD (a bias-free nn::Linear). Small,
+// exact and fully deterministic, it exercises the whole run path: config struct, RNG streams,
+// results tables, checkpoints, preemption and resume, CPU or CUDA tensors — and, on the CPU, the
+// logical data-parallel world (train.logical_ranks over threads and processes, resizable).
 #pragma once
 #include <memory>
 

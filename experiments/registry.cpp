@@ -17,7 +17,7 @@ namespace xp::experiments {
 
 const std::vector<ExperimentInfo>& registry() {
   static const std::vector<ExperimentInfo> all = {
-      {"linear_regression", "mini-batch SGD on synthetic linear data, on the tensor core (CPU or CUDA)",
+      {"linear_regression", "mini-batch SGD on synthetic linear data: logical ranks on CPU threads and processes, or CUDA",
        make_linear_regression},
       {"serving_sim", "discrete-event LLM serving simulation: schedulers x model x hardware x workload (Vidur-class)",
        make_serving_sim},

@@ -3,13 +3,10 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <omp.h>
-
 #include <algorithm>
 #include <numeric>
 #include <stdexcept>
 
-#include "core/dist/launch.h"
 #include "core/nn/loss.h"
 #include "networks/topology.h"
 
@@ -22,22 +19,12 @@ constexpr const char* kPositionKey = "trainer.position";
 
 Trainer::Trainer(Network& net, TrainOptions options, uint64_t seed, dist::ProcessGroup* processes)
     : net_(net), opt_(std::move(options)), seed_(seed) {
-  const int64_t process_count = processes ? processes->size() : 1;
-  if (process_count > opt_.logical_ranks)
-    throw std::invalid_argument(fmt::format("train: {} processes but only {} logical ranks: each process runs at least one "
-                                            "(set train.logical_ranks to {} or more)", process_count, opt_.logical_ranks, process_count));
-  // Auto: this process's share of its node's cores, at most the ranks it runs.
-  const int64_t owned = (opt_.logical_ranks - (processes ? processes->rank() : 0) + process_count - 1) / process_count;
-  const int64_t cores = omp_get_max_threads() / (processes ? std::max(1, dist::detect_launch().local_size) : 1);
-  if (opt_.workers == 0) opt_.workers = std::clamp<int64_t>(cores, 1, std::max<int64_t>(owned, 1));
+  opt_.workers = nn::resolve_workers({opt_.logical_ranks, opt_.workers, opt_.collective_timeout_s}, processes);
   if (opt_.epochs < 0 || opt_.batch_size <= 0)
     throw std::invalid_argument(fmt::format("train: epochs must be ≥ 0 and batch_size > 0 (got {}, {})", opt_.epochs,
                                             opt_.batch_size));
   if (opt_.device != "cpu" && opt_.device != "cuda")
     throw std::invalid_argument(fmt::format("train.device '{}' is not cpu or cuda", opt_.device));
-  if (opt_.logical_ranks < 1 || opt_.workers < 1 || opt_.workers > owned)
-    throw std::invalid_argument(fmt::format("train: workers must be between 1 and the logical_ranks this process runs "
-                                            "({} of {}), got {}", owned, opt_.logical_ranks, opt_.workers));
   if (opt_.device == "cuda") {
     if (!tensor::cuda_available())
       throw std::invalid_argument("train.device is cuda but no GPU is visible (or this build has no CUDA): set train.device=cpu");
@@ -56,16 +43,14 @@ Trainer::Trainer(Network& net, TrainOptions options, uint64_t seed, dist::Proces
     throw std::invalid_argument(fmt::format("train.optimizer '{}' is not one of {}", opt_.optimizer, fmt::join(optimizer_names(), ", ")));
   if (opt_.schedule != "constant" && opt_.schedule != "cosine")
     throw std::invalid_argument(fmt::format("train.schedule '{}' is not constant or cosine", opt_.schedule));
-  if (opt_.device == "cpu") {
-    std::vector<nn::Module*> models{&net.module()};
-    for (int64_t w = 1; w < opt_.workers; ++w) {
-      replicas_.push_back(std::make_unique<Network>(net.spec(), seed));
-      models.push_back(&replicas_.back()->module());
-    }
-    if (processes && processes->size() > 1)
-      processes_ = processes->split(0, "data parallel", dist::Seconds(opt_.collective_timeout_s));
-    data_parallel_ = std::make_unique<nn::DataParallel>(std::move(models), opt_.logical_ranks, processes_.get());
-  }
+  if (opt_.device == "cpu")
+    world_ = std::make_unique<nn::TrainingWorld>(
+        net.module(),
+        [&net, seed] {
+          auto replica = std::make_shared<Network>(net.spec(), seed);
+          return std::shared_ptr<nn::Module>(replica, &replica->module());
+        },
+        nn::WorldOptions{opt_.logical_ranks, opt_.workers, opt_.collective_timeout_s}, processes);
 }
 
 const std::vector<std::string>& optimizer_names() {
@@ -87,10 +72,10 @@ StepResult Trainer::step(const data::Dataset& train, bool stop) {
   const int64_t n = std::min(opt_.batch_size, train.size() - begin);
   std::span<const int64_t> rows(order_.data() + begin, static_cast<size_t>(n));
   StepResult result{0.0, 0, n, stop};
-  if (data_parallel_) {
+  if (world_) {
     // Logical rank r trains on the batch's r-th contiguous share.
     const int64_t ranks = opt_.logical_ranks;
-    auto total_of = data_parallel_->run([&](int64_t rank, nn::Module& m) -> nn::DataParallel::ShardResult {
+    auto total_of = world_->data_parallel().run([&](int64_t rank, nn::Module& m) -> nn::DataParallel::ShardResult {
       const int64_t lo = rank * n / ranks, hi = (rank + 1) * n / ranks;
       if (hi == lo) return {0.0, 0, 0.0f};
       auto shard = rows.subspan(static_cast<size_t>(lo), static_cast<size_t>(hi - lo));
@@ -114,7 +99,7 @@ StepResult Trainer::step(const data::Dataset& train, bool stop) {
   const double lr = opt_.schedule == "cosine" ? nn::cosine_lr(opt_.lr, optimizer_->steps(), total) : opt_.lr;
   optimizer_->step(lr);
   net_.after_step();
-  if (data_parallel_) data_parallel_->broadcast_parameters();
+  if (world_) world_->data_parallel().broadcast_parameters();
   if (++batch_ == batches_per_epoch(train)) {
     batch_ = 0;
     ++epoch_;
@@ -143,7 +128,7 @@ void Trainer::load(const nn::StateDict& sd) {
   nn::load_state_dict(rest, net_.module(), optimizer_.get());
   epoch_ = position.data<int64_t>()[0];
   batch_ = position.data<int64_t>()[1];
-  if (data_parallel_) data_parallel_->broadcast_parameters();
+  if (world_) world_->data_parallel().broadcast_parameters();
 }
 
 Evaluation evaluate(Network& net, const data::Dataset& d, int64_t batch_size) {

@@ -66,9 +66,7 @@ class Trainer {
   TrainOptions opt_;
   uint64_t seed_;
   std::unique_ptr<nn::Optimizer> optimizer_;
-  std::vector<std::unique_ptr<Network>> replicas_;  // workers 1 … W−1 (worker 0 trains net_)
-  std::unique_ptr<dist::ProcessGroup> processes_;    // the launch's processes, with our timeout
-  std::unique_ptr<nn::DataParallel> data_parallel_;  // CPU only
+  std::unique_ptr<nn::TrainingWorld> world_;  // the logical ranks' workers and processes (CPU only)
   int64_t epoch_ = 0, batch_ = 0;
   int64_t total_steps_ = 0;  // for the cosine schedule; set on the first step
   std::vector<int64_t> order_;

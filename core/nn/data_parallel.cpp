@@ -3,8 +3,13 @@
 #include <Eigen/Core>
 #include <fmt/format.h>
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
+
+#include "core/dist/launch.h"
 
 namespace xp::nn {
 
@@ -186,6 +191,33 @@ void DataParallel::broadcast_parameters() {
       std::memcpy(target[k].second->value.raw_data(), source[k].second->value.raw_data(), source[k].second->value.nbytes());
     set_buffers(*replicas_[w], buffers);
   }
+}
+
+int64_t resolve_workers(const WorldOptions& o, dist::ProcessGroup* processes) {
+  const int64_t process_count = processes ? processes->size() : 1;
+  if (process_count > o.logical_ranks)
+    throw std::invalid_argument(fmt::format("train: {} processes but only {} logical ranks: each process runs at least one "
+                                            "(set train.logical_ranks to {} or more)", process_count, o.logical_ranks, process_count));
+  const int64_t owned = (o.logical_ranks - (processes ? processes->rank() : 0) + process_count - 1) / process_count;
+  const int64_t cores = omp_get_max_threads() / (processes ? std::max(1, dist::detect_launch().local_size) : 1);
+  const int64_t workers = o.workers == 0 ? std::clamp<int64_t>(cores, 1, std::max<int64_t>(owned, 1)) : o.workers;
+  if (o.logical_ranks < 1 || workers < 1 || workers > owned)
+    throw std::invalid_argument(fmt::format("train: workers must be between 1 and the logical_ranks this process runs "
+                                            "({} of {}), got {}", owned, o.logical_ranks, workers));
+  return workers;
+}
+
+TrainingWorld::TrainingWorld(Module& model, const std::function<std::shared_ptr<Module>()>& make_replica,
+                             WorldOptions options, dist::ProcessGroup* processes) {
+  const int64_t workers = resolve_workers(options, processes);
+  std::vector<Module*> models{&model};
+  for (int64_t w = 1; w < workers; ++w) {
+    replicas_.push_back(make_replica());
+    models.push_back(replicas_.back().get());
+  }
+  if (processes && processes->size() > 1)
+    processes_ = processes->split(0, "data parallel", dist::Seconds(options.collective_timeout_s));
+  data_parallel_ = std::make_unique<DataParallel>(std::move(models), options.logical_ranks, processes_.get());
 }
 
 }  // namespace xp::nn

@@ -23,6 +23,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "core/dist/process_group.h"
@@ -68,6 +69,34 @@ class DataParallel {
   std::vector<std::byte> local_;
   std::vector<std::byte> gathered_;
   std::vector<float> sum_;  // one worker alone: the running rank-order sum
+};
+
+// The logical world a training loop runs in, set up the same way for every experiment: the
+// launch's processes (a sub-group with the job's collective timeout), this process's worker
+// replicas of the model and the DataParallel over them.
+struct WorldOptions {
+  int64_t logical_ranks = 1;
+  int64_t workers = 1;  // 0: this process's share of its node's cores, at most the ranks it runs
+  double collective_timeout_s = 600;  // launched: a process silent this long ends the run, named
+};
+
+// The worker count `options` asks for (0 resolved); throws std::invalid_argument when the
+// processes outnumber the logical ranks or the workers are not between 1 and the ranks this
+// process runs.
+int64_t resolve_workers(const WorldOptions& options, dist::ProcessGroup* processes);
+
+class TrainingWorld {
+ public:
+  // `make_replica` builds another model of `model`'s architecture (its values are then copied
+  // from `model`, which the optimizer updates). `processes`: the launch's (null: this one alone).
+  TrainingWorld(Module& model, const std::function<std::shared_ptr<Module>()>& make_replica, WorldOptions options,
+                dist::ProcessGroup* processes);
+  DataParallel& data_parallel() { return *data_parallel_; }
+
+ private:
+  std::vector<std::shared_ptr<Module>> replicas_;  // workers 1 … W−1
+  std::unique_ptr<dist::ProcessGroup> processes_;
+  std::unique_ptr<DataParallel> data_parallel_;
 };
 
 }  // namespace xp::nn

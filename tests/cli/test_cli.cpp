@@ -309,6 +309,17 @@ TEST_F(Cli, KilledRunResumesToIdenticalResults) {
   EXPECT_NE(dir_.read("killed/linear_regression.log").find("resuming from"), std::string::npos);
 }
 
+// linear_regression trains on the logical world like any experiment on core/nn's substrate: its
+// results depend on train.logical_ranks, never on the threads running them.
+TEST_F(Cli, LinearRegressionOnLogicalRanksGivesTheSameBitsOnAnyWorkerCount) {
+  for (const char* workers : {"1", "4"})
+    ASSERT_EQ(exp("run " + kLinReg + " train.steps=60 train.logical_ranks=4 train.workers=" + workers +
+                  " hydra.run.dir=w" + workers).rc, 0);
+  auto one = results::ResultsReader::open(path("w1/results.h5")), four = results::ResultsReader::open(path("w4/results.h5"));
+  EXPECT_EQ(four->read_table("/train/steps").values, one->read_table("/train/steps").values);
+  EXPECT_EQ(four->attr("/summary", "final_mse"), one->attr("/summary", "final_mse"));
+}
+
 TEST_F(Cli, CfgJobPrintsUnresolvedOrResolvedConfig) {
   Ran r = exp("run --cfg job " + kLinReg + " '+tag=run_${seed}'");
   ASSERT_EQ(r.rc, 0) << r.err;

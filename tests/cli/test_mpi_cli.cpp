@@ -158,10 +158,10 @@ TEST_F(MpiLaunch, ALaunchOfAnotherSizeThanTheConfigIsRefusedBeforeAnythingRuns) 
 }
 
 TEST_F(MpiLaunch, AnExperimentOfOneProcessIsRefused) {
-  Ran r = launch(2, kConfigs + "/experiment/linear_regression.yaml hydra.run.dir=lr");
+  Ran r = launch(2, kConfigs + "/experiment/serving_sim.yaml workload.num_requests=10 hydra.run.dir=sim");
   EXPECT_NE(r.rc, 0);
-  EXPECT_NE(r.err.find("mpirun started 2 ranks, but linear_regression runs in one process"), std::string::npos) << r.err;
-  EXPECT_FALSE(fs::exists(dir_ / "lr"));
+  EXPECT_NE(r.err.find("mpirun started 2 ranks, but serving_sim runs in one process"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "sim"));
 }
 
 // A long run (arrivals over ~20 s) so that the fault lands mid-serving.
@@ -222,6 +222,19 @@ TEST_F(MpiTraining, TwoAndFourProcessesTrainTheBitsOfOne) {
     EXPECT_EQ(summary(run, "final_state_xxh3"), summary("one", "final_state_xxh3")) << np << " processes";
     EXPECT_EQ(r.out.find("results:"), r.out.rfind("results:")) << "rank 0 alone reports: " << r.out;
   }
+}
+
+// Any training experiment on the logical world gets it: linear_regression's 4 logical ranks on 2
+// processes fit every step's loss and the final weights of 1 process.
+TEST_F(MpiTraining, LinearRegressionOnTwoProcessesFitsTheBitsOfOne) {
+  const std::string lr = kConfigs + "/experiment/linear_regression.yaml train.steps=60 train.logical_ranks=4 ";
+  ASSERT_EQ(exp("run " + lr + "hydra.run.dir=one").rc, 0);
+  Ran r = launch(2, lr + "hydra.run.dir=two");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto one = results::ResultsReader::open(dir_ / "one/results.h5"), two = results::ResultsReader::open(dir_ / "two/results.h5");
+  EXPECT_TRUE(two->complete());
+  EXPECT_EQ(two->read_table("/train/steps").values, one->read_table("/train/steps").values);
+  EXPECT_EQ(two->attr("/summary", "final_mse"), one->attr("/summary", "final_mse"));
 }
 
 // Singularity's acceptance test (docs/parallelism.md) across processes: run B on 2 processes is stopped
