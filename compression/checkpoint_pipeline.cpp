@@ -87,7 +87,8 @@ FinishedCheckpoint CheckpointPipeline::compress(const CheckpointSnapshot& snap, 
   out.encode_s = seconds_since(t0);
   for (const auto& [file, bytes] : {std::pair{fmt::format("step-{:08d}.bin", snap.step), &out.details.bytes},
                                     std::pair{fmt::format("step-{:08d}.optim.bin", snap.step), &out.stored.optimizer}}) {
-    runtime::write_file_atomic(options_.dir / file, std::string(reinterpret_cast<const char*>(bytes->data()), bytes->size()));
+    if (options_.write_files)
+      runtime::write_file_atomic(options_.dir / file, std::string(reinterpret_cast<const char*>(bytes->data()), bytes->size()));
   }
   t0 = Clock::now();
   nn::StateDict restored = codec_.decode(chain);

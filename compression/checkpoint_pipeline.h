@@ -58,6 +58,7 @@ class CheckpointPipeline {
     OptimizerStatePolicy optimizer_state{};
     bool overlap = true;
     size_t max_in_flight = 4;
+    bool write_files = true;  // false: compress and check only (a process that does not write the run)
   };
   // `codec` outlives the pipeline; `quality` (thread-safe) measures the live and decoded weights
   // of codecs whose encode does not (the baselines).

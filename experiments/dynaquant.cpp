@@ -72,6 +72,7 @@ Config parse(const config::ConfigNode& job) {
   t.get("checkpoints_per_epoch", c.checkpoints_per_epoch, Range::at_least(1));
   t.get("logical_ranks", c.train.logical_ranks, Range::between(1, 1024));
   t.get("workers", c.train.workers, Range::between(0, 1024));
+  t.get("collective_timeout_s", c.train.collective_timeout_s, Range::between(0.1, 86400));
   t.get("failures", c.failures, Range::non_negative());
   t.get("ema_window", c.ema_window, Range::at_least(1));
   t.get("ema_beta", c.ema_beta, Range::between(0, 1).open_above());
@@ -171,20 +172,25 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 class Dynaquant final : public Experiment {
  public:
   explicit Dynaquant(Config c) : cfg_(std::move(c)) {}
+  // Under mpirun/srun every process trains its share of the logical ranks and runs the same
+  // (deterministic) compression and simulated failures, so every process restores the same
+  // weights; only process 0 writes the compressed files and the results.
+  bool runs_as_spmd() const override { return true; }
 
   jobs::RunOutcome run(jobs::RunContext& ctx) override {
     load_data(ctx.seed());
     const networks::NetworkSpec spec = network_spec();
     networks::Network net(spec, ctx.seed());
-    networks::Trainer trainer(net, cfg_.train, ctx.seed());
+    networks::Trainer trainer(net, cfg_.train, ctx.seed(), ctx.processes());
     evaluation_ = std::make_unique<EvaluationNets>(spec);
     auto quality = [&](const nn::StateDict& w) { return evaluation_->accuracy(w, validation_); };
     codec_ = cz::make_codec(cfg_.method, cfg_.dq, quality);
     cz::GradientEma ema(cfg_.ema_beta);
     const auto dir = ctx.output_dir() / "compressed";
-    std::filesystem::create_directories(dir);
+    if (ctx.writes()) std::filesystem::create_directories(dir);
     pipeline_ = std::make_unique<cz::CheckpointPipeline>(
-        *codec_, quality, cz::CheckpointPipeline::Options{dir, cz::optimizer_state_policy(cfg_.optimizer_state), cfg_.overlap},
+        *codec_, quality,
+        cz::CheckpointPipeline::Options{dir, cz::optimizer_state_policy(cfg_.optimizer_state), cfg_.overlap, 4, ctx.writes()},
         [this](const cz::FinishedCheckpoint& done) { record(done); });
     auto payload = ctx.restore();
     open_tables(ctx);  // after restore(): it cuts the tables back to the saved rows
@@ -201,15 +207,10 @@ class Dynaquant final : public Experiment {
     runtime::Progress progress("train", total);
     progress.set(trainer.epoch() * per_epoch + trainer.batch());
     while (!trainer.done()) {
-      if (ctx.should_stop()) {
-        wait_for_pending();
-        save(ctx, trainer, ema);
-        ctx.log().info("stop requested: saved at epoch {} batch {}", trainer.epoch(), trainer.batch());
-        return jobs::RunOutcome::kPreempted;
-      }
       const bool beside_compression = pipeline_->compressing();
       auto t0 = Clock::now();
-      trainer.step(train_);
+      // The stop vote rides on the step's gradient exchange: every process stops after it.
+      const bool stop = trainer.step(train_, ctx.should_stop()).stop;
       ++totals_.iterations;
       const double step_s = seconds_since(t0);
       totals_.train_s += step_s;
@@ -238,6 +239,12 @@ class Dynaquant final : public Experiment {
         totals_.real_failure_lost_steps += step - on_disk;
         restore(net, trainer, step, on_disk);
         ++totals_.next_failure;
+      }
+      if (stop && !trainer.done()) {
+        wait_for_pending();
+        save(ctx, trainer, ema);
+        ctx.log().info("stop requested: saved at epoch {} batch {}", trainer.epoch(), trainer.batch());
+        return jobs::RunOutcome::kPreempted;
       }
       if (step % every == 0 && !trainer.done() && pipeline_->can_save()) save(ctx, trainer, ema);  // a crash resumes from here
     }

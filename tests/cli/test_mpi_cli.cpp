@@ -10,6 +10,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "tests/support/exp_cli.h"
@@ -235,6 +236,36 @@ TEST_F(MpiTraining, LinearRegressionOnTwoProcessesFitsTheBitsOfOne) {
   EXPECT_TRUE(two->complete());
   EXPECT_EQ(two->read_table("/train/steps").values, one->read_table("/train/steps").values);
   EXPECT_EQ(two->attr("/summary", "final_mse"), one->attr("/summary", "final_mse"));
+}
+
+// DynaQuant on 2 processes: both train, compress and restore alike; process 0 writes. The final
+// weights, every ratio and the checkpoint and failure tables equal one process's.
+TEST_F(MpiTraining, DynaquantOnTwoProcessesTrainsCompressesAndRestoresTheBitsOfOne) {
+  const std::string dq = kConfigs + "/experiment/dynaquant.yaml data.dataset=digits network.layers=[64,32,10] "
+                         "data.validation=300 train.epochs=6 train.batch_size=32 train.failures=3 train.logical_ranks=2 ";
+  ASSERT_EQ(exp("run " + dq + "train.workers=1 hydra.run.dir=one").rc, 0);
+  Ran r = launch(2, dq + "hydra.run.dir=two");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto one = results::ResultsReader::open(dir_ / "one/results.h5"), two = results::ResultsReader::open(dir_ / "two/results.h5");
+  EXPECT_TRUE(two->complete());
+  for (const char* key : {"final_weights_xxh3", "method"})
+    EXPECT_EQ(std::get<std::string>(*two->attr("/summary", key)), std::get<std::string>(*one->attr("/summary", key))) << key;
+  for (const char* key : {"test_accuracy", "weights_ratio", "full_state_ratio"})
+    EXPECT_EQ(std::get<double>(*two->attr("/summary", key)), std::get<double>(*one->attr("/summary", key))) << key;
+  EXPECT_EQ(two->read_table("/epochs").values, one->read_table("/epochs").values);
+  auto c1 = one->read_table("/checkpoints"), c2 = two->read_table("/checkpoints");
+  ASSERT_EQ(c2.rows, c1.rows);
+  for (size_t col = 0; col < c1.values.size(); ++col)  // all but the timing columns (encode_s, decode_s)
+    if (c1.columns[col].units != "s") {
+      EXPECT_EQ(c2.values[col], c1.values[col]) << c1.columns[col].name;
+    }
+  EXPECT_EQ(two->read_table("/failures").rows, 3);
+  auto files = [&](const std::string& run) {  // name -> bytes of each compressed file
+    std::map<std::string, std::string> out;
+    for (const auto& e : fs::directory_iterator(dir_ / run / "compressed")) out[e.path().filename().string()] = dir_.read_file(e.path());
+    return out;
+  };
+  EXPECT_EQ(files("two"), files("one"));
 }
 
 // Singularity's acceptance test (docs/parallelism.md) across processes: run B on 2 processes is stopped
