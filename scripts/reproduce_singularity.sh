@@ -5,6 +5,9 @@
 #   - plain training: 1 logical rank on 1 thread (the baseline);
 #   - L = 8 logical ranks time-sliced on 1 worker (replica splicing; goal < 3% over plain);
 #   - L = 2 on 2 worker threads, and on 2 processes (`mpirun -np 2`, goal ≥ 1.7× plain);
+#   - the machine's ceiling for two workers: two independent plain runs at once, their combined
+#     rate against one alone (memory bandwidth and caches shared by the cores bound any 2-worker
+#     speedup by it);
 #   - the checkpoint against a raw dump of the parameters and optimizer moments;
 #   - preempt-to-resume: SIGTERM to exit 75, and `--resume` to its first step.
 # The stop vote rides in the gradient exchange (one byte; no collective of its own), so its cost
@@ -25,9 +28,23 @@ base="$common data.train_subset=$samples train.checkpoint_every=0"
 train() {  # name, launcher prefix (or ""), logical ranks, workers -> training seconds
   local name=$1 launcher=$2 ranks=$3 workers=$4
   rm -rf "${out:?}/$name"
-  OMP_NUM_THREADS=1 $launcher "$exp" run $base train.logical_ranks="$ranks" train.workers="$workers" \
+  # A process gets a core per worker thread (its optimizer and gradient sum use them too).
+  OMP_NUM_THREADS=$workers $launcher "$exp" run $base train.logical_ranks="$ranks" train.workers="$workers" \
     hydra.run.dir="$out/$name" > "$out/$name.out" 2>&1
   awk '/^ *train_seconds/ {print $2}' "$out/$name.out"
+}
+
+# Two plain runs side by side: the seconds each takes, averaged, doubled in rate -> the time one
+# run "would take" at the pair's combined throughput (the 2-worker ceiling).
+pair() {
+  local a b
+  rm -rf "${out:?}"/pair_a "${out:?}"/pair_b
+  OMP_NUM_THREADS=1 "$exp" run $base train.logical_ranks=1 train.workers=1 hydra.run.dir="$out/pair_a" > "$out/pair_a.out" 2>&1 &
+  OMP_NUM_THREADS=1 "$exp" run $base train.logical_ranks=1 train.workers=1 hydra.run.dir="$out/pair_b" > "$out/pair_b.out" 2>&1
+  wait
+  a=$(awk '/^ *train_seconds/ {print $2}' "$out/pair_a.out")
+  b=$(awk '/^ *train_seconds/ {print $2}' "$out/pair_b.out")
+  awk -v a="$a" -v b="$b" 'BEGIN {print (a + b) / 4}'
 }
 
 median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
@@ -41,6 +58,7 @@ for ((r = 0; r < rounds; r++)); do
     IFS='|' read -r name launcher ranks workers label <<< "$row"
     times[$name]+="$(train "$name" "$launcher" "$ranks" "$workers") "
   done
+  times[pair]+="$(pair) "
 done
 plain=$(tr ' ' '\n' <<< "${times[plain]}" | grep . | median)
 printf "%-46s %12s %12s\n" "configuration" "train s" "vs plain"
@@ -49,6 +67,8 @@ for row in "${rows[@]}"; do
   t=$(tr ' ' '\n' <<< "${times[$name]}" | grep . | median)
   awk -v l="$label" -v t="$t" -v p="$plain" 'BEGIN {printf "%-46s %12.3f %11.3fx\n", l, t, p / t}'
 done
+t=$(tr ' ' '\n' <<< "${times[pair]}" | grep . | median)
+awk -v t="$t" -v p="$plain" 'BEGIN {printf "%-46s %12.3f %11.3fx\n", "ceiling: 2 plain runs at once, per run / 2", t, p / t}'
 
 # Checkpoint size against the raw bytes of the parameters and Adam's two moments (f32).
 "$exp" run $common data.train_subset=$samples train.checkpoint_every=5 train.logical_ranks=2 hydra.run.dir="$out/ckpt" > /dev/null 2>&1
