@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <stdexcept>
 
 #include "core/runtime/files.h"
 
@@ -25,6 +26,7 @@ CheckpointPipeline::~CheckpointPipeline() {
 }
 
 std::vector<std::byte> CheckpointPipeline::codec_state() const {
+  if (!can_save()) throw std::logic_error("CheckpointPipeline: the codec's state is asked for while older checkpoints are in flight");
   if (!pending_.empty()) return *state_before_;
   jobs::ByteWriter out;
   codec_.save_state(out);
