@@ -220,6 +220,7 @@ class Dynaquant final : public Experiment {
       const int64_t to_checkpoint = (every - step % every) % every;
       // The bins table's protected column needs the sensitivity scores even in an uncompressed run.
       if ((cfg_.method == "dynaquant" || cfg_.bins_table) && to_checkpoint < cfg_.ema_window) {
+        trainer.gather_gradients();
         for (auto& [name, p] : net.module().parameters()) ema.update(name, p->grad);
       }
       if (step % every == 0) {

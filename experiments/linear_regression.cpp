@@ -154,8 +154,8 @@ class LinearRegression final : public Experiment {
         model->zero_grad();
         loss = fit_batch(*model, x, y, rows, t.batch_size);
       }
-      sgd.step(t.lr);
-      if (world) world->data_parallel().broadcast_parameters();
+      if (world) world->data_parallel().update(sgd, t.lr);
+      else sgd.step(t.lr);
       loss /= static_cast<double>(t.batch_size);
       if (ctx.writes()) steps.append({step + 1, loss, distance(model->weight().value, w_true)});
       progress.set(step + 1);

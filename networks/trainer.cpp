@@ -97,9 +97,13 @@ StepResult Trainer::step(const data::Dataset& train, bool stop) {
   }
   const int64_t total = opt_.epochs * batches_per_epoch(train);
   const double lr = opt_.schedule == "cosine" ? nn::cosine_lr(opt_.lr, optimizer_->steps(), total) : opt_.lr;
-  optimizer_->step(lr);
-  net_.after_step();
-  if (world_) world_->data_parallel().broadcast_parameters();
+  if (world_) {
+    world_->data_parallel().update(*optimizer_, lr, [this] { net_.after_step(); });
+    state_whole_ = false;
+  } else {
+    optimizer_->step(lr);
+    net_.after_step();
+  }
   if (++batch_ == batches_per_epoch(train)) {
     batch_ = 0;
     ++epoch_;
@@ -107,7 +111,13 @@ StepResult Trainer::step(const data::Dataset& train, bool stop) {
   return result;
 }
 
+void Trainer::gather_gradients() {
+  if (world_) world_->data_parallel().gather_gradients();
+}
+
 nn::StateDict Trainer::state() {
+  if (world_ && !state_whole_) world_->data_parallel().gather_optimizer_state(*optimizer_);
+  state_whole_ = true;
   nn::StateDict sd = nn::state_dict(net_.module(), optimizer_.get());
   nn::Tensor position = nn::Tensor::empty({2}, tensor::DType::kI64);
   position.data<int64_t>()[0] = epoch_;
@@ -128,6 +138,7 @@ void Trainer::load(const nn::StateDict& sd) {
   nn::load_state_dict(rest, net_.module(), optimizer_.get());
   epoch_ = position.data<int64_t>()[0];
   batch_ = position.data<int64_t>()[1];
+  state_whole_ = true;
   if (world_) world_->data_parallel().broadcast_parameters();
 }
 

@@ -56,7 +56,13 @@ class Trainer {
   // `stop`: this process wants to stop (a signal); the result says whether any process does,
   // the vote riding on the step's gradient exchange (the consistent cut, docs/parallelism.md).
   StepResult step(const data::Dataset& train, bool stop = false);
+  // The last step's summed gradient, whole, in the network's parameters. Across processes each
+  // sums only its share (nn::DataParallel), so this is a collective there: every process calls it.
+  void gather_gradients();
 
+  // The model, the optimizer and the loop position. Across processes, the first call after a step
+  // is a collective (it gathers the optimizer's moments from the processes that keep them):
+  // every process makes it.
   nn::StateDict state();
   // Throws nn::StateDictError when the state belongs to another network or optimizer.
   void load(const nn::StateDict& sd);
@@ -71,6 +77,7 @@ class Trainer {
   int64_t total_steps_ = 0;  // for the cosine schedule; set on the first step
   std::vector<int64_t> order_;
   int64_t order_epoch_ = -1;
+  bool state_whole_ = true;  // the optimizer's moments are whole on this process (none stepped since)
 };
 
 // Dense evaluation in eval mode (on the model's device): accuracy and mean NLL over `d`.

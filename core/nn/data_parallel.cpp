@@ -42,10 +42,25 @@ void set_buffers(Module& m, const std::vector<std::byte>& bytes) {
 }
 
 constexpr size_t kHeader = 8;  // the stop byte, padded (records hold f32 slots: 4-byte alignment)
+constexpr int64_t kShareAlign = 16;  // shares start on a 64-byte boundary of the parameters
+
+// Calls fn(data, count, at) for every run of `tensors`' elements (laid end to end) inside
+// `range`: `count` floats at `data`, element `at` of the range.
+template <class Fn>
+void for_each_run(const std::vector<Tensor*>& tensors, ElementRange range, Fn fn) {
+  int64_t offset = 0;
+  for (Tensor* t : tensors) {
+    const int64_t n = t->numel();
+    const int64_t lo = std::clamp<int64_t>(range.begin - offset, 0, n), hi = std::clamp<int64_t>(range.end - offset, 0, n);
+    if (lo < hi) fn(t->data<float>() + lo, hi - lo, offset + lo - range.begin);
+    offset += n;
+  }
+}
 
 }  // namespace
 
-DataParallel::DataParallel(std::vector<Module*> replicas, int64_t logical_ranks, dist::ProcessGroup* processes)
+DataParallel::DataParallel(std::vector<Module*> replicas, int64_t logical_ranks, dist::ProcessGroup* processes,
+                           dist::RankRegions::Transport transport)
     : replicas_(std::move(replicas)), logical_ranks_(logical_ranks), processes_(processes) {
   if (logical_ranks_ < 1) throw std::invalid_argument(fmt::format("logical ranks must be ≥ 1, got {}", logical_ranks_));
   const int64_t owned = static_cast<int64_t>(owned_ranks().size());
@@ -66,7 +81,24 @@ DataParallel::DataParallel(std::vector<Module*> replicas, int64_t logical_ranks,
       throw std::invalid_argument("data-parallel replicas differ in their parameters");
   fix_gemm_blocking();
   broadcast_parameters();
+
+  const int64_t n_proc = processes_ ? processes_->size() : 1;
+  // One worker alone adds each rank's gradient to a running sum and keeps no slots (run()).
+  const bool direct = n_proc == 1 && workers() == 1;
+  buffer_bytes_ = copy_buffers(*replicas_[0]).size();
+  record_bytes_ = 16 + (direct ? 0 : static_cast<size_t>(slot_floats_) * sizeof(float));
+  const auto per_process = static_cast<size_t>((logical_ranks_ + n_proc - 1) / n_proc);
+  block_bytes_ = kHeader + buffer_bytes_ + per_process * record_bytes_;
+  for (int64_t p = 0; p < n_proc; ++p) share_begin_.push_back(p * slot_floats_ / n_proc / kShareAlign * kShareAlign);
+  share_begin_.push_back(slot_floats_);
+  for (int64_t p = 0; p < n_proc; ++p)
+    share_floats_ = std::max(share_floats_, share_begin_[static_cast<size_t>(p) + 1] - share_begin_[static_cast<size_t>(p)]);
+  if (n_proc > 1)
+    regions_ = std::make_unique<dist::RankRegions>(
+        *processes_, block_bytes_ + static_cast<size_t>(share_floats_) * sizeof(float), transport);
 }
+
+DataParallel::~DataParallel() = default;
 
 std::vector<int64_t> DataParallel::owned_ranks() const {
   const int64_t n = processes_ ? processes_->size() : 1, p = processes_ ? processes_->rank() : 0;
@@ -75,22 +107,21 @@ std::vector<int64_t> DataParallel::owned_ranks() const {
   return out;
 }
 
+ElementRange DataParallel::owned_elements() const {
+  const auto p = static_cast<size_t>(processes_ ? processes_->rank() : 0);
+  return {share_begin_[p], share_begin_[p + 1]};
+}
+
 DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int64_t rank, Module& model)>& shard, bool* stop) {
   const int64_t n_proc = processes_ ? processes_->size() : 1;
   const std::vector<int64_t> owned = owned_ranks();
   const std::vector<std::byte> step_buffers = copy_buffers(*replicas_[0]);
-  // The block this process contributes: header, the buffers its first rank leaves (rank 0's on
-  // process 0), then one record per rank, as many records on every process.
   const int64_t w_count = workers();
-  // One worker alone adds each rank's gradient to the sum as soon as it is made (the same
-  // additions, in the same order, as summing the slots afterwards) and keeps no slots.
   const bool direct = n_proc == 1 && w_count == 1;
-  const size_t record = 16 + (direct ? 0 : static_cast<size_t>(slot_floats_) * sizeof(float));
-  const size_t per_process = static_cast<size_t>((logical_ranks_ + n_proc - 1) / n_proc);
-  const size_t block = kHeader + step_buffers.size() + per_process * record;
-  local_.resize(block);  // every byte that is read is written below (padding records are not read)
-  local_[0] = std::byte{stop && *stop ? uint8_t{1} : uint8_t{0}};
-  std::byte* records = local_.data() + kHeader + step_buffers.size();
+  // Every byte that is read is written below (padding records are not read).
+  std::byte* block = regions_ ? regions_->writable(0, block_bytes_) : (local_.resize(block_bytes_), local_.data());
+  block[0] = std::byte{stop && *stop ? uint8_t{1} : uint8_t{0}};
+  std::byte* records = block + kHeader + buffer_bytes_;
   if (direct) sum_.resize(static_cast<size_t>(slot_floats_));
   for (Module* m : replicas_) m->zero_grad();  // afterwards each shard's copy leaves the gradients zero
 
@@ -104,7 +135,7 @@ DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int6
       for (size_t i = static_cast<size_t>(w); i < owned.size(); i += static_cast<size_t>(w_count)) {
         set_buffers(m, step_buffers);
         const ShardResult r = shard(owned[i], m);
-        std::byte* rec = records + i * record;
+        std::byte* rec = records + i * record_bytes_;
         std::memcpy(rec, &r.loss_sum, 8);
         std::memcpy(rec + 8, &r.correct, 8);
         // The scaled gradient into the rank's slot (or onto the running sum), zeroing it behind.
@@ -122,7 +153,7 @@ DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int6
         }
         if (i == 0) {
           const std::vector<std::byte> left = copy_buffers(m);
-          if (!left.empty()) std::memcpy(local_.data() + kHeader, left.data(), left.size());  // none: a null source
+          if (!left.empty()) std::memcpy(block + kHeader, left.data(), left.size());  // none: a null source
         }
       }
     } catch (...) {
@@ -132,40 +163,35 @@ DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int6
   }
   if (failure) std::rethrow_exception(failure);
 
-  // Every process's block, in process order (alone: this one).
-  const std::byte* blocks = local_.data();
-  if (n_proc > 1) {
-    gathered_.resize(block * static_cast<size_t>(n_proc));
-    processes_->all_gather_bytes(local_, gathered_);
-    blocks = gathered_.data();
-  }
+  // Every process's block (alone: this one's).
+  if (regions_) regions_->publish(0, block_bytes_);
+  auto block_of = [&](int64_t p) { return regions_ ? regions_->of(static_cast<int>(p)) : local_.data(); };
   auto record_of = [&](int64_t rank) {
-    return blocks + static_cast<size_t>(rank % n_proc) * block + kHeader + step_buffers.size() +
-           static_cast<size_t>(rank / n_proc) * record;
+    return block_of(rank % n_proc) + kHeader + buffer_bytes_ + static_cast<size_t>(rank / n_proc) * record_bytes_;
   };
-  // Σ over ranks in rank order, element by element (the same additions for any worker count).
-  std::vector<const float*> slots(static_cast<size_t>(logical_ranks_));
-  if (!direct)
+  // This process's share of Σ over ranks, in rank order, element by element (the same additions
+  // for any worker and process count).
+  std::vector<Tensor*> grads;
+  for (auto& [name, p] : replicas_[0]->parameters()) grads.push_back(&p->grad);
+  const ElementRange share = owned_elements();
+  if (direct) {
+    for_each_run(grads, share, [&](float* g, int64_t n, int64_t at) {
+      std::memcpy(g, sum_.data() + at, static_cast<size_t>(n) * sizeof(float));
+    });
+  } else {
+    std::vector<const float*> slots(static_cast<size_t>(logical_ranks_));
     for (int64_t rank = 0; rank < logical_ranks_; ++rank)
-      slots[static_cast<size_t>(rank)] = reinterpret_cast<const float*>(record_of(rank) + 16);
-  int64_t offset = 0;
-  for (auto& [name, p] : replicas_[0]->parameters()) {
-    float* g = p->grad.data<float>();
-    const int64_t n = p->grad.numel();
-    if (direct) {
-      std::memcpy(g, sum_.data() + offset, static_cast<size_t>(n) * sizeof(float));
-      offset += n;
-      continue;
-    }
+      slots[static_cast<size_t>(rank)] = reinterpret_cast<const float*>(record_of(rank) + 16) + share.begin;
+    for_each_run(grads, share, [&](float* g, int64_t n, int64_t at) {
 #pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; ++i) {
-      float sum = slots[0][offset + i];
-      for (int64_t rank = 1; rank < logical_ranks_; ++rank) sum += slots[static_cast<size_t>(rank)][offset + i];
-      g[i] = sum;
-    }
-    offset += n;
+      for (int64_t i = 0; i < n; ++i) {
+        float sum = slots[0][at + i];
+        for (int64_t rank = 1; rank < logical_ranks_; ++rank) sum += slots[static_cast<size_t>(rank)][at + i];
+        g[i] = sum;
+      }
+    });
   }
-  set_buffers(*replicas_[0], std::vector<std::byte>(blocks + kHeader, blocks + kHeader + step_buffers.size()));
+  set_buffers(*replicas_[0], std::vector<std::byte>(block_of(0) + kHeader, block_of(0) + kHeader + buffer_bytes_));
   ShardResult total{0.0, 0, 1.0f};
   for (int64_t rank = 0; rank < logical_ranks_; ++rank) {
     double loss = 0.0;
@@ -177,9 +203,52 @@ DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int6
   }
   if (stop) {
     *stop = false;
-    for (int64_t p = 0; p < n_proc; ++p) *stop = *stop || blocks[static_cast<size_t>(p) * block] != std::byte{0};
+    for (int64_t p = 0; p < n_proc; ++p) *stop = *stop || block_of(p)[0] != std::byte{0};
   }
   return total;
+}
+
+void DataParallel::update(Optimizer& optimizer, double lr, const std::function<void()>& after) {
+  const NamedParameters& params = optimizer.parameters();
+  auto mine = replicas_[0]->parameters();
+  if (params.size() != mine.size() || !std::equal(params.begin(), params.end(), mine.begin(),
+                                                  [](const auto& a, const auto& b) { return a.second == b.second; }))
+    throw std::invalid_argument("DataParallel::update: the optimizer is not over the first replica's parameters, in order");
+  optimizer.step(lr, owned_elements());
+  if (regions_) {
+    std::vector<Tensor*> values;
+    for (auto& [name, p] : mine) values.push_back(&p->value);
+    exchange_shares(values);
+  }
+  if (after) after();
+  broadcast_parameters();
+}
+
+void DataParallel::gather_optimizer_state(Optimizer& optimizer) {
+  if (!regions_) return;
+  for (const std::vector<Tensor*>& kind : optimizer.per_parameter_state()) exchange_shares(kind);
+}
+
+void DataParallel::gather_gradients() {
+  if (!regions_) return;
+  std::vector<Tensor*> grads;
+  for (auto& [name, p] : replicas_[0]->parameters()) grads.push_back(&p->grad);
+  exchange_shares(grads);
+}
+
+void DataParallel::exchange_shares(const std::vector<Tensor*>& tensors) {
+  const size_t bytes = static_cast<size_t>(share_floats_) * sizeof(float);
+  auto* out = reinterpret_cast<float*>(regions_->writable(block_bytes_, bytes));
+  for_each_run(tensors, owned_elements(), [&](float* data, int64_t n, int64_t at) {
+    std::memcpy(out + at, data, static_cast<size_t>(n) * sizeof(float));
+  });
+  regions_->publish(block_bytes_, bytes);
+  for (int p = 0; p < processes_->size(); ++p) {
+    if (p == processes_->rank()) continue;
+    const auto* in = reinterpret_cast<const float*>(regions_->of(p) + block_bytes_);
+    for_each_run(tensors, {share_begin_[static_cast<size_t>(p)], share_begin_[static_cast<size_t>(p) + 1]},
+                 [&](float* data, int64_t n, int64_t at) { std::memcpy(data, in + at, static_cast<size_t>(n) * sizeof(float)); });
+  }
 }
 
 void DataParallel::broadcast_parameters() {

@@ -1,13 +1,20 @@
 // A logical data-parallel world (docs/parallelism.md, Singularity's replica splicing without a
 // device): a job fixes L logical ranks for its life; physical workers — N processes of a
 // launch (mpirun, srun), each with W threads — run fixed round-robin subsets of them (rank r on
-// process r mod N), rank by rank. Every rank's gradient lands in its own slot, the processes
-// all-gather their slots, and every process sums them in rank order 0, 1, …, L−1, so the
-// summed gradient — and with it every parameter — is bit-identical for any N and W: a run can
-// continue on more or fewer workers.
+// process r mod N), rank by rank. Every rank's gradient lands in its own slot; every element of
+// the summed gradient is the sum of the slots in rank order 0, 1, …, L−1, so it — and with it
+// every parameter — is bit-identical for any N and W: a run can continue on more or fewer workers.
+//
+// Across processes the work after the shards is divided, as ZeRO stage 1 divides it: the
+// parameters, laid end to end, are cut into N equal shares; process p sums the slots and runs
+// the optimizer over share p only, then the processes exchange their updated shares. The
+// optimizer's moments are current only in the owner's share between steps, and are gathered
+// whole when a checkpoint reads them (gather_optimizer_state). The slots and shares travel
+// through dist::RankRegions: shared memory when the processes share a machine, messages
+// otherwise.
 //
 // The consistent cut (§4.4.4): a process that wants to stop (a signal) says so in the same
-// all-gather, so every process learns at the same step that one of them wants to stop.
+// exchange as its slots, so every process learns at the same step that one of them wants to stop.
 //
 // Why the pieces are as they are:
 // - GEMM runs single-threaded with fixed cache sizes while shards run (Eigen's blocking, and so
@@ -16,10 +23,10 @@
 // - Every shard starts from the step's buffers (BatchNorm's running statistics, RNG positions),
 //   and the buffers rank 0's shard leaves become the step's result, as with PyTorch DDP's
 //   broadcast of rank 0's buffers.
-// - The optimizer updates one model (the "squash" analogue); broadcast_parameters() copies it to
+// - The optimizer updates one model per process (the "squash" analogue); update() copies it to
 //   the other workers' replicas.
 // CPU tensors only. Not thread-safe itself; run() uses W OpenMP threads inside. Every process
-// of the group must call run() the same number of times (SPMD).
+// of the group must call run(), update() and gather_optimizer_state() in the same order (SPMD).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -27,7 +34,9 @@
 #include <vector>
 
 #include "core/dist/process_group.h"
+#include "core/dist/rank_regions.h"
 #include "core/nn/module.h"
+#include "core/nn/optim.h"
 
 namespace xp::nn {
 
@@ -37,7 +46,11 @@ class DataParallel {
   // optimizer updates; all must have the same parameter and buffer shapes. `processes`: the
   // launch's processes (null: this process alone); each must have at least as many of the
   // logical ranks as it has replicas.
-  DataParallel(std::vector<Module*> replicas, int64_t logical_ranks, dist::ProcessGroup* processes = nullptr);
+  // `transport`: how the processes exchange (tests choose messages to cover the other machines'
+  // path on one machine).
+  DataParallel(std::vector<Module*> replicas, int64_t logical_ranks, dist::ProcessGroup* processes = nullptr,
+               dist::RankRegions::Transport transport = dist::RankRegions::Transport::kAuto);
+  ~DataParallel();
 
   int64_t logical_ranks() const { return logical_ranks_; }
   int64_t workers() const { return static_cast<int64_t>(replicas_.size()); }
@@ -48,26 +61,45 @@ class DataParallel {
     float grad_scale = 1.0f;   // the shard's gradient is multiplied by this (its share of the batch)
   };
   // Runs shard(rank, model) for every logical rank on its worker, each after zero_grad and with
-  // the step's buffers; leaves in replicas[0] the gradient Σ_r grad_scale_r · g_r summed in rank
-  // order and rank 0's buffers. Returns the ranks' losses and counts summed in rank order.
+  // the step's buffers; leaves in replicas[0] rank 0's buffers and the gradient Σ_r grad_scale_r ·
+  // g_r summed in rank order — over this process's share of the elements (owned_elements(); the
+  // rest are zero). Returns the ranks' losses and counts summed in rank order.
   // `stop`, when given: in, whether this process wants to stop; out, whether any process does
   // (the same answer on every process, at the same step).
   ShardResult run(const std::function<ShardResult(int64_t rank, Module& model)>& shard, bool* stop = nullptr);
-  // Copies replicas[0]'s parameters and buffers into the other replicas (after its update).
+  // After run(): `optimizer` (over replicas[0]'s parameters, in their order) applies one step at
+  // `lr` to this process's share, the processes exchange their shares, `after` (if any) runs on
+  // the whole updated model, and the other workers' replicas get a copy.
+  void update(Optimizer& optimizer, double lr, const std::function<void()>& after = {});
+  // Makes `optimizer`'s moments whole on every process (each share from the process that keeps
+  // it current), for a checkpoint or a fingerprint to read. A collective.
+  void gather_optimizer_state(Optimizer& optimizer);
+  // Makes the summed gradient of the last run() whole on every process. A collective.
+  void gather_gradients();
+  // Copies replicas[0]'s parameters and buffers into the other replicas (after a load).
   void broadcast_parameters();
+  // The parameter elements this process sums and updates (all of them alone).
+  ElementRange owned_elements() const;
 
  private:
   // This process's logical ranks, in order.
   std::vector<int64_t> owned_ranks() const;
+  // Every process's share of `tensors` (shaped as the parameters, in their order) to every process.
+  void exchange_shares(const std::vector<Tensor*>& tensors);
 
   std::vector<Module*> replicas_;
   int64_t logical_ranks_;
   dist::ProcessGroup* processes_;
   int64_t slot_floats_ = 0;  // parameters, concatenated
-  // Per owned rank (in order) a record: loss sum (f64), correct (i64), scaled gradient (f32 ×
-  // slot_floats_); a leading stop byte (padded to 8) — the block every process contributes.
+  // The block every process contributes to a step: a stop byte (padded to 8), the buffers its
+  // first rank leaves (rank 0's on process 0), then per owned rank (in order) a record: loss sum
+  // (f64), correct (i64), scaled gradient (f32 × slot_floats_). Alone it lives in local_; across
+  // processes in regions_, followed by the process's share of the parameters (share_floats_).
+  size_t buffer_bytes_ = 0, record_bytes_ = 0, block_bytes_ = 0;
+  std::vector<int64_t> share_begin_;  // process p's share is [share_begin_[p], share_begin_[p + 1])
+  int64_t share_floats_ = 0;          // the largest share
+  std::unique_ptr<dist::RankRegions> regions_;
   std::vector<std::byte> local_;
-  std::vector<std::byte> gathered_;
   std::vector<float> sum_;  // one worker alone: the running rank-order sum
 };
 

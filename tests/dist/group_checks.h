@@ -3,11 +3,18 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cstring>
 #include <thread>
 
+#include <filesystem>
+#include <string>
+#include <unistd.h>
+
 #include "core/dist/process_group.h"
+#include "core/dist/rank_regions.h"
 
 namespace xp::dist::checks {
 
@@ -109,6 +116,33 @@ inline void a_late_rank_is_named_by_the_timeout(ProcessGroup& g, ProcessGroup& l
     EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1.4);
   }
   g.barrier();
+}
+
+// Rank regions: every rank reads what each rank published, round after round, in two areas; the
+// ranks of one machine share memory (kAuto) unless messages are asked for, and the segment's name
+// is gone from /dev/shm once they are set up. Rank 0 reads each round late, so a rank that wrote
+// its next round's bytes before every rank had read the last (writable() not waiting) is caught.
+inline void rank_regions_carry_every_ranks_published_bytes(ProcessGroup& g, RankRegions::Transport transport) {
+  constexpr size_t kArea = 1000;  // not a multiple of the cache line
+  RankRegions regions(g, 2 * kArea, transport);
+  EXPECT_EQ(regions.shared(), transport == RankRegions::Transport::kAuto && g.size() > 1);
+  if (g.rank() == 0) {
+    const std::string mine = fmt::format("exp-regions-{}-", getpid());
+    for (const auto& entry : std::filesystem::directory_iterator("/dev/shm"))
+      EXPECT_NE(entry.path().filename().string().rfind(mine, 0), 0u) << entry.path() << " left in /dev/shm";
+  }
+  for (int round = 0; round < 6; ++round) {
+    const size_t area = static_cast<size_t>(round % 3 == 2) * kArea;  // area 0 twice in a row, then area 1
+    std::byte* out = regions.writable(area, kArea);
+    for (size_t i = 0; i < kArea; ++i) out[i] = static_cast<std::byte>(g.rank() * 31 + round * 7 + static_cast<int>(i % 13));
+    regions.publish(area, kArea);
+    if (g.rank() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    for (int r = 0; r < g.size(); ++r)
+      for (size_t i = 0; i < kArea; i += 97)
+        ASSERT_EQ(regions.of(r)[area + i], static_cast<std::byte>(r * 31 + round * 7 + static_cast<int>(i % 13)))
+            << "rank " << r << ", round " << round << ", byte " << i;
+  }
+  EXPECT_THROW(regions.publish(kArea, kArea + 1), std::out_of_range);
 }
 
 }  // namespace xp::dist::checks

@@ -26,6 +26,17 @@ TEST_P(ThreadGroups, LargeSendsDoNotWaitForTheirReceives) {
 }
 TEST_P(ThreadGroups, SplitMakesGroupsOfTheSameColor) { on_threads(GetParam(), checks::split_makes_groups_of_the_same_color); }
 
+TEST_P(ThreadGroups, RankRegionsInSharedMemoryCarryEveryRanksPublishedBytes) {
+  run_threads(GetParam(), Seconds(20), [](ProcessGroup& g) {
+    checks::rank_regions_carry_every_ranks_published_bytes(g, RankRegions::Transport::kAuto);
+  });
+}
+TEST_P(ThreadGroups, RankRegionsOverMessagesCarryEveryRanksPublishedBytes) {
+  run_threads(GetParam(), Seconds(20), [](ProcessGroup& g) {
+    checks::rank_regions_carry_every_ranks_published_bytes(g, RankRegions::Transport::kMessages);
+  });
+}
+
 INSTANTIATE_TEST_SUITE_P(Sizes, ThreadGroups, ::testing::Values(1, 2, 3, 4));
 
 TEST(ThreadGroup, ALateRankIsNamedByTheTimeout) {

@@ -35,6 +35,12 @@ TEST(MpiGroup, LargeBroadcastsAndGathersArrive) {
 TEST(MpiGroup, SendAndRecvAroundARing) { checks::send_and_recv_around_a_ring(world()); }
 TEST(MpiGroup, LargeSendsDoNotWaitForTheirReceives) { checks::large_sends_do_not_wait_for_their_receives(world()); }
 TEST(MpiGroup, SplitMakesGroupsOfTheSameColor) { checks::split_makes_groups_of_the_same_color(world()); }
+TEST(MpiGroup, RankRegionsInSharedMemoryCarryEveryRanksPublishedBytes) {
+  checks::rank_regions_carry_every_ranks_published_bytes(world(), RankRegions::Transport::kAuto);
+}
+TEST(MpiGroup, RankRegionsOverMessagesCarryEveryRanksPublishedBytes) {
+  checks::rank_regions_carry_every_ranks_published_bytes(world(), RankRegions::Transport::kMessages);
+}
 TEST(MpiGroup, ALateRankIsNamedByTheTimeout) {
   auto late = world().split(0, "late", Seconds(0.3));
   checks::a_late_rank_is_named_by_the_timeout(world(), *late);

@@ -13,6 +13,7 @@
 #include "core/nn/linear.h"
 #include "core/nn/loss.h"
 #include "core/nn/norm.h"
+#include "core/nn/optim.h"
 #include "tests/nn/gradient_check.h"
 
 namespace xp::nn {
@@ -111,6 +112,7 @@ std::vector<std::vector<float>> grads_on_processes(int processes, int64_t worker
     for (int step = 0; step < 2; ++step) {
       bool stop = g.rank() == stopper && step == 1;
       dp.run(shard, &stop);
+      dp.gather_gradients();  // each process summed its share
       if (stop && stopped[static_cast<size_t>(g.rank())] < 0) stopped[static_cast<size_t>(g.rank())] = step;
     }
     auto& out = per_process[static_cast<size_t>(g.rank())];
@@ -135,6 +137,46 @@ TEST(DataParallelTest, AStopWantedByOneProcessIsAgreedByAllAtTheSameStep) {
   std::vector<int> stopped;
   grads_on_processes(3, 1, 2, stopped);
   EXPECT_EQ(stopped, std::vector<int>({1, 1, 1}));
+}
+
+// Training steps across processes: each process sums and updates its share of the parameters
+// (Adam here, moments included), and every process ends with the one-process parameters and,
+// once gathered, moments — over shared memory and over messages alike.
+std::vector<std::vector<float>> trained_on_processes(int processes, dist::RankRegions::Transport transport) {
+  std::vector<std::vector<std::vector<float>>> per_process(static_cast<size_t>(processes));
+  dist::run_threads(processes, dist::Seconds(30), [&](dist::ProcessGroup& g) {
+    auto replica = model();
+    DataParallel dp({replica.get()}, kRanks, &g, transport);
+    Adam adam(replica->parameters(), {.weight_decay = 0.01});
+    for (int step = 0; step < 3; ++step) {
+      dp.run(shard);
+      dp.update(adam, 0.01);
+    }
+    dp.gather_optimizer_state(adam);
+    auto& out = per_process[static_cast<size_t>(g.rank())];
+    for (auto& [name, p] : replica->parameters()) out.emplace_back(p->value.data<float>(), p->value.data<float>() + p->value.numel());
+    for (auto& [name, t] : adam.state())
+      if (t->dtype() == tensor::DType::kF32) out.emplace_back(t->data<float>(), t->data<float>() + t->numel());
+  });
+  for (int p = 1; p < processes; ++p) EXPECT_EQ(per_process[static_cast<size_t>(p)], per_process[0]) << "process " << p;
+  return per_process[0];
+}
+
+TEST(DataParallelTest, ProcessesUpdatingTheirSharesEndWithTheOneProcessParametersAndMoments) {
+  const auto one = trained_on_processes(1, dist::RankRegions::Transport::kAuto);
+  for (auto transport : {dist::RankRegions::Transport::kAuto, dist::RankRegions::Transport::kMessages})
+    for (int processes : {2, 3, 4})
+      EXPECT_EQ(trained_on_processes(processes, transport), one)
+          << processes << " processes over " << (transport == dist::RankRegions::Transport::kAuto ? "shared memory" : "messages");
+}
+
+TEST(DataParallelTest, AnOptimizerOverAnotherModelIsRefused) {
+  auto replica = model(), other = model();
+  DataParallel dp({replica.get()}, kRanks);
+  Sgd sgd(other->parameters(), {});
+  dp.run(shard);
+  EXPECT_THAT([&] { dp.update(sgd, 0.1); },
+              ::testing::ThrowsMessage<std::invalid_argument>(::testing::HasSubstr("not over the first replica's parameters")));
 }
 
 TEST(DataParallelTest, BuffersAfterAStepAreRankZeros) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <numeric>
 
 #include "core/data/dataset.h"
@@ -95,6 +96,49 @@ TEST(OptimizerTest, SgdMomentumAndWeightDecayFollowTorch) {
   EXPECT_NEAR(m.p.value.data<float>()[0], 0.94, 1e-6);
   sgd.step(0.1);  // d = 0.5 + 0.094 = 0.594; buf = 0.54 + 0.594 = 1.134; p = 0.94 − 0.1134
   EXPECT_NEAR(m.p.value.data<float>()[0], 0.8266, 1e-6);
+}
+
+// Data-parallel processes each update their share of the parameters (laid end to end): a step
+// over some elements leaves them, and their moments, as a whole step does, and touches no other.
+TEST(OptimizerTest, AStepOverSomeElementsUpdatesThemAsAWholeStepDoesAndLeavesTheRest) {
+  constexpr int64_t kBegin = 12, kEnd = 38;  // across the weight (7·5) and bias (5) boundary
+  auto flat = [](Module& m, Optimizer& o) {  // parameters, then each kind of moment, end to end
+    std::vector<std::vector<float>> out(1);
+    for (auto& [name, p] : m.parameters()) out[0].insert(out[0].end(), p->value.data<float>(), p->value.data<float>() + p->value.numel());
+    for (const auto& kind : o.per_parameter_state()) {
+      out.emplace_back();
+      for (Tensor* t : kind) out.back().insert(out.back().end(), t->data<float>(), t->data<float>() + t->numel());
+    }
+    return out;
+  };
+  auto check = [&](const std::function<std::unique_ptr<Optimizer>(NamedParameters)>& make, const char* what) {
+    Linear whole(7, 5), part(7, 5);
+    runtime::RngStream a(4, 1), b(4, 1);
+    whole.reset(a);
+    part.reset(b);
+    auto ow = make(whole.parameters()), op = make(part.parameters());
+    const auto start = flat(part, *op);
+    for (int step = 0; step < 3; ++step) {
+      for (Linear* m : {&whole, &part}) {
+        int64_t k = 0;
+        for (auto& [name, p] : m->parameters())
+          for (int64_t i = 0; i < p->grad.numel(); ++i) p->grad.data<float>()[i] = std::sin(static_cast<float>(++k * (step + 2)));
+      }
+      ow->step(0.05);
+      op->step(0.05, {kBegin, kEnd});
+    }
+    const auto w = flat(whole, *ow), p = flat(part, *op);
+    ASSERT_EQ(p.size(), w.size()) << what;
+    for (size_t v = 0; v < p.size(); ++v)
+      for (int64_t k = 0; k < static_cast<int64_t>(p[v].size()); ++k) {
+        const auto i = static_cast<size_t>(k);
+        if (k >= kBegin && k < kEnd) EXPECT_EQ(p[v][i], w[v][i]) << what << ": vector " << v << ", element " << k;
+        else EXPECT_EQ(p[v][i], start[v][i]) << what << ": vector " << v << ", element " << k << " changed";
+      }
+  };
+  check([](NamedParameters p) { return std::make_unique<Adam>(std::move(p), AdamOptions{.weight_decay = 0.01}); }, "adam");
+  check([](NamedParameters p) { return std::make_unique<Sgd>(std::move(p), SgdOptions{.momentum = 0.9, .weight_decay = 0.1}); },
+        "sgd");
 }
 
 TEST(OptimizerTest, CosineScheduleRunsFromBaseToMinimum) {
