@@ -26,7 +26,8 @@
 // - The optimizer updates one model per process (the "squash" analogue); update() copies it to
 //   the other workers' replicas.
 // CPU tensors only. Not thread-safe itself; run() uses W OpenMP threads inside. Every process
-// of the group must call run(), update() and gather_optimizer_state() in the same order (SPMD).
+// of the group must call run(), update(), gather_optimizer_state() and gather_gradients() in the
+// same order (SPMD).
 #pragma once
 #include <cstdint>
 #include <functional>

@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <stdexcept>
 #include <numbers>
+#include <stdexcept>
 
 #include "core/nn/cuda/layers.h"
 
