@@ -138,24 +138,38 @@ DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int6
         std::byte* rec = records + i * record_bytes_;
         std::memcpy(rec, &r.loss_sum, 8);
         std::memcpy(rec + 8, &r.correct, 8);
-        // The scaled gradient into the rank's slot (or onto the running sum), zeroing it behind.
+        // The scaled gradient into the rank's slot (or onto the running sum), element by element
+        // (vectorized: the same bits). Two passes over the parameters are spared where they can
+        // be: a worker's last rank leaves its gradient unzeroed (the next run() zeroes it), and
+        // replica 0's last rank keeps this process's share of its gradient in place, unscaled,
+        // for the sum to read there (kept_rank_) — only the other processes' shares go to its slot.
+        const bool last_on_worker = i + static_cast<size_t>(w_count) >= owned.size();
+        const bool kept = !direct && w == 0 && last_on_worker;
+        if (kept) {
+          kept_rank_ = owned[i];
+          kept_scale_ = r.grad_scale;
+        }
+        const ElementRange skip = kept ? owned_elements() : ElementRange{0, 0};
         float* out = direct ? sum_.data() : reinterpret_cast<float*>(rec + 16);
         const bool add = direct && i > 0;
-        // Element by element (vectorized: the same bits), memory-bound: one pass over the slot.
         const float scale = r.grad_scale;
+        int64_t offset = 0;
         for (auto& [name, p] : m.parameters()) {
           float* __restrict g = p->grad.data<float>();
-          float* __restrict o = out;
+          float* __restrict o = out + offset;
           const int64_t n = p->grad.numel();
+          const int64_t skip_lo = std::clamp<int64_t>(skip.begin - offset, 0, n), skip_hi = std::clamp<int64_t>(skip.end - offset, skip_lo, n);
           if (add) {
 #pragma omp simd
             for (int64_t k = 0; k < n; ++k) o[k] += g[k] * scale;
           } else {
+            for (auto [lo, hi] : {std::pair{int64_t{0}, skip_lo}, std::pair{skip_hi, n}}) {
 #pragma omp simd
-            for (int64_t k = 0; k < n; ++k) o[k] = g[k] * scale;
+              for (int64_t k = lo; k < hi; ++k) o[k] = g[k] * scale;
+            }
           }
-          std::fill_n(g, n, 0.0f);
-          out += n;
+          if (!last_on_worker) std::fill_n(g, n, 0.0f);
+          offset += n;
         }
         if (i == 0) {
           const std::vector<std::byte> left = copy_buffers(m);
@@ -189,19 +203,26 @@ DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int6
     for (int64_t rank = 0; rank < logical_ranks_; ++rank)
       slots[static_cast<size_t>(rank)] = reinterpret_cast<const float*>(record_of(rank) + 16) + share.begin;
     // In blocks that stay in L1, slot after slot: each element's additions in rank order, the
-    // loops vectorized.
+    // loops vectorized; the kept rank's term is its gradient, scaled here (the bits its slot
+    // would have held).
     constexpr int64_t kBlock = 2048;
     for_each_run(grads, share, [&](float* g, int64_t n, int64_t at) {
 #pragma omp parallel for schedule(static) if (n > 65536)
       for (int64_t b = 0; b < n; b += kBlock) {
         const int64_t len = std::min(kBlock, n - b);
-        float* __restrict sum = g + b;
-        std::copy_n(slots[0] + at + b, len, sum);
-        for (int64_t rank = 1; rank < logical_ranks_; ++rank) {
-          const float* __restrict slot = slots[static_cast<size_t>(rank)] + at + b;
+        float sum[kBlock];
+        for (int64_t rank = 0; rank < logical_ranks_; ++rank) {
+          const float* __restrict term = rank == kept_rank_ ? g + b : slots[static_cast<size_t>(rank)] + at + b;
+          const float scale = rank == kept_rank_ ? kept_scale_ : 1.0f;  // × 1 is exact
+          if (rank == 0) {
 #pragma omp simd
-          for (int64_t i = 0; i < len; ++i) sum[i] += slot[i];
+            for (int64_t i = 0; i < len; ++i) sum[i] = term[i] * scale;
+          } else {
+#pragma omp simd
+            for (int64_t i = 0; i < len; ++i) sum[i] += term[i] * scale;
+          }
         }
+        std::copy_n(sum, len, g + b);
       }
     });
   }

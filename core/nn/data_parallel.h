@@ -64,7 +64,8 @@ class DataParallel {
   // Runs shard(rank, model) for every logical rank on its worker, each after zero_grad and with
   // the step's buffers; leaves in replicas[0] rank 0's buffers and the gradient Σ_r grad_scale_r ·
   // g_r summed in rank order — over this process's share of the elements (owned_elements(); the
-  // rest are zero). Returns the ranks' losses and counts summed in rank order.
+  // rest mean nothing until gather_gradients()). Returns the ranks' losses and counts summed in
+  // rank order.
   // `stop`, when given: in, whether this process wants to stop; out, whether any process does
   // (the same answer on every process, at the same step).
   ShardResult run(const std::function<ShardResult(int64_t rank, Module& model)>& shard, bool* stop = nullptr);
@@ -102,6 +103,8 @@ class DataParallel {
   std::unique_ptr<dist::RankRegions> regions_;
   std::vector<std::byte> local_;
   std::vector<float> sum_;  // one worker alone: the running rank-order sum
+  int64_t kept_rank_ = -1;  // the rank whose gradient replica 0 keeps for this process's share
+  float kept_scale_ = 1.0f;
 };
 
 // The logical world a training loop runs in, set up the same way for every experiment: the
