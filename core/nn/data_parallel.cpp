@@ -41,6 +41,13 @@ void set_buffers(Module& m, const std::vector<std::byte>& bytes) {
   }
 }
 
+// Every parameter's value or gradient, in the parameters' order.
+std::vector<Tensor*> tensors_of(Module& m, Tensor Parameter::*member) {
+  std::vector<Tensor*> out;
+  for (auto& [name, p] : m.parameters()) out.push_back(&(p->*member));
+  return out;
+}
+
 constexpr size_t kHeader = 8;  // the stop byte, padded (records hold f32 slots: 4-byte alignment)
 constexpr int64_t kShareAlign = 16;  // shares start on a 64-byte boundary of the parameters
 
@@ -51,7 +58,7 @@ void for_each_run(const std::vector<Tensor*>& tensors, ElementRange range, Fn fn
   int64_t offset = 0;
   for (Tensor* t : tensors) {
     const int64_t n = t->numel();
-    const int64_t lo = std::clamp<int64_t>(range.begin - offset, 0, n), hi = std::clamp<int64_t>(range.end - offset, 0, n);
+    const auto [lo, hi] = range.within(offset, n);
     if (lo < hi) fn(t->data<float>() + lo, hi - lo, offset + lo - range.begin);
     offset += n;
   }
@@ -83,10 +90,9 @@ DataParallel::DataParallel(std::vector<Module*> replicas, int64_t logical_ranks,
   broadcast_parameters();
 
   const int64_t n_proc = processes_ ? processes_->size() : 1;
-  // One worker alone adds each rank's gradient to a running sum and keeps no slots (run()).
-  const bool direct = n_proc == 1 && workers() == 1;
+  direct_ = n_proc == 1 && workers() == 1;
   buffer_bytes_ = copy_buffers(*replicas_[0]).size();
-  record_bytes_ = 16 + (direct ? 0 : static_cast<size_t>(slot_floats_) * sizeof(float));
+  record_bytes_ = 16 + (direct_ ? 0 : static_cast<size_t>(slot_floats_) * sizeof(float));
   const auto per_process = static_cast<size_t>((logical_ranks_ + n_proc - 1) / n_proc);
   block_bytes_ = kHeader + buffer_bytes_ + per_process * record_bytes_;
   for (int64_t p = 0; p < n_proc; ++p) share_begin_.push_back(p * slot_floats_ / n_proc / kShareAlign * kShareAlign);
@@ -117,12 +123,11 @@ DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int6
   const std::vector<int64_t> owned = owned_ranks();
   const std::vector<std::byte> step_buffers = copy_buffers(*replicas_[0]);
   const int64_t w_count = workers();
-  const bool direct = n_proc == 1 && w_count == 1;
   // Every byte that is read is written below (padding records are not read).
   std::byte* block = regions_ ? regions_->writable(0, block_bytes_) : (local_.resize(block_bytes_), local_.data());
   block[0] = std::byte{stop && *stop ? uint8_t{1} : uint8_t{0}};
   std::byte* records = block + kHeader + buffer_bytes_;
-  if (direct) sum_.resize(static_cast<size_t>(slot_floats_));
+  if (direct_) sum_.resize(static_cast<size_t>(slot_floats_));
   for (Module* m : replicas_) m->zero_grad();  // afterwards each shard's copy leaves the gradients zero
 
   std::exception_ptr failure;
@@ -144,21 +149,21 @@ DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int6
         // replica 0's last rank keeps this process's share of its gradient in place, unscaled,
         // for the sum to read there (kept_rank_) — only the other processes' shares go to its slot.
         const bool last_on_worker = i + static_cast<size_t>(w_count) >= owned.size();
-        const bool kept = !direct && w == 0 && last_on_worker;
+        const bool kept = !direct_ && w == 0 && last_on_worker;
         if (kept) {
           kept_rank_ = owned[i];
           kept_scale_ = r.grad_scale;
         }
         const ElementRange skip = kept ? owned_elements() : ElementRange{0, 0};
-        float* out = direct ? sum_.data() : reinterpret_cast<float*>(rec + 16);
-        const bool add = direct && i > 0;
+        float* out = direct_ ? sum_.data() : reinterpret_cast<float*>(rec + 16);
+        const bool add = direct_ && i > 0;
         const float scale = r.grad_scale;
         int64_t offset = 0;
         for (auto& [name, p] : m.parameters()) {
           float* __restrict g = p->grad.data<float>();
           float* __restrict o = out + offset;
           const int64_t n = p->grad.numel();
-          const int64_t skip_lo = std::clamp<int64_t>(skip.begin - offset, 0, n), skip_hi = std::clamp<int64_t>(skip.end - offset, skip_lo, n);
+          const auto [skip_lo, skip_hi] = skip.within(offset, n);
           if (add) {
 #pragma omp simd
             for (int64_t k = 0; k < n; ++k) o[k] += g[k] * scale;
@@ -191,10 +196,9 @@ DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int6
   };
   // This process's share of Σ over ranks, in rank order, element by element (the same additions
   // for any worker and process count).
-  std::vector<Tensor*> grads;
-  for (auto& [name, p] : replicas_[0]->parameters()) grads.push_back(&p->grad);
+  const std::vector<Tensor*> grads = tensors_of(*replicas_[0], &Parameter::grad);
   const ElementRange share = owned_elements();
-  if (direct) {
+  if (direct_) {
     for_each_run(grads, share, [&](float* g, int64_t n, int64_t at) {
       std::memcpy(g, sum_.data() + at, static_cast<size_t>(n) * sizeof(float));
     });
@@ -250,11 +254,7 @@ void DataParallel::update(Optimizer& optimizer, double lr, const std::function<v
                                                   [](const auto& a, const auto& b) { return a.second == b.second; }))
     throw std::invalid_argument("DataParallel::update: the optimizer is not over the first replica's parameters, in order");
   optimizer.step(lr, owned_elements());
-  if (regions_) {
-    std::vector<Tensor*> values;
-    for (auto& [name, p] : mine) values.push_back(&p->value);
-    exchange_shares(values);
-  }
+  if (regions_) exchange_shares(tensors_of(*replicas_[0], &Parameter::value));
   if (after) after();
   broadcast_parameters();
 }
@@ -265,10 +265,7 @@ void DataParallel::gather_optimizer_state(Optimizer& optimizer) {
 }
 
 void DataParallel::gather_gradients() {
-  if (!regions_) return;
-  std::vector<Tensor*> grads;
-  for (auto& [name, p] : replicas_[0]->parameters()) grads.push_back(&p->grad);
-  exchange_shares(grads);
+  if (regions_) exchange_shares(tensors_of(*replicas_[0], &Parameter::grad));
 }
 
 void DataParallel::exchange_shares(const std::vector<Tensor*>& tensors) {

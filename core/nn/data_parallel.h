@@ -102,7 +102,8 @@ class DataParallel {
   int64_t share_floats_ = 0;          // the largest share
   std::unique_ptr<dist::RankRegions> regions_;
   std::vector<std::byte> local_;
-  std::vector<float> sum_;  // one worker alone: the running rank-order sum
+  bool direct_ = false;     // one worker alone: each rank's gradient goes onto a running sum, no slots
+  std::vector<float> sum_;  // … that sum, in rank order
   int64_t kept_rank_ = -1;  // the rank whose gradient replica 0 keeps for this process's share
   float kept_scale_ = 1.0f;
 };

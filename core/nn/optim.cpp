@@ -37,7 +37,7 @@ void Optimizer::step(double lr, ElementRange range) {
   int64_t offset = 0;
   for (size_t i = 0; i < params_.size(); ++i) {
     const int64_t n = params_[i].second->value.numel();
-    const int64_t lo = std::clamp<int64_t>(range.begin - offset, 0, n), hi = std::clamp<int64_t>(range.end - offset, 0, n);
+    const auto [lo, hi] = range.within(offset, n);
     offset += n;
     if (lo >= hi) continue;
     if (params_[i].second->value.device() == tensor::Device::kCUDA && (lo != 0 || hi != n))

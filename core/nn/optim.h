@@ -4,6 +4,7 @@
 // the same state dict as the model. Weight decay is L2 added to the gradient (torch.optim.SGD and
 // torch.optim.Adam) unless Adam's is decoupled (torch.optim.AdamW).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <string>
@@ -20,6 +21,12 @@ using NamedParameters = std::vector<std::pair<std::string, Parameter*>>;
 struct ElementRange {
   int64_t begin = 0;
   int64_t end = INT64_MAX;
+  // The part of this range inside the `n` elements that start at `offset`, counted from there
+  // (empty: lo == hi).
+  std::pair<int64_t, int64_t> within(int64_t offset, int64_t n) const {
+    const int64_t lo = std::clamp<int64_t>(begin - offset, 0, n);
+    return {lo, std::clamp<int64_t>(end - offset, lo, n)};
+  }
 };
 
 class Optimizer {
