@@ -145,7 +145,7 @@ Splits load_data(const DataConfig& c, uint64_t seed) {
     s.test = data::load_fashion_mnist(dir, "test");
   }
   if (c.train_subset > 0 && c.train_subset < s.train.size())
-    s.train = data::split(s.train, c.train_subset, runtime::RngStream(seed, 2)).first;
+    s.train = data::sample(s.train, c.train_subset, runtime::RngStream(seed, 2));
   if (c.binarize) {
     data::binarize(s.train);
     data::binarize(s.test);

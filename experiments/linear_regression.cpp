@@ -112,6 +112,7 @@ class LinearRegression final : public Experiment {
       auto m = std::make_shared<nn::Linear>(d.features, 1, /*bias=*/false);
       m->weight().value = Tensor::zeros({1, d.features}, DType::kF32);
       m->weight().grad = Tensor::zeros({1, d.features}, DType::kF32);
+      m->set_input_grad(false);  // fed by data
       return m;
     };
     std::shared_ptr<nn::Linear> model = make_model();

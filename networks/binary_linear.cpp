@@ -56,7 +56,7 @@ nn::Tensor BinaryLinear::forward(const nn::Tensor& x, nn::Mode mode) {
 nn::Tensor BinaryLinear::backward(const nn::Tensor& grad_y) {
   nn::expect_same_shape(*this, grad_y, {x_.size(0), out_});
   // Straight through: dL/dw_latent := dL/dw_binary.
-  return nn::linear_backward(x_, binary_, grad_y, weight_->grad, nn::Tensor());
+  return nn::linear_backward(x_, binary_, grad_y, weight_->grad, nn::Tensor(), input_grad());
 }
 
 }  // namespace xp::networks

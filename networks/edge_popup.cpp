@@ -57,7 +57,7 @@ nn::Tensor EdgePopupLinear::forward(const nn::Tensor& x, nn::Mode mode) {
 nn::Tensor EdgePopupLinear::backward(const nn::Tensor& grad_y) {
   nn::expect_same_shape(*this, grad_y, {x_.size(0), out_});
   nn::Tensor grad_eff = nn::Tensor::zeros(weight_->shape(), tensor::DType::kF32);
-  nn::Tensor gx = nn::linear_backward(x_, effective_, grad_y, grad_eff, nn::Tensor());
+  nn::Tensor gx = nn::linear_backward(x_, effective_, grad_y, grad_eff, nn::Tensor(), input_grad());
   // Straight through the top-k of |score|: dL/dscore = dL/dw_eff · w · sign(score), for every
   // score (hidden-networks ranks scores.abs(), so the gradient passes the abs).
   auto s = nn::detail::as_vector(scores_->value).array();

@@ -67,6 +67,7 @@ Network::Network(NetworkSpec spec, uint64_t seed) : spec_(std::move(spec)), modu
   if (spec_.method == "lenet") {
     build_lenet(*module_, spec_.layers.back(), seed, weighted_);
     module_->add(std::make_unique<nn::LogSoftmax>());
+    module_->set_input_grad(false);  // the input is data
     return;
   }
   const size_t depth = spec_.layers.size() - 1;
@@ -110,6 +111,7 @@ Network::Network(NetworkSpec spec, uint64_t seed) : spec_(std::move(spec)), modu
     }
   }
   module_->add(std::make_unique<nn::LogSoftmax>());
+  module_->set_input_grad(false);  // the input is data
   set_on(static_cast<float>(spec_.on));
 }
 

@@ -49,6 +49,8 @@ Dataset subset(const Dataset& d, std::span<const int64_t> rows);
 std::vector<int64_t> permutation(int64_t n, runtime::RngStream rng);
 // Splits a seeded shuffle of `d` into its first `first` rows and the rest.
 std::pair<Dataset, Dataset> split(const Dataset& d, int64_t first, runtime::RngStream rng);
+// split(d, n, rng).first, without building the rest.
+Dataset sample(const Dataset& d, int64_t n, runtime::RngStream rng);
 // Each feature becomes 1 if ≥ threshold, else 0.
 void binarize(Dataset& d, float threshold = 0.5f);
 // Features of `rows` as a [rows, sample_shape...] f32 tensor, and their labels.

@@ -156,6 +156,7 @@ Tensor Conv2d::backward(const Tensor& grad_y) {
   const int64_t ckk = g.rows();
   detail::as_matrix(weight_->grad, out_).noalias() += gy * detail::as_matrix(cols_, ckk).transpose();
   if (bias_) detail::as_vector(bias_->grad) += gy.rowwise().sum();
+  if (!input_grad()) return {};
   detail::RowMatrix gcols = detail::as_matrix(weight_->value, out_).transpose() * gy;  // [CKK, N·P]
   Tensor gx = Tensor::zeros(x_shape_, tensor::DType::kF32);
   col2im(g, gcols.data(), gx.data<float>());

@@ -28,7 +28,7 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& b) {
 }
 
 Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& gy, const Tensor& grad_w,
-                       const Tensor& grad_b) {
+                       const Tensor& grad_b, bool input_grad) {
   const int64_t n = x.size(0), out = w.size(0);
   if (x.device() == tensor::Device::kCUDA) {
     Tensor gx = Tensor::empty(x.shape(), tensor::DType::kF32, x.device());
@@ -39,6 +39,7 @@ Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& gy, const
   auto gym = as_matrix(gy, n);
   if (grad_w.defined()) as_matrix(grad_w, out).noalias() += gym.transpose() * as_matrix(x, n);
   if (grad_b.defined()) detail::as_vector(grad_b) += gym.colwise().sum().transpose();
+  if (!input_grad) return {};
   Tensor gx = Tensor::empty(x.shape(), tensor::DType::kF32);
   as_matrix(gx, n).noalias() = gym * as_matrix(w, out);
   return gx;
@@ -70,7 +71,8 @@ Tensor Linear::forward(const Tensor& x, Mode mode) {
 
 Tensor Linear::backward(const Tensor& grad_y) {
   expect_same_shape(*this, grad_y, {x_.size(0), out_});
-  return linear_backward(x_, weight_->value, grad_y, weight_->grad, bias_ ? bias_->grad : Tensor()).reshape(x_shape_);
+  Tensor gx = linear_backward(x_, weight_->value, grad_y, weight_->grad, bias_ ? bias_->grad : Tensor(), input_grad());
+  return gx.defined() ? gx.reshape(x_shape_) : gx;
 }
 
 }  // namespace xp::nn

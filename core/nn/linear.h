@@ -9,10 +9,10 @@ namespace xp::nn {
 
 // y[n,out] = x[n,in]·w[out,in]ᵀ (+ b[out] when b is defined).
 Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& b);
-// Returns dL/dx = gy·w; adds gyᵀ·x into grad_w and column sums of gy into grad_b (each only
-// when defined). x is the forward input.
+// Returns dL/dx = gy·w (on the CPU an undefined tensor when !input_grad); adds gyᵀ·x into grad_w
+// and column sums of gy into grad_b (each only when defined). x is the forward input.
 Tensor linear_backward(const Tensor& x, const Tensor& w, const Tensor& gy, const Tensor& grad_w,
-                       const Tensor& grad_b);
+                       const Tensor& grad_b, bool input_grad = true);
 
 class Linear final : public Module {
  public:

@@ -77,6 +77,11 @@ Tensor Sequential::backward(const Tensor& grad_y) {
   return g;
 }
 
+void Sequential::set_input_grad(bool on) {
+  Module::set_input_grad(on);
+  if (size() > 0) at(0).set_input_grad(on);
+}
+
 void expect_features(const Module& layer, const Tensor& x, int64_t features) {
   if (x.dim() < 2 || x.numel() / x.size(0) != features)
     throw std::invalid_argument(fmt::format("{}: expects [batch, {}] input, got shape {} (the previous layer's output "

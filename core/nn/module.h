@@ -40,6 +40,11 @@ class Module {
   virtual Tensor forward(const Tensor& x, Mode mode) = 0;
   // Needs the forward() just before it to have run in Mode::kTrain.
   virtual Tensor backward(const Tensor& grad_y) = 0;
+  // Off for a layer whose input is data, so nobody reads its input's gradient: the layers that
+  // can (the linear and convolution layers, on the CPU) then leave that product out and
+  // backward() returns an undefined tensor. A Sequential hands it to its first layer.
+  virtual void set_input_grad(bool on) { input_grad_ = on; }
+  bool input_grad() const { return input_grad_; }
 
   // Recursive, prefixed with the child names, in registration order.
   std::vector<std::pair<std::string, Parameter*>> parameters();
@@ -63,6 +68,7 @@ class Module {
   const std::vector<std::pair<std::string, std::unique_ptr<Module>>>& children() const { return children_; }
 
  private:
+  bool input_grad_ = true;
   // deques keep element addresses stable as entries are added.
   std::deque<std::pair<std::string, Parameter>> params_;
   std::deque<std::pair<std::string, Tensor>> buffers_;
@@ -82,6 +88,8 @@ class Sequential final : public Module {
   std::string describe() const override;
   Tensor forward(const Tensor& x, Mode mode) override;
   Tensor backward(const Tensor& grad_y) override;
+  // To the first layer (call it once the layers are added).
+  void set_input_grad(bool on) override;
 };
 
 // Shape checks shared by the layers: throws std::invalid_argument naming the layer.

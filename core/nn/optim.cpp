@@ -6,6 +6,7 @@
 #include <cmath>
 #include <numbers>
 #include <stdexcept>
+#include <type_traits>
 
 #include "core/nn/cuda/layers.h"
 
@@ -68,13 +69,28 @@ void Sgd::update(size_t i, int64_t lo, int64_t hi) {
   float* w = p.value.data<float>();
   const float* g = p.grad.data<float>();
   float* buf = momentum_.empty() ? nullptr : momentum_[i]->data<float>();
-  for (int64_t k = lo; k < hi; ++k) {
-    float d = g[k] + wd * w[k];
-    if (buf) {
-      buf[k] = first_ ? d : mu * buf[k] + d;
-      d = opt_.nesterov ? d + mu * buf[k] : buf[k];
+  const float lr = lr_;
+  // One branch-free loop per case (the flags are the same for every element), so each vectorizes.
+  auto with_momentum = [&](auto first, auto nesterov) {
+#pragma omp simd
+    for (int64_t k = lo; k < hi; ++k) {
+      const float d = g[k] + wd * w[k];
+      if constexpr (first) buf[k] = d;
+      else buf[k] = mu * buf[k] + d;
+      if constexpr (nesterov) w[k] -= lr * (d + mu * buf[k]);
+      else w[k] -= lr * buf[k];
     }
-    w[k] -= lr_ * d;
+  };
+  using std::bool_constant;
+  if (!buf) {
+#pragma omp simd
+    for (int64_t k = lo; k < hi; ++k) w[k] -= lr * (g[k] + wd * w[k]);
+  } else if (first_) {
+    opt_.nesterov ? with_momentum(bool_constant<true>{}, bool_constant<true>{})
+                  : with_momentum(bool_constant<true>{}, bool_constant<false>{});
+  } else {
+    opt_.nesterov ? with_momentum(bool_constant<false>{}, bool_constant<true>{})
+                  : with_momentum(bool_constant<false>{}, bool_constant<false>{});
   }
 }
 
@@ -106,7 +122,7 @@ void Adam::update(size_t i, int64_t lo, int64_t hi) {
   const float* g = p.grad.data<float>();
   float* m = exp_avg_[i]->data<float>();
   float* v = exp_avg_sq_[i]->data<float>();
-#pragma omp parallel for schedule(static) if (hi - lo > 65536)
+#pragma omp parallel for simd schedule(static) if (hi - lo > 65536)
   for (int64_t k = lo; k < hi; ++k) {
     const float d = g[k] + wd * w[k];
     m[k] = b1 * m[k] + (1.0f - b1) * d;

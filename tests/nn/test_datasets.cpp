@@ -56,6 +56,22 @@ TEST(IdxTest, ReadsGzippedAndPlainFiles) {
   EXPECT_EQ(d.labels, (std::vector<int32_t>{0, 1, 2}));
 }
 
+// A gzip file records only its last member's size (the reader sizes its buffer by it): two members
+// read whole all the same.
+TEST(IdxTest, GzipFilesOfSeveralMembersReadWhole) {
+  xp::testing::TempDir dir;
+  const auto bytes = idx(0x803, {3, 2, 2}, 12);
+  write(dir.path() / "a.gz", {bytes.begin(), bytes.begin() + 20}, true);
+  write(dir.path() / "b.gz", {bytes.begin() + 20, bytes.end()}, true);
+  std::ofstream joined(dir.path() / "img.gz", std::ios::binary);
+  joined << std::ifstream(dir.path() / "a.gz", std::ios::binary).rdbuf() << std::ifstream(dir.path() / "b.gz", std::ios::binary).rdbuf();
+  joined.close();
+  write(dir.path() / "lab", idx(0x801, {3}, 3), false);
+  Dataset d = load_idx(dir.path() / "img.gz", dir.path() / "lab", "fixture");
+  ASSERT_EQ(d.features.size(), 12u);
+  EXPECT_FLOAT_EQ(d.features[11], 1.0f / 255.0f);  // the payload's bytes are i % 10
+}
+
 TEST(IdxTest, WrongMagicNamesTheFile) {
   xp::testing::TempDir dir;
   write(dir.path() / "img", idx(0x801, {3}, 3), false);
@@ -132,6 +148,16 @@ TEST(SplitTest, IsADeterministicPartition) {
   EXPECT_EQ(a.features, a2.features);
   auto sum = [](const Dataset& x) { return std::accumulate(x.features.begin(), x.features.end(), 0.0); };
   EXPECT_NEAR(sum(a) + sum(b), sum(d), 1e-3 * sum(d));
+}
+
+TEST(SplitTest, SampleIsTheSplitsFirstPartWithoutTheRest) {
+  Dataset d = load_digits(default_digits_path());
+  Dataset s = sample(d, 300, runtime::RngStream(3, 2));
+  Dataset first = split(d, 300, runtime::RngStream(3, 2)).first;
+  EXPECT_EQ(s.size(), 300);
+  EXPECT_EQ(s.labels, first.labels);
+  EXPECT_EQ(s.features, first.features);
+  EXPECT_THROW(sample(d, d.size() + 1, runtime::RngStream(3, 2)), DatasetError);
 }
 
 TEST(BinarizeTest, ThresholdsAtOneHalf) {

@@ -113,6 +113,49 @@ TEST(GradientCheckTest, SequentialChainsBackward) {
   EXPECT_EQ(s.parameters().front().first, "0.weight");
 }
 
+// A layer fed by data (set_input_grad(false)) leaves out its input's gradient, and only that: the
+// parameter gradients are the bits of a full backward.
+TEST(InputGradTest, ALayerFedByDataLeavesOutItsInputGradientAndKeepsItsParameterGradients) {
+  auto check = [](auto make, const Tensor& x, const char* what) {
+    auto full = make(), data_fed = make();
+    data_fed->set_input_grad(false);
+    Tensor gy;
+    for (auto* m : {full.get(), data_fed.get()}) {
+      m->zero_grad();
+      Tensor y = m->forward(x, Mode::kTrain);
+      gy = random_tensor(y.shape(), 9);
+      Tensor gx = m->backward(gy);
+      EXPECT_EQ(gx.defined(), m == full.get()) << what;
+    }
+    auto a = full->parameters(), b = data_fed->parameters();
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].second->grad.to_vector(), b[i].second->grad.to_vector()) << what << " " << a[i].first;
+  };
+  check([] {
+    auto l = std::make_unique<Linear>(6, 4);
+    runtime::RngStream rng(2, 1);
+    l->reset(rng);
+    return l;
+  }, random_tensor({5, 6}, 3), "linear");
+  check([] {
+    auto c = std::make_unique<Conv2d>(1, 2, Conv2dOptions{.kernel = 3, .padding = 1});
+    runtime::RngStream rng(2, 2);
+    c->reset(rng);
+    return c;
+  }, random_tensor({2, 1, 4, 4}, 4), "conv2d");
+}
+
+TEST(InputGradTest, ASequentialTurnsItOffInItsFirstLayerOnly) {
+  Sequential s;
+  auto& first = s.add(std::make_unique<Linear>(3, 4));
+  s.add(std::make_unique<ReLU>());
+  auto& second = s.add(std::make_unique<Linear>(4, 2));
+  s.set_input_grad(false);
+  EXPECT_FALSE(first.input_grad());
+  EXPECT_TRUE(second.input_grad());
+  s.forward(random_tensor({2, 3}, 5), Mode::kTrain);
+  EXPECT_FALSE(s.backward(random_tensor({2, 2}, 6)).defined());
+}
+
 TEST(StepTest, ForwardIsZeroOneAndGradientIsStraightThroughInsideUnitInterval) {
   Step s;
   Tensor x = Tensor::from_values({-2.0, -0.5, 0.0, 0.5, 2.0}, {1, 5});

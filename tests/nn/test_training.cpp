@@ -98,6 +98,21 @@ TEST(OptimizerTest, SgdMomentumAndWeightDecayFollowTorch) {
   EXPECT_NEAR(m.p.value.data<float>()[0], 0.8266, 1e-6);
 }
 
+TEST(OptimizerTest, SgdWithNesterovMomentumAndWithoutMomentumFollowsTorch) {
+  OneParameter n;
+  Sgd nesterov(n.parameters(), {.momentum = 0.9, .nesterov = true});
+  nesterov.step(0.1);  // buf = 0.5; d = 0.5 + 0.9·0.5 = 0.95; p = 1 − 0.095
+  EXPECT_NEAR(n.p.value.data<float>()[0], 0.905, 1e-6);
+  nesterov.step(0.1);  // buf = 0.45 + 0.5 = 0.95; d = 0.5 + 0.855 = 1.355; p = 0.905 − 0.1355
+  EXPECT_NEAR(n.p.value.data<float>()[0], 0.7695, 1e-6);
+  OneParameter plain;
+  Sgd sgd(plain.parameters(), {.weight_decay = 0.1});
+  sgd.step(0.1);  // d = 0.5 + 0.1·1 = 0.6; p = 1 − 0.06
+  sgd.step(0.1);  // d = 0.5 + 0.094 = 0.594; p = 0.94 − 0.0594
+  EXPECT_NEAR(plain.p.value.data<float>()[0], 0.8806, 1e-6);
+  EXPECT_TRUE(sgd.per_parameter_state().empty());
+}
+
 // Data-parallel processes each update their share of the parameters (laid end to end): a step
 // over some elements leaves them, and their moments, as a whole step does, and touches no other.
 TEST(OptimizerTest, AStepOverSomeElementsUpdatesThemAsAWholeStepDoesAndLeavesTheRest) {
