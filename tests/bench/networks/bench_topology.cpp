@@ -24,7 +24,8 @@ double epoch_samples_per_s(const std::string& method, const data::Dataset& train
   networks::NetworkSpec spec;
   spec.method = method;
   networks::Network net(spec, 0);
-  networks::Trainer trainer(net, {.epochs = 1}, 0);
+  // As `exp run` trains by default: 2 logical ranks, one worker thread per core.
+  networks::Trainer trainer(net, {.epochs = 1, .logical_ranks = 2, .workers = 0}, 0);
   const auto t0 = Clock::now();
   while (!trainer.done()) trainer.step(train);
   return static_cast<double>(train.size()) / seconds_since(t0);
@@ -40,7 +41,7 @@ int main(int argc, char** argv) {
   omp_set_num_threads(std::stoi(argv[2]));
   data::Dataset train = data::load_fashion_mnist(argv[1], "train");
   data::Dataset test = data::load_fashion_mnist(argv[1], "test");
-  if (argc > 3) train = data::split(train, std::stoll(argv[3]), runtime::RngStream(0, 0)).first;
+  if (argc > 3) train = data::sample(train, std::stoll(argv[3]), runtime::RngStream(0, 0));
   data::binarize(train);
   data::binarize(test);
 
