@@ -1,14 +1,12 @@
 #include "core/data/dataset.h"
 
 #include <fmt/format.h>
-#include <zlib.h>
 #include <sys/mman.h>
+#include <zlib.h>
 
 #include <cstring>
 #include <fstream>
 #include <numeric>
-#include <ranges>
-#include <span>
 #include <sstream>
 
 namespace xp::data {
@@ -109,7 +107,6 @@ Dataset load_idx(const fs::path& images, const fs::path& labels, const std::stri
   Dataset d;
   d.name = name;
   d.sample_shape = {1, idims[1], idims[2]};
-  // Built in one pass (a resize would first write 4 bytes of zeros per pixel).
   // Converted while copied, then scaled in place: a resize would first write zeros over it all.
   d.features = float_buffer(ib.size() - 16);
   d.features.assign(ib.begin() + 16, ib.end());
