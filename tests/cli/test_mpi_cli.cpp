@@ -91,7 +91,7 @@ class MpiLaunch : public ::testing::Test {
   }
   static void wait_for(const fs::path& ready) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (!fs::exists(ready) && std::chrono::steady_clock::now() < deadline)
+    while (!testing::reached(ready) && std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   static void signal_marked(const std::string& mark, int rank, int signal) {

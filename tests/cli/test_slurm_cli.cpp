@@ -131,7 +131,7 @@ TEST_F(SlurmLaunch, AJobCancelledWithTermStopsEveryTaskAndResumesOnAnotherCount)
   ASSERT_EQ(submitted.rc, 0) << submitted.err;
   const std::string id = submitted.out.substr(0, submitted.out.find_first_of("\n;"));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
-  wait_until([&] { return fs::exists(dir_ / "b/checkpoints/ckpt-000002000005.ckpt"); }, deadline);
+  wait_until([&] { return testing::reached(dir_ / "b/checkpoints/ckpt-000002000005.ckpt"); }, deadline);
   ASSERT_EQ(sh("scancel --signal=TERM " + id).rc, 0);
   // The job ends by itself (the tasks save and exit 75): wait for Slurm to forget it.
   wait_until([&] { return sh("squeue -h -j " + id).out.find(id) == std::string::npos; }, deadline,
@@ -153,7 +153,7 @@ TEST_F(SlurmLaunch, AnArrayOfTwoTaskJobsRequeuedOnTheTimeLimitSignalEndsAsUninte
   const std::string array = submit_sweep("seed=0,1 hydra.launcher.array_parallelism=1");
   ASSERT_FALSE(array.empty());
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(150);
-  wait_until([&] { return fs::exists(dir_ / "sweep/0/checkpoints/ckpt-000002000005.ckpt"); }, deadline);
+  wait_until([&] { return testing::reached(dir_ / "sweep/0/checkpoints/ckpt-000002000005.ckpt"); }, deadline);
   ASSERT_EQ(sh("scancel --batch --signal=USR1 " + array + "_0").rc, 0);
   wait_until([&] { return sh("squeue -h -r -j " + array).out.find(array) == std::string::npos; }, deadline,
              std::chrono::milliseconds(200));
@@ -175,7 +175,7 @@ TEST_F(SlurmLaunch, AJobRequeuedByAnAdminResumesFromItsCheckpointAsAnUninterrupt
   const std::string array = submit_sweep("seed=0");
   ASSERT_FALSE(array.empty());
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(150);
-  wait_until([&] { return fs::exists(dir_ / "sweep/0/checkpoints/ckpt-000002000005.ckpt"); }, deadline);
+  wait_until([&] { return testing::reached(dir_ / "sweep/0/checkpoints/ckpt-000002000005.ckpt"); }, deadline);
   ASSERT_EQ(sh("scontrol requeue " + array + "_0").rc, 0);
   wait_until([&] { return sh("squeue -h -r -j " + array).out.find(array) == std::string::npos; }, deadline,
              std::chrono::milliseconds(200));

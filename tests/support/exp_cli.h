@@ -52,7 +52,18 @@ inline pid_t spawn_exp(std::vector<std::string> args, const std::filesystem::pat
   return pid;
 }
 
-// Starts `exp ARGS...` (stderr to `err_file`), waits until `checkpoint` exists (at most 60 s),
+// Whether `file` exists — or, for a checkpoint (.ckpt), a later one in its directory (names are
+// zero-padded positions, so later sorts after): a run keeps only its last two checkpoints, and a
+// fast one deletes this one before a 5 ms poll under load may see it.
+inline bool reached(const std::filesystem::path& file) {
+  if (file.extension() != ".ckpt") return std::filesystem::exists(file);
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(file.parent_path(), ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().extension() == ".ckpt" && it->path().filename() >= file.filename()) return true;
+  return false;
+}
+
+// Starts `exp ARGS...` (stderr to `err_file`), waits until `checkpoint` is reached (at most 60 s),
 // sends `signal` and returns the exit status (75 = stopped after saving a checkpoint; 0 = it
 // finished before it could be stopped; -1 = killed by the signal, as SIGKILL does).
 inline int run_exp_until_checkpoint(std::vector<std::string> args, const std::filesystem::path& err_file,
@@ -60,7 +71,7 @@ inline int run_exp_until_checkpoint(std::vector<std::string> args, const std::fi
   pid_t pid = spawn_exp(std::move(args), err_file);
   if (pid < 0) return -1;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!std::filesystem::exists(checkpoint) && std::chrono::steady_clock::now() < deadline)
+  while (!reached(checkpoint) && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   kill(pid, signal);
   int status = 0;
