@@ -66,47 +66,45 @@ Network::Network(NetworkSpec spec, uint64_t seed) : spec_(std::move(spec)), modu
   validate(spec_);
   if (spec_.method == "lenet") {
     build_lenet(*module_, spec_.layers.back(), seed, weighted_);
-    module_->add(std::make_unique<nn::LogSoftmax>());
-    module_->set_input_grad(false);  // the input is data
-    return;
-  }
-  const size_t depth = spec_.layers.size() - 1;
-  for (size_t l = 0; l < depth; ++l) {
-    const int64_t in = spec_.layers[l], out = spec_.layers[l + 1];
-    const bool last = l + 1 == depth;
-    runtime::RngStream rng(seed, 100 + 2 * l), rng2(seed, 101 + 2 * l);
-    if (spec_.method == "binarized") {
-      auto& layer = module_->add(std::make_unique<BinaryLinear>(in, out));
-      layer.reset(rng, spec_.init_p);
-      binary_.push_back(&layer);
-      weighted_.push_back(&layer);
-      module_->add(std::make_unique<nn::Tanh>());
-      if (spec_.norm == "hard_invert") norms_.push_back(&module_->add(std::make_unique<nn::HardInvert>()));
-      else if (spec_.norm == "soft_invert")
-        norms_.push_back(&module_->add(std::make_unique<nn::SoftInvert>(spec_.soft_invert_init)));
-      else {
-        auto& bn = module_->add(
-            std::make_unique<nn::BatchNorm>(out, nn::BatchNormOptions{.eps = spec_.bn_eps, .momentum = spec_.bn_momentum}));
-        norms_.push_back(&bn);
-        if (spec_.norm == "neg_batch_norm") {
-          // An inverting threshold per unit with a learned threshold: NOR where it falls between
-          // fan-in counts 0 and 1 (issue: the negative-scale norm).
-          std::fill_n(bn.weight()->value.data<float>(), out, -1.0f);
-          non_positive_scale_.push_back(&bn);
+  } else {
+    const size_t depth = spec_.layers.size() - 1;
+    for (size_t l = 0; l < depth; ++l) {
+      const int64_t in = spec_.layers[l], out = spec_.layers[l + 1];
+      const bool last = l + 1 == depth;
+      runtime::RngStream rng(seed, 100 + 2 * l), rng2(seed, 101 + 2 * l);
+      if (spec_.method == "binarized") {
+        auto& layer = module_->add(std::make_unique<BinaryLinear>(in, out));
+        layer.reset(rng, spec_.init_p);
+        binary_.push_back(&layer);
+        weighted_.push_back(&layer);
+        module_->add(std::make_unique<nn::Tanh>());
+        if (spec_.norm == "hard_invert") norms_.push_back(&module_->add(std::make_unique<nn::HardInvert>()));
+        else if (spec_.norm == "soft_invert")
+          norms_.push_back(&module_->add(std::make_unique<nn::SoftInvert>(spec_.soft_invert_init)));
+        else {
+          auto& bn = module_->add(
+              std::make_unique<nn::BatchNorm>(out, nn::BatchNormOptions{.eps = spec_.bn_eps, .momentum = spec_.bn_momentum}));
+          norms_.push_back(&bn);
+          if (spec_.norm == "neg_batch_norm") {
+            // An inverting threshold per unit with a learned threshold: NOR where it falls between
+            // fan-in counts 0 and 1 (issue: the negative-scale norm).
+            std::fill_n(bn.weight()->value.data<float>(), out, -1.0f);
+            non_positive_scale_.push_back(&bn);
+          }
         }
-      }
-    } else if (spec_.method == "float_mlp") {
-      auto& layer = module_->add(std::make_unique<nn::Linear>(in, out));
-      layer.reset(rng);
-      weighted_.push_back(&layer);
-      if (!last) module_->add(std::make_unique<nn::ReLU>());
-    } else {
-      auto& layer = module_->add(std::make_unique<EdgePopupLinear>(in, out, spec_.keep));
-      layer.reset(rng, rng2, std::sqrt(2.0));  // ReLU gain
-      weighted_.push_back(&layer);
-      if (!last) {
-        module_->add(std::make_unique<nn::BatchNorm>(out, nn::BatchNormOptions{.affine = false}));
-        module_->add(std::make_unique<nn::ReLU>());
+      } else if (spec_.method == "float_mlp") {
+        auto& layer = module_->add(std::make_unique<nn::Linear>(in, out));
+        layer.reset(rng);
+        weighted_.push_back(&layer);
+        if (!last) module_->add(std::make_unique<nn::ReLU>());
+      } else {
+        auto& layer = module_->add(std::make_unique<EdgePopupLinear>(in, out, spec_.keep));
+        layer.reset(rng, rng2, std::sqrt(2.0));  // ReLU gain
+        weighted_.push_back(&layer);
+        if (!last) {
+          module_->add(std::make_unique<nn::BatchNorm>(out, nn::BatchNormOptions{.affine = false}));
+          module_->add(std::make_unique<nn::ReLU>());
+        }
       }
     }
   }
