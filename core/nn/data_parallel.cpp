@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
+#include <type_traits>
 
 #include "core/dist/launch.h"
 
@@ -52,14 +53,20 @@ constexpr size_t kHeader = 8;  // the stop byte, padded (records hold f32 slots:
 constexpr int64_t kShareAlign = 16;  // shares start on a 64-byte boundary of the parameters
 
 // Calls fn(data, count, at) for every run of `tensors`' elements (laid end to end) inside
-// `range`: `count` floats at `data`, element `at` of the range.
+// `range`: `count` floats at `data`, element `at` of the range — or fn(data, count, at, index,
+// lo) when fn takes them: the run is tensors[index]'s elements from lo.
 template <class Fn>
 void for_each_run(const std::vector<Tensor*>& tensors, ElementRange range, Fn fn) {
   int64_t offset = 0;
-  for (Tensor* t : tensors) {
-    const int64_t n = t->numel();
+  for (size_t index = 0; index < tensors.size(); ++index) {
+    const int64_t n = tensors[index]->numel();
     const auto [lo, hi] = range.within(offset, n);
-    if (lo < hi) fn(t->data<float>() + lo, hi - lo, offset + lo - range.begin);
+    float* data = tensors[index]->data<float>() + lo;
+    if constexpr (std::is_invocable_v<Fn, float*, int64_t, int64_t, size_t, int64_t>) {
+      if (lo < hi) fn(data, hi - lo, offset + lo - range.begin, index, lo);
+    } else {
+      if (lo < hi) fn(data, hi - lo, offset + lo - range.begin);
+    }
     offset += n;
   }
 }
@@ -91,6 +98,7 @@ DataParallel::DataParallel(std::vector<Module*> replicas, int64_t logical_ranks,
 
   const int64_t n_proc = processes_ ? processes_->size() : 1;
   direct_ = n_proc == 1 && workers() == 1;
+  kept_.resize(replicas_.size());
   buffer_bytes_ = copy_buffers(*replicas_[0]).size();
   record_bytes_ = 16 + (direct_ ? 0 : static_cast<size_t>(slot_floats_) * sizeof(float));
   const auto per_process = static_cast<size_t>((logical_ranks_ + n_proc - 1) / n_proc);
@@ -146,14 +154,11 @@ DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int6
         // The scaled gradient into the rank's slot (or onto the running sum), element by element
         // (vectorized: the same bits). Two passes over the parameters are spared where they can
         // be: a worker's last rank leaves its gradient unzeroed (the next run() zeroes it), and
-        // replica 0's last rank keeps this process's share of its gradient in place, unscaled,
-        // for the sum to read there (kept_rank_) — only the other processes' shares go to its slot.
+        // keeps this process's share of it in place, unscaled, for the sum to read there (kept_)
+        // — only the other processes' shares go to its slot.
         const bool last_on_worker = i + static_cast<size_t>(w_count) >= owned.size();
-        const bool kept = !direct_ && w == 0 && last_on_worker;
-        if (kept) {
-          kept_rank_ = owned[i];
-          kept_scale_ = r.grad_scale;
-        }
+        const bool kept = !direct_ && last_on_worker;
+        if (kept) kept_[static_cast<size_t>(w)] = {owned[i], r.grad_scale};
         const ElementRange skip = kept ? owned_elements() : ElementRange{0, 0};
         float* out = direct_ ? sum_.data() : reinterpret_cast<float*>(rec + 16);
         const bool add = direct_ && i > 0;
@@ -203,21 +208,33 @@ DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int6
       std::memcpy(g, sum_.data() + at, static_cast<size_t>(n) * sizeof(float));
     });
   } else {
-    std::vector<const float*> slots(static_cast<size_t>(logical_ranks_));
+    // Each rank's term: its slot, or the gradient a worker kept in place, scaled here (the bits
+    // its slot would have held; × 1 is exact).
+    struct Term {
+      const float* slot = nullptr;                 // from the share's first element
+      const std::vector<Tensor*>* kept = nullptr;  // or: the gradients of the worker keeping it
+      float scale = 1.0f;
+    };
+    std::vector<Term> terms(static_cast<size_t>(logical_ranks_));
     for (int64_t rank = 0; rank < logical_ranks_; ++rank)
-      slots[static_cast<size_t>(rank)] = reinterpret_cast<const float*>(record_of(rank) + 16) + share.begin;
-    // In blocks that stay in L1, slot after slot: each element's additions in rank order, the
-    // loops vectorized; the kept rank's term is its gradient, scaled here (the bits its slot
-    // would have held).
+      terms[static_cast<size_t>(rank)].slot = reinterpret_cast<const float*>(record_of(rank) + 16) + share.begin;
+    std::vector<std::vector<Tensor*>> kept_grads(replicas_.size());
+    for (size_t w = 0; w < replicas_.size(); ++w) {
+      kept_grads[w] = tensors_of(*replicas_[w], &Parameter::grad);
+      terms[static_cast<size_t>(kept_[w].first)] = {nullptr, &kept_grads[w], kept_[w].second};
+    }
+    // In blocks that stay in L1, term after term: each element's additions in rank order, the
+    // loops vectorized.
     constexpr int64_t kBlock = 2048;
-    for_each_run(grads, share, [&](float* g, int64_t n, int64_t at) {
+    for_each_run(grads, share, [&](float* g, int64_t n, int64_t at, size_t index, int64_t lo) {
 #pragma omp parallel for schedule(static) if (n > 65536)
       for (int64_t b = 0; b < n; b += kBlock) {
         const int64_t len = std::min(kBlock, n - b);
         float sum[kBlock];
         for (int64_t rank = 0; rank < logical_ranks_; ++rank) {
-          const float* __restrict term = rank == kept_rank_ ? g + b : slots[static_cast<size_t>(rank)] + at + b;
-          const float scale = rank == kept_rank_ ? kept_scale_ : 1.0f;  // × 1 is exact
+          const Term& t = terms[static_cast<size_t>(rank)];
+          const float* __restrict term = t.kept ? (*t.kept)[index]->data<float>() + lo + b : t.slot + at + b;
+          const float scale = t.scale;
           if (rank == 0) {
 #pragma omp simd
             for (int64_t i = 0; i < len; ++i) sum[i] = term[i] * scale;
@@ -287,9 +304,10 @@ void DataParallel::broadcast_parameters() {
   auto source = replicas_[0]->parameters();
   const std::vector<std::byte> buffers = copy_buffers(*replicas_[0]);
   for (size_t w = 1; w < replicas_.size(); ++w) {
+    // The values themselves, not a copy: the workers only read them while shards run, and an
+    // update (or a load that replaced them, hence the assignment) reaches every worker at once.
     auto target = replicas_[w]->parameters();
-    for (size_t k = 0; k < source.size(); ++k)
-      std::memcpy(target[k].second->value.raw_data(), source[k].second->value.raw_data(), source[k].second->value.nbytes());
+    for (size_t k = 0; k < source.size(); ++k) target[k].second->value = source[k].second->value;
     set_buffers(*replicas_[w], buffers);
   }
 }

@@ -23,8 +23,8 @@
 // - Every shard starts from the step's buffers (BatchNorm's running statistics, RNG positions),
 //   and the buffers rank 0's shard leaves become the step's result, as with PyTorch DDP's
 //   broadcast of rank 0's buffers.
-// - The optimizer updates one model per process (the "squash" analogue); update() copies it to
-//   the other workers' replicas.
+// - The optimizer updates one model per process (the "squash" analogue); the other workers'
+//   replicas share its parameter values (they only read them), so an update reaches them uncopied.
 // CPU tensors only. Not thread-safe itself; run() uses W OpenMP threads inside. Every process
 // of the group must call run(), update(), gather_optimizer_state() and gather_gradients() in the
 // same order (SPMD).
@@ -71,14 +71,16 @@ class DataParallel {
   ShardResult run(const std::function<ShardResult(int64_t rank, Module& model)>& shard, bool* stop = nullptr);
   // After run(): `optimizer` (over replicas[0]'s parameters, in their order) applies one step at
   // `lr` to this process's share, the processes exchange their shares, `after` (if any) runs on
-  // the whole updated model, and the other workers' replicas get a copy.
+  // the whole updated model, and the other workers' replicas its buffers (its parameter values
+  // they share).
   void update(Optimizer& optimizer, double lr, const std::function<void()>& after = {});
   // Makes `optimizer`'s moments whole on every process (each share from the process that keeps
   // it current), for a checkpoint or a fingerprint to read. A collective.
   void gather_optimizer_state(Optimizer& optimizer);
   // Makes the summed gradient of the last run() whole on every process. A collective.
   void gather_gradients();
-  // Copies replicas[0]'s parameters and buffers into the other replicas (after a load).
+  // Gives the other replicas replicas[0]'s parameter values (shared) and a copy of its buffers
+  // (after a load).
   void broadcast_parameters();
   // The parameter elements this process sums and updates (all of them alone).
   ElementRange owned_elements() const;
@@ -104,8 +106,9 @@ class DataParallel {
   std::vector<std::byte> local_;
   bool direct_ = false;     // one worker alone: each rank's gradient goes onto a running sum, no slots
   std::vector<float> sum_;  // … that sum, in rank order
-  int64_t kept_rank_ = -1;  // the rank whose gradient replica 0 keeps for this process's share
-  float kept_scale_ = 1.0f;
+  // Per worker: the rank whose gradient its replica keeps in place for this process's share (its
+  // last), and that rank's gradient scale.
+  std::vector<std::pair<int64_t, float>> kept_;
 };
 
 // The logical world a training loop runs in, set up the same way for every experiment: the

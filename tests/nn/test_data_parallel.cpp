@@ -141,16 +141,29 @@ TEST(DataParallelTest, AStopWantedByOneProcessIsAgreedByAllAtTheSameStep) {
 
 // Training steps across processes: each process sums and updates its share of the parameters
 // (Adam here, moments included), and every process ends with the one-process parameters and,
-// once gathered, moments — over shared memory and over messages alike.
-std::vector<std::vector<float>> trained_on_processes(int processes, dist::RankRegions::Transport transport) {
+// once gathered, moments — over shared memory and over messages alike. A process's other
+// workers read the updated values themselves (shared, not copied).
+std::vector<std::vector<float>> trained_on_processes(int processes, dist::RankRegions::Transport transport,
+                                                     int64_t workers_each = 1) {
   std::vector<std::vector<std::vector<float>>> per_process(static_cast<size_t>(processes));
   dist::run_threads(processes, dist::Seconds(30), [&](dist::ProcessGroup& g) {
-    auto replica = model();
-    DataParallel dp({replica.get()}, kRanks, &g, transport);
+    std::vector<std::unique_ptr<Sequential>> replicas;
+    std::vector<Module*> pointers;
+    for (int64_t w = 0; w < workers_each; ++w) {
+      replicas.push_back(model());
+      pointers.push_back(replicas.back().get());
+    }
+    Sequential* replica = replicas[0].get();
+    DataParallel dp(pointers, kRanks, &g, transport);
     Adam adam(replica->parameters(), {.weight_decay = 0.01});
     for (int step = 0; step < 3; ++step) {
       dp.run(shard);
       dp.update(adam, 0.01);
+    }
+    for (size_t w = 1; w < pointers.size(); ++w) {
+      auto mine = replica->parameters(), theirs = pointers[w]->parameters();
+      for (size_t k = 0; k < mine.size(); ++k)
+        EXPECT_EQ(theirs[k].second->value.raw_data(), mine[k].second->value.raw_data()) << "worker " << w << " " << mine[k].first;
     }
     dp.gather_optimizer_state(adam);
     auto& out = per_process[static_cast<size_t>(g.rank())];
@@ -168,6 +181,12 @@ TEST(DataParallelTest, ProcessesUpdatingTheirSharesEndWithTheOneProcessParameter
     for (int processes : {2, 3, 4})
       EXPECT_EQ(trained_on_processes(processes, transport), one)
           << processes << " processes over " << (transport == dist::RankRegions::Transport::kAuto ? "shared memory" : "messages");
+}
+
+TEST(DataParallelTest, WorkersReadTheUpdatedParametersAndTrainAsOneWorker) {
+  const auto one = trained_on_processes(1, dist::RankRegions::Transport::kAuto);
+  EXPECT_EQ(trained_on_processes(1, dist::RankRegions::Transport::kAuto, 3), one);
+  EXPECT_EQ(trained_on_processes(2, dist::RankRegions::Transport::kAuto, 2), one);
 }
 
 TEST(DataParallelTest, AnOptimizerOverAnotherModelIsRefused) {
