@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <exception>
 #include <stdexcept>
 
 #include "core/nn/loss.h"
@@ -143,18 +144,35 @@ void Trainer::load(const nn::StateDict& sd) {
 }
 
 Evaluation evaluate(Network& net, const data::Dataset& d, int64_t batch_size) {
+  // Batches at once on the CPU cores (a forward in eval mode only reads the model), each batch's
+  // products single-threaded inside as before, so every batch has the same bits on any thread;
+  // the losses are added in batch order afterwards.
+  const int64_t batches = (d.size() + batch_size - 1) / batch_size;
+  std::vector<double> losses(static_cast<size_t>(batches));
+  std::vector<std::vector<int32_t>> predictions(static_cast<size_t>(batches));
+  const tensor::Device device = net.device();
+  std::exception_ptr failure;
+#pragma omp parallel for schedule(dynamic, 1) if (device == tensor::Device::kCPU && batches > 1)
+  for (int64_t b = 0; b < batches; ++b) {
+    try {
+      const int64_t begin = b * batch_size, n = std::min(batch_size, d.size() - begin);
+      std::vector<int64_t> rows(static_cast<size_t>(n));
+      std::iota(rows.begin(), rows.end(), begin);
+      nn::Tensor logp = net.module().forward(data::batch_features(d, rows).to(device), nn::Mode::kEval);
+      losses[static_cast<size_t>(b)] = nn::nll_loss(logp, data::batch_labels(d, rows)).loss * static_cast<double>(n);
+      predictions[static_cast<size_t>(b)] = nn::argmax_rows(logp);
+    } catch (...) {
+#pragma omp critical
+      if (!failure) failure = std::current_exception();
+    }
+  }
+  if (failure) std::rethrow_exception(failure);
   Evaluation e;
   e.predictions.reserve(static_cast<size_t>(d.size()));
-  std::vector<int64_t> rows;
-  for (int64_t begin = 0; begin < d.size(); begin += batch_size) {
-    const int64_t n = std::min(batch_size, d.size() - begin);
-    rows.resize(static_cast<size_t>(n));
-    std::iota(rows.begin(), rows.end(), begin);
-    nn::Tensor logp = net.module().forward(data::batch_features(d, rows).to(net.device()), nn::Mode::kEval);
-    nn::LossResult r = nn::nll_loss(logp, data::batch_labels(d, rows));
-    e.loss += r.loss * static_cast<double>(n);
-    auto p = nn::argmax_rows(logp);
-    e.predictions.insert(e.predictions.end(), p.begin(), p.end());
+  for (int64_t b = 0; b < batches; ++b) {
+    e.loss += losses[static_cast<size_t>(b)];
+    e.predictions.insert(e.predictions.end(), predictions[static_cast<size_t>(b)].begin(),
+                         predictions[static_cast<size_t>(b)].end());
   }
   e.accuracy = accuracy(e.predictions, d);
   e.loss = d.size() ? e.loss / static_cast<double>(d.size()) : 0.0;

@@ -80,7 +80,8 @@ class Trainer {
   bool state_whole_ = true;  // the optimizer's moments are whole on this process (none stepped since)
 };
 
-// Dense evaluation in eval mode (on the model's device): accuracy and mean NLL over `d`.
+// Dense evaluation in eval mode (on the model's device): accuracy and mean NLL over `d`. On the
+// CPU its batches run on the cores at once, with the one-thread result on any thread count.
 struct Evaluation {
   double accuracy = 0.0;
   double loss = 0.0;

@@ -113,7 +113,8 @@ Dropout::Dropout(double p, runtime::RngStream rng) : p_(p), rng_(rng) {
 std::string Dropout::describe() const { return fmt::format("Dropout(p={})", p_); }
 
 Tensor Dropout::forward(const Tensor& x, Mode mode) {
-  if (mode == Mode::kEval || p_ == 0.0) {
+  if (mode == Mode::kEval) return x;  // reads nothing, writes nothing (Module's eval-mode rule)
+  if (p_ == 0.0) {
     mask_ = Tensor();
     return x;
   }

@@ -6,7 +6,9 @@
 // for the layers with CUDA versions (Module::to), on the GPU.
 //
 // Names follow PyTorch ("0.weight", "fc1.bias"), so a state dict reads like one. Modules are
-// not thread-safe; a layer may use OpenMP threads inside one call.
+// not thread-safe, with one exception every layer keeps: forward() in Mode::kEval only reads the
+// module (what backward() needs is cached in Mode::kTrain alone), so several threads may evaluate
+// one model at once (networks::evaluate does). A layer may use OpenMP threads inside one call.
 #pragma once
 #include <deque>
 #include <memory>
