@@ -1,7 +1,7 @@
 // The dynaquant experiment end to end through `exp` on the digits set: ten failures restored from
 // compressed checkpoints with both ratios reported, restores from uncompressed checkpoints
-// reproducing the uninterrupted run bit for bit (docs/dynaquant.md), the
-// optimizer-state policies, a SIGTERM-stopped or SIGKILLed run resuming to the uninterrupted
+// reproducing the uninterrupted run bit for bit (docs/dynaquant.md), restores reaching every
+// worker thread, the optimizer-state policies, a SIGTERM-stopped or SIGKILLed run resuming to the uninterrupted
 // result, compression overlapped with training giving the run of waiting for it, the
 // baselines, one-shot compress/decompress and bad input.
 #include <gmock/gmock.h>
@@ -120,6 +120,15 @@ TEST_F(CompressionCli, RestoresFromUncompressedCheckpointsReproduceTheUninterrup
   EXPECT_EQ(std::get<std::string>(*a->attr("/summary", "final_weights_xxh3")),
             std::get<std::string>(*b->attr("/summary", "final_weights_xxh3")));
   EXPECT_EQ(summary(a, "test_accuracy"), summary(b, "test_accuracy"));
+}
+
+// A restore writes the weights into the trained model in place; the second worker thread must
+// train the next step on them too (it once kept the weights of before the failure until the next
+// update, so a run on two threads left the one-thread result).
+TEST_F(CompressionCli, RestoredWeightsReachEveryWorkerThread) {
+  ASSERT_EQ(exp("run " + kDynaquant + kDigits + " train.workers=1 hydra.run.dir=one").rc, 0);
+  ASSERT_EQ(exp("run " + kDynaquant + kDigits + " train.workers=2 hydra.run.dir=two").rc, 0);
+  expect_same_run("one", "two");
 }
 
 TEST_F(CompressionCli, SmallerOptimizerStatePoliciesRaiseTheFullStateRatio) {
