@@ -4,8 +4,8 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
-#include <numeric>
 #include <exception>
+#include <numeric>
 #include <stdexcept>
 
 #include "core/nn/loss.h"
@@ -144,9 +144,9 @@ void Trainer::load(const nn::StateDict& sd) {
 }
 
 Evaluation evaluate(Network& net, const data::Dataset& d, int64_t batch_size) {
-  // Batches at once on the CPU cores (a forward in eval mode only reads the model), each batch's
-  // products single-threaded inside as before, so every batch has the same bits on any thread;
-  // the losses are added in batch order afterwards.
+  // Batches at once on the CPU cores (a forward in eval mode only reads the model); inside a
+  // parallel region Eigen's products run single-threaded, so every batch has the same bits on
+  // any thread, and the losses are added in batch order afterwards.
   const int64_t batches = (d.size() + batch_size - 1) / batch_size;
   std::vector<double> losses(static_cast<size_t>(batches));
   std::vector<std::vector<int32_t>> predictions(static_cast<size_t>(batches));
