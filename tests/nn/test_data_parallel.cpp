@@ -33,6 +33,18 @@ std::unique_ptr<Sequential> model() {
   return m;
 }
 
+// `workers` replicas of the model and the pointers a DataParallel takes.
+struct Replicas {
+  explicit Replicas(int64_t workers) {
+    for (int64_t w = 0; w < workers; ++w) {
+      owned.push_back(model());
+      pointers.push_back(owned.back().get());
+    }
+  }
+  std::vector<std::unique_ptr<Sequential>> owned;
+  std::vector<Module*> pointers;
+};
+
 // Rank r's shard: kRows rows of its own input; the gradient of the sum of its outputs.
 DataParallel::ShardResult shard(int64_t rank, Module& m) {
   Tensor x = random_tensor({kRows, kIn}, 100 + static_cast<uint64_t>(rank));
@@ -42,12 +54,8 @@ DataParallel::ShardResult shard(int64_t rank, Module& m) {
 }
 
 std::vector<std::vector<float>> grads_after_step(int64_t workers) {
-  std::vector<std::unique_ptr<Sequential>> replicas;
-  std::vector<Module*> pointers;
-  for (int64_t w = 0; w < workers; ++w) {
-    replicas.push_back(model());
-    pointers.push_back(replicas.back().get());
-  }
+  Replicas replicas(workers);
+  const std::vector<Module*>& pointers = replicas.pointers;
   DataParallel dp(pointers, kRanks);
   DataParallel::ShardResult total = dp.run(shard);
   EXPECT_EQ(total.correct, 0 + 1 + 2 + 3 + 4 + 5);
@@ -102,12 +110,8 @@ std::vector<std::vector<float>> grads_on_processes(int processes, int64_t worker
   std::vector<std::vector<std::vector<float>>> per_process(static_cast<size_t>(processes));
   stopped.assign(static_cast<size_t>(processes), -1);
   dist::run_threads(processes, dist::Seconds(30), [&](dist::ProcessGroup& g) {
-    std::vector<std::unique_ptr<Sequential>> replicas;
-    std::vector<Module*> pointers;
-    for (int64_t w = 0; w < workers_each; ++w) {
-      replicas.push_back(model());
-      pointers.push_back(replicas.back().get());
-    }
+    Replicas replicas(workers_each);
+    const std::vector<Module*>& pointers = replicas.pointers;
     DataParallel dp(pointers, kRanks, &g);
     for (int step = 0; step < 2; ++step) {
       bool stop = g.rank() == stopper && step == 1;
@@ -147,13 +151,9 @@ std::vector<std::vector<float>> trained_on_processes(int processes, dist::RankRe
                                                      int64_t workers_each = 1) {
   std::vector<std::vector<std::vector<float>>> per_process(static_cast<size_t>(processes));
   dist::run_threads(processes, dist::Seconds(30), [&](dist::ProcessGroup& g) {
-    std::vector<std::unique_ptr<Sequential>> replicas;
-    std::vector<Module*> pointers;
-    for (int64_t w = 0; w < workers_each; ++w) {
-      replicas.push_back(model());
-      pointers.push_back(replicas.back().get());
-    }
-    Sequential* replica = replicas[0].get();
+    Replicas replicas(workers_each);
+    const std::vector<Module*>& pointers = replicas.pointers;
+    Sequential* replica = replicas.owned[0].get();
     DataParallel dp(pointers, kRanks, &g, transport);
     Adam adam(replica->parameters(), {.weight_decay = 0.01});
     for (int step = 0; step < 3; ++step) {
