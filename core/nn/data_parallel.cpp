@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
-#include <type_traits>
 
 #include "core/dist/launch.h"
 
@@ -52,21 +51,23 @@ std::vector<Tensor*> tensors_of(Module& m, Tensor Parameter::*member) {
 constexpr size_t kHeader = 8;  // the stop byte, padded (records hold f32 slots: 4-byte alignment)
 constexpr int64_t kShareAlign = 16;  // shares start on a 64-byte boundary of the parameters
 
-// Calls fn(data, count, at) for every run of `tensors`' elements (laid end to end) inside
-// `range`: `count` floats at `data`, element `at` of the range — or fn(data, count, at, index,
-// lo) when fn takes them: the run is tensors[index]'s elements from lo.
+// One stretch of `tensors`' elements (laid end to end) inside a range: `count` floats at `data`,
+// which are tensors[index]'s elements from `lo` and the range's elements from `at`.
+struct Run {
+  float* data;
+  int64_t count, at;
+  size_t index;
+  int64_t lo;
+};
+
+// Calls fn(run) for every run of `tensors`' elements inside `range`.
 template <class Fn>
 void for_each_run(const std::vector<Tensor*>& tensors, ElementRange range, Fn fn) {
   int64_t offset = 0;
   for (size_t index = 0; index < tensors.size(); ++index) {
     const int64_t n = tensors[index]->numel();
     const auto [lo, hi] = range.within(offset, n);
-    float* data = tensors[index]->data<float>() + lo;
-    if constexpr (std::is_invocable_v<Fn, float*, int64_t, int64_t, size_t, int64_t>) {
-      if (lo < hi) fn(data, hi - lo, offset + lo - range.begin, index, lo);
-    } else {
-      if (lo < hi) fn(data, hi - lo, offset + lo - range.begin);
-    }
+    if (lo < hi) fn(Run{tensors[index]->data<float>() + lo, hi - lo, offset + lo - range.begin, index, lo});
     offset += n;
   }
 }
@@ -204,8 +205,8 @@ DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int6
   const std::vector<Tensor*> grads = tensors_of(*replicas_[0], &Parameter::grad);
   const ElementRange share = owned_elements();
   if (direct_) {
-    for_each_run(grads, share, [&](float* g, int64_t n, int64_t at) {
-      std::memcpy(g, sum_.data() + at, static_cast<size_t>(n) * sizeof(float));
+    for_each_run(grads, share, [&](const Run& r) {
+      std::memcpy(r.data, sum_.data() + r.at, static_cast<size_t>(r.count) * sizeof(float));
     });
   } else {
     // Each rank's term: its slot, or the gradient a worker kept in place, scaled here (the bits
@@ -226,14 +227,16 @@ DataParallel::ShardResult DataParallel::run(const std::function<ShardResult(int6
     // In blocks that stay in L1, term after term: each element's additions in rank order, the
     // loops vectorized.
     constexpr int64_t kBlock = 2048;
-    for_each_run(grads, share, [&](float* g, int64_t n, int64_t at, size_t index, int64_t lo) {
+    for_each_run(grads, share, [&](const Run& r) {
+      float* g = r.data;
+      const int64_t n = r.count;
 #pragma omp parallel for schedule(static) if (n > 65536)
       for (int64_t b = 0; b < n; b += kBlock) {
         const int64_t len = std::min(kBlock, n - b);
         float sum[kBlock];
         for (int64_t rank = 0; rank < logical_ranks_; ++rank) {
           const Term& t = terms[static_cast<size_t>(rank)];
-          const float* __restrict term = t.kept ? (*t.kept)[index]->data<float>() + lo + b : t.slot + at + b;
+          const float* __restrict term = t.kept ? (*t.kept)[r.index]->data<float>() + r.lo + b : t.slot + r.at + b;
           const float scale = t.scale;
           if (rank == 0) {
 #pragma omp simd
@@ -288,15 +291,15 @@ void DataParallel::gather_gradients() {
 void DataParallel::exchange_shares(const std::vector<Tensor*>& tensors) {
   const size_t bytes = static_cast<size_t>(share_floats_) * sizeof(float);
   auto* out = reinterpret_cast<float*>(regions_->writable(block_bytes_, bytes));
-  for_each_run(tensors, owned_elements(), [&](float* data, int64_t n, int64_t at) {
-    std::memcpy(out + at, data, static_cast<size_t>(n) * sizeof(float));
+  for_each_run(tensors, owned_elements(), [&](const Run& r) {
+    std::memcpy(out + r.at, r.data, static_cast<size_t>(r.count) * sizeof(float));
   });
   regions_->publish(block_bytes_, bytes);
   for (int p = 0; p < processes_->size(); ++p) {
     if (p == processes_->rank()) continue;
     const auto* in = reinterpret_cast<const float*>(regions_->of(p) + block_bytes_);
     for_each_run(tensors, {share_begin_[static_cast<size_t>(p)], share_begin_[static_cast<size_t>(p) + 1]},
-                 [&](float* data, int64_t n, int64_t at) { std::memcpy(data, in + at, static_cast<size_t>(n) * sizeof(float)); });
+                 [&](const Run& r) { std::memcpy(r.data, in + r.at, static_cast<size_t>(r.count) * sizeof(float)); });
   }
 }
 

@@ -1,9 +1,9 @@
 // The dynaquant experiment end to end through `exp` on the digits set: ten failures restored from
 // compressed checkpoints with both ratios reported, restores from uncompressed checkpoints
 // reproducing the uninterrupted run bit for bit (docs/dynaquant.md), restores reaching every
-// worker thread, the optimizer-state policies, a SIGTERM-stopped or SIGKILLed run resuming to the uninterrupted
-// result, compression overlapped with training giving the run of waiting for it, the
-// baselines, one-shot compress/decompress and bad input.
+// worker thread, the optimizer-state policies, a SIGTERM-stopped or SIGKILLed run resuming to
+// the uninterrupted result, compression overlapped with training giving the run of waiting for
+// it, the baselines, one-shot compress/decompress and bad input.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
