@@ -19,6 +19,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 namespace {
