@@ -1,7 +1,7 @@
 // What time slicing costs, and what reorganising it could save (docs/parallelism.md, issue 25's
 // "L = 8 time-sliced costs < 3%"): one training step's matrix products of the 784-1024-1024-10
 // ReLU MLP with Eigen as the layers run them (single-threaded, DataParallel's fixed blocking),
-// over a batch of B rows split into L logical ranks' shards, organised four ways:
+// over a batch of B rows split into L logical ranks' shards, organised five ways:
 //   Plain/B             one batch, no ranks: the baseline.
 //   Sliced/B/L          as DataParallel runs L ranks on one worker today: every shard its own
 //                       forward and backward, its weight gradient (a full matrix) scaled onto a
@@ -9,6 +9,10 @@
 //   SlicedDeferred/B/L  the same shards' forward and input gradients, each shard's weight-gradient
 //                       product deferred to the end and summed in rank order tile by tile of
 //                       output rows, in cache (the same bits as Sliced).
+//   Lockstep/B/L        every shard through a layer before the next, each block of 120 weight rows
+//                       (or columns, for input gradients) used by every shard's product while it is
+//                       in cache (blocks of a multiple of 24 rows give Eigen's bits: the same bits
+//                       as Sliced), the weight gradients as in SlicedDeferred.
 //   BatchedTiled/B/L    forward and input gradients once for the whole batch (rows independent:
 //                       the bits of a shard then depend on where its rows sit, see
 //                       docs/parallelism.md), the weight gradients as in SlicedDeferred.
@@ -95,6 +99,12 @@ struct Setup {
         x(Matrix::Random(state.range(0), 784)) {
     fix_blocking();
   }
+  // Every layer's weight gradient from each rank's own output gradients and activations.
+  void sum_weight_grads(const std::vector<std::vector<Matrix>>& gys, const std::vector<std::vector<Matrix>>& acts) {
+    for (size_t l = 0; l < mlp.layers(); ++l)
+      mlp.sum_weight_grads(l, ranks, scale, [&](int64_t r) -> const Matrix& { return gys[static_cast<size_t>(r)][l]; },
+                           [&](int64_t r) -> const Matrix& { return acts[static_cast<size_t>(r)][l]; });
+  }
 };
 
 void Plain(benchmark::State& state) {
@@ -137,9 +147,43 @@ void SlicedDeferred(benchmark::State& state) {
       acts[r] = s.mlp.forward(s.x.middleRows(static_cast<int64_t>(r) * s.rows, s.rows));
       gys[r] = s.mlp.output_grads(acts[r]);
     }
-    for (size_t l = 0; l < s.mlp.layers(); ++l)
-      s.mlp.sum_weight_grads(l, s.ranks, s.scale, [&](int64_t r) -> const Matrix& { return gys[static_cast<size_t>(r)][l]; },
-                             [&](int64_t r) -> const Matrix& { return acts[static_cast<size_t>(r)][l]; });
+    s.sum_weight_grads(gys, acts);
+    benchmark::DoNotOptimize(s.mlp.grads.back().data());
+  }
+}
+
+void Lockstep(benchmark::State& state) {
+  Setup s(state);
+  constexpr int64_t kBlock = 120;  // weight rows (columns) per block: a multiple of 24
+  const auto ranks = static_cast<size_t>(s.ranks);
+  std::vector<std::vector<Matrix>> acts(ranks), gys(ranks);
+  for (auto _ : state) {
+    for (size_t r = 0; r < ranks; ++r) acts[r] = {s.x.middleRows(static_cast<int64_t>(r) * s.rows, s.rows)};
+    for (size_t l = 0; l < s.mlp.layers(); ++l) {
+      const Matrix& w = s.mlp.weights[l];
+      for (size_t r = 0; r < ranks; ++r) acts[r].emplace_back(s.rows, w.rows());
+      for (int64_t b = 0; b < w.rows(); b += kBlock) {
+        const int64_t n = std::min(kBlock, w.rows() - b);
+        for (size_t r = 0; r < ranks; ++r) acts[r][l + 1].middleCols(b, n).noalias() = acts[r][l] * w.middleRows(b, n).transpose();
+      }
+      if (l + 1 < s.mlp.layers())
+        for (size_t r = 0; r < ranks; ++r) acts[r][l + 1] = acts[r][l + 1].cwiseMax(0.0f);
+    }
+    for (size_t r = 0; r < ranks; ++r) {
+      gys[r].assign(s.mlp.layers(), Matrix());
+      gys[r].back() = acts[r].back() * 0.01f;
+    }
+    for (size_t l = s.mlp.layers() - 1; l > 0; --l) {
+      const Matrix& w = s.mlp.weights[l];
+      for (size_t r = 0; r < ranks; ++r) gys[r][l - 1].resize(s.rows, w.cols());
+      for (int64_t b = 0; b < w.cols(); b += kBlock) {
+        const int64_t n = std::min(kBlock, w.cols() - b);
+        for (size_t r = 0; r < ranks; ++r) gys[r][l - 1].middleCols(b, n).noalias() = gys[r][l] * w.middleCols(b, n);
+      }
+      for (size_t r = 0; r < ranks; ++r)
+        gys[r][l - 1] = gys[r][l - 1].cwiseProduct((acts[r][l].array() > 0.0f).cast<float>().matrix());
+    }
+    s.sum_weight_grads(gys, acts);
     benchmark::DoNotOptimize(s.mlp.grads.back().data());
   }
 }
@@ -161,6 +205,7 @@ void BatchedTiled(benchmark::State& state) {
 BENCHMARK(Plain)->Arg(200)->Arg(1600)->Unit(benchmark::kMillisecond);
 BENCHMARK(Sliced)->Args({200, 8})->Args({200, 2})->Args({1600, 8})->Unit(benchmark::kMillisecond);
 BENCHMARK(SlicedDeferred)->Args({200, 8})->Args({200, 2})->Unit(benchmark::kMillisecond);
+BENCHMARK(Lockstep)->Args({200, 8})->Args({200, 2})->Unit(benchmark::kMillisecond);
 BENCHMARK(BatchedTiled)->Args({200, 8})->Args({1600, 8})->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();
