@@ -58,22 +58,36 @@ bool is_float_text(std::string_view s) {
   return i == s.size() && (dot || expo);
 }
 
-// The length of the valid UTF-8 sequence starting at text[i], or 0 if there is none. Valid means
-// a Unicode scalar value in its shortest form: an emitter replaces anything else (overlong
-// forms, UTF-16 surrogates, above U+10FFFF) with U+FFFD, so a dump would not read back.
-size_t utf8_sequence_length(std::string_view text, size_t i) {
+struct Utf8Char {
+  size_t length = 0;  // 0: no valid sequence starts here
+  uint32_t code = 0;
+};
+
+// The valid UTF-8 sequence starting at text[i], if any. Valid means a Unicode scalar value in its
+// shortest form: an emitter replaces anything else (overlong forms, UTF-16 surrogates, above
+// U+10FFFF) with U+FFFD, so a dump would not read back.
+Utf8Char decode_utf8(std::string_view text, size_t i) {
   auto c = static_cast<unsigned char>(text[i]);
   size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-  if (len == 0 || i + len > text.size()) return 0;
+  if (len == 0 || i + len > text.size()) return {};
   uint32_t code = len == 1 ? c : len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
   for (size_t k = 1; k < len; ++k) {
     auto next = static_cast<unsigned char>(text[i + k]);
-    if ((next >> 6) != 0x2) return 0;
+    if ((next >> 6) != 0x2) return {};
     code = (code << 6) | (next & 0x3f);
   }
   static constexpr uint32_t kSmallestOfLength[] = {0, 0, 0x80, 0x800, 0x10000};
   const bool scalar_value = code >= kSmallestOfLength[len] && code <= 0x10ffff && !(code >= 0xd800 && code <= 0xdfff);
-  return scalar_value ? len : 0;
+  return scalar_value ? Utf8Char{len, code} : Utf8Char{};
+}
+
+// Unicode's 66 noncharacters (U+FDD0..U+FDEF and the last two code points of every plane):
+// yaml-cpp's emitter writes U+FFFD for them in quoted scalars, so a dump would not read back
+// (found by the config fuzzer). No config has a use for them.
+void reject_noncharacter(uint32_t code, const SourceLoc& loc, std::string_view where) {
+  if ((code >= 0xfdd0 && code <= 0xfdef) || (code & 0xfffe) == 0xfffe)
+    throw ConfigError(fmt::format("Unicode noncharacter U+{:04X} {}", code, where), loc, {},
+                      "remove it; noncharacters are reserved for programs' internal use and YAML writers replace them");
 }
 
 // yaml-cpp decodes the escapes \_ (U+00A0) and \N (U+0085) of double-quoted scalars to the
@@ -82,8 +96,9 @@ size_t utf8_sequence_length(std::string_view text, size_t i) {
 // 0xA0 or 0x85 can only come from those escapes: re-encode it.
 std::string fix_decoded_escapes(std::string s, const SourceLoc& loc) {
   for (size_t i = 0; i < s.size();) {
-    if (size_t len = utf8_sequence_length(s, i)) {
-      i += len;
+    if (const Utf8Char ch = decode_utf8(s, i); ch.length) {
+      reject_noncharacter(ch.code, loc, "in the decoded scalar");
+      i += ch.length;
       continue;
     }
     const auto c = static_cast<unsigned char>(s[i]);
@@ -141,6 +156,13 @@ bool yaml11_reads_as_non_string(const std::string& s) {
   return std::regex_match(s, typed);
 }
 
+// Escapes in double-quoted scalars ("\0", "\x01", "\v") can put control characters into a
+// string; single-quoted or plain, yaml-cpp would write them raw, which YAML text may not hold
+// (found by the config fuzzer). Double-quoted, it writes them as escapes again.
+bool has_control_character(const std::string& s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
 bool needs_quotes(const std::string& s) {
   if (s.empty()) return true;
   ConfigNode typed = infer_scalar(s);
@@ -151,6 +173,13 @@ bool needs_quotes(const std::string& s) {
                                (s.size() == 3 || std::isspace(static_cast<unsigned char>(s[3])));
   return document_marker || std::isspace(static_cast<unsigned char>(s.front())) ||
          std::isspace(static_cast<unsigned char>(s.back()));
+}
+
+// A string in the style that reads back as the same string.
+void emit_string(YAML::Emitter& e, const std::string& s) {
+  if (has_control_character(s)) e << YAML::DoubleQuoted;
+  else if (needs_quotes(s)) e << YAML::SingleQuoted;
+  e << s;
 }
 
 void emit(YAML::Emitter& e, const ConfigNode& n) {
@@ -166,8 +195,7 @@ void emit(YAML::Emitter& e, const ConfigNode& n) {
       break;
     }
     case ConfigNode::Kind::kString:
-      if (needs_quotes(n.as_string())) e << YAML::SingleQuoted;
-      e << n.as_string();
+      emit_string(e, n.as_string());
       break;
     case ConfigNode::Kind::kList:
       if (n.elements().empty()) {
@@ -186,8 +214,8 @@ void emit(YAML::Emitter& e, const ConfigNode& n) {
       e << YAML::BeginMap;
       for (const auto& [k, v] : n.items()) {
         e << YAML::Key;
-        if (needs_quotes(k)) e << YAML::SingleQuoted;
-        e << k << YAML::Value;
+        emit_string(e, k);
+        e << YAML::Value;
         emit(e, v);
       }
       e << YAML::EndMap;
@@ -227,17 +255,18 @@ void check_utf8(std::string_view text, const std::string& source_name) {
   int line = 1, column = 1;
   for (size_t i = 0; i < text.size();) {
     auto c = static_cast<unsigned char>(text[i]);
-    const size_t len = utf8_sequence_length(text, i);
-    if (len == 0)
+    const Utf8Char ch = decode_utf8(text, i);
+    if (ch.length == 0)
       throw ConfigError(fmt::format("invalid UTF-8 byte 0x{:02x}", c), {source_name, line, column}, {},
                         "save the file as UTF-8 text");
     // YAML forbids C0 control characters other than tab, LF and CR (yaml-cpp stops at NUL).
     if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
       throw ConfigError(fmt::format("control character 0x{:02x} in config text", c), {source_name, line, column}, {},
                         "remove it; YAML text may hold tabs and newlines but no other control characters");
+    reject_noncharacter(ch.code, {source_name, line, column}, "in config text");
     if (c == '\n') ++line, column = 1;
     else ++column;
-    i += len;
+    i += ch.length;
   }
 }
 
@@ -265,7 +294,7 @@ ConfigNode load_yaml_file(const std::filesystem::path& path) {
 std::string dump_yaml(const ConfigNode& node) {
   YAML::Emitter e;
   emit(e, node);
-  std::string out = e.c_str();
+  std::string out(e.c_str(), e.size());  // by size: an escaped string may have held a NUL
   if (out.empty() || out.back() != '\n') out += '\n';
   return out;
 }

@@ -13,8 +13,9 @@ namespace xp::config {
 // Types an unquoted scalar: "null"/"~"/"" -> null, "TRUE" -> bool, "1_000" -> int, "1e-3" -> float.
 ConfigNode infer_scalar(std::string_view text);
 
-// Throws ConfigError at the first byte that is not valid UTF-8 or a control character (YAML text must be UTF-8; the
-// emitter would otherwise rewrite such bytes and a dump would no longer match its source).
+// Throws ConfigError at the first byte that is not valid UTF-8, a control character or a Unicode
+// noncharacter (YAML text must be UTF-8; the emitter would otherwise rewrite such bytes and a dump
+// would no longer match its source).
 void check_utf8(std::string_view text, const std::string& source_name);
 
 ConfigNode load_yaml_file(const std::filesystem::path& path);

@@ -1,3 +1,4 @@
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -75,7 +76,24 @@ TEST(LoadYaml, OverlongSurrogateAndOutOfRangeUtf8AreRejected) {
       EXPECT_EQ(e.loc().column, 4);
     }
   }
-  EXPECT_NO_THROW(load_yaml_string("k: \xf4\x8f\xbf\xbf \xef\xbf\xbd \xe2\x82\xac\n", "edge.yaml"));
+  EXPECT_NO_THROW(load_yaml_string("k: \xf4\x8f\xbf\xbd \xef\xbf\xbd \xe2\x82\xac\n", "edge.yaml"));
+}
+
+TEST(LoadYaml, UnicodeNoncharactersAreRejectedWrittenOrEscaped) {
+  // yaml-cpp writes U+FFFD for them in quoted scalars, so a dump would not read back (found by
+  // the config fuzzer).
+  for (const char* bad : {"k: ' \xef\xbf\xbe'\n",   // U+FFFE
+                          "k: ' \xef\xb7\x90'\n",   // U+FDD0
+                          "k: ' \xf4\x8f\xbf\xbf'\n",  // U+10FFFF
+                          "k: \" \\uFFFF\"\n"}) {
+    try {
+      load_yaml_string(bad, "nonchar.yaml");
+      ADD_FAILURE() << "accepted " << bad;
+    } catch (const ConfigError& e) {
+      EXPECT_EQ(e.loc().line, 1);
+      EXPECT_THAT(e.what(), testing::HasSubstr("noncharacter"));
+    }
+  }
 }
 
 TEST(LoadYaml, NbspAndNextLineEscapesDecodeToUtf8AndDumpBack) {
@@ -109,6 +127,16 @@ TEST(DumpYaml, RoundTripsEveryKind) {
   ConfigNode b = load_yaml_string(dump_yaml(a), "b");
   EXPECT_EQ(a, b) << dump_yaml(a);
   EXPECT_EQ(b.find("w")->kind(), ConfigNode::Kind::kFloat);
+}
+
+TEST(DumpYaml, EscapedControlCharactersReadBack) {
+  // Escapes put a NUL and a vertical tab into a key and a value with spaces at their ends; single-
+  // quoted, they were written raw (and the dump cut at the NUL: found by the config fuzzer).
+  ConfigNode n = load_yaml_string("\" k\\v\": \"a \\0b \"\n", "ctl.yaml");
+  const ConfigNode* v = n.find(" k\v");
+  ASSERT_NE(v, nullptr);
+  EXPECT_EQ(v->as_string(), std::string("a \0b ", 5));
+  EXPECT_EQ(load_yaml_string(dump_yaml(n), "dump"), n);
 }
 
 TEST(DumpYaml, ScalarsThatLookLikeDocumentMarkersAreQuoted) {
